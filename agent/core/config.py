@@ -1,0 +1,154 @@
+"""The user's settings: a TOML file in the data directory, checked against a fixed schema.
+
+Every key the program reads is declared once in `SETTINGS` with its type, default, allowed
+range and a line of help; `ownrec config list` prints that table. Unknown keys and bad values
+are refused with a message that says what would be accepted.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from agent.core import paths
+from agent.core.atomic import write_text_atomic
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    type: type
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a TOML value or a command-line string into a checked value of this setting."""
+        value = raw
+        if isinstance(raw, str) and self.type is not str:
+            try:
+                if self.type is bool:
+                    lowered = raw.strip().lower()
+                    if lowered not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+                        raise ValueError
+                    value = lowered in {"true", "1", "yes", "on"}
+                else:
+                    value = self.type(raw)
+            except ValueError:
+                raise ConfigError(f"{self.key}: {raw!r} is not a valid {self.type.__name__}") from None
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{self.key}: expected {self.type.__name__}, got {type(raw).__name__} {raw!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{self.key}: {value} is below the minimum {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"{self.key}: {value} is above the maximum {self.maximum}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{self.key}: {value!r} is not one of {', '.join(self.choices)}")
+        return value
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in [
+        Setting("feed.size", int, 20, "How many items a feed or `recommend` shows.", 1, 500),
+        Setting("feed.diversity", float, 0.3,
+                "MMR trade-off: 0 ranks by score alone, 1 maximises variety.", 0.0, 1.0),
+        Setting("feed.exploration", float, 0.1,
+                "Share of the slate given to items the model is unsure about.", 0.0, 0.5),
+        Setting("ranker.learning_rate", float, 0.05, "Step size of the online update.", 1e-5, 1.0),
+        Setting("ranker.adapter_rank", int, 8, "Rank of the personal item-tower adapter.", 1, 64),
+        Setting("ranker.retrain_every", int, 25,
+                "Fully retrain the personal adapter after this many feedback events.", 1, 10_000),
+        Setting("encoder.batch_size", int, 32, "Texts per encoder batch.", 1, 1024),
+    ]
+}
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in sorted(flat.items()):
+        *parents, leaf = key.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested
+
+
+def setting(key: str) -> Setting:
+    try:
+        return SETTINGS[key]
+    except KeyError:
+        known = ", ".join(sorted(SETTINGS))
+        raise ConfigError(f"unknown setting {key!r}; known settings: {known}") from None
+
+
+class Config:
+    """The settings file, read once; `set` and `unset` write it back atomically."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.config_path()
+        self._values = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{self.path}: not valid TOML ({error}); fix or delete the file") from None
+        values = {}
+        for key, value in _flatten(raw).items():
+            try:
+                values[key] = setting(key).parse(value)
+            except ConfigError as error:
+                raise ConfigError(f"{self.path}: {error}") from None
+        return values
+
+    def get(self, key: str) -> Any:
+        return self._values.get(key, setting(key).default)
+
+    def is_set(self, key: str) -> bool:
+        setting(key)
+        return key in self._values
+
+    def set(self, key: str, raw: Any) -> Any:
+        value = setting(key).parse(raw)
+        self._values[key] = value
+        self._write()
+        return value
+
+    def unset(self, key: str) -> None:
+        setting(key)
+        self._values.pop(key, None)
+        self._write()
+
+    def items(self) -> list[tuple[Setting, Any, bool]]:
+        """Every setting with its current value and whether the user set it."""
+        return [(s, self.get(k), k in self._values) for k, s in sorted(SETTINGS.items())]
+
+    def _write(self) -> None:
+        write_text_atomic(self.path, tomli_w.dumps(_nest(self._values)))

@@ -1,0 +1,101 @@
+"""Numbered schema migrations, applied in order and recorded in `_migrations`.
+
+Add a migration by appending a function; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.Database], None]:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["items"].create(
+        {
+            "id": int,
+            "source": str,  # where the item came from: "movielens-100k", "csv:films.csv", "rss:feed.xml"
+            "external_id": str,  # its id in that source
+            "title": str,
+            "text": str,  # what the encoder reads
+            "text_hash": str,  # sha256 of text: the embedding cache key
+            "metadata": str,  # JSON object: year, genres, url, author, ...
+            "added_at": float,
+        },
+        pk="id",
+        not_null={"source", "external_id", "title", "text", "text_hash"},
+    )
+    db["items"].create_index(["source", "external_id"], unique=True)
+    db["items"].create_index(["text_hash"])
+    db["items"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
+
+    db["interactions"].create(
+        {
+            "id": int,
+            "item_id": int,
+            "kind": str,  # like | dislike | skip | rating | open
+            "value": float,  # the rating (0.5-5 stars) for kind=rating, else NULL
+            "at": float,  # unix time of the feedback itself (an import keeps the original date)
+            "origin": str,  # "tui", "cli", "import:letterboxd", ...
+        },
+        pk="id",
+        foreign_keys=[("item_id", "items", "id")],
+        not_null={"item_id", "kind", "at"},
+    )
+    db["interactions"].create_index(["item_id"])
+    db["interactions"].create_index(["at"])
+
+    db["embeddings"].create(
+        {"model_id": str, "text_hash": str, "vector": bytes},
+        pk=("model_id", "text_hash"),
+    )
+
+    db["adapters"].create(
+        {
+            "id": int,
+            "kind": str,  # "personal" (never leaves the device) | "global" (from the federation)
+            "version": int,
+            "path": str,  # relative to the data directory
+            "sha256": str,
+            "created_at": float,
+            "meta": str,  # JSON: training counts, loss, model id
+        },
+        pk="id",
+        not_null={"kind", "version", "path", "sha256", "created_at"},
+    )
+    db["adapters"].create_index(["kind", "version"], unique=True)
+
+    db["events"].create(
+        {"id": int, "at": float, "kind": str, "payload": str},
+        pk="id",
+        not_null={"at", "kind"},
+    )
+
+    db["state"].create({"key": str, "value": str}, pk="key")
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations not yet recorded; return the names applied. Each runs in its own
+    transaction together with its record, so a crash leaves the schema at a known version."""
+    table = db["_migrations"]
+    if not table.exists():
+        table.create({"name": str, "applied_at": float}, pk="name")
+    done = {row["name"] for row in table.rows}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        with db.atomic():
+            fn(db)
+            table.insert({"name": fn.__name__, "applied_at": time.time()})
+        applied.append(fn.__name__)
+    return applied

@@ -1,0 +1,360 @@
+"""The local SQLite store: items, feedback, the embedding cache, adapter versions, an event log.
+
+Plain data crosses this boundary (dataclasses, dicts, numpy arrays); callers never see SQL.
+Every multi-row change runs in one transaction (`Database.atomic`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from agent.core import paths
+from agent.core.store.migrations import apply_migrations
+
+FEEDBACK_KINDS = ("like", "dislike", "skip", "rating", "open")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class UnknownItem(StoreError):
+    pass
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item as an importer produces it, before it has a local id."""
+
+    source: str
+    external_id: str
+    title: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    source: str
+    external_id: str
+    title: str
+    text: str
+    text_hash: str
+    metadata: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        """A stable, human-typeable reference: `source:external_id`."""
+        return f"{self.source}:{self.external_id}"
+
+    @property
+    def year(self) -> int | None:
+        year = self.metadata.get("year")
+        return int(year) if year not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class Interaction:
+    id: int
+    item_id: int
+    kind: str
+    value: float | None
+    at: float
+    origin: str
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    added: int
+    updated: int
+    unchanged: int
+    item_ids: list[int]
+
+
+def _item(row: dict[str, Any]) -> Item:
+    return Item(
+        id=row["id"],
+        source=row["source"],
+        external_id=row["external_id"],
+        title=row["title"],
+        text=row["text"],
+        text_hash=row["text_hash"],
+        metadata=json.loads(row["metadata"] or "{}"),
+    )
+
+
+def _interaction(row: dict[str, Any]) -> Interaction:
+    return Interaction(row["id"], row["item_id"], row["kind"], row["value"], row["at"], row["origin"])
+
+
+class Store:
+    def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | None = None) -> "Store":
+        path = Path(path) if path else paths.database_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(path), check_same_thread=False)
+            db = sqlite_utils.Database(conn)
+            db.execute("PRAGMA foreign_keys = ON")
+            db.enable_wal()
+            apply_migrations(db)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"{path} is not a usable ownrec database ({error}). Move it aside and run "
+                "`ownrec doctor`, or delete everything with `ownrec forget --all`."
+            ) from None
+        return cls(db, path)
+
+    @classmethod
+    def memory(cls) -> "Store":
+        db = sqlite_utils.Database(memory=True)
+        apply_migrations(db)
+        return cls(db, None)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    # -- items ---------------------------------------------------------------------------
+
+    def upsert_items(self, items: Iterable[NewItem]) -> UpsertResult:
+        """Add or update items keyed by (source, external_id), all in one transaction."""
+        added = updated = unchanged = 0
+        ids: list[int] = []
+        now = time.time()
+        with self.db.atomic():
+            for new in items:
+                digest = text_hash(new.text)
+                metadata = json.dumps(new.metadata, sort_keys=True, ensure_ascii=False)
+                row = self.db.execute(
+                    "select id, title, text_hash, metadata from items where source = ? and external_id = ?",
+                    [new.source, new.external_id],
+                ).fetchone()
+                if row is None:
+                    cursor = self.db.execute(
+                        "insert into items (source, external_id, title, text, text_hash, metadata, added_at)"
+                        " values (?, ?, ?, ?, ?, ?, ?)",
+                        [new.source, new.external_id, new.title, new.text, digest, metadata, now],
+                    )
+                    ids.append(cursor.lastrowid)
+                    added += 1
+                elif (row[1], row[2], row[3]) != (new.title, digest, metadata):
+                    self.db.execute(
+                        "update items set title = ?, text = ?, text_hash = ?, metadata = ? where id = ?",
+                        [new.title, new.text, digest, metadata, row[0]],
+                    )
+                    ids.append(row[0])
+                    updated += 1
+                else:
+                    ids.append(row[0])
+                    unchanged += 1
+        return UpsertResult(added, updated, unchanged, ids)
+
+    def item(self, item_id: int) -> Item:
+        row = self.db.execute("select * from items where id = ?", [item_id]).fetchone()
+        if row is None:
+            raise UnknownItem(f"no item with id {item_id}")
+        return _item(dict(zip(self._columns("items"), row)))
+
+    def resolve_item(self, ref: str | int) -> Item:
+        """Find an item by local id (`42`) or by `source:external_id`."""
+        text = str(ref).strip()
+        if text.isdigit():
+            return self.item(int(text))
+        # Sources and external ids may both contain colons ("rss:My Feed", "https://..."):
+        # try every split point.
+        for at in [i for i, c in enumerate(text) if c == ":"]:
+            rows = list(self.db["items"].rows_where("source = ? and external_id = ?", [text[:at], text[at + 1:]]))
+            if rows:
+                return _item(rows[0])
+        raise UnknownItem(
+            f"no item {text!r}: use the id shown by `ownrec recommend` or `ownrec items search`, "
+            "or source:external_id"
+        )
+
+    def items(self, ids: Iterable[int] | None = None) -> list[Item]:
+        if ids is None:
+            return [_item(row) for row in self.db["items"].rows_where(order_by="id")]
+        wanted = list(ids)
+        by_id: dict[int, Item] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db["items"].rows_where(f"id in ({marks})", chunk):
+                by_id[row["id"]] = _item(row)
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def item_count(self) -> int:
+        return self.db["items"].count
+
+    def find_by_title(self, title: str, year: int | None = None) -> Item | None:
+        """Match an item by title (case-insensitive) and, when given, its year."""
+        rows = [
+            _item(row)
+            for row in self.db["items"].rows_where("lower(title) = lower(?)", [title.strip()], order_by="id")
+        ]
+        if year is not None:
+            rows = [item for item in rows if item.year == year]
+        return rows[0] if rows else None
+
+    def search_items(self, query: str, limit: int = 20) -> list[Item]:
+        """Full-text search over titles and texts; falls back to a substring match."""
+        words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
+        found: list[Item] = []
+        if words:
+            fts = " ".join(f'"{w}"*' for w in words)
+            sql = (
+                "select items.* from items join items_fts on items.rowid = items_fts.rowid "
+                "where items_fts match ? order by bm25(items_fts, 10.0, 1.0) limit ?"
+            )
+            found = [_item(dict(zip(self._columns("items"), row))) for row in self.db.execute(sql, [fts, limit])]
+        if not found and query.strip():
+            found = [
+                _item(row)
+                for row in self.db["items"].rows_where(
+                    "title like ? or text like ?", [f"%{query.strip()}%"] * 2, limit=limit
+                )
+            ]
+        return found
+
+    # -- feedback ------------------------------------------------------------------------
+
+    def add_interactions(self, rows: Iterable[tuple[int, str, float | None, float, str]]) -> int:
+        """Record feedback rows (item_id, kind, value, at, origin) in one transaction."""
+        count = 0
+        with self.db.atomic():
+            for item_id, kind, value, at, origin in rows:
+                if kind not in FEEDBACK_KINDS:
+                    raise StoreError(f"unknown feedback kind {kind!r}; use one of {', '.join(FEEDBACK_KINDS)}")
+                self.db.execute(
+                    "insert into interactions (item_id, kind, value, at, origin) values (?, ?, ?, ?, ?)",
+                    [item_id, kind, value, at, origin],
+                )
+                count += 1
+        return count
+
+    def add_interaction(self, item_id: int, kind: str, value: float | None = None,
+                        at: float | None = None, origin: str = "cli") -> Interaction:
+        self.item(item_id)  # a clear error for an unknown item, before the foreign key fires
+        self.add_interactions([(item_id, kind, value, at if at is not None else time.time(), origin)])
+        row = self.db.execute("select * from interactions order by id desc limit 1").fetchone()
+        return _interaction(dict(zip(self._columns("interactions"), row)))
+
+    def interactions(self) -> list[Interaction]:
+        return [_interaction(row) for row in self.db["interactions"].rows_where(order_by="at, id")]
+
+    def interaction_count(self) -> int:
+        return self.db["interactions"].count
+
+    def has_interaction(self, item_id: int, kind: str, at: float) -> bool:
+        return bool(self.db.execute(
+            "select 1 from interactions where item_id = ? and kind = ? and at = ?", [item_id, kind, at]
+        ).fetchone())
+
+    # -- embedding cache -----------------------------------------------------------------
+
+    def cached_embeddings(self, model_id: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for digest, blob in self.db.execute(
+                f"select text_hash, vector from embeddings where model_id = ? and text_hash in ({marks})",
+                [model_id, *chunk],
+            ):
+                found[digest] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_embeddings(self, model_id: str, vectors: dict[str, np.ndarray]) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "insert or replace into embeddings (model_id, text_hash, vector) values (?, ?, ?)",
+                [(model_id, digest, np.asarray(v, dtype=np.float32).tobytes()) for digest, v in vectors.items()],
+            )
+
+    # -- adapters, state, events ---------------------------------------------------------
+
+    def record_adapter(self, kind: str, path: str, sha256: str, meta: dict[str, Any]) -> int:
+        """Register a new adapter version (its file is already written); returns the version."""
+        with self.db.atomic():
+            row = self.db.execute("select max(version) from adapters where kind = ?", [kind]).fetchone()
+            version = (row[0] or 0) + 1
+            self.db["adapters"].insert(
+                {"kind": kind, "version": version, "path": path, "sha256": sha256,
+                 "created_at": time.time(), "meta": json.dumps(meta)}
+            )
+        return version
+
+    def adapter_versions(self, kind: str) -> list[dict[str, Any]]:
+        return list(self.db["adapters"].rows_where("kind = ?", [kind], order_by="version desc"))
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("select value from state where key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_state(self, key: str, value: Any) -> None:
+        with self.db.atomic():
+            self.db.execute("insert or replace into state (key, value) values (?, ?)", [key, json.dumps(value)])
+
+    def log_event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "insert into events (at, kind, payload) values (?, ?, ?)",
+                [time.time(), kind, json.dumps(payload or {}, ensure_ascii=False)],
+            )
+
+    def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        return list(self.db["events"].rows_where(order_by="id desc", limit=limit))
+
+    # -- export --------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """Everything personal in the store, as plain JSON-able data."""
+        return {
+            "interactions": [
+                {key: value for key, value in row.items() if key not in ("source", "external_id")}
+                | {"item_ref": f"{row['source']}:{row['external_id']}"}
+                for row in self.db.query(
+                    "select interactions.*, items.source, items.external_id, items.title from interactions"
+                    " join items on items.id = interactions.item_id order by interactions.at, interactions.id"
+                )
+            ],
+            "items": [
+                {**row, "metadata": json.loads(row["metadata"] or "{}")}
+                for row in self.db["items"].rows_where(order_by="id")
+            ],
+            "adapters": list(self.db["adapters"].rows_where(order_by="kind, version")),
+            "state": {row["key"]: json.loads(row["value"]) for row in self.db["state"].rows},
+            "events": [
+                {**row, "payload": json.loads(row["payload"] or "{}")}
+                for row in self.db["events"].rows_where(order_by="id")
+            ],
+        }
+
+    def _columns(self, table: str) -> list[str]:
+        return [column.name for column in self.db[table].columns]
