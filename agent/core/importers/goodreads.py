@@ -1,0 +1,86 @@
+"""Goodreads library export CSV (My Books > Import and export > Export Library).
+
+Columns used (the export has more; they are ignored):
+
+- `Book Id`: required; the item's external id (source `goodreads`).
+- `Title`: required; kept as is, series suffix included ("Catching Fire (The Hunger Games, #2)").
+- `Author`: optional.
+- `ISBN13` (else `ISBN`): optional; the export's `="..."` quoting is removed.
+- `My Rating`: 0-5 whole stars; 0 means not rated.
+- `Original Publication Year`, else `Year Published`: the year.
+- `Date Read`, else `Date Added`: the feedback date (YYYY/MM/DD, midnight UTC).
+- `Exclusive Shelf`: read, currently-reading, to-read or a custom shelf.
+
+Items are books: text "Title by Author (year).", metadata author, year, isbn and url
+(https://www.goodreads.com/book/show/<Book Id>). Like Letterboxd, a book is first matched to an
+existing item by title and year; otherwise it is added.
+
+Feedback: `rating` when My Rating > 0; else none on the to-read shelf (the book is added only);
+else `open` (read, currently reading, or a custom shelf).
+
+A row is reported and skipped when Book Id or Title is missing, or My Rating, a year or a date
+is malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from agent.core.importers.base import (
+    Feedback,
+    Parsed,
+    ParsedRow,
+    RowError,
+    parse_csv,
+    parse_date,
+    parse_year,
+    require_columns,
+    sentence,
+)
+from agent.core.store import NewItem
+
+COLUMNS = ("Book Id", "Title", "Author", "My Rating", "Exclusive Shelf")
+
+
+def _isbn(value: str) -> str:
+    return value.removeprefix("=").strip('"')
+
+
+def _stars(value: str) -> int:
+    if not value:
+        return 0
+    if not value.isdigit() or int(value) > 5:
+        raise RowError(f"My Rating {value!r} is not 0-5 stars")
+    return int(value)
+
+
+def parse(path: Path) -> Iterator[Parsed]:
+    path = Path(path)
+
+    def record(row: dict[str, str]) -> ParsedRow:
+        book_id, title, author = row["Book Id"], row["Title"], row["Author"]
+        if not book_id:
+            raise RowError("missing Book Id")
+        if not title:
+            raise RowError("missing Title")
+        stars = _stars(row["My Rating"])
+        year = parse_year(row.get("Original Publication Year")) or parse_year(row.get("Year Published"))
+        at = parse_date(row.get("Date Read")) or parse_date(row.get("Date Added"))
+        shelf = row["Exclusive Shelf"].lower()
+
+        byline = f"{title} by {author}" if author else title
+        metadata = {"author": author, "year": year, "isbn": _isbn(row.get("ISBN13", "")) or _isbn(row.get("ISBN", "")),
+                    "url": f"https://www.goodreads.com/book/show/{book_id}"}
+        item = NewItem("goodreads", book_id, title,
+                       f"{byline} ({year})." if year is not None else sentence(byline),
+                       {key: value for key, value in metadata.items() if value not in (None, "")})
+        if stars:
+            feedback = Feedback("rating", float(stars), at)
+        elif shelf == "to-read":
+            feedback = None
+        else:
+            feedback = Feedback("open", None, at)
+        return ParsedRow(item, feedback, match_title=True)
+
+    return parse_csv(path, require_columns(path, "Goodreads export", COLUMNS), record)
