@@ -1,0 +1,18 @@
+"""The personal ranker: adapters (the learned parameters), scoring, training and slates."""
+
+from agent.core.ranker.adapters import AdapterError, GlobalAdapter, PersonalAdapter, load_personal, save_personal
+from agent.core.ranker.model import Catalog, Scorer
+from agent.core.ranker.slate import SlateEntry, build_slate, mmr
+from agent.core.ranker.training import (
+    TrainingSettings,
+    fit,
+    online_update,
+    preference_labels,
+    rating_signal,
+)
+
+__all__ = [
+    "AdapterError", "Catalog", "GlobalAdapter", "PersonalAdapter", "Scorer", "SlateEntry",
+    "TrainingSettings", "build_slate", "fit", "load_personal", "mmr", "online_update",
+    "preference_labels", "rating_signal", "save_personal",
+]

@@ -1,0 +1,94 @@
+"""Scoring: the whole catalog in one matrix-vector product.
+
+s_i = p . (x_i + B_g A_g x_i + B_u A_u x_i + W_v v_i) + b_i is linear in x_i, so the adapters fold
+into one effective query q = p + A_g^T B_g^T p + A_u^T B_u^T p and the catalog is scored as
+X q (+ V W_v^T p + b). That is what keeps 100,000 items within a few milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.core.ranker.adapters import GlobalAdapter, PersonalAdapter
+
+
+@dataclass
+class Catalog:
+    """The encoded catalog: item ids, their refs and their (normalised) text embeddings."""
+
+    ids: np.ndarray  # (n,) int64 local item ids
+    refs: list[str]  # (n,) `source:external_id`, the key the federation knows items by
+    X: np.ndarray  # (n, d) float32
+
+    def __post_init__(self) -> None:
+        self._row = {int(item_id): row for row, item_id in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.X.shape[1])
+
+    def rows(self, item_ids) -> np.ndarray:
+        """Row indices of the given item ids (ids not in the catalog are dropped)."""
+        return np.array([self._row[int(i)] for i in item_ids if int(i) in self._row], dtype=np.int64)
+
+    def row(self, item_id: int) -> int | None:
+        return self._row.get(int(item_id))
+
+    @classmethod
+    def empty(cls, dim: int) -> "Catalog":
+        return cls(np.zeros(0, np.int64), [], np.zeros((0, dim), np.float32))
+
+
+class Scorer:
+    """Binds a catalog to the global adapter: precomputes the per-item global terms once."""
+
+    def __init__(self, catalog: Catalog, global_adapter: GlobalAdapter) -> None:
+        self.catalog = catalog
+        self.global_adapter = global_adapter
+        n = len(catalog)
+        self.bias = np.zeros(n, np.float32)
+        self.residual: np.ndarray | None = None
+        if global_adapter.item_bias:
+            for row, ref in enumerate(catalog.refs):
+                self.bias[row] = global_adapter.item_bias.get(ref, 0.0)
+        if global_adapter.item_residual and global_adapter.W_v is not None:
+            k = global_adapter.W_v.shape[1]
+            self.residual = np.zeros((n, k), np.float32)
+            for row, ref in enumerate(catalog.refs):
+                v = global_adapter.item_residual.get(ref)
+                if v is not None:
+                    self.residual[row] = v
+
+    def effective_query(self, personal: PersonalAdapter, vector: np.ndarray | None = None) -> np.ndarray:
+        """(I + A_g^T B_g^T + A_u^T B_u^T) applied to a user-side vector (p_u by default)."""
+        g = self.global_adapter
+        v = personal.p if vector is None else vector
+        return (v + g.A.T @ (g.B.T @ v) + personal.A.T @ (personal.B.T @ v)).astype(np.float32)
+
+    def scores(self, personal: PersonalAdapter, rows: np.ndarray | None = None,
+               query: np.ndarray | None = None, query_weight: float = 0.0) -> np.ndarray:
+        """s_ui for every catalog row (or the given rows); a chat query adds query_weight * q.h_i."""
+        q = self.effective_query(personal)
+        if query is not None and query_weight:
+            q = q + query_weight * self.effective_query(personal, np.asarray(query, np.float32))
+        X = self.catalog.X if rows is None else self.catalog.X[rows]
+        s = X @ q
+        s += self.bias if rows is None else self.bias[rows]
+        if self.residual is not None:
+            R = self.residual if rows is None else self.residual[rows]
+            s += R @ (self.global_adapter.W_v.T @ personal.p)
+        return s
+
+    def item_vectors(self, personal: PersonalAdapter, rows: np.ndarray) -> np.ndarray:
+        """h_i for the given rows: the items as this person's model sees them."""
+        g = self.global_adapter
+        X = self.catalog.X[rows]
+        H = X + (X @ g.A.T) @ g.B.T + (X @ personal.A.T) @ personal.B.T
+        if self.residual is not None:
+            H = H + self.residual[rows] @ g.W_v.T
+        return H.astype(np.float32)

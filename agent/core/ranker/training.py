@@ -1,0 +1,188 @@
+"""On-device training of the personal adapter from the person's own feedback.
+
+Feedback becomes per-item preference labels; the loss is weighted BPR: a liked item should
+outscore items the person has not rated, and those should outscore disliked ones. Negatives are
+resampled every epoch. Regularisation pulls p_u towards its prior (the onboarding taste
+sentence) and the personal adapter towards the identity. Directions the person pinned (traits)
+are held fixed: updates to p_u are projected off them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.model import Scorer
+from agent.core.store import Interaction
+
+# How strongly each kind of feedback says "more like this" (+) or "less like this" (-).
+WEAK_SIGNAL = {"open": 0.3, "skip": -0.3}
+EXPLICIT_SIGNAL = {"like": 1.0, "dislike": -1.0}
+
+
+def rating_signal(stars: float) -> float:
+    """0.5-5 stars onto -1..1, with 3 stars neutral: 5 -> 1.0, 4 -> 0.5, 2 -> -0.5, 1 -> -1.0."""
+    return float(np.clip((stars - 3.0) / 2.0, -1.0, 1.0))
+
+
+def preference_labels(interactions: Iterable[Interaction]) -> dict[int, float]:
+    """Per item, a signed preference in -1..1. The latest explicit judgement (like, dislike,
+    rating) wins; without one, weak signals (open, skip) add up, capped at their own size."""
+    explicit: dict[int, float] = {}
+    weak: dict[int, float] = {}
+    for event in sorted(interactions, key=lambda e: (e.at, e.id)):
+        if event.kind in EXPLICIT_SIGNAL:
+            explicit[event.item_id] = EXPLICIT_SIGNAL[event.kind]
+        elif event.kind == "rating" and event.value is not None:
+            explicit[event.item_id] = rating_signal(event.value)
+        elif event.kind in WEAK_SIGNAL:
+            weak[event.item_id] = float(np.clip(weak.get(event.item_id, 0.0) + WEAK_SIGNAL[event.kind], -0.6, 0.6))
+    labels = {item: value for item, value in weak.items() if value != 0.0}
+    labels.update({item: value for item, value in explicit.items() if value != 0.0})
+    return labels
+
+
+@dataclass
+class TrainingSettings:
+    epochs: int = 60
+    learning_rate: float = 0.05
+    negatives_per_item: int = 8
+    l2_user: float = 0.01
+    l2_adapter: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Training pairs over catalog rows: row `win` should outscore row `lose`, with a weight."""
+
+    win: np.ndarray
+    lose: np.ndarray
+    weight: np.ndarray
+
+
+def sample_pairs(labels: dict[int, float], scorer: Scorer, rng: np.random.Generator,
+                 negatives_per_item: int, only: Iterable[int] | None = None) -> Pairs:
+    """Each labelled item (or each in `only`) is paired with random unlabelled catalog rows,
+    and liked items additionally with disliked ones."""
+    catalog = scorer.catalog
+    labelled_rows = {catalog.row(i): v for i, v in labels.items() if catalog.row(i) is not None}
+    if not labelled_rows or len(catalog) == 0:
+        return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    subjects = labelled_rows if only is None else {
+        catalog.row(i): labels[i] for i in only if i in labels and catalog.row(i) is not None
+    }
+    taken = np.zeros(len(catalog), bool)
+    taken[list(labelled_rows)] = True
+    free = np.flatnonzero(~taken)
+    disliked = np.array([r for r, v in labelled_rows.items() if v < 0], np.int64)
+    win, lose, weight = [], [], []
+    for row, value in subjects.items():
+        if len(free):
+            others = rng.choice(free, size=negatives_per_item)
+            pair_win, pair_lose = ((np.full(negatives_per_item, row), others) if value > 0
+                                   else (others, np.full(negatives_per_item, row)))
+            win.append(pair_win)
+            lose.append(pair_lose)
+            weight.append(np.full(negatives_per_item, abs(value), np.float32))
+        if value > 0 and len(disliked):
+            chosen = rng.choice(disliked, size=min(negatives_per_item, len(disliked)))
+            win.append(np.full(len(chosen), row))
+            lose.append(chosen)
+            weight.append(np.array([min(value, -labelled_rows[c]) for c in chosen], np.float32))
+    if not win:
+        return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    return Pairs(np.concatenate(win).astype(np.int64), np.concatenate(lose).astype(np.int64),
+                 np.concatenate(weight))
+
+
+def _project_off(delta: np.ndarray, fixed: np.ndarray | None) -> np.ndarray:
+    """Remove from a change of p_u its components along pinned (orthonormal) directions."""
+    if fixed is None or len(fixed) == 0:
+        return delta
+    return delta - fixed.T @ (fixed @ delta)
+
+
+def gradients(adapter: PersonalAdapter, scorer: Scorer, pairs: Pairs,
+              settings: TrainingSettings) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted BPR loss and its gradients with respect to p, A and B (global adapter fixed).
+
+    For a pair with raw difference d = x_win - x_lose and global-side difference u (d through
+    the global adapter), the margin is p.u + p.B A d."""
+    g = scorer.global_adapter
+    X = scorer.catalog.X
+    D = X[pairs.win] - X[pairs.lose]
+    U = D + (D @ g.A.T) @ g.B.T
+    if scorer.residual is not None:
+        U = U + (scorer.residual[pairs.win] - scorer.residual[pairs.lose]) @ g.W_v.T
+    AD = D @ adapter.A.T
+    Btp = adapter.B.T @ adapter.p
+    margin = U @ adapter.p + AD @ Btp
+    total = float(pairs.weight.sum())
+    # d/dmargin of -w log sigmoid(margin) is -w sigmoid(-margin)
+    coef = -(pairs.weight * _sigmoid(-margin)) / total
+    loss = float((pairs.weight * np.logaddexp(0.0, -margin)).sum() / total)
+    ADc = AD.T @ coef
+    grad_p = U.T @ coef + adapter.B @ ADc
+    grad_B = np.outer(adapter.p, ADc)
+    grad_A = np.outer(Btp, D.T @ coef)
+    loss += settings.l2_user * float(np.sum((adapter.p - adapter.prior) ** 2))
+    loss += settings.l2_adapter * float(np.sum(adapter.B ** 2))
+    grad_p += 2 * settings.l2_user * (adapter.p - adapter.prior)
+    grad_B += 2 * settings.l2_adapter * adapter.B
+    return loss, grad_p.astype(np.float32), grad_A.astype(np.float32), grad_B.astype(np.float32)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
+        settings: TrainingSettings, fixed: np.ndarray | None = None) -> tuple[PersonalAdapter, list[float]]:
+    """Full retraining from all labels with Adam, warm-started from `adapter`. Returns the new
+    adapter and the loss per epoch; the input adapter is not modified."""
+    trained = adapter.copy()
+    rng = np.random.default_rng(settings.seed)
+    params = [trained.p, trained.A, trained.B]
+    first = [np.zeros_like(x) for x in params]
+    second = [np.zeros_like(x) for x in params]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    history: list[float] = []
+    for epoch in range(1, settings.epochs + 1):
+        pairs = sample_pairs(labels, scorer, rng, settings.negatives_per_item)
+        if len(pairs.win) == 0:
+            break
+        loss, *grads = gradients(trained, scorer, pairs, settings)
+        history.append(loss)
+        for index, (param, grad) in enumerate(zip(params, grads)):
+            first[index] = beta1 * first[index] + (1 - beta1) * grad
+            second[index] = beta2 * second[index] + (1 - beta2) * grad * grad
+            step = settings.learning_rate * (first[index] / (1 - beta1 ** epoch)) / (
+                np.sqrt(second[index] / (1 - beta2 ** epoch)) + eps)
+            if index == 0:
+                step = _project_off(step, fixed)
+            param -= step.astype(np.float32)
+    return trained, history
+
+
+def online_update(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float], item_id: int,
+                  rng: np.random.Generator, learning_rate: float, steps: int = 4,
+                  replay: int = 16, fixed: np.ndarray | None = None) -> PersonalAdapter:
+    """A few SGD steps on the pairs of one new feedback item plus a small replay of older
+    labels, so one like visibly moves the feed without forgetting the rest."""
+    updated = adapter.copy()
+    others = [i for i in labels if i != item_id]
+    replayed = list(rng.choice(others, size=min(replay, len(others)), replace=False)) if others else []
+    settings = TrainingSettings()
+    for _ in range(steps):
+        pairs = sample_pairs(labels, scorer, rng, 16, only=[item_id, *replayed])
+        if len(pairs.win) == 0:
+            break
+        _, grad_p, grad_A, grad_B = gradients(updated, scorer, pairs, settings)
+        updated.p -= _project_off(learning_rate * grad_p, fixed).astype(np.float32)
+        updated.A -= learning_rate * grad_A
+        updated.B -= learning_rate * grad_B
+    return updated

@@ -1,0 +1,17 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from agent.core import paths
+from agent.core.config import Config
+from agent.core.service import Agent
+from agent.core.store import Store
+
+
+def agent_from_template(template: Path, encoder) -> Agent:
+    """An Agent on a copy of a prepared database, in this test's own OWNREC_HOME."""
+    shutil.copy(template, paths.database_path())
+    return Agent(Store.open(), Config(), encoder)
