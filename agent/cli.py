@@ -1,0 +1,329 @@
+"""The `ownrec` command line. Every command works on the local data directory only.
+
+Run `ownrec --help`, or `ownrec COMMAND --help`, for the documentation of each command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent import __version__
+from agent.core import paths
+from agent.core.config import SETTINGS, Config, ConfigError
+from agent.core.encoder import EncoderUnavailable
+from agent.core.importers import ImportFailed
+from agent.core.ranker import AdapterError
+from agent.core.service import Agent, FeedbackError
+from agent.core.store import StoreError
+
+# Errors a person can act on: shown as one clear line, without a traceback.
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    EncoderUnavailable, StoreError, ConfigError, AdapterError, FeedbackError, ImportFailed, OSError,
+)
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except EXPECTED_ERRORS as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def _agent() -> Agent:
+    return Agent.open()
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        if sys.stderr.isatty() or done == total:
+            click.echo(f"\r{label}: {done}/{total}", nl=done == total, err=True)
+
+    return report
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(__version__, prog_name="ownrec")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """ownrec: a recommender that lives on your machine and learns only from you.
+
+    Run without a command to open the terminal app. Your data stays in one local folder
+    (see `ownrec doctor`); nothing is sent anywhere.
+    """
+    if ctx.invoked_subcommand is None:
+        from agent.tui.app import run
+
+        run()
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--format", "format_", type=click.Choice(["csv", "jsonl", "letterboxd", "goodreads", "rss"]),
+              help="The file's format; detected from its name and header when omitted.")
+@click.option("--demo", is_flag=True, help="Import the demo catalog: the 1,682 MovieLens-100K films.")
+@_fail_cleanly
+def import_(path: Path | None, format_: str | None, demo: bool) -> None:
+    """Add a catalog or your history from PATH, or the demo catalog with --demo.
+
+    \b
+    Formats:
+      csv, jsonl   catalogs or history: columns id, title, text|description, year,
+                   genres|tags, url, author, and for history feedback, rating, at
+      letterboxd   Letterboxd export CSVs (ratings.csv, diary.csv, watched.csv, likes)
+      goodreads    the Goodreads library export CSV
+      rss          RSS 2.0 or Atom files, as a news catalog
+
+    A malformed row is reported with its file and line and skipped; the good rows of a
+    file are imported together. Importing the same file again changes nothing.
+    """
+    if demo == (path is not None):
+        raise click.UsageError("give either PATH or --demo")
+    agent = _agent()
+    if demo:
+        report = agent.import_demo(progress=_progress("encoding"))
+    else:
+        report = agent.import_file(path, format_, progress=_progress("encoding"))
+    for problem in report.problems:
+        click.echo(f"skipped {problem}", err=True)
+    click.echo(report.summary())
+
+
+@cli.command()
+@click.option("--top", "-n", type=click.IntRange(1, 500), help="How many items (default: feed.size).")
+@click.option("--query", "-q", help="What you are in the mood for, in your own words.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {id, ref, title, score, reason}.")
+@_fail_cleanly
+def recommend(top: int | None, query: str | None, as_json: bool) -> None:
+    """Show your personal ranking of the catalog (already rated items are left out)."""
+    recommendations = _agent().recommend(top, query)
+    if as_json:
+        _emit_json([
+            {"id": r.item.id, "ref": r.item.ref, "title": r.item.title, "score": round(r.score, 4),
+             "reason": r.reason, "exploring": r.exploring, "year": r.item.year,
+             "genres": r.item.metadata.get("genres", [])}
+            for r in recommendations
+        ])
+        return
+    if not recommendations:
+        click.echo("Nothing to recommend yet: import a catalog first (`ownrec import --demo`).")
+    for rank, r in enumerate(recommendations, 1):
+        year = f" ({r.item.year})" if r.item.year else ""
+        click.echo(f"{rank:>3}. [{r.item.id}] {r.item.title}{year}  {r.score:+.2f}  {r.reason}")
+
+
+@cli.command()
+@click.argument("item")
+@click.argument("action", type=click.Choice(["like", "dislike", "skip", "open", "rate"]))
+@click.argument("stars", type=float, required=False)
+@_fail_cleanly
+def feedback(item: str, action: str, stars: float | None) -> None:
+    """Tell ownrec what you thought of ITEM (an id, or source:external_id).
+
+    \b
+    Examples:
+      ownrec feedback 42 like
+      ownrec feedback movielens-100k:50 rate 4.5
+    """
+    if action == "rate" and stars is None:
+        raise click.UsageError("rate needs a number of stars, 0.5 to 5: `ownrec feedback ITEM rate 4`")
+    kind = "rating" if action == "rate" else action
+    agent = _agent()
+    result = agent.feedback(item, kind, stars, origin="cli")
+    item_obj = agent.store.item(result.interaction.item_id)
+    note = " and retrained fully" if result.retrained else ""
+    click.echo(f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.title};"
+               f" updated your model in {result.update_ms:.1f} ms{note}")
+
+
+@cli.command()
+@_fail_cleanly
+def retrain() -> None:
+    """Retrain your personal model from all your feedback now."""
+    stats = _agent().retrain()
+    click.echo(f"retrained on {stats['labels']} rated items in {stats['seconds']:.2f} s "
+               f"(adapter version {stats['version']})")
+
+
+@cli.command()
+@click.argument("description")
+@_fail_cleanly
+def taste(description: str) -> None:
+    """Describe your taste in a sentence, to steer the feed before (or beside) feedback."""
+    agent = _agent()
+    agent.describe_taste(description)
+    agent.store.set_state("onboarded", True)
+    click.echo(f"noted: “{description}”")
+
+
+@cli.group()
+def items() -> None:
+    """Look through the catalog."""
+
+
+@items.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of items.")
+@_fail_cleanly
+def items_search(text: str, limit: int, as_json: bool) -> None:
+    """Find items whose title or text matches TEXT."""
+    found = _agent().search(text, limit)
+    if as_json:
+        _emit_json([{"id": i.id, "ref": i.ref, "title": i.title, "text": i.text, "metadata": i.metadata}
+                    for i in found])
+        return
+    if not found:
+        click.echo(f"no items match {text!r}")
+    for item in found:
+        year = f" ({item.year})" if item.year else ""
+        click.echo(f"[{item.id}] {item.title}{year}  {item.ref}")
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+@_fail_cleanly
+def export(output: Path | None) -> None:
+    """Write all your personal data (feedback, items, settings, model parameters) as JSON."""
+    data = json.dumps(_agent().export(), indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(data)
+    else:
+        from agent.core.atomic import write_text_atomic
+
+        write_text_atomic(output, data)
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.command()
+@click.option("--all", "everything", is_flag=True, required=True, help="Required: forget everything.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_fail_cleanly
+def forget(everything: bool, yes: bool) -> None:
+    """Delete all your personal data: feedback, model, settings. Models stay cached."""
+    home = paths.data_dir()
+    if not yes:
+        click.confirm(f"Delete everything ownrec knows about you in {home}?", abort=True)
+    removed = _agent().forget_all()
+    click.echo(f"deleted {len(removed)} files and folders from {home}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json: bool) -> None:
+    """Check the models, the database and the versions, and say what to fix."""
+    from agent.core.doctor import run_checks
+
+    checks = run_checks()
+    if as_json:
+        _emit_json([c.__dict__ for c in checks])
+    else:
+        for check in checks:
+            mark = "ok " if check.ok else "FIX"
+            click.echo(f"[{mark}] {check.name}: {check.detail}")
+            if not check.ok and check.fix:
+                click.echo(f"      fix: {check.fix}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+@cli.group()
+def models() -> None:
+    """Prepare the local models (derived from installed PyPI packages)."""
+
+
+@models.command("prepare")
+@click.option("--force", is_flag=True, help="Rebuild even if the prepared files check out.")
+@_fail_cleanly
+def models_prepare(force: bool) -> None:
+    """Export the text encoder to ONNX and quantize it to int8 (needs the `models` extra)."""
+    from agent.core.model_prep import prepare_encoder
+
+    path = prepare_encoder(paths.models_dir(), force=force, log=lambda m: click.echo(m, err=True))
+    click.echo(f"encoder ready in {path}")
+
+
+@cli.group()
+def config() -> None:
+    """Read and change settings (stored in config.toml in the data directory)."""
+
+
+@config.command("list")
+@_fail_cleanly
+def config_list() -> None:
+    """Every setting, its value, and what it does."""
+    for setting, value, is_set in Config().items():
+        origin = "" if is_set else " (default)"
+        click.echo(f"{setting.key} = {value!r}{origin}\n    {setting.help}")
+
+
+@config.command("get")
+@click.argument("key")
+@_fail_cleanly
+def config_get(key: str) -> None:
+    """Print the value of KEY."""
+    click.echo(Config().get(key))
+
+
+@config.command("set")
+@click.argument("key", type=click.Choice(sorted(SETTINGS), case_sensitive=True), metavar="KEY")
+@click.argument("value")
+@_fail_cleanly
+def config_set(key: str, value: str) -> None:
+    """Set KEY to VALUE (checked against the setting's type and range)."""
+    stored = Config().set(key, value)
+    click.echo(f"{key} = {stored!r}")
+
+
+@config.command("unset")
+@click.argument("key")
+@_fail_cleanly
+def config_unset(key: str) -> None:
+    """Return KEY to its default."""
+    Config().unset(key)
+    click.echo(f"{key} reset to its default")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--quick", is_flag=True, help="Fewer repetitions (for CI); figures are noisier.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
+              show_default=True, help="Where to write the Markdown report.")
+@_fail_cleanly
+def bench(as_json: bool, quick: bool, output: Path) -> None:
+    """Measure speed side by side in one run and write BENCHMARKS.md."""
+    from agent.core.bench import run_benchmarks, to_markdown
+
+    results = run_benchmarks(quick=quick, log=lambda m: click.echo(m, err=True))
+    from agent.core.atomic import write_text_atomic
+
+    write_text_atomic(output, to_markdown(results))
+    if as_json:
+        _emit_json(results)
+    else:
+        click.echo(to_markdown(results))
+
+
+def main() -> None:
+    cli(prog_name="ownrec")
+
+
+if __name__ == "__main__":
+    main()
