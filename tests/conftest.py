@@ -1,0 +1,58 @@
+"""Shared fixtures. Every test gets its own empty data directory (OWNREC_HOME); the prepared
+encoder is shared by the whole session, built once into a temp dir if the machine has none."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.core import model_prep, paths
+from agent.core.encoder import Encoder, EncoderUnavailable, verify_prepared
+
+
+@pytest.fixture(scope="session")
+def prepared_models_dir(tmp_path_factory) -> Path:
+    for candidate in (os.environ.get("OWNREC_MODELS"), str(paths.models_dir())):
+        if candidate:
+            try:
+                verify_prepared(Path(candidate) / "encoder")
+                return Path(candidate)
+            except EncoderUnavailable:
+                pass  # tests never write into a user's models directory
+    models_dir = tmp_path_factory.mktemp("models")
+    model_prep.prepare_encoder(models_dir, log=lambda msg: None)
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def encoder(prepared_models_dir) -> Encoder:
+    return Encoder.load(prepared_models_dir)
+
+
+@pytest.fixture(autouse=True)
+def ownrec_home(tmp_path, monkeypatch, request) -> Path:
+    """Point the user data directory at a fresh temp dir for every test."""
+    home = tmp_path / "ownrec-home"
+    monkeypatch.setenv("OWNREC_HOME", str(home))
+    if "prepared_models_dir" in request.fixturenames or "encoder" in request.fixturenames:
+        monkeypatch.setenv("OWNREC_MODELS", str(request.getfixturevalue("prepared_models_dir")))
+    return home
+
+
+@pytest.fixture(scope="session")
+def demo_database(tmp_path_factory, encoder) -> Path:
+    """A database with the MovieLens-100K demo catalog imported and encoded, built once; tests
+    copy it (see `helpers.agent_from_template`) instead of re-encoding 1,682 items each."""
+    from agent.core.config import Config
+    from agent.core.service import Agent
+    from agent.core.store import Store
+
+    folder = tmp_path_factory.mktemp("demo-db")
+    path = folder / "ownrec.db"
+    agent = Agent(Store.open(path), Config(folder / "config.toml"), encoder)
+    agent.import_demo()
+    agent.store.db.execute("pragma wal_checkpoint(TRUNCATE)")
+    agent.close()
+    return path
