@@ -68,7 +68,7 @@ class FeedbackResult:
 
 class Agent:
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
-                 models_dir: Path | None = None) -> None:
+                 models_dir: Path | None = None, seed: int | None = None) -> None:
         self.store = store
         self.config = config
         self._encoder = encoder
@@ -78,7 +78,7 @@ class Agent:
         self._scorer: Scorer | None = None
         self._personal: PersonalAdapter | None = None
         self._global: GlobalAdapter | None = None
-        self._rng = np.random.default_rng()
+        self._rng = np.random.default_rng(seed)  # negative sampling in online updates
 
     @classmethod
     def open(cls, encoder: Encoder | None = None) -> "Agent":
@@ -234,6 +234,11 @@ class Agent:
             catalog = scorer.catalog
             interactions = self.store.interactions()
             rated = {e.item_id for e in interactions if e.kind != "open"}
+            # An item with the same text as a rated one is the same item to the ranker (catalogs
+            # repeat entries: MovieLens lists some films twice).
+            rated |= {row[0] for row in self.store.db.execute(
+                "select id from items where text_hash in (select items.text_hash from interactions"
+                " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
             labels = preference_labels(interactions)
             liked_rows = catalog.rows(sorted(i for i, v in labels.items() if v > 0))
             query_vector = self.encoder.encode([query])[0] if query else None
@@ -257,6 +262,12 @@ class Agent:
                                              entry.exploring, because))
             return result
 
+    def rated_count(self) -> int:
+        """How many items the person has judged (opening an item is not a judgement)."""
+        with self._lock:
+            return self.store.db.execute(
+                "select count(distinct item_id) from interactions where kind != 'open'").fetchone()[0]
+
     # -- feedback --------------------------------------------------------------------------
 
     def feedback(self, ref: str | int, kind: str, value: float | None = None, origin: str = "cli") -> FeedbackResult:
@@ -275,6 +286,10 @@ class Agent:
             interaction = self.store.add_interaction(item.id, kind, value, origin=origin)
             labels = preference_labels(self.store.interactions())
             adapter = self.personal_adapter()
+            if kind == "open":
+                # Looking at an item is too weak a signal to re-rank on at once; the next full
+                # retraining counts it.
+                return FeedbackResult(interaction, (time.perf_counter() - started) * 1000, False)
             if item.id in labels and self.scorer().catalog.row(item.id) is not None:
                 adapter = online_update(adapter, self.scorer(), labels, item.id, self._rng,
                                         float(self.config.get("ranker.learning_rate")))
@@ -367,9 +382,9 @@ def _reason(exploring: bool, because: Item | None, query: str | None, taste: str
     if exploring:
         return "exploring: unlike what you have rated so far"
     if query:
-        return f"matches “{query}”" + (f", and you liked {because.title}" if because else "")
+        return f"matches “{query}”" + (f", and you liked {because.display_title}" if because else "")
     if because is not None:
-        return f"because you liked {because.title}"
+        return f"because you liked {because.display_title}"
     if taste:
         return f"fits “{taste}”"
     return "a starting point: rate it to teach ownrec"

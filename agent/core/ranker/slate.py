@@ -69,11 +69,13 @@ def build_slate(scorer: Scorer, personal: PersonalAdapter, size: int, exclude_ro
     if available == 0 or size <= 0:
         return []
     # The MMR pool: the best few times the slate size; the score alone decides who gets in.
-    pool_size = min(available, max(5 * size, 100))
+    # Below it, a band to draw exploration from (kept even in small catalogs).
+    wanted_explore = int(round(exploration * min(size, available)))
+    pool_size = max(min(available - wanted_explore, max(5 * size, 100)), min(size, available) - wanted_explore)
     band_size = min(available - pool_size, 20 * size)
     ranked = _top(scores, pool_size + band_size)
     pool, band = ranked[:pool_size], ranked[pool_size:]
-    n_explore = min(int(round(exploration * size)), len(band))
+    n_explore = min(wanted_explore, len(band))
     picks = [int(pool[i]) for i in mmr(scores[pool], scorer.item_vectors(personal, pool), size - n_explore, diversity)]
 
     explore: list[int] = []

@@ -64,6 +64,11 @@ class Item:
         return f"{self.source}:{self.external_id}"
 
     @property
+    def display_title(self) -> str:
+        """The title as people write it ("The Usual Suspects", not "Usual Suspects, The")."""
+        return self.metadata.get("display_title") or self.title
+
+    @property
     def year(self) -> int | None:
         year = self.metadata.get("year")
         return int(year) if year not in (None, "") else None
