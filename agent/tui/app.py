@@ -1,0 +1,67 @@
+"""`ownrec` with no command: the terminal app.
+
+The first frame appears at once; the agent opens (and the encoder loads) in a worker behind
+the start screen, which then gives way to onboarding or the feed."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from agent.core.service import Agent
+from agent.tui.screens import FeedScreen, OnboardingScreen, StartScreen
+
+
+class OwnrecApp(App):
+    CSS_PATH = "ownrec.tcss"
+    TITLE = "ownrec"
+    SUB_TITLE = "your recommendations, on your machine"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
+
+    def __init__(self, agent: Agent | None = None) -> None:
+        super().__init__()
+        self.agent = agent
+        self.opened_agent = agent is None  # only an agent the app opened is the app's to close
+        self.feed_ready = False  # set once the first feed is on screen
+
+    def on_mount(self) -> None:
+        self.push_screen(StartScreen())
+        self.open_agent()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def open_agent(self) -> None:
+        try:
+            agent = self.agent or Agent.open()
+            agent.encoder  # load it now, so a missing encoder is reported here, with its fix
+            if agent.store.item_count():
+                agent.ensure_embeddings(lambda done, total: self.call_from_thread(
+                    self._starting, f"encoding the catalog: {done}/{total}"))
+            onboarding = agent.needs_onboarding()
+        except Exception as error:  # whatever it is, say it on screen rather than crash
+            self.call_from_thread(self._cannot_start, str(error) or type(error).__name__)
+            return
+        self.call_from_thread(self._opened, agent, onboarding)
+
+    def _starting(self, text: str) -> None:
+        self.screen.show_progress(text)
+
+    def _cannot_start(self, message: str) -> None:
+        self.screen.show_problem(message)
+
+    def _opened(self, agent: Agent, onboarding: bool) -> None:
+        self.agent = agent
+        self.switch_screen(OnboardingScreen() if onboarding else FeedScreen())
+
+    def show_feed(self) -> None:
+        self.switch_screen(FeedScreen())
+
+
+def run() -> None:
+    app = OwnrecApp()
+    try:
+        app.run()
+    finally:
+        if app.opened_agent and app.agent is not None:
+            app.agent.close()

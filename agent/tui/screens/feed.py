@@ -1,0 +1,112 @@
+"""The main screen: the ranked feed. Feedback re-ranks it at once; rated items leave it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from agent.core.service import Recommendation
+from agent.core.store import Item
+from agent.tui.common import PAST_TENSE, reported, title_with_year
+from agent.tui.screens.details import DetailsScreen
+from agent.tui.screens.search import SearchScreen
+from agent.tui.widgets import FeedTable
+
+
+class FeedScreen(Screen):
+    BINDINGS = [
+        Binding("l", "feedback('like')", "Like"),
+        Binding("d", "feedback('dislike')", "Dislike"),
+        Binding("s", "feedback('skip')", "Skip"),
+        Binding("slash", "search", "Search", key_display="/"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Every ranking request gets a ticket; an answer older than the one shown is dropped.
+        self._tickets = 0
+        self._shown = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield FeedTable(id="feed")
+        yield Static("ranking…", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    @property
+    def table(self) -> FeedTable:
+        return self.query_one(FeedTable)
+
+    # -- actions ------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self._tickets += 1
+        self.rank(self._tickets)
+
+    def action_feedback(self, kind: str) -> None:
+        rec = self.table.current
+        if rec is not None:
+            self.give(rec.item, kind)
+
+    def action_details(self) -> None:
+        rec = self.table.current
+        if rec is not None:
+            self.app.push_screen(DetailsScreen(rec.item, rec), lambda kind: kind and self.give(rec.item, kind))
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_details()
+
+    def action_search(self) -> None:
+        self.app.push_screen(SearchScreen(), lambda rated: rated and self.give(*rated))
+
+    def give(self, item: Item, kind: str) -> None:
+        if item.ref in self.table.rows:
+            self.table.drop(item.ref)  # at once: the re-ranked feed follows from the worker
+        self._tickets += 1
+        self.send_feedback(item, kind, self._tickets)
+
+    # -- workers ------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="rank")
+    @reported
+    def rank(self, ticket: int) -> None:
+        agent = self.app.agent
+        recs = agent.recommend()
+        self.app.call_from_thread(self._show, ticket, recs, None, agent.rated_count())
+
+    # Not exclusive: cancelling a worker that has not started yet would lose the feedback.
+    @work(thread=True, group="feedback")
+    @reported
+    def send_feedback(self, item: Item, kind: str, ticket: int) -> None:
+        agent = self.app.agent
+        try:
+            result = agent.feedback(item.ref, kind, origin="tui")
+        except Exception:
+            self.app.call_from_thread(self.action_refresh)  # bring back the row dropped in advance
+            raise
+        note = f"{PAST_TENSE[kind]} {title_with_year(item)} · model updated in {result.update_ms:.1f} ms"
+        if result.retrained:
+            note += " (full retrain)"
+        recs = agent.recommend()
+        self.app.call_from_thread(self._show, ticket, recs, note, agent.rated_count())
+
+    def _show(self, ticket: int, recs: list[Recommendation], note: str | None, rated: int) -> None:
+        if ticket < self._shown:
+            return
+        self._shown = ticket
+        self.table.show(recs)
+        self.app.feed_ready = True  # `ownrec bench` times launch-to-first-feed by this flag
+        if not recs:
+            note = note or "nothing to recommend: import a catalog with `ownrec import` (or --demo)"
+        status = " · ".join(part for part in (note, f"{rated} rated", f"{len(recs)} in the feed") if part)
+        self.query_one("#status", Static).update(Text(status))

@@ -1,0 +1,159 @@
+"""First run: import the demo catalog if there is none, pick favourites, describe your taste."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, ProgressBar, SelectionList, Static
+from textual.widgets.selection_list import Selection
+from textual.worker import get_current_worker
+
+from agent.core.store import Item
+from agent.tui.common import genres_of, reported, title_with_year
+
+CHOICES = 24
+
+
+class ImportCancelled(Exception):
+    pass
+
+
+class FavouritesList(SelectionList[str]):
+    """Space toggles; enter means done, as everywhere on this screen."""
+
+    BINDINGS = [Binding("space", "select", "Toggle"), Binding("enter", "screen.done", "Done", show=False)]
+
+
+class OnboardingScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+s", "done", "Done", priority=True),
+        Binding("escape", "skip", "Skip"),
+        Binding("i", "import_demo", "Import demo catalog"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.catalog_empty = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(
+            "Welcome to ownrec. Mark a few favourites (space toggles), describe your taste if you like, "
+            "then press ctrl+s. Everything stays on this machine.", id="intro")
+        with Vertical(id="import"):
+            yield Static("Your catalog is empty. Import the demo catalog: 1,682 films from MovieLens-100K.")
+            yield Button("Import the demo catalog (i)", id="import-button", variant="primary")
+            yield ProgressBar(id="import-progress", show_eta=False)
+        yield FavouritesList(id="choices")
+        yield Input(placeholder="describe your taste in a sentence (optional)", id="taste")
+        with Horizontal(id="buttons"):
+            yield Button("Done (ctrl+s)", id="done", variant="success")
+            yield Button("Skip (esc)", id="skip")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#choices").border_title = "favourites"
+        self.query_one("#import").display = False
+        self.query_one("#import-progress").display = False
+        self.load_choices()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "import_demo":
+            return self.catalog_empty
+        return True
+
+    # -- actions ------------------------------------------------------------------------
+
+    def action_import_demo(self) -> None:
+        if self.catalog_empty:
+            self.query_one("#import-button").disabled = True
+            self.query_one("#import-progress").display = True
+            self.import_demo()
+
+    def action_done(self) -> None:
+        liked = list(self.query_one("#choices", SelectionList).selected)
+        self.finish(liked, self.query_one("#taste", Input).value.strip() or None)
+
+    def action_skip(self) -> None:
+        if isinstance(self.focused, Input):  # escape leaves the text field before it skips
+            self.query_one("#choices").focus()
+        else:
+            self.finish([], None)
+
+    @on(SelectionList.SelectedChanged)
+    def _count_selected(self, event: SelectionList.SelectedChanged) -> None:
+        count = len(event.selection_list.selected)
+        event.selection_list.border_subtitle = f"{count} selected" if count else ""
+
+    @on(Button.Pressed, "#import-button")
+    def _import_pressed(self) -> None:
+        self.action_import_demo()
+
+    @on(Button.Pressed, "#done")
+    @on(Input.Submitted)
+    def _done_pressed(self) -> None:
+        self.action_done()
+
+    @on(Button.Pressed, "#skip")
+    def _skip_pressed(self) -> None:
+        self.action_skip()
+
+    # -- workers ------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="choices")
+    @reported
+    def load_choices(self) -> None:
+        agent = self.app.agent
+        empty = agent.store.item_count() == 0
+        self.app.call_from_thread(self._show_choices, empty, [] if empty else agent.onboarding_choices(CHOICES))
+
+    @work(thread=True, exclusive=True, group="import")
+    @reported
+    def import_demo(self) -> None:
+        worker = get_current_worker()
+
+        def progress(done: int, total: int) -> None:
+            if worker.is_cancelled:  # the app is closing: stop encoding (what is done is kept)
+                raise ImportCancelled
+            self.app.call_from_thread(self._progress, done, total)
+
+        try:
+            report = self.app.agent.import_demo(progress=progress)
+            choices = self.app.agent.onboarding_choices(CHOICES)
+        finally:
+            self.app.call_from_thread(self._import_ended)
+        self.app.call_from_thread(self.notify, f"imported {report.items_added} items")
+        self.app.call_from_thread(self._show_choices, not choices, choices)
+
+    @work(thread=True, exclusive=True, group="finish")
+    @reported
+    def finish(self, liked: list[str], description: str | None) -> None:
+        self.app.agent.finish_onboarding(liked, description)
+        self.app.call_from_thread(self.app.show_feed)
+
+    def _progress(self, done: int, total: int) -> None:
+        self.query_one("#import-progress", ProgressBar).update(total=total, progress=done)
+
+    def _import_ended(self) -> None:
+        self.query_one("#import-button").disabled = False
+        self.query_one("#import-progress").display = False
+
+    def _show_choices(self, empty: bool, items: list[Item]) -> None:
+        self.catalog_empty = empty
+        self.query_one("#import").display = empty
+        self.query_one("#choices").display = self.query_one("#taste").display = not empty
+        choices = self.query_one("#choices", SelectionList)
+        choices.clear_options()
+        choices.add_options(
+            Selection(Text.assemble(title_with_year(item), "  ", (genres_of(item), "dim")), item.ref)
+            for item in items)
+        if items:
+            choices.highlighted = 0
+            choices.focus()
+        else:
+            self.query_one("#import-button").focus()
+        self.refresh_bindings()

@@ -1,0 +1,299 @@
+"""The terminal app, driven headless with Textual's pilot against a real agent: the real
+encoder, real SQLite in the test's OWNREC_HOME, and a small catalog built here."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, OptionList, SelectionList, Static
+
+from agent.core.service import Agent, FeedbackError
+from agent.core.store import NewItem
+from agent.tui.app import OwnrecApp
+from agent.tui.screens import DetailsScreen, FeedScreen, OnboardingScreen, SearchScreen, StartScreen
+from agent.tui.screenshot import save_screenshot, settle
+
+SIZE = (120, 40)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# Five clear genres, 24 films each: 120 items, enough for the feed to reserve exploration slots.
+GENRES = {
+    "Science Fiction": (["Nebula", "Orbit", "Quasar", "Starship", "Android", "Galaxy"],
+                        ["Protocol", "Horizon", "Drift", "Signal"],
+                        "Astronauts on a starship far from Earth face an alien intelligence in deep space."),
+    "Cooking": (["Saffron", "Butter", "Sourdough", "Pepper", "Honey", "Olive"],
+                ["Kitchen", "Table", "Harvest", "Feast"],
+                "A chef cooks family recipes in a small restaurant kitchen: bread, sauces and desserts."),
+    "Mystery": (["Midnight", "Silent", "Crimson", "Hollow", "Foggy", "Broken"],
+                ["Witness", "Alibi", "Ledger", "Verdict"],
+                "A detective investigates a murder in a foggy town where every suspect hides a secret."),
+    "Romance": (["Paris", "Summer", "Autumn", "Lakeside", "Sunday", "Moonlit"],
+                ["Letters", "Waltz", "Promise", "Kiss"],
+                "Two strangers fall in love over one summer, and a wedding tests their promise."),
+    "Western": (["Dust", "Iron", "Canyon", "Lone", "Silver", "Rattlesnake"],
+                ["Creek", "Saddle", "Frontier", "Gulch"],
+                "A lone cowboy rides across the desert frontier to face outlaws in a dusty saloon town."),
+}
+
+
+def catalog() -> list[NewItem]:
+    items = []
+    for g, (genre, (firsts, seconds, plot)) in enumerate(GENRES.items()):
+        for i, (first, second) in enumerate((a, b) for a in firsts for b in seconds):
+            title, year = f"{first} {second}", 1960 + (g * 11 + i * 7) % 60
+            items.append(NewItem("test", f"{genre[:3].lower()}-{i}", title,
+                                 f"{title} ({year}). {genre}. {plot} The {first.lower()} {second.lower()}.",
+                                 {"year": year, "genres": [genre]}))
+    return items
+
+
+@pytest.fixture
+def agent(encoder) -> Agent:
+    agent = Agent.open(encoder=encoder)
+    agent.store.upsert_items(catalog())
+    agent.ensure_embeddings()
+    yield agent
+    agent.close()
+
+
+@pytest.fixture
+def onboarded(agent) -> Agent:
+    agent.store.set_state("onboarded", True)
+    return agent
+
+
+def kinds(agent: Agent, kind: str) -> list[int]:
+    return [e.item_id for e in agent.store.interactions() if e.kind == kind]
+
+
+def refs(screen: FeedScreen) -> list[str]:
+    return [rec.item.ref for rec in screen.table.recommendations]
+
+
+def status(screen) -> str:
+    return str(screen.query_one("#status", Static).content)
+
+
+async def test_like_removes_the_row_and_reranks(onboarded):
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        assert isinstance(feed, FeedScreen)
+        before = refs(feed)
+        first = feed.table.recommendations[0].item
+        await pilot.press("l")
+        await settle(pilot)
+        assert kinds(onboarded, "like") == [first.id]
+        after = refs(feed)
+        assert first.ref not in after
+        assert after != [ref for ref in before if ref != first.ref]  # re-ranked, not just shortened
+        assert feed.table.cursor_row == 0
+        assert f"liked {first.title} ({first.year}) · model updated in" in status(feed)
+        assert "1 rated" in status(feed)
+
+
+async def test_dislike_and_skip_keep_the_cursor_index(onboarded):
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        await pilot.press("down", "down")
+        disliked = feed.table.current.item
+        await pilot.press("d")
+        await settle(pilot)
+        assert feed.table.cursor_row == 2
+        skipped = feed.table.current.item
+        await pilot.press("s")
+        await settle(pilot)
+        assert kinds(onboarded, "dislike") == [disliked.id]
+        assert kinds(onboarded, "skip") == [skipped.id]
+        assert {disliked.ref, skipped.ref}.isdisjoint(refs(feed))
+        assert feed.table.cursor_row == 2
+        assert status(feed).startswith(f"skipped {skipped.title}") and "2 rated" in status(feed)
+
+
+async def test_details_record_open_and_take_feedback(onboarded):
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        item = feed.table.current.item
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DetailsScreen) and app.screen.item == item
+        assert kinds(onboarded, "open") == [item.id]
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is feed and item.ref in refs(feed)  # opening is not rating
+
+        await pilot.press("enter", "l")
+        await settle(pilot)
+        assert app.screen is feed
+        assert kinds(onboarded, "like") == [item.id] and item.ref not in refs(feed)
+
+
+async def test_search_finds_the_item_and_opens_it(onboarded):
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        await pilot.press("slash")
+        assert isinstance(app.screen, SearchScreen)
+        await pilot.press(*"crimson ledger")
+        await pilot.pause(0.4)  # the search is debounced
+        await settle(pilot)
+        search = app.screen
+        assert search.results[0].title == "Crimson Ledger"
+        assert search.query_one(OptionList).option_count == len(search.results)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DetailsScreen) and app.screen.item.title == "Crimson Ledger"
+        await pilot.press("d")  # rated from search: back to the feed, which records it
+        await settle(pilot)
+        assert app.screen is feed
+        assert kinds(onboarded, "dislike") == [search.results[0].id]
+        assert status(feed).startswith("disliked Crimson Ledger")
+
+
+async def test_search_escape_returns_to_the_feed(onboarded):
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        await pilot.press("slash", *"saffron", "escape")
+        await settle(pilot)
+        assert app.screen is feed
+
+
+async def test_onboarding_picks_favourites_and_a_description(agent):
+    app = OwnrecApp(agent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, OnboardingScreen)
+        choices = screen.query_one(SelectionList)
+        assert choices.option_count == 24
+        await pilot.press("space", "down", "space")
+        picked = list(choices.selected)
+        assert len(picked) == 2
+        screen.query_one(Input).focus()
+        await pilot.press(*"space adventures", "escape")  # leaves the text field, does not skip
+        assert app.screen is screen and choices.has_focus
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, FeedScreen)
+        assert agent.store.get_state("onboarded") is True
+        assert agent.store.get_state("taste_description") == "space adventures"
+        assert sorted(kinds(agent, "like")) == sorted(agent.store.resolve_item(ref).id for ref in picked)
+        assert not set(picked) & set(refs(app.screen))
+
+
+async def test_onboarding_can_be_skipped(agent):
+    app = OwnrecApp(agent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, FeedScreen) and not agent.needs_onboarding()
+        assert len(app.screen.table.recommendations) == 20
+
+
+async def test_onboarding_imports_the_demo_catalog(prepared_models_dir):
+    # The one test that uses the MovieLens import: an empty catalog offers it on first run.
+    app = OwnrecApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, OnboardingScreen) and screen.catalog_empty
+        assert screen.query_one("#import").display
+        await pilot.press("i")
+        await settle(pilot, rounds=1000)
+        assert app.agent.store.item_count() == 1682
+        assert screen.query_one(SelectionList).option_count == 24
+        assert not screen.query_one("#import").display
+    app.agent.close()
+
+
+async def test_missing_encoder_is_shown_not_raised(tmp_path, monkeypatch):
+    monkeypatch.setenv("OWNREC_MODELS", str(tmp_path / "no-models"))
+    app = OwnrecApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, StartScreen)
+        assert "ownrec models prepare" in str(app.screen.query_one("#message", Static).content)
+        assert app.is_running
+    app.agent is None or app.agent.close()
+
+
+async def test_core_errors_become_notifications(onboarded, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise FeedbackError("the store is read-only")
+
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        before = refs(app.screen)
+        monkeypatch.setattr(onboarded, "feedback", refuse)
+        await pilot.press("l")
+        await settle(pilot)
+        assert app.is_running and refs(app.screen) == before
+        assert [n.message for n in app._notifications if n.severity == "error"] == ["the store is read-only"]
+
+
+def test_save_screenshot_writes_the_feed(onboarded, tmp_path):
+    onboarded.close()  # save_screenshot opens the data directory itself
+    path = save_screenshot(tmp_path / "feed.svg")
+    svg = path.read_text()
+    assert svg.startswith("<svg") and "in&#160;the&#160;feed" in svg
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+SNAPSHOT_SIZE = (100, 30)
+
+
+@pytest.fixture
+def taste(onboarded) -> Agent:
+    """A fixed starting point without randomness: a taste sentence and one stored like (added
+    straight to the store, since the online update after feedback draws random negatives)."""
+    onboarded.describe_taste("science fiction in deep space")
+    onboarded.store.add_interaction(onboarded.store.resolve_item("test:sci-0").id, "like", at=1.0)
+    return onboarded
+
+
+def test_snapshot_feed(taste, snap_compare):
+    assert snap_compare(OwnrecApp(taste), terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_snapshot_details(taste, snap_compare):
+    async def open_details(pilot):
+        await settle(pilot)
+        await pilot.press("down", "enter")
+        await settle(pilot)
+
+    assert snap_compare(OwnrecApp(taste), terminal_size=SNAPSHOT_SIZE, run_before=open_details)
+
+
+def test_snapshot_search(taste, snap_compare):
+    async def search(pilot):
+        await settle(pilot)
+        await pilot.press("slash", *"kitchen")
+        pilot.app.screen.query_one(Input).cursor_blink = False  # a blinking cursor is not reproducible
+        await pilot.pause(0.4)
+        await settle(pilot)
+
+    assert snap_compare(OwnrecApp(taste), terminal_size=SNAPSHOT_SIZE, run_before=search)
+
+
+def test_snapshot_onboarding(agent, snap_compare):
+    async def pick(pilot):
+        await settle(pilot)
+        await pilot.press("space", "down", "down", "space")
+
+    assert snap_compare(OwnrecApp(agent), terminal_size=SNAPSHOT_SIZE, run_before=pick)
