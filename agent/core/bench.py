@@ -1,0 +1,239 @@
+"""`ownrec bench`: speed figures measured side by side in one run, written to BENCHMARKS.md.
+
+Machines here are noisy, so every comparison with a peer is a ratio of runs interleaved in the
+same process (A B A B ...), and latencies are reported as percentiles of many repetitions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.core import paths
+from agent.core.encoder import Encoder
+from agent.core.ranker import Catalog, GlobalAdapter, PersonalAdapter, Scorer, build_slate
+
+Log = Callable[[str], None]
+
+TARGETS = {
+    "encode_speedup": ">= 2x sentence-transformers at mean cosine >= 0.99",
+    "rank_100k_p50_ms": "<= 15 ms",
+    "feedback_p50_ms": "<= 20 ms",
+    "first_feed_s": "<= 2 s",
+}
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    return {
+        "p50_ms": round(float(np.percentile(ordered, 50)), 3),
+        "p95_ms": round(float(np.percentile(ordered, 95)), 3),
+        "n": len(ordered),
+    }
+
+
+@contextmanager
+def _temporary_home():
+    """Benchmarks never touch the person's own data directory."""
+    old = os.environ.get("OWNREC_HOME")
+    with tempfile.TemporaryDirectory(prefix="ownrec-bench-") as home:
+        os.environ["OWNREC_HOME"] = home
+        try:
+            yield Path(home)
+        finally:
+            if old is None:
+                os.environ.pop("OWNREC_HOME", None)
+            else:
+                os.environ["OWNREC_HOME"] = old
+
+
+def _demo_texts() -> list[str]:
+    from agent.core.importers.demo import dataset_file, parse_items
+
+    return [row.item.text for row in parse_items(dataset_file("item"))]
+
+
+def bench_encoder(texts: list[str], repeats: int, log: Log) -> dict[str, Any]:
+    encoder = Encoder.load(paths.models_dir())
+    result: dict[str, Any] = {"texts": len(texts), "batch_size": 32}
+    try:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        from agent.core.model_prep import source_model_dir
+
+        reference = SentenceTransformer(str(source_model_dir()), device="cpu")
+    except ImportError as error:  # the `models` extra is not installed
+        reference = None
+        result["reference_error"] = f"sentence-transformers unavailable: {error}"
+    # Warm both up first: the first batches of each allocate buffers and spin up thread pools.
+    encoder.encode(texts[:128], batch_size=32)
+    if reference is not None:
+        reference.encode(texts[:128], batch_size=32)
+    ours_s, theirs_s = [], []
+    for repeat in range(repeats):
+        log(f"encoding {len(texts)} texts, round {repeat + 1}/{repeats}")
+        started = time.perf_counter()
+        ours = encoder.encode(texts, batch_size=32)
+        ours_s.append(time.perf_counter() - started)
+        if reference is not None:
+            started = time.perf_counter()
+            theirs = reference.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+            theirs_s.append(time.perf_counter() - started)
+    result["ownrec_texts_per_s"] = round(len(texts) / statistics.median(ours_s), 1)
+    if reference is not None:
+        cosine = np.sum(ours * theirs, axis=1)
+        result["sentence_transformers_texts_per_s"] = round(len(texts) / statistics.median(theirs_s), 1)
+        result["speedup"] = round(statistics.median(theirs_s) / statistics.median(ours_s), 2)
+        result["mean_cosine"] = round(float(cosine.mean()), 4)
+        result["min_cosine"] = round(float(cosine.min()), 4)
+    return result
+
+
+def _synthetic_catalog(n: int, dim: int, seed: int = 0) -> Catalog:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, dim)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return Catalog(np.arange(1, n + 1, dtype=np.int64), [f"synthetic:{i}" for i in range(n)], X)
+
+
+def bench_ranking(catalog: Catalog, repeats: int, size: int = 20) -> dict[str, Any]:
+    """One full slate: score every item, mask rated ones, MMR over the pool, explanations."""
+    rng = np.random.default_rng(1)
+    personal = PersonalAdapter.fresh(catalog.dim, 8, seed=1)
+    personal.p = rng.standard_normal(catalog.dim).astype(np.float32)
+    personal.B = (0.05 * rng.standard_normal(personal.B.shape)).astype(np.float32)
+    scorer = Scorer(catalog, GlobalAdapter.identity(catalog.dim))
+    rated = rng.choice(len(catalog), size=min(200, len(catalog) // 2), replace=False)
+    liked = rated[:100]
+    samples = []
+    for repeat in range(repeats + 3):
+        started = time.perf_counter()
+        build_slate(scorer, personal, size, rated, liked, diversity=0.3, exploration=0.1, seed=repeat)
+        if repeat >= 3:  # the first runs warm caches and the BLAS thread pool
+            samples.append((time.perf_counter() - started) * 1000)
+    return {"items": len(catalog), "slate": size, **_percentiles(samples)}
+
+
+def bench_feedback(agent, repeats: int) -> dict[str, Any]:
+    """End to end: store the event, online update of the adapter, atomic save of the new version."""
+    ids = [int(i) for i in agent.catalog().ids[: repeats * 2]]
+    samples = []
+    for index, item_id in enumerate(ids[:repeats]):
+        kind = "like" if index % 3 else "dislike"
+        result = agent.feedback(item_id, kind, origin="bench")
+        if not result.retrained:  # full retraining is periodic and reported on its own
+            samples.append(result.update_ms)
+    started = time.perf_counter()
+    stats = agent.retrain()
+    return {**_percentiles(samples), "full_retrain_s": round(time.perf_counter() - started, 3),
+            "full_retrain_labels": stats["labels"]}
+
+
+FIRST_FEED_PROBE = """
+import time, asyncio
+started = time.perf_counter()
+from agent.tui.app import OwnrecApp
+async def main():
+    app = OwnrecApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not app.feed_ready:
+            await asyncio.sleep(0.01)
+        print(time.perf_counter() - started)
+asyncio.run(main())
+"""
+
+
+def bench_first_feed(home: Path, repeats: int) -> dict[str, Any]:
+    """A fresh process per run: interpreter start, imports, database, encoder, first slate."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", FIRST_FEED_PROBE], capture_output=True, text=True,
+                              env={**os.environ, "OWNREC_HOME": str(home)}, timeout=120)
+        total = time.perf_counter() - started
+        if done.returncode != 0:
+            return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "probe failed"}
+        samples.append(total)
+    return {"median_s": round(statistics.median(samples), 3), "max_s": round(max(samples), 3), "n": len(samples)}
+
+
+def run_benchmarks(quick: bool = False, log: Log = print) -> dict[str, Any]:
+    from agent.core.service import Agent
+
+    repeats = 3 if quick else 7
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform(), "numpy": np.__version__},
+        "quick": quick,
+        "targets": TARGETS,
+    }
+    texts = _demo_texts()
+    results["encoder"] = bench_encoder(texts, 2 if quick else 5, log)
+    with _temporary_home() as home:
+        agent = Agent.open()
+        log("importing the demo catalog into a temporary data directory")
+        agent.import_demo()
+        agent.store.set_state("onboarded", True)
+        log("ranking")
+        results["ranking_demo"] = bench_ranking(agent.catalog(), 50 if quick else 200)
+        results["ranking_100k"] = bench_ranking(_synthetic_catalog(100_000, agent.encoder.dim), 20 if quick else 100)
+        log("feedback updates")
+        results["feedback"] = bench_feedback(agent, 20 if quick else 60)
+        agent.close()
+        log("launch to first feed")
+        results["first_feed"] = bench_first_feed(home, repeats)
+    return results
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    enc, r_demo, r_big = results["encoder"], results["ranking_demo"], results["ranking_100k"]
+    fb, ff = results["feedback"], results["first_feed"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `ownrec bench`" + (" --quick" if results.get("quick") else "") + "; every figure below comes from "
+        "one run on one machine, peers measured side by side in the same process.",
+        "",
+        f"Machine: {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}, numpy {machine['numpy']}.",
+        "",
+        "| what | ownrec | peer (same run) | target |",
+        "|---|---|---|---|",
+    ]
+    if "speedup" in enc:
+        lines.append(
+            f"| encoding, {enc['texts']} catalog texts, batch 32 | {enc['ownrec_texts_per_s']} texts/s (int8 ONNX) | "
+            f"{enc['sentence_transformers_texts_per_s']} texts/s (sentence-transformers, torch) → "
+            f"**{enc['speedup']}x**, mean cosine {enc['mean_cosine']} (min {enc['min_cosine']}) | {TARGETS['encode_speedup']} |")
+    else:
+        lines.append(f"| encoding | {enc['ownrec_texts_per_s']} texts/s | {enc.get('reference_error')} | "
+                     f"{TARGETS['encode_speedup']} |")
+    lines += [
+        f"| rank the demo catalog ({r_demo['items']} items, slate {r_demo['slate']}) | p50 {r_demo['p50_ms']} ms, "
+        f"p95 {r_demo['p95_ms']} ms | | |",
+        f"| rank {r_big['items']:,} synthetic items (slate {r_big['slate']}) | p50 **{r_big['p50_ms']} ms**, "
+        f"p95 {r_big['p95_ms']} ms | | {TARGETS['rank_100k_p50_ms']} |",
+        f"| feedback → updated model, saved (end to end) | p50 **{fb['p50_ms']} ms**, p95 {fb['p95_ms']} ms | | "
+        f"{TARGETS['feedback_p50_ms']} |",
+        f"| full retrain ({fb['full_retrain_labels']} rated items) | {fb['full_retrain_s']} s | | |",
+    ]
+    if "median_s" in ff:
+        lines.append(f"| launch to first feed on screen (new process, demo catalog) | median **{ff['median_s']} s**, "
+                     f"max {ff['max_s']} s over {ff['n']} | | {TARGETS['first_feed_s']} |")
+    else:
+        lines.append(f"| launch to first feed | failed: {ff['error']} | | {TARGETS['first_feed_s']} |")
+    lines += ["", "Raw figures:", "", "```json", json.dumps(results, indent=2), "```", ""]
+    return "\n".join(lines)
