@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -22,10 +23,11 @@ from agent.core.importers import ImportFailed
 from agent.core.ranker import AdapterError
 from agent.core.service import Agent, FeedbackError
 from agent.core.store import StoreError
+from agent.core.traits import TraitError
 
 # Errors a person can act on: shown as one clear line, without a traceback.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    EncoderUnavailable, StoreError, ConfigError, AdapterError, FeedbackError, ImportFailed, OSError,
+    EncoderUnavailable, StoreError, ConfigError, AdapterError, FeedbackError, ImportFailed, TraitError, OSError,
 )
 
 
@@ -194,6 +196,102 @@ def items_search(text: str, limit: int, as_json: bool) -> None:
     for item in found:
         year = f" ({item.year})" if item.year else ""
         click.echo(f"[{item.id}] {item.display_title}{year}  {item.ref}")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array of {id, name, value, confidence, pinned, hidden, ...}.")
+@click.pass_context
+@_fail_cleanly
+def traits(ctx: click.Context, as_json: bool) -> None:
+    """What ownrec believes about your personality and taste, and how to change it.
+
+    \b
+    Each trait is an axis between two poles (e.g. lighthearted 0 ... dark 1). Its value is
+    read from your model, with a confidence that grows with consistent feedback.
+    Edits are real: they move your model, change the next ranking, and can be undone.
+      ownrec traits                 the list (hidden traits show no numbers)
+      ownrec traits set dark 0.3    make the feed lighter
+      ownrec traits pin dark        training may no longer move it
+      ownrec traits hide niche      not used for ranking, not shown, not exported
+      ownrec traits undo            take back the last edit
+    Add your own traits to traits.toml in your data folder (same shape as the built-in ones).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    agent = _agent()
+    for problem in agent.traits.problems:
+        click.echo(f"skipped {problem}", err=True)
+    readings = agent.traits.readings()
+    if as_json:
+        _emit_json([r.as_dict() for r in readings])
+        return
+    for r in readings:
+        if r.hidden:
+            click.echo(f"{r.name:<18} (hidden)   `ownrec traits show {r.id}` to use and show it again")
+            continue
+        bar = "█" * round(r.value * 20) + "·" * (20 - round(r.value * 20))
+        marks = " ".join(m for m, on in (("pinned", r.pinned), ("edited", r.edited)) if on)
+        click.echo(f"{r.name:<18} {r.low[:18]:>18} {bar} {r.high[:18]:<18} {r.value:.2f}  "
+                   f"confidence {r.confidence:.2f}  {marks}".rstrip())
+
+
+def _trait_edit(action: str, help_text: str):
+    @traits.command(action, help=help_text)
+    @click.argument("name")
+    @_fail_cleanly
+    def command(name: str) -> None:
+        edit = getattr(_agent().traits, action)(name)
+        click.echo(f"{edit.trait_id}: {edit.describe()}")
+
+    return command
+
+
+for _action, _help in [
+    ("pin", "Pin trait NAME: training may no longer move it."),
+    ("unpin", "Let training move trait NAME again."),
+    ("hide", "Hide trait NAME: removed from ranking, from every display and from exports."),
+    ("show", "Show and use a hidden trait NAME again."),
+    ("reset", "Take back your own settings of NAME: it reads what your feedback infers."),
+    ("forget", "Reset NAME, remove what feedback taught about it, and drop its evidence and history."),
+]:
+    _trait_edit(_action, _help)
+
+
+@traits.command("set")
+@click.argument("name")
+@click.argument("value", type=float)
+@_fail_cleanly
+def traits_set(name: str, value: float) -> None:
+    """Set trait NAME to VALUE (0 to 1); your model moves so it reads that value."""
+    edit = _agent().traits.set(name, value)
+    click.echo(f"{edit.trait_id}: {edit.describe()}")
+
+
+@traits.command("undo")
+@_fail_cleanly
+def traits_undo() -> None:
+    """Undo the last trait edit."""
+    edit = _agent().traits.undo()
+    click.echo("nothing to undo" if edit is None else f"undid {edit.trait_id}: {edit.describe().replace(' (undone)', '')}")
+
+
+@traits.command("history")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def traits_history(name: str | None, as_json: bool) -> None:
+    """The local log of trait edits, newest first (never exported for hidden traits)."""
+    edits = _agent().traits.history(name)
+    if as_json:
+        _emit_json([{"id": e.id, "at": e.at, "trait": e.trait_id, "action": e.action, "undone": e.undone,
+                     "description": e.describe()} for e in edits])
+        return
+    if not edits:
+        click.echo("no trait edits yet")
+    for edit in edits:
+        when = datetime.fromtimestamp(edit.at).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{when}  {edit.trait_id:<18} {edit.describe()}")
 
 
 @cli.command()

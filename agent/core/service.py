@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from agent.core.ranker import (
     save_personal,
 )
 from agent.core.store import FEEDBACK_KINDS, Interaction, Item, Store, StoreError
+
+if TYPE_CHECKING:
+    from agent.core.traits import Traits
 
 Progress = Callable[[int, int], None]
 
@@ -78,6 +81,7 @@ class Agent:
         self._scorer: Scorer | None = None
         self._personal: PersonalAdapter | None = None
         self._global: GlobalAdapter | None = None
+        self._traits: Traits | None = None
         self._rng = np.random.default_rng(seed)  # negative sampling in online updates
 
     @classmethod
@@ -122,6 +126,31 @@ class Agent:
         with self._lock:
             self._catalog = self._scorer = None
         return done
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Encode texts through the embedding cache (trait poles, taste sentences)."""
+        from agent.core.store import text_hash
+
+        with self._lock:
+            model_id = self.encoder.model_id
+            hashes = [text_hash(t) for t in texts]
+            cached = self.store.cached_embeddings(model_id, hashes)
+            missing = [t for t, h in zip(texts, hashes) if h not in cached]
+            if missing:
+                fresh = dict(zip([text_hash(t) for t in missing], self.encoder.encode(missing)))
+                self.store.put_embeddings(model_id, fresh)
+                cached.update(fresh)
+            return np.stack([cached[h] for h in hashes]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+
+    @property
+    def traits(self) -> "Traits":
+        """The person's inferred traits and their edits (see agent.core.traits)."""
+        from agent.core.traits import Traits
+
+        with self._lock:
+            if self._traits is None:
+                self._traits = Traits(self)
+            return self._traits
 
     def catalog(self) -> Catalog:
         with self._lock:
@@ -242,8 +271,11 @@ class Agent:
             labels = preference_labels(interactions)
             liked_rows = catalog.rows(sorted(i for i, v in labels.items() if v > 0))
             query_vector = self.encoder.encode([query])[0] if query else None
+            personal = self.personal_adapter()
+            if self.traits.has_hidden():
+                personal = self.traits.for_ranking(personal)
             entries = build_slate(
-                scorer, self.personal_adapter(), size,
+                scorer, personal, size,
                 exclude_rows=catalog.rows(sorted(rated)), liked_rows=liked_rows,
                 diversity=float(self.config.get("feed.diversity")),
                 exploration=0.0 if query else float(self.config.get("feed.exploration")),
@@ -291,15 +323,21 @@ class Agent:
                 # Looking at an item is too weak a signal to re-rank on at once; the next full
                 # retraining counts it.
                 return FeedbackResult(interaction, (time.perf_counter() - started) * 1000, False)
+            pinned = self.traits.has_pins()
+            held = self.traits.hold_directions(adapter) if pinned else None
             if item.id in labels and self.scorer().catalog.row(item.id) is not None:
                 adapter = online_update(adapter, self.scorer(), labels, item.id, self._rng,
-                                        float(self.config.get("ranker.learning_rate")))
+                                        float(self.config.get("ranker.learning_rate")), fixed=held)
             adapter.trained_on += 1
             retrained = adapter.trained_on % int(self.config.get("ranker.retrain_every")) == 0
             if retrained:
-                adapter, _ = fit(adapter, self.scorer(), labels, TrainingSettings(seed=adapter.trained_on))
+                adapter, _ = fit(adapter, self.scorer(), labels, TrainingSettings(seed=adapter.trained_on), fixed=held)
+            if pinned:
+                adapter = self.traits.enforce_pins(adapter)
             self._save_personal(adapter, "retrain" if retrained else "feedback", {"interaction": interaction.id})
             elapsed = (time.perf_counter() - started) * 1000
+            if retrained:
+                self.traits.snapshot()
             return FeedbackResult(interaction, elapsed, retrained)
 
     def retrain(self) -> dict[str, Any]:
@@ -307,9 +345,14 @@ class Agent:
         with self._lock:
             labels = preference_labels(self.store.interactions())
             started = time.perf_counter()
-            adapter, losses = fit(self.personal_adapter(), self.scorer(), labels,
-                                  TrainingSettings(seed=len(labels)))
+            adapter = self.personal_adapter()
+            pinned = self.traits.has_pins()
+            adapter, losses = fit(adapter, self.scorer(), labels, TrainingSettings(seed=len(labels)),
+                                  fixed=self.traits.hold_directions(adapter) if pinned else None)
+            if pinned:
+                adapter = self.traits.enforce_pins(adapter)
             version = self._save_personal(adapter, "retrain")
+            self.traits.snapshot()
             return {"version": version, "labels": len(labels), "epochs": len(losses),
                     "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
                     "seconds": time.perf_counter() - started}
@@ -355,6 +398,7 @@ class Agent:
                 "p": adapter.p.tolist(), "prior": adapter.prior.tolist(), "A": adapter.A.tolist(),
                 "B": adapter.B.tolist(), "model_id": adapter.model_id, "trained_on": adapter.trained_on,
             }
+            data["traits"] = self.traits.export()
             data["format"] = "ownrec-export-1"
             return data
 
@@ -367,7 +411,7 @@ class Agent:
             database = paths.database_path()
             removed = []
             for path in [database, Path(f"{database}-wal"), Path(f"{database}-shm"),
-                         paths.config_path(), home / "adapters", home / "exports"]:
+                         paths.config_path(), home / "traits.toml", home / "adapters", home / "exports"]:
                 if path.is_dir():
                     shutil.rmtree(path)
                     removed.append(path)

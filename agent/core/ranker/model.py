@@ -39,6 +39,15 @@ class Catalog:
     def row(self, item_id: int) -> int | None:
         return self._row.get(int(item_id))
 
+    def covariance(self) -> np.ndarray:
+        """Covariance of the text embeddings over the catalog (computed once per catalog)."""
+        if getattr(self, "_covariance", None) is None and len(self) < 2:
+            self._covariance = np.zeros((self.dim, self.dim), np.float32)
+        if getattr(self, "_covariance", None) is None:
+            centred = self.X - self.X.mean(axis=0)
+            self._covariance = (centred.T @ centred / max(len(self) - 1, 1)).astype(np.float32)
+        return self._covariance
+
     @classmethod
     def empty(cls, dim: int) -> "Catalog":
         return cls(np.zeros(0, np.int64), [], np.zeros((0, dim), np.float32))
@@ -69,6 +78,29 @@ class Scorer:
         g = self.global_adapter
         v = personal.p if vector is None else vector
         return (v + g.A.T @ (g.B.T @ v) + personal.A.T @ (personal.B.T @ v)).astype(np.float32)
+
+    def item_covariance(self, personal: PersonalAdapter) -> np.ndarray:
+        """Covariance of the item vectors h_i over the catalog, through the current adapters:
+        M' Cov(x) M'^T with M' = I + B_g A_g + B_u A_u."""
+        cov_x = self.catalog.covariance()
+        g = self.global_adapter
+        M = np.eye(self.catalog.dim, dtype=np.float32) + g.B @ g.A + personal.B @ personal.A
+        return (M @ cov_x @ M.T).astype(np.float32)
+
+    def to_item_space(self, personal: PersonalAdapter, vectors: np.ndarray) -> np.ndarray:
+        """Map text-space vectors (rows) the way items are mapped: x -> M' x."""
+        g = self.global_adapter
+        V = np.atleast_2d(vectors).astype(np.float32)
+        return V + (V @ g.A.T) @ g.B.T + (V @ personal.A.T) @ personal.B.T
+
+    def projections(self, personal: PersonalAdapter, directions: np.ndarray) -> np.ndarray:
+        """h_i . u for every item and every direction u (rows of `directions`): (n, K)."""
+        U = np.atleast_2d(directions).astype(np.float32)
+        folded = np.stack([self.effective_query(personal, u) for u in U], axis=1)  # M'^T u
+        P = self.catalog.X @ folded
+        if self.residual is not None:
+            P += self.residual @ (self.global_adapter.W_v.T @ U.T)
+        return P
 
     def scores(self, personal: PersonalAdapter, rows: np.ndarray | None = None,
                query: np.ndarray | None = None, query_weight: float = 0.0) -> np.ndarray:

@@ -83,6 +83,39 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["state"].create({"key": str, "value": str}, pk="key")
 
 
+@migration
+def m002_traits(db: sqlite_utils.Database) -> None:
+    db["trait_state"].create(
+        {
+            "trait_id": str,
+            "pinned": int,
+            "pinned_value": float,  # the reading training must keep while pinned
+            "hidden": int,
+            "evidence_since": float,  # after `forget`: only feedback from then on is evidence
+        },
+        pk="trait_id",
+    )
+    db["trait_edits"].create(
+        {
+            "id": int,
+            "at": float,
+            "trait_id": str,
+            "action": str,  # set | pin | unpin | hide | show | reset | forget
+            "detail": str,  # JSON: values before and after, and the change made to p_u (for undo)
+            "undone": int,
+        },
+        pk="id",
+        not_null={"at", "trait_id", "action"},
+    )
+    db["trait_edits"].create_index(["trait_id", "id"])
+    db["trait_snapshots"].create(
+        {"id": int, "at": float, "trait_id": str, "value": float, "confidence": float},
+        pk="id",
+        not_null={"at", "trait_id", "value", "confidence"},
+    )
+    db["trait_snapshots"].create_index(["trait_id", "at"])
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied. Each runs in its own
     transaction together with its record, so a crash leaves the schema at a known version."""

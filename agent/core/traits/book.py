@@ -1,0 +1,408 @@
+"""The person's traits: readings, edits, their history and undo, on top of the agent's state.
+
+Every edit is one row in `trait_edits` with what it changed, so undo is exact: edits that move
+p_u record the vector added to it, and undo subtracts that vector. Edits that move p_u save a new
+personal adapter version, so the next ranking reflects them at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.core.ranker import PersonalAdapter, preference_labels
+from agent.core.store import Item
+from agent.core.traits.axes import NEUTRAL, TraitSpace
+from agent.core.traits.catalog import TraitDef, TraitProblem, load_traits
+
+if TYPE_CHECKING:
+    from agent.core.service import Agent
+
+EVIDENCE_SHOWN = 5
+TREND_POINTS = 30
+NUDGE = 0.05
+
+
+class TraitError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Evidence:
+    item: Item
+    label: float  # the person's preference for the item, -1..1
+    percentile: float  # where the item sits on the trait's axis, 0..1
+    pull: float  # how far it pulled the trait: positive raises it
+
+
+@dataclass(frozen=True)
+class TraitReading:
+    id: str
+    name: str
+    kind: str
+    meaning: str
+    low: str
+    high: str
+    value: float | None  # None when hidden
+    confidence: float | None
+    pinned: bool
+    hidden: bool
+    edited: bool  # set by the person since the last reset
+    evidence: list[Evidence]
+    trend: list[tuple[float, float]]  # (unix time, value), oldest first
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "kind": self.kind, "meaning": self.meaning,
+            "low": self.low, "high": self.high,
+            "value": None if self.value is None else round(self.value, 4),
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "pinned": self.pinned, "hidden": self.hidden, "edited": self.edited,
+            "evidence": [{"id": e.item.id, "title": e.item.display_title, "label": round(e.label, 3),
+                          "percentile": round(e.percentile, 3), "pull": round(e.pull, 4)} for e in self.evidence],
+            "trend": [{"at": at, "value": round(v, 4)} for at, v in self.trend],
+        }
+
+
+@dataclass(frozen=True)
+class TraitEdit:
+    id: int
+    at: float
+    trait_id: str
+    action: str
+    detail: dict[str, Any]
+    undone: bool
+
+    def describe(self) -> str:
+        d = self.detail
+        text = {
+            "set": f"set to {d.get('to', 0):.2f} (was {d.get('from', 0):.2f})",
+            "pin": f"pinned at {d.get('value', 0):.2f}",
+            "unpin": "unpinned",
+            "hide": "hidden",
+            "show": "shown again",
+            "reset": f"reset to inferred {d.get('to', 0):.2f} (was {d.get('from', 0):.2f})",
+            "forget": "forgotten: reset, neutral, its evidence and history dropped",
+        }.get(self.action, self.action)
+        return text + (" (undone)" if self.undone else "")
+
+
+def _edit(row: dict[str, Any]) -> TraitEdit:
+    return TraitEdit(row["id"], row["at"], row["trait_id"], row["action"], json.loads(row["detail"] or "{}"),
+                     bool(row["undone"]))
+
+
+def _summary(phrases: tuple[str, ...]) -> str:
+    return phrases[0]
+
+
+class Traits:
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+        self.definitions, self.problems = load_traits()
+        self._by_id = {t.id: t for t in self.definitions}
+        self._poles: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def store(self):
+        return self.agent.store
+
+    # -- lookup and state ----------------------------------------------------------------------
+
+    def resolve(self, name: str) -> TraitDef:
+        key = name.strip().lower().replace("-", "_").replace(" ", "_")
+        for trait in self.definitions:
+            if key in (trait.id, trait.name.lower().replace("-", "_").replace(" ", "_")):
+                return trait
+        known = ", ".join(t.id for t in self.definitions)
+        raise TraitError(f"unknown trait {name!r}; known traits: {known}")
+
+    def _state(self, trait_id: str) -> dict[str, Any]:
+        row = self.store.db.execute(
+            "select pinned, pinned_value, hidden, evidence_since from trait_state where trait_id = ?", [trait_id]
+        ).fetchone()
+        if row is None:
+            return {"pinned": False, "pinned_value": None, "hidden": False, "evidence_since": None}
+        return {"pinned": bool(row[0]), "pinned_value": row[1], "hidden": bool(row[2]), "evidence_since": row[3]}
+
+    def _set_state(self, trait_id: str, **changes: Any) -> None:
+        state = self._state(trait_id) | changes
+        self.store.db["trait_state"].upsert(
+            {"trait_id": trait_id, "pinned": int(state["pinned"]), "pinned_value": state["pinned_value"],
+             "hidden": int(state["hidden"]), "evidence_since": state["evidence_since"]}, pk="trait_id")
+
+    def _indices(self, flag: str) -> list[int]:
+        flagged = {row[0] for row in self.store.db.execute(f"select trait_id from trait_state where {flag} = 1")}
+        return [i for i, t in enumerate(self.definitions) if t.id in flagged]
+
+    def hidden_ids(self) -> list[str]:
+        return [self.definitions[i].id for i in self._indices("hidden")]
+
+    # -- the space -----------------------------------------------------------------------------
+
+    def _pole_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._poles is None:
+            high = [self.agent.embed(list(t.high)).mean(axis=0) for t in self.definitions]
+            low = [self.agent.embed(list(t.low)).mean(axis=0) for t in self.definitions]
+            self._poles = (np.stack(high).astype(np.float32), np.stack(low).astype(np.float32))
+        return self._poles
+
+    def space(self, personal: PersonalAdapter | None = None) -> TraitSpace:
+        high, low = self._pole_vectors()
+        return TraitSpace.build(self.agent.scorer(), personal or self.agent.personal_adapter(), high, low)
+
+    # -- readings ------------------------------------------------------------------------------
+
+    def readings(self) -> list[TraitReading]:
+        """Every trait with its value, confidence and evidence; hidden ones without numbers."""
+        with self.agent._lock:
+            personal = self.agent.personal_adapter()
+            space = self.space(personal)
+            values = space.values(personal.p)
+            interactions = self.store.interactions()
+            catalog = self.agent.scorer().catalog
+            edited = self._edited_ids()
+            result = []
+            for index, trait in enumerate(self.definitions):
+                state = self._state(trait.id)
+                if state["hidden"]:
+                    result.append(TraitReading(trait.id, trait.name, trait.kind, trait.meaning, _summary(trait.low),
+                                               _summary(trait.high), None, None, state["pinned"], True, False, [], []))
+                    continue
+                since = state["evidence_since"]
+                labels = preference_labels([e for e in interactions if since is None or e.at >= since])
+                rows = [(item_id, catalog.row(item_id)) for item_id in labels]
+                rows = [(item_id, row) for item_id, row in rows if row is not None]
+                pulls = np.array([labels[i] * (space.percentiles[row, index] - NEUTRAL) for i, row in rows])
+                confidence = 0.0
+                evidence: list[Evidence] = []
+                if len(pulls):
+                    amount = 1.0 - math.exp(-len(pulls) / 20.0)
+                    consistency = abs(float(pulls.sum())) / max(float(np.abs(pulls).sum()), 1e-12)
+                    confidence = amount * consistency
+                    direction = 1.0 if values[index] >= NEUTRAL else -1.0
+                    order = np.argsort(-(pulls * direction))[:EVIDENCE_SHOWN]
+                    chosen = [(rows[j], pulls[j]) for j in order if pulls[j] * direction > 0]
+                    items = {item.id: item for item in self.store.items([r[0] for r, _ in chosen])}
+                    evidence = [Evidence(items[item_id], labels[item_id], float(space.percentiles[row, index]),
+                                         float(pull)) for (item_id, row), pull in chosen]
+                trend = [(row[0], row[1]) for row in self.store.db.execute(
+                    "select at, value from (select at, value, id from trait_snapshots where trait_id = ?"
+                    " order by id desc limit ?) order by id", [trait.id, TREND_POINTS])]
+                result.append(TraitReading(trait.id, trait.name, trait.kind, trait.meaning, _summary(trait.low),
+                                           _summary(trait.high), float(values[index]), confidence, state["pinned"],
+                                           False, trait.id in edited, evidence, trend))
+            return result
+
+    def reading(self, name: str) -> TraitReading:
+        trait = self.resolve(name)
+        return next(r for r in self.readings() if r.id == trait.id)
+
+    def snapshot(self) -> None:
+        """Record today's values (not for hidden traits), so a trend can be shown."""
+        with self.agent._lock:
+            now = time.time()
+            rows = [{"at": now, "trait_id": r.id, "value": r.value, "confidence": r.confidence}
+                    for r in self.readings() if not r.hidden]
+            with self.store.transaction():
+                self.store.db["trait_snapshots"].insert_all(rows)
+
+    # -- edits ---------------------------------------------------------------------------------
+
+    def _record(self, trait_id: str, action: str, detail: dict[str, Any]) -> TraitEdit:
+        row = {"at": time.time(), "trait_id": trait_id, "action": action, "detail": json.dumps(detail), "undone": 0}
+        edit_id = self.store.db["trait_edits"].insert(row).last_pk
+        return TraitEdit(edit_id, row["at"], trait_id, action, detail, False)
+
+    def _move(self, personal: PersonalAdapter, delta: np.ndarray, reason: str) -> None:
+        moved = personal.copy()
+        moved.p = (moved.p + delta).astype(np.float32)
+        self.agent._save_personal(moved, reason)
+
+    def set(self, name: str, value: float) -> TraitEdit:
+        """Move p_u along the trait's dual vector until the trait reads `value`."""
+        trait = self.resolve(name)
+        if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0 or math.isnan(value):
+            raise TraitError(f"a trait value is a number from 0 to 1, not {value!r}")
+        with self.agent._lock:
+            personal = self.agent.personal_adapter()
+            space = self.space(personal)
+            index = self.definitions.index(trait)
+            before = float(space.values(personal.p)[index])
+            delta = space.move_to(personal.p, {index: float(value)})
+            reached = float(space.values(personal.p + delta)[index])
+            with self.store.transaction():
+                self._move(personal, delta, f"trait {trait.id} set")
+                state = self._state(trait.id)
+                if state["pinned"]:
+                    self._set_state(trait.id, pinned_value=reached)
+                edit = self._record(trait.id, "set", {"from": before, "to": reached, "asked": float(value),
+                                                      "delta": delta.tolist()})
+            self.snapshot()
+            return edit
+
+    def nudge(self, name: str, step: float = NUDGE) -> TraitEdit:
+        current = self.reading(name)
+        if current.value is None:
+            raise TraitError(f"{current.name} is hidden; show it first (`ownrec traits show {current.id}`)")
+        return self.set(name, float(np.clip(current.value + step, 0.0, 1.0)))
+
+    def pin(self, name: str) -> TraitEdit:
+        trait = self.resolve(name)
+        with self.agent._lock:
+            value = float(self.space().values(self.agent.personal_adapter().p)[self.definitions.index(trait)])
+            with self.store.transaction():
+                previous = self._state(trait.id)
+                self._set_state(trait.id, pinned=True, pinned_value=value)
+                return self._record(trait.id, "pin", {"value": value, "before": previous})
+
+    def unpin(self, name: str) -> TraitEdit:
+        return self._flag(name, "unpin", pinned=False)
+
+    def hide(self, name: str) -> TraitEdit:
+        return self._flag(name, "hide", hidden=True)
+
+    def show(self, name: str) -> TraitEdit:
+        return self._flag(name, "show", hidden=False)
+
+    def _flag(self, name: str, action: str, **changes: Any) -> TraitEdit:
+        trait = self.resolve(name)
+        with self.agent._lock, self.store.transaction():
+            previous = self._state(trait.id)
+            self._set_state(trait.id, **changes)
+            return self._record(trait.id, action, {"before": previous})
+
+    def _open_set_deltas(self, trait_id: str) -> np.ndarray | None:
+        """The sum of what the person's `set` edits added to p_u since the last reset or forget."""
+        rows = list(self.store.db.execute(
+            "select action, detail from trait_edits where trait_id = ? and undone = 0 order by id", [trait_id]))
+        total = None
+        for action, detail in rows:
+            if action in ("reset", "forget"):
+                total = None
+            elif action == "set":
+                delta = np.array(json.loads(detail)["delta"], np.float32)
+                total = delta if total is None else total + delta
+        return total
+
+    def _edited_ids(self) -> set[str]:
+        return {t.id for t in self.definitions if self._open_set_deltas(t.id) is not None}
+
+    def reset(self, name: str) -> TraitEdit:
+        """Take back the person's own settings of this trait: it reads what feedback infers."""
+        trait = self.resolve(name)
+        with self.agent._lock:
+            personal = self.agent.personal_adapter()
+            index = self.definitions.index(trait)
+            before = float(self.space(personal).values(personal.p)[index])
+            pushed = self._open_set_deltas(trait.id)
+            delta = np.zeros_like(personal.p) if pushed is None else -pushed
+            moved = personal.copy()
+            moved.p = moved.p + delta
+            after = float(self.space(moved).values(moved.p)[index])
+            with self.store.transaction():
+                self._move(personal, delta, f"trait {trait.id} reset")
+                edit = self._record(trait.id, "reset", {"from": before, "to": after, "delta": delta.tolist()})
+            self.snapshot()
+            return edit
+
+    def forget(self, name: str) -> TraitEdit:
+        """Reset, remove what feedback taught about this trait, drop its evidence and history."""
+        trait = self.resolve(name)
+        with self.agent._lock:
+            personal = self.agent.personal_adapter()
+            index = self.definitions.index(trait)
+            pushed = self._open_set_deltas(trait.id)
+            moved = personal.copy()
+            if pushed is not None:
+                moved.p = moved.p - pushed
+            space = self.space(moved)
+            moved.p = space.without(moved.p, [index])
+            delta = moved.p - personal.p
+            snapshots = list(self.store.db["trait_snapshots"].rows_where("trait_id = ?", [trait.id]))
+            previous = self._state(trait.id)
+            with self.store.transaction():
+                self._move(personal, delta, f"trait {trait.id} forgotten")
+                self.store.db.execute("delete from trait_snapshots where trait_id = ?", [trait.id])
+                self._set_state(trait.id, pinned=False, pinned_value=None, evidence_since=time.time())
+                return self._record(trait.id, "forget", {"delta": delta.tolist(), "before": previous,
+                                                         "snapshots": snapshots})
+
+    def undo(self) -> TraitEdit | None:
+        """Undo the latest edit that is not undone yet; returns it, or None if there is none."""
+        with self.agent._lock:
+            row = self.store.db.execute(
+                "select * from trait_edits where undone = 0 order by id desc limit 1").fetchone()
+            if row is None:
+                return None
+            edit = _edit(dict(zip([c.name for c in self.store.db["trait_edits"].columns], row)))
+            with self.store.transaction():
+                if "delta" in edit.detail:
+                    self._move(self.agent.personal_adapter(), -np.array(edit.detail["delta"], np.float32),
+                               f"undo trait {edit.action}")
+                if "before" in edit.detail:
+                    before = edit.detail["before"]
+                    self._set_state(edit.trait_id, pinned=before["pinned"], pinned_value=before["pinned_value"],
+                                    hidden=before["hidden"], evidence_since=before["evidence_since"])
+                if edit.action == "set" and self._state(edit.trait_id)["pinned"]:
+                    self._set_state(edit.trait_id, pinned_value=edit.detail["from"])
+                for snapshot in edit.detail.get("snapshots", []):
+                    self.store.db["trait_snapshots"].insert(snapshot, replace=True)
+                self.store.db.execute("update trait_edits set undone = 1 where id = ?", [edit.id])
+            return TraitEdit(edit.id, edit.at, edit.trait_id, edit.action, edit.detail, True)
+
+    def history(self, name: str | None = None, limit: int = 100) -> list[TraitEdit]:
+        """The local edit log, newest first (hidden traits included: it never leaves the device)."""
+        where, args = ("trait_id = ?", [self.resolve(name).id]) if name else (None, [])
+        return [_edit(row) for row in self.store.db["trait_edits"].rows_where(where, args, order_by="id desc",
+                                                                                limit=limit)]
+
+    # -- what ranking and training see ---------------------------------------------------------
+
+    def for_ranking(self, personal: PersonalAdapter) -> PersonalAdapter:
+        """The adapter ranking uses: hidden traits' components removed from p_u."""
+        hidden = self._indices("hidden")
+        if not hidden:
+            return personal
+        ranked = personal.copy()
+        ranked.p = self.space(personal).without(personal.p, hidden)
+        return ranked
+
+    def hold_directions(self, personal: PersonalAdapter) -> np.ndarray | None:
+        pinned = self._indices("pinned")
+        return self.space(personal).hold_directions(pinned) if pinned else None
+
+    def enforce_pins(self, personal: PersonalAdapter) -> PersonalAdapter:
+        """After training: bring each pinned trait back to its pinned value (the adapter's own
+        matrices also moved, which the projection during training cannot hold)."""
+        pinned = self._indices("pinned")
+        if not pinned:
+            return personal
+        space = self.space(personal)
+        targets = {index: float(self._state(self.definitions[index].id)["pinned_value"]) for index in pinned}
+        held = personal.copy()
+        held.p = (held.p + space.move_to(held.p, targets)).astype(np.float32)
+        return held
+
+    def has_pins(self) -> bool:
+        return bool(self._indices("pinned"))
+
+    def has_hidden(self) -> bool:
+        return bool(self._indices("hidden"))
+
+    def export(self) -> dict[str, Any]:
+        """For `ownrec export`: everything about traits except hidden ones."""
+        hidden = set(self.hidden_ids())
+        return {
+            "traits": [r.as_dict() for r in self.readings() if not r.hidden],
+            "edits": [e.__dict__ for e in reversed(self.history(limit=100_000)) if e.trait_id not in hidden],
+            "problems": [str(p) for p in self.problems],
+        }
+
+
+__all__ = ["Evidence", "TraitEdit", "TraitError", "TraitProblem", "TraitReading", "Traits"]
