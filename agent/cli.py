@@ -294,6 +294,21 @@ def traits_history(name: str | None, as_json: bool) -> None:
         click.echo(f"{when}  {edit.trait_id:<18} {edit.describe()}")
 
 
+@traits.command("validate")
+@click.option("--quick", is_flag=True, help="A sample of users and fewer training epochs (for CI).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),
+              show_default=True, help="The Markdown report to write (its traits section is replaced).")
+@_fail_cleanly
+def traits_validate(quick: bool, as_json: bool, output: Path) -> None:
+    """Check that the traits measure what they claim, on MovieLens-100K; write EVALUATION.md."""
+    from agent.core.traits.validate import run_validation, write_report
+
+    results = run_validation(quick=quick, log=lambda m: click.echo(m, err=True))
+    markdown = write_report(results, output)
+    _emit_json(results) if as_json else click.echo(markdown)
+
+
 @cli.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of standard output.")

@@ -48,8 +48,8 @@ class PersonalAdapter:
     """phi_u: the user vector (the ranker's soft prompt) and the personal item-tower adapter."""
 
     p: np.ndarray  # (d,)
-    A: np.ndarray  # (r, d)
-    B: np.ndarray  # (d, r); starts at zero so the adapter starts as the identity
+    A: np.ndarray  # (r, d), orthonormal rows, fixed
+    B: np.ndarray  # (d, r), learned; starts at zero so the adapter starts as the identity
     prior: np.ndarray  # (d,): where regularisation pulls p (the onboarding taste sentence)
     model_id: str = ""  # the encoder the adapter was trained against
     trained_on: int = 0  # feedback events seen
@@ -57,9 +57,12 @@ class PersonalAdapter:
     @classmethod
     def fresh(cls, dim: int, rank: int, model_id: str = "", seed: int = 0) -> "PersonalAdapter":
         rng = np.random.default_rng(seed)
+        # A is a fixed random projection with orthonormal rows and only B learns (as in LoRA-FA):
+        # training both lets A grow while B shrinks, and then every small step of B swings B A.
+        basis, _ = np.linalg.qr(rng.standard_normal((dim, rank)))
         return cls(
             p=np.zeros(dim, np.float32),
-            A=(rng.standard_normal((rank, dim)) / np.sqrt(dim)).astype(np.float32),
+            A=basis.T.astype(np.float32),
             B=np.zeros((dim, rank), np.float32),
             prior=np.zeros(dim, np.float32),
             model_id=model_id,

@@ -136,6 +136,20 @@ def gradients(adapter: PersonalAdapter, scorer: Scorer, pairs: Pairs,
     return loss, grad_p.astype(np.float32), grad_A.astype(np.float32), grad_B.astype(np.float32)
 
 
+# The personal item adapter may reshape the item space, not blow it up: left free, it learns to
+# amplify the person's own direction (p . B A x is just another linear term in x), which makes p
+# ill-conditioned for everything built on it (trait edits, the query term).
+ADAPTER_SPECTRAL_LIMIT = 0.5
+
+
+def bound_adapter(adapter: PersonalAdapter, limit: float = ADAPTER_SPECTRAL_LIMIT) -> None:
+    """Scale B in place so that the spectral norm of B A is at most `limit`."""
+    _, r_factor = np.linalg.qr(adapter.A.T.astype(np.float64))  # A^T = Q R, so |B A| = |B R^T|
+    norm = float(np.linalg.norm(adapter.B.astype(np.float64) @ r_factor.T, ord=2))
+    if norm > limit:
+        adapter.B *= np.float32(limit / norm)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -146,7 +160,7 @@ def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
     adapter and the loss per epoch; the input adapter is not modified."""
     trained = adapter.copy()
     rng = np.random.default_rng(settings.seed)
-    params = [trained.p, trained.A, trained.B]
+    params = [trained.p, trained.B]  # A is a fixed projection (see PersonalAdapter.fresh)
     first = [np.zeros_like(x) for x in params]
     second = [np.zeros_like(x) for x in params]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -155,7 +169,8 @@ def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
         pairs = sample_pairs(labels, scorer, rng, settings.negatives_per_item)
         if len(pairs.win) == 0:
             break
-        loss, *grads = gradients(trained, scorer, pairs, settings)
+        loss, grad_p, _, grad_B = gradients(trained, scorer, pairs, settings)
+        grads = [grad_p, grad_B]
         history.append(loss)
         for index, (param, grad) in enumerate(zip(params, grads)):
             first[index] = beta1 * first[index] + (1 - beta1) * grad
@@ -165,6 +180,7 @@ def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
             if index == 0:
                 step = _project_off(step, fixed)
             param -= step.astype(np.float32)
+        bound_adapter(trained)
     return trained, history
 
 
@@ -181,8 +197,8 @@ def online_update(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, fl
         pairs = sample_pairs(labels, scorer, rng, 16, only=[item_id, *replayed])
         if len(pairs.win) == 0:
             break
-        _, grad_p, grad_A, grad_B = gradients(updated, scorer, pairs, settings)
+        _, grad_p, _, grad_B = gradients(updated, scorer, pairs, settings)
         updated.p -= _project_off(learning_rate * grad_p, fixed).astype(np.float32)
-        updated.A -= learning_rate * grad_A
         updated.B -= learning_rate * grad_B
+        bound_adapter(updated)
     return updated

@@ -82,13 +82,13 @@ def parse_traits(text: str, path: str, origin: str) -> tuple[list[TraitDef], lis
     traits: list[TraitDef] = []
     for index, start in enumerate(starts):
         end = starts[index + 1] if index + 1 < len(starts) else len(lines)
-        block = "\n".join(lines[start:end])
+        block = "\n".join(lines[start:end]) + "\n"
         try:
             (entry,) = tomllib.loads(block)["trait"]
             traits.append(_trait(entry, origin))
         except tomllib.TOMLDecodeError as error:
             found = _TOML_LINE.search(str(error))
-            line = start + (int(found.group(1)) if found else 1)
+            line = start + int(found.group(1)) if found else end  # "at end of document"
             problems.append(TraitProblem(path, line, f"not valid TOML: {error}"))
         except ValueError as error:
             problems.append(TraitProblem(path, start + 1, str(error)))
