@@ -10,22 +10,22 @@ personal item adapter too would let it dominate: it learns to amplify the person
 and every trait would then read the same.)
 
 Coordinate. c_t = Cov_i(s_i, pos_it) = q . w_t with w_t = Cov(x) M_g^T a_t: how the person's
-scores co-vary with the trait across the catalog. beta_t = c_t / sigma_t is how many score units
-(log-odds of preferring one item to another, the ranker's own scale) the person gives per standard
-deviation of the trait.
+scores co-vary with the trait across the catalog.
 
-Value. v_t = sigmoid(slope_t * gap_t), with slope_t = c_t / sigma_t^2 (score units per unit of
-position) and gap_t the distance between the mean positions of the catalog's top and bottom tenth
-on the trait: the modelled probability that the person prefers a typical item from the catalog's
-top tenth on this trait to one from its bottom tenth, other things equal. 0.5 is neutral; it is
-calibrated against the catalog alone and needs no other users.
+Value. v_t = sigmoid(slope_t * gap_t), with slope_t = c_t / sigma_t^2 (score units, i.e. the
+ranker's log-odds of preferring one item to another, per unit of position) and gap_t the distance
+between the mean positions of the catalog's top and bottom tenth on the trait: the modelled
+probability that the person prefers a typical item from the catalog's top tenth on this trait to
+one from its bottom tenth, other things equal. 0.5 is neutral; it is calibrated against the
+catalog alone and needs no other users.
 
-Editing with the dual basis. The d_t with w_k . d_t = 1 if k == t else 0 move one coordinate and
-leave every other exactly where it was; a naive push along a_t would drag every correlated trait
-with it. Of all such vectors, d_t is the one that changes the person's scores across the catalog
-least (the dual basis in the catalog's covariance metric), so an edit changes nothing else it
-does not have to. Setting a value changes q by (c_t* - c_t) d_t (and p_u by whatever gives that change of
-q); hiding removes c_t d_t from the q used for ranking; pinning projects training steps off w_t.
+Editing. The exact dual basis (w_k . d_t = 1 if k == t else 0) would move one coordinate and leave
+every other where it was, but where traits correlate across the catalog it can take a large change
+of the person's scores to do so. `move_to` therefore takes the least change of scores (variance
+across the catalog) that sets the target and moves the other traits' values by at most a small
+tolerance on average; the exact dual basis is its limit. A naive push along a_t drags every
+correlated trait along. Hiding removes a trait's component (c_t d_t) from the q used for ranking;
+pinning projects training steps off w_t and restores the pinned value after each training.
 """
 
 from __future__ import annotations
