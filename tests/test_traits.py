@@ -186,6 +186,8 @@ def test_pin_holds_the_value_through_feedback_and_retraining(dark_fan):
 def test_hidden_traits_leave_ranking_display_and_export(dark_fan):
     feed_before = [r.item.id for r in dark_fan.recommend(20)]
     dark_fan.traits.hide("dark")
+    with pytest.raises(TraitError, match="Dark is hidden: show it again"):
+        dark_fan.traits.set("dark", 0.2)
     hidden = dark_fan.traits.reading("dark")
     assert hidden.hidden and hidden.value is None and hidden.confidence is None and hidden.evidence == []
     assert [r.item.id for r in dark_fan.recommend(20)] != feed_before

@@ -230,6 +230,8 @@ class Traits:
         if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0 or math.isnan(value):
             raise TraitError(f"a trait value is a number from 0 to 1, not {value!r}")
         with self.agent._lock:
+            if self._state(trait.id)["hidden"]:
+                raise TraitError(f"{trait.name} is hidden: show it again before changing it")
             personal = self.agent.personal_adapter()
             space = self.space(personal)
             index = self.definitions.index(trait)
@@ -249,7 +251,7 @@ class Traits:
     def nudge(self, name: str, step: float = NUDGE) -> TraitEdit:
         current = self.reading(name)
         if current.value is None:
-            raise TraitError(f"{current.name} is hidden; show it first (`ownrec traits show {current.id}`)")
+            raise TraitError(f"{current.name} is hidden: show it again before changing it")
         return self.set(name, float(np.clip(current.value + step, 0.0, 1.0)))
 
     def pin(self, name: str) -> TraitEdit:

@@ -28,7 +28,6 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -232,6 +231,15 @@ def _provenance() -> dict[str, Any]:
     return info
 
 
+def _value_definition() -> str | None:
+    """The "Value." paragraph of the trait math's own documentation, so the report says what the
+    measured code computes even when that code changes."""
+    from agent.core.traits import axes
+
+    found = re.search(r"^Value\.(.*?)(?:\n\s*\n|\Z)", axes.__doc__ or "", re.DOTALL | re.MULTILINE)
+    return " ".join(found.group(1).split()) if found else None
+
+
 def run_validation(quick: bool = False, log: Log = print, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
     """Run the four checks; return their figures as JSON-able data. `quick`: a fixed sample of
     150 MovieLens users, fewer training epochs and one seed per simulated user (for tests)."""
@@ -257,11 +265,12 @@ def run_validation(quick: bool = False, log: Log = print, seed: int = 0, workers
     results: dict[str, Any] = {
         "plan": plan,
         "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **_provenance(),
+                "value_definition": _value_definition(),
                 "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
         "timings_s": {},
     }
     timings = results["timings_s"]
-    with _temporary_home() as home:
+    with _temporary_home() as home, _single_blas_thread():
         log("encoding the demo catalog in a temporary data directory")
         encoder = Encoder.load(paths.models_dir())
         agent = Agent.open(encoder)
@@ -301,7 +310,7 @@ def run_validation(quick: bool = False, log: Log = print, seed: int = 0, workers
 
         step = time.perf_counter()
         log("(c, d) edits through the product: independence, and raising dark on the feed")
-        results["feed"], results["edits"]["product"] = check_feed_edit(ctx, plan["feed_seeds"], log)
+        results["feed"], results["edits"]["through_agent"] = check_feed_edit(ctx, plan["feed_seeds"], log)
         timings["feed_and_product_edits"] = _r(time.perf_counter() - step, 1)
     timings["total"] = _r(time.perf_counter() - started, 1)
     log(f"done in {timings['total']:.0f} s")
@@ -361,7 +370,7 @@ def check_pole_users(ctx: _Context, seeds: int, log: Log) -> dict[str, Any]:
 
 # -- (b) MovieLens users, and (c) on their adapters -----------------------------------------------
 
-_SHARED: dict[str, Any] = {}  # set before the worker processes fork; read by `_fit_user`
+_SHARED: dict[str, Any] = {}  # per process: the scorer and traits `_fit_user` works with
 
 
 def _fit_user(task: tuple[int, dict[int, float], bool, bool]) -> dict[str, Any]:
@@ -382,40 +391,67 @@ def _fit_user(task: tuple[int, dict[int, float], bool, bool]) -> dict[str, Any]:
                        TrainingSettings(epochs=epochs, seed=len(labels) + 1))
         out["retest"] = traits.space(again).values(again.p).astype(np.float64)
     if edits:
-        out["edits"] = edit_effects(space, adapter.p)
+        out["edits"] = edit_effects(space, adapter, scorer)
     return out
 
 
-def edit_effects(space, p: np.ndarray, step: float = EDIT_STEP) -> dict[str, Any]:
-    """For every trait, set it `step` up and down (within EDIT_BOUNDS) two ways, and measure how
-    far the other traits' values move: along the dual basis (`space.move_to`, the product's way)
-    and by a naive push of p along the trait's own axis, scaled to reach the same target."""
+EDIT_METHODS = ("product", "exact_dual", "naive")
+
+
+def edit_effects(space, adapter, scorer, step: float = EDIT_STEP) -> dict[str, Any]:
+    """For every trait, set it `step` up and down (within EDIT_BOUNDS) three ways and measure how
+    far the other traits' values move, and how much the person's scores change (sd of the change
+    across the catalog over the sd of the scores):
+    - product: `space.move_to`, what `ownrec traits set` does;
+    - exact_dual: the exact dual basis (`move_to` with no tolerance), if the space offers it;
+    - naive: a push of p along the trait's own axis, scaled to reach the same target."""
+    p = adapter.p
     K = space.size
     values = space.values(p).astype(np.float64)
     coords = space.coordinates(p)
-    drag = np.zeros((K, K))  # naive: mean |change of trait k| when trait t is set (row t)
-    moves = np.zeros(K)
-    dual_others, naive_others, dual_miss, naive_miss = [], [], [], []
-    for t in range(K):
+    scores = scorer.scores(adapter)
+    spread = max(float(scores.std()), 1e-12)
+    moved = adapter.copy()
+
+    def disruption(delta: np.ndarray) -> float:
+        moved.p = (p + delta).astype(np.float32)
+        return float((scorer.scores(moved) - scores).std()) / spread
+
+    def exact(t: int, target: float) -> np.ndarray | None:
+        try:
+            return space.move_to(p, {t: target}, tolerance=0.0)
+        except TypeError:  # a space without a tolerance: move_to is the exact dual basis itself
+            return None
+
+    def naive(t: int, target: float) -> np.ndarray | None:
         gain = float(space.coordinates(space.axes[t])[t])  # coordinates are linear in p
+        if abs(gain) < 1e-12:
+            return None
+        return (space.coordinate_for(t, target) - coords[t]) / gain * space.axes[t]
+
+    methods = {"product": lambda t, target: space.move_to(p, {t: target}), "exact_dual": exact, "naive": naive}
+    out: dict[str, Any] = {m: {"others": [], "miss": [], "scores": []} for m in methods}
+    drag = np.zeros((K, K))  # naive: summed |change of trait k| when trait t is set (row t)
+    moves = np.zeros(K)
+    for t in range(K):
+        others = np.arange(K) != t
         for sign in (1.0, -1.0):
             target = float(np.clip(values[t] + sign * step, *EDIT_BOUNDS))
             if abs(target - values[t]) < step / 2:
                 continue  # too close to the edge to move by much
-            others = np.arange(K) != t
-            after = space.values(p + space.move_to(p, {t: target})).astype(np.float64)
-            dual_others.append(np.abs(after - values)[others].mean())
-            dual_miss.append(abs(after[t] - target))
-            if abs(gain) < 1e-12:
-                continue
-            alpha = (space.coordinate_for(t, target) - coords[t]) / gain
-            pushed = space.values(p + alpha * space.axes[t]).astype(np.float64)
-            naive_others.append(np.abs(pushed - values)[others].mean())
-            naive_miss.append(abs(pushed[t] - target))
-            drag[t] += np.abs(pushed - values)
-            moves[t] += 1
-    return {"dual_others": dual_others, "naive_others": naive_others, "dual_miss": dual_miss,
-            "naive_miss": naive_miss, "drag": drag, "moves": moves}
+            for name, method in methods.items():
+                delta = method(t, target)
+                if delta is None:
+                    continue
+                after = space.values(p + delta).astype(np.float64)
+                out[name]["others"].append(float(np.abs(after - values)[others].mean()))
+                out[name]["miss"].append(float(abs(after[t] - target)))
+                out[name]["scores"].append(disruption(np.asarray(delta, np.float64)))
+                if name == "naive":
+                    drag[t] += np.abs(after - values)
+                    moves[t] += 1
+    out["drag"], out["moves"] = drag, moves
+    return out
 
 
 def _liked_statistics(ctx: _Context, liked_rows: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -467,10 +503,61 @@ def _item_level(ctx: _Context, trait_index: int, trait_id: str) -> float:
     return _r(float(np.corrcoef(position, quantity)[0, 1]))
 
 
-def _map(tasks: list, workers: int, log: Log) -> list[dict[str, Any]]:
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _share(agent, epochs: int) -> None:
+    agent.traits.space()  # loads the scorer and the pole vectors once
+    _SHARED.update(scorer=agent.scorer(), traits=agent.traits, epochs=epochs,
+                   rank=int(agent.config.get("ranker.adapter_rank")), model_id=agent.encoder.model_id)
+
+
+def _init_worker(template: str, folder: str, models: str, epochs: int) -> None:
+    """A worker process: its own copy of the template database, its own Agent and encoder."""
+    from agent.core.encoder import Encoder
+    from agent.core.service import Agent
+
+    home = Path(folder) / f"worker-{os.getpid()}"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["OWNREC_HOME"] = str(home)
+    shutil.copy(template, paths.database_path())
+    _share(Agent.open(Encoder.load(Path(models))), epochs)
+
+
+@contextmanager
+def _single_blas_thread() -> Iterator[None]:
+    """BLAS on one thread for this process, where threadpoolctl is installed (it is optional). The
+    products here are small: on a busy 2-core machine OpenBLAS's own threads spin against other
+    work and make training several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _map(ctx: _Context, agent, tasks: list, plan: dict[str, Any], log: Log) -> list[dict[str, Any]]:
+    """`_fit_user` over the tasks: in `plan["workers"]` fresh processes (spawned with one BLAS
+    thread each, so they do not fight over the cores), or in this one."""
     results: list[dict[str, Any]] = []
-    use_fork = workers > 1 and sys.platform.startswith("linux")
-    pool = multiprocessing.get_context("fork").Pool(workers) if use_fork else None
+    pool = None
+    if plan["workers"] > 1:
+        saved = {k: os.environ.get(k) for k in BLAS_THREAD_VARIABLES}
+        os.environ.update({k: "1" for k in BLAS_THREAD_VARIABLES})
+        try:
+            pool = multiprocessing.get_context("spawn").Pool(
+                plan["workers"], _init_worker,
+                (str(ctx.template), str(ctx.home / "workers"), str(paths.models_dir()), plan["epochs"]))
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    else:
+        _share(agent, plan["epochs"])
     try:
         iterator = pool.imap_unordered(_fit_user, tasks, chunksize=4) if pool else map(_fit_user, tasks)
         for result in iterator:
@@ -478,6 +565,7 @@ def _map(tasks: list, workers: int, log: Log) -> list[dict[str, Any]]:
             if len(results) % 100 == 0 or len(results) == len(tasks):
                 log(f"  {len(results)}/{len(tasks)} users")
     finally:
+        _SHARED.clear()
         if pool is not None:
             pool.close()
             pool.join()
@@ -509,13 +597,9 @@ def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]
         tasks.append((user, preference_labels(events), user in edit_users, user in retest_users))
 
     with ctx.person("movielens", seed=ctx.seed) as agent:
-        _SHARED.update(scorer=agent.scorer(), traits=agent.traits, epochs=plan["epochs"],
-                       rank=int(agent.config.get("ranker.adapter_rank")), model_id=agent.encoder.model_id)
-        agent.traits.space()  # warm the caches the workers inherit
         started = time.perf_counter()
-        fitted = _map(tasks, plan["workers"], log)
+        fitted = _map(ctx, agent, tasks, plan, log)
         elapsed = time.perf_counter() - started
-        _SHARED.clear()
 
     K = len(ctx.trait_ids)
     V = np.array([f["values"] for f in fitted])  # (users, K)
@@ -524,6 +608,7 @@ def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]
     # What the trait would read if it only averaged the axis positions of the liked films.
     direct = np.array([ctx.percentiles[rows].mean(axis=0) if len(rows) else np.full(K, np.nan) for rows in liked])
 
+    n_ratings = np.array([len(by_user[f["user"]]) for f in fitted], np.float64)
     per_trait: dict[str, Any] = {}
     for t, trait_id in enumerate(ctx.trait_ids):
         entry: dict[str, Any] = {"values": _distribution(V[:, t])}
@@ -538,6 +623,7 @@ def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]
         female = np.array([users_info[f["user"]]["gender"] == "F" for f in fitted], np.float64)
         entry["age"] = correlation(V[:, t], age, ctx.seed + 100 * t + 3)
         entry["female"] = correlation(V[:, t], female, ctx.seed + 100 * t + 4)
+        entry["ratings"] = correlation(V[:, t], n_ratings, ctx.seed + 100 * t + 5)
         per_trait[trait_id] = entry
 
     between = np.corrcoef(V.T)
@@ -596,24 +682,23 @@ def _aggregate_edits(per_user: list[dict[str, Any]], trait_ids: list[str]) -> di
     if not per_user:
         return {"users": 0}
     K = len(trait_ids)
-    drag = sum(e["drag"] for e in per_user)
-    moves = sum(e["moves"] for e in per_user)
-    drag = drag / np.maximum(moves, 1)[:, None]
+    drag = sum(e["drag"] for e in per_user) / np.maximum(sum(e["moves"] for e in per_user), 1)[:, None]
     np.fill_diagonal(drag, np.nan)
-    flat = [(drag[t, k], t, k) for t in range(K) for k in range(K) if t != k]
-    flat.sort(reverse=True)
-    pooled = {key: np.concatenate([e[key] for e in per_user]) for key in
-              ("dual_others", "naive_others", "dual_miss", "naive_miss")}
+    flat = sorted(((drag[t, k], t, k) for t in range(K) for k in range(K) if t != k), reverse=True)
+    methods: dict[str, Any] = {}
+    for name in EDIT_METHODS:
+        others = np.concatenate([e[name]["others"] for e in per_user])
+        if len(others) == 0:
+            continue
+        miss = np.concatenate([e[name]["miss"] for e in per_user])
+        scores = np.concatenate([e[name]["scores"] for e in per_user])
+        methods[name] = {"edits": int(len(others)), "mean_other_change": _r(others.mean(), 6),
+                         "p90_other_change": _r(np.percentile(others, 90), 6), "max_other_change": _r(others.max(), 6),
+                         "mean_target_miss": _r(miss.mean(), 6), "score_change": _r(np.median(scores), 4)}
     return {
         "users": len(per_user),
         "step": EDIT_STEP,
-        "edits": int(len(pooled["dual_others"])),
-        "dual_mean_other_change": _r(pooled["dual_others"].mean(), 6),
-        "dual_max_other_change": _r(pooled["dual_others"].max(), 6),
-        "dual_mean_target_miss": _r(pooled["dual_miss"].mean(), 6),
-        "naive_mean_other_change": _r(pooled["naive_others"].mean()),
-        "naive_p90_other_change": _r(np.percentile(pooled["naive_others"], 90)),
-        "naive_mean_target_miss": _r(pooled["naive_miss"].mean(), 6),
+        "methods": methods,
         "naive_by_trait": {trait_ids[t]: _r(np.nanmean(drag[t])) for t in range(K)},
         "naive_worst_pairs": [{"set": trait_ids[t], "moves": trait_ids[k], "by": _r(v)} for v, t, k in flat[:5]],
     }
@@ -644,13 +729,14 @@ def _feed_state(ctx: _Context, agent, dark: int) -> dict[str, Any]:
     is_dark = ctx.has_genre(DARK_GENRES)
     rated = {e.item_id for e in agent.store.interactions()}
     unrated = np.array([r for r in range(len(catalog)) if int(catalog.ids[r]) not in rated], np.int64)
-    scores = agent.scorer().scores(agent.traits.for_ranking(agent.personal_adapter()))[unrated]
+    everything = agent.scorer().scores(agent.traits.for_ranking(agent.personal_adapter()))
+    scores = everything[unrated]
     order = np.argsort(-scores, kind="stable")
     rank = np.empty(len(unrated), np.int64)
     rank[order] = np.arange(1, len(unrated) + 1)
     return {"rows": rows, "titles": [r.item.display_title for r in feed],
             "dark_pct": ctx.percentiles[rows, dark], "dark_genre": is_dark[rows],
-            "unrated": unrated, "rank": rank}
+            "unrated": unrated, "rank": rank, "scores": everything}
 
 
 def _feed_change(ctx: _Context, before: dict[str, Any], after: dict[str, Any], dark: int) -> dict[str, Any]:
@@ -666,6 +752,7 @@ def _feed_change(ctx: _Context, before: dict[str, Any], after: dict[str, Any], d
         out[name] = {"median_rank": [float(np.median(before["rank"][chosen])), float(np.median(after["rank"][chosen]))],
                      "median_moved_up": float(np.median(up)), "share_moved_up": _r(np.mean(up > 0))}
     out["unrated_items"] = int(len(before["unrated"]))
+    out["score_change"] = _r(float((after["scores"] - before["scores"]).std()) / max(float(before["scores"].std()), 1e-12))
     return out
 
 
@@ -714,6 +801,7 @@ def check_feed_edit(ctx: _Context, seeds: int, log: Log) -> tuple[dict[str, Any]
         summary[name] = {"median_moved_up": _r(np.mean([f[name]["median_moved_up"] for f in feeds]), 1),
                          "share_moved_up": _r(np.mean([f[name]["share_moved_up"] for f in feeds]))}
     summary["top20_kept"] = _r(np.mean([f["top20_kept"] for f in feeds]), 1)
+    summary["score_change"] = _r(np.mean([f["score_change"] for f in feeds]))
     product_summary = {
         "traits": len(product),
         "mean_other_change": _r(np.mean([p["others"] for p in product]), 6) if product else None,
@@ -791,9 +879,9 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"{timings['feed_and_product_edits']:.0f} s).",
         "",
         "Everything runs in a temporary data directory with the real encoder on the MovieLens-100K demo catalog "
-        "(1,682 films; an item's text is its title, year and genres). A trait's value is sigmoid(2 beta), beta = "
-        "Cov_i(score_i, position_i) / sigma_t: the modelled probability that the person prefers a film one standard "
-        "deviation above the catalog average on the trait to one a standard deviation below.",
+        "(1,682 films; an item's text is its title, year and genres)."
+        + (f" What a value is (from `agent/core/traits/axes.py`): {run['value_definition']}"
+           if run.get("value_definition") else ""),
         "",
         "### (a) Simulated users who like one pole",
         "",
@@ -818,8 +906,9 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"{poles['passed']} of {poles['users']} pole users meet the target. \"Other traits: mean gap\" is how far apart "
-        "the high- and low-pole users read on the *other* traits (mean absolute difference; the trait's own gap is "
-        "near 0.8-0.9); the last column is the other trait that separates them most, with the sign of the gap.",
+        "the high- and low-pole users read on the *other* traits (mean absolute difference; their gap on the trait "
+        f"itself is {np.mean([e['own_gap'] for e in poles['per_trait'].values()]):.2f} on average); the last column "
+        "is the other trait that separates them most, with the sign of the gap.",
         "",
         f"### (b) {ml['users']} real MovieLens users: traits against what they liked",
         "",
@@ -902,33 +991,38 @@ def to_markdown(results: dict[str, Any]) -> str:
                   f"per-trait correlation between the two fits: {per}. This bounds how well any yardstick can be "
                   "tracked."]
     lines += ["", "Real attributes, for context only (no claim that a taste trait should follow age or gender; "
-              "Pearson r, female = 1):", "", "| trait | age | female |", "|---|---|---|"]
+              "Pearson r, female = 1), and the number of films the user rated (a reading should not simply "
+              "follow how much someone rates):", "", "| trait | age | female | number of ratings |", "|---|---|---|---|"]
     for trait_id in ids:
         e = ml["per_trait"][trait_id]
-        lines.append(f"| {names[trait_id]} | {_ci(e['age'])} | {_ci(e['female'])} |")
+        lines.append(f"| {names[trait_id]} | {_ci(e['age'])} | {_ci(e['female'])} | {_ci(e['ratings'])} |")
 
-    product = edits["product"]
+    through = edits["through_agent"]
+    methods = edits["methods"]
     lines += [
         "",
-        f"### (c) Setting one trait: how much do the others move?",
+        "### (c) Setting one trait: how much do the others move?",
         "",
         f"For {edits['users']} of the MovieLens users, every trait set {edits['step']} up and down (kept within "
-        f"{EDIT_BOUNDS[0]}..{EDIT_BOUNDS[1]}; {edits['edits']} edits), two ways: along the dual basis (what "
-        "`ownrec traits set` does) and by a naive push of p along the trait's own axis, scaled to reach the same "
-        "value. Target: other traits move < 0.05 on average.",
+        f"{EDIT_BOUNDS[0]}..{EDIT_BOUNDS[1]}; {methods['product']['edits']} edits), three ways: `TraitSpace.move_to` "
+        "(what `ownrec traits set` does), the exact dual basis (every other trait's coordinate held exactly), and a "
+        "naive push of p along the trait's own axis, scaled to reach the same value. Target: the other traits move "
+        "< 0.05 on average. \"Score change\" is the sd of the change of the person's scores across the catalog, "
+        "over the sd of their scores (median over edits): how much of the ranking an edit rewrites.",
         "",
-        "| method | others' mean change | worst case | target missed by (mean) |",
-        "|---|---|---|---|",
-        f"| dual basis | {edits['dual_mean_other_change']:.5f} | {edits['dual_max_other_change']:.5f} | "
-        f"{edits['dual_mean_target_miss']:.5f} |",
-        f"| naive push along the axis | {edits['naive_mean_other_change']:.3f} | p90 {edits['naive_p90_other_change']:.3f}"
-        f" | {edits['naive_mean_target_miss']:.5f} |",
+        "| method | others' mean change | p90 | worst | target missed by (mean) | score change |",
+        "|---|---|---|---|---|---|",
     ]
-    if product.get("traits"):
-        lines.append(f"| product path (`Traits.set`, read back with `readings`, then `undo`), one simulated user of "
-                     f"mixed taste, all {product['traits']} traits | {product['mean_other_change']:.5f} | "
-                     f"{product['max_other_change']:.5f} | {product['mean_target_miss']:.5f} |")
-        lines += ["", f"Undo restored every value to within {product['max_undo_error']:.1e}."]
+    labels = {"product": "`move_to` (the product's edit)", "exact_dual": "exact dual basis",
+              "naive": "naive push along the axis"}
+    for name, m in methods.items():
+        lines.append(f"| {labels[name]} | {m['mean_other_change']:.4f} | {m['p90_other_change']:.4f} | "
+                     f"{m['max_other_change']:.4f} | {m['mean_target_miss']:.5f} | {m['score_change']:.2f} |")
+    if through.get("traits"):
+        lines.append(f"| through the agent (`Traits.set`, read back with `readings`, then `undo`), one simulated user "
+                     f"of mixed taste, all {through['traits']} traits | {through['mean_other_change']:.4f} | | "
+                     f"{through['max_other_change']:.4f} | {through['mean_target_miss']:.5f} | |")
+        lines += ["", f"Undo restored every value to within {through['max_undo_error']:.1e}."]
     worst = ", ".join(f"{names[w['set']]} → {names[w['moves']]} {w['by']:.2f}" for w in edits["naive_worst_pairs"])
     lines += ["", f"Where the naive push drags most (set → moves, mean change): {worst}."]
 
@@ -956,7 +1050,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"Full ranking of the {first['unrated_items']} unrated films: the 100 darkest (by axis position) moved up by "
         f"a median of {feed['darkest100']['median_moved_up']:.0f} places ({feed['darkest100']['share_moved_up']:.0%} "
         f"of them moved up); the 100 lightest moved up by {feed['lightest100']['median_moved_up']:.0f} "
-        f"({feed['lightest100']['share_moved_up']:.0%} moved up). {feed['top20_kept']:.0f} of the top 20 stayed. "
+        f"({feed['lightest100']['share_moved_up']:.0%} moved up). {feed['top20_kept']:.0f} of the top 20 stayed; "
+        f"score change {feed['score_change']:.2f} (as in (c)). "
         f"Dark read {first['dark_before']:.2f} → {first['dark_after']:.2f}; the other traits moved "
         f"{first['others_moved']:.5f} on average.",
         "",
@@ -1033,10 +1128,25 @@ def _meaning(results: dict[str, Any], names: dict[str, str]) -> list[str]:
         low = min(ml["retest"]["per_trait"].values())
         out.append(f"- Retraining on the same ratings with another seed reproduces the values (per-trait r >= "
                    f"{low:.2f}): differences between users are not training noise.")
-    out.append(f"- (c) Setting a trait along the dual basis leaves the others where they were (mean change "
-               f"{edits['dual_mean_other_change']:.1e}, target {'met' if edits['dual_mean_other_change'] < 0.05 else 'MISSED'}"
-               f": < 0.05); a naive push along the trait's axis would move them {edits['naive_mean_other_change']:.3f} "
-               f"on average. Through the product (`Traits.set`) the others moved {edits['product']['mean_other_change']:.1e}.")
+    product, naive = edits["methods"]["product"], edits["methods"].get("naive")
+    exact = edits["methods"].get("exact_dual")
+    text = (f"- (c) Setting a trait the product's way moves the others {product['mean_other_change']:.3f} on average "
+            f"(target < 0.05: {'met' if product['mean_other_change'] < 0.05 else 'MISSED'}; through the agent "
+            f"{edits['through_agent']['mean_other_change']:.3f})")
+    if naive:
+        text += (f", against {naive['mean_other_change']:.3f} for a naive push along the trait's axis "
+                 f"({naive['mean_other_change'] / max(product['mean_other_change'], 1e-9):.0f}x)")
+    if exact:
+        text += (f". The exact dual basis holds the others at {exact['mean_other_change']:.1e} but rewrites more of "
+                 f"the ranking to do it (score change {exact['score_change']:.2f} against {product['score_change']:.2f})")
+    out.append(text + ".")
+    spreads = [e["values"]["sd"] for e in ml["per_trait"].values()]
+    out.append(f"- Scale: real users' values spread little (sd {min(spreads):.2f}–{max(spreads):.2f} per trait), so an "
+               f"edit of {edits['step']} asks for a taste {edits['step'] / max(spreads):.0f}–"
+               f"{edits['step'] / min(spreads):.0f} sd away from where real users are. That is why such an edit "
+               f"rewrites much of the ranking (score change {edits['methods']['product']['score_change']:.2f} sd of the "
+               f"person's own scores in (c), {feed['top20_kept']:.0f} of 20 top films kept in (d)); "
+               "steps of a few hundredths are the size of real differences between people.")
     darker = feed["top20_dark_percentile"][1] - feed["top20_dark_percentile"][0]
     out.append(f"- (d) Raising dark by {feed['step']} makes the feed darker: the top 20's mean dark percentile goes "
                f"{feed['top20_dark_percentile'][0]:.2f} → {feed['top20_dark_percentile'][1]:.2f} ({darker:+.2f}), the "

@@ -1,7 +1,10 @@
+from agent.tui.screens.confirm import ConfirmScreen
 from agent.tui.screens.details import DetailsScreen
 from agent.tui.screens.feed import FeedScreen
 from agent.tui.screens.onboarding import OnboardingScreen
 from agent.tui.screens.search import SearchScreen
 from agent.tui.screens.start import StartScreen
+from agent.tui.screens.traits import TraitsScreen, TraitValueScreen
 
-__all__ = ["DetailsScreen", "FeedScreen", "OnboardingScreen", "SearchScreen", "StartScreen"]
+__all__ = ["ConfirmScreen", "DetailsScreen", "FeedScreen", "OnboardingScreen", "SearchScreen", "StartScreen",
+           "TraitValueScreen", "TraitsScreen"]

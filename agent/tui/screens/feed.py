@@ -14,6 +14,7 @@ from agent.core.store import Item
 from agent.tui.common import PAST_TENSE, reported, title_with_year
 from agent.tui.screens.details import DetailsScreen
 from agent.tui.screens.search import SearchScreen
+from agent.tui.screens.traits import TraitsScreen
 from agent.tui.widgets import FeedTable
 
 
@@ -23,6 +24,7 @@ class FeedScreen(Screen):
         Binding("d", "feedback('dislike')", "Dislike"),
         Binding("s", "feedback('skip')", "Skip"),
         Binding("slash", "search", "Search", key_display="/"),
+        Binding("t", "traits", "Traits"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -48,9 +50,9 @@ class FeedScreen(Screen):
 
     # -- actions ------------------------------------------------------------------------
 
-    def action_refresh(self) -> None:
+    def action_refresh(self, note: str | None = None) -> None:
         self._tickets += 1
-        self.rank(self._tickets)
+        self.rank(self._tickets, note)
 
     def action_feedback(self, kind: str) -> None:
         rec = self.table.current
@@ -69,6 +71,13 @@ class FeedScreen(Screen):
     def action_search(self) -> None:
         self.app.push_screen(SearchScreen(), lambda rated: rated and self.give(*rated))
 
+    def action_traits(self) -> None:
+        def back(changed: bool | None) -> None:
+            if changed:
+                self.action_refresh("re-ranked after your trait edits")
+
+        self.app.push_screen(TraitsScreen(), back)
+
     def give(self, item: Item, kind: str) -> None:
         if item.ref in self.table.rows:
             self.table.drop(item.ref)  # at once: the re-ranked feed follows from the worker
@@ -79,10 +88,10 @@ class FeedScreen(Screen):
 
     @work(thread=True, exclusive=True, group="rank")
     @reported
-    def rank(self, ticket: int) -> None:
+    def rank(self, ticket: int, note: str | None = None) -> None:
         agent = self.app.agent
         recs = agent.recommend()
-        self.app.call_from_thread(self._show, ticket, recs, None, agent.rated_count())
+        self.app.call_from_thread(self._show, ticket, recs, note, agent.rated_count())
 
     # Not exclusive: cancelling a worker that has not started yet would lose the feedback.
     @work(thread=True, group="feedback")
