@@ -12,20 +12,26 @@ and every trait would then read the same.)
 Coordinate. c_t = Cov_i(s_i, pos_it) = q . w_t with w_t = Cov(x) M_g^T a_t: how the person's
 scores co-vary with the trait across the catalog.
 
-Value. v_t = sigmoid(slope_t * gap_t), with slope_t = c_t / sigma_t^2 (score units, i.e. the
-ranker's log-odds of preferring one item to another, per unit of position) and gap_t the distance
-between the mean positions of the catalog's top and bottom tenth on the trait: the modelled
-probability that the person prefers a typical item from the catalog's top tenth on this trait to
-one from its bottom tenth, other things equal. 0.5 is neutral; it is calibrated against the
-catalog alone and needs no other users.
+Value. v_t = (1 + r_t) / 2 with r_t = Corr_i(s_i, pos_it) = c_t / (sigma_t sigma_s), sigma_s the
+spread of the person's scores over the catalog (with a small floor, so that with no preference
+yet everything reads neutral): how much of the person's taste, across this catalog, lines up with
+the axis. 0.5 is neutral; it is calibrated against the catalog alone, needs no other users, and
+hardly depends on the scale of p_u (how long the model trained): someone who likes only one pole
+reads near that end even with little data. How sure ownrec is, is the confidence's job.
 
-Editing. The exact dual basis (w_k . d_t = 1 if k == t else 0) would move one coordinate and leave
-every other where it was, but where traits correlate across the catalog it can take a large change
-of the person's scores to do so. `move_to` therefore takes the least change of scores (variance
-across the catalog) that sets the target and moves the other traits' values by at most a small
-tolerance on average; the exact dual basis is its limit. A naive push along a_t drags every
-correlated trait along. Hiding removes a trait's component (c_t d_t) from the q used for ranking;
-pinning projects training steps off w_t and restores the pinned value after each training.
+Editing. Write q = U^T gamma + q_rest, where U^T gamma lies in the span of the trait directions
+and q_rest is the rest of the person's taste (it has no covariance with any trait). The traits'
+correlations are r = G gamma / (sigma * sigma_s) with G = U Cov(x) U^T. For target correlations r'
+(one changed, the others as they were), gamma' = G^-1 (sigma * r') * S with
+S^2 = Var(q_rest) / (1 - R^2) and R^2 = (sigma r')^T G^-1 (sigma r'): the edited trait reads its
+target, every other trait reads exactly what it read before, and q_rest is untouched. This is the
+dual basis of the trait directions in the catalog's own metric, applied to correlations. A naive
+push along a_t would drag every correlated trait along. Together the traits may explain at most
+MAX_EXPLAINED of the spread of scores (or what they already explain); when holding every other
+trait would break that, the others move as little as the bound allows (least squares on their
+values), and a target beyond reach even then goes as far as it can. Hiding
+sets a trait neutral in the q used for ranking the same way; pinning projects training steps off
+w_t and restores the pinned value after each training.
 """
 
 from __future__ import annotations
@@ -37,7 +43,13 @@ import numpy as np
 from agent.core.ranker import PersonalAdapter, Scorer
 
 NEUTRAL = 0.5
-REACHABLE = (0.01, 0.99)  # values are probabilities: the ends are limits, not settings
+REACHABLE = (0.01, 0.99)  # the ends are limits, not settings
+# A floor under the spread of the person's scores: with little or no preference yet, values stay
+# near neutral instead of jumping to an end on the first like.
+SPREAD_FLOOR = 0.1
+# How much of the spread of scores the traits may explain together after an edit; the rest of
+# the person's taste keeps at least this share (1 - 0.95) of it.
+MAX_EXPLAINED = 0.95
 
 
 def _percentiles(values: np.ndarray) -> np.ndarray:
@@ -49,23 +61,18 @@ def _percentiles(values: np.ndarray) -> np.ndarray:
     return ranks / (n - 1)
 
 
-def _logit(value: float) -> float:
-    value = float(np.clip(value, *REACHABLE))
-    return float(np.log(value / (1.0 - value)))
-
-
 @dataclass
 class TraitSpace:
     """The trait axes for one catalog and one state of the adapters."""
 
     axes: np.ndarray  # (K, d) unit axes in the shared item space
     spread: np.ndarray  # (K,) sigma_t: std of item positions over the catalog
-    gap: np.ndarray  # (K,) mean position of the catalog's top tenth minus its bottom tenth
     percentiles: np.ndarray  # (n, K) each item's percentile on each axis (for evidence)
     covariant: np.ndarray  # (K, d) w_t: coordinates are c = W q
     dual: np.ndarray  # (d, K) d_t: W @ dual = I
     text_dirs: np.ndarray  # (K, d) U: positions are X @ U^T
     position_cov: np.ndarray  # (K, K) G = U Cov(x) U^T
+    item_cov: np.ndarray  # (d, d) Cov(x): the spread of scores q . x is sqrt(q Cov(x) q)
     to_preference: np.ndarray  # (d, d) q = to_preference @ p
 
     @classmethod
@@ -77,9 +84,6 @@ class TraitSpace:
         text_dirs = axes + (axes @ g.B) @ g.A  # M_g^T a_t: positions are x_i . (M_g^T a_t)
         positions = scorer.catalog.X.astype(np.float64) @ text_dirs.T
         spread = positions.std(axis=0) if len(positions) > 1 else np.ones(len(axes))
-        tenth = max(len(positions) // 10, 1)
-        ordered = np.sort(positions, axis=0)
-        gap = ordered[-tenth:].mean(axis=0) - ordered[:tenth].mean(axis=0) if len(positions) > 1 else spread
         covariant = text_dirs @ scorer.catalog.covariance().astype(np.float64)
         # The dual basis in the catalog's own metric: among all changes of q that move only
         # trait t, d_t changes the person's scores across the catalog the least (minimum
@@ -93,70 +97,94 @@ class TraitSpace:
         dim = scorer.catalog.dim
         to_preference = (np.eye(dim) + g.A.T.astype(np.float64) @ g.B.T + personal.A.T.astype(np.float64) @ personal.B.T)
         return cls(axes=axes.astype(np.float32), spread=np.maximum(spread, 1e-9).astype(np.float32),
-                   gap=np.maximum(gap, 1e-9).astype(np.float32),
                    percentiles=_percentiles(positions), covariant=covariant, dual=dual, text_dirs=text_dirs,
-                   position_cov=position_cov, to_preference=to_preference)
+                   position_cov=position_cov, to_preference=to_preference,
+                   item_cov=scorer.catalog.covariance().astype(np.float64))
 
     @property
     def size(self) -> int:
         return int(self.axes.shape[0])
 
-    def coordinates(self, p: np.ndarray) -> np.ndarray:
-        return self.covariant @ (self.to_preference @ p.astype(np.float64))
+    def preference(self, p: np.ndarray) -> np.ndarray:
+        return self.to_preference @ p.astype(np.float64)
+
+    def _correlations(self, q: np.ndarray) -> np.ndarray:
+        variance = max(float(q @ self.item_cov @ q), 0.0) + SPREAD_FLOOR ** 2
+        return np.clip((self.covariant @ q) / (self.spread * np.sqrt(variance)), -1.0, 1.0)
 
     def values(self, p: np.ndarray) -> np.ndarray:
         """The 0..1 value of every trait for user vector p."""
-        logits = self.coordinates(p) / self.spread ** 2 * self.gap
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        return ((1.0 + self._correlations(self.preference(p))) / 2.0).astype(np.float32)
 
-    def coordinate_for(self, index: int, value: float) -> float:
-        return _logit(value) * float(self.spread[index]) ** 2 / float(self.gap[index])
-
-    def _change_of_p(self, change_of_q: np.ndarray) -> np.ndarray:
-        return np.linalg.solve(self.to_preference, change_of_q).astype(np.float32)
-
-    def move_to(self, p: np.ndarray, targets: dict[int, float], tolerance: float = 0.02) -> np.ndarray:
-        """The change to p that makes the given traits read the given values, moving the other
-        traits' values by at most `tolerance` on average, with the least change to the person's
-        scores across the catalog that allows.
-
-        Changes of q are sought in the span of the trait directions, q += U^T G^-1 z, where z is
-        the change of coordinates: z is fixed for the targets, and for the others minimises
-        z^T G^-1 z (the variance of the change of scores) + lam * sum (z_k / sigma_k)^2. A large
-        lam is the exact dual basis (the others do not move at all); lam = 0 is a push that
-        drags correlated traits along. The smallest lam within the tolerance is used."""
-        coords = self.coordinates(p)
-        chosen = sorted(targets)
-        others = [k for k in range(self.size) if k not in targets]
-        fixed = np.array([self.coordinate_for(k, targets[k]) - coords[k] for k in chosen])
-        if not others:
-            return self._change_of_p(self.dual[:, chosen] @ fixed)
-        before = self.values(p)[others]
+    def move_to(self, p: np.ndarray, targets: dict[int, float]) -> np.ndarray:
+        """The change to p that makes the given traits read the given values, changes the other
+        traits' values as little as the catalog allows (not at all when it allows), and leaves the
+        rest of the person's taste untouched. See the module docstring."""
+        q = self.preference(p)
         inverse = np.linalg.pinv(self.position_cov)
-        penalty = np.diag(1.0 / self.spread[others].astype(np.float64) ** 2)
-        scale = np.trace(inverse[np.ix_(others, others)]) / np.trace(penalty)
-        for lam in [0.0, *(scale * 10.0 ** e for e in range(-2, 7))]:
-            H = inverse[np.ix_(others, others)] + lam * penalty
-            z = np.zeros(self.size)
-            z[chosen] = fixed
-            z[others] = -np.linalg.solve(H, inverse[np.ix_(others, chosen)] @ fixed)
-            change_of_p = self._change_of_p(self.text_dirs.T @ (inverse @ z))
-            if np.abs(self.values(p + change_of_p)[others] - before).mean() <= tolerance:
-                return change_of_p
-        # Past the grid: the exact dual basis, which keeps every other coordinate where it is.
-        return self._change_of_p(self.dual[:, chosen] @ fixed)
+        gamma = inverse @ (self.covariant @ q)  # q = U^T gamma + q_rest, q_rest off the trait span
+        rest = q - self.text_dirs.T @ gamma
+        rest_variance = max(float(rest @ self.item_cov @ rest), 0.0) + SPREAD_FLOOR ** 2
+        now = self._correlations(q)
+        wanted = self._closest_reachable(now, {i: 2.0 * float(np.clip(v, *REACHABLE)) - 1.0 for i, v in targets.items()},
+                                         inverse)
+        y = self.spread * wanted
+        scale = np.sqrt(rest_variance / (1.0 - float(y @ inverse @ y)))
+        moved = self.text_dirs.T @ (inverse @ y) * scale + rest
+        return np.linalg.solve(self.to_preference, moved - q).astype(np.float32)
+
+    def _closest_reachable(self, now: np.ndarray, targets: dict[int, float], inverse: np.ndarray) -> np.ndarray:
+        """Correlations with the targets set and the others as close to `now` as the constraint
+        r^T A r <= cap allows (A = diag(sigma) G^-1 diag(sigma): the share of the spread of scores
+        the traits explain together). If the targets alone break it, they go as far as they can."""
+        A = self.spread[:, None] * inverse * self.spread[None, :]
+        cap = max(MAX_EXPLAINED, float(now @ A @ now))
+        fixed = sorted(targets)
+        others = [k for k in range(self.size) if k not in targets]
+
+        def with_others(r_fixed: np.ndarray, mu: float) -> np.ndarray:
+            r = now.copy()
+            r[fixed] = r_fixed
+            if others:  # minimise |r_o - now_o|^2 + mu r^T A r over r_o
+                Aoo, Aof = A[np.ix_(others, others)], A[np.ix_(others, fixed)]
+                if np.isinf(mu):
+                    r[others] = -np.linalg.solve(Aoo, Aof @ r_fixed)
+                else:
+                    r[others] = np.linalg.solve(np.eye(len(others)) + mu * Aoo, now[others] - mu * Aof @ r_fixed)
+            return r
+
+        def explained(r: np.ndarray) -> float:
+            return float(r @ A @ r)
+
+        target = np.array([targets[i] for i in fixed])
+        if explained(with_others(target, np.inf)) > cap:  # unreachable even letting the others go
+            low, high = 0.0, 1.0
+            for _ in range(40):
+                mid = (low + high) / 2
+                ok = explained(with_others(now[fixed] + mid * (target - now[fixed]), np.inf)) <= cap
+                low, high = (mid, high) if ok else (low, mid)
+            target = now[fixed] + low * (target - now[fixed])
+        if explained(with_others(target, 0.0)) <= cap:
+            return with_others(target, 0.0)
+        low, high = 0.0, 1.0
+        while explained(with_others(target, high)) > cap and high < 1e12:
+            high *= 10
+        for _ in range(60):
+            mid = (low + high) / 2
+            low, high = (low, mid) if explained(with_others(target, mid)) <= cap else (mid, high)
+        return with_others(target, high)
 
     def without(self, p: np.ndarray, indices: list[int]) -> np.ndarray:
-        """p with the components of the given traits removed (they read neutral)."""
+        """p with the given traits made neutral and the others unchanged."""
         if not indices:
             return p
-        return (p + self._change_of_p(-self.dual[:, indices] @ self.coordinates(p)[indices])).astype(np.float32)
+        return (p + self.move_to(p, {index: NEUTRAL for index in indices})).astype(np.float32)
 
     def hold_directions(self, indices: list[int]) -> np.ndarray | None:
         """Orthonormal rows spanning the directions of p that change the given traits'
         coordinates: training steps projected off them cannot change those coordinates."""
         if not indices:
             return None
-        in_p = self.covariant[indices] @ self.to_preference  # rows: (to_preference^T w_t)
+        in_p = self.covariant[indices] @ self.to_preference  # rows: to_preference^T w_t
         q, _ = np.linalg.qr(in_p.T)
         return q.T.astype(np.float32)
