@@ -10,18 +10,22 @@ the MovieLens-100K demo catalog:
 (b) Real users. Each of the 943 MovieLens users gets a personal adapter trained on their own
     ratings only (the product's `fit` and labels), and their trait values are correlated across
     users with a genre statistic of the films they liked, chosen per trait in advance (`PROXIES`).
-(c) Edit independence. Setting one trait by 0.3 along the dual basis (`TraitSpace.move_to`)
-    against a naive push of p along the trait's own axis: how far the other traits move.
+(c) Edit independence. Setting one trait by 0.3 the product's way (`TraitSpace.move_to`, and
+    through `Traits.set`), against a naive push of p along the trait's own axis: how far the other
+    traits move, and how much of the person's scores each edit rewrites.
 (d) An edit's effect on the feed: raise "dark" by 0.3 with `Traits.set` for a user of mixed taste
     and see how far darker items move up.
 
 `run_validation` returns plain JSON-able data; `write_report` replaces only its own section of
-EVALUATION.md (between the `traits` markers), so other commands can own other sections.
+EVALUATION.md (between the `traits` markers), so other commands can own other sections. The
+per-user training of (b) runs in spawned worker processes (one BLAS thread each); call it from a
+script with an `if __name__ == "__main__":` guard, as multiprocessing requires.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import multiprocessing
 import os
 import platform
@@ -81,8 +85,8 @@ class Proxy:
     second: str = "contrast"  # "contrast" (high share - low share), "entropy" or "long_tail"
 
 
-# The a-priori mapping (written before the first full run; during development only the dark
-# share had been looked at, on 60 users). Conscientiousness has no sensible genre stand-in.
+# The a-priori mapping, written before any result was computed with it (during development only
+# the dark share had been looked at, on 60 users). Conscientiousness has no genre stand-in.
 PROXIES: dict[str, Proxy] = {
     "dark": Proxy("genres", "grim, violent, frightening: the genres of crime and fear", DARK_GENRES,
                   ("Comedy", "Children's", "Musical", "Animation")),
@@ -385,7 +389,10 @@ def _fit_user(task: tuple[int, dict[int, float], bool, bool]) -> dict[str, Any]:
                      TrainingSettings(epochs=epochs, seed=len(labels)))
     fit_s = time.perf_counter() - started
     space = traits.space(adapter)
-    out: dict[str, Any] = {"user": user, "fit_s": fit_s, "values": space.values(adapter.p).astype(np.float64)}
+    out: dict[str, Any] = {"user": user, "fit_s": fit_s, "values": space.values(adapter.p).astype(np.float64),
+                           # for comparison: how much the score of an item changes when it moves along
+                           # the axis, all else held (q . a_t), instead of Cov_i(s_i, position_i)
+                           "directional": space.axes.astype(np.float64) @ scorer.effective_query(adapter)}
     if retest:  # the same ratings, another adapter initialisation and negative sampling
         again, _ = fit(PersonalAdapter.fresh(dim, rank, model_id, seed=1), scorer, labels,
                        TrainingSettings(epochs=epochs, seed=len(labels) + 1))
@@ -398,17 +405,47 @@ def _fit_user(task: tuple[int, dict[int, float], bool, bool]) -> dict[str, Any]:
 EDIT_METHODS = ("product", "exact_dual", "naive")
 
 
+def _push_along_axis(space, p: np.ndarray, t: int, target: float) -> np.ndarray | None:
+    """The naive edit: p + alpha * a_t with alpha found by bisection so that trait t reads
+    `target` (None if no alpha within a wide range reaches it). Uses only `values`, so it works
+    whatever the value's formula is."""
+    axis = space.axes[t].astype(np.float64)
+    base = np.asarray(p, np.float64)
+
+    def miss(alpha: float) -> float:
+        return float(space.values(base + alpha * axis)[t]) - target
+
+    start = miss(0.0)
+    if start == 0.0:
+        return np.zeros_like(base)
+    scale = float(np.linalg.norm(base)) + 1.0
+    bracket = None
+    for exponent in range(-12, 16):
+        for alpha in (scale * 2.0 ** exponent, -scale * 2.0 ** exponent):
+            if miss(alpha) * start < 0:
+                bracket = (0.0, alpha)
+                break
+        if bracket:
+            break
+    if bracket is None:
+        return None
+    low, high = bracket
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if miss(mid) * start > 0 else (low, mid)
+    return (high * axis).astype(np.float64)
+
+
 def edit_effects(space, adapter, scorer, step: float = EDIT_STEP) -> dict[str, Any]:
-    """For every trait, set it `step` up and down (within EDIT_BOUNDS) three ways and measure how
-    far the other traits' values move, and how much the person's scores change (sd of the change
-    across the catalog over the sd of the scores):
+    """For every trait, set it `step` up and down (within EDIT_BOUNDS) and measure how far the
+    other traits' values move and how much the person's scores change (sd of the change across the
+    catalog over the sd of the scores), for:
     - product: `space.move_to`, what `ownrec traits set` does;
-    - exact_dual: the exact dual basis (`move_to` with no tolerance), if the space offers it;
+    - exact_dual: `move_to` with no tolerance, where the space has one (a stricter variant);
     - naive: a push of p along the trait's own axis, scaled to reach the same target."""
     p = adapter.p
     K = space.size
     values = space.values(p).astype(np.float64)
-    coords = space.coordinates(p)
     scores = scorer.scores(adapter)
     spread = max(float(scores.std()), 1e-12)
     moved = adapter.copy()
@@ -417,20 +454,11 @@ def edit_effects(space, adapter, scorer, step: float = EDIT_STEP) -> dict[str, A
         moved.p = (p + delta).astype(np.float32)
         return float((scorer.scores(moved) - scores).std()) / spread
 
-    def exact(t: int, target: float) -> np.ndarray | None:
-        try:
-            return space.move_to(p, {t: target}, tolerance=0.0)
-        except TypeError:  # a space without a tolerance: move_to is the exact dual basis itself
-            return None
-
-    def naive(t: int, target: float) -> np.ndarray | None:
-        gain = float(space.coordinates(space.axes[t])[t])  # coordinates are linear in p
-        if abs(gain) < 1e-12:
-            return None
-        return (space.coordinate_for(t, target) - coords[t]) / gain * space.axes[t]
-
-    methods = {"product": lambda t, target: space.move_to(p, {t: target}), "exact_dual": exact, "naive": naive}
-    out: dict[str, Any] = {m: {"others": [], "miss": [], "scores": []} for m in methods}
+    methods = {"product": lambda t, target: space.move_to(p, {t: target}),
+               "naive": lambda t, target: _push_along_axis(space, p, t, target)}
+    if "tolerance" in inspect.signature(space.move_to).parameters:
+        methods["exact_dual"] = lambda t, target: space.move_to(p, {t: target}, tolerance=0.0)
+    out: dict[str, Any] = {m: {"others": [], "miss": [], "scores": [], "unreachable": 0} for m in EDIT_METHODS}
     drag = np.zeros((K, K))  # naive: summed |change of trait k| when trait t is set (row t)
     moves = np.zeros(K)
     for t in range(K):
@@ -442,6 +470,7 @@ def edit_effects(space, adapter, scorer, step: float = EDIT_STEP) -> dict[str, A
             for name, method in methods.items():
                 delta = method(t, target)
                 if delta is None:
+                    out[name]["unreachable"] += 1
                     continue
                 after = space.values(p + delta).astype(np.float64)
                 out[name]["others"].append(float(np.abs(after - values)[others].mean()))
@@ -603,6 +632,7 @@ def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]
 
     K = len(ctx.trait_ids)
     V = np.array([f["values"] for f in fitted])  # (users, K)
+    D = np.array([f["directional"] for f in fitted])
     liked = [np.array([row for row, stars, _ in by_user[f["user"]] if stars >= LIKED_STARS], np.int64) for f in fitted]
     stats = _liked_statistics(ctx, liked)
     # What the trait would read if it only averaged the axis positions of the liked films.
@@ -619,6 +649,7 @@ def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]
             entry["proxy_second"] = correlation(V[:, t], second, seed + 1)
             entry["liked_axis_mean_vs_proxy"] = correlation(direct[:, t], first, seed + 2)
             entry["item_level"] = _item_level(ctx, t, trait_id)
+            entry["directional_vs_proxy"] = correlation(D[:, t], first, seed + 6)
         age = np.array([users_info[f["user"]]["age"] for f in fitted], np.float64)
         female = np.array([users_info[f["user"]]["gender"] == "F" for f in fitted], np.float64)
         entry["age"] = correlation(V[:, t], age, ctx.seed + 100 * t + 3)
@@ -627,6 +658,7 @@ def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]
         per_trait[trait_id] = entry
 
     between = np.corrcoef(V.T)
+    between_directional = np.corrcoef(D.T)
     axes_between = np.corrcoef(ctx.percentiles.T)
     upper = np.triu_indices(K, 1)
     pairs = sorted(zip(upper[0], upper[1]), key=lambda ij: -abs(between[ij]))
@@ -665,11 +697,23 @@ def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]
             "axes_matrix": [[_r(v, 3) for v in row] for row in axes_between],
             "axes_mean_abs": _r(np.abs(axes_between[upper]).mean()),
             "users_vs_axes_r": _r(np.corrcoef(between[upper], axes_between[upper])[0, 1]),
+            "effective_number": _effective_number(between),
+            "first_two_components": _r(np.sort(np.linalg.eigvalsh(between))[::-1][:2].sum() / K),
+            "directional_mean_abs": _r(np.abs(between_directional[upper]).mean()),
+            "directional_effective_number": _effective_number(between_directional),
         },
         "retest": retest,
     }
     edits = _aggregate_edits([f["edits"] for f in fitted if "edits" in f], ctx.trait_ids)
     return movielens, edits
+
+
+def _effective_number(correlations: np.ndarray) -> float:
+    """How many independent quantities K correlated ones amount to: the participation ratio
+    (sum of eigenvalues)^2 / sum of squared eigenvalues of their correlation matrix (K if
+    uncorrelated, 1 if all the same)."""
+    eigen = np.clip(np.linalg.eigvalsh(correlations), 0, None)
+    return _r(eigen.sum() ** 2 / (eigen ** 2).sum(), 2)
 
 
 def _distribution(values: np.ndarray) -> dict[str, float]:
@@ -692,7 +736,8 @@ def _aggregate_edits(per_user: list[dict[str, Any]], trait_ids: list[str]) -> di
             continue
         miss = np.concatenate([e[name]["miss"] for e in per_user])
         scores = np.concatenate([e[name]["scores"] for e in per_user])
-        methods[name] = {"edits": int(len(others)), "mean_other_change": _r(others.mean(), 6),
+        methods[name] = {"edits": int(len(others)), "unreachable": int(sum(e[name]["unreachable"] for e in per_user)),
+                         "mean_other_change": _r(others.mean(), 6),
                          "p90_other_change": _r(np.percentile(others, 90), 6), "max_other_change": _r(others.max(), 6),
                          "mean_target_miss": _r(miss.mean(), 6), "score_change": _r(np.median(scores), 4)}
     return {
@@ -779,12 +824,13 @@ def check_feed_edit(ctx: _Context, seeds: int, log: Log) -> tuple[dict[str, Any]
                                                           if k != trait_id]), 6),
                                     "undo_error": _r(max(abs(restored[k] - before[k]) for k in ctx.trait_ids), 6)})
             before = _feed_state(ctx, agent, dark)
-            target = min(start["dark"] + EDIT_STEP, 0.99)
+            target = min(start["dark"] + EDIT_STEP, EDIT_BOUNDS[1])
             agent.traits.set("dark", target)
             end = _values(agent)
             after = _feed_state(ctx, agent, dark)
             change = _feed_change(ctx, before, after, dark)
             change.update(liked=len(liked), dark_before=_r(start["dark"]), dark_after=_r(end["dark"]),
+                          dark_asked=_r(target),
                           others_moved=_r(np.mean([abs(end[k] - start[k]) for k in ctx.trait_ids if k != "dark"]), 6))
             if s == 0:
                 change["titles_before"] = before["titles"][:8]
@@ -852,13 +898,19 @@ def _verdict(entry: dict[str, Any]) -> str:
     return "weakly"
 
 
+def _second_text(trait_id: str) -> str:
+    proxy = PROXIES[trait_id]
+    if proxy.statistic == "popularity":
+        return {"long_tail": f"share of liked films outside the {LONG_TAIL_RANK} most-rated",
+                "entropy": "entropy of the genres of liked films"}[proxy.second]
+    return f"share in {'/'.join(proxy.high)} minus share in {'/'.join(proxy.low)}"
+
+
 def _proxy_text(trait_id: str) -> str:
     proxy = PROXIES[trait_id]
     if proxy.statistic == "popularity":
-        second = {"long_tail": f"share of liked films outside the {LONG_TAIL_RANK} most-rated",
-                  "entropy": "entropy of the genres of liked films"}[proxy.second]
-        return f"minus mean log(#ratings) of liked films; 2nd: {second}"
-    return f"share of liked films in {'/'.join(proxy.high)}; 2nd: minus share in {'/'.join(proxy.low)}"
+        return f"minus mean log(#ratings) of liked films; 2nd: {_second_text(trait_id)}"
+    return f"share of liked films in {'/'.join(proxy.high)}; 2nd: that share minus the share in {'/'.join(proxy.low)}"
 
 
 def to_markdown(results: dict[str, Any]) -> str:
@@ -933,18 +985,23 @@ def to_markdown(results: dict[str, Any]) -> str:
         "with the plain average axis position of the films the user liked (no model): the reading through the "
         "trained adapter should do about as well. \"Axis vs films\" is the correlation over the 1,682 films between "
         "their axis position and the yardstick's film-level quantity (genre high minus low, or minus log popularity): "
-        "whether the pole texts point where the genres are.",
+        "whether the pole texts point where the genres are. \"Alternative reading q·a\" is not what the product "
+        "shows: it is how much the person's score of a film changes when the film moves along the axis with "
+        "everything else held (q . a_t, q the effective preference), measured here to compare with the product's "
+        "catalog covariance Cov_i(s_i, position_i), which also credits a trait with whatever co-varies with it "
+        "across the catalog.",
         "",
         "| trait | Pearson r [95% CI] | Spearman rho [95% CI] | 2nd yardstick, Pearson | liked films' axis mean, "
-        "Pearson | axis vs films | tracks it? |",
-        "|---|---|---|---|---|---|---|",
+        "Pearson | alternative reading q·a, Pearson | axis vs films | tracks it? |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for trait_id in ids:
         e = ml["per_trait"][trait_id]
         if "proxy" not in e:
             continue
         lines.append(f"| {names[trait_id]} | {_ci(e['proxy'])} | {_ci(e['proxy'], 'spearman')} | "
-                     f"{_ci(e['proxy_second'])} | {_ci(e['liked_axis_mean_vs_proxy'])} | {e['item_level']:+.2f} | "
+                     f"{_ci(e['proxy_second'])} | {_ci(e['liked_axis_mean_vs_proxy'])} | "
+                     f"{_ci(e['directional_vs_proxy'])} | {e['item_level']:+.2f} | "
                      f"{_verdict(e['proxy'])} |")
     sat = ml["saturation"]
     lines += [
@@ -971,7 +1028,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"How the traits move together across users: mean |r| between two traits {between['mean_abs']:.2f}. The "
         f"same pairs' correlation of the axes themselves over the films has mean |r| {between['axes_mean_abs']:.2f}, and "
         f"the two patterns correlate at r = {between['users_vs_axes_r']:.2f} (the users' entanglement mirrors the "
-        "axes'). Strongest pairs:",
+        f"axes', amplified). Across users the {len(ids)} values amount to {between['effective_number']:.1f} independent "
+        f"quantities (participation ratio of the correlation matrix; the first two components carry "
+        f"{between['first_two_components']:.0%} of the variance). The alternative reading q·a would have mean |r| "
+        f"{between['directional_mean_abs']:.2f} and {between['directional_effective_number']:.1f} independent "
+        "quantities. Strongest pairs:",
         "",
         "| pair | r across users | r of the axes over films |",
         "|---|---|---|",
@@ -1004,9 +1065,12 @@ def to_markdown(results: dict[str, Any]) -> str:
         "### (c) Setting one trait: how much do the others move?",
         "",
         f"For {edits['users']} of the MovieLens users, every trait set {edits['step']} up and down (kept within "
-        f"{EDIT_BOUNDS[0]}..{EDIT_BOUNDS[1]}; {methods['product']['edits']} edits), three ways: `TraitSpace.move_to` "
-        "(what `ownrec traits set` does), the exact dual basis (every other trait's coordinate held exactly), and a "
-        "naive push of p along the trait's own axis, scaled to reach the same value. Target: the other traits move "
+        f"{EDIT_BOUNDS[0]}..{EDIT_BOUNDS[1]}; {methods['product']['edits']} edits): with `TraitSpace.move_to` "
+        "(what `ownrec traits set` does)"
+        + (", with its exact-dual variant (no tolerance: every other trait held exactly)" if "exact_dual" in methods
+           else "")
+        + ", and, for comparison, by a naive push of p along the trait's own axis, scaled (by bisection) to reach "
+        "the same value. Target: the other traits move "
         "< 0.05 on average. \"Score change\" is the sd of the change of the person's scores across the catalog, "
         "over the sd of their scores (median over edits): how much of the ranking an edit rewrites.",
         "",
@@ -1016,8 +1080,10 @@ def to_markdown(results: dict[str, Any]) -> str:
     labels = {"product": "`move_to` (the product's edit)", "exact_dual": "exact dual basis",
               "naive": "naive push along the axis"}
     for name, m in methods.items():
+        unreachable = f" ({m['unreachable']} targets out of reach)" if m.get("unreachable") else ""
         lines.append(f"| {labels[name]} | {m['mean_other_change']:.4f} | {m['p90_other_change']:.4f} | "
-                     f"{m['max_other_change']:.4f} | {m['mean_target_miss']:.5f} | {m['score_change']:.2f} |")
+                     f"{m['max_other_change']:.4f} | {m['mean_target_miss']:.5f}{unreachable} | "
+                     f"{m['score_change']:.2f} |")
     if through.get("traits"):
         lines.append(f"| through the agent (`Traits.set`, read back with `readings`, then `undo`), one simulated user "
                      f"of mixed taste, all {through['traits']} traits | {through['mean_other_change']:.4f} | | "
@@ -1032,7 +1098,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         "",
         f"A simulated user likes two random films from each of {len(feed['mixed_genres'])} genres "
         f"({', '.join(feed['mixed_genres'])}); feed of {feed['feed_size']} with exploration off; then "
-        f"`ownrec traits set dark` to the current value + {feed['step']}. Dark films: {'/'.join(feed['dark_genres'])}. "
+        f"`ownrec traits set dark` to the current value + {feed['step']} (at most {EDIT_BOUNDS[1]}). Dark films: "
+        f"{'/'.join(feed['dark_genres'])}. "
         f"Mean over {feed['seeds']} simulated user(s).",
         "",
         "| | before | after |",
@@ -1049,7 +1116,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         "",
         f"Full ranking of the {first['unrated_items']} unrated films: the 100 darkest (by axis position) moved up by "
         f"a median of {feed['darkest100']['median_moved_up']:.0f} places ({feed['darkest100']['share_moved_up']:.0%} "
-        f"of them moved up); the 100 lightest moved up by {feed['lightest100']['median_moved_up']:.0f} "
+        f"of them moved up); the 100 lightest moved down by a median of {-feed['lightest100']['median_moved_up']:.0f} "
         f"({feed['lightest100']['share_moved_up']:.0%} moved up). {feed['top20_kept']:.0f} of the top 20 stayed; "
         f"score change {feed['score_change']:.2f} (as in (c)). "
         f"Dark read {first['dark_before']:.2f} → {first['dark_after']:.2f}; the other traits moved "
@@ -1073,18 +1140,29 @@ def _meaning(results: dict[str, Any], names: dict[str, str]) -> list[str]:
     failing = [names[k] for k, e in poles["per_trait"].items()
                if e["high_likes"]["min"] < PASS_HIGH or e["low_likes"]["max"] > PASS_LOW
                or e["high_likes_dislikes"]["min"] < PASS_HIGH or e["low_likes_dislikes"]["max"] > PASS_LOW]
+    highs = [e[f"high_{v}"]["mean"] for e in poles["per_trait"].values() for v in ("likes", "likes_dislikes")]
+    lows = [e[f"low_{v}"]["mean"] for e in poles["per_trait"].values() for v in ("likes", "likes_dislikes")]
+    right_way = all(e[f"high_{v}"]["min"] > 0.5 > e[f"low_{v}"]["max"]
+                    for e in poles["per_trait"].values() for v in ("likes", "likes_dislikes"))
     if failing:
-        out.append(f"- (a) Pole users: {poles['passed']}/{poles['users']} meet the target; misses on "
-                   f"{', '.join(failing)}.")
+        out.append(f"- (a) Pole users: {poles['passed']}/{poles['users']} meet the target of >= {PASS_HIGH} / <= "
+                   f"{PASS_LOW}; misses on {', '.join(failing)}. High-pole users read {min(highs):.2f}–{max(highs):.2f} "
+                   f"on average, low-pole users {min(lows):.2f}–{max(lows):.2f}: "
+                   + ("**some pole users read on the wrong side of 0.5.**" if not right_way else
+                      "every trait points the right way and the misses are near the threshold." if
+                      poles["passed"] >= 0.75 * poles["users"] else
+                      "every trait points the right way, but the scale is conservative: a user who likes only "
+                      "films from one end of an axis is mostly not read as being at that end."))
     else:
         out.append(f"- (a) Every pole user reads as intended (>= {PASS_HIGH} / <= {PASS_LOW}) on every trait: the "
                    "reading follows a clear, one-sided taste.")
     gaps = sorted(poles["per_trait"].items(), key=lambda kv: -kv[1]["off_target_gap_mean"])
-    out.append(f"  It is not specific, though: a user who likes one pole also reads far apart on other traits (mean "
-               f"gap {np.mean([e['off_target_gap_mean'] for _, e in gaps]):.2f}; largest for {names[gaps[0][0]]}, "
-               f"which drags {names[gaps[0][1]['most_moved_other']['trait']]} by "
-               f"{gaps[0][1]['most_moved_other']['gap']:+.2f}). Pole films of one axis sit towards a pole of "
-               "correlated axes too, so this is what the axes are, not a training artefact.")
+    out.append(f"  The readings are not specific: the two poles' users also read apart on the other traits (mean "
+               f"gap {np.mean([e['off_target_gap_mean'] for _, e in gaps]):.2f}, against "
+               f"{np.mean([e['own_gap'] for _, e in gaps]):.2f} on the trait itself; largest for "
+               f"{names[gaps[0][0]]}, whose pole users differ by {gaps[0][1]['most_moved_other']['gap']:+.2f} on "
+               f"{names[gaps[0][1]['most_moved_other']['trait']]}). Part of this is the overlap of the axes: the "
+               "pole films of one axis lean towards a pole of the axes correlated with it.")
     groups: dict[str, list[str]] = {"yes": [], "weakly": [], "no": [], "opposite": []}
     for trait_id, e in ml["per_trait"].items():
         if "proxy" in e and e["proxy"]["pearson"] is not None:
@@ -1097,33 +1175,66 @@ def _meaning(results: dict[str, Any], names: dict[str, str]) -> list[str]:
         out.append(f"- (b) **No evidence they track their yardstick** (interval includes 0): {', '.join(groups['no'])}.")
     if groups["opposite"]:
         out.append(f"- (b) **Track their yardstick in the wrong direction**: {', '.join(groups['opposite'])}.")
+    for trait_id, e in ml["per_trait"].items():
+        if ("proxy" in e and e["proxy"]["pearson"] is not None and _verdict(e["proxy"]) in ("no", "opposite")
+                and e["proxy_second"]["pearson"] is not None and e["proxy_second"]["pearson_ci"][0] > 0):
+            text = (f"  {names[trait_id]} does follow its second yardstick ({_second_text(trait_id)}: "
+                    f"r = {e['proxy_second']['pearson']:+.2f}): it measures something, but not what the first "
+                    "yardstick says")
+            activity = e.get("ratings", {}).get("pearson")
+            if activity is not None and abs(activity) >= 0.3:
+                text += (f"; its value also follows how many films the user rated (r = {activity:+.2f}), so part "
+                         "of this may be activity rather than taste")
+            out.append(text + ".")
     worse = [names[k] for k, e in ml["per_trait"].items() if "proxy" in e and e["proxy"]["pearson"] is not None
              and e["liked_axis_mean_vs_proxy"]["pearson"] is not None
              and e["liked_axis_mean_vs_proxy"]["pearson"] - e["proxy"]["pearson"] > 0.1]
     if worse:
         out.append(f"  For {', '.join(worse)} the plain average of the liked films' axis positions tracks the "
-                   "yardstick better than the reading through the trained adapter by more than 0.1: part of the "
-                   "signal is lost in the model (few ratings, negatives that are not dislikes), not in the axis.")
+                   "yardstick better than the reading through the trained adapter by more than 0.1: the ratings "
+                   "carry the signal and the axis finds it, and some of it is lost between the ratings and the "
+                   "value (likely causes, not isolated here: the adapter learns to tell rated films from unrated "
+                   "ones, not only liked from disliked; and the value credits whatever co-varies with the trait "
+                   "across the catalog).")
     weak_axes = [names[k] for k, e in ml["per_trait"].items() if "item_level" in e and abs(e["item_level"]) < 0.2]
     if weak_axes:
         out.append(f"  For {', '.join(weak_axes)} even the axis barely separates the yardstick's films (|r| < 0.2 over "
                    "films): either the pole texts do not point where those genres are, or the genre yardstick is a "
                    "poor stand-in; user-level correlations cannot be better than that.")
+    blind = [names[k] for k, e in ml["per_trait"].items() if "item_level" in e and abs(e["item_level"]) < 0.2
+             and PROXIES[k].statistic == "popularity"]
+    if blind:
+        out.append(f"  For {', '.join(blind)} the yardstick is popularity, and a film's text here (title, year, "
+                   "genres) says nothing about how popular it is: no axis built from text can find the mainstream "
+                   "in this catalog. Item biases or residuals from the federation would carry it; the text does not.")
     sat = ml["saturation"]
     if sat["beyond_0.2_0.8"] > 0.5:
         out.append(f"- Saturation: {sat['beyond_0.2_0.8']:.0%} of real users' readings are beyond 0.2/0.8; values "
                    "mostly say the sign, not the degree.")
     else:
-        out.append(f"- No saturation: only {sat['beyond_0.2_0.8']:.0%} of real users' readings are beyond 0.2/0.8 "
-                   f"(median distance from 0.5: {sat['median_distance_from_half']:.2f}). Real users with a hundred "
-                   "mixed ratings read near the middle; the pole users of (a) show the scale reaches the ends when "
-                   "a taste is one-sided.")
+        out.append(f"- No saturation{', rather the opposite' if sat['within_0.4_0.6'] > 0.5 else ''}: only {sat['beyond_0.2_0.8']:.0%} of real users' readings are "
+                   f"beyond 0.2/0.8, {sat['within_0.4_0.6']:.0%} are within 0.4–0.6 (median distance from 0.5: "
+                   f"{sat['median_distance_from_half']:.2f}; sd across users "
+                   f"{min(e['values']['sd'] for e in ml['per_trait'].values()):.2f}–"
+                   f"{max(e['values']['sd'] for e in ml['per_trait'].values()):.2f} per trait). Real users with dozens "
+                   f"of mixed ratings read towards the middle, while the one-sided users of (a) read "
+                   f"{min(highs):.2f}–{max(highs):.2f}: the scale has room at both ends.")
     between = ml["between_traits"]
     top = between["strongest"][0]
+    tested = [e for e in ml["per_trait"].values() if "proxy" in e and e["proxy"]["pearson"] is not None
+              and e["directional_vs_proxy"]["pearson"] is not None]
+    mean_prod = float(np.mean([e["proxy"]["pearson"] for e in tested])) if tested else 0.0
+    mean_dir = float(np.mean([e["directional_vs_proxy"]["pearson"] for e in tested])) if tested else 0.0
     out.append(f"- The traits are not independent measurements: mean |r| between two traits across users is "
                f"{between['mean_abs']:.2f} (strongest {names[top['a']]} – {names[top['b']]} {top['r']:+.2f}), "
-               f"following the overlap of their axes over the films ({between['axes_mean_abs']:.2f}). Ten values "
-               "carry fewer than ten independent facts.")
+               f"more than the overlap of their axes over the films ({between['axes_mean_abs']:.2f}); the "
+               f"{len(ml['per_trait'])} values amount to {between['effective_number']:.1f} independent quantities. The "
+               f"alternative reading q·a, which holds everything else fixed, would have mean |r| "
+               f"{between['directional_mean_abs']:.2f} and {between['directional_effective_number']:.1f} independent "
+               "quantities: most of the extra entanglement comes from reading a trait as a covariance over the "
+               "catalog, which credits a trait with everything that co-varies with it."
+               + (f" Against the yardsticks it does {'about as well' if abs(mean_dir - mean_prod) < 0.05 else ('better' if mean_dir > mean_prod else 'worse')} "
+                  f"(mean r {mean_dir:+.2f} against {mean_prod:+.2f})." if tested else ""))
     if ml.get("retest"):
         low = min(ml["retest"]["per_trait"].values())
         out.append(f"- Retraining on the same ratings with another seed reproduces the values (per-trait r >= "
@@ -1139,21 +1250,35 @@ def _meaning(results: dict[str, Any], names: dict[str, str]) -> list[str]:
     if exact:
         text += (f". The exact dual basis holds the others at {exact['mean_other_change']:.1e} but rewrites more of "
                  f"the ranking to do it (score change {exact['score_change']:.2f} against {product['score_change']:.2f})")
+    if naive and product["score_change"] > 1.5 * naive["score_change"]:
+        text += (f". The price: holding every other trait changes the person's scores more than the naive push "
+                 f"does (score change {product['score_change']:.2f} against {naive['score_change']:.2f} sd of their "
+                 "own scores), because traits that co-vary in the catalog must be pushed apart")
     out.append(text + ".")
     spreads = [e["values"]["sd"] for e in ml["per_trait"].values()]
-    out.append(f"- Scale: real users' values spread little (sd {min(spreads):.2f}–{max(spreads):.2f} per trait), so an "
-               f"edit of {edits['step']} asks for a taste {edits['step'] / max(spreads):.0f}–"
-               f"{edits['step'] / min(spreads):.0f} sd away from where real users are. That is why such an edit "
-               f"rewrites much of the ranking (score change {edits['methods']['product']['score_change']:.2f} sd of the "
-               f"person's own scores in (c), {feed['top20_kept']:.0f} of 20 top films kept in (d)); "
-               "steps of a few hundredths are the size of real differences between people.")
+    scale = (f"- Scale: real users' values have sd {min(spreads):.2f}–{max(spreads):.2f} per trait, so an edit of "
+             f"{edits['step']} is {edits['step'] / max(spreads):.0f}–{edits['step'] / min(spreads):.0f} sd of the "
+             f"differences between real people. It changed the person's scores by "
+             f"{edits['methods']['product']['score_change']:.2f} sd of their own scores in (c), and kept "
+             f"{feed['top20_kept']:.0f} of the top 20 films in (d)")
+    if edits["step"] / max(spreads) >= 2:
+        scale += ("; an edit that size asks for a taste far outside where real users are, and rewrites much of "
+                  f"the feed. Real differences between people are about {float(np.median(spreads)):.2f} (median sd).")
+    else:
+        scale += "."
+    out.append(scale)
     darker = feed["top20_dark_percentile"][1] - feed["top20_dark_percentile"][0]
+    others_moved = float(np.mean([f["others_moved"] for f in feed["per_seed"]]))
     out.append(f"- (d) Raising dark by {feed['step']} makes the feed darker: the top 20's mean dark percentile goes "
                f"{feed['top20_dark_percentile'][0]:.2f} → {feed['top20_dark_percentile'][1]:.2f} ({darker:+.2f}), the "
                f"share of dark-genre films in the top 10 {feed['top10_dark_genre_share'][0]:.2f} → "
                f"{feed['top10_dark_genre_share'][1]:.2f}, and the 100 darkest unrated films move up a median "
                f"{feed['darkest100']['median_moved_up']:.0f} places while the 100 lightest move "
-               f"{-feed['lightest100']['median_moved_up']:.0f} places down.")
+               f"{-feed['lightest100']['median_moved_up']:.0f} places down; the other traits moved "
+               f"{others_moved:.3f} on average"
+               + (f", above the 0.05 target: at {np.mean([f['dark_after'] for f in feed['per_seed']]):.2f} dark would "
+                  "explain nearly all of the person's taste, and near the end of the scale the others give way."
+                  if others_moved >= 0.05 else "."))
     out.append("- Caveats: genres are coarse, noisy stand-ins for the traits (a film is \"Thriller\" whether it is "
                "grim or not), \"liked\" ignores what a user never watched, and the Big Five traits are read from "
                "taste in films only: a correlation here says the reading follows the content a person likes, "
