@@ -115,3 +115,13 @@ def test_taste_sentence_steers_recommend(run, demo_home):
     assert run("taste", "funny animated cartoons for kids").exit_code == 0
     slate = json.loads(run("recommend", "--top", "10", "--json").output)
     assert sum(("Animation" in r["genres"]) or ("Children's" in r["genres"]) for r in slate) >= 7
+
+
+def test_doctor_checks_the_chat_model(run, tmp_path):
+    good = run("doctor")
+    assert "[ok ] chat model:" in good.output
+    fake = tmp_path / "not-a-model.gguf"
+    fake.write_bytes(b"this is not a GGUF file" * 10)
+    assert run("config", "set", "llm.model", str(fake)).exit_code == 0
+    bad = run("doctor")
+    assert bad.exit_code == 1 and "[FIX] chat model:" in bad.output and "fix: " in bad.output

@@ -79,5 +79,25 @@ def check_demo_data() -> Check:
     return Check("demo catalog", True, f"MovieLens-100K from recbole {_version('recbole')}")
 
 
+def check_llm() -> Check:
+    """The chat model: the file the settings choose, verified, and llama-cpp-python importable.
+    The model itself is not loaded (that is `ownrec ask`'s job); everything else works without it."""
+    from agent.core.config import Config
+    from agent.core.llm.model import LLMUnavailable, choose_model, import_llama_cpp, read_gguf_info, verify_default
+
+    try:
+        choice = choose_model(str(Config().get("llm.model")))
+        if choice.is_default:
+            verify_default(choice.path, paths.models_dir() / "llm")
+        info = read_gguf_info(choice.path)
+        import_llama_cpp()
+    except LLMUnavailable as error:
+        return Check("chat model", False, error.problem, error.fix)
+    except Exception as error:  # a header that does not parse, and the like
+        return Check("chat model", False, f"cannot use the chat model: {error}",
+                     "ownrec config unset llm.model (back to the built-in SmolLM2)")
+    return Check("chat model", True, f"{info.name or choice.path.name} ({info.architecture}) at {choice.path}")
+
+
 def run_checks() -> list[Check]:
-    return [check_versions(), check_encoder(), check_database(), check_demo_data()]
+    return [check_versions(), check_encoder(), check_database(), check_demo_data(), check_llm()]
