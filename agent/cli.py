@@ -20,6 +20,7 @@ from agent.core import paths
 from agent.core.config import SETTINGS, Config, ConfigError
 from agent.core.encoder import EncoderUnavailable
 from agent.core.importers import ImportFailed
+from agent.core.llm.model import LLMUnavailable
 from agent.core.ranker import AdapterError
 from agent.core.service import Agent, FeedbackError
 from agent.core.store import StoreError
@@ -28,6 +29,7 @@ from agent.core.traits import TraitError
 # Errors a person can act on: shown as one clear line, without a traceback.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     EncoderUnavailable, StoreError, ConfigError, AdapterError, FeedbackError, ImportFailed, TraitError, OSError,
+    LLMUnavailable,
 )
 
 
@@ -292,6 +294,21 @@ def traits_history(name: str | None, as_json: bool) -> None:
     for edit in edits:
         when = datetime.fromtimestamp(edit.at).strftime("%Y-%m-%d %H:%M")
         click.echo(f"{when}  {edit.trait_id:<18} {edit.describe()}")
+
+
+@traits.command("portrait")
+@_fail_cleanly
+def traits_portrait() -> None:
+    """A few sentences about your taste, written by the local LLM from the numbers above
+    (never the other way round: nothing it writes changes a value)."""
+    from agent.core.llm.portrait import write_portrait
+
+    portrait = write_portrait(_agent())
+    if not portrait.text:
+        click.echo("not enough clear traits yet for a portrait: rate a few more items")
+        return
+    click.echo(portrait.text)
+    click.echo(f"(from: {'; '.join(portrait.facts)})", err=True)
 
 
 @traits.command("validate")

@@ -485,21 +485,6 @@ _SPACE_THEN_TEXT = re.compile(r"\s\S")
 _ID_ECHO = re.compile(r"[ \t]*(?:\[\s*(?:id|#)?\s*:?\s*\d+\s*\]|\(\s*(?:id|#)\s*:?\s*\d+\s*\))", re.I)
 
 
-def ground(self, text: str) -> Grounding:
-        safe: list[str] = []
-        mentioned: list[int] = []
-        removed: list[RemovedSpan] = []
-        start = 0
-        for end in sentence_ends(text, final=True):
-            kept, named, problem = self.sentence(text[start:end], start)
-            safe.append(kept)
-            mentioned.extend(i for i in named if i not in mentioned)
-            if problem:
-                removed.append(problem)
-            start = end
-        return Grounding("".join(safe), mentioned, removed)
-
-
 def ground(text: str, shortlist: Iterable[Any], catalog: TitleIndex | Iterable[Any],
            vocabulary: Iterable[str] = (), context: Iterable[int] = ()) -> Grounding:
     """Check generated `text` against the `shortlist` (items or Recommendations) and the

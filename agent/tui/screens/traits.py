@@ -18,6 +18,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from agent.core.llm.portrait import cached_portrait, write_portrait
 from agent.core.traits import NUDGE, REACHABLE, TraitEdit, TraitError, TraitReading, Traits
 from agent.tui.common import reported
 from agent.tui.screens.confirm import ConfirmScreen
@@ -103,6 +104,7 @@ class TraitsScreen(Screen[bool]):
         Binding("r", "reset", "Reset"),
         Binding("f", "forget", "Forget"),
         Binding("u", "undo", "Undo"),
+        Binding("w", "portrait", "Portrait"),
         Binding("escape,t", "back", "Back", key_display="esc"),
     ]
 
@@ -140,6 +142,27 @@ class TraitsScreen(Screen[bool]):
         if self.is_attached:
             self.query_one("#status", Static).update(Text(text, style="bold red" if error else ""))
 
+    # -- the portrait (written by the local LLM from the numbers; never the reverse) ---------
+
+    @work(thread=True, exclusive=True, group="portrait")
+    @reported
+    def show_cached_portrait(self) -> None:
+        portrait = cached_portrait(self.app.agent)
+        self.app.call_from_thread(self.query_one(Portrait).set_text, portrait.text if portrait else None)
+
+    def action_portrait(self) -> None:
+        self.say("writing a portrait with the local language model…")
+        self.write_portrait()
+
+    @work(thread=True, exclusive=True, group="portrait")
+    @reported
+    def write_portrait(self) -> None:
+        portrait = write_portrait(self.app.agent)
+        text = portrait.text or None
+        self.app.call_from_thread(self.query_one(Portrait).set_text, text)
+        self.app.call_from_thread(self.say, "portrait written by the local LLM from the numbers below" if text
+                                  else "not enough clear traits yet for a portrait")
+
     # -- loading ------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="trait-load")
@@ -154,6 +177,7 @@ class TraitsScreen(Screen[bool]):
         if not self.is_attached:  # left before the traits were read
             return
         self._present(readings, edits)
+        self.show_cached_portrait()
         if problems:
             more = f" (and {len(problems) - 1} more: `ownrec doctor`)" if len(problems) > 1 else ""
             self.say(f"traits.toml: {problems[0]}{more}", error=True)
