@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from agent.core.service import Recommendation
 from agent.core.store import Item
 from agent.tui.common import PAST_TENSE, reported, title_with_year
+from agent.tui.screens.chat import ChatScreen
 from agent.tui.screens.details import DetailsScreen
 from agent.tui.screens.search import SearchScreen
 from agent.tui.screens.traits import TraitsScreen
@@ -25,6 +26,7 @@ class FeedScreen(Screen):
         Binding("s", "feedback('skip')", "Skip"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("t", "traits", "Traits"),
+        Binding("c", "chat", "Chat"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -77,6 +79,13 @@ class FeedScreen(Screen):
                 self.action_refresh("re-ranked after your trait edits")
 
         self.app.push_screen(TraitsScreen(), back)
+
+    def action_chat(self) -> None:
+        def back(rated: bool | None) -> None:
+            if rated:
+                self.action_refresh("re-ranked after your feedback in chat")
+
+        self.app.push_screen(ChatScreen(), back)
 
     def give(self, item: Item, kind: str) -> None:
         if item.ref in self.table.rows:
