@@ -21,5 +21,8 @@ def test_bench_quick_writes_markdown_and_json(prepared_models_dir, tmp_path):
     assert figures["ranking_demo"]["items"] == 1682
     assert figures["feedback"]["n"] > 0 and figures["feedback"]["p50_ms"] > 0
     assert figures["first_feed"]["median_s"] > 0, figures["first_feed"]
+    llm = figures["llm"]
+    assert llm["ownrec"]["tokens_per_second"] > 0 and llm["bare"]["tokens_per_second"] > 0, llm
     report = output.read_text()
     assert "rank 100,000 synthetic items" in report and "launch to first feed" in report
+    assert "chat generation" in report

@@ -28,6 +28,7 @@ from agent.core.ranker import Catalog, GlobalAdapter, PersonalAdapter, Scorer, b
 Log = Callable[[str], None]
 
 TARGETS = {
+    "llm_overhead": "generation tokens/s within 5% of bare llama-cpp-python",
     "encode_speedup": ">= 2x sentence-transformers at mean cosine >= 0.99",
     "rank_100k_p50_ms": "<= 15 ms",
     "feedback_p50_ms": "<= 20 ms",
@@ -142,6 +143,18 @@ def bench_feedback(agent, repeats: int) -> dict[str, Any]:
             "full_retrain_labels": stats["labels"]}
 
 
+def bench_llm(agent, repeats: int) -> dict[str, Any]:
+    """Generation through ownrec's path (prompt, streaming, grounding gate) against bare
+    llama-cpp-python on the same prompt, alternating in one process."""
+    from agent.core.llm.measure import speed_report
+    from agent.core.llm.model import LLMUnavailable
+
+    try:
+        return speed_report(agent, repeats=repeats, log=lambda message: None)
+    except LLMUnavailable as error:
+        return {"error": str(error)}
+
+
 FIRST_FEED_PROBE = """
 import time, asyncio
 started = time.perf_counter()
@@ -192,6 +205,8 @@ def run_benchmarks(quick: bool = False, log: Log = print) -> dict[str, Any]:
         results["ranking_100k"] = bench_ranking(_synthetic_catalog(100_000, agent.encoder.dim), 20 if quick else 100)
         log("feedback updates")
         results["feedback"] = bench_feedback(agent, 20 if quick else 60)
+        log("chat model: ownrec against bare llama-cpp-python")
+        results["llm"] = bench_llm(agent, 2 if quick else 5)
         agent.close()
         log("launch to first feed")
         results["first_feed"] = bench_first_feed(home, repeats)
@@ -230,6 +245,19 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"{TARGETS['feedback_p50_ms']} |",
         f"| full retrain ({fb['full_retrain_labels']} rated items) | {fb['full_retrain_s']} s | | |",
     ]
+    llm = results.get("llm", {})
+    if "ownrec" in llm:
+        ours, bare = llm["ownrec"], llm["bare"]
+        ratio = ours["tokens_per_second"] / bare["tokens_per_second"] if bare["tokens_per_second"] else float("nan")
+        lines += [
+            f"| chat generation, SmolLM2-135M Q4_1, {llm['threads']} threads, {llm['prompt_tokens']}-token prompt | "
+            f"**{ours['tokens_per_second']:.1f} tok/s** | {bare['tokens_per_second']:.1f} tok/s (bare llama-cpp-python) → "
+            f"**{ratio:.2f}x** | {TARGETS['llm_overhead']} |",
+            f"| chat: time to first token / first checked sentence shown | {ours['first_token']:.2f} s / "
+            f"{ours['first_release']:.2f} s | {bare['first_token']:.2f} s (first token) | |",
+        ]
+    elif llm:
+        lines.append(f"| chat generation | unavailable: {llm.get('error')} | | {TARGETS['llm_overhead']} |")
     if "median_s" in ff:
         lines.append(f"| launch to first feed on screen (new process, demo catalog) | median **{ff['median_s']} s**, "
                      f"max {ff['max_s']} s over {ff['n']} | | {TARGETS['first_feed_s']} |")
