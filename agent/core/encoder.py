@@ -16,6 +16,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from agent.core.atomic import sha256_file
+
 ENCODER_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 MAX_SEQ_LENGTH = 256
@@ -37,12 +39,6 @@ class EncoderUnavailable(RuntimeError):
         super().__init__(f"{problem}; {FIX_HINT} to (re)build the text encoder")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_prepared(encoder_dir: Path) -> dict:

@@ -201,7 +201,7 @@ def speed_report(agent: "Agent", request: str = "something funny from the 80s", 
     for _ in range(repeats):
         runs["bare"].append(run_bare())
         runs["ownrec"].append(run_ours())
-    del bare
+    bare = None  # free the second copy of the model
 
     def median(name: str, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[name]), 3)

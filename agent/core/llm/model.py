@@ -8,7 +8,6 @@ damaged or foreign file, too little memory) raises `LLMUnavailable`, whose messa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import mmap
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.core.atomic import sha256_file
 from agent.core.llm import manifest
 
 DEFAULT_SEED = 42
@@ -162,12 +162,6 @@ def default_model_path() -> Path:
     return path
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cache_key(path: Path, stat: os.stat_result) -> str:

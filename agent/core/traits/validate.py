@@ -603,10 +603,8 @@ def _map(ctx: _Context, agent, tasks: list, plan: dict[str, Any], log: Log) -> l
 
 def check_movielens(ctx: _Context, ratings, users_info: dict[int, dict[str, Any]], plan: dict[str, Any],
                     log: Log) -> tuple[dict[str, Any], dict[str, Any]]:
-    from agent.core.config import Config
     from agent.core.ranker import preference_labels
-    from agent.core.service import Agent
-    from agent.core.store import Interaction, Store
+    from agent.core.store import Interaction
 
     row_of = {e: r for r, e in enumerate(ctx.external)}
     by_user: dict[int, list[tuple[int, float, float]]] = {}
