@@ -56,3 +56,9 @@ def demo_database(tmp_path_factory, encoder) -> Path:
     agent.store.db.execute("pragma wal_checkpoint(TRUNCATE)")
     agent.close()
     return path
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (Textual's Pilot) run on asyncio."""
+    return "asyncio"

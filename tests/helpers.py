@@ -15,3 +15,16 @@ def agent_from_template(template: Path, encoder) -> Agent:
     """An Agent on a copy of a prepared database, in this test's own OWNREC_HOME."""
     shutil.copy(template, paths.database_path())
     return Agent(Store.open(), Config(), encoder)
+
+
+async def open_from_feed(pilot, key: str, screen_type):
+    """Wait for the feed, press `key`, wait, and return the screen it opened (of `screen_type`)."""
+    from agent.tui.screens import FeedScreen
+    from agent.tui.screenshot import settle
+
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, FeedScreen)
+    await pilot.press(key)
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, screen_type)
+    return pilot.app.screen

@@ -69,7 +69,3 @@ async def test_w_writes_the_portrait_on_the_traits_screen(dark_fan):
         await settle(pilot)
         assert portrait.display and str(portrait.content) == cached_portrait(dark_fan).text
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

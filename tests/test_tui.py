@@ -16,10 +16,6 @@ SIZE = (120, 40)
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 # Five clear genres, 24 films each: 120 items, enough for the feed to reserve exploration slots.
 GENRES = {

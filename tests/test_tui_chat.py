@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from helpers import open_from_feed
+from test_tui import catalog
 from textual.widgets import Input, Static
 
 import agent.core.llm as core_llm
@@ -16,17 +18,12 @@ from agent.tui.app import OwnrecApp
 from agent.tui.screens import ChatScreen, FeedScreen
 from agent.tui.screens.chat import LOADING
 from agent.tui.screenshot import settle
-from test_tui import catalog
 
 SIZE = (120, 40)
 SNAPSHOT_SIZE = (100, 30)
 REQUEST = "a mystery with a detective in a foggy town"
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +72,7 @@ def status(screen) -> str:
 
 
 async def open_chat(pilot) -> ChatScreen:
-    await settle(pilot)
-    assert isinstance(pilot.app.screen, FeedScreen)
-    await pilot.press("c")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, ChatScreen)
-    return screen
+    return await open_from_feed(pilot, "c", ChatScreen)
 
 
 async def send(pilot, screen: ChatScreen, text: str) -> None:

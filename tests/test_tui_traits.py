@@ -4,6 +4,8 @@ encoder, real SQLite in the test's OWNREC_HOME, and the small catalog of tests/t
 from __future__ import annotations
 
 import pytest
+from helpers import open_from_feed
+from test_tui import catalog
 from textual.widgets import Input, Static
 
 from agent.core.config import Config
@@ -11,11 +13,10 @@ from agent.core.service import Agent
 from agent.core.store import Store
 from agent.core.traits import TraitError, TraitReading
 from agent.tui.app import OwnrecApp
-from agent.tui.screens import ConfirmScreen, FeedScreen, TraitsScreen, TraitValueScreen
+from agent.tui.screens import ConfirmScreen, TraitsScreen, TraitValueScreen
 from agent.tui.screens.traits import parse_value
 from agent.tui.screenshot import settle
 from agent.tui.widgets import TraitDetail, TraitRow
-from test_tui import catalog
 
 SIZE = (120, 40)
 SNAPSHOT_SIZE = (100, 30)
@@ -27,10 +28,6 @@ FIRST_LIKES = ["test:sci-0", "test:sci-3", "test:mys-1"]
 LATER_LIKES = ["test:mys-5", "test:wes-2"]
 DISLIKES = ["test:rom-0"]
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -73,13 +70,7 @@ def middling(agent: Agent) -> TraitReading:
 
 
 async def open_traits(pilot) -> TraitsScreen:
-    await settle(pilot)
-    assert isinstance(pilot.app.screen, FeedScreen)
-    await pilot.press("t")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, TraitsScreen)
-    return screen
+    return await open_from_feed(pilot, "t", TraitsScreen)
 
 
 async def select(pilot, screen: TraitsScreen, trait_id: str) -> None:

@@ -31,6 +31,7 @@ from agent.core.ranker import (
     TrainingSettings,
     build_slate,
     fit,
+    mmr,
     load_personal,
     online_update,
     preference_labels,
@@ -263,8 +264,6 @@ class Agent:
 
     def onboarding_choices(self, count: int = 24) -> list[Item]:
         """A spread of the catalog to pick favourites from: MMR over the raw item space."""
-        from agent.core.ranker import mmr
-
         with self._lock:
             catalog = self.catalog()
             if len(catalog) == 0:

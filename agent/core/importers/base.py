@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agent.core.problems import FileProblem
 from agent.core.store import FEEDBACK_KINDS, Item, NewItem, Store, UpsertResult
 
 BATCH = 500
@@ -32,14 +33,7 @@ class RowError(ValueError):
     """One record is malformed; it becomes an `ImportProblem` and is skipped."""
 
 
-@dataclass(frozen=True)
-class ImportProblem:
-    path: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+ImportProblem = FileProblem  # a malformed row: reported with its file and line, then skipped
 
 
 @dataclass

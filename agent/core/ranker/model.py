@@ -79,29 +79,6 @@ class Scorer:
         v = personal.p if vector is None else vector
         return (v + g.A.T @ (g.B.T @ v) + personal.A.T @ (personal.B.T @ v)).astype(np.float32)
 
-    def item_covariance(self, personal: PersonalAdapter) -> np.ndarray:
-        """Covariance of the item vectors h_i over the catalog, through the current adapters:
-        M' Cov(x) M'^T with M' = I + B_g A_g + B_u A_u."""
-        cov_x = self.catalog.covariance()
-        g = self.global_adapter
-        M = np.eye(self.catalog.dim, dtype=np.float32) + g.B @ g.A + personal.B @ personal.A
-        return (M @ cov_x @ M.T).astype(np.float32)
-
-    def to_item_space(self, personal: PersonalAdapter, vectors: np.ndarray) -> np.ndarray:
-        """Map text-space vectors (rows) the way items are mapped: x -> M' x."""
-        g = self.global_adapter
-        V = np.atleast_2d(vectors).astype(np.float32)
-        return V + (V @ g.A.T) @ g.B.T + (V @ personal.A.T) @ personal.B.T
-
-    def projections(self, personal: PersonalAdapter, directions: np.ndarray) -> np.ndarray:
-        """h_i . u for every item and every direction u (rows of `directions`): (n, K)."""
-        U = np.atleast_2d(directions).astype(np.float32)
-        folded = np.stack([self.effective_query(personal, u) for u in U], axis=1)  # M'^T u
-        P = self.catalog.X @ folded
-        if self.residual is not None:
-            P += self.residual @ (self.global_adapter.W_v.T @ U.T)
-        return P
-
     def scores(self, personal: PersonalAdapter, rows: np.ndarray | None = None,
                query: np.ndarray | None = None, query_weight: float = 0.0) -> np.ndarray:
         """s_ui for every catalog row (or the given rows); a chat query adds query_weight * q.h_i."""

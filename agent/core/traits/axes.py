@@ -69,9 +69,8 @@ class TraitSpace:
     spread: np.ndarray  # (K,) sigma_t: std of item positions over the catalog
     percentiles: np.ndarray  # (n, K) each item's percentile on each axis (for evidence)
     covariant: np.ndarray  # (K, d) w_t: coordinates are c = W q
-    dual: np.ndarray  # (d, K) d_t: W @ dual = I
     text_dirs: np.ndarray  # (K, d) U: positions are X @ U^T
-    position_cov: np.ndarray  # (K, K) G = U Cov(x) U^T
+    position_cov_inverse: np.ndarray  # (K, K) G^-1, G = U Cov(x) U^T the covariance of trait positions
     item_cov: np.ndarray  # (d, d) Cov(x): the spread of scores q . x is sqrt(q Cov(x) q)
     to_preference: np.ndarray  # (d, d) q = to_preference @ p
 
@@ -85,20 +84,13 @@ class TraitSpace:
         positions = scorer.catalog.X.astype(np.float64) @ text_dirs.T
         spread = positions.std(axis=0) if len(positions) > 1 else np.ones(len(axes))
         covariant = text_dirs @ scorer.catalog.covariance().astype(np.float64)
-        # The dual basis in the catalog's own metric: among all changes of q that move only
-        # trait t, d_t changes the person's scores across the catalog the least (minimum
-        # variance of the change). It lies in the span of the trait directions:
-        # d_t = U^T G^-1 e_t, with G = U Cov(x) U^T the covariance of the trait positions.
-        position_cov = covariant @ text_dirs.T  # G = U Cov(x) U^T: covariance of trait positions
-        try:
-            dual = covariant.T @ np.linalg.inv(covariant @ covariant.T)
-        except np.linalg.LinAlgError:  # a person's own trait duplicates another: they share a direction
-            dual = covariant.T @ np.linalg.pinv(covariant @ covariant.T)
+        # pinv: a person's own trait may duplicate another; then the pair shares a direction
+        position_cov_inverse = np.linalg.pinv(covariant @ text_dirs.T)
         dim = scorer.catalog.dim
         to_preference = (np.eye(dim) + g.A.T.astype(np.float64) @ g.B.T + personal.A.T.astype(np.float64) @ personal.B.T)
         return cls(axes=axes.astype(np.float32), spread=np.maximum(spread, 1e-9).astype(np.float32),
-                   percentiles=_percentiles(positions), covariant=covariant, dual=dual, text_dirs=text_dirs,
-                   position_cov=position_cov, to_preference=to_preference,
+                   percentiles=_percentiles(positions), covariant=covariant, text_dirs=text_dirs,
+                   position_cov_inverse=position_cov_inverse, to_preference=to_preference,
                    item_cov=scorer.catalog.covariance().astype(np.float64))
 
     @property
@@ -121,7 +113,7 @@ class TraitSpace:
         traits' values as little as the catalog allows (not at all when it allows), and leaves the
         rest of the person's taste untouched. See the module docstring."""
         q = self.preference(p)
-        inverse = np.linalg.pinv(self.position_cov)
+        inverse = self.position_cov_inverse
         gamma = inverse @ (self.covariant @ q)  # q = U^T gamma + q_rest, q_rest off the trait span
         rest = q - self.text_dirs.T @ gamma
         rest_variance = max(float(rest @ self.item_cov @ rest), 0.0) + SPREAD_FLOOR ** 2

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from agent.core import paths
+from agent.core.problems import FileProblem
 
 KINDS = ("personality", "taste")
 _BLOCK = re.compile(r"^\s*\[\[\s*trait\s*\]\]\s*(#.*)?$")
@@ -31,14 +32,7 @@ class TraitDef:
     origin: str  # "builtin" or the path of the person's file
 
 
-@dataclass(frozen=True)
-class TraitProblem:
-    path: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+TraitProblem = FileProblem  # a malformed [[trait]] entry: reported, the others still load
 
 
 def user_traits_path() -> Path:
