@@ -1,0 +1,96 @@
+"""The one yes/no question the LLM answers about an item: "would this person enjoy it?".
+
+The personal LoRA is trained to answer it (agent.core.lora) and the reranker asks it
+(agent.core.llm.rerank), so the prompt lives here, in one place, and both sides render it with
+the same function. The answer is read as P("Yes") against P("No") at the first generated token.
+
+The prompt is ChatML (SmolLM2's template) with the person's profile first and the item last, so
+every candidate of one person shares the longest possible prefix: the reranker evaluates that
+prefix once and only the item's tokens per candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.core.service import Agent
+
+SYSTEM = "You predict whether a person will enjoy an item, from what they liked and disliked. Answer Yes or No."
+QUESTION = "Would this person enjoy it?"
+YES, NO = "Yes", "No"
+LIKED_SHOWN = 8
+DISLIKED_SHOWN = 4
+TRAITS_SHOWN = 3
+TRAIT_MIN_CONFIDENCE = 0.15  # as in chat: weakly supported traits are not shown
+ITEM_CHARS = 240  # item text shown; titles and genres come first in ownrec's item text
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the model is told about the person: a few recent likes and dislikes (titles) and
+    their strongest visible traits. Plain data, so an evaluation can build one without a store."""
+
+    liked: tuple[str, ...] = ()
+    disliked: tuple[str, ...] = ()
+    traits: tuple[tuple[str, float], ...] = field(default=())
+
+    def text(self) -> str:
+        lines = [f"Liked: {'; '.join(self.liked) if self.liked else 'nothing yet'}."]
+        if self.disliked:
+            lines.append(f"Disliked: {'; '.join(self.disliked)}.")
+        if self.traits:
+            lines.append("Taste: " + ", ".join(f"{name} {value:.1f}" for name, value in self.traits) + ".")
+        return "\n".join(lines)
+
+
+def prefix(profile: Profile) -> str:
+    """The part of the prompt shared by all of one person's candidates."""
+    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
+            f"<|im_start|>user\nThe person.\n{profile.text()}\n\nThe item: ")
+
+
+def suffix(item_text: str) -> str:
+    """The per-item part, ending where the model's answer starts."""
+    text = " ".join(item_text.split())
+    if len(text) > ITEM_CHARS:
+        text = text[:ITEM_CHARS].rsplit(" ", 1)[0] + "…"
+    return f"{text}\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def prompt(profile: Profile, item_text: str) -> str:
+    return prefix(profile) + suffix(item_text)
+
+
+def answer(enjoyed: bool) -> str:
+    """The training target after the prompt."""
+    return YES if enjoyed else NO
+
+
+def profile_of(agent: "Agent", exclude: set[int] | frozenset[int] = frozenset()) -> Profile:
+    """The person's profile from their own feedback: the latest likes (ratings >= 4 count as
+    likes, <= 2 as dislikes), skipping `exclude` (the item being judged must not describe itself)."""
+    liked: list[str] = []
+    disliked: list[str] = []
+    seen: set[int] = set()
+    items: dict[int, object] = {}
+    for event in sorted(agent.store.interactions(), key=lambda e: e.at, reverse=True):
+        if event.item_id in seen or event.item_id in exclude:
+            continue
+        positive = event.kind == "like" or (event.kind == "rating" and (event.value or 0) >= 4)
+        negative = event.kind == "dislike" or (event.kind == "rating" and (event.value or 5) <= 2)
+        if not (positive or negative):
+            continue
+        seen.add(event.item_id)
+        target = liked if positive else disliked
+        if len(target) < (LIKED_SHOWN if positive else DISLIKED_SHOWN):
+            items.setdefault(event.item_id, agent.store.item(event.item_id))
+            target.append(items[event.item_id].display_title)
+        if len(liked) >= LIKED_SHOWN and len(disliked) >= DISLIKED_SHOWN:
+            break
+    readings = [r for r in agent.traits.readings()
+                if not r.hidden and r.value is not None and (r.confidence or 0.0) >= TRAIT_MIN_CONFIDENCE]
+    readings.sort(key=lambda r: abs(r.value - 0.5), reverse=True)
+    traits = tuple((r.name, round(r.value, 1)) for r in readings[:TRAITS_SHOWN])
+    return Profile(tuple(liked), tuple(disliked), traits)
