@@ -6,12 +6,15 @@ the same function. The answer is read as P("Yes") against P("No") at the first g
 
 The prompt is ChatML (SmolLM2's template) with the person's profile first and the item last, so
 every candidate of one person shares the longest possible prefix: the reranker evaluates that
-prefix once and only the item's tokens per candidate.
+prefix once and only the item's tokens per candidate. So that training sees exactly the tokens
+the reranker evaluates, every user of this module tokenizes `prefix` and `suffix` separately
+and concatenates the ids (`tokens`); the prefix ends in a newline, where BPE never merges.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ class Profile:
 def prefix(profile: Profile) -> str:
     """The part of the prompt shared by all of one person's candidates."""
     return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
-            f"<|im_start|>user\nThe person.\n{profile.text()}\n\nThe item: ")
+            f"<|im_start|>user\nThe person.\n{profile.text()}\n\nThe item:\n")
 
 
 def suffix(item_text: str) -> str:
@@ -61,6 +64,11 @@ def suffix(item_text: str) -> str:
 
 def prompt(profile: Profile, item_text: str) -> str:
     return prefix(profile) + suffix(item_text)
+
+
+def tokens(tokenize: Callable[[str], list[int]], profile: Profile, item_text: str) -> tuple[list[int], list[int]]:
+    """(prefix ids, suffix ids) with `tokenize` (text -> ids, no BOS): the split both sides use."""
+    return tokenize(prefix(profile)), tokenize(suffix(item_text))
 
 
 def answer(enjoyed: bool) -> str:
