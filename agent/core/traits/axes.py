@@ -12,12 +12,20 @@ and every trait would then read the same.)
 Coordinate. c_t = Cov_i(s_i, pos_it) = q . w_t with w_t = Cov(x) M_g^T a_t: how the person's
 scores co-vary with the trait across the catalog.
 
-Value. v_t = (1 + r_t) / 2 with r_t = Corr_i(s_i, pos_it) = c_t / (sigma_t sigma_s), sigma_s the
-spread of the person's scores over the catalog (with a small floor, so that with no preference
-yet everything reads neutral): how much of the person's taste, across this catalog, lines up with
-the axis. 0.5 is neutral; it is calibrated against the catalog alone, needs no other users, and
-hardly depends on the scale of p_u (how long the model trained): someone who likes only one pole
-reads near that end even with little data. How sure ownrec is, is the confidence's job.
+Value. r_t = Corr_i(s_i, pos_it) = c_t / (sigma_t sigma_s), sigma_s the spread of the person's
+scores over the catalog (with a small floor, so that with no preference yet everything reads
+neutral): how much of the person's taste, across this catalog, lines up with the axis. It is
+calibrated against the catalog's own items: v_t = 1/2 + sign(r_t) 0.4 F_t(|r_t|), where F_t is the
+share of items whose own "taste" (a person who wants exactly that item, q = x_i - mean x) has a
+smaller |correlation| with the axis; beyond the most extreme item's, the value goes on linearly
+from 0.9 to 1 at |r_t| = 1. 0.5 is neutral; someone whose taste lines up with the axis better than
+three quarters of the catalog's items do reads 0.8 (or 0.2), as well as the most extreme item 0.9. It needs no other users and hardly
+depends on the scale of p_u (how long the model trained): someone who likes only one pole reads
+near that end even with little data. How sure ownrec is, is the confidence's job. (Correlated
+item positions make correlated traits: in a catalog where dark films are also tense films, the
+two read alike for most people. Reading the bare direction of q instead would separate them, but
+then a trait could read low while the person's feed stays dark: the reading would no longer say
+what the ranker does.)
 
 Editing. Write q = U^T gamma + q_rest, where U^T gamma lies in the span of the trait directions
 and q_rest is the rest of the person's taste (it has no covariance with any trait). The traits'
@@ -50,6 +58,9 @@ SPREAD_FLOOR = 0.1
 # How much of the spread of scores the traits may explain together after an edit; the rest of
 # the person's taste keeps at least this share (1 - 0.95) of it.
 MAX_EXPLAINED = 0.95
+CALIBRATION_POINTS = 201  # quantiles of the items' |correlations| kept per trait
+ITEM_RANGE = 0.8  # the share of the half-scale the catalog's items span (0.1..0.9); beyond: to 0 and 1
+CALIBRATION_ITEMS = 4000  # items the calibration reads (an even sample of a larger catalog)
 
 
 def _percentiles(values: np.ndarray) -> np.ndarray:
@@ -59,6 +70,30 @@ def _percentiles(values: np.ndarray) -> np.ndarray:
         return np.full(values.shape, NEUTRAL, np.float32)
     ranks = np.argsort(np.argsort(values, axis=0, kind="stable"), axis=0).astype(np.float32)
     return ranks / (n - 1)
+
+
+def _calibration_shares() -> np.ndarray:
+    """The |value - 1/2| * 2 each knot of the calibration maps to: the item quantiles spread over
+    0..ITEM_RANGE, and |r| = 1 maps to 1."""
+    return np.append(np.linspace(0.0, ITEM_RANGE, CALIBRATION_POINTS), 1.0)
+
+
+def _calibration(X: np.ndarray, covariant: np.ndarray, spread: np.ndarray, item_cov: np.ndarray) -> np.ndarray:
+    """(K, CALIBRATION_POINTS + 1) increasing |r| knots: 0, the quantiles of |r| over the catalog's
+    item tastes, then 1 (see `_calibration_shares` for what each knot reads as)."""
+    K = covariant.shape[0]
+    if len(X) < 2:  # nothing to calibrate against: the value follows |r| alone
+        return np.tile(_calibration_shares(), (K, 1))
+    sample = X[np.linspace(0, len(X) - 1, min(len(X), CALIBRATION_ITEMS)).astype(np.int64)]
+    tastes = sample - X.mean(axis=0)
+    score_spread = np.sqrt(np.maximum(np.einsum("nd,de,ne->n", tastes, item_cov, tastes), 1e-24))
+    correlations = np.abs(tastes @ covariant.T) / (score_spread[:, None] * spread[None, :])
+    table = np.quantile(np.clip(correlations, 0.0, 1.0), np.linspace(0.0, 1.0, CALIBRATION_POINTS), axis=0).T
+    table[:, 0] = 0.0
+    table = np.minimum(table, 1.0 - 1e-6)
+    table = np.concatenate([table, np.ones((K, 1))], axis=1)
+    # strictly increasing, so that an edit's target value maps back to one correlation
+    return np.maximum.accumulate(table + np.arange(CALIBRATION_POINTS + 1) * 1e-9, axis=1)
 
 
 @dataclass
@@ -73,6 +108,7 @@ class TraitSpace:
     position_cov_inverse: np.ndarray  # (K, K) G^-1, G = U Cov(x) U^T the covariance of trait positions
     item_cov: np.ndarray  # (d, d) Cov(x): the spread of scores q . x is sqrt(q Cov(x) q)
     to_preference: np.ndarray  # (d, d) q = to_preference @ p
+    calibration: np.ndarray  # (K, CALIBRATION_POINTS + 1) |r| knots: 0, item-taste quantiles, 1
 
     @classmethod
     def build(cls, scorer: Scorer, personal: PersonalAdapter, high: np.ndarray, low: np.ndarray) -> "TraitSpace":
@@ -88,10 +124,12 @@ class TraitSpace:
         position_cov_inverse = np.linalg.pinv(covariant @ text_dirs.T)
         dim = scorer.catalog.dim
         to_preference = (np.eye(dim) + g.A.T.astype(np.float64) @ g.B.T + personal.A.T.astype(np.float64) @ personal.B.T)
-        return cls(axes=axes.astype(np.float32), spread=np.maximum(spread, 1e-9).astype(np.float32),
+        spread = np.maximum(spread, 1e-9)
+        item_cov = scorer.catalog.covariance().astype(np.float64)
+        return cls(axes=axes.astype(np.float32), spread=spread.astype(np.float32),
                    percentiles=_percentiles(positions), covariant=covariant, text_dirs=text_dirs,
-                   position_cov_inverse=position_cov_inverse, to_preference=to_preference,
-                   item_cov=scorer.catalog.covariance().astype(np.float64))
+                   position_cov_inverse=position_cov_inverse, to_preference=to_preference, item_cov=item_cov,
+                   calibration=_calibration(scorer.catalog.X.astype(np.float64), covariant, spread, item_cov))
 
     @property
     def size(self) -> int:
@@ -104,9 +142,18 @@ class TraitSpace:
         variance = max(float(q @ self.item_cov @ q), 0.0) + SPREAD_FLOOR ** 2
         return np.clip((self.covariant @ q) / (self.spread * np.sqrt(variance)), -1.0, 1.0)
 
+    def to_values(self, correlations: np.ndarray) -> np.ndarray:
+        shares = _calibration_shares()
+        calibrated = np.array([np.interp(abs(r), row, shares) for r, row in zip(correlations, self.calibration)])
+        return NEUTRAL + np.sign(correlations) * calibrated / 2.0
+
+    def to_correlation(self, index: int, value: float) -> float:
+        shares = _calibration_shares()
+        return float(np.sign(value - NEUTRAL) * np.interp(abs(2.0 * value - 1.0), shares, self.calibration[index]))
+
     def values(self, p: np.ndarray) -> np.ndarray:
         """The 0..1 value of every trait for user vector p."""
-        return ((1.0 + self._correlations(self.preference(p))) / 2.0).astype(np.float32)
+        return self.to_values(self._correlations(self.preference(p))).astype(np.float32)
 
     def move_to(self, p: np.ndarray, targets: dict[int, float]) -> np.ndarray:
         """The change to p that makes the given traits read the given values, changes the other
@@ -118,8 +165,8 @@ class TraitSpace:
         rest = q - self.text_dirs.T @ gamma
         rest_variance = max(float(rest @ self.item_cov @ rest), 0.0) + SPREAD_FLOOR ** 2
         now = self._correlations(q)
-        wanted = self._closest_reachable(now, {i: 2.0 * float(np.clip(v, *REACHABLE)) - 1.0 for i, v in targets.items()},
-                                         inverse)
+        wanted = self._closest_reachable(
+            now, {i: self.to_correlation(i, float(np.clip(v, *REACHABLE))) for i, v in targets.items()}, inverse)
         y = self.spread * wanted
         scale = np.sqrt(rest_variance / (1.0 - float(y @ inverse @ y)))
         moved = self.text_dirs.T @ (inverse @ y) * scale + rest
