@@ -48,10 +48,9 @@ def client_round_costs(parameter_count: int, cohort_size: int, *, clip_norm: flo
         share_message = protocol.encode(protocol.ShareKeys(round_id, me, sealed))
         timings["sharing"].append(time.perf_counter() - started)
 
-        incoming = {}
+        incoming = {}  # what each neighbour seals for this client (their work, not timed)
         for j in neighbours:
-            peer_pairs = masking.share_secrets(peer_masks[j], masking.new_self_mask_seed(),
-                                               [me, *(i for i in graph.neighbours(j) if i != me)][: plan.threshold], plan)
+            peer_pairs = masking.share_secrets(peer_masks[j], masking.new_self_mask_seed(), graph.neighbours(j), plan)
             incoming[j] = envelope.seal(peer_pairs[me].to_plaintext(), round_id=round_id, sender=j, receiver=me,
                                         sender_channel=peer_channels[j], receiver_public=channel.public)
         started = time.perf_counter()

@@ -11,7 +11,8 @@ order derived from the public seed (ChaCha20 keystream, HKDF-keyed by the seed a
 each is joined to the k/2 nearest positions on either side. When no sparse degree meets the targets
 (small cohorts), the complete graph (k = n - 1) is used.
 
-Parameters are chosen, as in SecAgg+, so that with at most a fraction gamma of clients corrupt
+Parameters are chosen with the bounds of SecAgg+ (as Google's open-source SecAgg applies them to
+Harary graphs), so that with at most a fraction gamma of clients corrupt
 (colluding with the server) and at most a fraction delta dropping out:
 - privacy (failure <= 2^-40): the honest survivors stay connected in the graph — removing nodes
   disconnects a ring Harary graph only if two disjoint runs of k/2 consecutive nodes are all removed,

@@ -80,12 +80,13 @@ def reconstruct_secret(shares: Sequence[Share], threshold: int) -> bytes:
     if len(shares) < threshold:
         raise NotEnoughShares(f"{len(shares)} shares given, {threshold} needed")
     basis, extra = list(shares[:threshold]), shares[threshold:]
+    polynomial = _newton_coefficients(basis)
     for share in extra:
-        if _interpolate(basis, share.index) != share.value:
+        if _newton_evaluate(basis, polynomial, share.index) != share.value:
             raise InconsistentShares(
                 f"share {share.index} does not lie on the polynomial through shares "
                 f"{[s.index for s in basis]}: at least one share is wrong")
-    value = _interpolate(basis, 0)
+    value = _newton_evaluate(basis, polynomial, 0)
     if value >> (8 * SECRET_BYTES):
         raise InconsistentShares("the shares reconstruct a value wider than 32 bytes: at least one is wrong")
     return value.to_bytes(SECRET_BYTES, "big")
@@ -108,14 +109,35 @@ def _evaluate(coefficients: Sequence[int], x: int) -> int:
     return result
 
 
-def _interpolate(points: Sequence[Share], x: int) -> int:
-    """The value at x of the unique polynomial of degree < len(points) through `points` (Lagrange)."""
-    total = 0
-    for i, share in enumerate(points):
-        numerator, denominator = 1, 1
-        for j, other in enumerate(points):
-            if i != j:
-                numerator = numerator * (x - other.index) % FIELD_PRIME
-                denominator = denominator * (share.index - other.index) % FIELD_PRIME
-        total = (total + share.value * numerator * pow(denominator, -1, FIELD_PRIME)) % FIELD_PRIME
-    return total
+def _newton_coefficients(points: Sequence[Share]) -> list[int]:
+    """Divided differences: the Newton form of the polynomial of degree < len(points) through them.
+
+    O(t^2) multiplications and t - 1 modular inversions (one batched inversion per column)."""
+    xs = [point.index for point in points]
+    coefficients = [point.value for point in points]
+    for gap in range(1, len(points)):
+        inverses = _batch_inverse([(xs[i] - xs[i - gap]) % FIELD_PRIME for i in range(gap, len(points))])
+        for i in range(len(points) - 1, gap - 1, -1):
+            coefficients[i] = (coefficients[i] - coefficients[i - 1]) * inverses[i - gap] % FIELD_PRIME
+    return coefficients
+
+
+def _newton_evaluate(points: Sequence[Share], coefficients: Sequence[int], x: int) -> int:
+    """The Newton-form polynomial at x, in O(t) multiplications (Horner's rule on the Newton basis)."""
+    result = coefficients[-1]
+    for i in range(len(coefficients) - 2, -1, -1):
+        result = (result * (x - points[i].index) + coefficients[i]) % FIELD_PRIME
+    return result
+
+
+def _batch_inverse(values: Sequence[int]) -> list[int]:
+    """Modular inverses of nonzero `values` with one exponentiation (Montgomery's trick)."""
+    prefix = [1]
+    for value in values:
+        prefix.append(prefix[-1] * value % FIELD_PRIME)
+    inverse = pow(prefix[-1], -1, FIELD_PRIME)
+    result = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        result[i] = inverse * prefix[i] % FIELD_PRIME
+        inverse = inverse * values[i] % FIELD_PRIME
+    return result
