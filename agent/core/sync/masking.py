@@ -1,11 +1,12 @@
 """Secure-aggregation masks (SecAgg, Bonawitz et al. 2017; neighbourhoods as in SecAgg+, Bell et al.
 2020): each client hides its quantized update under masks that cancel in the cohort's sum.
 
-What it protects, and against whom: the coordinator sees only masked vectors y_u, each uniformly
-distributed mod 2^32 on its own; it can remove the masks only from the sum over survivors. An
+What it protects, and against whom: the coordinator sees only masked vectors y_u, each
+pseudorandom mod 2^32 on its own (ChaCha20 keystreams); it can remove the masks only from the sum
+over survivors. An
 honest-but-curious coordinator, even colluding with fewer than t neighbours of any client (see
 `neighbourhood`), learns the sum of the surviving clients' inputs and nothing else about any one of
-them. A network observer sees only masked vectors (and the transport encrypts those too).
+them. A network observer sees at most masked vectors (the transport is to encrypt those too).
 Not protected: a client can submit any vector (secure aggregation hides inputs; it does not
 validate them), and a coordinator that lies about dropouts is covered only under the
 semi-malicious threat model of `neighbourhood`.
