@@ -85,6 +85,14 @@ SETTINGS: dict[str, Setting] = {
         Setting("llm.understand", str, "keywords",
                 "How `ownrec ask` reads filters from a request: keywords, model (the LLM, validated) or both.",
                 choices=("keywords", "model", "both")),
+        # The default follows the MovieLens-100K evaluation in EVALUATION.md (`ownrec eval rerank`).
+        Setting("llm.rerank", bool, False,
+                "Let the language model rescore the top of the feed (\"would you enjoy it?\") and reorder it."),
+        Setting("llm.rerank_weight", float, 1.0,
+                "How much the language model's judgement counts against the ranker's score when reranking.",
+                0.0, 10.0),
+        Setting("llm.rerank_candidates", int, 20, "How many of the feed's top items the language model rescores.",
+                2, 50),
     ]
 }
 

@@ -276,6 +276,11 @@ class Agent:
     # -- ranking ---------------------------------------------------------------------------
 
     def recommend(self, size: int | None = None, query: str | None = None) -> list[Recommendation]:
+        """The person's feed (or, with a query, the ranker's answer to it). With `llm.rerank` on,
+        the language model then reorders the top of the feed (agent.core.llm.rerank): prepared
+        under the lock, run outside it. Without a usable model the ranker's order stands and the
+        event log says why."""
+        feed_rerank = None
         with self._lock:
             size = int(size or self.config.get("feed.size"))
             scorer = self.scorer()
@@ -311,7 +316,12 @@ class Agent:
                 because = items.get(int(catalog.ids[entry.because_row])) if entry.because_row is not None else None
                 result.append(Recommendation(item, entry.score, _reason(entry.exploring, because, query, taste),
                                              entry.exploring, because))
-            return result
+            # A query is the ranker's to answer: the judge's question ignores it.
+            if query is None and self.config.get("llm.rerank"):
+                from agent.core.llm.rerank import prepare_feed_rerank
+
+                feed_rerank = prepare_feed_rerank(self, result)
+        return result if feed_rerank is None else feed_rerank.run()
 
     def rated_count(self) -> int:
         """How many items the person has judged (opening an item is not a judgement)."""
