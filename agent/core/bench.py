@@ -12,10 +12,8 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +41,6 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
         "p95_ms": round(float(np.percentile(ordered, 95)), 3),
         "n": len(ordered),
     }
-
-
-@contextmanager
-def _temporary_home():
-    """Benchmarks never touch the person's own data directory."""
-    old = os.environ.get("OWNREC_HOME")
-    with tempfile.TemporaryDirectory(prefix="ownrec-bench-") as home:
-        os.environ["OWNREC_HOME"] = home
-        try:
-            yield Path(home)
-        finally:
-            if old is None:
-                os.environ.pop("OWNREC_HOME", None)
-            else:
-                os.environ["OWNREC_HOME"] = old
 
 
 def _demo_texts() -> list[str]:
@@ -195,7 +178,7 @@ def run_benchmarks(quick: bool = False, log: Log = print) -> dict[str, Any]:
     }
     texts = _demo_texts()
     results["encoder"] = bench_encoder(texts, 2 if quick else 5, log)
-    with _temporary_home() as home:
+    with paths.temporary_home("ownrec-bench-") as home:
         agent = Agent.open()
         log("importing the demo catalog into a temporary data directory")
         agent.import_demo()

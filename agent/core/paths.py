@@ -9,6 +9,9 @@ the first and never needs to touch the second.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
@@ -40,3 +43,19 @@ def adapters_dir() -> Path:
     path = data_dir() / "adapters"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def temporary_home(prefix: str = "ownrec-") -> Iterator[Path]:
+    """A throwaway data directory for benchmarks and evaluations, which must never touch the
+    person's own: OWNREC_HOME points at it until the block ends, then it is deleted."""
+    old = os.environ.get("OWNREC_HOME")
+    with tempfile.TemporaryDirectory(prefix=prefix) as home:
+        os.environ["OWNREC_HOME"] = home
+        try:
+            yield Path(home)
+        finally:
+            if old is None:
+                os.environ.pop("OWNREC_HOME", None)
+            else:
+                os.environ["OWNREC_HOME"] = old
