@@ -247,7 +247,6 @@ def _value_definition() -> str | None:
 def run_validation(quick: bool = False, log: Log = print, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
     """Run the four checks; return their figures as JSON-able data. `quick`: a fixed sample of
     150 MovieLens users, fewer training epochs and one seed per simulated user (for tests)."""
-    from agent.core.bench import _temporary_home
     from agent.core.encoder import Encoder
     from agent.core.importers.demo import dataset_file, movielens_ratings, movielens_users, parse_items
     from agent.core.ranker import TrainingSettings
@@ -274,7 +273,7 @@ def run_validation(quick: bool = False, log: Log = print, seed: int = 0, workers
         "timings_s": {},
     }
     timings = results["timings_s"]
-    with _temporary_home() as home, _single_blas_thread():
+    with paths.temporary_home("ownrec-traits-") as home, _single_blas_thread():
         log("encoding the demo catalog in a temporary data directory")
         encoder = Encoder.load(paths.models_dir())
         agent = Agent.open(encoder)
