@@ -1,0 +1,556 @@
+"""`ownrec eval rerank`: does the LLM's judgement improve the ranker's top 20? Figures for EVALUATION.md.
+
+MovieLens-100K (read from the installed recbole package), the protocol of DESIGN.md: per user,
+by time, the last rating is the test item and the one before it the validation item; the rest is
+training. For a fixed random subset of users, each one gets what the product would give them,
+in a temporary data directory (never the person's own): their training ratings in a store, the
+personal adapter fitted by `Agent.retrain`, and the judge's profile from `judge.profile_of`.
+Then, for the validation and for the test item, two rankings by the ranker's score:
+
+- sampled: the item among 99 negatives the user never rated (fixed seed), and
+- full: the item among every item not in the training ratings (for the test item, nor the
+  validation item).
+
+The ranker's top 20 is rescored by the LLM (`rerank.judge_scores`, one cached prefix per user)
+and reordered by z(ranker) + w * z(judge); HR@10 and NDCG@10 (1/log2(1 + rank)) of the ranker
+alone and reranked. The weight w is chosen on the validation items only (pooled over both
+rankings); the test items are looked at once, with that w.
+
+A per-user hook (`lora_for_user(user, agent)`, the agent holding that user's training ratings)
+may supply a personal LoRA adapter path; the same cases are then scored again with that adapter
+applied (`apply_adapter`, by default `LLM.set_adapter`) and reported as a second row.
+
+`run_rerank_evaluation` returns plain JSON-able data; `write_report` replaces only its own section
+of EVALUATION.md (between the `rerank` markers).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.core import paths
+from agent.core.atomic import write_text_atomic
+from agent.core.llm import judge, rerank
+
+if TYPE_CHECKING:
+    from agent.core.llm.model import LLM
+    from agent.core.service import Agent
+
+Log = Callable[[str], None]
+LoraHook = Callable[["EvalUser", "Agent"], "Path | None"]  # the user's adapter file, or None: the base model
+ApplyAdapter = Callable[["LLM", "Path | None"], None]  # make the LLM use that adapter (None: none)
+
+BEGIN = "<!-- rerank:begin -->"
+END = "<!-- rerank:end -->"
+HEADER = (
+    "# Evaluation\n\n"
+    "Figures measured by ownrec's own commands on this repository's code. Each section is written by\n"
+    "the command named in it, and only that section is replaced when the command runs again.\n"
+)
+DEFAULT_USERS = 100
+NEGATIVES = 99
+TOP = 20  # the candidates the LLM rescores
+CUTOFF = 10  # HR@10, NDCG@10
+WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+JUDGE_ONLY = math.inf  # the top 20 ordered by the judge alone (a reference, never chosen as w)
+SHOWN_WEIGHTS = (0.5, 1.0, 2.0)  # test figures at fixed weights, beside the chosen one
+BOOTSTRAP = 2000
+PROTOCOLS = ("sampled", "full")
+SPLITS = ("validation", "test")
+SOURCE = "movielens-100k"
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def hit_rate(rank: int, cutoff: int = CUTOFF) -> float:
+    """1 if the held-out item is among the first `cutoff` (rank is 1-based)."""
+    return 1.0 if 1 <= rank <= cutoff else 0.0
+
+
+def ndcg(rank: int, cutoff: int = CUTOFF) -> float:
+    """NDCG with one relevant item: 1 / log2(1 + rank) within the cutoff, else 0."""
+    return 1.0 / math.log2(1 + rank) if 1 <= rank <= cutoff else 0.0
+
+
+def reranked_rank(case: "Case", weight: float) -> int:
+    """The held-out item's rank after the top `len(case.top_scores)` is reordered with `weight`
+    (JUDGE_ONLY: by the judge alone). Below the top, the ranker's order stands."""
+    if case.target_in_top is None:
+        return case.ranker_rank
+    if weight == JUDGE_ONLY:
+        order = [int(i) for i in np.argsort(-np.asarray(case.top_judge), kind="stable")]
+    else:
+        order = rerank.rerank_order(case.top_scores, case.top_judge, weight)
+    return order.index(case.target_in_top) + 1
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalUser:
+    user_id: int
+    train: tuple[tuple[str, float, float], ...]  # (MovieLens item id, stars, timestamp), oldest first
+    validation: str
+    test: str
+
+    @property
+    def rated(self) -> set[str]:
+        return {item for item, _, _ in self.train} | {self.validation, self.test}
+
+
+def split_by_time(ratings: list[tuple[int, str, float, float]]) -> dict[int, EvalUser]:
+    """Per user, by time (ties by item id): the last rating is the test item, the one before the
+    validation item. Users with fewer than 3 ratings are left out (MovieLens-100K has none)."""
+    by_user: dict[int, list[tuple[str, float, float]]] = {}
+    for user, item, stars, at in ratings:
+        by_user.setdefault(user, []).append((item, stars, at))
+    users = {}
+    for user, rows in by_user.items():
+        rows.sort(key=lambda r: (r[2], int(r[0]) if r[0].isdigit() else r[0]))
+        if len(rows) >= 3:
+            users[user] = EvalUser(user, tuple(rows[:-2]), rows[-2][0], rows[-1][0])
+    return users
+
+
+def choose_users(users: dict[int, EvalUser], count: int, seed: int) -> list[EvalUser]:
+    ids = sorted(users)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(ids, size=min(count, len(ids)), replace=False).tolist())
+    return [users[int(i)] for i in chosen]
+
+
+@dataclass
+class Case:
+    """One held-out item in one ranking: the ranker's top with its scores, the judge's scores of
+    the top (per LLM variant), and where the held-out item is."""
+
+    user_id: int
+    split: str  # validation, test
+    protocol: str  # sampled, full
+    ranker_rank: int
+    candidates: int
+    top_rows: list[int]
+    top_scores: list[float]
+    target_in_top: int | None
+    top_judge: list[float]
+
+
+def _ranking(scores: np.ndarray, candidate_rows: np.ndarray, target_row: int, top: int) -> tuple[int, np.ndarray]:
+    """The target's 1-based rank among the candidates by score (ties: lower row first) and the
+    top rows, best first."""
+    s = scores[candidate_rows]
+    order = np.lexsort((candidate_rows, -s))
+    ranked = candidate_rows[order]
+    rank = int(np.flatnonzero(ranked == target_row)[0]) + 1
+    return rank, ranked[:top]
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Setting:
+    home: Path
+    template: Path
+    encoder: Any
+    ids: np.ndarray  # catalog row -> local item id
+    row_of: dict[str, int]  # MovieLens item id -> catalog row
+    texts: list[str]  # catalog row -> item text
+
+    @contextmanager
+    def person(self, user_id: int) -> Iterator["Agent"]:
+        """An Agent on a fresh copy of the template database, in its own folder."""
+        from agent.core.config import Config
+        from agent.core.service import Agent
+        from agent.core.store import Store
+
+        folder = self.home / "people" / str(user_id)
+        folder.mkdir(parents=True)
+        previous = os.environ.get("OWNREC_HOME")
+        os.environ["OWNREC_HOME"] = str(folder)
+        agent = None
+        try:
+            shutil.copy(self.template, paths.database_path())
+            agent = Agent(Store.open(), Config(), self.encoder, seed=user_id)
+            yield agent
+        finally:
+            if agent is not None:
+                agent.close()
+            if previous is None:
+                os.environ.pop("OWNREC_HOME", None)
+            else:
+                os.environ["OWNREC_HOME"] = previous
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _temporary_home() -> Iterator[Path]:
+    """The evaluation never touches the person's own data directory."""
+    previous = os.environ.get("OWNREC_HOME")
+    with tempfile.TemporaryDirectory(prefix="ownrec-eval-rerank-") as home:
+        os.environ["OWNREC_HOME"] = home
+        try:
+            yield Path(home)
+        finally:
+            if previous is None:
+                os.environ.pop("OWNREC_HOME", None)
+            else:
+                os.environ["OWNREC_HOME"] = previous
+
+
+@contextmanager
+def _single_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while the rankers train, where threadpoolctl is installed: the products
+    are small, and spinning BLAS threads would fight llama.cpp's for the cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _prepare(home: Path, log: Log) -> _Setting:
+    from agent.core.encoder import Encoder
+    from agent.core.service import Agent
+
+    log("encoding the demo catalog in a temporary data directory")
+    encoder = Encoder.load(paths.models_dir())
+    agent = Agent.open(encoder)
+    agent.import_demo()
+    agent.traits.space()  # caches the trait poles' embeddings in the template
+    catalog = agent.catalog()
+    texts_by_id = {item.id: item.text for item in agent.store.items()}
+    agent.store.db.execute("pragma wal_checkpoint(TRUNCATE)")
+    agent.close()
+    template = home / "template.db"
+    shutil.copy(paths.database_path(), template)
+    row_of = {ref.split(":", 1)[1]: row for row, ref in enumerate(catalog.refs) if ref.startswith(SOURCE + ":")}
+    return _Setting(home, template, encoder, catalog.ids.copy(), row_of,
+                    [texts_by_id[int(i)] for i in catalog.ids])
+
+
+def _user_cases(setting: _Setting, agent: "Agent", user: EvalUser, seed: int, top: int) -> list[Case]:
+    """Train the user's ranker the product's way and build their four cases (no judge yet)."""
+    rows_train = [(setting.row_of[item], stars, at) for item, stars, at in user.train if item in setting.row_of]
+    agent.store.add_interactions([(int(setting.ids[row]), "rating", stars, at, "evaluation")
+                                  for row, stars, at in rows_train])
+    agent.retrain()
+    scores = agent.scorer().scores(agent.personal_adapter()).astype(np.float64)
+    n = len(setting.ids)
+    train_rows = np.array(sorted({row for row, _, _ in rows_train}), np.int64)
+    rated_rows = np.array(sorted(setting.row_of[i] for i in user.rated if i in setting.row_of), np.int64)
+    never_rated = np.setdiff1d(np.arange(n), rated_rows)
+    cases = []
+    for split_index, split in enumerate(SPLITS):
+        target = setting.row_of[user.validation if split == "validation" else user.test]
+        rng = np.random.default_rng([seed, user.user_id, split_index])
+        sampled = np.append(rng.choice(never_rated, size=NEGATIVES, replace=False), target)
+        seen = train_rows if split == "validation" else np.append(train_rows, setting.row_of[user.validation])
+        full = np.setdiff1d(np.arange(n), np.setdiff1d(seen, [target]))
+        for protocol, candidates in (("sampled", sampled), ("full", full)):
+            rank, top_rows = _ranking(scores, np.asarray(candidates, np.int64), target, top)
+            in_top = np.flatnonzero(top_rows == target)
+            cases.append(Case(user.user_id, split, protocol, rank, int(len(candidates)),
+                              [int(r) for r in top_rows], [float(scores[r]) for r in top_rows],
+                              int(in_top[0]) if len(in_top) else None, []))
+    return cases
+
+
+def _judge_cases(llm: "LLM", setting: _Setting, profile: judge.Profile, cases: list[Case]) -> dict[str, float]:
+    """Fill in the judge's scores of every case's top rows: each distinct item once, one prefix."""
+    rows = list(dict.fromkeys(r for case in cases for r in case.top_rows))
+    result = rerank.judge_scores(llm, profile, [setting.texts[r] for r in rows], reuse_prefix=False)
+    by_row = dict(zip(rows, result.scores.tolist()))
+    for case in cases:
+        case.top_judge = [by_row[r] for r in case.top_rows]
+    return {"items": len(rows), "seconds": result.seconds, "prefix_tokens": result.prefix_tokens}
+
+
+def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = print, top: int = TOP,
+                          llm: "LLM | None" = None, threads: int = 1, lora_for_user: LoraHook | None = None,
+                          apply_adapter: ApplyAdapter | None = None) -> dict[str, Any]:
+    """Run the evaluation on `users` MovieLens users (a fixed random subset for `seed`); return
+    JSON-able figures, with every case's scores under "cases" (so `summarise` can be rerun).
+    `llm`: the model to judge with (default: the packaged SmolLM2 on `threads` threads; one by
+    default, because on a shared 2-core machine two llama.cpp threads stall each other waiting
+    at every barrier, up to several times slower). `lora_for_user(user, agent)` -> an adapter
+    path (or None) per user, with `apply_adapter(llm, path)` to switch to it, adds a "personal
+    LoRA" variant."""
+    from agent.core.importers.demo import movielens_ratings
+    from agent.core.llm.model import LLM
+
+    apply_adapter = apply_adapter or (lambda model, path: model.set_adapter(path))
+    started = time.perf_counter()
+    llm = llm or LLM.load(threads=threads, cache_dir=paths.models_dir() / "llm")
+    variants = ["base"] + (["personal LoRA"] if lora_for_user else [])
+    all_users = split_by_time(movielens_ratings())
+    chosen = choose_users(all_users, users, seed)
+    cases: dict[str, list[Case]] = {v: [] for v in variants}
+    judge_stats: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    adapters_found = 0
+    with _temporary_home() as home, _single_blas_thread():
+        setting = _prepare(home, log)
+        log(f"{len(chosen)} users: their ranker, then the LLM on the top {top} of four rankings each")
+        for number, user in enumerate(chosen, 1):
+            with setting.person(user.user_id) as agent:
+                base_cases = _user_cases(setting, agent, user, seed, top)
+                profile = judge.profile_of(agent)
+                for variant in variants:
+                    own = [Case(**{**c.__dict__, "top_judge": []}) for c in base_cases]
+                    if variant == "personal LoRA":
+                        path = lora_for_user(user, agent)
+                        adapters_found += path is not None
+                        apply_adapter(llm, path)
+                        llm.llama.reset()  # the cached prefix was computed without the adapter
+                        try:
+                            judge_stats[variant].append(_judge_cases(llm, setting, profile, own))
+                        finally:
+                            apply_adapter(llm, None)
+                            llm.llama.reset()
+                    else:
+                        judge_stats[variant].append(_judge_cases(llm, setting, profile, own))
+                    cases[variant] += own
+            if number % 10 == 0 or number == len(chosen):
+                elapsed = time.perf_counter() - started
+                log(f"  {number}/{len(chosen)} users, {elapsed:.0f} s")
+    results: dict[str, Any] = {
+        "plan": {"users": len(chosen), "seed": seed, "negatives": NEGATIVES, "top": top, "cutoff": CUTOFF,
+                 "weights": list(WEIGHTS), "bootstrap": BOOTSTRAP, "variants": variants,
+                 "user_ids": [u.user_id for u in chosen]},
+        "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **_provenance(),
+                "model": llm.name, "threads": llm.threads, "cpus": os.cpu_count()},
+        "variants": {},
+    }
+    for variant in variants:
+        entry = summarise(cases[variant], seed)
+        stats = judge_stats[variant]
+        entry["judge_items_per_user"] = round(float(np.mean([s["items"] for s in stats])), 1)
+        entry["judge_seconds_per_user"] = round(float(np.mean([s["seconds"] for s in stats])), 2)
+        entry["prefix_tokens_mean"] = round(float(np.mean([s["prefix_tokens"] for s in stats])), 1)
+        if variant == "personal LoRA":
+            entry["users_with_adapter"] = adapters_found
+        results["variants"][variant] = entry
+    results["cases"] = {v: [c.__dict__ for c in cases[v]] for v in variants}
+    results["lora_hook"] = "used" if lora_for_user else "not supplied: no personal LoRA row"
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    log(f"done in {results['seconds']:.0f} s")
+    return results
+
+
+def _mean_metrics(cases: list[Case], weight: float | None) -> dict[str, float]:
+    ranks = [c.ranker_rank if weight is None else reranked_rank(c, weight) for c in cases]
+    return {"hr": round(float(np.mean([hit_rate(r) for r in ranks])), 4),
+            "ndcg": round(float(np.mean([ndcg(r) for r in ranks])), 4)}
+
+
+def _judge_auc(cases: list[Case], values: str) -> float | None:
+    """Within the top, how often the held-out item outscores another candidate (0.5: chance)."""
+    wins = []
+    for case in cases:
+        if case.target_in_top is None or len(case.top_rows) < 2:
+            continue
+        scores = np.asarray(case.top_judge if values == "judge" else case.top_scores)
+        others = np.delete(scores, case.target_in_top)
+        target = scores[case.target_in_top]
+        wins.append(float(((others < target).sum() + 0.5 * (others == target).sum()) / len(others)))
+    return round(float(np.mean(wins)), 4) if wins else None
+
+
+def _bootstrap_difference(cases: list[Case], weight: float, seed: int) -> dict[str, Any]:
+    """Mean per-user NDCG@10 difference (reranked - ranker) and a percentile-bootstrap 95% interval
+    over users."""
+    diff = np.array([ndcg(reranked_rank(c, weight)) - ndcg(c.ranker_rank) for c in cases])
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(BOOTSTRAP, len(diff)))
+    means = diff[idx].mean(axis=1)
+    return {"mean": round(float(diff.mean()), 4),
+            "ci95": [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)],
+            "better": int((diff > 0).sum()), "worse": int((diff < 0).sum())}
+
+
+def summarise(cases: list[Case], seed: int = 0) -> dict[str, Any]:
+    """Choose w on the validation cases (pooled over both rankings; ties: the smaller w), then the
+    test figures: ranker alone, reranked with that w, and a few fixed weights for reference."""
+    validation = [c for c in cases if c.split == "validation"]
+    by_weight = {w: _mean_metrics(validation, w)["ndcg"] for w in WEIGHTS}
+    chosen = max(WEIGHTS, key=lambda w: (by_weight[w], -w))
+    out: dict[str, Any] = {
+        "validation_ndcg_by_weight": {str(w): v for w, v in by_weight.items()},
+        "validation_ndcg_judge_only": _mean_metrics(validation, JUDGE_ONLY)["ndcg"],
+        "validation_ndcg_ranker": _mean_metrics(validation, None)["ndcg"],
+        "chosen_weight": chosen,
+        "test": {},
+    }
+    for protocol in PROTOCOLS:
+        test = [c for c in cases if c.split == "test" and c.protocol == protocol]
+        in_top = sum(c.target_in_top is not None for c in test)
+        out["test"][protocol] = {
+            "cases": len(test),
+            "candidates_mean": round(float(np.mean([c.candidates for c in test])), 1),
+            "target_in_top": in_top,
+            "ranker": _mean_metrics(test, None),
+            "reranked": _mean_metrics(test, chosen),
+            "difference": _bootstrap_difference(test, chosen, seed),
+            "fixed_weights": {str(w): {**_mean_metrics(test, w), "difference": _bootstrap_difference(test, w, seed)}
+                              for w in SHOWN_WEIGHTS},
+            "judge_only": _mean_metrics(test, JUDGE_ONLY),
+            "auc_within_top": {"judge": _judge_auc(test, "judge"), "ranker": _judge_auc(test, "ranker")},
+        }
+    return out
+
+
+def _provenance() -> dict[str, Any]:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    info: dict[str, Any] = {"commit": None, "uncommitted_changes": None}
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                        text=True, timeout=10, check=True).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout
+        info["uncommitted_changes"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def _ci(difference: dict[str, Any]) -> str:
+    low, high = difference["ci95"]
+    return f"{difference['mean']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def _verdict(entry: dict[str, Any]) -> str:
+    lows = [entry["test"][p]["difference"]["ci95"][0] for p in PROTOCOLS]
+    means = [entry["test"][p]["difference"]["mean"] for p in PROTOCOLS]
+    if entry["chosen_weight"] == 0.0:
+        return "no: on the validation items no weight above 0 beat the ranker alone, so w = 0 (reranking changes nothing)"
+    if all(low > 0 for low in lows):
+        return "yes: NDCG@10 rises in both rankings and the 95% intervals exclude zero"
+    if all(m <= 0 for m in means):
+        return "no: NDCG@10 does not rise on the test items"
+    return "not shown: the differences are within noise (the 95% intervals include zero)"
+
+
+def helps(results: dict[str, Any], variant: str = "base") -> bool:
+    """Whether reranking should be on by default: a positive chosen weight and a test NDCG gain
+    whose 95% interval excludes zero in both rankings."""
+    entry = results["variants"][variant]
+    return entry["chosen_weight"] > 0 and all(entry["test"][p]["difference"]["ci95"][0] > 0 for p in PROTOCOLS)
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    plan, run = results["plan"], results["run"]
+    commit = run.get("commit") or "unknown"
+    if run.get("uncommitted_changes"):
+        commit += " plus uncommitted changes"
+    lines = [
+        "## LLM reranking: does the LLM's judgement improve the ranker's top 20?",
+        "",
+        f"Written by `ownrec eval rerank` on {run['at']}: commit {commit}, {run['model']} on {run['threads']} "
+        f"threads, {run['cpus']} CPUs, {plan['users']} MovieLens-100K users (a fixed random subset, seed "
+        f"{plan['seed']}), wall time {results['seconds']:.0f} s.",
+        "",
+        "Protocol (DESIGN.md): per user, by time, the last rating is the test item and the one before the "
+        "validation item; the rest trains the user's own ranker the product's way (`Agent.retrain`, in a "
+        "temporary data directory). Two rankings per held-out item: *sampled*, among "
+        f"{plan['negatives']} items the user never rated (fixed seed), and *full*, among every item not in the "
+        f"training ratings. The ranker's top {plan['top']} is rescored by the LLM: log P(Yes) - log P(No) for "
+        "\"Would this person enjoy it?\" after the person's profile (`judge.profile_of`: their latest likes and "
+        "dislikes by title, their clearest traits) and the item's text, and reordered by z(ranker score) + "
+        f"w * z(judge score) within the {plan['top']}. w is chosen from {', '.join(str(w) for w in plan['weights'])} "
+        "on the validation items only (mean NDCG@10 over both rankings; ties go to the smaller w); the test "
+        "items are scored once with it. Intervals: percentile bootstrap over users, "
+        f"{plan['bootstrap']} resamples, of the mean per-user NDCG@10 difference (reranked - ranker).",
+        "",
+    ]
+    for variant, entry in results["variants"].items():
+        w = entry["chosen_weight"]
+        lines += [
+            f"### {'Base model' if variant == 'base' else 'With the personal LoRA'}"
+            + (f" ({entry.get('users_with_adapter', 0)} of {plan['users']} users had an adapter)"
+               if variant != "base" else ""),
+            "",
+            f"Chosen on validation: **w = {w}** (validation NDCG@10: ranker {entry['validation_ndcg_ranker']:.4f}; "
+            + ", ".join(f"w {k}: {v:.4f}" for k, v in entry["validation_ndcg_by_weight"].items())
+            + f"; judge alone {entry['validation_ndcg_judge_only']:.4f}).",
+            "",
+            "| ranking | users | ranker HR@10 | ranker NDCG@10 | reranked HR@10 | reranked NDCG@10 | "
+            "NDCG@10 difference [95% CI] | users better / worse |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for protocol in PROTOCOLS:
+            t = entry["test"][protocol]
+            d = t["difference"]
+            lines.append(f"| {protocol} ({t['candidates_mean']:.0f} candidates) | {t['cases']} | "
+                         f"{t['ranker']['hr']:.3f} | {t['ranker']['ndcg']:.4f} | {t['reranked']['hr']:.3f} | "
+                         f"{t['reranked']['ndcg']:.4f} | {_ci(d)} | {d['better']} / {d['worse']} |")
+        lines += ["", "For reference, not chosen on anything (test items):", "",
+                  "| ranking | held-out item in the top 20 | "
+                  + " | ".join(f"w = {k}: NDCG@10 (diff [95% CI])" for k in next(iter(entry["test"].values()))[
+                      "fixed_weights"]) + " | judge alone: HR@10 / NDCG@10 | within the top 20, P(held-out item "
+                  "outscores another): judge / ranker |",
+                  "|---|---|" + "---|" * len(SHOWN_WEIGHTS) + "---|---|"]
+        for protocol in PROTOCOLS:
+            t = entry["test"][protocol]
+            fixed = " | ".join(f"{v['ndcg']:.4f} ({_ci(v['difference'])})" for v in t["fixed_weights"].values())
+            auc = t["auc_within_top"]
+            lines.append(f"| {protocol} | {t['target_in_top']} of {t['cases']} | {fixed} | "
+                         f"{t['judge_only']['hr']:.3f} / {t['judge_only']['ndcg']:.4f} | "
+                         f"{_fmt(auc['judge'])} / {_fmt(auc['ranker'])} |")
+        lines += ["", f"LLM work per user: {entry['judge_items_per_user']:.0f} distinct items judged in "
+                  f"{entry['judge_seconds_per_user']:.1f} s (one {entry['prefix_tokens_mean']:.0f}-token prefix).",
+                  "", f"**Does reranking help? {_verdict(entry)}.**", ""]
+    default = "on" if helps(results) else "off"
+    lines += [f"So `llm.rerank` is **{default}** by default "
+              + ("(the gain is outside the noise)." if default == "on" else
+                 "(it stays available: `ownrec config set llm.rerank on`).")]
+    if "personal LoRA" not in results["variants"]:
+        lines += ["", "No personal-LoRA row yet: the run had no per-user adapter hook "
+                  "(`run_rerank_evaluation(lora_for_user=..., apply_adapter=...)`)."]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def write_report(results: dict[str, Any], path: Path | str) -> str:
+    """Write (or replace) the rerank section of the Markdown report at `path`, keeping everything
+    else; create the file with a short header if it is missing. Returns the section."""
+    path = Path(path)
+    section = f"{BEGIN}\n{to_markdown(results).rstrip()}\n{END}"
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: section, text, count=1)
+        else:
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
+    else:
+        text = HEADER + "\n" + section + "\n"
+    write_text_atomic(path, text)
+    return section
+
+
+__all__ = ["Case", "EvalUser", "choose_users", "helps", "hit_rate", "ndcg", "reranked_rank",
+           "run_rerank_evaluation", "split_by_time", "summarise", "to_markdown", "write_report"]

@@ -1,0 +1,238 @@
+"""LLM reranking (agent.core.llm.rerank) and its evaluation (agent.core.llm.rerank_eval), with the
+real SmolLM2 GGUF run by llama-cpp-python. The model is loaded once for the module."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from agent.core.llm import LLM, judge, rerank, rerank_eval
+from helpers import agent_from_template
+
+PROFILE = judge.Profile(
+    liked=("Star Wars", "The Empire Strikes Back", "Alien", "Blade Runner", "The Terminator"),
+    disliked=("Sleepless in Seattle", "While You Were Sleeping"),
+    traits=(("Dark", 0.8), ("Fast-paced", 0.7)),
+)
+ITEMS = [
+    "Aliens (1986). Action, Sci-Fi, Thriller, War.",
+    "Sense and Sensibility (1995). Drama, Romance.",
+    "The Usual Suspects (1995). Crime, Thriller.",
+    "Babe (1995). Children's, Comedy, Drama.",
+    "Star Trek: First Contact (1996). Action, Adventure, Sci-Fi.",
+    "The Sound of Music (1965). Musical.",
+]
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory) -> LLM:
+    return LLM.load(cache_dir=tmp_path_factory.mktemp("llm-cache"))
+
+
+@pytest.fixture
+def demo_agent(demo_database, encoder, llm, ownrec_home):
+    ownrec_home.mkdir(parents=True, exist_ok=True)
+    agent = agent_from_template(demo_database, encoder)
+    agent._llm = llm  # share the module's model
+    yield agent
+    agent.close()
+
+
+def _like_some(agent, genre_words=("Sci-Fi", "Horror"), count=8):
+    liked = [item for item in agent.store.items() if any(g in item.text for g in genre_words)][:count]
+    for item in liked:
+        agent.feedback(item.id, "like")
+    return liked
+
+
+# -- scores ---------------------------------------------------------------------------------------
+
+
+def test_prefix_cached_scores_equal_scores_of_full_prompts_from_scratch(llm):
+    cached = rerank.judge_scores(llm, PROFILE, ITEMS, reuse_prefix=False)
+    again = rerank.judge_scores(llm, PROFILE, ITEMS)  # the prefix is still in the context
+    full = rerank.judge_scores_uncached(llm, PROFILE, ITEMS)
+    assert not cached.prefix_reused and again.prefix_reused
+    assert cached.prefix_tokens > 50 and cached.suffix_tokens > 6 * len(ITEMS)
+    np.testing.assert_allclose(cached.scores, full, atol=2e-3)
+    np.testing.assert_allclose(again.scores, full, atol=2e-3)
+
+
+def test_scores_are_the_yes_no_log_odds_of_the_first_answer_token(llm):
+    import llama_cpp
+
+    yes, no = rerank.answer_tokens(llm)
+    assert llm.llama.detokenize([yes]).decode() == judge.YES and llm.llama.detokenize([no]).decode() == judge.NO
+    prefix_ids, suffix_ids = judge.tokens(lambda t: llm.llama.tokenize(t.encode(), add_bos=False, special=True),
+                                          PROFILE, ITEMS[0])
+    with llm.lock:
+        llm.llama.reset()
+        llm.llama.eval(prefix_ids + suffix_ids)
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.llama.ctx, -1),
+                                       shape=(llm.llama.n_vocab(),)).astype(np.float64)
+    log_probs = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+    score = rerank.judge_scores(llm, PROFILE, ITEMS[:1], reuse_prefix=False).scores[0]
+    assert score == pytest.approx(log_probs[yes] - log_probs[no], abs=2e-3)
+
+
+def test_scores_differ_between_candidates_and_are_deterministic(llm):
+    first = rerank.judge_scores(llm, PROFILE, ITEMS, reuse_prefix=False).scores
+    second = rerank.judge_scores(llm, PROFILE, list(reversed(ITEMS))).scores[::-1]
+    np.testing.assert_allclose(first, second, atol=2e-3)  # order and cache state do not matter
+    assert len({round(float(s), 2) for s in first}) == len(ITEMS)
+    assert first.max() - first.min() > 0.1
+    other = rerank.judge_scores(llm, judge.Profile(liked=("Babe", "The Sound of Music")), ITEMS)
+    assert not other.prefix_reused  # another profile: another prefix
+    assert not np.allclose(other.scores, first, atol=0.05)
+
+
+# -- blending -------------------------------------------------------------------------------------
+
+
+def test_zscores_and_blend():
+    np.testing.assert_allclose(rerank.zscores([1.0, 2.0, 3.0]), [-1.2247449, 0.0, 1.2247449], atol=1e-6)
+    np.testing.assert_array_equal(rerank.zscores([2.0, 2.0]), [0.0, 0.0])
+    np.testing.assert_allclose(rerank.blend([3.0, 2.0, 1.0], [1.0, 2.0, 3.0], 0.5),
+                               [1.2247449 * 0.5, 0.0, -1.2247449 * 0.5], atol=1e-6)
+
+
+def test_blending_only_reorders():
+    rng = np.random.default_rng(3)
+    ranker = np.sort(rng.normal(size=20))[::-1]
+    judged = rng.normal(size=20)
+    assert rerank.rerank_order(ranker, judged, 0.0) == list(range(20))  # w = 0: the ranker's order
+    assert rerank.rerank_order(ranker, judged, 1e6) == [int(i) for i in np.argsort(-judged)]
+    for weight in (0.3, 1.0, 3.0):
+        order = rerank.rerank_order(ranker, judged, weight)
+        assert sorted(order) == list(range(20))
+    # A judge that agrees with the ranker changes nothing at any weight.
+    assert rerank.rerank_order(ranker, ranker * 7 + 1, 2.0) == list(range(20))
+
+
+# -- the product path -----------------------------------------------------------------------------
+
+
+def test_recommend_reranks_when_on_and_is_identical_when_off(demo_agent, llm):
+    _like_some(demo_agent)
+    off = demo_agent.recommend()
+    demo_agent.config.set("llm.rerank", True)
+    demo_agent.config.set("llm.rerank_weight", 5.0)
+    on = demo_agent.recommend()
+    assert sorted(r.item.id for r in on) == sorted(r.item.id for r in off)  # only reordered
+    assert [r.item.id for r in on] != [r.item.id for r in off]
+    assert any(rerank.MOVED_UP in r.reason for r in on)
+    # Exploration slots stay where the slate put them.
+    assert [i for i, r in enumerate(on) if r.exploring] == [i for i, r in enumerate(off) if r.exploring]
+    # The order is the blend of the ranker's scores and the judge's, within the reranked entries.
+    positions = [i for i, r in enumerate(off) if not r.exploring][:20]
+    candidates = [off[i] for i in positions]
+    profile = judge.profile_of(demo_agent, exclude={r.item.id for r in off})
+    scores = rerank.judge_scores(llm, profile, [r.item.text for r in candidates]).scores
+    expected = [candidates[i].item.id for i in rerank.rerank_order([r.score for r in candidates], scores, 5.0)]
+    assert [on[i].item.id for i in positions] == expected
+    demo_agent.config.set("llm.rerank", False)
+    again = demo_agent.recommend()
+    assert [(r.item.id, r.score, r.reason, r.exploring) for r in again] == \
+        [(r.item.id, r.score, r.reason, r.exploring) for r in off]
+
+
+def test_query_requests_are_not_reranked(demo_agent):
+    _like_some(demo_agent)
+    plain = demo_agent.recommend(query="a funny film")
+    demo_agent.config.set("llm.rerank", True)
+    demo_agent.config.set("llm.rerank_weight", 5.0)
+    assert [(r.item.id, r.reason) for r in demo_agent.recommend(query="a funny film")] == \
+        [(r.item.id, r.reason) for r in plain]
+
+
+def test_feed_works_and_says_why_when_the_llm_is_unavailable(demo_database, encoder, ownrec_home, tmp_path):
+    ownrec_home.mkdir(parents=True, exist_ok=True)
+    agent = agent_from_template(demo_database, encoder)
+    try:
+        _like_some(agent)
+        off = agent.recommend()
+        agent.config.set("llm.rerank", True)
+        agent.config.set("llm.model", str(tmp_path / "missing.gguf"))
+        first, second = agent.recommend(), agent.recommend()
+        for feed in (first, second):
+            assert [(r.item.id, r.score, r.reason) for r in feed] == [(r.item.id, r.score, r.reason) for r in off]
+        skipped = [e for e in agent.store.events(limit=50) if e["kind"] == "rerank_skipped"]
+        assert len(skipped) == 1  # logged once, not at every feed
+        assert "missing.gguf" in skipped[0]["payload"] and "llm.model" in skipped[0]["payload"]
+    finally:
+        agent.close()
+
+
+def test_chat_works_after_a_rerank(llm):
+    messages = [{"role": "user", "content": "Name one famous science fiction film."}]
+    with llm.lock:
+        llm.llama.reset()
+    before = "".join(llm.stream_chat(messages, max_tokens=24, temperature=0.0))
+    rerank.judge_scores(llm, PROFILE, ITEMS)
+    after = "".join(llm.stream_chat(messages, max_tokens=24, temperature=0.0))
+    assert before.strip() and after == before
+    # ...and a rerank after the chat evaluates its prefix again and scores as before.
+    result = rerank.judge_scores(llm, PROFILE, ITEMS)
+    assert not result.prefix_reused
+    np.testing.assert_allclose(result.scores, rerank.judge_scores_uncached(llm, PROFILE, ITEMS), atol=2e-3)
+
+
+# -- the evaluation -------------------------------------------------------------------------------
+
+
+def test_metrics_on_hand_made_rankings():
+    assert rerank_eval.hit_rate(1) == 1.0 and rerank_eval.hit_rate(10) == 1.0 and rerank_eval.hit_rate(11) == 0.0
+    assert rerank_eval.ndcg(1) == 1.0
+    assert rerank_eval.ndcg(3) == pytest.approx(0.5)
+    assert rerank_eval.ndcg(10) == pytest.approx(1 / math.log2(11))
+    assert rerank_eval.ndcg(11) == 0.0
+    case = rerank_eval.Case(1, "test", "sampled", ranker_rank=12, candidates=100, top_rows=list(range(20)),
+                            top_scores=list(np.linspace(2.0, 1.0, 20)), target_in_top=11,
+                            top_judge=[0.0] * 11 + [9.0] + [0.0] * 8)
+    assert rerank_eval.reranked_rank(case, 0.0) == 12
+    assert rerank_eval.reranked_rank(case, rerank_eval.JUDGE_ONLY) == 1
+    assert rerank_eval.reranked_rank(case, 1.0) < 12
+    outside = rerank_eval.Case(1, "test", "full", 40, 1600, list(range(20)), [1.0] * 20, None, [0.0] * 20)
+    assert rerank_eval.reranked_rank(outside, 5.0) == 40  # below the top 20 nothing moves
+    summary = rerank_eval.summarise([
+        rerank_eval.Case(1, "validation", "sampled", 12, 100, case.top_rows, case.top_scores, 11, case.top_judge),
+        rerank_eval.Case(1, "validation", "full", 40, 1600, outside.top_rows, outside.top_scores, None, outside.top_judge),
+        case, outside])
+    assert summary["chosen_weight"] > 0  # the judge pulled the validation item up
+    assert summary["test"]["sampled"]["ranker"] == {"hr": 0.0, "ndcg": 0.0}
+    assert summary["test"]["sampled"]["reranked"]["hr"] == 1.0
+
+
+def test_split_by_time_holds_out_the_last_two_ratings():
+    ratings = [(1, "10", 4.0, 300.0), (1, "11", 5.0, 100.0), (1, "12", 3.0, 200.0), (1, "13", 2.0, 400.0),
+               (2, "10", 4.0, 1.0), (2, "11", 4.0, 2.0)]
+    users = rerank_eval.split_by_time(ratings)
+    assert list(users) == [1]  # two ratings are not enough
+    assert users[1].test == "13" and users[1].validation == "10"
+    assert [r[0] for r in users[1].train] == ["11", "12"]
+
+
+def test_a_tiny_evaluation_returns_its_figures(llm, prepared_models_dir, tmp_path):
+    results = rerank_eval.run_rerank_evaluation(users=2, seed=1, log=lambda _: None, top=5, llm=llm)
+    assert results["plan"]["users"] == 2 and len(results["plan"]["user_ids"]) == 2
+    base = results["variants"]["base"]
+    assert base["chosen_weight"] in rerank_eval.WEIGHTS
+    for protocol in rerank_eval.PROTOCOLS:
+        test = base["test"][protocol]
+        assert test["cases"] == 2
+        for key in ("ranker", "reranked", "judge_only"):
+            assert 0.0 <= test[key]["hr"] <= 1.0 and 0.0 <= test[key]["ndcg"] <= test[key]["hr"]
+        low, high = test["difference"]["ci95"]
+        assert -1.0 <= low <= test["difference"]["mean"] <= high <= 1.0
+    assert base["test"]["sampled"]["candidates_mean"] == 100.0
+    assert base["test"]["full"]["candidates_mean"] > 1500
+    assert 0 < base["judge_items_per_user"] <= 4 * 5
+    assert len(results["cases"]["base"]) == 8 and all(len(c["top_judge"]) == 5 for c in results["cases"]["base"])
+    report = tmp_path / "EVALUATION.md"
+    report.write_text("# Evaluation\n\n<!-- traits:begin -->\nkept\n<!-- traits:end -->\n", encoding="utf-8")
+    rerank_eval.write_report(results, report)
+    rerank_eval.write_report(results, report)  # replaces its own section, once
+    text = report.read_text(encoding="utf-8")
+    assert text.count(rerank_eval.BEGIN) == 1 and "kept" in text and "HR@10" in text
