@@ -141,6 +141,40 @@ def m003_conversations(db: sqlite_utils.Database) -> None:
     db["messages"].create_index(["conversation_id", "id"])
 
 
+@migration
+def m004_sync_ledger(db: sqlite_utils.Database) -> None:
+    # Federated sync (agent.core.sync.client): one row per upload, shown to the person, and the signed
+    # global adapter releases this device verified.
+    db["sync_ledger"].create(
+        {
+            "id": int,
+            "at": float,
+            "coordinator_key": str,  # hex Ed25519 key the coordinator signs releases with
+            "round_id": str,
+            "state": str,  # uploaded | released | aborted | cancelled
+            "bytes_sent": int,  # request bodies and headers sent in the round
+            "parameters": int,
+            "pre_clip_norm": float,
+            "clip_norm": float,
+            "noise_multiplier": float,
+            "noise_std": float,  # what this client added per coordinate: z*C/sqrt(min survivors)
+            "cohort_size": int,
+            "target_delta": float,
+            "epsilon_server": float,  # as the coordinator reports it (over all its releases)
+            "delta_server": float,
+            "epsilon_client": float,  # as this client computes it (over the rounds it took part in)
+            "release_version": int,
+        },
+        pk="id",
+        not_null={"at", "coordinator_key", "round_id", "state"},
+    )
+    db["sync_releases"].create(
+        {"coordinator_key": str, "version": int, "received_at": float, "body": bytes},
+        pk=("coordinator_key", "version"),
+        not_null={"received_at", "body"},
+    )
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied. Each runs in its own
     transaction together with its record, so a crash leaves the schema at a known version."""

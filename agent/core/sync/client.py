@@ -1,0 +1,416 @@
+"""One federated round on the client: train, clip, noise, quantize, mask, upload, unmask, verify the release.
+
+No UI, and no network until `run_round` is called: the caller (the consent setting, the scheduler)
+decides whether a round runs at all. Everything that leaves the device goes through `CoordinatorLink`,
+over TLS to a coordinator whose certificate and release-signing key were pinned when the person joined
+(`CoordinatorPin`); every request is signed by this device's Ed25519 key (see `signing`).
+
+Before uploading anything derived from the person's data, the client checks the round's public
+configuration against its own policy (`ClientPolicy`): the noise multiplier, the cohort size, that the
+threshold and neighbourhood are what `plan_neighbourhood` gives for that cohort, that the noise counts
+only `min_survivors` contributors, and that the quantization plan is the finest no-wrap plan for the
+cohort. A coordinator that asks for less privacy is refused before any update is computed.
+
+Every upload is written to the local ledger (`sync_ledger`, migration m004): round, bytes sent, the
+pre-clip norm, C, the noise, and epsilon both as the coordinator reports it and as this client computes
+it over the rounds it took part in. Verified releases are kept in `sync_releases`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.model import Catalog
+from agent.core.sync import envelope, masking, protocol
+from agent.core.sync.accounting import privacy_spent
+from agent.core.sync.clipping import DistributedNoise
+from agent.core.sync.errors import EnvelopeError, SyncError
+from agent.core.sync.keys import generate_keypair
+from agent.core.sync.neighbourhood import NeighbourGraph, NeighbourhoodPlan, ThreatModel, plan_neighbourhood
+from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delta
+from agent.core.sync.quantize import QuantizationPlan, encode_update
+from agent.core.sync.signing import Release, public_bytes, sign_request, verify_release
+
+POLL_SECONDS = 2.0  # each long poll returns within this, so a cancellation takes effect within it
+
+
+class CoordinatorRefused(SyncError):
+    """The coordinator answered with an error status; `code` is its machine-readable reason."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"the coordinator refused ({status} {code}): {message}")
+        self.status, self.code = status, code
+
+
+class RoundAborted(SyncError):
+    """The round ended without a release (too few survivors, a timeout, or this client was dropped)."""
+
+
+class RoundCancelled(SyncError):
+    """The caller cancelled the round (sync turned off, app closing)."""
+
+
+class PolicyViolation(SyncError):
+    """The coordinator's round configuration offers less privacy than this client accepts."""
+
+
+@dataclass(frozen=True)
+class CoordinatorPin:
+    """What the person pinned when joining: where the coordinator is, its TLS certificate (the only one
+    trusted for this connection) and the Ed25519 key its releases must be signed with."""
+
+    url: str
+    signing_public_key: bytes
+    tls_certificate: str
+
+    @classmethod
+    def from_json(cls, text: str) -> CoordinatorPin:
+        data = json.loads(text)
+        return cls(url=data["url"], signing_public_key=bytes.fromhex(data["signing_public_key"]),
+                   tls_certificate=data["tls_certificate"])
+
+    @classmethod
+    def from_file(cls, path: Path) -> CoordinatorPin:
+        return cls.from_json(Path(path).read_text())
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    min_noise_multiplier: float = 0.5
+    min_cohort: int = 10
+    max_clip_norm: float = 10.0
+    max_dropout_fraction: float = 0.3   # must match the coordinator's: the client recomputes the plan
+    max_corrupt_fraction: float = 0.05
+    epsilon_budget: float | None = None  # refuse a round that would take this client's own epsilon above it
+    round_timeout: float = 900.0
+    training: GlobalTrainingSettings = field(default_factory=GlobalTrainingSettings)
+
+
+@dataclass
+class LocalTrainingData:
+    """What local training reads: the encoded catalog, the personal adapter (fixed) and the labels."""
+
+    catalog: Catalog
+    personal: PersonalAdapter
+    labels: dict[int, float]
+
+
+@dataclass
+class RoundOutcome:
+    round_id: str
+    index: int
+    state: str                 # released | aborted | cancelled
+    bytes_sent: int            # request bodies and headers this client sent in the round
+    upload_bytes: int          # the four stage messages alone
+    pre_clip_norm: float
+    released_version: int | None = None
+    epsilon_server: float | None = None
+    epsilon_client: float | None = None
+    refused_envelopes: list[int] = field(default_factory=list)
+    release: Release | None = None
+
+
+class CoordinatorLink:
+    """HTTPS to one pinned coordinator, every request signed by the device key."""
+
+    def __init__(self, pin: CoordinatorPin, device_key: Ed25519PrivateKey, timeout: float = 60.0) -> None:
+        context = ssl.create_default_context(cadata=pin.tls_certificate)  # trust this certificate and nothing else
+        self.http = httpx.Client(base_url=pin.url, verify=context, timeout=httpx.Timeout(timeout, connect=10.0))
+        self.pin = pin
+        self.device_key = device_key
+        self.bytes_sent = 0
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, body: bytes = b"", params: dict[str, Any] | None = None,
+                signed: bool = True) -> httpx.Response:
+        headers = sign_request(self.device_key, method, path, body) if signed else {}
+        request = self.http.build_request(method, path, content=body or None, params=params, headers=headers)
+        self.bytes_sent += len(body) + len(request.method) + len(str(request.url.raw_path)) + sum(
+            len(k) + len(v) + 4 for k, v in request.headers.raw)
+        response = self.http.send(request)
+        if response.status_code >= 400:
+            try:
+                data = response.json()
+                raise CoordinatorRefused(response.status_code, data.get("error", "error"), data.get("message", ""))
+            except (ValueError, AttributeError):
+                raise CoordinatorRefused(response.status_code, "http_error", response.text[:200]) from None
+        return response
+
+    def latest_release(self, newer_than: int | None = None) -> Release:
+        body = self.request("GET", "/v1/releases/latest", signed=False).content
+        return verify_release(body, self.pin.signing_public_key, newer_than=newer_than)
+
+
+def check_round_config(config: dict[str, Any], policy: ClientPolicy, release: Release) -> tuple[
+        NeighbourhoodPlan, DistributedNoise, QuantizationPlan]:
+    """The round's plan, noise and quantization, if they meet this client's policy; PolicyViolation if not."""
+    n = int(config["cohort_size"])
+    if config["layout_digest"] != release.layout.digest() or int(config["parameters"]) != release.layout.size:
+        raise PolicyViolation("the round's shared layout is not the one in the signed release")
+    if int(config["base_version"]) != release.version:
+        raise PolicyViolation(f"the round starts from version {config['base_version']}, this client trained on "
+                              f"{release.version}")
+    if n < policy.min_cohort:
+        raise PolicyViolation(f"a cohort of {n} is below this client's minimum of {policy.min_cohort}")
+    if float(config["noise_multiplier"]) < policy.min_noise_multiplier:
+        raise PolicyViolation(f"noise multiplier {config['noise_multiplier']} is below this client's minimum "
+                              f"{policy.min_noise_multiplier}")
+    if not 0 < float(config["clip_norm"]) <= policy.max_clip_norm:
+        raise PolicyViolation(f"clip norm {config['clip_norm']} is outside (0, {policy.max_clip_norm}]")
+    plan = plan_neighbourhood(n, max_dropout_fraction=policy.max_dropout_fraction,
+                              max_corrupt_fraction=policy.max_corrupt_fraction)
+    offered = NeighbourhoodPlan(cohort_size=n, degree=int(config["degree"]), threshold=int(config["threshold"]),
+                                max_dropouts=int(config["max_dropouts"]), max_corrupt=int(config["max_corrupt"]),
+                                threat_model=ThreatModel.CURIOUS_SERVER)
+    if offered != plan:
+        raise PolicyViolation(f"the round's neighbourhood (degree {offered.degree}, threshold {offered.threshold}) "
+                              f"is not the one this client computes (degree {plan.degree}, threshold {plan.threshold})")
+    if int(config["min_contributors"]) != plan.min_survivors:
+        raise PolicyViolation("the noise must be split over exactly the minimum number of survivors")
+    noise = DistributedNoise(float(config["clip_norm"]), float(config["noise_multiplier"]), plan.min_survivors)
+    quantization = QuantizationPlan.for_cohort(noise, n)
+    if (quantization.clamp_bound, quantization.scale, quantization.max_summands) != (
+            float(config["clamp_bound"]), float(config["scale"]), int(config["max_summands"])):
+        raise PolicyViolation("the round's quantization plan is not the no-wrap plan for its cohort")
+    return plan, noise, quantization
+
+
+class RoundRunner:
+    """One client's side of one round (the steps in the module docstring)."""
+
+    def __init__(self, link: CoordinatorLink, ledger: Any, policy: ClientPolicy,
+                 cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None,
+                 rng: np.random.Generator | None = None) -> None:
+        self.link = link
+        self.ledger = ledger  # a sqlite_utils Database with migration m004 applied
+        self.policy = policy
+        self.cancel = cancel or threading.Event()
+        self.progress = progress or (lambda stage: None)
+        self.rng = rng  # None: noise and rounding from the OS CSPRNG (tests pass a seeded generator)
+        self.coordinator_key = link.pin.signing_public_key.hex()
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise RoundCancelled("the round was cancelled")
+
+    def _upload(self, round_id: str, stage: str, message: protocol.Message) -> int:
+        self._check_cancel()
+        body = protocol.encode(message)
+        self.link.request("POST", f"/v1/rounds/{round_id}/{stage}", body)
+        self.progress(stage)
+        return len(body)
+
+    def _get(self, round_id: str, what: str) -> dict[str, Any]:
+        self._check_cancel()
+        return self.link.request("GET", f"/v1/rounds/{round_id}/{what}").json()
+
+    def _wait_for(self, round_id: str, since: str, wanted: str, started: float) -> dict[str, Any]:
+        while True:
+            self._check_cancel()
+            if time.monotonic() - started > self.policy.round_timeout:
+                raise RoundAborted(f"round {round_id} took longer than {self.policy.round_timeout:.0f} s")
+            status = self.link.request("GET", f"/v1/rounds/{round_id}/status",
+                                       params={"since": since, "wait": POLL_SECONDS}).json()
+            if status["state"] == since:
+                continue
+            if status["state"] == "aborted":
+                raise RoundAborted(f"round {round_id} was aborted: {status['reason']}")
+            if status["state"] != wanted:
+                raise RoundAborted(f"round {round_id} moved on to {status['state']} without this client "
+                                   f"(it missed the {since} deadline and counts as dropped)")
+            return status
+
+    def last_release_version(self) -> int | None:
+        row = self.ledger.execute("select max(version) from sync_releases where coordinator_key = ?",
+                                  [self.coordinator_key]).fetchone()
+        return row[0]
+
+    def client_epsilon(self, noise_multiplier: float, target_delta: float) -> float:
+        """This client's own epsilon if this round is released: every released round it uploaded to, plus this one."""
+        rows = self.ledger.execute("select noise_multiplier from sync_ledger where coordinator_key = ? "
+                                   "and state = 'released'", [self.coordinator_key]).fetchall()
+        return privacy_spent([float(r[0]) for r in rows] + [noise_multiplier], target_delta).epsilon
+
+    def run(self, data: LocalTrainingData) -> RoundOutcome:
+        started = time.monotonic()
+        self._check_cancel()
+        base = self.link.latest_release()
+        known = self.last_release_version()
+        if known is not None and base.version < known:
+            raise PolicyViolation(f"the coordinator offers version {base.version}, older than the {known} already "
+                                  f"loaded: refusing a rollback")
+        self._store_release(base)
+        delta = train_global_delta(base.layout, base.vector, data.personal, data.catalog, data.labels,
+                                   self.policy.training)
+        self._check_cancel()
+        checkin = json.dumps({"device_public": public_bytes(self.link.device_key).hex(),
+                              "base_version": base.version}).encode()
+        joined = self.link.request("POST", "/v1/checkin", checkin).json()
+        round_id, index = joined["round_id"], int(joined["index"])
+        self.progress("checked-in")
+        outcome = RoundOutcome(round_id=round_id, index=index, state="running", bytes_sent=0, upload_bytes=0,
+                               pre_clip_norm=float("nan"))
+        ledger_id = None
+        try:
+            status = self._wait_for(round_id, "forming", "advertise", started)
+            config = status["config"]
+            plan, noise, quantization = check_round_config(config, self.policy, base)
+            epsilon_client = self.client_epsilon(noise.noise_multiplier, float(config["target_delta"]))
+            if self.policy.epsilon_budget is not None and epsilon_client > self.policy.epsilon_budget:
+                raise PolicyViolation(f"this round would take this client's epsilon to {epsilon_client:.2f}, above "
+                                      f"its budget of {self.policy.epsilon_budget}")
+            round_bytes = bytes.fromhex(round_id)
+            graph = NeighbourGraph.from_seed(plan, bytes.fromhex(config["graph_seed"]), round_bytes)
+            my_neighbours = set(graph.neighbours(index))
+            channel, mask_keys, self_seed = generate_keypair(), generate_keypair(), masking.new_self_mask_seed()
+
+            # Stage 1: advertise this round's public keys.
+            outcome.upload_bytes += self._upload(round_id, "advertise-keys", protocol.AdvertiseKeys(
+                round_bytes, index, channel.public, mask_keys.public))
+            self._wait_for(round_id, "advertise", "share", started)
+
+            # Stage 2: Shamir-share both secrets to the neighbours that advertised, sealed for each.
+            keys = {int(j): (bytes.fromhex(k["channel"]), bytes.fromhex(k["mask"]))
+                    for j, k in self._get(round_id, "neighbour-keys")["neighbours"].items()}
+            if not set(keys) <= my_neighbours:
+                raise PolicyViolation("the coordinator sent keys of clients that are not this client's neighbours")
+            pairs = masking.share_secrets(mask_keys, self_seed, sorted(keys), plan)
+            sealed = tuple(envelope.seal(pairs[j].to_plaintext(), round_id=round_bytes, sender=index, receiver=j,
+                                         sender_channel=channel, receiver_public=keys[j][0]) for j in sorted(keys))
+            outcome.upload_bytes += self._upload(round_id, "share-keys", protocol.ShareKeys(round_bytes, index, sealed))
+            self._wait_for(round_id, "share", "masked", started)
+
+            # Stage 3: open the neighbours' envelopes, then clip, noise, quantize and mask the update.
+            received = self._get(round_id, "envelopes")
+            completed = [int(j) for j in received["completed"]]
+            if not set(completed) <= set(keys):
+                raise PolicyViolation("the coordinator lists neighbours that never advertised keys")
+            held: dict[int, masking.SharePair] = {}
+            for item in received["envelopes"]:
+                sender = int(item["sender"])
+                if sender not in completed:
+                    continue
+                try:
+                    plaintext = envelope.open_envelope(envelope.SealedEnvelope(
+                        round_id=round_bytes, sender=sender, receiver=index, nonce=bytes.fromhex(item["nonce"]),
+                        ciphertext=bytes.fromhex(item["ciphertext"])), round_id=round_bytes, receiver=index,
+                        receiver_channel=channel, sender_public=keys[sender][0])
+                    held[sender] = masking.SharePair.from_plaintext(index, plaintext)
+                except (EnvelopeError, SyncError, ValueError):
+                    outcome.refused_envelopes.append(sender)  # its shares are lost; other holders still have theirs
+            update = encode_update(delta, noise, quantization, self.rng)
+            outcome.pre_clip_norm = update.pre_clip_norm
+            masked = masking.mask_input(update.values, round_id=round_bytes, index=index, mask_keys=mask_keys,
+                                        self_mask_seed=self_seed,
+                                        neighbour_publics={j: keys[j][1] for j in completed})
+            outcome.upload_bytes += self._upload(round_id, "masked-input",
+                                                 protocol.MaskedInput(round_bytes, index, masked))
+            outcome.bytes_sent = self.link.bytes_sent
+            ledger_id = self._record_upload(round_id, config, noise, update.pre_clip_norm, outcome, epsilon_client)
+            outcome.epsilon_server, outcome.epsilon_client = float(config["epsilon_after"]), epsilon_client
+            self._wait_for(round_id, "masked", "unmask", started)
+
+            # Stage 4: reveal one share per neighbour: the seed of a survivor, the key of a dropout.
+            listed = self._get(round_id, "survivors")
+            survivors, dropped = set(listed["survivors"]), set(listed["dropped"])
+            if index not in survivors:
+                raise RoundAborted("the coordinator does not list this client as a survivor")
+            revealed = masking.shares_to_reveal(held, survivors, dropped, plan)
+            outcome.upload_bytes += self._upload(round_id, "unmasking", protocol.UnmaskingShares(
+                round_bytes, index, tuple(protocol.RevealedShare(
+                    owner, protocol.ShareKind.SELF_MASK_SEED if owner in survivors else protocol.ShareKind.MASK_KEY,
+                    share.value) for owner, share in sorted(revealed.items()))))
+            final = self._wait_for(round_id, "unmask", "done", started)
+
+            release = self.link.latest_release(newer_than=base.version)
+            if release.version != final["released_version"] or release.metadata.get("round_id") != round_id:
+                raise RoundAborted(f"the latest release ({release.version}) is not this round's "
+                                   f"({final['released_version']})")
+            self._store_release(release)
+            outcome.state, outcome.release, outcome.released_version = "released", release, release.version
+            outcome.epsilon_server = float(release.metadata["epsilon"])
+            self.progress("released")
+        except RoundCancelled:
+            outcome.state = "cancelled"
+            raise
+        except SyncError:
+            outcome.state = "aborted"
+            raise
+        finally:
+            outcome.bytes_sent = self.link.bytes_sent
+            if ledger_id is not None:
+                self.ledger["sync_ledger"].update(ledger_id, {
+                    "state": outcome.state, "bytes_sent": outcome.bytes_sent,
+                    "release_version": outcome.released_version, "epsilon_server": outcome.epsilon_server})
+        return outcome
+
+    def _record_upload(self, round_id: str, config: dict[str, Any], noise: DistributedNoise, pre_clip_norm: float,
+                       outcome: RoundOutcome, epsilon_client: float) -> int:
+        table = self.ledger["sync_ledger"]
+        table.insert({
+            "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "uploaded",
+            "bytes_sent": outcome.bytes_sent, "parameters": int(config["parameters"]),
+            "pre_clip_norm": pre_clip_norm, "clip_norm": noise.clip_norm, "noise_multiplier": noise.noise_multiplier,
+            "noise_std": noise.std_per_client, "cohort_size": int(config["cohort_size"]),
+            "target_delta": float(config["target_delta"]), "epsilon_server": float(config["epsilon_after"]),
+            "delta_server": float(config["delta_after"]), "epsilon_client": epsilon_client})
+        return int(table.last_pk)
+
+    def _store_release(self, release: Release) -> None:
+        self.ledger.execute("insert or ignore into sync_releases (coordinator_key, version, received_at, body) "
+                            "values (?, ?, ?, ?)", [self.coordinator_key, release.version, time.time(), release.raw])
+        self.ledger.conn.commit()
+
+
+def latest_verified_release(ledger: Any, pin: CoordinatorPin) -> Release | None:
+    """The newest stored release that still verifies against the pinned key (the global adapter to load)."""
+    rows = ledger.execute("select body from sync_releases where coordinator_key = ? order by version desc",
+                          [pin.signing_public_key.hex()]).fetchall()
+    for (body,) in rows:
+        try:
+            return verify_release(bytes(body), pin.signing_public_key)
+        except SyncError:
+            continue  # a damaged row: fall back to the previous version
+    return None
+
+
+def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
+    """This device's Ed25519 key for signing requests (raw 32 bytes, mode 0600), created once."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(Ed25519PrivateKey.generate().private_bytes_raw())
+    return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+
+
+def run_round(agent: Any, pin: CoordinatorPin, *, policy: ClientPolicy | None = None,
+              cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None) -> RoundOutcome:
+    """One round for the person behind `agent` (an `agent.core.service.Agent`). Setting `cancel` stops the
+    round at the next step (within POLL_SECONDS while waiting); the ledger records how far it got."""
+    from agent.core import paths
+    from agent.core.ranker.training import preference_labels
+
+    data = LocalTrainingData(catalog=agent.catalog(), personal=agent.personal_adapter(),
+                             labels=preference_labels(agent.store.interactions()))
+    link = CoordinatorLink(pin, load_or_create_device_key(paths.data_dir() / "sync" / "device.key"))
+    try:
+        return RoundRunner(link, agent.store.db, policy or ClientPolicy(), cancel, progress).run(data)
+    finally:
+        link.close()

@@ -1,0 +1,276 @@
+"""The coordinator's HTTP interface: a Starlette ASGI app served by uvicorn over TLS.
+
+Endpoints (all under /v1; JSON unless noted; the stage uploads are the binary messages of
+`agent.core.sync.protocol`). Every request but the two public reads is signed by the device key
+(`agent.core.sync.signing`): the path names the round and the stage, the signature covers the body.
+    GET  /v1/info                              public: signing key, latest version, privacy spent
+    GET  /v1/releases/latest                   public: the latest signed release (binary)
+    POST /v1/checkin                           {"device_public": hex, "base_version": int} -> round, index
+    GET  /v1/rounds/{id}/status?since=S&wait=T  long poll: returns when the state differs from S (or after T s)
+    POST /v1/rounds/{id}/advertise-keys        stage 1
+    GET  /v1/rounds/{id}/neighbour-keys        the advertised keys of this client's neighbours
+    POST /v1/rounds/{id}/share-keys            stage 2: sealed envelopes, forwarded unopened
+    GET  /v1/rounds/{id}/envelopes             the envelopes addressed to this client, and who completed stage 2
+    POST /v1/rounds/{id}/masked-input          stage 3
+    GET  /v1/rounds/{id}/survivors             who sent a masked input and who dropped
+    POST /v1/rounds/{id}/unmasking             stage 4
+A refused request gets a 4xx status and {"error": code, "message": text}. Vectors never reach a log:
+the app logs only paths, statuses and error codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agent.core.sync import protocol
+from agent.core.sync.neighbourhood import MAX_SPARSE_DEGREE
+from agent.core.sync.parameters import SharedLayout
+from agent.server.coordinator import STATES, Coordinator, CoordinatorError, CoordinatorSettings
+from agent.server.state import open_storage
+
+log = logging.getLogger("ownrec.coordinator")
+ROUND_ID = re.compile(r"^[0-9a-f]{32}$")
+STAGE_PATHS = {"advertise-keys": protocol.Stage.ADVERTISE_KEYS, "share-keys": protocol.Stage.SHARE_KEYS,
+               "masked-input": protocol.Stage.MASKED_INPUT, "unmasking": protocol.Stage.UNMASKING}
+CHECKIN_LIMIT = 4096
+MAX_WAIT_SECONDS = 25.0
+MOVIELENS_ITEMS = 1682
+
+
+def create_app(coordinator: Coordinator) -> Starlette:
+    parameters = coordinator.info()["parameters"]
+    upload_limit = protocol.HEADER.size + max(protocol.LENGTH.size + 4 * parameters,
+                                              protocol.COUNT.size + MAX_SPARSE_DEGREE * protocol.ENVELOPE_ENTRY.size)
+    state: dict[str, asyncio.Event] = {}
+
+    def changed_event() -> asyncio.Event:
+        if "changed" not in state:
+            state["changed"] = asyncio.Event()
+        return state["changed"]
+
+    def notify() -> None:
+        # Wake every long poll in this worker; pollers in other workers re-check at least every 0.5 s.
+        event = changed_event()
+        state["changed"] = asyncio.Event()
+        event.set()
+
+    async def read_body(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise CoordinatorError(413, "too_large", f"the body is limited to {limit} bytes for this request")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise CoordinatorError(413, "too_large", f"the body is limited to {limit} bytes for this request")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def authenticate(request: Request, body: bytes, register_public: bytes | None = None) -> str:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return await run_in_threadpool(coordinator.authenticate, request.method, request.url.path, body, headers,
+                                       register_public)
+
+    def round_id_of(request: Request) -> str:
+        round_id = request.path_params["round_id"]
+        if not ROUND_ID.match(round_id):
+            raise CoordinatorError(400, "bad_round_id", "a round id is 32 lowercase hex characters")
+        return round_id
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(coordinator.info))
+
+    async def latest_release(request: Request) -> Response:
+        return Response(await run_in_threadpool(coordinator.latest_release_bytes), media_type="application/octet-stream")
+
+    async def checkin(request: Request) -> Response:
+        body = await read_body(request, CHECKIN_LIMIT)
+        try:
+            payload = json.loads(body)
+            device_public = bytes.fromhex(payload["device_public"])
+            base_version = payload.get("base_version")
+            if len(device_public) != 32 or not (base_version is None or isinstance(base_version, int)):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise CoordinatorError(400, "malformed_checkin", 'a check-in is {"device_public": 64 hex characters, '
+                                   '"base_version": integer}') from None
+        device = await authenticate(request, body, register_public=device_public)
+        result = await run_in_threadpool(coordinator.check_in, device, base_version)
+        notify()
+        return JSONResponse(result)
+
+    async def status(request: Request) -> Response:
+        round_id = round_id_of(request)
+        device = await authenticate(request, b"")
+        since = request.query_params.get("since")
+        try:
+            wait = min(max(float(request.query_params.get("wait", "0")), 0.0), MAX_WAIT_SECONDS)
+        except ValueError:
+            raise CoordinatorError(400, "bad_wait", "wait is a number of seconds") from None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + wait
+        while True:
+            event = changed_event()
+            result = await run_in_threadpool(coordinator.status, round_id, device)
+            remaining = end - loop.time()
+            if result["state"] != since or remaining <= 0:
+                if result["state"] != since and since in STATES:
+                    notify()  # this poll may have moved the round on (a deadline): wake the others
+                return JSONResponse(result)
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(0.5, remaining))
+            except TimeoutError:
+                pass
+
+    async def upload(request: Request) -> Response:
+        round_id = round_id_of(request)
+        stage = STAGE_PATHS.get(request.path_params["stage"])
+        if stage is None:
+            raise CoordinatorError(404, "unknown_stage", f"no stage {request.path_params['stage']!r}")
+        body = await read_body(request, upload_limit)
+        device = await authenticate(request, body)
+        moved = await run_in_threadpool(coordinator.submit, round_id, device, stage, body)
+        if moved:
+            notify()
+        return JSONResponse({"accepted": stage.name.lower(), "bytes": len(body)})
+
+    def reader(method_name: str):
+        async def endpoint(request: Request) -> Response:
+            round_id = round_id_of(request)
+            device = await authenticate(request, b"")
+            return JSONResponse(await run_in_threadpool(getattr(coordinator, method_name), round_id, device))
+        return endpoint
+
+    async def refused(request: Request, error: Exception) -> Response:
+        assert isinstance(error, CoordinatorError)
+        log.info("refused %s %s: %s %s", request.method, request.url.path, error.status, error.code)
+        return JSONResponse({"error": error.code, "message": error.message}, status_code=error.status)
+
+    routes = [
+        Route("/v1/info", info, methods=["GET"]),
+        Route("/v1/releases/latest", latest_release, methods=["GET"]),
+        Route("/v1/checkin", checkin, methods=["POST"]),
+        Route("/v1/rounds/{round_id}/status", status, methods=["GET"]),
+        Route("/v1/rounds/{round_id}/neighbour-keys", reader("neighbour_keys"), methods=["GET"]),
+        Route("/v1/rounds/{round_id}/envelopes", reader("envelopes_for"), methods=["GET"]),
+        Route("/v1/rounds/{round_id}/survivors", reader("survivors_for"), methods=["GET"]),
+        Route("/v1/rounds/{round_id}/{stage}", upload, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={CoordinatorError: refused})
+
+
+# -- keys, certificate and configuration on disk ----------------------------------------------------
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
+def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:
+    """The coordinator's Ed25519 release-signing key (raw 32 bytes, mode 0600), created once."""
+    path = Path(state_dir) / "signing.key"
+    if not path.exists():
+        _write_private(path, Ed25519PrivateKey.generate().private_bytes_raw())
+    return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+
+
+def ensure_tls_certificate(state_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for `hosts` (kept if it already covers them): clients pin it."""
+    cert_path, key_path = Path(state_dir) / "tls-cert.pem", Path(state_dir) / "tls-key.pem"
+    names = sorted(set(hosts) | {"localhost", "127.0.0.1"})
+    if cert_path.exists() and key_path.exists():
+        existing = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = existing.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        covered = {str(v) for v in san.get_values_for_type(x509.DNSName)} | \
+                  {str(v) for v in san.get_values_for_type(x509.IPAddress)}
+        if set(names) <= covered:
+            return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    alternative: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alternative.append(x509.DNSName(name))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ownrec coordinator")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=825))
+                   .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def default_layout(items_file: Path | None = None, dim: int = 384, rank: int = 16) -> SharedLayout:
+    """The item vocabulary (one `source:external_id` ref per line, or the MovieLens-100K films) and a
+    fresh random projection."""
+    if items_file is not None:
+        refs = [line.strip() for line in Path(items_file).read_text().splitlines() if line.strip()]
+    else:
+        refs = [f"movielens-100k:{i}" for i in range(1, MOVIELENS_ITEMS + 1)]
+    return SharedLayout.create(dim, rank, refs)
+
+
+def write_pin(state_dir: Path, url: str, coordinator: Coordinator, cert_path: Path) -> Path:
+    """What a client must pin to join: the URL, the release-signing key and the TLS certificate."""
+    path = Path(state_dir) / "coordinator-pin.json"
+    path.write_text(json.dumps({"url": url, "signing_public_key": coordinator.public_key.hex(),
+                                "tls_certificate": cert_path.read_text()}, indent=2))
+    return path
+
+
+ENVIRONMENT = "OWNREC_COORDINATOR_CONFIG"
+
+
+def build_coordinator(config: dict[str, Any]) -> Coordinator:
+    state_dir = Path(config["state_dir"])
+    storage = open_storage(config["db"])
+    layout = default_layout(Path(config["items_file"]) if config.get("items_file") else None,
+                            int(config.get("dim", 384)), int(config.get("rank", 16)))
+    return Coordinator(storage, load_or_create_signing_key(state_dir), CoordinatorSettings(**config["settings"]),
+                       default_layout=layout)
+
+
+def app_from_environment() -> Starlette:
+    """The uvicorn factory for several workers: each worker builds its app from the same JSON config."""
+    return create_app(build_coordinator(json.loads(os.environ[ENVIRONMENT])))
+
+
+def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_level: str = "info") -> None:
+    """Run the coordinator under uvicorn with TLS (blocks until stopped)."""
+    import uvicorn
+
+    state_dir = Path(config["state_dir"])
+    cert_path, key_path = ensure_tls_certificate(state_dir, [host])
+    coordinator = build_coordinator(config)  # initialises the database once, before the workers start
+    write_pin(state_dir, f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", coordinator, cert_path)
+    os.environ[ENVIRONMENT] = json.dumps(config)
+    uvicorn.run("agent.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                ssl_certfile=str(cert_path), ssl_keyfile=str(key_path), log_level=log_level,
+                access_log=False, timeout_graceful_shutdown=5)

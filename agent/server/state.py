@@ -1,0 +1,197 @@
+"""The coordinator's storage: one small interface, SQLite by default, PostgreSQL for several workers.
+
+What is stored (and nothing else): registered device public keys and the request nonces seen within
+the replay window; per round its public configuration, the participants' public keys and progress,
+the sealed share envelopes (ciphertext the coordinator cannot open), the masked input vectors, the
+shares revealed in the unmasking stage (deleted once the round ends), and the unmasked cohort sum;
+the signed releases of the global adapter. No individual update is ever stored unmasked.
+
+Both backends run the same SQL (written with `?` placeholders; the PostgreSQL backend rewrites them).
+`write()` is one transaction holding the coordinator-wide lock: SQLite takes its database write lock
+at BEGIN IMMEDIATE (and a process lock, since the connection is shared by threads); PostgreSQL locks
+the single row of `coordinator_lock` FOR UPDATE, so several uvicorn workers sharing one database apply
+stage transitions one at a time and always see each other's committed state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+SCHEMA = [
+    """create table if not exists coordinator_lock (id integer primary key, held_at double precision)""",
+    """create table if not exists coordinator_settings (key text primary key, value {blob} not null)""",
+    """create table if not exists devices (
+        device_id text primary key, public_key {blob} not null, registered_at double precision not null)""",
+    """create table if not exists request_nonces (
+        device_id text not null, nonce text not null, seen_at double precision not null,
+        primary key (device_id, nonce))""",
+    """create table if not exists rounds (
+        round_id text primary key, state text not null, created_at double precision not null,
+        deadline double precision not null, config text, base_version bigint not null,
+        released_version bigint, reason text, sum_vector {blob}, summands bigint)""",
+    """create table if not exists participants (
+        round_id text not null, idx bigint not null, device_id text not null, stage bigint not null,
+        channel_public {blob}, mask_public {blob}, primary key (round_id, idx), unique (round_id, device_id))""",
+    """create table if not exists envelopes (
+        round_id text not null, sender bigint not null, receiver bigint not null, nonce {blob} not null,
+        ciphertext {blob} not null, primary key (round_id, sender, receiver))""",
+    """create table if not exists masked_inputs (
+        round_id text not null, idx bigint not null, vector {blob} not null, primary key (round_id, idx))""",
+    """create table if not exists revealed_shares (
+        round_id text not null, holder bigint not null, owner bigint not null, kind bigint not null,
+        value {blob} not null, primary key (round_id, holder, owner))""",
+    """create table if not exists releases (
+        version bigint primary key, round_id text, created_at double precision not null,
+        noise_multiplier double precision, clamp_probability double precision, epsilon double precision,
+        delta double precision, body {blob} not null)""",
+]
+
+
+class Transaction(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None: ...
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+
+
+class Storage(Protocol):
+    url: str
+
+    def write(self) -> Any: ...  # context manager yielding a Transaction under the coordinator lock
+    def read(self) -> Any: ...   # context manager yielding a Transaction (no lock)
+    def close(self) -> None: ...
+
+
+class _Cursor:
+    """A Transaction over a DB-API connection; `rewrite` maps `?` placeholders to the driver's."""
+
+    def __init__(self, connection: Any, rewrite: bool) -> None:
+        self._connection = connection
+        self._rewrite = rewrite
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._rewrite else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = self._connection.execute(self._sql(sql), tuple(params))
+        return cursor.rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._connection.cursor().executemany(self._sql(sql), [tuple(r) for r in rows])
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        row = self._connection.execute(self._sql(sql), tuple(params)).fetchone()
+        return None if row is None else tuple(_plain(v) for v in row)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return [tuple(_plain(v) for v in row) for row in self._connection.execute(self._sql(sql), tuple(params)).fetchall()]
+
+
+def _plain(value: Any) -> Any:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+class SQLiteStorage:
+    """One connection shared by the server's threads, serialised by a lock (SQLite has one writer anyway)."""
+
+    def __init__(self, path: Path) -> None:
+        self.url = f"sqlite:///{path}"
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                           timeout=30.0)
+        self._connection.execute("pragma journal_mode = wal")
+        self._connection.execute("pragma synchronous = normal")
+        self._lock = threading.RLock()
+        with self.write() as tx:
+            for statement in SCHEMA:
+                tx.execute(statement.format(blob="blob"))
+            tx.execute("insert or ignore into coordinator_lock (id, held_at) values (1, 0)")
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        with self._lock:
+            self._connection.execute("begin immediate")
+            try:
+                yield _Cursor(self._connection, rewrite=False)
+            except BaseException:
+                self._connection.execute("rollback")
+                raise
+            self._connection.execute("commit")
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        with self._lock:
+            yield _Cursor(self._connection, rewrite=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+class PostgresStorage:
+    """A psycopg 3 connection per thread; writes serialise on the `coordinator_lock` row."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # imported here: SQLite deployments need not have it
+
+        self._psycopg = psycopg
+        self.url = url
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._guard = threading.Lock()
+        with self.write(lock=False) as tx:
+            tx.execute("select pg_advisory_xact_lock(4242)")  # two workers starting together create the schema once
+            for statement in SCHEMA:
+                tx.execute(statement.format(blob="bytea"))
+            tx.execute("insert into coordinator_lock (id, held_at) values (1, 0) on conflict do nothing")
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = self._psycopg.connect(self.url, autocommit=True)
+            self._local.connection = connection
+            with self._guard:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def write(self, lock: bool = True) -> Iterator[Transaction]:
+        connection = self._connection()
+        with connection.transaction():
+            cursor = _Cursor(connection, rewrite=True)
+            if lock:
+                cursor.execute("select held_at from coordinator_lock where id = 1 for update")
+            yield cursor
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        connection = self._connection()
+        with connection.transaction():
+            yield _Cursor(connection, rewrite=True)
+
+    def close(self) -> None:
+        with self._guard:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+
+def open_storage(url: str) -> SQLiteStorage | PostgresStorage:
+    """`sqlite:///path/to/file` (relative or absolute) or `postgresql://user@host:port/db`."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ValueError(f"a SQLite URL is sqlite:///path/to/file.sqlite3, not {url!r}")
+        return SQLiteStorage(Path(path))
+    if parsed.scheme in ("postgresql", "postgres"):
+        return PostgresStorage(url)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")

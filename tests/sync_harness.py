@@ -1,0 +1,154 @@
+"""Shared builders for the federated-sync tests over real HTTP: a coordinator subprocess on a free
+loopback port (the `ownrec coordinator serve` command, TLS and all) and synthetic clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.model import Catalog
+from agent.core.store import Store
+from agent.core.sync.client import (ClientPolicy, CoordinatorLink, CoordinatorPin, LocalTrainingData, RoundOutcome,
+                                    RoundRunner)
+from agent.core.sync.parameters import GlobalTrainingSettings
+
+DIM = 384
+VOCABULARY = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    pin: CoordinatorPin
+    state_dir: Path
+    db_url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(tmp_path: Path, db_url: str | None = None, **settings) -> Server:
+    state_dir = tmp_path / "coordinator"
+    items = tmp_path / "items.txt"
+    items.write_text("\n".join(f"test:{i}" for i in range(VOCABULARY)))
+    port = free_port()
+    db_url = db_url or f"sqlite:///{state_dir / 'coordinator.sqlite3'}"
+    options = {"min_cohort": 20, "max_cohort": 20, "checkin_window": 30.0, "stage_timeout": 30.0,
+               "noise_multiplier": 1.0, "clip_norm": 1.0, "epsilon_budget": 50.0, **settings}
+    command = [sys.executable, "-m", "agent.cli", "coordinator", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--state-dir", str(state_dir), "--db", db_url, "--items", str(items), "--log-level", "warning"]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    pin_path = state_dir / "coordinator-pin.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the coordinator exited: {process.stdout.read().decode()[-2000:]}")
+        if pin_path.exists():
+            pin = CoordinatorPin.from_file(pin_path)
+            try:
+                import ssl
+                httpx.get(pin.url + "/v1/info", verify=ssl.create_default_context(cadata=pin.tls_certificate),
+                          timeout=2).raise_for_status()
+                return Server(process, pin, state_dir, db_url)
+            except (httpx.HTTPError, ValueError):
+                pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the coordinator did not start within 60 s")
+
+
+def make_catalog(seed: int = 7) -> Catalog:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((VOCABULARY + 10, DIM)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    refs = [f"test:{i}" for i in range(VOCABULARY)] + [f"local:{i}" for i in range(10)]  # 10 outside the vocabulary
+    return Catalog(np.arange(1, len(refs) + 1, dtype=np.int64), refs, X)
+
+
+def make_person(catalog: Catalog, seed: int) -> LocalTrainingData:
+    rng = np.random.default_rng(1000 + seed)
+    personal = PersonalAdapter.fresh(DIM, 8, seed=seed)
+    personal.p = rng.standard_normal(DIM).astype(np.float32)
+    rated = rng.choice(catalog.ids, size=12, replace=False)
+    labels = {int(item): float(rng.choice([-1.0, 1.0, 0.5])) for item in rated}
+    return LocalTrainingData(catalog=catalog, personal=personal, labels=labels)
+
+
+TRAINING = GlobalTrainingSettings(epochs=3, learning_rate=0.05, seed=3)
+POLICY = ClientPolicy(min_cohort=3, round_timeout=120.0, training=TRAINING)
+
+
+@dataclass
+class SimulatedClient:
+    seed: int
+    data: LocalTrainingData
+    key: Ed25519PrivateKey
+    cancel: threading.Event
+    drop_after: str | None = None
+    outcome: RoundOutcome | None = None
+    error: BaseException | None = None
+    ledger: list | None = None
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(50_000 + self.seed)
+
+
+def make_clients(count: int, catalog: Catalog, drop_after: dict[int, str] | None = None) -> list[SimulatedClient]:
+    drop_after = drop_after or {}
+    return [SimulatedClient(seed=i, data=make_person(catalog, i), key=Ed25519PrivateKey.generate(),
+                            cancel=threading.Event(), drop_after=drop_after.get(i)) for i in range(count)]
+
+
+def run_clients(pin: CoordinatorPin, clients: list[SimulatedClient], policy: ClientPolicy = POLICY,
+                stagger: float = 0.0) -> None:
+    """Each client in its own thread, over its own HTTPS connection, with its own ledger."""
+
+    def one(client: SimulatedClient) -> None:
+        store = Store.memory()
+        link = CoordinatorLink(pin, client.key)
+
+        def progress(stage: str) -> None:
+            if stage == client.drop_after:
+                client.cancel.set()  # the device goes away right after this upload
+
+        try:
+            client.outcome = RoundRunner(link, store.db, policy, client.cancel, progress, client.rng()).run(client.data)
+        except BaseException as error:  # noqa: BLE001 - recorded for the test to assert on
+            client.error = error
+        finally:
+            client.ledger = [dict(row) for row in store.db["sync_ledger"].rows]
+            link.close()
+            store.close()
+
+    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in clients]
+    for thread in threads:
+        thread.start()
+        if stagger:
+            time.sleep(stagger)
+    for thread in threads:
+        thread.join(timeout=300)

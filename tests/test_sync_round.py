@@ -1,0 +1,170 @@
+"""Federated rounds over real HTTPS on loopback: the coordinator runs as `ownrec coordinator serve` in a
+subprocess, and simulated clients run the product client (`RoundRunner`) in threads. Against SQLite, and
+against PostgreSQL when OWNREC_TEST_POSTGRES_URL is set (packaging/postgres.sh starts one)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from contextlib import contextmanager
+from urllib.parse import urlparse, urlunparse
+
+import numpy as np
+import pytest
+
+from agent.core.sync.client import RoundAborted, RoundCancelled
+from agent.core.sync.clipping import DistributedNoise, clip_to_norm
+from agent.core.sync.neighbourhood import plan_neighbourhood
+from agent.core.sync.parameters import train_global_delta
+from agent.core.sync.quantize import QuantizationPlan, centre
+from agent.core.sync.signing import verify_release
+from sync_harness import TRAINING, make_catalog, make_clients, run_clients, start_server
+
+POSTGRES_URL = os.environ.get("OWNREC_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """None (SQLite in the coordinator's state directory), or a fresh PostgreSQL database per test."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not POSTGRES_URL:
+        pytest.skip("OWNREC_TEST_POSTGRES_URL is not set (bash packaging/postgres.sh starts a throwaway cluster)")
+    import psycopg
+
+    name = f"ownrec_test_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"create database {name}")
+    parsed = urlparse(POSTGRES_URL)
+    yield urlunparse(parsed._replace(path=f"/{name}"))
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"drop database if exists {name} with (force)")
+
+
+@contextmanager
+def server_for(tmp_path, db_url, **settings):
+    server = start_server(tmp_path, db_url, **settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def query(server, sql: str) -> list[tuple]:
+    """Read the coordinator's own database directly (what a breach of it would expose)."""
+    if server.db_url.startswith("sqlite"):
+        with sqlite3.connect(server.db_url[len("sqlite:///"):]) as connection:
+            return connection.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(server.db_url) as connection:
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                for row in connection.execute(sql).fetchall()]
+
+
+def expected_contributions(clients, base_vector, layout, cohort_size: int, clip_norm=1.0, noise_multiplier=1.0):
+    """Each client's clipped and noised delta, recomputed here from its data and its seeded generator."""
+    plan = plan_neighbourhood(cohort_size)
+    noise = DistributedNoise(clip_norm, noise_multiplier, plan.min_survivors)
+    vectors = {}
+    for client in clients:
+        delta = train_global_delta(layout, base_vector, client.data.personal, client.data.catalog,
+                                   client.data.labels, TRAINING)
+        clipped, _ = clip_to_norm(delta, clip_norm)
+        vectors[client.seed] = noise.add_to(clipped, client.rng())  # the same draws encode_update makes first
+    return vectors, QuantizationPlan.for_cohort(noise, cohort_size)
+
+
+def released(server, version: int):
+    (body,) = query(server, f"select body from releases where version = {version}")[0]
+    return verify_release(bytes(body), server.pin.signing_public_key)
+
+
+def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
+    catalog = make_catalog()
+    clients = make_clients(20, catalog)
+    with server_for(tmp_path, db_url) as server:
+        run_clients(server.pin, clients)
+        errors = [repr(c.error) for c in clients if c.error]
+        assert not errors, errors
+        assert {c.outcome.state for c in clients} == {"released"}
+        base, new = released(server, 1), released(server, 2)
+        assert [c.outcome.released_version for c in clients] == [2] * 20
+        contributions, quantization = expected_contributions(clients, base.vector, base.layout, 20)
+        expected = base.vector + np.mean(list(contributions.values()), axis=0)
+        # Stochastic rounding moves each summand by less than one step, so the average by less than one step.
+        assert np.max(np.abs(new.vector - expected)) <= quantization.step
+        assert np.max(np.abs(new.vector - base.vector)) > 20 * quantization.step  # the round really moved it
+        assert new.metadata["summands"] == 20 and new.metadata["rounds"] == 1
+
+        # The ledger: one row per upload, with the figures the person is shown.
+        for client in clients:
+            (row,) = client.ledger
+            assert row["state"] == "released" and row["release_version"] == 2
+            assert row["clip_norm"] == 1.0 and row["noise_multiplier"] == 1.0
+            assert row["noise_std"] == pytest.approx(1.0 / np.sqrt(plan_neighbourhood(20).min_survivors))
+            assert row["pre_clip_norm"] == pytest.approx(np.linalg.norm(train_global_delta(
+                base.layout, base.vector, client.data.personal, catalog, client.data.labels, TRAINING)))
+            assert row["epsilon_client"] == pytest.approx(row["epsilon_server"]) and 4 < row["epsilon_server"] < 6
+            assert row["bytes_sent"] == client.outcome.bytes_sent
+            assert 4 * base.layout.size < client.outcome.upload_bytes < 4 * base.layout.size + 16 * 1024
+
+        # What the coordinator stored: masked vectors and the sum, nothing unmasked.
+        tables = {name for (name,) in query(server, "select name from sqlite_master where type = 'table'")} \
+            if server.db_url.startswith("sqlite") else {name for (name,) in query(
+                server, "select tablename from pg_tables where schemaname = 'public'")}
+        assert tables == {"coordinator_lock", "coordinator_settings", "devices", "request_nonces", "rounds",
+                          "participants", "envelopes", "masked_inputs", "revealed_shares", "releases"}
+        masked = [np.frombuffer(bytes(v), "<u4") for (v,) in query(server, "select vector from masked_inputs")]
+        assert len(masked) == 20
+        limit = quantization.per_client_limit
+        for vector in masked:
+            # An unmasked quantized update has every coordinate within +-L; a masked one is uniform mod 2^32.
+            assert np.mean(np.abs(centre(vector)) <= limit) < 0.2
+        (summed, summands), = query(server, "select sum_vector, summands from rounds where state = 'done'")
+        assert summands == 20
+        total = centre(np.frombuffer(bytes(summed), "<u4")) / quantization.scale
+        assert np.allclose(total / 20, new.vector - base.vector, atol=1e-12)
+        assert query(server, "select count(*) from revealed_shares") == [(0,)]
+        assert query(server, "select count(*) from envelopes") == [(0,)]
+
+
+def test_a_round_survives_30_percent_dropouts(tmp_path, db_url):
+    catalog = make_catalog()
+    # 3 leave after sharing their keys (their masks are recovered from shares), 3 after sending their
+    # masked input (their inputs count; their self masks are removed from their neighbours' shares).
+    drops = {**{i: "share-keys" for i in (2, 5, 11)}, **{i: "masked-input" for i in (7, 13, 17)}}
+    clients = make_clients(20, catalog, drops)
+    with server_for(tmp_path, db_url, stage_timeout=6.0) as server:
+        run_clients(server.pin, clients)
+        for client in clients:
+            if client.drop_after:
+                assert isinstance(client.error, RoundCancelled)
+            else:
+                assert client.error is None and client.outcome.state == "released", repr(client.error)
+        base, new = released(server, 1), released(server, 2)
+        counted = [c for c in clients if c.drop_after != "share-keys"]
+        contributions, quantization = expected_contributions(counted, base.vector, base.layout, 20)
+        expected = base.vector + np.mean(list(contributions.values()), axis=0)
+        assert new.metadata["summands"] == 17
+        assert np.max(np.abs(new.vector - expected)) <= quantization.step
+        cancelled = [c for c in clients if c.drop_after == "masked-input"]
+        assert all(c.ledger[0]["state"] == "cancelled" for c in cancelled)
+
+
+def test_below_the_threshold_the_round_aborts_and_nothing_changes(tmp_path, db_url):
+    catalog = make_catalog()
+    clients = make_clients(20, catalog, {i: "share-keys" for i in range(7)})  # 13 left, 14 needed
+    with server_for(tmp_path, db_url, stage_timeout=4.0) as server:
+        run_clients(server.pin, clients)
+        for client in clients[7:]:
+            assert isinstance(client.error, RoundAborted), repr(client.error)
+            assert "fewer than the 14" in str(client.error)
+            (row,) = client.ledger  # their masked input went up before the stage ended short
+            assert row["state"] == "aborted" and row["release_version"] is None
+        assert query(server, "select version from releases") == [(1,)]
+        assert query(server, "select state, sum_vector from rounds") == [("aborted", None)]
+        assert query(server, "select count(*) from masked_inputs") == [(0,)]
+        assert query(server, "select count(*) from envelopes") == [(0,)]
