@@ -215,8 +215,16 @@ def test_split_by_time_holds_out_the_last_two_ratings():
 
 
 def test_a_tiny_evaluation_returns_its_figures(llm, prepared_models_dir, tmp_path):
-    results = rerank_eval.run_rerank_evaluation(users=2, seed=1, log=lambda _: None, top=5, llm=llm)
+    checkpoint = tmp_path / "checkpoint.jsonl"
+    results = rerank_eval.run_rerank_evaluation(users=2, seed=1, log=lambda _: None, top=5, llm=llm,
+                                                checkpoint=checkpoint)
     assert results["plan"]["users"] == 2 and len(results["plan"]["user_ids"]) == 2
+    assert len(checkpoint.read_text(encoding="utf-8").splitlines()) == 3  # the plan, then one line per user
+    messages: list[str] = []
+    resumed = rerank_eval.run_rerank_evaluation(users=2, seed=1, log=messages.append, top=5, llm=llm,
+                                                checkpoint=checkpoint)
+    assert any("resuming: 2 users" in m for m in messages)
+    assert resumed["variants"] == results["variants"] and resumed["cases"] == results["cases"]
     base = results["variants"]["base"]
     assert base["chosen_weight"] in rerank_eval.WEIGHTS
     for protocol in rerank_eval.PROTOCOLS:

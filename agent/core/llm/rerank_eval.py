@@ -26,11 +26,11 @@ of EVALUATION.md (between the `rerank` markers).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -199,21 +199,6 @@ class _Setting:
 
 
 @contextmanager
-def _temporary_home() -> Iterator[Path]:
-    """The evaluation never touches the person's own data directory."""
-    previous = os.environ.get("OWNREC_HOME")
-    with tempfile.TemporaryDirectory(prefix="ownrec-eval-rerank-") as home:
-        os.environ["OWNREC_HOME"] = home
-        try:
-            yield Path(home)
-        finally:
-            if previous is None:
-                os.environ.pop("OWNREC_HOME", None)
-            else:
-                os.environ["OWNREC_HOME"] = previous
-
-
-@contextmanager
 def _single_blas_thread() -> Iterator[None]:
     """BLAS on one thread while the rankers train, where threadpoolctl is installed: the products
     are small, and spinning BLAS threads would fight llama.cpp's for the cores."""
@@ -283,16 +268,67 @@ def _judge_cases(llm: "LLM", setting: _Setting, profile: judge.Profile, cases: l
     return {"items": len(rows), "seconds": result.seconds, "prefix_tokens": result.prefix_tokens}
 
 
+def _evaluate_user(setting: _Setting, llm: "LLM", user: EvalUser, seed: int, top: int, variants: list[str],
+                   lora_for_user: LoraHook | None, apply_adapter: ApplyAdapter) -> dict[str, Any]:
+    """One user's cases with the judge's scores, per variant (JSON-able: a checkpoint line)."""
+    out: dict[str, Any] = {"user": user.user_id, "adapter": False, "variants": {}}
+    with setting.person(user.user_id) as agent:
+        base_cases = _user_cases(setting, agent, user, seed, top)
+        profile = judge.profile_of(agent)
+        for variant in variants:
+            own = [Case(**{**c.__dict__, "top_judge": []}) for c in base_cases]
+            if variant == "personal LoRA":
+                path = lora_for_user(user, agent)
+                out["adapter"] = path is not None
+                apply_adapter(llm, path)
+                llm.llama.reset()  # a cached prefix was computed without the adapter
+                try:
+                    stats = _judge_cases(llm, setting, profile, own)
+                finally:
+                    apply_adapter(llm, None)
+                    llm.llama.reset()
+            else:
+                stats = _judge_cases(llm, setting, profile, own)
+            out["variants"][variant] = {"cases": [c.__dict__ for c in own], "stats": stats}
+    return out
+
+
+def _read_checkpoint(checkpoint: Path | None, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Users already done by an earlier run with the same plan (a JSON-lines file: the plan, then
+    one line per user); anything else starts afresh."""
+    if checkpoint is None or not checkpoint.exists():
+        return {}
+    lines = checkpoint.read_text(encoding="utf-8").splitlines()
+    try:
+        if not lines or json.loads(lines[0]) != {"plan": plan}:
+            return {}
+    except ValueError:
+        return {}
+    done: dict[int, dict[str, Any]] = {}
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+            done[int(entry["user"])] = entry
+        except (ValueError, KeyError, TypeError):  # a torn last line: that user runs again
+            break
+    return done
+
+
 def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = print, top: int = TOP,
                           llm: "LLM | None" = None, threads: int = 1, lora_for_user: LoraHook | None = None,
-                          apply_adapter: ApplyAdapter | None = None) -> dict[str, Any]:
+                          apply_adapter: ApplyAdapter | None = None, checkpoint: Path | str | None = None,
+                          max_users: int | None = None) -> dict[str, Any]:
     """Run the evaluation on `users` MovieLens users (a fixed random subset for `seed`); return
     JSON-able figures, with every case's scores under "cases" (so `summarise` can be rerun).
+
     `llm`: the model to judge with (default: the packaged SmolLM2 on `threads` threads; one by
     default, because on a shared 2-core machine two llama.cpp threads stall each other waiting
     at every barrier, up to several times slower). `lora_for_user(user, agent)` -> an adapter
-    path (or None) per user, with `apply_adapter(llm, path)` to switch to it, adds a "personal
-    LoRA" variant."""
+    path (or None) per user, switched to with `apply_adapter(llm, path)` (default
+    `LLM.set_adapter`), adds a "personal LoRA" variant. `checkpoint`: a file each finished user
+    is appended to, so an interrupted run resumes where it stopped. `max_users`: stop after that
+    many users of the subset (the subset is processed in a seeded random order, so the users done
+    are themselves a random subset)."""
     from agent.core.importers.demo import movielens_ratings
     from agent.core.llm.model import LLM
 
@@ -300,54 +336,50 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
     started = time.perf_counter()
     llm = llm or LLM.load(threads=threads, cache_dir=paths.models_dir() / "llm")
     variants = ["base"] + (["personal LoRA"] if lora_for_user else [])
-    all_users = split_by_time(movielens_ratings())
-    chosen = choose_users(all_users, users, seed)
-    cases: dict[str, list[Case]] = {v: [] for v in variants}
-    judge_stats: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-    adapters_found = 0
-    with _temporary_home() as home, _single_blas_thread():
+    chosen = choose_users(split_by_time(movielens_ratings()), users, seed)
+    np.random.default_rng([seed, 1]).shuffle(chosen)
+    if max_users is not None:
+        chosen = chosen[:max_users]
+    plan = {"users": users, "seed": seed, "negatives": NEGATIVES, "top": top, "cutoff": CUTOFF,
+            "variants": variants, "model": llm.model_id}
+    checkpoint = Path(checkpoint) if checkpoint else None
+    done = _read_checkpoint(checkpoint, plan)
+    if checkpoint is not None and not done:
+        write_text_atomic(checkpoint, json.dumps({"plan": plan}) + "\n")
+    if done:
+        log(f"resuming: {len(done)} users already done in {checkpoint}")
+    with paths.temporary_home("ownrec-eval-rerank-") as home, _single_blas_thread():
         setting = _prepare(home, log)
         log(f"{len(chosen)} users: their ranker, then the LLM on the top {top} of four rankings each")
         for number, user in enumerate(chosen, 1):
-            with setting.person(user.user_id) as agent:
-                base_cases = _user_cases(setting, agent, user, seed, top)
-                profile = judge.profile_of(agent)
-                for variant in variants:
-                    own = [Case(**{**c.__dict__, "top_judge": []}) for c in base_cases]
-                    if variant == "personal LoRA":
-                        path = lora_for_user(user, agent)
-                        adapters_found += path is not None
-                        apply_adapter(llm, path)
-                        llm.llama.reset()  # the cached prefix was computed without the adapter
-                        try:
-                            judge_stats[variant].append(_judge_cases(llm, setting, profile, own))
-                        finally:
-                            apply_adapter(llm, None)
-                            llm.llama.reset()
-                    else:
-                        judge_stats[variant].append(_judge_cases(llm, setting, profile, own))
-                    cases[variant] += own
+            if user.user_id not in done:
+                done[user.user_id] = _evaluate_user(setting, llm, user, seed, top, variants, lora_for_user,
+                                                    apply_adapter)
+                if checkpoint is not None:
+                    with open(checkpoint, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(done[user.user_id]) + "\n")
             if number % 10 == 0 or number == len(chosen):
-                elapsed = time.perf_counter() - started
-                log(f"  {number}/{len(chosen)} users, {elapsed:.0f} s")
+                log(f"  {number}/{len(chosen)} users, {time.perf_counter() - started:.0f} s")
+    entries = [done[u.user_id] for u in chosen]
     results: dict[str, Any] = {
-        "plan": {"users": len(chosen), "seed": seed, "negatives": NEGATIVES, "top": top, "cutoff": CUTOFF,
-                 "weights": list(WEIGHTS), "bootstrap": BOOTSTRAP, "variants": variants,
-                 "user_ids": [u.user_id for u in chosen]},
+        "plan": {**plan, "users": len(chosen), "subset_of": users, "weights": list(WEIGHTS), "bootstrap": BOOTSTRAP,
+                 "user_ids": sorted(u.user_id for u in chosen)},
         "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **_provenance(),
                 "model": llm.name, "threads": llm.threads, "cpus": os.cpu_count()},
         "variants": {},
+        "cases": {},
     }
     for variant in variants:
-        entry = summarise(cases[variant], seed)
-        stats = judge_stats[variant]
+        cases = [Case(**c) for e in entries for c in e["variants"][variant]["cases"]]
+        stats = [e["variants"][variant]["stats"] for e in entries]
+        entry = summarise(cases, seed)
         entry["judge_items_per_user"] = round(float(np.mean([s["items"] for s in stats])), 1)
         entry["judge_seconds_per_user"] = round(float(np.mean([s["seconds"] for s in stats])), 2)
         entry["prefix_tokens_mean"] = round(float(np.mean([s["prefix_tokens"] for s in stats])), 1)
         if variant == "personal LoRA":
-            entry["users_with_adapter"] = adapters_found
+            entry["users_with_adapter"] = sum(bool(e["adapter"]) for e in entries)
         results["variants"][variant] = entry
-    results["cases"] = {v: [c.__dict__ for c in cases[v]] for v in variants}
+        results["cases"][variant] = [c.__dict__ for c in cases]
     results["lora_hook"] = "used" if lora_for_user else "not supplied: no personal LoRA row"
     results["seconds"] = round(time.perf_counter() - started, 1)
     log(f"done in {results['seconds']:.0f} s")
