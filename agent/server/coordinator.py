@@ -277,8 +277,10 @@ class Coordinator:
         """Move the round on as far as its submissions and deadlines allow; True if its state changed."""
         changed = False
         while True:
-            state, deadline, base_version, config_json = tx.one(
-                "select state, deadline, base_version, config from rounds where round_id = ?", [round_id])
+            row = tx.one("select state, deadline, base_version, config from rounds where round_id = ?", [round_id])
+            if row is None:
+                return changed  # an unknown round: the caller reports it
+            state, deadline, base_version, config_json = row
             if state in FINISHED:
                 return changed
             counts = dict(tx.all("select stage, count(*) from participants where round_id = ? group by stage",
