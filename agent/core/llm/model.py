@@ -367,6 +367,8 @@ class LLM:
     chat_format: str  # "gguf" (the file's own template) or "chatml" (fallback: the file has none)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     last_stats: GenerationStats = field(default_factory=GenerationStats, repr=False)
+    adapter: "LoadedAdapter | None" = field(default=None, repr=False)  # the LoRA in use (`set_adapter`)
+    adapter_generation: int = 0  # counts swaps: a cache of evaluated tokens is stale once it changes
 
     @property
     def name(self) -> str:
@@ -374,7 +376,12 @@ class LLM:
 
     @property
     def model_id(self) -> str:
-        return f"{manifest.NAME}-{manifest.QUANTIZATION}-{manifest.SHA256[:12]}" if self.is_default else self.path.name
+        return self.model_id_for(self.path, self.is_default)
+
+    @staticmethod
+    def model_id_for(path: Path, is_default: bool) -> str:
+        """The id adapters record as their base: the default model's includes its sha256."""
+        return f"{manifest.NAME}-{manifest.QUANTIZATION}-{manifest.SHA256[:12]}" if is_default else Path(path).name
 
     @classmethod
     def load(cls, path: Path | None = None, *, threads: int = 0, context: int = DEFAULT_CONTEXT,
@@ -448,6 +455,82 @@ class LLM:
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def tokenize(self, text: str) -> list[int]:
+        """Ids as the judge and the LoRA's training make them: no BOS, special tokens parsed."""
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def next_token_logits(self, tokens: list[int]) -> Any:
+        """The logits (numpy, n_vocab) after evaluating `tokens` from an empty context."""
+        import numpy as np
+
+        llama_cpp = import_llama_cpp()
+        with self.lock:
+            self.llama.reset()
+            self.llama.eval(tokens)
+            pointer = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
+            return np.ctypeslib.as_array(pointer, shape=(self.llama.n_vocab(),)).copy()
+
+    # -- the personal LoRA (agent.core.llm.adapter) -------------------------------------------
+
+    def base_description(self):
+        from agent.core.llm.adapter import describe_base
+
+        return describe_base(self.info, self.model_id)
+
+    def set_adapter(self, path: Path | None, scale: float = 1.0) -> "LoadedAdapter | None":
+        """Use the GGUF LoRA at `path` from the next evaluation on, or none (`None`). The file is
+        checked against this model first (adapter.check_adapter); a refused one raises
+        AdapterRefused and the model keeps what it had. The previous adapter is freed, and the
+        context forgets every evaluated token: cached prefixes were computed with the old weights."""
+        if path is None:
+            self.clear_adapter()
+            return None
+        import ctypes
+
+        from agent.core.llm.adapter import AdapterRefused, check_adapter
+
+        path = Path(path)
+        checked = check_adapter(path, self.base_description())
+        llama_cpp = import_llama_cpp()
+        with self.lock:
+            handle = llama_cpp.llama_adapter_lora_init(self.llama.model, str(path).encode("utf-8"))
+            if not handle:
+                raise AdapterRefused(f"llama.cpp could not load {path.name}")
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
+            scales = (ctypes.c_float * 1)(scale)
+            if llama_cpp.llama_set_adapters_lora(self.llama.ctx, adapters, 1, scales) != 0:
+                llama_cpp.llama_adapter_lora_free(handle)
+                raise AdapterRefused(f"llama.cpp could not apply {path.name} to the running model")
+            previous, self.adapter = self.adapter, LoadedAdapter(path, checked, handle, scale)
+            self._after_swap()
+            if previous is not None:  # no longer set on the context: safe to free
+                llama_cpp.llama_adapter_lora_free(previous.handle)
+            return self.adapter
+
+    def clear_adapter(self) -> None:
+        """Back to the base model alone; frees the adapter."""
+        llama_cpp = import_llama_cpp()
+        with self.lock:
+            if self.adapter is None:
+                return
+            llama_cpp.llama_set_adapters_lora(self.llama.ctx, None, 0, None)
+            previous, self.adapter = self.adapter, None
+            self._after_swap()
+            llama_cpp.llama_adapter_lora_free(previous.handle)
+
+    def _after_swap(self) -> None:
+        self.llama.reset()  # the prefix match of the next generation starts from nothing
+        self.llama._ctx.kv_cache_clear()
+        self.adapter_generation += 1
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    path: Path
+    info: Any  # agent.core.llm.adapter.AdapterInfo
+    handle: Any = field(repr=False)  # llama_adapter_lora *: freed by LLM when replaced
+    scale: float = 1.0
 
 
 def load_llm(config) -> LLM:
