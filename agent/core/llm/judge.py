@@ -47,6 +47,13 @@ class Profile:
             lines.append("Taste: " + ", ".join(f"{name} {value:.1f}" for name, value in self.traits) + ".")
         return "\n".join(lines)
 
+    def without(self, title: str, liked_shown: int = LIKED_SHOWN, disliked_shown: int = DISLIKED_SHOWN) -> "Profile":
+        """The profile with `title` left out of both lists, each then cut to its usual length:
+        an item being judged must not describe itself. Built from a profile made with one more
+        entry per list (`profile_of(..., extra=1)`), it equals `profile_of(agent, exclude={item})`."""
+        return Profile(tuple(t for t in self.liked if t != title)[:liked_shown],
+                       tuple(t for t in self.disliked if t != title)[:disliked_shown], self.traits)
+
 
 def prefix(profile: Profile) -> str:
     """The part of the prompt shared by all of one person's candidates."""
@@ -76,9 +83,10 @@ def answer(enjoyed: bool) -> str:
     return YES if enjoyed else NO
 
 
-def profile_of(agent: "Agent", exclude: set[int] | frozenset[int] = frozenset()) -> Profile:
+def profile_of(agent: "Agent", exclude: set[int] | frozenset[int] = frozenset(), extra: int = 0) -> Profile:
     """The person's profile from their own feedback: the latest likes (ratings >= 4 count as
-    likes, <= 2 as dislikes), skipping `exclude` (the item being judged must not describe itself)."""
+    likes, <= 2 as dislikes), skipping `exclude` (the item being judged must not describe itself).
+    `extra` more entries per list let `Profile.without` drop one title and keep the usual length."""
     liked: list[str] = []
     disliked: list[str] = []
     seen: set[int] = set()
@@ -92,10 +100,10 @@ def profile_of(agent: "Agent", exclude: set[int] | frozenset[int] = frozenset())
             continue
         seen.add(event.item_id)
         target = liked if positive else disliked
-        if len(target) < (LIKED_SHOWN if positive else DISLIKED_SHOWN):
+        if len(target) < (LIKED_SHOWN if positive else DISLIKED_SHOWN) + extra:
             items.setdefault(event.item_id, agent.store.item(event.item_id))
             target.append(items[event.item_id].display_title)
-        if len(liked) >= LIKED_SHOWN and len(disliked) >= DISLIKED_SHOWN:
+        if len(liked) >= LIKED_SHOWN + extra and len(disliked) >= DISLIKED_SHOWN + extra:
             break
     readings = [r for r in agent.traits.readings()
                 if not r.hidden and r.value is not None and (r.confidence or 0.0) >= TRAIT_MIN_CONFIDENCE]

@@ -1,0 +1,209 @@
+"""The personal LoRA's versions and switches. No torch (the Agent imports this module).
+
+Each finished training writes `adapters/lora-<ns>.gguf` in the data directory and records it in
+the store's adapter table as kind "llm-lora" (path, sha256, training figures). The state key
+`llm_lora.enabled` says whether the chat LLM uses it. What the LLM loads is the newest version
+whose file still matches its recorded sha256 and that fits the running base model; anything else
+is skipped and the event log says why.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent import __version__
+from agent.core import paths
+from agent.core.atomic import sha256_file, write_text_atomic
+from agent.core.llm.adapter import AdapterRefused, BaseModel, LoraWeights, read_header, write_adapter
+
+if TYPE_CHECKING:
+    from agent.core.service import Agent
+
+KIND = "llm-lora"
+ENABLED_KEY = "llm_lora.enabled"
+VERSIONS_KEPT = 5
+CHECKPOINT_NAME = "lora-checkpoint.pt"
+CHECKPOINT_NOTE = "lora-checkpoint.json"  # its step, readable without torch
+
+
+class LoraError(ValueError):
+    """A switch or an export cannot be done as asked; nothing was changed."""
+
+
+def checkpoint_path() -> Path:
+    return paths.adapters_dir() / CHECKPOINT_NAME
+
+
+def checkpoint_note_path() -> Path:
+    return paths.adapters_dir() / CHECKPOINT_NOTE
+
+
+def checkpoint_note() -> dict[str, Any] | None:
+    """{step, steps, base_model_id} of the resumable run, if there is one."""
+    if not checkpoint_path().is_file():
+        return None
+    try:
+        return json.loads(checkpoint_note_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def versions(agent: "Agent") -> list[dict[str, Any]]:
+    """Every recorded version, newest first, with its meta decoded."""
+    return [{**row, "meta": json.loads(row["meta"] or "{}")} for row in agent.store.adapter_versions(KIND)]
+
+
+def is_enabled(agent: "Agent") -> bool:
+    return bool(agent.store.get_state(ENABLED_KEY, False))
+
+
+def publish(agent: "Agent", weights: LoraWeights, base: BaseModel, meta: dict[str, Any]) -> tuple[int, Path, str]:
+    """Write `weights` as the next version, switch the LoRA on and swap it into a loaded LLM.
+    Keeps the newest VERSIONS_KEPT versions."""
+    relative = f"adapters/lora-{time.time_ns()}.gguf"
+    path = paths.data_dir() / relative
+    paths.adapters_dir()
+    header = {"app_version": __version__, "created_at": time.time(),
+              **{k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}}
+    sha256 = write_adapter(path, weights, base, header)
+    version = agent.store.record_adapter(KIND, relative, sha256, {**meta, "base_model_id": base.model_id})
+    agent.store.set_state(ENABLED_KEY, True)
+    agent.store.log_event("llm_lora_trained", {"version": version, **{k: meta[k] for k in sorted(meta)}})
+    for old in agent.store.adapter_versions(KIND)[VERSIONS_KEPT:]:
+        (paths.data_dir() / old["path"]).unlink(missing_ok=True)
+        agent.store.db["adapters"].delete(old["id"])
+    agent.apply_llm_adapter()
+    return version, path, sha256
+
+
+@dataclass(frozen=True)
+class Active:
+    version: int
+    path: Path
+    meta: dict[str, Any]
+
+
+def active_adapter(agent: "Agent", base: BaseModel | None = None, log: bool = True) -> Active | None:
+    """The version the LLM should use: None when switched off or there is none; else the newest
+    whose file matches its sha256 (and, given `base`, whose header names that base)."""
+    if not is_enabled(agent):
+        return None
+    for row in versions(agent):
+        path = paths.data_dir() / row["path"]
+        problem = _problem(path, row["sha256"], base)
+        if problem is None:
+            return Active(row["version"], path, row["meta"])
+        if log:
+            agent.store.log_event("llm_lora_skipped", {"version": row["version"], "problem": problem})
+    return None
+
+
+def _problem(path: Path, sha256: str, base: BaseModel | None) -> str | None:
+    if not path.is_file():
+        return f"{path.name} is missing"
+    if sha256_file(path) != sha256:
+        return f"{path.name} does not match its recorded sha256 (damaged or replaced)"
+    if base is not None:
+        try:
+            trained_on = read_header(path).metadata.get("ownrec.base.model_id")
+        except AdapterRefused as error:
+            return str(error)
+        if trained_on != base.model_id:
+            return f"{path.name} was trained on {trained_on}; the model is now {base.model_id}"
+    return None
+
+
+def switch(agent: "Agent", on: bool) -> Active | None:
+    """Turn the personal LoRA on or off (and swap it into a loaded LLM). Turning it on needs a
+    usable version: LoraError otherwise, and the switch stays as it was."""
+    if on:
+        if not versions(agent):
+            raise LoraError("there is no personal LoRA yet: train one with `ownrec lora train`")
+        was = is_enabled(agent)
+        agent.store.set_state(ENABLED_KEY, True)
+        found = active_adapter(agent)
+        if found is None:
+            agent.store.set_state(ENABLED_KEY, was)
+            raise LoraError("no stored version of the personal LoRA is intact (see `ownrec lora status`): "
+                            "train a new one with `ownrec lora train --fresh`")
+    else:
+        agent.store.set_state(ENABLED_KEY, False)
+        found = None
+    agent.store.log_event("llm_lora_switched", {"on": on})
+    agent.apply_llm_adapter()
+    return found
+
+
+def reset(agent: "Agent") -> int:
+    """Delete every version and the training checkpoint; switch off. Returns how many versions."""
+    rows = agent.store.adapter_versions(KIND)
+    agent.store.set_state(ENABLED_KEY, False)
+    agent.apply_llm_adapter()  # the LLM lets go of the file first
+    with agent.store.db.atomic():
+        for row in rows:
+            agent.store.db["adapters"].delete(row["id"])
+    for row in rows:
+        (paths.data_dir() / row["path"]).unlink(missing_ok=True)
+    checkpoint_path().unlink(missing_ok=True)
+    checkpoint_note_path().unlink(missing_ok=True)
+    agent.store.log_event("llm_lora_reset", {"versions": len(rows)})
+    return len(rows)
+
+
+def export(agent: "Agent", destination: Path, base_path: Path | None = None) -> dict[str, Path]:
+    """Copy the newest intact version into the folder `destination` (made if missing) as
+    `ownrec-lora-v<N>.gguf`, with an Ollama `Modelfile` (FROM the base, ADAPTER the file) and the
+    llama.cpp command line in a README. Refuses to overwrite files; nothing is written then."""
+    destination = Path(destination).expanduser()
+    if destination.exists() and not destination.is_dir():
+        raise LoraError(f"{destination} is a file: give a folder to export into")
+    rows = versions(agent)
+    if not rows:
+        raise LoraError("there is no personal LoRA to export: train one with `ownrec lora train`")
+    chosen = next((r for r in rows if _problem(paths.data_dir() / r["path"], r["sha256"], None) is None), None)
+    if chosen is None:
+        raise LoraError("no stored version of the personal LoRA is intact: train a new one with `ownrec lora train --fresh`")
+    adapter_name = f"ownrec-lora-v{chosen['version']}.gguf"
+    targets = {"adapter": destination / adapter_name, "modelfile": destination / "Modelfile",
+               "readme": destination / "README-ownrec-lora.txt"}
+    taken = [str(p) for p in targets.values() if p.exists()]
+    if taken:
+        raise LoraError(f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}: "
+                        "choose an empty folder or move them away")
+    base_file = str(base_path) if base_path else "/path/to/the/base-model.gguf"
+    base_id = chosen["meta"].get("base_model_id", "the base model")
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(paths.data_dir() / chosen["path"], targets["adapter"])
+    write_text_atomic(targets["modelfile"],
+                      f"# ownrec personal LoRA v{chosen['version']}, trained on {base_id}.\n"
+                      f"# Create the model with: ollama create my-ownrec -f Modelfile\n"
+                      f"FROM {base_file}\nADAPTER ./{adapter_name}\n")
+    write_text_atomic(targets["readme"],
+                      f"ownrec personal LoRA, version {chosen['version']} (rank {chosen['meta'].get('rank')}, "
+                      f"{chosen['meta'].get('steps')} steps on {chosen['meta'].get('examples')} of your judgements).\n"
+                      f"It fits only its base model: {base_id}\n  ({base_file})\n\n"
+                      f"llama.cpp:  llama-cli -m {base_file} --lora {adapter_name}\n"
+                      f"Ollama:     ollama create my-ownrec -f Modelfile\n\n"
+                      "It answers ownrec's question \"would this person enjoy this item?\" with Yes or No;\n"
+                      "it was trained on your feedback only, and it is personal data: share it with care.\n")
+    return targets
+
+
+def status(agent: "Agent") -> dict[str, Any]:
+    """Plain data for `ownrec lora status` and the TUI."""
+    rows = versions(agent)
+    found = active_adapter(agent, log=False) if rows else None
+    return {
+        "enabled": is_enabled(agent),
+        "active_version": found.version if found else None,
+        "versions": [{"version": r["version"], "path": r["path"], "sha256": r["sha256"],
+                      "created_at": r["created_at"],
+                      "intact": _problem(paths.data_dir() / r["path"], r["sha256"], None) is None, **r["meta"]}
+                     for r in rows],
+        "checkpoint": checkpoint_note(),  # a run that `ownrec lora train` resumes, or None
+    }
