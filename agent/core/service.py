@@ -153,8 +153,35 @@ class Agent:
 
         with self._lock:
             if self._llm is None:
-                self._llm = load_llm(self.config)
+                llm = load_llm(self.config)
+                self._use_personal_lora(llm)
+                self._llm = llm
             return self._llm
+
+    def apply_llm_adapter(self) -> None:
+        """Make a loaded LLM use the personal LoRA as its versions and switch now say (after a
+        training, `ownrec lora on|off|reset`); an unloaded one picks it up when it loads."""
+        with self._lock:
+            if self._llm is not None:
+                self._use_personal_lora(self._llm)
+
+    def _use_personal_lora(self, llm: "LLM") -> None:
+        """The active, intact personal LoRA for this base, or none: a refused adapter is logged
+        and the base model works on alone (agent.core.lora.versions)."""
+        from agent.core.llm.adapter import AdapterRefused
+        from agent.core.lora.versions import active_adapter
+
+        active = active_adapter(self, llm.base_description())
+        if active is None:
+            llm.clear_adapter()
+            return
+        if llm.adapter is not None and llm.adapter.path == active.path:
+            return
+        try:
+            llm.set_adapter(active.path)
+        except AdapterRefused as error:
+            self.store.log_event("llm_lora_refused", {"version": active.version, "problem": str(error)})
+            llm.clear_adapter()
 
     def ask(self, text: str, conversation_id: int | None = None, size: int | None = None,
             on_chunk: Callable[[str], None] | None = None) -> "Answer":
