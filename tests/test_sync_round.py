@@ -168,3 +168,24 @@ def test_below_the_threshold_the_round_aborts_and_nothing_changes(tmp_path, db_u
         assert query(server, "select state, sum_vector from rounds") == [("aborted", None)]
         assert query(server, "select count(*) from masked_inputs") == [(0,)]
         assert query(server, "select count(*) from envelopes") == [(0,)]
+
+
+def test_two_workers_share_one_postgresql(tmp_path):
+    if not POSTGRES_URL:
+        pytest.skip("OWNREC_TEST_POSTGRES_URL is not set (bash packaging/postgres.sh starts a throwaway cluster)")
+    import psycopg
+
+    name = f"ownrec_test_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"create database {name}")
+    try:
+        url = urlunparse(urlparse(POSTGRES_URL)._replace(path=f"/{name}"))
+        clients = make_clients(20, make_catalog())
+        with server_for(tmp_path, url, workers=2) as server:  # requests land on either worker
+            run_clients(server.pin, clients)
+            assert [c.error for c in clients] == [None] * 20
+            assert query(server, "select version from releases order by version") == [(1,), (2,)]
+            assert query(server, "select summands from rounds") == [(20,)]
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"drop database if exists {name} with (force)")
