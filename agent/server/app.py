@@ -53,6 +53,9 @@ STAGE_PATHS = {"advertise-keys": protocol.Stage.ADVERTISE_KEYS, "share-keys": pr
                "masked-input": protocol.Stage.MASKED_INPUT, "unmasking": protocol.Stage.UNMASKING}
 CHECKIN_LIMIT = 4096
 MAX_WAIT_SECONDS = 25.0
+# How often a long poll looks at the database without being woken: catches deadlines, and changes made
+# by another worker process. Each look costs a query, times every waiting client.
+RECHECK_SECONDS = 1.5
 MOVIELENS_ITEMS = 1682
 
 
@@ -68,7 +71,7 @@ def create_app(coordinator: Coordinator) -> Starlette:
         return state["changed"]
 
     def notify() -> None:
-        # Wake every long poll in this worker; pollers in other workers re-check at least every 0.5 s.
+        # Wake every long poll in this worker; pollers in other workers re-check every RECHECK_SECONDS.
         event = changed_event()
         state["changed"] = asyncio.Event()
         event.set()
@@ -137,7 +140,7 @@ def create_app(coordinator: Coordinator) -> Starlette:
                     notify()  # this poll may have moved the round on (a deadline): wake the others
                 return JSONResponse(result)
             try:
-                await asyncio.wait_for(event.wait(), timeout=min(0.5, remaining))
+                await asyncio.wait_for(event.wait(), timeout=min(RECHECK_SECONDS, remaining))
             except TimeoutError:
                 pass
 

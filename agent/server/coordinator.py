@@ -3,7 +3,7 @@
 HTTP-free and thread-safe: every public method runs in one `storage.write()` transaction (or a read),
 so a stage transition is atomic and several workers sharing a PostgreSQL database agree on it. No
 background task is needed: deadlines are checked whenever a client asks (the clients' long polls ask
-at least every half second), and a stage ends early once every expected client has submitted.
+every 1.5 s), and a stage ends early once every expected client has submitted.
 
 Round states, in order: forming -> advertise -> share -> masked -> unmask -> done; `aborted` from any.
 Participants' `stage` column counts the stages they completed (0 checked in .. 4 answered unmasking):
@@ -126,6 +126,8 @@ class Coordinator:
         self.signing_key = signing_key
         self.settings = settings
         self.public_key = signing_key.public_key().public_bytes_raw()
+        self._release_cache = None
+        self._spent_cache: dict[tuple, Any] = {}
         with storage.write() as tx:
             stored = tx.one("select value from coordinator_settings where key = 'signing_public_key'")
             if stored is None:
@@ -145,8 +147,13 @@ class Coordinator:
     # -- releases and accounting --------------------------------------------------------------
 
     def _latest_release(self, tx: Transaction):
-        version, body = tx.one("select version, body from releases order by version desc limit 1")
-        return verify_release(bytes(body), self.public_key)
+        # Verified once per version (every check-in and stage needs it; verifying is not free).
+        (version,) = tx.one("select max(version) from releases")
+        cached = self._release_cache
+        if cached is None or cached.version != version:
+            (body,) = tx.one("select body from releases where version = ?", [version])
+            cached = self._release_cache = verify_release(bytes(body), self.public_key)
+        return cached
 
     def latest_release_bytes(self) -> bytes:
         with self.storage.read() as tx:
@@ -163,8 +170,11 @@ class Coordinator:
 
     def _spent(self, tx: Transaction, extra: list[tuple[float, float]]):
         rows = tx.all("select noise_multiplier, clamp_probability from releases where round_id is not null")
-        rows = [(float(z), float(p)) for z, p in rows] + extra
-        return privacy_spent([z for z, _ in rows], self.settings.target_delta, [p for _, p in rows])
+        rows = tuple((float(z), float(p)) for z, p in rows) + tuple(extra)
+        if rows not in self._spent_cache:  # the RDP accountant takes milliseconds; check-ins ask often
+            self._spent_cache = {rows: privacy_spent([z for z, _ in rows], self.settings.target_delta,
+                                                     [p for _, p in rows])}
+        return self._spent_cache[rows]
 
     # -- authentication -------------------------------------------------------------------------
 

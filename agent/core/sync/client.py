@@ -44,7 +44,7 @@ from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delt
 from agent.core.sync.quantize import QuantizationPlan, encode_update
 from agent.core.sync.signing import Release, public_bytes, sign_request, verify_release
 
-POLL_SECONDS = 2.0  # each long poll returns within this, so a cancellation takes effect within it
+POLL_SECONDS = 4.0  # each long poll returns within this, so a cancellation takes effect within it
 
 
 class CoordinatorRefused(SyncError):
