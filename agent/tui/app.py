@@ -5,6 +5,8 @@ the start screen, which then gives way to onboarding or the feed."""
 
 from __future__ import annotations
 
+import contextlib
+
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -25,6 +27,7 @@ class OwnrecApp(App):
         self.agent = agent
         self.opened_agent = agent is None  # only an agent the app opened is the app's to close
         self.feed_ready = False  # set once the first feed is on screen
+        self.lora_job = None  # a personal-LoRA training running in the background (ModelScreen)
 
     def on_mount(self) -> None:
         self.push_screen(StartScreen())
@@ -63,5 +66,9 @@ def run() -> None:
     try:
         app.run()
     finally:
+        if app.lora_job is not None:  # stop after the current step: the checkpoint lets it resume
+            app.lora_job.cancel()
+            with contextlib.suppress(Exception):  # its error was the screen's to show; quitting goes on
+                app.lora_job.wait(timeout=30)
         if app.opened_agent and app.agent is not None:
             app.agent.close()

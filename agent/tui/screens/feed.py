@@ -27,6 +27,7 @@ class FeedScreen(Screen):
         Binding("slash", "search", "Search", key_display="/"),
         Binding("t", "traits", "Traits"),
         Binding("c", "chat", "Chat"),
+        Binding("m", "model", "Model"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -86,6 +87,15 @@ class FeedScreen(Screen):
                 self.action_refresh("re-ranked after your feedback in chat")
 
         self.app.push_screen(ChatScreen(), back)
+
+    def action_model(self) -> None:
+        from agent.tui.screens.model import ModelScreen
+
+        def back(changed: bool | None) -> None:
+            if changed:
+                self.action_refresh("re-ranked with the language model's setting changed")
+
+        self.app.push_screen(ModelScreen(), back)
 
     def give(self, item: Item, kind: str) -> None:
         if item.ref in self.table.rows:
