@@ -164,6 +164,14 @@ def test_without_the_rotary_permutation_llama_cpp_diverges(torch_base, clean_llm
     assert not np.array_equal(raw.pairs[(0, "attn_q")][1], weights.pairs[(0, "attn_q")][1])
 
 
+@pytest.fixture(scope="module")
+def good_adapter(torch_base, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("adapters") / "good.gguf"
+    write_adapter(path, _random_lora(torch_base, 0.1), torch_base.base)
+    torch_base.reset_lora(0)
+    return path
+
+
 def _shrunk(base: BaseModel) -> BaseModel:
     return BaseModel(base.architecture, base.model_id, base.layers, 512, 8, 4, 64)
 
@@ -184,12 +192,10 @@ def _shrunk(base: BaseModel) -> BaseModel:
     (lambda base, good, tmp: tmp.write_text("not a model at all\n" * 10) and tmp, "is not a GGUF model"),
     (lambda base, good, tmp: default_model_path(), "is a GGUF model, not a LoRA adapter"),
 ])
-def test_an_adapter_for_another_base_is_refused_and_the_model_is_unchanged(torch_base, clean_llm, tmp_path,
-                                                                          make, message):
+def test_an_adapter_for_another_base_is_refused_and_the_model_is_unchanged(torch_base, clean_llm, good_adapter,
+                                                                          tmp_path, make, message):
     ids = torch_base.judge_ids(PROFILE, ITEM)
-    good = tmp_path / "good.gguf"
-    write_adapter(good, _random_lora(torch_base, 0.1), torch_base.base)
-    torch_base.reset_lora(0)
+    good = good_adapter
     clean_llm.set_adapter(good)
     before = clean_llm.next_token_logits(ids)
     bad = make(torch_base.base, good, tmp_path / "bad.gguf")
@@ -251,8 +257,10 @@ def test_cancel_then_resume_ends_where_an_uninterrupted_run_ends(torch_base, tmp
                            evaluate_loss=False)
     assert first.cancelled and first.step == 2 and first.weights is None and seen == [(1, 4), (2, 4)]
     assert checkpoint.is_file()  # saved on cancel, before the every-3-steps checkpoint
-    second = train_examples(torch_base, Tokenized([], [], [], "", {}), settings, checkpoint=checkpoint,
-                            evaluate_loss=False)  # resumes with the checkpoint's own examples
+    # resumes with the checkpoint's own examples and settings (batch, learning rate, seed)
+    second = train_examples(torch_base, Tokenized([], [], [], "", {}), TrainingSettings(steps=4, threads=1),
+                            checkpoint=checkpoint, evaluate_loss=False)
+    assert (second.settings.batch, second.settings.learning_rate, second.settings.seed) == (2, 2e-3, 7)
     assert not second.cancelled and second.resumed_from == 2 and second.step == whole.step == 4
     assert second.losses == pytest.approx(whole.losses[2:], abs=1e-5)
     for key, (A, B) in whole.weights.pairs.items():
@@ -289,6 +297,17 @@ def test_examples_come_from_feedback_and_never_show_the_judged_item(demo_agent):
     assert all(not e.enjoyed and e.weight == 0.5 for e in weak)
     assert sum(e.weight for e in found.examples if e.enjoyed) == sum(e.weight for e in found.examples if not e.enjoyed)
     assert examples_from_agent(demo_agent, seed=3) == found  # deterministic
+
+
+def test_a_profile_without_an_item_is_the_profile_that_excludes_it(demo_agent):
+    for item_id in range(1, 13):
+        demo_agent.store.add_interaction(item_id, "like")  # more likes than the profile shows
+    wide = judge.profile_of(demo_agent, extra=1)
+    assert len(wide.liked) == judge.LIKED_SHOWN + 1
+    for item_id in (12, 5, 50, 98, 400):  # newest like, older like, ..., the dislike, an unrated item
+        title = demo_agent.store.item(item_id).display_title
+        assert wide.without(title) == judge.profile_of(demo_agent, exclude={item_id})
+    assert judge.profile_of(demo_agent).liked == wide.liked[: judge.LIKED_SHOWN]  # unchanged without `extra`
 
 
 def test_a_background_job_publishes_a_version_the_agents_llm_uses(demo_agent, torch_base, llm):

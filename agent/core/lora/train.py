@@ -57,11 +57,11 @@ class TrainingSettings:
     # forward pass 0.4 s on 1 thread, 2-12 s on 2, with the machine's load at 5 on 2 cores).
     threads: int = 0
 
-    def same_run(self, other: "TrainingSettings") -> bool:
-        """Everything that shapes the result but the number of steps (a resumed run may be given
-        more or fewer)."""
-        ignored = {"steps": 0, "checkpoint_every": 0, "threads": 0}
-        return asdict(self) | ignored == asdict(other) | ignored
+    def resuming(self, saved: dict[str, Any]) -> "TrainingSettings":
+        """A resumed run continues the saved run: its settings, with this call's number of steps,
+        checkpoint interval and threads (which do not change the result)."""
+        return TrainingSettings(**(saved | {"steps": self.steps, "checkpoint_every": self.checkpoint_every,
+                                            "threads": self.threads}))
 
 
 @dataclass
@@ -70,12 +70,14 @@ class TrainingResult:
     steps: int  # the target
     cancelled: bool
     losses: list[float]  # per step of this run (not of earlier runs before a resume)
-    loss_before: float | None  # mean weighted loss over all examples, before the first step
+    loss_before: float | None  # mean weighted loss over the examples (`evaluate`), before the first step
     loss_after: float | None  # ... and after the last (None when cancelled)
     step_seconds: float | None  # median of this run
     resumed_from: int
+    step_times: list[float] = field(default_factory=list)  # seconds, per step of this run
     counts: dict[str, int] = field(default_factory=dict)
     weights: Any = None  # LoraWeights when finished
+    settings: Any = None  # the TrainingSettings in effect (a resumed run's are the checkpoint's)
 
 
 def batch_indices(count: int, batch: int, seed: int, step: int) -> list[int]:
@@ -111,13 +113,18 @@ def _loss(base: LoraBase, data: Tokenized, rows: list[int]):
     return (losses * weights).sum() / weights.sum()
 
 
-def evaluate(base: LoraBase, data: Tokenized, batch: int = 8) -> float:
-    """The weighted mean loss over every example (no gradient)."""
+EVALUATED_EXAMPLES = 64  # loss before/after is measured on at most this many (evenly spaced)
+
+
+def evaluate(base: LoraBase, data: Tokenized, batch: int = 8, limit: int = EVALUATED_EXAMPLES) -> float:
+    """The weighted mean loss over the examples, or `limit` of them evenly spaced (no gradient):
+    a forward pass per example costs about a third of a training step's."""
     torch = _torch()
+    chosen = sorted({int(i) for i in np.linspace(0, len(data.ids) - 1, min(limit, len(data.ids)))})
     total = weight = 0.0
     with torch.no_grad():
-        for start in range(0, len(data.ids), batch):
-            rows = list(range(start, min(start + batch, len(data.ids))))
+        for start in range(0, len(chosen), batch):
+            rows = chosen[start : start + batch]
             w = sum(data.weights[i] for i in rows)
             total += float(_loss(base, data, rows)) * w
             weight += w
@@ -169,25 +176,25 @@ def train_examples(base: LoraBase, examples: ExampleSet | Tokenized, settings: T
                    cancel: threading.Event | None = None, evaluate_loss: bool = True) -> TrainingResult:
     """Train `base`'s LoRA on `examples`. With `checkpoint`, save there every
     `settings.checkpoint_every` steps and on cancel, and (with `resume`) continue from it: its own
-    examples and step, when it was made by the same base and settings (else TrainingError)."""
+    examples, step and settings (but this call's number of steps), when it was made with the
+    same base model (else TrainingError)."""
     torch = _torch()
-    if settings.rank != base.rank or settings.alpha != base.alpha:
-        raise TrainingError(f"the loaded model has a rank {base.rank} LoRA, the settings ask for {settings.rank}")
     with base.lock:
-        if settings.threads > 0:
-            torch.set_num_threads(settings.threads)
-        torch.manual_seed(settings.seed)
         state = read_checkpoint(checkpoint) if checkpoint is not None and resume else None
         if state is not None:
             if state["base_model_id"] != base.base.model_id:
                 raise TrainingError(f"the checkpoint was made with {state['base_model_id']}, the model is now "
                                     f"{base.base.model_id}: start again with `ownrec lora train --fresh`")
-            if not settings.same_run(TrainingSettings(**state["settings"])):
-                raise TrainingError("the checkpoint was made with other training settings: start again with "
-                                    "`ownrec lora train --fresh`")
+            settings = settings.resuming(state["settings"])
             data = Tokenized(**state["data"])
         else:
             data = examples if isinstance(examples, Tokenized) else Tokenized.of(base, examples)
+        if settings.rank != base.rank or settings.alpha != base.alpha:
+            raise TrainingError(f"the loaded model carries a rank {base.rank}, alpha {base.alpha} LoRA; "
+                                f"the run needs rank {settings.rank}, alpha {settings.alpha}")
+        if settings.threads > 0:
+            torch.set_num_threads(settings.threads)
+        torch.manual_seed(settings.seed)
         if not data.ids:
             raise TrainingError("no training examples")
         base.lora_enabled(True)
@@ -232,8 +239,8 @@ def train_examples(base: LoraBase, examples: ExampleSet | Tokenized, settings: T
             _save_checkpoint(checkpoint, base, optimizer, settings, step, data, loss_before)
         loss_after = None if cancelled or not evaluate_loss else evaluate(base, data)
         return TrainingResult(step, settings.steps, cancelled, losses, loss_before, loss_after,
-                              statistics.median(durations) if durations else None, resumed_from, data.counts,
-                              None if cancelled else base.weights())
+                              statistics.median(durations) if durations else None, resumed_from, durations,
+                              data.counts, None if cancelled else base.weights(), settings)
 
 
 @dataclass
@@ -282,8 +289,9 @@ def train(agent: "Agent", settings: TrainingSettings = TrainingSettings(), *, fr
                             checkpoint=checkpoint, resume=not fresh, progress=progress, cancel=cancel)
     if result.cancelled:
         return Outcome(result)
-    meta = {"steps": result.step, "rank": settings.rank, "alpha": settings.alpha, "seed": settings.seed,
-            "learning_rate": settings.learning_rate, "batch": settings.batch,
+    used = result.settings
+    meta = {"steps": result.step, "rank": used.rank, "alpha": used.alpha, "seed": used.seed,
+            "learning_rate": used.learning_rate, "batch": used.batch,
             "loss_before": result.loss_before, "loss_after": result.loss_after, **result.counts}
     version, path, sha256 = versions.publish(agent, result.weights, base.base, meta)
     checkpoint.unlink(missing_ok=True)
