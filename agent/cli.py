@@ -431,14 +431,248 @@ def config_unset(key: str) -> None:
     click.echo(f"{key} reset to its default")
 
 
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array of {id, name, value, confidence, pinned, hidden, ...}.")
+@click.pass_context
+@_fail_cleanly
+def traits(ctx: click.Context, as_json: bool) -> None:
+    """What ownrec believes about your personality and taste, and how to change it.
+
+    \b
+    Each trait is an axis between two poles (e.g. lighthearted 0 ... dark 1). Its value is
+    read from your model, with a confidence that grows with consistent feedback.
+    Edits are real: they move your model, change the next ranking, and can be undone.
+      ownrec traits                 the list (hidden traits show no numbers)
+      ownrec traits set dark 0.3    make the feed lighter
+      ownrec traits pin dark        training may no longer move it
+      ownrec traits hide niche      not used for ranking, not shown, not exported
+      ownrec traits undo            take back the last edit
+    Add your own traits to traits.toml in your data folder (same shape as the built-in ones).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    agent = _agent()
+    for problem in agent.traits.problems:
+        click.echo(f"skipped {problem}", err=True)
+    readings = agent.traits.readings()
+    if as_json:
+        _emit_json([r.as_dict() for r in readings])
+        return
+    for r in readings:
+        if r.hidden:
+            click.echo(f"{r.name:<18} (hidden)   `ownrec traits show {r.id}` to use and show it again")
+            continue
+        bar = "█" * round(r.value * 20) + "·" * (20 - round(r.value * 20))
+        marks = " ".join(m for m, on in (("pinned", r.pinned), ("edited", r.edited)) if on)
+        click.echo(f"{r.name:<18} {r.low[:18]:>18} {bar} {r.high[:18]:<18} {r.value:.2f}  "
+                   f"confidence {r.confidence:.2f}  {marks}".rstrip())
+
+
+def _trait_edit(action: str, help_text: str):
+    @traits.command(action, help=help_text)
+    @click.argument("name")
+    @_fail_cleanly
+    def command(name: str) -> None:
+        edit = getattr(_agent().traits, action)(name)
+        click.echo(f"{edit.trait_id}: {edit.describe()}")
+
+    return command
+
+
+for _action, _help in [
+    ("pin", "Pin trait NAME: training may no longer move it."),
+    ("unpin", "Let training move trait NAME again."),
+    ("hide", "Hide trait NAME: removed from ranking, from every display and from exports."),
+    ("show", "Show and use a hidden trait NAME again."),
+    ("reset", "Take back your own settings of NAME: it reads what your feedback infers."),
+    ("forget", "Reset NAME, remove what feedback taught about it, and drop its evidence and history."),
+]:
+    _trait_edit(_action, _help)
+
+
+@traits.command("set")
+@click.argument("name")
+@click.argument("value", type=float)
+@_fail_cleanly
+def traits_set(name: str, value: float) -> None:
+    """Set trait NAME to VALUE (0 to 1); your model moves so it reads that value."""
+    edit = _agent().traits.set(name, value)
+    click.echo(f"{edit.trait_id}: {edit.describe()}")
+
+
+@traits.command("undo")
+@_fail_cleanly
+def traits_undo() -> None:
+    """Undo the last trait edit."""
+    edit = _agent().traits.undo()
+    click.echo("nothing to undo" if edit is None else f"undid {edit.trait_id}: {edit.describe().replace(' (undone)', '')}")
+
+
+@traits.command("history")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def traits_history(name: str | None, as_json: bool) -> None:
+    """The local log of trait edits, newest first (never exported for hidden traits)."""
+    edits = _agent().traits.history(name)
+    if as_json:
+        _emit_json([{"id": e.id, "at": e.at, "trait": e.trait_id, "action": e.action, "undone": e.undone,
+                     "description": e.describe()} for e in edits])
+        return
+    if not edits:
+        click.echo("no trait edits yet")
+    for edit in edits:
+        when = datetime.fromtimestamp(edit.at).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{when}  {edit.trait_id:<18} {edit.describe()}")
+
+
+@traits.command("portrait")
+@_fail_cleanly
+def traits_portrait() -> None:
+    """A few sentences about your taste, written by the local LLM from the numbers above
+    (never the other way round: nothing it writes changes a value)."""
+    from agent.core.llm.portrait import write_portrait
+
+    portrait = write_portrait(_agent())
+    if not portrait.text:
+        click.echo("not enough clear traits yet for a portrait: rate a few more items")
+        return
+    click.echo(portrait.text)
+    click.echo(f"(from: {'; '.join(portrait.facts)})", err=True)
+
+
+@traits.command("validate")
+@click.option("--quick", is_flag=True, help="A sample of users and fewer training epochs (for CI).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),
+              show_default=True, help="The Markdown report to write (its traits section is replaced).")
+@_fail_cleanly
+def traits_validate(quick: bool, as_json: bool, output: Path) -> None:
+    """Check that the traits measure what they claim, on MovieLens-100K; write EVALUATION.md."""
+    from agent.core.traits.validate import run_validation, write_report
+
+    results = run_validation(quick=quick, log=lambda m: click.echo(m, err=True))
+    markdown = write_report(results, output)
+    _emit_json(results) if as_json else click.echo(markdown)
+
+
 @cli.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+@_fail_cleanly
+def export(output: Path | None) -> None:
+    """Write all your personal data (feedback, items, settings, model parameters) as JSON."""
+    data = json.dumps(_agent().export(), indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(data)
+    else:
+        from agent.core.atomic import write_text_atomic
+
+        write_text_atomic(output, data)
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.command()
+@click.option("--all", "everything", is_flag=True, required=True, help="Required: forget everything.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_fail_cleanly
+def forget(everything: bool, yes: bool) -> None:
+    """Delete all your personal data: feedback, model, settings. Models stay cached."""
+    home = paths.data_dir()
+    if not yes:
+        click.confirm(f"Delete everything ownrec knows about you in {home}?", abort=True)
+    removed = _agent().forget_all()
+    click.echo(f"deleted {len(removed)} files and folders from {home}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json: bool) -> None:
+    """Check the models, the database and the versions, and say what to fix."""
+    from agent.core.doctor import run_checks
+
+    checks = run_checks()
+    if as_json:
+        _emit_json([c.__dict__ for c in checks])
+    else:
+        for check in checks:
+            mark = "ok " if check.ok else "FIX"
+            click.echo(f"[{mark}] {check.name}: {check.detail}")
+            if not check.ok and check.fix:
+                click.echo(f"      fix: {check.fix}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+@cli.group()
+def models() -> None:
+    """Prepare the local models (derived from installed PyPI packages)."""
+
+
+@models.command("prepare")
+@click.option("--force", is_flag=True, help="Rebuild even if the prepared files check out.")
+@_fail_cleanly
+def models_prepare(force: bool) -> None:
+    """Export the text encoder to ONNX and quantize it to int8 (needs the `models` extra)."""
+    from agent.core.model_prep import prepare_encoder
+
+    path = prepare_encoder(paths.models_dir(), force=force, log=lambda m: click.echo(m, err=True))
+    click.echo(f"encoder ready in {path}")
+
+
+@cli.group()
+def config() -> None:
+    """Read and change settings (stored in config.toml in the data directory)."""
+
+
+@config.command("list")
+@_fail_cleanly
+def config_list() -> None:
+    """Every setting, its value, and what it does."""
+    for setting, value, is_set in Config().items():
+        origin = "" if is_set else " (default)"
+        click.echo(f"{setting.key} = {value!r}{origin}\n    {setting.help}")
+
+
+@config.command("get")
+@click.argument("key")
+@_fail_cleanly
+def config_get(key: str) -> None:
+    """Print the value of KEY."""
+    click.echo(Config().get(key))
+
+
+@config.command("set")
+@click.argument("key", type=click.Choice(sorted(SETTINGS), case_sensitive=True), metavar="KEY")
+@click.argument("value")
+@_fail_cleanly
+def config_set(key: str, value: str) -> None:
+    """Set KEY to VALUE (checked against the setting's type and range)."""
+    stored = Config().set(key, value)
+    click.echo(f"{key} = {stored!r}")
+
+
+@config.command("unset")
+@click.argument("key")
+@_fail_cleanly
+def config_unset(key: str) -> None:
+    """Return KEY to its default."""
+    Config().unset(key)
+    click.echo(f"{key} reset to its default")
+
+
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--quick", is_flag=True, help="Fewer repetitions (for CI); figures are noisier.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
               show_default=True, help="Where to write the Markdown report.")
+@click.pass_context
 @_fail_cleanly
-def bench(as_json: bool, quick: bool, output: Path) -> None:
-    """Measure speed side by side in one run and write BENCHMARKS.md."""
+def bench(ctx: click.Context, as_json: bool, quick: bool, output: Path) -> None:
+    """Measure speed side by side in one run and write BENCHMARKS.md (`ownrec bench sync`: federated sync)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from agent.core.bench import run_benchmarks, to_markdown
 
     results = run_benchmarks(quick=quick, log=lambda m: click.echo(m, err=True))
@@ -449,6 +683,47 @@ def bench(as_json: bool, quick: bool, output: Path) -> None:
         _emit_json(results)
     else:
         click.echo(to_markdown(results))
+
+
+def _cohort_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated client counts such as 100,1000, not {value!r}") from None
+    if not sizes or min(sizes) < 3:
+        raise click.BadParameter("each round needs at least 3 clients")
+    return sizes
+
+
+@bench.command("sync")
+@click.option("--clients", default="100,1000", show_default=True, callback=_cohort_sizes,
+              help="Comma-separated cohort sizes: one round for each.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Client worker processes per round (default: one per 250 clients, at least 2).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
+              show_default=True, help="The Markdown report whose sync section is replaced (the rest is kept).")
+@_fail_cleanly
+def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, output: Path) -> None:
+    """One federated round on loopback: wall time, coordinator CPU and memory, bytes per client.
+
+    Runs `ownrec coordinator serve` and the simulated clients (the product client, one thread and
+    HTTPS connection each, spread over worker processes) on this machine, then one client's
+    secure-aggregation work at cohorts of 100, 1,000 and 10,000. Writes the figures between the
+    sync markers of the report; the 1,000-client round takes minutes on two cores.
+    """
+    from agent.server.bench import SyncBenchFailed, run_sync_bench, sync_markdown, write_sync_section
+
+    try:
+        results = run_sync_bench(clients, log=lambda m: click.echo(m, err=True), workers=workers)
+    except SyncBenchFailed as error:
+        raise click.ClickException(str(error)) from None
+    section = sync_markdown(results)
+    write_sync_section(output, section)
+    if as_json:
+        _emit_json(results)
+    else:
+        click.echo(section)
 
 
 # -- ask and chats (agent.core.llm) -----------------------------------------------------------------
