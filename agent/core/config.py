@@ -93,6 +93,10 @@ SETTINGS: dict[str, Setting] = {
                 0.0, 10.0),
         Setting("llm.rerank_candidates", int, 20, "How many of the feed's top items the language model rescores.",
                 2, 50),
+        Setting("sync.interval_minutes", float, 60.0,
+                "Federated sync (when on): start at most one round per this many minutes.", 1.0, 10_080.0),
+        Setting("sync.idle_seconds", float, 30.0,
+                "Federated sync (when on): start a round only after no key was pressed for this long.", 1.0, 3600.0),
     ]
 }
 

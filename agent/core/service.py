@@ -224,12 +224,49 @@ class Agent:
             return self._scorer
 
     def global_adapter(self) -> GlobalAdapter:
-        # The federation (a later issue) publishes signed versions; until one is loaded, phi_g
-        # is the identity with zero item biases.
+        """phi_g: the newest release of the pinned coordinator that verifies (signature and version), once
+        sync has ever been on; else the identity with zero item biases. A stored release that fails the
+        check is refused and logged, and the one before it is used."""
         with self._lock:
             if self._global is None:
-                self._global = GlobalAdapter.identity(self.encoder.dim)
+                self._global = self._verified_global_adapter() or GlobalAdapter.identity(self.encoder.dim)
             return self._global
+
+    def refresh_global_adapter(self) -> None:
+        """Load phi_g again (a sync round stored a new release): the scorer built on the old one goes too."""
+        with self._lock:
+            self._global = self._scorer = None
+
+    def _verified_global_adapter(self) -> GlobalAdapter | None:
+        from agent.core.sync import consent
+        from agent.core.sync.client import latest_verified_release
+        from agent.core.sync.errors import SyncError
+
+        if not consent.was_ever_enabled(self.store):
+            return None  # without consent, nothing the federation published is used (or exists here)
+        try:
+            pin = consent.stored_pin()
+        except consent.SyncSetupError as error:
+            self.store.log_event("global_adapter_refused", {"problem": str(error)})
+            return None
+        if pin is None:
+            return None
+
+        def refused(version: int, problem: str) -> None:
+            self.store.log_event("global_adapter_refused", {"version": version, "problem": problem})
+
+        release = latest_verified_release(self.store.db, pin, on_refused=refused)
+        if release is None:
+            return None
+        if release.layout.dim != self.encoder.dim:
+            refused(release.version, f"the release is for a {release.layout.dim}-d encoder, this one is "
+                                     f"{self.encoder.dim}-d")
+            return None
+        try:
+            return release.layout.unflatten(release.vector)
+        except SyncError as error:  # signed, yet not a usable adapter (NaN values): refuse it too
+            refused(release.version, str(error))
+            return None
 
     def personal_adapter(self) -> PersonalAdapter:
         with self._lock:

@@ -377,15 +377,24 @@ class RoundRunner:
         self.ledger.conn.commit()
 
 
-def latest_verified_release(ledger: Any, pin: CoordinatorPin) -> Release | None:
-    """The newest stored release that still verifies against the pinned key (the global adapter to load)."""
-    rows = ledger.execute("select body from sync_releases where coordinator_key = ? order by version desc",
+def latest_verified_release(ledger: Any, pin: CoordinatorPin,
+                            on_refused: Callable[[int, str], None] | None = None) -> Release | None:
+    """The newest stored release that still verifies against the pinned key (the global adapter to load).
+    A row that does not verify is skipped (`on_refused(version, problem)` hears of it)."""
+    rows = ledger.execute("select version, body from sync_releases where coordinator_key = ? order by version desc",
                           [pin.signing_public_key.hex()]).fetchall()
-    for (body,) in rows:
+    for version, body in rows:
         try:
-            return verify_release(bytes(body), pin.signing_public_key)
-        except SyncError:
+            release = verify_release(bytes(body), pin.signing_public_key)
+        except SyncError as error:
+            if on_refused is not None:
+                on_refused(int(version), str(error))
             continue  # a damaged row: fall back to the previous version
+        if release.version != version:  # a valid body filed under another version: refuse it as well
+            if on_refused is not None:
+                on_refused(int(version), f"the stored row says version {version}, the signed body {release.version}")
+            continue
+        return release
     return None
 
 

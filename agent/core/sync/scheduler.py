@@ -1,0 +1,180 @@
+"""Federated rounds in the background, only while the person allows it and is not using the app.
+
+`SyncScheduler` runs in a thread of its own (no UI; the TUI starts it when the app opens and stops it
+when it closes). Every `tick_seconds` it decides, in this order:
+    1. a round is running  -> if sync was turned off (here or by `ownrec sync off` in another process,
+                              both write the store), cancel it; otherwise let it run
+    2. sync is off         -> nothing; no connection is opened
+    3. no coordinator      -> nothing (`ownrec sync join PATH` pins one)
+    4. not idle            -> a key was pressed less than `sync.idle_seconds` ago: wait
+    5. too soon            -> the last round started less than `sync.interval_minutes` ago: wait
+    6. otherwise           -> start one round (`client.run_round`) in a second thread, with a cancel event
+So at most one round runs at a time and at most one starts per interval (the start time is kept in the
+store, so reopening the app does not start another). A round that ends with a new release makes the
+agent reload its global adapter (and rebuild its scorer) before the next ranking.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.core.sync import consent
+from agent.core.sync.client import ClientPolicy, RoundCancelled, run_round
+from agent.core.sync.errors import SyncError
+
+TICK_SECONDS = 1.0
+LAST_START_STATE = "sync_last_round_started_at"  # wall-clock seconds, in the store's state table
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """How the last round this scheduler started ended."""
+
+    started_at: float
+    state: str  # released | aborted | cancelled | failed
+    message: str
+    released_version: int | None = None
+
+
+class SyncScheduler:
+    def __init__(self, agent: Any, *, policy: ClientPolicy | None = None, tick_seconds: float = TICK_SECONDS,
+                 on_round_end: Callable[[RoundReport], None] | None = None) -> None:
+        self.agent = agent
+        self.policy = policy
+        self.tick_seconds = tick_seconds
+        self.on_round_end = on_round_end
+        self.ticks = 0
+        self.phase = "not started"  # what the last tick decided, in words (the Privacy screen shows it)
+        self.stage: str | None = None  # the round's last stage, while one runs
+        self.last_report: RoundReport | None = None
+        self._last_activity = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._round: threading.Thread | None = None
+        self._cancel: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    # -- what the app calls ---------------------------------------------------------------------
+
+    def touch(self) -> None:
+        """The person pressed a key: the app is not idle."""
+        self._last_activity = time.monotonic()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="ownrec-sync-scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop ticking and cancel a round in flight; wait for both (a round stops within the client's
+        poll interval)."""
+        self._stopping.set()
+        self.cancel_round()
+        for thread in (self._thread, self._round):
+            if thread is not None:
+                thread.join(timeout)
+        self.phase = "stopped"
+
+    def cancel_round(self) -> bool:
+        """Cancel the round in flight, if any (sync turned off, app closing). True if one was running."""
+        with self._lock:
+            if self._cancel is not None and self.round_running:
+                self._cancel.set()
+                return True
+            return False
+
+    def wait_for_round(self, timeout: float | None = None) -> RoundReport | None:
+        """Wait for the round in flight to end; its report (None if none ran)."""
+        if self._round is not None:
+            self._round.join(timeout)
+        return self.last_report
+
+    @property
+    def round_running(self) -> bool:
+        return self._round is not None and self._round.is_alive()
+
+    # -- the decision ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.tick_seconds):
+            try:
+                self.tick()
+            except Exception as error:  # a store error must not end the thread silently
+                self.phase = f"error: {error}"
+
+    def tick(self) -> str:
+        """One decision (the module docstring's list); returns and records it as `phase`."""
+        self.ticks += 1
+        store = self.agent.store
+        enabled = consent.is_enabled(store)
+        if self.round_running:
+            if not enabled and self.cancel_round():
+                self.phase = "sync turned off: cancelling the round in flight"
+            else:
+                self.phase = f"round running ({self.stage or 'starting'})"
+            return self.phase
+        if not enabled:
+            self.phase = "sync is off: no connection is opened"
+            return self.phase
+        try:
+            pin = consent.stored_pin()
+        except consent.SyncSetupError as error:
+            self.phase = str(error)
+            return self.phase
+        if pin is None:
+            self.phase = "no coordinator pinned: `ownrec sync join PATH`"
+            return self.phase
+        idle_for = float(self.agent.config.get("sync.idle_seconds"))
+        if time.monotonic() - self._last_activity < idle_for:
+            self.phase = f"waiting until the app is idle for {idle_for:.0f} s"
+            return self.phase
+        interval = 60.0 * float(self.agent.config.get("sync.interval_minutes"))
+        last = store.get_state(LAST_START_STATE)
+        if last is not None and time.time() - float(last) < interval:
+            minutes = (float(last) + interval - time.time()) / 60
+            self.phase = f"next round in {minutes:.0f} min"
+            return self.phase
+        self._start_round(pin)
+        self.phase = "round starting"
+        return self.phase
+
+    def _start_round(self, pin: Any) -> None:
+        started = time.time()
+        with self.agent._lock:  # the agent's lock serialises writes on its one SQLite connection
+            self.agent.store.set_state(LAST_START_STATE, started)
+        with self._lock:
+            self._cancel = threading.Event()
+            self.stage = None
+            self._round = threading.Thread(target=self._run_round, args=(pin, self._cancel, started),
+                                           name="ownrec-sync-round", daemon=True)
+            self._round.start()
+
+    def _run_round(self, pin: Any, cancel: threading.Event, started: float) -> None:
+        def progress(stage: str) -> None:
+            self.stage = stage
+
+        try:
+            outcome = run_round(self.agent, pin, policy=self.policy, cancel=cancel, progress=progress)
+            report = RoundReport(started, outcome.state, f"round {outcome.round_id[:8]} {outcome.state}",
+                                 outcome.released_version)
+            if outcome.state == "released":
+                self.agent.refresh_global_adapter()
+        except RoundCancelled:
+            report = RoundReport(started, "cancelled", "the round was cancelled")
+        except Exception as error:  # noqa: BLE001 - every failure is reported and logged, none ends the app
+            state = "aborted" if isinstance(error, SyncError) else "failed"
+            report = RoundReport(started, state, f"{type(error).__name__}: {error}")
+        self.last_report = report
+        self.stage = None
+        try:
+            with self.agent._lock:
+                self.agent.store.log_event("sync_round", {"state": report.state, "message": report.message,
+                                                          "released_version": report.released_version})
+        except Exception:  # noqa: BLE001 - the store may be closing with the app; the report is kept above
+            pass
+        if self.on_round_end is not None:
+            self.on_round_end(report)

@@ -1,0 +1,236 @@
+"""Consent, the pinned coordinator, the background scheduler and loading the global adapter: against a
+real agent (real encoder, real SQLite) and a real coordinator over HTTPS on loopback (tests/sync_harness)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sync_harness import POLICY, make_catalog, make_clients, run_clients, start_server
+from test_tui import catalog
+
+from agent.cli import cli
+from agent.core.service import Agent
+from agent.core.sync import consent
+from agent.core.sync.client import POLL_SECONDS, latest_verified_release
+from agent.core.sync.scheduler import LAST_START_STATE, SyncScheduler
+
+LIKES = ["test:sci-0", "test:sci-3", "test:mys-1"]
+DISLIKES = ["test:rom-0"]
+
+
+@pytest.fixture
+def agent(encoder) -> Agent:
+    agent = Agent.open(encoder=encoder)
+    agent.store.upsert_items(catalog())
+    agent.ensure_embeddings()
+    agent.store.set_state("onboarded", True)
+    for at, (ref, kind) in enumerate([(r, "like") for r in LIKES] + [(r, "dislike") for r in DISLIKES]):
+        agent.store.add_interaction(agent.store.resolve_item(ref).id, kind, at=float(at + 1))
+    agent.retrain()
+    yield agent
+    agent.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = start_server(tmp_path, min_cohort=3, max_cohort=3, checkin_window=120.0, stage_timeout=60.0)
+    yield server
+    server.stop()
+
+
+def idle_scheduler(agent: Agent) -> SyncScheduler:
+    """A scheduler (not ticking on its own: the test calls tick) that finds the app idle."""
+    agent.config.set("sync.idle_seconds", 1)
+    scheduler = SyncScheduler(agent, policy=POLICY)
+    scheduler._last_activity -= 2.0  # the last key press was two seconds ago
+    return scheduler
+
+
+# -- the pin and the consent -----------------------------------------------------------------------
+
+
+def test_join_checks_the_pin_file_and_keeps_a_copy(server, tmp_path):
+    bad = tmp_path / "bad.json"
+    for content, problem in [("not json", "expected JSON"),
+                             (json.dumps({"url": "http://x:1", "signing_public_key": "00" * 32,
+                                          "tls_certificate": server.pin.tls_certificate}), "must be https"),
+                             (json.dumps({"url": "https://x:1", "signing_public_key": "00" * 31,
+                                          "tls_certificate": server.pin.tls_certificate}), "32 bytes"),
+                             (json.dumps({"url": "https://x:1", "signing_public_key": "00" * 32,
+                                          "tls_certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n"}), "does not load")]:
+        bad.write_text(content)
+        with pytest.raises(consent.SyncSetupError, match=problem) as refused:
+            consent.join(bad)
+        assert "ownrec sync join PATH" in str(refused.value)
+        assert consent.stored_pin() is None
+    pinned = consent.join(server.state_dir / "coordinator-pin.json")
+    assert pinned == server.pin == consent.stored_pin()
+    assert consent.pin_path().read_text() == (server.state_dir / "coordinator-pin.json").read_text()
+
+
+def test_consent_is_recorded_with_its_origin(agent):
+    assert not consent.was_asked(agent.store) and not consent.is_enabled(agent.store)
+    assert consent.set_enabled(agent, False, "onboarding") is False  # the answer "no" is recorded, not a change
+    assert consent.was_asked(agent.store) and not consent.was_ever_enabled(agent.store)
+    assert consent.set_enabled(agent, True, "tui") is True
+    assert consent.set_enabled(agent, False, "cli") is True
+    assert not consent.is_enabled(agent.store) and consent.was_ever_enabled(agent.store)
+    events = [json.loads(e["payload"]) for e in reversed(agent.store.events()) if e["kind"] == "sync_consent"]
+    assert events == [{"on": False, "origin": "onboarding"}, {"on": True, "origin": "tui"},
+                      {"on": False, "origin": "cli"}]
+
+
+def test_the_scheduler_waits_for_consent_a_pin_idleness_and_the_interval(agent, server):
+    scheduler = idle_scheduler(agent)
+    assert scheduler.tick() == "sync is off: no connection is opened"
+    consent.set_enabled(agent, True, "cli")
+    assert scheduler.tick() == "no coordinator pinned: `ownrec sync join PATH`"
+    consent.join(server.state_dir / "coordinator-pin.json")
+    scheduler.touch()
+    assert scheduler.tick() == "waiting until the app is idle for 1 s"
+    agent.store.set_state(LAST_START_STATE, time.time() - 30 * 60)  # a round started half an hour ago
+    scheduler._last_activity -= 2.0
+    assert scheduler.tick() == "next round in 30 min"
+    assert not scheduler.round_running and scheduler.last_report is None
+    assert agent.store.db["sync_ledger"].count == 0
+
+
+# -- rounds ------------------------------------------------------------------------------------------
+
+
+def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(agent, server):
+    consent.set_enabled(agent, True, "cli")
+    consent.join(server.state_dir / "coordinator-pin.json")
+    personal = agent.personal_adapter()
+    before_scorer = agent.scorer()
+    before = before_scorer.scores(personal)
+    assert not before_scorer.global_adapter.B.any()  # the identity until a release is loaded
+
+    scheduler = idle_scheduler(agent)
+    assert scheduler.tick() == "round starting"
+    assert scheduler.tick().startswith("round running")  # one at a time
+    others = make_clients(2, make_catalog())
+    run_clients(server.pin, others)  # two simulated people make the cohort of three
+    report = scheduler.wait_for_round(120)
+    assert [c.error for c in others] == [None, None]
+    assert report.state == "released" and report.released_version == 2, report
+
+    (row,) = [dict(r) for r in agent.store.db["sync_ledger"].rows]
+    assert row["state"] == "released" and row["release_version"] == 2 and row["cohort_size"] == 3
+    assert row["clip_norm"] == 1.0 and row["noise_multiplier"] == 1.0 and row["pre_clip_norm"] > 0
+    assert row["epsilon_client"] == pytest.approx(row["epsilon_server"])
+    total = consent.privacy_total(agent.store, server.pin.signing_public_key.hex())
+    assert (total.released_rounds, total.uploads) == (1, 1)
+    assert total.epsilon_client == pytest.approx(row["epsilon_client"])
+
+    release = latest_verified_release(agent.store.db, server.pin)
+    assert release.version == 2
+    loaded = agent.global_adapter()
+    expected = release.layout.unflatten(release.vector)
+    assert np.array_equal(loaded.B, expected.B) and np.array_equal(loaded.A, expected.A) and loaded.B.any()
+    after_scorer = agent.scorer()
+    assert after_scorer is not before_scorer and after_scorer.global_adapter is loaded
+    assert np.max(np.abs(after_scorer.scores(personal) - before)) > 1e-6
+    # The next interval has not passed: no second round.
+    assert scheduler.tick().startswith("next round in")
+
+
+def test_turning_sync_off_cancels_the_round_in_flight(agent, server):
+    consent.set_enabled(agent, True, "tui")
+    consent.join(server.state_dir / "coordinator-pin.json")
+    scheduler = idle_scheduler(agent)
+    scheduler.tick_seconds = 0.2
+    scheduler.start()  # ticking on its own, as in the app
+    deadline = time.monotonic() + 60
+    while scheduler.stage != "checked-in" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scheduler.stage == "checked-in"  # alone in a cohort that needs three: it waits (2 min window)
+    consent.set_enabled(agent, False, "cli")  # as `ownrec sync off` does: only the stored consent changes
+    turned_off = time.monotonic()
+    report = scheduler.wait_for_round(30)
+    took = time.monotonic() - turned_off
+    scheduler.stop()
+    assert report.state == "cancelled", report
+    assert took < POLL_SECONDS + 2.0
+    assert agent.store.db["sync_ledger"].count == 0  # cancelled before anything derived from data went up
+    assert scheduler.phase == "stopped"
+    assert scheduler.tick() == "sync is off: no connection is opened"
+
+
+def test_a_tampered_stored_release_is_refused_and_logged(agent, server):
+    consent.set_enabled(agent, True, "cli")
+    consent.join(server.state_dir / "coordinator-pin.json")
+    scheduler = idle_scheduler(agent)
+    scheduler.tick()
+    run_clients(server.pin, make_clients(2, make_catalog()))
+    assert scheduler.wait_for_round(120).state == "released"
+    key = server.pin.signing_public_key.hex()
+    (body,) = agent.store.db.execute("select body from sync_releases where coordinator_key = ? and version = 2",
+                                     [key]).fetchone()
+    tampered = bytearray(body)
+    tampered[-1] ^= 0x01
+    agent.store.db.execute("update sync_releases set body = ? where coordinator_key = ? and version = 2",
+                           [bytes(tampered), key])
+    agent.refresh_global_adapter()
+    loaded = agent.global_adapter()
+    first = latest_verified_release(agent.store.db, server.pin)
+    assert first.version == 1  # the refused row is skipped: the release before it is used
+    assert np.array_equal(loaded.B, first.layout.unflatten(first.vector).B)
+    refusals = [json.loads(e["payload"]) for e in agent.store.events() if e["kind"] == "global_adapter_refused"]
+    assert refusals and refusals[0]["version"] == 2 and "not signed by the pinned" in refusals[0]["problem"]
+
+
+def test_without_consent_a_stored_release_is_not_used(agent, server):
+    consent.join(server.state_dir / "coordinator-pin.json")  # pinned, never turned on
+    agent.store.db.execute("insert into sync_releases (coordinator_key, version, received_at, body) values "
+                           "(?, 1, 0, ?)", [server.pin.signing_public_key.hex(), b"whatever"])
+    assert not agent.global_adapter().B.any()
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+
+def test_sync_commands(agent, server):
+    agent.close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["sync", "on"])
+    assert result.exit_code == 0 and "no coordinator is pinned" in result.output
+    assert "ownrec sync join PATH" in result.output
+    result = runner.invoke(cli, ["sync", "join", str(server.state_dir / "coordinator-pin.json")])
+    assert result.exit_code == 0, result.output
+    assert consent.fingerprint(server.pin.signing_public_key) in result.output
+    status = json.loads(runner.invoke(cli, ["sync", "status", "--json"]).output)
+    assert status["enabled"] is True and status["coordinator_url"] == server.pin.url
+    assert status["total"]["released_rounds"] == 0
+    result = runner.invoke(cli, ["sync", "off"])
+    assert result.exit_code == 0 and "sync off" in result.output
+    assert json.loads(runner.invoke(cli, ["sync", "status", "--json"]).output)["enabled"] is False
+    result = runner.invoke(cli, ["sync", "join", str(server.state_dir / "missing.json")])
+    assert result.exit_code == 1 and "cannot read the pin file" in result.output
+    assert runner.invoke(cli, ["sync", "log", "--json"]).output.strip() == "[]"
+    assert "no rounds yet" in runner.invoke(cli, ["sync", "log"]).output
+
+
+def test_sync_log_prints_the_ledger(agent, server):
+    consent.set_enabled(agent, True, "cli")
+    consent.join(server.state_dir / "coordinator-pin.json")
+    scheduler = idle_scheduler(agent)
+    scheduler.tick()
+    others = threading.Thread(target=run_clients, args=(server.pin, make_clients(2, make_catalog())))
+    others.start()
+    assert scheduler.wait_for_round(120).state == "released"
+    others.join(60)
+    (row,) = [dict(r) for r in agent.store.db["sync_ledger"].rows]
+    agent.close()
+    runner = CliRunner()
+    (shown,) = json.loads(runner.invoke(cli, ["sync", "log", "--json"]).output)
+    assert shown["round_id"] == row["round_id"] and shown["bytes_sent"] == row["bytes_sent"]
+    assert shown["epsilon_client"] == pytest.approx(row["epsilon_client"])
+    text = runner.invoke(cli, ["sync", "log"]).output
+    assert row["round_id"][:8] in text and "released" in text and f"{row['bytes_sent']:,}" in text
+    assert f"ε = {row['epsilon_client']:.2f}" in text
