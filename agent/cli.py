@@ -432,237 +432,6 @@ def config_unset(key: str) -> None:
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON array of {id, name, value, confidence, pinned, hidden, ...}.")
-@click.pass_context
-@_fail_cleanly
-def traits(ctx: click.Context, as_json: bool) -> None:
-    """What ownrec believes about your personality and taste, and how to change it.
-
-    \b
-    Each trait is an axis between two poles (e.g. lighthearted 0 ... dark 1). Its value is
-    read from your model, with a confidence that grows with consistent feedback.
-    Edits are real: they move your model, change the next ranking, and can be undone.
-      ownrec traits                 the list (hidden traits show no numbers)
-      ownrec traits set dark 0.3    make the feed lighter
-      ownrec traits pin dark        training may no longer move it
-      ownrec traits hide niche      not used for ranking, not shown, not exported
-      ownrec traits undo            take back the last edit
-    Add your own traits to traits.toml in your data folder (same shape as the built-in ones).
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    agent = _agent()
-    for problem in agent.traits.problems:
-        click.echo(f"skipped {problem}", err=True)
-    readings = agent.traits.readings()
-    if as_json:
-        _emit_json([r.as_dict() for r in readings])
-        return
-    for r in readings:
-        if r.hidden:
-            click.echo(f"{r.name:<18} (hidden)   `ownrec traits show {r.id}` to use and show it again")
-            continue
-        bar = "█" * round(r.value * 20) + "·" * (20 - round(r.value * 20))
-        marks = " ".join(m for m, on in (("pinned", r.pinned), ("edited", r.edited)) if on)
-        click.echo(f"{r.name:<18} {r.low[:18]:>18} {bar} {r.high[:18]:<18} {r.value:.2f}  "
-                   f"confidence {r.confidence:.2f}  {marks}".rstrip())
-
-
-def _trait_edit(action: str, help_text: str):
-    @traits.command(action, help=help_text)
-    @click.argument("name")
-    @_fail_cleanly
-    def command(name: str) -> None:
-        edit = getattr(_agent().traits, action)(name)
-        click.echo(f"{edit.trait_id}: {edit.describe()}")
-
-    return command
-
-
-for _action, _help in [
-    ("pin", "Pin trait NAME: training may no longer move it."),
-    ("unpin", "Let training move trait NAME again."),
-    ("hide", "Hide trait NAME: removed from ranking, from every display and from exports."),
-    ("show", "Show and use a hidden trait NAME again."),
-    ("reset", "Take back your own settings of NAME: it reads what your feedback infers."),
-    ("forget", "Reset NAME, remove what feedback taught about it, and drop its evidence and history."),
-]:
-    _trait_edit(_action, _help)
-
-
-@traits.command("set")
-@click.argument("name")
-@click.argument("value", type=float)
-@_fail_cleanly
-def traits_set(name: str, value: float) -> None:
-    """Set trait NAME to VALUE (0 to 1); your model moves so it reads that value."""
-    edit = _agent().traits.set(name, value)
-    click.echo(f"{edit.trait_id}: {edit.describe()}")
-
-
-@traits.command("undo")
-@_fail_cleanly
-def traits_undo() -> None:
-    """Undo the last trait edit."""
-    edit = _agent().traits.undo()
-    click.echo("nothing to undo" if edit is None else f"undid {edit.trait_id}: {edit.describe().replace(' (undone)', '')}")
-
-
-@traits.command("history")
-@click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True)
-@_fail_cleanly
-def traits_history(name: str | None, as_json: bool) -> None:
-    """The local log of trait edits, newest first (never exported for hidden traits)."""
-    edits = _agent().traits.history(name)
-    if as_json:
-        _emit_json([{"id": e.id, "at": e.at, "trait": e.trait_id, "action": e.action, "undone": e.undone,
-                     "description": e.describe()} for e in edits])
-        return
-    if not edits:
-        click.echo("no trait edits yet")
-    for edit in edits:
-        when = datetime.fromtimestamp(edit.at).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{when}  {edit.trait_id:<18} {edit.describe()}")
-
-
-@traits.command("portrait")
-@_fail_cleanly
-def traits_portrait() -> None:
-    """A few sentences about your taste, written by the local LLM from the numbers above
-    (never the other way round: nothing it writes changes a value)."""
-    from agent.core.llm.portrait import write_portrait
-
-    portrait = write_portrait(_agent())
-    if not portrait.text:
-        click.echo("not enough clear traits yet for a portrait: rate a few more items")
-        return
-    click.echo(portrait.text)
-    click.echo(f"(from: {'; '.join(portrait.facts)})", err=True)
-
-
-@traits.command("validate")
-@click.option("--quick", is_flag=True, help="A sample of users and fewer training epochs (for CI).")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),
-              show_default=True, help="The Markdown report to write (its traits section is replaced).")
-@_fail_cleanly
-def traits_validate(quick: bool, as_json: bool, output: Path) -> None:
-    """Check that the traits measure what they claim, on MovieLens-100K; write EVALUATION.md."""
-    from agent.core.traits.validate import run_validation, write_report
-
-    results = run_validation(quick=quick, log=lambda m: click.echo(m, err=True))
-    markdown = write_report(results, output)
-    _emit_json(results) if as_json else click.echo(markdown)
-
-
-@cli.command()
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of standard output.")
-@_fail_cleanly
-def export(output: Path | None) -> None:
-    """Write all your personal data (feedback, items, settings, model parameters) as JSON."""
-    data = json.dumps(_agent().export(), indent=2, ensure_ascii=False)
-    if output is None:
-        click.echo(data)
-    else:
-        from agent.core.atomic import write_text_atomic
-
-        write_text_atomic(output, data)
-        click.echo(f"wrote {output}", err=True)
-
-
-@cli.command()
-@click.option("--all", "everything", is_flag=True, required=True, help="Required: forget everything.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_fail_cleanly
-def forget(everything: bool, yes: bool) -> None:
-    """Delete all your personal data: feedback, model, settings. Models stay cached."""
-    home = paths.data_dir()
-    if not yes:
-        click.confirm(f"Delete everything ownrec knows about you in {home}?", abort=True)
-    removed = _agent().forget_all()
-    click.echo(f"deleted {len(removed)} files and folders from {home}")
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True)
-def doctor(as_json: bool) -> None:
-    """Check the models, the database and the versions, and say what to fix."""
-    from agent.core.doctor import run_checks
-
-    checks = run_checks()
-    if as_json:
-        _emit_json([c.__dict__ for c in checks])
-    else:
-        for check in checks:
-            mark = "ok " if check.ok else "FIX"
-            click.echo(f"[{mark}] {check.name}: {check.detail}")
-            if not check.ok and check.fix:
-                click.echo(f"      fix: {check.fix}")
-    if not all(c.ok for c in checks):
-        sys.exit(1)
-
-
-@cli.group()
-def models() -> None:
-    """Prepare the local models (derived from installed PyPI packages)."""
-
-
-@models.command("prepare")
-@click.option("--force", is_flag=True, help="Rebuild even if the prepared files check out.")
-@_fail_cleanly
-def models_prepare(force: bool) -> None:
-    """Export the text encoder to ONNX and quantize it to int8 (needs the `models` extra)."""
-    from agent.core.model_prep import prepare_encoder
-
-    path = prepare_encoder(paths.models_dir(), force=force, log=lambda m: click.echo(m, err=True))
-    click.echo(f"encoder ready in {path}")
-
-
-@cli.group()
-def config() -> None:
-    """Read and change settings (stored in config.toml in the data directory)."""
-
-
-@config.command("list")
-@_fail_cleanly
-def config_list() -> None:
-    """Every setting, its value, and what it does."""
-    for setting, value, is_set in Config().items():
-        origin = "" if is_set else " (default)"
-        click.echo(f"{setting.key} = {value!r}{origin}\n    {setting.help}")
-
-
-@config.command("get")
-@click.argument("key")
-@_fail_cleanly
-def config_get(key: str) -> None:
-    """Print the value of KEY."""
-    click.echo(Config().get(key))
-
-
-@config.command("set")
-@click.argument("key", type=click.Choice(sorted(SETTINGS), case_sensitive=True), metavar="KEY")
-@click.argument("value")
-@_fail_cleanly
-def config_set(key: str, value: str) -> None:
-    """Set KEY to VALUE (checked against the setting's type and range)."""
-    stored = Config().set(key, value)
-    click.echo(f"{key} = {stored!r}")
-
-
-@config.command("unset")
-@click.argument("key")
-@_fail_cleanly
-def config_unset(key: str) -> None:
-    """Return KEY to its default."""
-    Config().unset(key)
-    click.echo(f"{key} reset to its default")
-
-
-@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--quick", is_flag=True, help="Fewer repetitions (for CI); figures are noisier.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
@@ -1030,6 +799,143 @@ def lora_export(folder: Path) -> None:
     written = export(agent, folder, base_path)
     for path in written.values():
         click.echo(str(path))
+
+
+# -- opt-in federated sync, on this device (agent.core.sync.consent) ----------------------------------
+
+
+def _sync_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Sync set-up errors (a bad pin file) as one clear line; nothing was changed when one is raised."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from agent.core.sync.errors import SyncError
+
+        try:
+            return fn(*args, **kwargs)
+        except SyncError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+@cli.group()
+def sync() -> None:
+    """Opt-in federated sync: help improve the shared adapter, or stay entirely offline (the default).
+
+    \b
+    Examples:
+      ownrec sync join coordinator-pin.json   # pin the federation's coordinator (from its host)
+      ownrec sync on                          # take part: rounds run while the app is open and idle
+      ownrec sync log                         # every upload and the privacy it spent
+      ownrec sync off                         # stop at once (a round in flight is cancelled)
+
+    With sync on, only clipped, noised and masked changes to the shared adapter leave this device,
+    encrypted, to the pinned coordinator; never your ratings, items, traits or personal adapter.
+    With sync off, ownrec opens no network connection at all. See docs/threat-model.md.
+    """
+
+
+@sync.command("on")
+@_fail_cleanly
+@_sync_errors
+def sync_on() -> None:
+    """Take part in the federation (rounds run in the app, when it is idle)."""
+    from agent.core.sync import consent
+
+    agent = _agent()
+    consent.set_enabled(agent, True, "cli")
+    click.echo("sync on: " + consent.WHAT_LEAVES)
+    if consent.stored_pin() is None:
+        click.echo(f"no coordinator is pinned yet, so nothing is sent: {consent.HOW_TO_JOIN}.")
+
+
+@sync.command("off")
+@_fail_cleanly
+def sync_off() -> None:
+    """Stop taking part; a round in flight in the app is cancelled within seconds."""
+    from agent.core.sync import consent
+
+    consent.set_enabled(_agent(), False, "cli")
+    click.echo("sync off: ownrec opens no network connection (`ownrec sync on` to take part again)")
+
+
+@sync.command("join")
+@click.argument("pin_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PIN_FILE")
+@_fail_cleanly
+@_sync_errors
+def sync_join(pin_file: Path) -> None:
+    """Pin a coordinator: PIN_FILE is the coordinator-pin.json that `ownrec coordinator serve` writes."""
+    from agent.core.sync import consent
+
+    pin = consent.join(pin_file)
+    enabled = consent.is_enabled(_agent().store)
+    click.echo(f"pinned the coordinator at {pin.url}\n  release-signing key {consent.fingerprint(pin.signing_public_key)}")
+    click.echo("sync is on: rounds run while the app is open and idle" if enabled
+               else "sync is still off: `ownrec sync on` to take part")
+
+
+@sync.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print an object with enabled, coordinator and total.")
+@_fail_cleanly
+def sync_status(as_json: bool) -> None:
+    """Whether sync is on, the pinned coordinator, and the privacy spent so far."""
+    from agent.core.sync import consent
+
+    found = consent.status(_agent().store)
+    if as_json:
+        _emit_json(found.as_dict())
+        return
+    click.echo(f"sync: {'on' if found.enabled else 'off'}" + ("" if found.asked else " (never asked)"))
+    if found.pin_problem:
+        click.echo(f"coordinator: {found.pin_problem}")
+    elif found.coordinator_url is None:
+        click.echo(f"coordinator: none pinned ({consent.HOW_TO_JOIN})")
+    else:
+        click.echo(f"coordinator: {found.coordinator_host}, release-signing key {found.key_fingerprint}")
+        click.echo(_privacy_line(found.total))
+
+
+def _privacy_line(total: Any) -> str:
+    if total is None or total.released_rounds == 0:
+        uploads = "" if total is None or not total.uploads else f" ({total.uploads} uploads, none released)"
+        return f"privacy spent: none yet{uploads}"
+    server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
+    return (f"privacy spent: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over {total.released_rounds} "
+            f"released round{'s' if total.released_rounds != 1 else ''} (computed here{server})")
+
+
+@sync.command("log")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of ledger rows.")
+@_fail_cleanly
+def sync_log(limit: int, as_json: bool) -> None:
+    """Every upload, newest first: round, bytes, pre-clip norm, C, noise, and ε as the coordinator
+    reports it and as this device computes it."""
+    from agent.core.sync import consent
+
+    store = _agent().store
+    rows = consent.ledger(store, limit)
+    if as_json:
+        _emit_json(consent.ledger_as_json(rows))
+        return
+    if not rows:
+        click.echo("no rounds yet: nothing has left this device")
+        return
+    click.echo(f"{'when':16}  {'round':8}  {'state':9}  {'bytes':>9}  {'norm':>6}  {'C':>5}  {'noise σ':>8}  "
+               f"{'ε server':>8}  {'ε here':>7}")
+    for row in rows:
+        when = datetime.fromtimestamp(row.at).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{when:16}  {row.round:8}  {row.state:9}  {row.bytes_sent:>9,}  {row.pre_clip_norm:>6.3f}  "
+                   f"{row.clip_norm:>5.2f}  {row.noise_std:>8.4f}  {_epsilon(row.epsilon_server):>8}  "
+                   f"{_epsilon(row.epsilon_client):>7}")
+    for key in dict.fromkeys(row.coordinator_key for row in rows):
+        click.echo(f"coordinator {consent.fingerprint(bytes.fromhex(key))}: "
+                   + _privacy_line(consent.privacy_total(store, key)))
+
+
+def _epsilon(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 # -- the federation's coordinating server (agent.server) -------------------------------------------
