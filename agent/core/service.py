@@ -154,16 +154,18 @@ class Agent:
         with self._lock:
             if self._llm is None:
                 llm = load_llm(self.config)
-                self._use_personal_lora(llm)
+                self._use_personal_lora(llm)  # nobody else holds this model yet
                 self._llm = llm
             return self._llm
 
     def apply_llm_adapter(self) -> None:
         """Make a loaded LLM use the personal LoRA as its versions and switch now say (after a
-        training, `ownrec lora on|off|reset`); an unloaded one picks it up when it loads."""
+        training, `ownrec lora on|off|reset`); an unloaded one picks it up when it loads. The
+        swap waits for a generation in progress (LLM.lock), outside the agent's lock."""
         with self._lock:
-            if self._llm is not None:
-                self._use_personal_lora(self._llm)
+            llm = self._llm
+        if llm is not None:
+            self._use_personal_lora(llm)
 
     def _use_personal_lora(self, llm: "LLM") -> None:
         """The active, intact personal LoRA for this base, or none: a refused adapter is logged
@@ -171,7 +173,8 @@ class Agent:
         from agent.core.llm.adapter import AdapterRefused
         from agent.core.lora.versions import active_adapter
 
-        active = active_adapter(self, llm.base_description())
+        with self._lock:
+            active = active_adapter(self, llm.base_description())
         if active is None:
             llm.clear_adapter()
             return
@@ -180,8 +183,9 @@ class Agent:
         try:
             llm.set_adapter(active.path)
         except AdapterRefused as error:
-            self.store.log_event("llm_lora_refused", {"version": active.version, "problem": str(error)})
             llm.clear_adapter()
+            with self._lock:
+                self.store.log_event("llm_lora_refused", {"version": active.version, "problem": str(error)})
 
     def ask(self, text: str, conversation_id: int | None = None, size: int | None = None,
             on_chunk: Callable[[str], None] | None = None) -> "Answer":

@@ -80,6 +80,11 @@ def judged_items(agent: "Agent") -> list[tuple[int, bool]]:
 def examples_from_agent(agent: "Agent", seed: int = 0) -> ExampleSet:
     """The person's examples (see the module doc). NotEnoughFeedback without a like and a dislike
     or unrated item to contrast it with."""
+    with agent._lock:  # the store's connection is shared with the app's threads
+        return _examples_from_agent(agent, seed)
+
+
+def _examples_from_agent(agent: "Agent", seed: int) -> ExampleSet:
     judged = judged_items(agent)
     positives = sum(1 for _, enjoyed in judged if enjoyed)
     if positives == 0:

@@ -71,13 +71,16 @@ def publish(agent: "Agent", weights: LoraWeights, base: BaseModel, meta: dict[st
     header = {"app_version": __version__, "created_at": time.time(),
               **{k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}}
     sha256 = write_adapter(path, weights, base, header)
-    version = agent.store.record_adapter(KIND, relative, sha256, {**meta, "base_model_id": base.model_id})
-    agent.store.set_state(ENABLED_KEY, True)
-    agent.store.log_event("llm_lora_trained", {"version": version, **{k: meta[k] for k in sorted(meta)}})
-    for old in agent.store.adapter_versions(KIND)[VERSIONS_KEPT:]:
+    with agent._lock:  # the store's connection is shared with the app's threads
+        version = agent.store.record_adapter(KIND, relative, sha256, {**meta, "base_model_id": base.model_id})
+        agent.store.set_state(ENABLED_KEY, True)
+        agent.store.log_event("llm_lora_trained", {"version": version, **{k: meta[k] for k in sorted(meta)}})
+        dropped = agent.store.adapter_versions(KIND)[VERSIONS_KEPT:]
+        for old in dropped:
+            agent.store.db["adapters"].delete(old["id"])
+    agent.apply_llm_adapter()  # before the old files go: the LLM may still hold one of them
+    for old in dropped:
         (paths.data_dir() / old["path"]).unlink(missing_ok=True)
-        agent.store.db["adapters"].delete(old["id"])
-    agent.apply_llm_adapter()
     return version, path, sha256
 
 
@@ -121,37 +124,40 @@ def _problem(path: Path, sha256: str, base: BaseModel | None) -> str | None:
 def switch(agent: "Agent", on: bool) -> Active | None:
     """Turn the personal LoRA on or off (and swap it into a loaded LLM). Turning it on needs a
     usable version: LoraError otherwise, and the switch stays as it was."""
-    if on:
-        if not versions(agent):
-            raise LoraError("there is no personal LoRA yet: train one with `ownrec lora train`")
-        was = is_enabled(agent)
-        agent.store.set_state(ENABLED_KEY, True)
-        found = active_adapter(agent)
-        if found is None:
-            agent.store.set_state(ENABLED_KEY, was)
-            raise LoraError("no stored version of the personal LoRA is intact (see `ownrec lora status`): "
-                            "train a new one with `ownrec lora train --fresh`")
-    else:
-        agent.store.set_state(ENABLED_KEY, False)
-        found = None
-    agent.store.log_event("llm_lora_switched", {"on": on})
+    with agent._lock:
+        if on:
+            if not versions(agent):
+                raise LoraError("there is no personal LoRA yet: train one with `ownrec lora train`")
+            was = is_enabled(agent)
+            agent.store.set_state(ENABLED_KEY, True)
+            found = active_adapter(agent)
+            if found is None:
+                agent.store.set_state(ENABLED_KEY, was)
+                raise LoraError("no stored version of the personal LoRA is intact (see `ownrec lora status`): "
+                                "train a new one with `ownrec lora train --fresh`")
+        else:
+            agent.store.set_state(ENABLED_KEY, False)
+            found = None
+        agent.store.log_event("llm_lora_switched", {"on": on})
     agent.apply_llm_adapter()
     return found
 
 
 def reset(agent: "Agent") -> int:
     """Delete every version and the training checkpoint; switch off. Returns how many versions."""
-    rows = agent.store.adapter_versions(KIND)
-    agent.store.set_state(ENABLED_KEY, False)
+    with agent._lock:
+        rows = agent.store.adapter_versions(KIND)
+        agent.store.set_state(ENABLED_KEY, False)
     agent.apply_llm_adapter()  # the LLM lets go of the file first
-    with agent.store.db.atomic():
-        for row in rows:
-            agent.store.db["adapters"].delete(row["id"])
+    with agent._lock:
+        with agent.store.db.atomic():
+            for row in rows:
+                agent.store.db["adapters"].delete(row["id"])
+        agent.store.log_event("llm_lora_reset", {"versions": len(rows)})
     for row in rows:
         (paths.data_dir() / row["path"]).unlink(missing_ok=True)
     checkpoint_path().unlink(missing_ok=True)
     checkpoint_note_path().unlink(missing_ok=True)
-    agent.store.log_event("llm_lora_reset", {"versions": len(rows)})
     return len(rows)
 
 
