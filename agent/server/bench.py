@@ -81,6 +81,12 @@ def default_stage_timeout(clients: int) -> float:
     return max(60.0, 0.3 * clients)
 
 
+def default_ramp(clients: int) -> float:
+    """Seconds over which the clients start: 10 ms apart, so 1,000 TLS handshakes do not all hit the
+    coordinator in the same instant (its connect timeout is 10 s)."""
+    return 0.01 * clients
+
+
 def default_workers(clients: int) -> int:
     return max(1, min(clients, max(2, math.ceil(clients / CLIENTS_PER_WORKER))))
 
@@ -146,7 +152,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _start_workers(folder: Path, pin_path: Path, items_file: Path, spans: list[tuple[int, int]], seed: int,
-                   timeout: float) -> list[tuple[subprocess.Popen, Path]]:
+                   timeout: float, ramp: float) -> list[tuple[subprocess.Popen, Path]]:
     environment = {**os.environ, **SINGLE_THREADED_BLAS}  # read by OpenBLAS when numpy loads in the worker
     workers = []
     for number, (first, count) in enumerate(spans):
@@ -154,7 +160,8 @@ def _start_workers(folder: Path, pin_path: Path, items_file: Path, spans: list[t
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "agent.server.bench_clients", "--pin", str(pin_path), "--items", str(items_file),
-                 "--first", str(first), "--count", str(count), "--seed", str(seed), "--timeout", str(timeout)],
+                 "--first", str(first), "--count", str(count), "--seed", str(seed), "--timeout", str(timeout),
+                 "--ramp", str(ramp)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=environment, text=True)
         workers.append((process, log_path))
     for process, log_path in workers:
@@ -173,6 +180,7 @@ def bench_sync_round(clients: int, *, workers: int | None = None, stage_timeout:
     stage_timeout = stage_timeout or default_stage_timeout(clients)
     refs = list(items) if items is not None else [f"movielens-100k:{i}" for i in range(1, MOVIELENS_ITEMS + 1)]
     spans = _split(clients, min(workers, clients))
+    ramp = default_ramp(clients)
     with tempfile.TemporaryDirectory(prefix="ownrec-bench-sync-") as name:
         folder = Path(name)
         items_file = folder / "items.txt"
@@ -182,7 +190,7 @@ def bench_sync_round(clients: int, *, workers: int | None = None, stage_timeout:
         try:
             log(f"sync round: {clients} clients over {len(spans)} worker processes, stage timeout {stage_timeout:.0f} s")
             started_workers = _start_workers(folder, folder / "coordinator" / "coordinator-pin.json", items_file,
-                                             spans, seed, stage_timeout)
+                                             spans, seed, stage_timeout, ramp)
             rss_before = _memory_bytes(server.pid, "VmRSS")
             cpu_before = _cpu_seconds(server.pid)
             started = time.perf_counter()
@@ -221,6 +229,8 @@ def bench_sync_round(clients: int, *, workers: int | None = None, stage_timeout:
         "clients": clients,
         "worker_processes": len(spans),
         "stage_timeout_seconds": stage_timeout,
+        "start_ramp_seconds": ramp,
+        "connect_retries": int(sum(o.get("connect_retries", 0) for o in outcomes)),
         "parameters": parameters,
         "wall_seconds": round(wall, 2),
         "server_cpu_seconds": round(server_cpu, 2),
@@ -309,8 +319,11 @@ def sync_markdown(results: dict[str, Any]) -> str:
             f"**{_kib(r['overhead_bytes_per_client'])}**" for r in rounds) + " | < 16 KiB | |",
         "| of which the four stage messages | " + " | ".join(
             f"{r['stage_message_bytes_per_client_median']:,.0f} B" for r in rounds) + " | | |",
-        "| client worker processes; stage timeout | " + " | ".join(
-            f"{r['worker_processes']}; {r['stage_timeout_seconds']:.0f} s" for r in rounds) + " | | |",
+        "| client worker processes; clients started over; stage timeout | " + " | ".join(
+            f"{r['worker_processes']}; {r['start_ramp_seconds']:.0f} s; {r['stage_timeout_seconds']:.0f} s"
+            for r in rounds) + " | | |",
+        "| TLS connections retried after a connect timeout | " + " | ".join(
+            str(r.get("connect_retries", 0)) for r in rounds) + " | | |",
         "",
         "Bytes are what the client writes at the HTTP layer: request lines, headers and bodies of every request in the "
         "round (the release fetch, check-in, the long polls, the four uploads). TLS adds about 22 bytes per record "
