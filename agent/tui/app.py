@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 
 from agent.core.service import Agent
+from agent.core.sync.scheduler import SyncScheduler
 from agent.tui.screens import FeedScreen, OnboardingScreen, StartScreen
 
 
@@ -28,6 +29,7 @@ class OwnrecApp(App):
         self.opened_agent = agent is None  # only an agent the app opened is the app's to close
         self.feed_ready = False  # set once the first feed is on screen
         self.lora_job = None  # a personal-LoRA training running in the background (ModelScreen)
+        self.sync_scheduler: SyncScheduler | None = None  # federated rounds, only when sync is on and idle
 
     def on_mount(self) -> None:
         self.push_screen(StartScreen())
@@ -55,7 +57,22 @@ class OwnrecApp(App):
 
     def _opened(self, agent: Agent, onboarding: bool) -> None:
         self.agent = agent
+        self.sync_scheduler = SyncScheduler(agent)
+        self.sync_scheduler.start()
         self.switch_screen(OnboardingScreen() if onboarding else FeedScreen())
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and self.sync_scheduler is not None:
+            self.sync_scheduler.touch()  # the person is here: rounds wait until the app is idle
+        await super().on_event(event)
+
+    def on_unmount(self) -> None:
+        self.stop_sync()
+
+    def stop_sync(self) -> None:
+        """Stop the scheduler and cancel a round in flight (before the agent it uses is closed)."""
+        if self.sync_scheduler is not None:
+            self.sync_scheduler.stop()
 
     def show_feed(self) -> None:
         self.switch_screen(FeedScreen())
@@ -66,6 +83,7 @@ def run() -> None:
     try:
         app.run()
     finally:
+        app.stop_sync()
         if app.lora_job is not None:  # stop after the current step: the checkpoint lets it resume
             app.lora_job.cancel()
             with contextlib.suppress(Exception):  # its error was the screen's to show; quitting goes on

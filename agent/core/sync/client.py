@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Catalog
 from agent.core.sync import envelope, masking, protocol
-from agent.core.sync.accounting import privacy_spent
 from agent.core.sync.clipping import DistributedNoise
 from agent.core.sync.errors import EnvelopeError, SyncError
 from agent.core.sync.keys import generate_keypair
@@ -242,6 +241,8 @@ class RoundRunner:
 
     def client_epsilon(self, noise_multiplier: float, target_delta: float) -> float:
         """This client's own epsilon if this round is released: every released round it uploaded to, plus this one."""
+        from agent.core.sync.accounting import privacy_spent  # dp-accounting takes ~1.5 s to import: only for rounds
+
         rows = self.ledger.execute("select noise_multiplier from sync_ledger where coordinator_key = ? "
                                    "and state = 'released'", [self.coordinator_key]).fetchall()
         return privacy_spent([float(r[0]) for r in rows] + [noise_multiplier], target_delta).epsilon

@@ -18,14 +18,15 @@ import hashlib
 import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from agent.core import paths
 from agent.core.atomic import write_text_atomic
-from agent.core.sync.accounting import privacy_spent
-from agent.core.sync.client import CoordinatorPin
 from agent.core.sync.errors import SyncError
+
+if TYPE_CHECKING:  # the client (httpx) and the accountant (dp-accounting, ~1.5 s) load only when used
+    from agent.core.sync.client import CoordinatorPin
 
 WHAT_LEAVES = ("With sync on, only clipped, noised and masked changes to the shared adapter leave this device, "
                "encrypted, to the coordinator you pinned; never your ratings, items, traits or personal adapter.")
@@ -50,9 +51,11 @@ def device_key_path() -> Path:
     return sync_dir() / "device.key"
 
 
-def check_pin_text(text: str, source: str) -> CoordinatorPin:
+def check_pin_text(text: str, source: str) -> "CoordinatorPin":
     """The pin in `text`, checked without any connection: JSON with an https URL, a 32-byte Ed25519 key
     and a PEM certificate that loads."""
+    from agent.core.sync.client import CoordinatorPin
+
     def refuse(problem: str) -> SyncSetupError:
         return SyncSetupError(f"{source} is not a usable coordinator pin ({problem}); {HOW_TO_JOIN}")
 
@@ -72,7 +75,7 @@ def check_pin_text(text: str, source: str) -> CoordinatorPin:
     return pin
 
 
-def join(path: Path) -> CoordinatorPin:
+def join(path: Path) -> "CoordinatorPin":
     """Check the pin file at `path` and keep a copy in the data directory (replacing any earlier pin).
     Consent is separate: joining alone sends nothing."""
     path = Path(path)
@@ -85,7 +88,7 @@ def join(path: Path) -> CoordinatorPin:
     return pin
 
 
-def stored_pin() -> CoordinatorPin | None:
+def stored_pin() -> "CoordinatorPin | None":
     """The pinned coordinator, or None when none was pinned. A damaged pin file raises SyncSetupError."""
     path = pin_path()
     if not path.exists():
@@ -171,6 +174,8 @@ class PrivacyTotal:
 
 
 def privacy_total(store: Any, coordinator_key: str) -> PrivacyTotal:
+    from agent.core.sync.accounting import privacy_spent
+
     rows = store.db.execute(
         "select state, noise_multiplier, target_delta, epsilon_server from sync_ledger where coordinator_key = ? "
         "order by at, id", [coordinator_key]).fetchall()

@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.core.sync import consent
-from agent.core.sync.client import ClientPolicy, RoundCancelled, run_round
 from agent.core.sync.errors import SyncError
+
+if TYPE_CHECKING:  # the client loads with the first round: the app's start does not wait for it
+    from agent.core.sync.client import ClientPolicy
 
 TICK_SECONDS = 1.0
 LAST_START_STATE = "sync_last_round_started_at"  # wall-clock seconds, in the store's state table
@@ -41,7 +43,7 @@ class RoundReport:
 
 
 class SyncScheduler:
-    def __init__(self, agent: Any, *, policy: ClientPolicy | None = None, tick_seconds: float = TICK_SECONDS,
+    def __init__(self, agent: Any, *, policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
                  on_round_end: Callable[[RoundReport], None] | None = None) -> None:
         self.agent = agent
         self.policy = policy
@@ -154,6 +156,8 @@ class SyncScheduler:
             self._round.start()
 
     def _run_round(self, pin: Any, cancel: threading.Event, started: float) -> None:
+        from agent.core.sync.client import RoundCancelled, run_round
+
         def progress(stage: str) -> None:
             self.stage = stage
 

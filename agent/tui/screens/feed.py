@@ -28,6 +28,7 @@ class FeedScreen(Screen):
         Binding("t", "traits", "Traits"),
         Binding("c", "chat", "Chat"),
         Binding("m", "model", "Model"),
+        Binding("p", "privacy", "Privacy"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -96,6 +97,15 @@ class FeedScreen(Screen):
                 self.action_refresh("re-ranked with the language model's setting changed")
 
         self.app.push_screen(ModelScreen(), back)
+
+    def action_privacy(self) -> None:
+        from agent.tui.screens.privacy import PrivacyScreen
+
+        def back(release_arrived: bool | None) -> None:
+            if release_arrived:
+                self.action_refresh("re-ranked with the federation's new shared adapter")
+
+        self.app.push_screen(PrivacyScreen(), back)
 
     def give(self, item: Item, kind: str) -> None:
         if item.ref in self.table.rows:

@@ -8,11 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, ProgressBar, SelectionList, Static
+from textual.widgets import Button, Checkbox, Footer, Header, Input, ProgressBar, SelectionList, Static
 from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
 from agent.core.store import Item
+from agent.core.sync import consent
 from agent.tui.common import genres_of, reported, title_with_year
 
 CHOICES = 24
@@ -29,6 +30,11 @@ class FavouritesList(SelectionList[str]):
 
 
 class OnboardingScreen(Screen):
+    DEFAULT_CSS = """
+    OnboardingScreen #federation { margin: 1 2 0 2; border: none; padding: 0; }
+    OnboardingScreen #federation-note { margin: 0 2 0 8; height: auto; color: $text-muted; }
+    """
+
     BINDINGS = [
         Binding("ctrl+s", "done", "Done", priority=True),
         Binding("escape", "skip", "Skip"),
@@ -50,6 +56,11 @@ class OnboardingScreen(Screen):
             yield ProgressBar(id="import-progress", show_eta=False)
         yield FavouritesList(id="choices")
         yield Input(placeholder="describe your taste in a sentence (optional)", id="taste")
+        # Consent to federated sync: asked once here, off unless ticked; the Privacy screen (p) changes it.
+        yield Checkbox("Join the federation that improves the shared model (optional; off unless you tick it)",
+                       value=False, id="federation")
+        yield Static(Text.assemble(consent.WHAT_LEAVES + " Details: ", ("docs/threat-model.md", "underline"),
+                                   "."), id="federation-note")
         with Horizontal(id="buttons"):
             yield Button("Done (ctrl+s)", id="done", variant="success")
             yield Button("Skip (esc)", id="skip")
@@ -76,13 +87,14 @@ class OnboardingScreen(Screen):
 
     def action_done(self) -> None:
         liked = list(self.query_one("#choices", SelectionList).selected)
-        self.finish(liked, self.query_one("#taste", Input).value.strip() or None)
+        self.finish(liked, self.query_one("#taste", Input).value.strip() or None,
+                    self.query_one("#federation", Checkbox).value)
 
     def action_skip(self) -> None:
         if isinstance(self.focused, Input):  # escape leaves the text field before it skips
             self.query_one("#choices").focus()
         else:
-            self.finish([], None)
+            self.finish([], None, False)  # skipping answers "no" to the federation as well
 
     @on(SelectionList.SelectedChanged)
     def _count_selected(self, event: SelectionList.SelectedChanged) -> None:
@@ -131,8 +143,12 @@ class OnboardingScreen(Screen):
 
     @work(thread=True, exclusive=True, group="finish")
     @reported
-    def finish(self, liked: list[str], description: str | None) -> None:
+    def finish(self, liked: list[str], description: str | None, join_federation: bool) -> None:
         self.app.agent.finish_onboarding(liked, description)
+        consent.set_enabled(self.app.agent, join_federation, "onboarding")
+        if join_federation and consent.stored_pin() is None:
+            self.app.call_from_thread(self.app.notify, f"Sync is on; nothing is sent until a coordinator is pinned: "
+                                      f"{consent.HOW_TO_JOIN}.", markup=False)
         self.app.call_from_thread(self.app.show_feed)
 
     def _progress(self, done: int, total: int) -> None:
@@ -146,6 +162,7 @@ class OnboardingScreen(Screen):
         self.catalog_empty = empty
         self.query_one("#import").display = empty
         self.query_one("#choices").display = self.query_one("#taste").display = not empty
+        self.query_one("#federation").display = self.query_one("#federation-note").display = not empty
         choices = self.query_one("#choices", SelectionList)
         choices.clear_options()
         choices.add_options(
