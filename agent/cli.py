@@ -687,11 +687,23 @@ def lora() -> None:
 @_lora_errors
 def lora_train(steps: int, resume: bool, batch: int, as_json: bool) -> None:
     """Train the personal LoRA and switch it on (Ctrl-C stops; the next run resumes)."""
+    import signal
+    import threading
     import time
 
     from agent.core.lora.train import TrainingSettings, train
 
     started = time.perf_counter()
+    cancel = threading.Event()
+
+    def stop(signum, frame) -> None:  # the first Ctrl-C finishes the step and saves; a second one aborts
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        click.echo("\nstopping after this step (Ctrl-C again to abort at once)...", err=True)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, stop) if in_main_thread else None
 
     def report(step: int, total: int, loss: float) -> None:
         if sys.stderr.isatty() or step == total:
@@ -699,9 +711,12 @@ def lora_train(steps: int, resume: bool, batch: int, as_json: bool) -> None:
 
     try:
         outcome = train(_agent(), TrainingSettings(steps=steps, batch=batch), fresh=not resume, progress=report,
-                        log=lambda m: click.echo(m, err=True))
+                        cancel=cancel, log=lambda m: click.echo(m, err=True))
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: the last checkpoint is kept; `ownrec lora train` resumes it") from None
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
     if as_json:
         _emit_json(outcome.as_dict())
         return

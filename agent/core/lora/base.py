@@ -12,6 +12,8 @@ last position, instead of the whole 49,152-token vocabulary at every position.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -218,19 +220,14 @@ def load_base(model_setting: str = "", *, rank: int = DEFAULT_RANK, alpha: float
     import transformers
 
     started = time.perf_counter()
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                                  dtype=torch.float32)
+        with _quiet_transformers():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                                      dtype=torch.float32)
     except Exception as error:  # transformers raises many kinds for a GGUF it cannot convert
         raise TrainingUnavailable(f"transformers cannot load {path.name} for training ({type(error).__name__}: "
                                   f"{error}); fix: use the built-in model (`ownrec config unset llm.model`)") from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        transformers.logging.enable_progress_bar()
     model.eval()  # no dropout: training is deterministic
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -244,6 +241,28 @@ def load_base(model_setting: str = "", *, rank: int = DEFAULT_RANK, alpha: float
             _CACHE.clear()  # one at a time: each is about 1 GB
             _CACHE[key] = loaded
     return loaded
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No warnings and no progress bars on the terminal while loading: the GGUF converter draws
+    its own tqdm bar, which transformers' switch does not reach, so it is muted for the load."""
+    import transformers
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
 
 
 def release_bases() -> None:

@@ -211,7 +211,7 @@ def train_examples(base: LoraBase, examples: ExampleSet | Tokenized, settings: T
             optimizer.load_state_dict(state["optimizer"])
             step, loss_before = int(state["step"]), state["loss_before"]
         resumed_from = step
-        if loss_before is None and evaluate_loss and step == 0:
+        if loss_before is None and evaluate_loss and step == 0 and not (cancel is not None and cancel.is_set()):
             loss_before = evaluate(base, data)
         losses: list[float] = []
         durations: list[float] = []
