@@ -267,7 +267,8 @@ def run_sync_bench(clients: Sequence[int] = (100, 1000), log: Log = print, *, wo
     parameters = rounds[0]["parameters"] if rounds else 384 * 16 + MOVIELENS_ITEMS
     log(f"per-client secure-aggregation work at cohorts {', '.join(f'{n:,}' for n in cost_cohorts)}")
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1min_at_end": round(os.getloadavg()[0], 2)},  # other jobs share the CPUs
         "parameters": parameters,
         "targets": {"bytes_per_parameter": TARGET_BYTES_PER_PARAMETER, "overhead_bytes": TARGET_OVERHEAD_BYTES,
                     "client_work": "grows no faster than log n"},
@@ -324,6 +325,13 @@ def sync_markdown(results: dict[str, Any]) -> str:
             for r in rounds) + " | | |",
         "| TLS connections retried after a connect timeout | " + " | ".join(
             str(r.get("connect_retries", 0)) for r in rounds) + " | | |",
+        "",
+        "Overhead target (< 16 KiB over 4 B per parameter): " + "; ".join(
+            f"{r['clients']:,} clients: median client {'met' if r['overhead_bytes_per_client'] < TARGET_OVERHEAD_BYTES else 'missed'}"
+            f", slowest client {'met' if r['bytes_sent_per_client_max'] - 4 * parameters < TARGET_OVERHEAD_BYTES else 'missed'}"
+            f" ({_kib(r['bytes_sent_per_client_max'] - 4 * parameters)}: every long poll adds its headers)"
+            for r in rounds) + (f". Load average at the end: {machine['load_average_1min_at_end']} on {machine['cpus']} CPUs."
+                                if "load_average_1min_at_end" in machine else "."),
         "",
         "Bytes are what the client writes at the HTTP layer: request lines, headers and bodies of every request in the "
         "round (the release fetch, check-in, the long polls, the four uploads). TLS adds about 22 bytes per record "
