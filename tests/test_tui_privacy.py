@@ -150,6 +150,32 @@ async def test_without_a_coordinator_the_screen_says_how_to_join(agent):
         assert "no coordinator is pinned" in [n.message for n in app._notifications][-1]
 
 
+async def test_onboarding_can_join_the_federation(encoder):
+    from textual.widgets import Checkbox
+
+    from agent.tui.screens import OnboardingScreen
+
+    agent = Agent(Store.open(), Config(), encoder, seed=0)
+    agent.store.upsert_items(catalog())
+    agent.ensure_embeddings()
+    app = OwnrecApp(agent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, OnboardingScreen)
+        box = screen.query_one("#federation", Checkbox)
+        assert box.value is False
+        box.focus()
+        await pilot.press("space", "ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, FeedScreen)
+        assert consent.is_enabled(agent.store) and consent.was_ever_enabled(agent.store)
+        events = [json.loads(e["payload"]) for e in agent.store.events() if e["kind"] == "sync_consent"]
+        assert events == [{"on": True, "origin": "onboarding"}]
+        assert "nothing is sent until a coordinator is pinned" in [n.message for n in app._notifications][-1]
+    agent.close()
+
+
 def test_snapshot_privacy(took_part, snap_compare):
     async def open_it(pilot):
         await settle(pilot)
