@@ -49,6 +49,7 @@ def test_recommend_json_and_feedback_round_trip(run, demo_home):
     assert [(e["item_id"], e["kind"], e["value"]) for e in exported["interactions"]] == [
         (first["id"], "like", None), (slate[1]["id"], "rating", 4.5)]
     assert exported["personal_adapter"]["trained_on"] == 2
+    assert exported["sync_ledger"] == []  # what was uploaded is part of the person's data too
 
 
 def test_feedback_errors_are_clear_and_change_nothing(run, demo_home):
@@ -83,12 +84,14 @@ def test_import_needs_path_or_demo(run):
 def test_forget_asks_then_deletes_everything(run, demo_home):
     run("feedback", "1", "like")
     run("config", "set", "feed.size", "7")
+    (demo_home / "sync").mkdir()
+    (demo_home / "sync" / "device.key").write_bytes(b"a device signing key")
     declined = run("forget", "--all", input="n\n")
     assert declined.exit_code == 1 and paths.database_path().exists()
     done = run("forget", "--all", "--yes")
     assert done.exit_code == 0
     assert not paths.database_path().exists() and not paths.config_path().exists()
-    assert not (demo_home / "adapters").exists()
+    assert not (demo_home / "adapters").exists() and not (demo_home / "sync").exists()
 
 
 def test_config_commands_validate(run):

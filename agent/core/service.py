@@ -503,7 +503,7 @@ class Agent:
             return data
 
     def forget_all(self) -> list[Path]:
-        """Delete every piece of personal data: the database, adapters and settings. Only
+        """Delete every piece of personal data: the database, adapters, settings and sync keys. Only
         ownrec's own files are removed, in case OWNREC_HOME points at a shared folder."""
         with self._lock:
             self.store.close()
@@ -511,7 +511,8 @@ class Agent:
             database = paths.database_path()
             removed = []
             for path in [database, Path(f"{database}-wal"), Path(f"{database}-shm"),
-                         paths.config_path(), home / "traits.toml", home / "adapters", home / "exports"]:
+                         paths.config_path(), home / "traits.toml", home / "adapters", home / "exports",
+                         home / "sync"]:  # sync: the coordinator pin and this device's signing key
                 if path.is_dir():
                     shutil.rmtree(path)
                     removed.append(path)

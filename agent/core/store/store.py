@@ -359,6 +359,9 @@ class Store:
                 {**row, "payload": json.loads(row["payload"] or "{}")}
                 for row in self.db["events"].rows_where(order_by="id")
             ],
+            # what this device uploaded to the federation, round by round (the releases it
+            # downloaded are public and not personal)
+            "sync_ledger": list(self.db["sync_ledger"].rows_where(order_by="id")),
         }
 
     def _columns(self, table: str) -> list[str]:
