@@ -29,7 +29,7 @@ class FeedScreen(Screen):
         Binding("c", "chat", "Chat"),
         Binding("m", "model", "Model"),
         Binding("p", "privacy", "Privacy"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("r", "refresh", "Refresh", show=False),  # the feed re-ranks by itself; r stays for habit
         Binding("q", "app.quit", "Quit"),
     ]
 
