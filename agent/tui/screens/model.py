@@ -146,7 +146,7 @@ class ModelScreen(Screen[bool]):
                         "t resumes it, n starts anew")
         else:
             bar.update(total=1, progress=0)
-            note.update("t trains on your feedback (a minute or two on a laptop)")
+            note.update("t trains on your feedback (a few minutes; the app stays usable)")
 
     def _finished(self, job) -> None:
         try:
