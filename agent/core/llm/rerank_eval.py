@@ -427,8 +427,13 @@ def summarise(cases: list[Case], seed: int = 0) -> dict[str, Any]:
         "validation_ndcg_judge_only": _mean_metrics(validation, JUDGE_ONLY)["ndcg"],
         "validation_ndcg_ranker": _mean_metrics(validation, None)["ndcg"],
         "chosen_weight": chosen,
+        "validation": {},
         "test": {},
     }
+    for protocol in PROTOCOLS:
+        held = [c for c in validation if c.protocol == protocol]
+        out["validation"][protocol] = {"cases": len(held), "ranker": _mean_metrics(held, None),
+                                       "reranked": _mean_metrics(held, chosen)}
     for protocol in PROTOCOLS:
         test = [c for c in cases if c.split == "test" and c.protocol == protocol]
         in_top = sum(c.target_in_top is not None for c in test)
@@ -499,14 +504,15 @@ def to_markdown(results: dict[str, Any]) -> str:
         "## LLM reranking: does the LLM's judgement improve the ranker's top 20?",
         "",
         f"Written by `ownrec eval rerank` on {run['at']}: commit {commit}, {run['model']} on {run['threads']} "
-        f"threads, {run['cpus']} CPUs, {plan['users']} MovieLens-100K users (a fixed random subset, seed "
+        f"llama.cpp thread(s), {run['cpus']} CPUs, {plan['users']} MovieLens-100K users (a fixed random subset, seed "
         f"{plan['seed']}), wall time {results['seconds']:.0f} s.",
         "",
         "Protocol (DESIGN.md): per user, by time, the last rating is the test item and the one before the "
         "validation item; the rest trains the user's own ranker the product's way (`Agent.retrain`, in a "
         "temporary data directory). Two rankings per held-out item: *sampled*, among "
-        f"{plan['negatives']} items the user never rated (fixed seed), and *full*, among every item not in the "
-        f"training ratings. The ranker's top {plan['top']} is rescored by the LLM: log P(Yes) - log P(No) for "
+        f"{plan['negatives']} items the user never rated (fixed seed), and *full*, among every item the user has "
+        "not rated before it (all but the training ratings, and for the test item also the validation item). "
+        f"The ranker's top {plan['top']} is rescored by the LLM: log P(Yes) - log P(No) for "
         "\"Would this person enjoy it?\" after the person's profile (`judge.profile_of`: their latest likes and "
         "dislikes by title, their clearest traits) and the item's text, and reordered by z(ranker score) + "
         f"w * z(judge score) within the {plan['top']}. w is chosen from {', '.join(str(w) for w in plan['weights'])} "
@@ -524,7 +530,10 @@ def to_markdown(results: dict[str, Any]) -> str:
             "",
             f"Chosen on validation: **w = {w}** (validation NDCG@10: ranker {entry['validation_ndcg_ranker']:.4f}; "
             + ", ".join(f"w {k}: {v:.4f}" for k, v in entry["validation_ndcg_by_weight"].items())
-            + f"; judge alone {entry['validation_ndcg_judge_only']:.4f}).",
+            + f"; judge alone {entry['validation_ndcg_judge_only']:.4f}). Per ranking, validation NDCG@10 "
+            "ranker -> reranked: " + "; ".join(
+                f"{p} {entry['validation'][p]['ranker']['ndcg']:.4f} -> {entry['validation'][p]['reranked']['ndcg']:.4f}"
+                f" (ranker HR@10 {entry['validation'][p]['ranker']['hr']:.3f})" for p in PROTOCOLS) + ".",
             "",
             "| ranking | users | ranker HR@10 | ranker NDCG@10 | reranked HR@10 | reranked NDCG@10 | "
             "NDCG@10 difference [95% CI] | users better / worse |",
@@ -549,6 +558,13 @@ def to_markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {protocol} | {t['target_in_top']} of {t['cases']} | {fixed} | "
                          f"{t['judge_only']['hr']:.3f} / {t['judge_only']['ndcg']:.4f} | "
                          f"{_fmt(auc['judge'])} / {_fmt(auc['ranker'])} |")
+        sampled, full = entry["test"]["sampled"], entry["test"]["full"]
+        lines += ["", "How to read it: reranking can only move a held-out item that the ranker put in its top "
+                  f"{plan['top']} ({sampled['target_in_top']} of {sampled['cases']} users sampled, "
+                  f"{full['target_in_top']} of {full['cases']} full), so the full-ranking difference rests on those "
+                  f"few users. On its own, the judge puts the held-out item above another top-{plan['top']} "
+                  f"candidate {_fmt(sampled['auc_within_top']['judge'])} of the time in the sampled ranking "
+                  f"(0.5 is chance; the ranker's own scores: {_fmt(sampled['auc_within_top']['ranker'])})."]
         lines += ["", f"LLM work per user: {entry['judge_items_per_user']:.0f} distinct items judged in "
                   f"{entry['judge_seconds_per_user']:.1f} s (one {entry['prefix_tokens_mean']:.0f}-token prefix).",
                   "", f"**Does reranking help? {_verdict(entry)}.**", ""]
