@@ -446,8 +446,13 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, output: Path) -> None:
 
     results = run_benchmarks(quick=quick, log=lambda m: click.echo(m, err=True))
     from agent.core.atomic import write_text_atomic
+    from agent.server.bench import SECTION_BEGIN, SECTION_END
 
-    write_text_atomic(output, to_markdown(results))
+    # `ownrec bench sync` owns its own section of the report: keep it
+    previous = output.read_text(encoding="utf-8") if output.exists() else ""
+    start, end = previous.find(SECTION_BEGIN), previous.find(SECTION_END)
+    kept = previous[start:end + len(SECTION_END)] + "\n" if 0 <= start < end else ""
+    write_text_atomic(output, to_markdown(results) + ("\n" + kept if kept else ""))
     if as_json:
         _emit_json(results)
     else:

@@ -10,6 +10,8 @@ from agent.cli import cli
 
 def test_bench_quick_writes_markdown_and_json(prepared_models_dir, tmp_path):
     output = tmp_path / "BENCH.md"
+    kept = "<!-- sync:begin -->\n## Federated sync\nfigures of `ownrec bench sync`\n<!-- sync:end -->"
+    output.write_text(f"# Benchmarks\nold figures\n\n{kept}\n")
     result = CliRunner().invoke(cli, ["bench", "--quick", "--json", "--output", str(output)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -23,6 +25,13 @@ def test_bench_quick_writes_markdown_and_json(prepared_models_dir, tmp_path):
     assert figures["first_feed"]["median_s"] > 0, figures["first_feed"]
     llm = figures["llm"]
     assert llm["ownrec"]["tokens_per_second"] > 0 and llm["bare"]["tokens_per_second"] > 0, llm
+    rerank = figures["rerank"]
+    assert rerank["candidates"] == 20 and rerank["warm_prefix_reused"] is True, rerank
+    assert rerank["warm"]["median_s"] > 0 and rerank["uncached"]["median_s"] > 0
+    lora = figures["lora"]
+    assert lora["rank"] == 8 and lora["step_seconds_median"] > 0 and lora["peak_rss_mb"] > 100, lora
     report = output.read_text()
     assert "rank 100,000 synthetic items" in report and "launch to first feed" in report
-    assert "chat generation" in report
+    assert "chat generation" in report and "LLM rerank of 20 candidates" in report
+    assert "personal LoRA training step" in report
+    assert "old figures" not in report and report.count(kept) == 1  # the sync section is kept

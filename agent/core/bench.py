@@ -31,6 +31,7 @@ TARGETS = {
     "rank_100k_p50_ms": "<= 15 ms",
     "feedback_p50_ms": "<= 20 ms",
     "first_feed_s": "<= 2 s",
+    "rerank_20_s": "<= 1.5 s for 20 candidates",
 }
 
 
@@ -138,6 +139,28 @@ def bench_llm(agent, repeats: int) -> dict[str, Any]:
         return {"error": str(error)}
 
 
+def bench_rerank(agent, repeats: int) -> dict[str, Any]:
+    """The LLM's yes/no judgement of 20 candidates: prefix cached (warm), evaluated once (cold),
+    and every prompt from scratch (uncached), in one run."""
+    from agent.core.llm.model import LLMUnavailable
+    from agent.core.llm.rerank import bench_rerank as measure
+
+    try:
+        return measure(agent.llm, repeats=repeats)
+    except LLMUnavailable as error:
+        return {"error": str(error)}
+
+
+def bench_lora(steps: int) -> dict[str, Any]:
+    """Personal LoRA training: median step time and peak memory, in a child process."""
+    from agent.core.lora.bench import bench_training
+
+    try:
+        return bench_training(steps=steps)
+    except RuntimeError as error:
+        return {"error": str(error)}
+
+
 FIRST_FEED_PROBE = """
 import time, asyncio
 started = time.perf_counter()
@@ -190,7 +213,11 @@ def run_benchmarks(quick: bool = False, log: Log = print) -> dict[str, Any]:
         results["feedback"] = bench_feedback(agent, 20 if quick else 60)
         log("chat model: ownrec against bare llama-cpp-python")
         results["llm"] = bench_llm(agent, 2 if quick else 5)
+        log("reranking 20 candidates with the LLM")
+        results["rerank"] = bench_rerank(agent, 3 if quick else 7)
         agent.close()
+        log("personal LoRA training (loads the model in torch in a child process)")
+        results["lora"] = bench_lora(2 if quick else 4)
         log("launch to first feed")
         results["first_feed"] = bench_first_feed(home, repeats)
     return results
@@ -241,6 +268,26 @@ def to_markdown(results: dict[str, Any]) -> str:
         ]
     elif llm:
         lines.append(f"| chat generation | unavailable: {llm.get('error')} | | {TARGETS['llm_overhead']} |")
+    rr = results.get("rerank", {})
+    if "warm" in rr:
+        lines += [
+            f"| LLM rerank of {rr['candidates']} candidates, prefix cached ({rr['prefix_tokens']}-token profile "
+            f"evaluated once, {rr['suffix_tokens_per_candidate']} tokens per item) | median **{rr['warm']['median_s']} s**, "
+            f"p95 {rr['warm']['p95_s']} s; first time for a profile {rr['cold']['median_s']} s | "
+            f"{rr['uncached']['median_s']} s with every prompt evaluated from scratch → "
+            f"{rr['uncached']['median_s'] / max(rr['warm']['median_s'], 1e-9):.1f}x | {TARGETS['rerank_20_s']} |",
+        ]
+    elif rr:
+        lines.append(f"| LLM rerank | unavailable: {rr.get('error')} | | {TARGETS['rerank_20_s']} |")
+    lora = results.get("lora", {})
+    if "step_seconds_median" in lora:
+        lines.append(
+            f"| personal LoRA training step (rank {lora['rank']} on q/k/v/o, {lora['trainable_parameters']:,} "
+            f"parameters, batch {lora['batch']} × {lora['tokens_per_example']:.0f} tokens, {lora['threads']} threads) | "
+            f"median **{lora['step_seconds_median']} s**; model load {lora['load_seconds']} s; peak memory "
+            f"{lora['peak_rss_mb']:,.0f} MB | | |")
+    elif lora:
+        lines.append(f"| personal LoRA training | failed: {lora.get('error')} | | |")
     if "median_s" in ff:
         lines.append(f"| launch to first feed on screen (new process, demo catalog) | median **{ff['median_s']} s**, "
                      f"max {ff['max_s']} s over {ff['n']} | | {TARGETS['first_feed_s']} |")
