@@ -1,0 +1,31 @@
+"""The reranking evaluation's "personal LoRA" row: a LoRA trained per user on that user's own
+training ratings (agent.core.lora.evaluation), loaded into the real llama.cpp model for that
+user's judgements only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.core.llm import rerank_eval
+from agent.core.llm.adapter import read_header
+from agent.core.llm.model import LLM
+from agent.core.lora.evaluation import per_user_lora
+
+
+def test_the_rerank_evaluation_gets_a_row_with_each_users_own_lora(prepared_models_dir, tmp_path):
+    llm = LLM.load(threads=1, cache_dir=tmp_path / "llm-cache")
+    folder = tmp_path / "adapters"
+    results = rerank_eval.run_rerank_evaluation(users=2, seed=1, log=lambda _: None, top=5, llm=llm,
+                                                lora_for_user=per_user_lora(2, folder, threads=1))
+    assert results["lora_hook"] == "used"
+    assert results["variants"]["personal LoRA"]["users_with_adapter"] == 2
+    users = results["plan"]["user_ids"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"user-{u}.gguf" for u in users)
+    for user in users:
+        assert read_header(folder / f"user-{user}.gguf").metadata["ownrec.user"] == user
+    base = [np.array(c["top_judge"]) for c in results["cases"]["base"]]
+    personal = [np.array(c["top_judge"]) for c in results["cases"]["personal LoRA"]]
+    assert [len(b) for b in base] == [len(p) for p in personal]
+    # the same candidates judged with the user's adapter and without it: the adapter is really used
+    assert max(float(np.abs(b - p).max()) for b, p in zip(base, personal)) > 1e-3
+    assert llm.adapter is None  # and taken off again after that user
