@@ -32,8 +32,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.core import paths
+from agent.core import experiments, paths
 from agent.core.atomic import write_text_atomic
 from agent.core.llm import judge, rerank
 
@@ -172,43 +171,9 @@ class _Setting:
     row_of: dict[str, int]  # MovieLens item id -> catalog row
     texts: list[str]  # catalog row -> item text
 
-    @contextmanager
-    def person(self, user_id: int) -> Iterator["Agent"]:
+    def person(self, user_id: int):
         """An Agent on a fresh copy of the template database, in its own folder."""
-        from agent.core.config import Config
-        from agent.core.service import Agent
-        from agent.core.store import Store
-
-        folder = self.home / "people" / str(user_id)
-        folder.mkdir(parents=True)
-        previous = os.environ.get("OWNREC_HOME")
-        os.environ["OWNREC_HOME"] = str(folder)
-        agent = None
-        try:
-            shutil.copy(self.template, paths.database_path())
-            agent = Agent(Store.open(), Config(), self.encoder, seed=user_id)
-            yield agent
-        finally:
-            if agent is not None:
-                agent.close()
-            if previous is None:
-                os.environ.pop("OWNREC_HOME", None)
-            else:
-                os.environ["OWNREC_HOME"] = previous
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def _single_blas_thread() -> Iterator[None]:
-    """BLAS on one thread while the rankers train, where threadpoolctl is installed: the products
-    are small, and spinning BLAS threads would fight llama.cpp's for the cores."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+        return experiments.person(self.home, self.template, self.encoder, str(user_id), user_id)
 
 
 def _prepare(home: Path, log: Log) -> _Setting:
@@ -348,7 +313,7 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
         write_text_atomic(checkpoint, json.dumps({"plan": plan}) + "\n")
     if done:
         log(f"resuming: {len(done)} users already done in {checkpoint}")
-    with paths.temporary_home("ownrec-eval-rerank-") as home, _single_blas_thread():
+    with paths.temporary_home("ownrec-eval-rerank-") as home, experiments.single_blas_thread():
         setting = _prepare(home, log)
         log(f"{len(chosen)} users: their ranker, then the LLM on the top {top} of four rankings each")
         for number, user in enumerate(chosen, 1):
@@ -364,7 +329,7 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
     results: dict[str, Any] = {
         "plan": {**plan, "users": len(chosen), "subset_of": users, "weights": list(WEIGHTS), "bootstrap": BOOTSTRAP,
                  "user_ids": sorted(u.user_id for u in chosen)},
-        "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **_provenance(),
+        "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **experiments.provenance(),
                 "model": llm.name, "threads": llm.threads, "cpus": os.cpu_count()},
         "variants": {},
         "cases": {},
@@ -450,22 +415,6 @@ def summarise(cases: list[Case], seed: int = 0) -> dict[str, Any]:
             "auc_within_top": {"judge": _judge_auc(test, "judge"), "ranker": _judge_auc(test, "ranker")},
         }
     return out
-
-
-def _provenance() -> dict[str, Any]:
-    import subprocess
-
-    root = Path(__file__).resolve().parents[3]
-    info: dict[str, Any] = {"commit": None, "uncommitted_changes": None}
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                                        text=True, timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout
-        info["uncommitted_changes"] = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
 
 
 # -- the report -----------------------------------------------------------------------------------

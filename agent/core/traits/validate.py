@@ -31,10 +31,8 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.core import paths
+from agent.core import experiments, paths
 from agent.core.atomic import write_text_atomic
 
 Log = Callable[[str], None]
@@ -189,43 +187,13 @@ class _Context:
         names = set(names)
         return np.array([bool(names.intersection(g)) for g in self.genres])
 
-    @contextmanager
-    def person(self, name: str, seed: int) -> Iterator[Any]:
+    def person(self, name: str, seed: int):
         """An Agent on a fresh copy of the template, in its own folder under the temporary home."""
-        from agent.core.config import Config
-        from agent.core.service import Agent
-        from agent.core.store import Store
-
-        folder = self.home / "people" / name
-        folder.mkdir(parents=True)
-        previous = os.environ.get("OWNREC_HOME")
-        os.environ["OWNREC_HOME"] = str(folder)
-        agent = None
-        try:
-            shutil.copy(self.template, paths.database_path())
-            agent = Agent(Store.open(), Config(), self.encoder, seed=seed)
-            yield agent
-        finally:
-            if agent is not None:
-                agent.close()
-            if previous is None:
-                os.environ.pop("OWNREC_HOME", None)
-            else:
-                os.environ["OWNREC_HOME"] = previous
-            shutil.rmtree(folder, ignore_errors=True)
+        return experiments.person(self.home, self.template, self.encoder, name, seed)
 
 
 def _provenance() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[3]
-    info: dict[str, Any] = {"commit": None, "uncommitted_changes": None}
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                                        text=True, timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout
-        info["uncommitted_changes"] = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info = experiments.provenance()
     # Which trait code was measured, even from a dirty tree: a hash of the files that define it.
     digest = hashlib.sha256()
     folder = Path(__file__).resolve().parent
@@ -273,7 +241,7 @@ def run_validation(quick: bool = False, log: Log = print, seed: int = 0, workers
         "timings_s": {},
     }
     timings = results["timings_s"]
-    with paths.temporary_home("ownrec-traits-") as home, _single_blas_thread():
+    with paths.temporary_home("ownrec-traits-") as home, experiments.single_blas_thread():
         log("encoding the demo catalog in a temporary data directory")
         encoder = Encoder.load(paths.models_dir())
         agent = Agent.open(encoder)
@@ -550,20 +518,6 @@ def _init_worker(template: str, folder: str, models: str, epochs: int) -> None:
     os.environ["OWNREC_HOME"] = str(home)
     shutil.copy(template, paths.database_path())
     _share(Agent.open(Encoder.load(Path(models))), epochs)
-
-
-@contextmanager
-def _single_blas_thread() -> Iterator[None]:
-    """BLAS on one thread for this process, where threadpoolctl is installed (it is optional). The
-    products here are small: on a busy 2-core machine OpenBLAS's own threads spin against other
-    work and make training several times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _map(ctx: _Context, agent, tasks: list, plan: dict[str, Any], log: Log) -> list[dict[str, Any]]:

@@ -1,0 +1,75 @@
+"""What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`): simulated
+people in a throwaway data directory, BLAS on one thread, and where the measured code came from.
+Never the person's own data: every run lives under `paths.temporary_home`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.core import paths
+
+if TYPE_CHECKING:
+    from agent.core.service import Agent
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def person(home: Path, template: Path, encoder: Any, name: str, seed: int) -> Iterator["Agent"]:
+    """An Agent on a fresh copy of the template database, in its own folder under `home`
+    (OWNREC_HOME points there while the block runs; the folder is deleted after)."""
+    from agent.core.config import Config
+    from agent.core.service import Agent
+    from agent.core.store import Store
+
+    folder = home / "people" / name
+    folder.mkdir(parents=True)
+    previous = os.environ.get("OWNREC_HOME")
+    os.environ["OWNREC_HOME"] = str(folder)
+    agent = None
+    try:
+        shutil.copy(template, paths.database_path())
+        agent = Agent(Store.open(), Config(), encoder, seed=seed)
+        yield agent
+    finally:
+        if agent is not None:
+            agent.close()
+        if previous is None:
+            os.environ.pop("OWNREC_HOME", None)
+        else:
+            os.environ["OWNREC_HOME"] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """BLAS on one thread for this process, where threadpoolctl is installed (it is optional). The
+    products here are small: on a busy 2-core machine OpenBLAS's own threads spin against other
+    work (and llama.cpp's) and make training several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def provenance() -> dict[str, Any]:
+    """The commit measured and whether the tree had uncommitted changes (None: not a git checkout)."""
+    info: dict[str, Any] = {"commit": None, "uncommitted_changes": None}
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True,
+                                        text=True, timeout=10, check=True).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPOSITORY, capture_output=True, text=True,
+                                timeout=10, check=True).stdout
+        info["uncommitted_changes"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
