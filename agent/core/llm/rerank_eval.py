@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import numpy as np
 
 from agent.core import experiments, paths
 from agent.core.atomic import write_text_atomic
+from agent.core.reports import write_section
 from agent.core.llm import judge, rerank
 
 if TYPE_CHECKING:
@@ -534,19 +534,7 @@ def _fmt(value: float | None) -> str:
 def write_report(results: dict[str, Any], path: Path | str) -> str:
     """Write (or replace) the rerank section of the Markdown report at `path`, keeping everything
     else; create the file with a short header if it is missing. Returns the section."""
-    path = Path(path)
-    section = f"{BEGIN}\n{to_markdown(results).rstrip()}\n{END}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: section, text, count=1)
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        text = HEADER + "\n" + section + "\n"
-    write_text_atomic(path, text)
-    return section
+    return write_section(path, BEGIN, END, to_markdown(results), HEADER)
 
 
 __all__ = ["Case", "EvalUser", "choose_users", "helps", "hit_rate", "ndcg", "reranked_rank",

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from agent.core import experiments, paths
-from agent.core.atomic import write_text_atomic
+from agent.core.reports import write_section
 
 Log = Callable[[str], None]
 
@@ -815,20 +815,8 @@ def check_feed_edit(ctx: _Context, seeds: int, log: Log) -> tuple[dict[str, Any]
 
 def write_report(results: dict[str, Any], path: Path | str) -> str:
     """Write (or replace) the traits section of the Markdown report at `path`, keeping everything
-    else in the file; create the file with a short header if it is missing. Returns the section."""
-    path = Path(path)
-    section = f"{BEGIN}\n{to_markdown(results).rstrip()}\n{END}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: section, text, count=1)
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        text = HEADER + "\n" + section + "\n"
-    write_text_atomic(path, text)
-    return section
+    else; create the file with a short header if it is missing. Returns the section."""
+    return write_section(path, BEGIN, END, to_markdown(results), HEADER)
 
 
 def _ci(entry: dict[str, Any] | None, key: str = "pearson") -> str:
