@@ -522,8 +522,8 @@ def to_markdown(results: dict[str, Any]) -> str:
               + ("(the gain is outside the noise)." if default == "on" else
                  "(it stays available: `ownrec config set llm.rerank on`).")]
     if "personal LoRA" not in results["variants"]:
-        lines += ["", "No personal-LoRA row yet: the run had no per-user adapter hook "
-                  "(`run_rerank_evaluation(lora_for_user=..., apply_adapter=...)`)."]
+        lines += ["", "No personal-LoRA row in this run: `ownrec eval rerank --lora-steps N` adds one, training "
+                  "each user's own LoRA for N steps on their training ratings (minutes per user on 2 cores)."]
     return "\n".join(lines)
 
 
