@@ -28,3 +28,12 @@ async def open_from_feed(pilot, key: str, screen_type):
     await settle(pilot)
     assert isinstance(pilot.app.screen, screen_type)
     return pilot.app.screen
+
+
+def onboarded_agent(encoder, items) -> Agent:
+    """An Agent in this test's OWNREC_HOME with `items` imported and embedded, past onboarding."""
+    agent = Agent.open(encoder=encoder)
+    agent.store.upsert_items(items)
+    agent.ensure_embeddings()
+    agent.store.set_state("onboarded", True)
+    return agent

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import onboarded_agent
 from click.testing import CliRunner
 from sync_harness import POLICY, make_catalog, make_clients, run_clients, start_server
 from test_tui import catalog
@@ -25,10 +26,7 @@ DISLIKES = ["test:rom-0"]
 
 @pytest.fixture
 def agent(encoder) -> Agent:
-    agent = Agent.open(encoder=encoder)
-    agent.store.upsert_items(catalog())
-    agent.ensure_embeddings()
-    agent.store.set_state("onboarded", True)
+    agent = onboarded_agent(encoder, catalog())
     for at, (ref, kind) in enumerate([(r, "like") for r in LIKES] + [(r, "dislike") for r in DISLIKES]):
         agent.store.add_interaction(agent.store.resolve_item(ref).id, kind, at=float(at + 1))
     agent.retrain()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import open_from_feed
+from helpers import onboarded_agent, open_from_feed
 from test_tui import catalog
 from textual.widgets import Input, Static
 
@@ -33,10 +33,7 @@ def llm(tmp_path_factory) -> LLM:
 
 @pytest.fixture
 def agent(encoder) -> Agent:
-    agent = Agent.open(encoder=encoder)
-    agent.store.upsert_items(catalog())
-    agent.ensure_embeddings()
-    agent.store.set_state("onboarded", True)
+    agent = onboarded_agent(encoder, catalog())
     yield agent
     agent.close()
 
