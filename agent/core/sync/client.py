@@ -34,13 +34,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Catalog
-from agent.core.sync import envelope, masking, protocol
+from agent.core.sync import protocol
 from agent.core.sync.clipping import DistributedNoise
-from agent.core.sync.errors import EnvelopeError, SyncError
-from agent.core.sync.keys import generate_keypair
-from agent.core.sync.neighbourhood import NeighbourGraph, NeighbourhoodPlan, ThreatModel, plan_neighbourhood
+from agent.core.sync.errors import PolicyViolation, SyncError
+from agent.core.sync.neighbourhood import NeighbourhoodPlan, ThreatModel, plan_neighbourhood
 from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delta
-from agent.core.sync.quantize import QuantizationPlan, encode_update
+from agent.core.sync.quantize import QuantizationPlan
+from agent.core.sync.stages import ClientRound
 from agent.core.sync.signing import Release, public_bytes, sign_request, verify_release
 
 POLL_SECONDS = 4.0  # each long poll returns within this, so a cancellation takes effect within it
@@ -60,10 +60,6 @@ class RoundAborted(SyncError):
 
 class RoundCancelled(SyncError):
     """The caller cancelled the round (sync turned off, app closing)."""
-
-
-class PolicyViolation(SyncError):
-    """The coordinator's round configuration offers less privacy than this client accepts."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,11 @@ class RoundOutcome:
 
 
 class CoordinatorLink:
-    """HTTPS to one pinned coordinator, every request signed by the device key."""
+    """HTTPS to one pinned coordinator, every request signed by the device key.
+
+    `bytes_sent` counts what this client writes at the HTTP layer, exactly as HTTP/1.1 puts it on the
+    connection (request line, headers, blank line, body; TLS records and handshakes come on top);
+    `sent_by_kind` splits it by what the request is for (`request_kind`): [requests, bytes]."""
 
     def __init__(self, pin: CoordinatorPin, device_key: Ed25519PrivateKey, timeout: float = 60.0) -> None:
         context = ssl.create_default_context(cadata=pin.tls_certificate)  # trust this certificate and nothing else
@@ -131,16 +131,35 @@ class CoordinatorLink:
         self.pin = pin
         self.device_key = device_key
         self.bytes_sent = 0
+        self.sent_by_kind: dict[str, list[int]] = {}
 
     def close(self) -> None:
         self.http.close()
+
+    @staticmethod
+    def request_kind(path: str) -> str:
+        """checkin, release, info, or a round's endpoint (status, advertise-keys, envelopes, ...)."""
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        if len(parts) == 4 and parts[:2] == ["v1", "rounds"]:
+            return parts[3]
+        return {"releases": "release"}.get(parts[1], parts[1]) if len(parts) > 1 else path
+
+    @staticmethod
+    def wire_size(request: httpx.Request) -> int:
+        """The bytes HTTP/1.1 writes for `request`: "METHOD target HTTP/1.1\r\n", "name: value\r\n" per
+        header, "\r\n", the body."""
+        return (len(request.method) + len(request.url.raw_path) + len(b"  HTTP/1.1\r\n")
+                + sum(len(k) + len(v) + 4 for k, v in request.headers.raw) + 2 + len(request.content))
 
     def request(self, method: str, path: str, body: bytes = b"", params: dict[str, Any] | None = None,
                 signed: bool = True) -> httpx.Response:
         headers = sign_request(self.device_key, method, path, body) if signed else {}
         request = self.http.build_request(method, path, content=body or None, params=params, headers=headers)
-        self.bytes_sent += len(body) + len(request.method) + len(str(request.url.raw_path)) + sum(
-            len(k) + len(v) + 4 for k, v in request.headers.raw)
+        size = self.wire_size(request)
+        self.bytes_sent += size
+        tally = self.sent_by_kind.setdefault(self.request_kind(path), [0, 0])
+        tally[0] += 1
+        tally[1] += size
         response = self.http.send(request)
         if response.status_code >= 400:
             try:
@@ -275,67 +294,32 @@ class RoundRunner:
             if self.policy.epsilon_budget is not None and epsilon_client > self.policy.epsilon_budget:
                 raise PolicyViolation(f"this round would take this client's epsilon to {epsilon_client:.2f}, above "
                                       f"its budget of {self.policy.epsilon_budget}")
-            round_bytes = bytes.fromhex(round_id)
-            graph = NeighbourGraph.from_seed(plan, bytes.fromhex(config["graph_seed"]), round_bytes)
-            my_neighbours = set(graph.neighbours(index))
-            channel, mask_keys, self_seed = generate_keypair(), generate_keypair(), masking.new_self_mask_seed()
+            stages = ClientRound(round_id, index, bytes.fromhex(config["graph_seed"]), plan, noise, quantization,
+                                 self.rng)
 
             # Stage 1: advertise this round's public keys.
-            outcome.upload_bytes += self._upload(round_id, "advertise-keys", protocol.AdvertiseKeys(
-                round_bytes, index, channel.public, mask_keys.public))
+            outcome.upload_bytes += self._upload(round_id, "advertise-keys", stages.advertise())
             self._wait_for(round_id, "advertise", "share", started)
 
             # Stage 2: Shamir-share both secrets to the neighbours that advertised, sealed for each.
-            keys = {int(j): (bytes.fromhex(k["channel"]), bytes.fromhex(k["mask"]))
-                    for j, k in self._get(round_id, "neighbour-keys")["neighbours"].items()}
-            if not set(keys) <= my_neighbours:
-                raise PolicyViolation("the coordinator sent keys of clients that are not this client's neighbours")
-            pairs = masking.share_secrets(mask_keys, self_seed, sorted(keys), plan)
-            sealed = tuple(envelope.seal(pairs[j].to_plaintext(), round_id=round_bytes, sender=index, receiver=j,
-                                         sender_channel=channel, receiver_public=keys[j][0]) for j in sorted(keys))
-            outcome.upload_bytes += self._upload(round_id, "share-keys", protocol.ShareKeys(round_bytes, index, sealed))
+            outcome.upload_bytes += self._upload(round_id, "share-keys",
+                                                 stages.share(self._get(round_id, "neighbour-keys")))
             self._wait_for(round_id, "share", "masked", started)
 
             # Stage 3: open the neighbours' envelopes, then clip, noise, quantize and mask the update.
-            received = self._get(round_id, "envelopes")
-            completed = [int(j) for j in received["completed"]]
-            if not set(completed) <= set(keys):
-                raise PolicyViolation("the coordinator lists neighbours that never advertised keys")
-            held: dict[int, masking.SharePair] = {}
-            for item in received["envelopes"]:
-                sender = int(item["sender"])
-                if sender not in completed:
-                    continue
-                try:
-                    plaintext = envelope.open_envelope(envelope.SealedEnvelope(
-                        round_id=round_bytes, sender=sender, receiver=index, nonce=bytes.fromhex(item["nonce"]),
-                        ciphertext=bytes.fromhex(item["ciphertext"])), round_id=round_bytes, receiver=index,
-                        receiver_channel=channel, sender_public=keys[sender][0])
-                    held[sender] = masking.SharePair.from_plaintext(index, plaintext)
-                except (EnvelopeError, SyncError, ValueError):
-                    outcome.refused_envelopes.append(sender)  # its shares are lost; other holders still have theirs
-            update = encode_update(delta, noise, quantization, self.rng)
-            outcome.pre_clip_norm = update.pre_clip_norm
-            masked = masking.mask_input(update.values, round_id=round_bytes, index=index, mask_keys=mask_keys,
-                                        self_mask_seed=self_seed,
-                                        neighbour_publics={j: keys[j][1] for j in completed})
-            outcome.upload_bytes += self._upload(round_id, "masked-input",
-                                                 protocol.MaskedInput(round_bytes, index, masked))
+            masked = stages.masked_input(self._get(round_id, "envelopes"), delta)
+            outcome.pre_clip_norm, outcome.refused_envelopes = stages.pre_clip_norm, stages.refused_envelopes
+            outcome.upload_bytes += self._upload(round_id, "masked-input", masked)
             outcome.bytes_sent = self.link.bytes_sent
-            ledger_id = self._record_upload(round_id, config, noise, update.pre_clip_norm, outcome, epsilon_client)
+            ledger_id = self._record_upload(round_id, config, noise, stages.pre_clip_norm, outcome, epsilon_client)
             outcome.epsilon_server, outcome.epsilon_client = float(config["epsilon_after"]), epsilon_client
             self._wait_for(round_id, "masked", "unmask", started)
 
             # Stage 4: reveal one share per neighbour: the seed of a survivor, the key of a dropout.
             listed = self._get(round_id, "survivors")
-            survivors, dropped = set(listed["survivors"]), set(listed["dropped"])
-            if index not in survivors:
+            if index not in set(listed["survivors"]):
                 raise RoundAborted("the coordinator does not list this client as a survivor")
-            revealed = masking.shares_to_reveal(held, survivors, dropped, plan)
-            outcome.upload_bytes += self._upload(round_id, "unmasking", protocol.UnmaskingShares(
-                round_bytes, index, tuple(protocol.RevealedShare(
-                    owner, protocol.ShareKind.SELF_MASK_SEED if owner in survivors else protocol.ShareKind.MASK_KEY,
-                    share.value) for owner, share in sorted(revealed.items()))))
+            outcome.upload_bytes += self._upload(round_id, "unmasking", stages.unmasking(listed))
             final = self._wait_for(round_id, "unmask", "done", started)
 
             release = self.link.latest_release(newer_than=base.version)

@@ -50,3 +50,7 @@ class EnvelopeTampered(EnvelopeError):
 
 class ProtocolError(SyncError, ValueError):
     """A wire message that is malformed, oversized, of the wrong shape or the wrong version."""
+
+
+class PolicyViolation(SyncError):
+    """The coordinator asks for less privacy than this client accepts, or breaks the protocol's rules."""
