@@ -225,6 +225,7 @@ def bench_sync_round(clients: int, *, workers: int | None = None, stage_timeout:
     sent = np.array([o["bytes_sent"] for o in outcomes], dtype=np.float64)
     uploads = np.array([o["upload_bytes"] for o in outcomes], dtype=np.float64)
     median_sent = float(np.median(sent))
+    slowest = outcomes[int(np.argmax(sent))]
     return {
         "clients": clients,
         "worker_processes": len(spans),
@@ -243,7 +244,19 @@ def bench_sync_round(clients: int, *, workers: int | None = None, stage_timeout:
         "bytes_per_parameter": round(median_sent / parameters, 3),
         "overhead_bytes_per_client": median_sent - TARGET_BYTES_PER_PARAMETER * parameters,
         "released_version": outcomes[0]["released_version"],
+        "sent_by_kind_median": _by_kind(outcomes),
+        "sent_by_kind_slowest_client": {kind: {"requests": count, "bytes": size}
+                                        for kind, (count, size) in sorted(slowest["sent_by_kind"].items())},
     }
+
+
+def _by_kind(outcomes: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per request kind (status, checkin, advertise-keys, ...): the median over clients of how many such
+    requests a client sent and of their bytes (0 for a client that sent none)."""
+    kinds = sorted({kind for o in outcomes for kind in o["sent_by_kind"]})
+    return {kind: {"requests": float(np.median([o["sent_by_kind"].get(kind, [0, 0])[0] for o in outcomes])),
+                   "bytes": float(np.median([o["sent_by_kind"].get(kind, [0, 0])[1] for o in outcomes]))}
+            for kind in kinds}
 
 
 def bench_client_costs(parameters: int, cohorts: Sequence[int] = COST_COHORTS, repeats: int = 5) -> list[dict]:

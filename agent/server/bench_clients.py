@@ -71,7 +71,8 @@ def run_clients(pin: CoordinatorPin, people: list[LocalTrainingData], timeout: f
                 outcome = RoundRunner(link, store.db, policy).run(people[position])
                 results[position] = {"state": outcome.state, "bytes_sent": outcome.bytes_sent,
                                      "upload_bytes": outcome.upload_bytes, "connect_retries": retries,
-                                     "released_version": outcome.released_version}
+                                     "released_version": outcome.released_version,
+                                     "sent_by_kind": link.sent_by_kind}
                 return
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 # The TLS handshake queued behind a thousand others: a device tries again. A failure after
