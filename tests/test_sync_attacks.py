@@ -17,7 +17,8 @@ from agent.core.sync.client import CoordinatorLink, CoordinatorPin, CoordinatorR
 from agent.core.sync.errors import EnvelopeTampered
 from agent.core.sync.keys import generate_keypair
 from agent.core.sync.quantize import encode_update
-from agent.core.sync.signing import SignatureError, StaleRelease, public_bytes, sign_request, verify_release
+from agent.core.sync.signing import (AUTH_HEADER, SignatureError, StaleRelease, device_id_of, encode_base64url,
+                                     public_bytes, request_payload, sign_request, verify_release)
 from agent.server.coordinator import RoundConfig
 from sync_harness import POLICY, make_catalog, make_person
 from test_sync_round import db_url, query, server_for  # noqa: F401 - pytest finds the db_url fixture by name
@@ -74,6 +75,27 @@ def snapshot(server) -> list:
             query(server, "select version, body from releases order by version")]
 
 
+def unauthenticated_variants(key: Ed25519PrivateKey, path: str) -> list[tuple[dict[str, str], str]]:
+    """(headers, expected error) for a GET of `path` with the query since=forming&wait=0."""
+    target = path + "?since=forming&wait=0"
+    good = sign_request(key, "GET", target, b"")[AUTH_HEADER]
+    device, timestamp, nonce, signature = good.split(".")
+    stale_time = str(int(timestamp) - 301_000)  # outside the 300 s window, correctly signed
+    stale = key.sign(request_payload("GET", target, stale_time, nonce, b""))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = nonce[:-1] + alphabet[alphabet.index(nonce[-1]) ^ 1]  # the same 16 bytes, spelled differently
+    other_query = sign_request(key, "GET", path + "?since=advertise&wait=0", b"")
+    return [
+        ({}, "unauthenticated"),
+        ({"x-ownrec-device": bytes.fromhex(device_id_of(public_bytes(key))).hex(), "x-ownrec-timestamp": "1",
+          "x-ownrec-nonce": "00" * 16, "x-ownrec-signature": "00" * 64}, "unauthenticated"),
+        ({AUTH_HEADER: ".".join([device, stale_time, nonce, encode_base64url(stale)])}, "bad_timestamp"),
+        ({AUTH_HEADER: ".".join([device, timestamp, twin, signature])}, "bad_nonce"),
+        ({AUTH_HEADER: good + "A"}, "malformed_auth"),
+        (other_query, "bad_signature"),
+    ]
+
+
 def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # noqa: F811
     with server_for(tmp_path, db_url, min_cohort=3, max_cohort=3) as server:
         clients = [Manual(server.pin) for _ in range(3)]
@@ -110,6 +132,18 @@ def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # no
         stranger = Manual(server.pin)
         stranger.round_id = first.round_id
         refused(lambda: stranger.status(), 401, "unknown_device")
+        # Authentication headers that are missing, of the old four-header form, stale, non-canonical, or
+        # signed for another query; and a check-in registering a key that is not the signer's.
+        status_path = f"/v1/rounds/{first.round_id}/status"
+        for headers, code in unauthenticated_variants(first.key, status_path):
+            answer = first.link.http.get(status_path + "?since=forming&wait=0", headers=headers)
+            assert (answer.status_code, answer.json()["error"]) == (401, code), (headers, answer.text)
+        other = Ed25519PrivateKey.generate()
+        checkin = json.dumps({"device_public": public_bytes(other).hex(), "base_version": base.version}).encode()
+        answer = stranger.link.http.post("/v1/checkin", content=checkin,
+                                         headers=sign_request(stranger.key, "POST", "/v1/checkin", checkin))
+        assert (answer.status_code, answer.json()["error"]) == (401, "wrong_device")
+        assert query(server, "select count(*) from devices") == [(3,)]
         assert snapshot(server) == before
 
         # A replay of an accepted request is refused, and changes nothing.

@@ -2,7 +2,8 @@
 
 Endpoints (all under /v1; JSON unless noted; the stage uploads are the binary messages of
 `agent.core.sync.protocol`). Every request but the two public reads is signed by the device key
-(`agent.core.sync.signing`): the path names the round and the stage, the signature covers the body.
+(`agent.core.sync.signing`, one x-ownrec-auth header): the path names the round and the stage, the
+signature covers the path and query exactly as received, and the body.
     GET  /v1/info                              public: signing key, latest version, privacy spent
     GET  /v1/releases/latest                   public: the latest signed release (binary)
     POST /v1/checkin                           {"device_public": hex, "base_version": int} -> round, index
@@ -90,7 +91,11 @@ def create_app(coordinator: Coordinator) -> Starlette:
 
     async def authenticate(request: Request, body: bytes, register_public: bytes | None = None) -> str:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        return await run_in_threadpool(coordinator.authenticate, request.method, request.url.path, body, headers,
+        # The client signs the request target exactly as it sent it: the raw path and the raw query.
+        path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        target = (path + (b"?" + query if query else b"")).decode("latin-1")
+        return await run_in_threadpool(coordinator.authenticate, request.method, target, body, headers,
                                        register_public)
 
     def round_id_of(request: Request) -> str:

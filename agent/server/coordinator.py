@@ -35,7 +35,8 @@ from agent.core.sync.neighbourhood import NeighbourGraph, NeighbourhoodPlan, Thr
 from agent.core.sync.parameters import SharedLayout
 from agent.core.sync.quantize import QuantizationPlan, dequantize_sum
 from agent.core.sync.shamir import Share, reconstruct_secret
-from agent.core.sync.signing import SignatureError, device_id_of, sign_release, verify_release, verify_request
+from agent.core.sync.signing import (AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth,
+                                     sign_release, verify_release, verify_request)
 from agent.server.state import Storage, Transaction
 
 STATES = ("forming", "advertise", "share", "masked", "unmask", "done")
@@ -178,24 +179,25 @@ class Coordinator:
 
     # -- authentication -------------------------------------------------------------------------
 
-    def authenticate(self, method: str, path: str, body: bytes, headers: dict[str, str],
+    def authenticate(self, method: str, target: str, body: bytes, headers: dict[str, str],
                      register_public: bytes | None = None) -> str:
         """The device id of a correctly signed, fresh, never-seen request; CoordinatorError otherwise.
-        At check-in (`register_public` given) an unknown device is registered with that key."""
+        `target` is the path and query as received (what the client signed). At check-in
+        (`register_public` given) an unknown device is registered with that key."""
+        value = headers.get(AUTH_HEADER)
+        if value is None:
+            raise CoordinatorError(401, "unauthenticated", f"missing authentication header {AUTH_HEADER!r}")
         try:
-            device, timestamp = headers["x-ownrec-device"], headers["x-ownrec-timestamp"]
-            nonce, signature = headers["x-ownrec-nonce"], headers["x-ownrec-signature"]
-        except KeyError as missing:
-            raise CoordinatorError(401, "unauthenticated", f"missing authentication header {missing}") from None
-        try:
-            age = abs(time.time() - float(timestamp))
-        except ValueError:
-            raise CoordinatorError(401, "bad_timestamp", "the request timestamp is not a number") from None
+            auth = parse_request_auth(value)
+        except MalformedAuth as error:
+            code = {"timestamp": "bad_timestamp", "nonce": "bad_nonce", "device": "bad_device"}.get(
+                error.field, "malformed_auth")
+            raise CoordinatorError(401, code, f"malformed {AUTH_HEADER} header: {error}") from None
+        device, nonce = auth.device_id, auth.nonce
+        age = abs(time.time() - auth.seconds)
         if not age <= REQUEST_WINDOW_SECONDS:
             raise CoordinatorError(401, "bad_timestamp", f"the request timestamp is {age:.0f} s off the coordinator's "
                                    f"clock (window {REQUEST_WINDOW_SECONDS:.0f} s): replayed or clock skew")
-        if len(nonce) != 32 or any(c not in "0123456789abcdef" for c in nonce):
-            raise CoordinatorError(401, "bad_nonce", "the request nonce must be 16 bytes in hex")
         with self.storage.write() as tx:
             row = tx.one("select public_key from devices where device_id = ?", [device])
             public = bytes(row[0]) if row else register_public
@@ -204,7 +206,7 @@ class Coordinator:
             if device_id_of(public) != device:
                 raise CoordinatorError(401, "wrong_device", "the device id does not belong to that public key")
             try:
-                verify_request(public, method, path, body, timestamp, nonce, signature)
+                verify_request(public, method, target, body, auth)
             except SignatureError as error:
                 raise CoordinatorError(401, "bad_signature", str(error)) from None
             now = time.time()

@@ -44,6 +44,9 @@ from agent.core.sync.stages import ClientRound
 from agent.core.sync.signing import Release, public_bytes, sign_request, verify_release
 
 POLL_SECONDS = 4.0  # each long poll returns within this, so a cancellation takes effect within it
+# httpx sends these by default; HTTP/1.1 keeps the connection alive without being asked, the coordinator
+# compresses nothing and answers every client alike: ~100 bytes a request saved.
+UNSENT_HEADERS = ("accept", "accept-encoding", "connection", "user-agent")
 
 
 class CoordinatorRefused(SyncError):
@@ -128,6 +131,8 @@ class CoordinatorLink:
     def __init__(self, pin: CoordinatorPin, device_key: Ed25519PrivateKey, timeout: float = 60.0) -> None:
         context = ssl.create_default_context(cadata=pin.tls_certificate)  # trust this certificate and nothing else
         self.http = httpx.Client(base_url=pin.url, verify=context, timeout=httpx.Timeout(timeout, connect=10.0))
+        for unneeded in UNSENT_HEADERS:  # httpx's defaults: the coordinator reads none of them
+            self.http.headers.pop(unneeded, None)
         self.pin = pin
         self.device_key = device_key
         self.bytes_sent = 0
@@ -153,8 +158,9 @@ class CoordinatorLink:
 
     def request(self, method: str, path: str, body: bytes = b"", params: dict[str, Any] | None = None,
                 signed: bool = True) -> httpx.Response:
-        headers = sign_request(self.device_key, method, path, body) if signed else {}
-        request = self.http.build_request(method, path, content=body or None, params=params, headers=headers)
+        request = self.http.build_request(method, path, content=body or None, params=params)
+        if signed:  # over the target exactly as sent: path and query
+            request.headers.update(sign_request(self.device_key, method, request.url.raw_path.decode("ascii"), body))
         size = self.wire_size(request)
         self.bytes_sent += size
         tally = self.sent_by_kind.setdefault(self.request_kind(path), [0, 0])
