@@ -41,6 +41,8 @@ import numpy as np
 
 from agent.core import experiments, paths
 from agent.core.atomic import write_text_atomic
+from agent.core.evaluation.metrics import CUTOFF, hit_rate, ndcg
+from agent.core.evaluation.movielens import NEGATIVES, EvalUser, choose_users, sample_negatives, split_by_time
 from agent.core.reports import write_section
 from agent.core.llm import judge, rerank
 
@@ -60,9 +62,7 @@ HEADER = (
     "the command named in it, and only that section is replaced when the command runs again.\n"
 )
 DEFAULT_USERS = 100
-NEGATIVES = 99
 TOP = 20  # the candidates the LLM rescores
-CUTOFF = 10  # HR@10, NDCG@10
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 JUDGE_ONLY = math.inf  # the top 20 ordered by the judge alone (a reference, never chosen as w)
 SHOWN_WEIGHTS = (0.5, 1.0, 2.0)  # test figures at fixed weights, beside the chosen one
@@ -73,16 +73,6 @@ SOURCE = "movielens-100k"
 
 
 # -- metrics --------------------------------------------------------------------------------------
-
-
-def hit_rate(rank: int, cutoff: int = CUTOFF) -> float:
-    """1 if the held-out item is among the first `cutoff` (rank is 1-based)."""
-    return 1.0 if 1 <= rank <= cutoff else 0.0
-
-
-def ndcg(rank: int, cutoff: int = CUTOFF) -> float:
-    """NDCG with one relevant item: 1 / log2(1 + rank) within the cutoff, else 0."""
-    return 1.0 / math.log2(1 + rank) if 1 <= rank <= cutoff else 0.0
 
 
 def reranked_rank(case: "Case", weight: float) -> int:
@@ -98,39 +88,6 @@ def reranked_rank(case: "Case", weight: float) -> int:
 
 
 # -- data -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EvalUser:
-    user_id: int
-    train: tuple[tuple[str, float, float], ...]  # (MovieLens item id, stars, timestamp), oldest first
-    validation: str
-    test: str
-
-    @property
-    def rated(self) -> set[str]:
-        return {item for item, _, _ in self.train} | {self.validation, self.test}
-
-
-def split_by_time(ratings: list[tuple[int, str, float, float]]) -> dict[int, EvalUser]:
-    """Per user, by time (ties by item id): the last rating is the test item, the one before the
-    validation item. Users with fewer than 3 ratings are left out (MovieLens-100K has none)."""
-    by_user: dict[int, list[tuple[str, float, float]]] = {}
-    for user, item, stars, at in ratings:
-        by_user.setdefault(user, []).append((item, stars, at))
-    users = {}
-    for user, rows in by_user.items():
-        rows.sort(key=lambda r: (r[2], int(r[0]) if r[0].isdigit() else r[0]))
-        if len(rows) >= 3:
-            users[user] = EvalUser(user, tuple(rows[:-2]), rows[-2][0], rows[-1][0])
-    return users
-
-
-def choose_users(users: dict[int, EvalUser], count: int, seed: int) -> list[EvalUser]:
-    ids = sorted(users)
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(ids, size=min(count, len(ids)), replace=False).tolist())
-    return [users[int(i)] for i in chosen]
 
 
 @dataclass
@@ -210,8 +167,7 @@ def _user_cases(setting: _Setting, agent: "Agent", user: EvalUser, seed: int, to
     cases = []
     for split_index, split in enumerate(SPLITS):
         target = setting.row_of[user.validation if split == "validation" else user.test]
-        rng = np.random.default_rng([seed, user.user_id, split_index])
-        sampled = np.append(rng.choice(never_rated, size=NEGATIVES, replace=False), target)
+        sampled = np.append(sample_negatives(never_rated, user.user_id, split_index, seed), target)
         seen = train_rows if split == "validation" else np.append(train_rows, setting.row_of[user.validation])
         full = np.setdiff1d(np.arange(n), np.setdiff1d(seen, [target]))
         for protocol, candidates in (("sampled", sampled), ("full", full)):
