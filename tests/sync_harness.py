@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def make_person(catalog: Catalog, seed: int) -> LocalTrainingData:
     return LocalTrainingData(catalog=catalog, personal=personal, labels=labels)
 
 
-TRAINING = GlobalTrainingSettings(epochs=3, learning_rate=0.05, seed=3)
+TRAINING = GlobalTrainingSettings(epochs=3, seed=3)
 POLICY = ClientPolicy(min_cohort=3, round_timeout=120.0, training=TRAINING)
 
 
@@ -125,12 +126,14 @@ def make_clients(count: int, catalog: Catalog, drop_after: dict[int, str] | None
 
 
 def run_clients(pin: CoordinatorPin, clients: list[SimulatedClient], policy: ClientPolicy = POLICY,
-                stagger: float = 0.0) -> None:
-    """Each client in its own thread, over its own HTTPS connection, with its own ledger."""
+                stagger: float = 0.0, link_class: Callable[[SimulatedClient], type[CoordinatorLink]] | None = None
+                ) -> None:
+    """Each client in its own thread, over its own HTTPS connection, with its own ledger. `link_class`
+    may give a client another link class (a misbehaving one, for attack tests)."""
 
     def one(client: SimulatedClient) -> None:
         store = Store.memory()
-        link = CoordinatorLink(pin, client.key)
+        link = (link_class(client) if link_class else CoordinatorLink)(pin, client.key)
 
         def progress(stage: str) -> None:
             if stage == client.drop_after:

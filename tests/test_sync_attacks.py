@@ -20,8 +20,9 @@ from agent.core.sync.quantize import encode_update
 from agent.core.sync.signing import (AUTH_HEADER, SignatureError, StaleRelease, device_id_of, encode_base64url,
                                      public_bytes, request_payload, sign_request, verify_release)
 from agent.server.coordinator import RoundConfig
-from sync_harness import POLICY, make_catalog, make_person
-from test_sync_round import db_url, query, server_for  # noqa: F401 - pytest finds the db_url fixture by name
+from sync_harness import POLICY, make_catalog, make_clients, make_person, run_clients
+from test_sync_round import (db_url, expected_contributions, query, released,  # noqa: F401 - db_url: a fixture
+                             server_for)
 
 
 class Manual:
@@ -109,6 +110,13 @@ def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # no
 
         # A client in two cohorts, and a stale or unknown round id.
         refused(lambda: first.check_in(base.version), 409, "already_in_cohort")
+        # A device arriving while the round runs, and check-ins that are not what the coordinator expects.
+        late = Manual(server.pin)
+        refused(lambda: late.check_in(base.version), 409, "round_in_progress")
+        for body in (b"not json", b'{"device_public": "00", "base_version": 1}',
+                     json.dumps({"device_public": public_bytes(late.key).hex(), "base_version": "1"}).encode(),
+                     json.dumps({"base_version": 1}).encode()):
+            refused(lambda body=body: late.link.request("POST", "/v1/checkin", body), 400, "malformed_checkin")
         unknown = secrets.token_hex(16)
         advertise = protocol.encode(protocol.AdvertiseKeys(first.round, first.index, first.channel.public,
                                                            first.mask.public))
@@ -143,7 +151,9 @@ def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # no
         answer = stranger.link.http.post("/v1/checkin", content=checkin,
                                          headers=sign_request(stranger.key, "POST", "/v1/checkin", checkin))
         assert (answer.status_code, answer.json()["error"]) == (401, "wrong_device")
-        assert query(server, "select count(*) from devices") == [(3,)]
+        # The three in the round, and `late`: a signed check-in registers its key even when the round refuses
+        # it (round_in_progress); a wrong key registers nothing.
+        assert query(server, "select count(*) from devices") == [(4,)]
         assert snapshot(server) == before
 
         # A replay of an accepted request is refused, and changes nothing.
@@ -231,8 +241,11 @@ def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # no
         release = first.link.latest_release(newer_than=base.version)
         assert release.version == 2 and release.metadata["summands"] == 3
 
-        # The finished round's id is now stale.
+        # The finished round's id is now stale, and so is a check-in for the version it replaced.
         refused(lambda: first.post("unmasking", wrong_kind), 409, "stale_round")
+        finished = snapshot(server)
+        refused(lambda: late.check_in(base.version), 409, "stale_base", "version 2")
+        assert snapshot(server) == finished
         assert graph.plan.cohort_size == 3
 
 
@@ -279,3 +292,42 @@ def test_no_round_starts_beyond_the_privacy_budget(tmp_path):
         refused(lambda: client.check_in(1), 403, "budget_exhausted", "budget of 3.0")
         assert query(server, "select count(*) from rounds") == [(0,)]
         assert query(server, "select version from releases") == [(1,)]
+
+
+class TamperingLink(CoordinatorLink):
+    """A malicious client's link: flips one bit of the ciphertext of its first envelope before signing and
+    sending its share-keys message. The coordinator cannot tell (it never opens envelopes); the receiver can."""
+
+    victims: list[int] = []
+
+    def request(self, method, path, body=b"", params=None, signed=True):
+        if path.endswith("/share-keys"):
+            message = protocol.decode(body)
+            TamperingLink.victims.append(message.envelopes[0].receiver)
+            flipped = bytearray(body)
+            flipped[protocol.HEADER.size + protocol.COUNT.size + 4 + envelope.NONCE_BYTES + 5] ^= 0x40
+            body = bytes(flipped)
+        return super().request(method, path, body, params, signed)
+
+
+def test_a_tampered_envelope_is_refused_by_its_receiver_and_the_round_still_releases(tmp_path):
+    catalog = make_catalog()
+    clients = make_clients(20, catalog)
+    tamperer = clients[4]
+    TamperingLink.victims = []
+    with server_for(tmp_path, None, stage_timeout=30.0) as server:
+        run_clients(server.pin, clients, link_class=lambda c: TamperingLink if c is tamperer else CoordinatorLink)
+        assert [repr(c.error) for c in clients if c.error] == []
+        (victim_index,) = TamperingLink.victims
+        by_index = {c.outcome.index: c for c in clients}
+        victim = by_index[victim_index]
+        # The receiver refused the envelope (EnvelopeTampered) and went on; nobody else refused anything.
+        assert victim.outcome.refused_envelopes == [tamperer.outcome.index]
+        assert all(c.outcome.refused_envelopes == [] for c in clients if c is not victim)
+        assert {c.outcome.state for c in clients} == {"released"}
+        # The tamperer's self mask was rebuilt from its other neighbours' shares: every input counts.
+        base, new = released(server, 1), released(server, 2)
+        contributions, quantization = expected_contributions(clients, base.vector, base.layout, 20)
+        assert new.metadata["summands"] == 20
+        assert np.max(np.abs(new.vector - base.vector - np.mean(list(contributions.values()), axis=0))) \
+            <= quantization.step
