@@ -37,7 +37,7 @@ def test_local_training_moves_only_the_shared_part_and_raises_the_margins():
     person = make_person(catalog, 4)
     start = shared.zeros()
     delta = train_global_delta(shared, start, person.personal, catalog, person.labels,
-                               GlobalTrainingSettings(epochs=20, learning_rate=0.02))
+                               GlobalTrainingSettings(epochs=20))
     assert delta.shape == (shared.size,) and np.linalg.norm(delta) > 0
 
     def margin(vector: np.ndarray, win: int, lose: int) -> float:
