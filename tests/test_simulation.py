@@ -1,0 +1,54 @@
+"""The in-process federation runs the real coordinator and client stages: its release is the cohort
+average of the clipped, noised, quantized deltas, and only that."""
+
+import numpy as np
+import pytest
+
+from agent.core.sync.clipping import DistributedNoise, clip_to_norm
+from agent.core.sync.neighbourhood import plan_neighbourhood
+from agent.core.sync.parameters import SharedLayout
+from agent.core.sync.quantize import QuantizationPlan
+from agent.server.simulation import InProcessFederation
+
+
+def federation(tmp_path, cohort: int, noise_multiplier: float, clip_norm: float = 1.0) -> InProcessFederation:
+    layout = SharedLayout.create(64, 8, [f"test:{i}" for i in range(200)], np.random.default_rng(0))
+    return InProcessFederation(tmp_path / "coordinator", layout, cohort, clip_norm=clip_norm,
+                               noise_multiplier=noise_multiplier, seed=1)
+
+
+def test_without_noise_the_release_is_the_average_of_the_clipped_deltas(tmp_path):
+    sim = federation(tmp_path, 12, 0.0)
+    base = sim.latest()
+    rng = np.random.default_rng(2)
+    deltas = [rng.normal(scale=0.5, size=base.layout.size) for _ in range(12)]
+    result = sim.run_round(deltas, base)
+    clipped = [clip_to_norm(d, 1.0)[0] for d in deltas]
+    assert result.release.version == base.version + 1 and result.summands == 12
+    assert np.allclose(result.pre_clip_norms, [np.linalg.norm(d) for d in deltas])
+    step = QuantizationPlan.for_cohort(DistributedNoise(1.0, 0.0, plan_neighbourhood(12).min_survivors), 12).step
+    assert np.max(np.abs(result.release.vector - base.vector - np.mean(clipped, axis=0))) <= step
+    # The next round starts from that release; the coordinator signed both.
+    again = sim.run_round(deltas, result.release)
+    assert again.release.version == base.version + 2
+    sim.close()
+
+
+def test_with_noise_the_release_carries_the_distributed_noise(tmp_path):
+    sim = federation(tmp_path, 10, 2.0)
+    base = sim.latest()
+    deltas = [np.zeros(base.layout.size) for _ in range(10)]
+    result = sim.run_round(deltas, base)
+    # Each client adds z*C/sqrt(min_survivors); the average of 10 carries sqrt(10)/10 of that.
+    expected = 2.0 / np.sqrt(plan_neighbourhood(10).min_survivors) * np.sqrt(10) / 10
+    observed = float(np.std(result.release.vector - base.vector))
+    assert observed == pytest.approx(expected, rel=0.35)
+    assert np.isfinite(result.epsilon) and result.epsilon > 0
+    sim.close()
+
+
+def test_a_cohort_of_the_wrong_size_is_refused(tmp_path):
+    sim = federation(tmp_path, 5, 0.0)
+    with pytest.raises(ValueError, match="cohorts of 5"):
+        sim.run_round([np.zeros(sim.latest().layout.size)] * 4, sim.latest())
+    sim.close()
