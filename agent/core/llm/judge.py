@@ -4,11 +4,13 @@ The personal LoRA is trained to answer it (agent.core.lora) and the reranker ask
 (agent.core.llm.rerank), so the prompt lives here, in one place, and both sides render it with
 the same function. The answer is read as P("Yes") against P("No") at the first generated token.
 
-The prompt is ChatML (SmolLM2's template) with the person's profile first and the item last, so
-every candidate of one person shares the longest possible prefix: the reranker evaluates that
-prefix once and only the item's tokens per candidate. So that training sees exactly the tokens
-the reranker evaluates, every user of this module tokenizes `prefix` and `suffix` separately
-and concatenates the ids (`tokens`); the prefix ends in a newline, where BPE never merges.
+The prompt is ChatML (SmolLM2's template) with everything constant for one person first (the
+system prompt, the profile and the question) and the item last, so every candidate of one person
+shares the longest possible prefix: the reranker evaluates that prefix once, and per candidate
+only the item's text and the chat-template tokens that open the answer (`suffix`). So that
+training sees exactly the tokens the reranker evaluates, every user of this module tokenizes
+`prefix` and `suffix` separately and concatenates the ids (`tokens`); the prefix ends in a
+newline, where BPE never merges.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from agent.core.service import Agent
 
 SYSTEM = "You predict whether a person will enjoy an item, from what they liked and disliked. Answer Yes or No."
-QUESTION = "Would this person enjoy it?"
+QUESTION = "Would this person enjoy the item below?"
 YES, NO = "Yes", "No"
 LIKED_SHOWN = 8
 DISLIKED_SHOWN = 4
@@ -56,17 +58,19 @@ class Profile:
 
 
 def prefix(profile: Profile) -> str:
-    """The part of the prompt shared by all of one person's candidates."""
+    """The part of the prompt shared by all of one person's candidates: the system prompt, the
+    profile and the question."""
     return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
-            f"<|im_start|>user\nThe person.\n{profile.text()}\n\nThe item:\n")
+            f"<|im_start|>user\nThe person.\n{profile.text()}\n\n{QUESTION}\nThe item:\n")
 
 
 def suffix(item_text: str) -> str:
-    """The per-item part, ending where the model's answer starts."""
+    """The per-item part: the item's text and the end of the user turn, ending where the model's
+    answer starts."""
     text = " ".join(item_text.split())
     if len(text) > ITEM_CHARS:
         text = text[:ITEM_CHARS].rsplit(" ", 1)[0] + "…"
-    return f"{text}\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    return f"{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def prompt(profile: Profile, item_text: str) -> str:
