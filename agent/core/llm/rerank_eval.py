@@ -18,7 +18,11 @@ rankings); the test items are looked at once, with that w.
 
 A per-user hook (`lora_for_user(user, agent)`, the agent holding that user's training ratings)
 may supply a personal LoRA adapter path; the same cases are then scored again with that adapter
-applied (`apply_adapter`, by default `LLM.set_adapter`) and reported as a second row.
+applied (`apply_adapter`, by default `LLM.set_adapter`) and reported as a second row. Training
+takes minutes per user, so `lora_users` limits that row to the first N users of the (shuffled)
+subset; the base model is then also summarised on exactly those N users ("base, LoRA users"), so
+the personal-LoRA row is compared with the ranker and the base reranker on the same users, each
+with its own bootstrap interval, and a paired interval of personal LoRA - base reranker.
 
 `run_rerank_evaluation` returns plain JSON-able data; `write_report` replaces only its own section
 of EVALUATION.md (between the `rerank` markers).
@@ -70,6 +74,7 @@ BOOTSTRAP = 2000
 PROTOCOLS = ("sampled", "full")
 SPLITS = ("validation", "test")
 SOURCE = "movielens-100k"
+BASE, BASE_ON_LORA_USERS, LORA = "base", "base, LoRA users", "personal LoRA"
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -191,6 +196,7 @@ def _judge_cases(llm: "LLM", setting: _Setting, profile: judge.Profile, cases: l
 
 def _evaluate_user(setting: _Setting, llm: "LLM", user: EvalUser, seed: int, top: int, variants: list[str],
                    lora_for_user: LoraHook | None, apply_adapter: ApplyAdapter) -> dict[str, Any]:
+    """`variants`: "base", and "personal LoRA" for the users that row covers."""
     """One user's cases with the judge's scores, per variant (JSON-able: a checkpoint line)."""
     out: dict[str, Any] = {"user": user.user_id, "adapter": False, "variants": {}}
     with setting.person(user.user_id) as agent:
@@ -198,7 +204,7 @@ def _evaluate_user(setting: _Setting, llm: "LLM", user: EvalUser, seed: int, top
         profile = judge.profile_of(agent)
         for variant in variants:
             own = [Case(**{**c.__dict__, "top_judge": []}) for c in base_cases]
-            if variant == "personal LoRA":
+            if variant == LORA:
                 path = lora_for_user(user, agent)
                 out["adapter"] = path is not None
                 apply_adapter(llm, path)
@@ -238,7 +244,7 @@ def _read_checkpoint(checkpoint: Path | None, plan: dict[str, Any]) -> dict[int,
 def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = print, top: int = TOP,
                           llm: "LLM | None" = None, threads: int = 1, lora_for_user: LoraHook | None = None,
                           apply_adapter: ApplyAdapter | None = None, checkpoint: Path | str | None = None,
-                          max_users: int | None = None) -> dict[str, Any]:
+                          max_users: int | None = None, lora_users: int | None = None) -> dict[str, Any]:
     """Run the evaluation on `users` MovieLens users (a fixed random subset for `seed`); return
     JSON-able figures, with every case's scores under "cases" (so `summarise` can be rerun).
 
@@ -249,20 +255,26 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
     `LLM.set_adapter`), adds a "personal LoRA" variant. `checkpoint`: a file each finished user
     is appended to, so an interrupted run resumes where it stopped. `max_users`: stop after that
     many users of the subset (the subset is processed in a seeded random order, so the users done
-    are themselves a random subset)."""
+    are themselves a random subset). `lora_users`: the personal-LoRA row only for the first that
+    many users of that order (default: all), compared with the base model on the same users."""
     from agent.core.importers.demo import movielens_ratings
     from agent.core.llm.model import LLM
 
     apply_adapter = apply_adapter or (lambda model, path: model.set_adapter(path))
     started = time.perf_counter()
     llm = llm or LLM.load(threads=threads, cache_dir=paths.models_dir() / "llm")
-    variants = ["base"] + (["personal LoRA"] if lora_for_user else [])
+    variants = [BASE] + ([LORA] if lora_for_user else [])
     chosen = choose_users(split_by_time(movielens_ratings()), users, seed)
     np.random.default_rng([seed, 1]).shuffle(chosen)
     if max_users is not None:
         chosen = chosen[:max_users]
+    lora_count = min(len(chosen), lora_users) if lora_for_user and lora_users is not None else (
+        len(chosen) if lora_for_user else 0)
+    lora_ids = {u.user_id for u in chosen[:lora_count]}
     plan = {"users": users, "seed": seed, "negatives": NEGATIVES, "top": top, "cutoff": CUTOFF,
-            "variants": variants, "model": llm.model_id}
+            "variants": variants, "model": llm.model_id, "prompt": _prompt_fingerprint()}
+    if lora_for_user and lora_count < len(chosen):
+        plan["lora_users"] = lora_count
     checkpoint = Path(checkpoint) if checkpoint else None
     done = _read_checkpoint(checkpoint, plan)
     if checkpoint is not None and not done:
@@ -271,10 +283,12 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
         log(f"resuming: {len(done)} users already done in {checkpoint}")
     with paths.temporary_home("ownrec-eval-rerank-") as home, experiments.single_blas_thread():
         setting = _prepare(home, log)
-        log(f"{len(chosen)} users: their ranker, then the LLM on the top {top} of four rankings each")
+        log(f"{len(chosen)} users: their ranker, then the LLM on the top {top} of four rankings each"
+            + (f"; the first {lora_count} also with their own LoRA" if lora_for_user else ""))
         for number, user in enumerate(chosen, 1):
             if user.user_id not in done:
-                done[user.user_id] = _evaluate_user(setting, llm, user, seed, top, variants, lora_for_user,
+                own = variants if user.user_id in lora_ids else [BASE]
+                done[user.user_id] = _evaluate_user(setting, llm, user, seed, top, own, lora_for_user,
                                                     apply_adapter)
                 if checkpoint is not None:
                     with open(checkpoint, "a", encoding="utf-8") as handle:
@@ -284,23 +298,40 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
     entries = [done[u.user_id] for u in chosen]
     results: dict[str, Any] = {
         "plan": {**plan, "users": len(chosen), "subset_of": users, "weights": list(WEIGHTS), "bootstrap": BOOTSTRAP,
-                 "user_ids": sorted(u.user_id for u in chosen)},
+                 "user_ids": sorted(u.user_id for u in chosen), "lora_user_ids": sorted(lora_ids)},
         "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **experiments.provenance(),
                 "model": llm.name, "threads": llm.threads, "cpus": os.cpu_count()},
         "variants": {},
         "cases": {},
     }
-    for variant in variants:
-        cases = [Case(**c) for e in entries for c in e["variants"][variant]["cases"]]
-        stats = [e["variants"][variant]["stats"] for e in entries]
+    lora_entries = [e for e in entries if e["user"] in lora_ids]
+    rows = [(BASE, BASE, entries)]
+    if lora_for_user:
+        if len(lora_entries) < len(entries):
+            rows.append((BASE_ON_LORA_USERS, BASE, lora_entries))
+        rows.append((LORA, LORA, lora_entries))
+    for name, variant, covered in rows:
+        cases = [Case(**c) for e in covered for c in e["variants"][variant]["cases"]]
+        stats = [e["variants"][variant]["stats"] for e in covered]
         entry = summarise(cases, seed)
+        entry["users"] = len(covered)
         entry["judge_items_per_user"] = round(float(np.mean([s["items"] for s in stats])), 1)
         entry["judge_seconds_per_user"] = round(float(np.mean([s["seconds"] for s in stats])), 2)
         entry["prefix_tokens_mean"] = round(float(np.mean([s["prefix_tokens"] for s in stats])), 1)
-        if variant == "personal LoRA":
-            entry["users_with_adapter"] = sum(bool(e["adapter"]) for e in entries)
-        results["variants"][variant] = entry
-        results["cases"][variant] = [c.__dict__ for c in cases]
+        if variant == LORA:
+            entry["users_with_adapter"] = sum(bool(e["adapter"]) for e in covered)
+        results["variants"][name] = entry
+        results["cases"][name] = [c.__dict__ for c in cases]
+    if lora_for_user:
+        base_cases = [Case(**c) for c in results["cases"][BASE_ON_LORA_USERS if len(lora_entries) < len(entries)
+                                                               else BASE] if c["user_id"] in lora_ids]
+        lora_cases = [Case(**c) for c in results["cases"][LORA]]
+        base_w = results["variants"][BASE_ON_LORA_USERS if len(lora_entries) < len(entries) else BASE]["chosen_weight"]
+        results["variants"][LORA]["against_base_reranker"] = {
+            p: _bootstrap_paired([c for c in lora_cases if c.split == "test" and c.protocol == p],
+                                 results["variants"][LORA]["chosen_weight"],
+                                 [c for c in base_cases if c.split == "test" and c.protocol == p], base_w, seed)
+            for p in PROTOCOLS}
     results["lora_hook"] = "used" if lora_for_user else "not supplied: no personal LoRA row"
     results["seconds"] = round(time.perf_counter() - started, 1)
     log(f"done in {results['seconds']:.0f} s")
@@ -335,6 +366,31 @@ def _bootstrap_difference(cases: list[Case], weight: float, seed: int) -> dict[s
     return {"mean": round(float(diff.mean()), 4),
             "ci95": [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)],
             "better": int((diff > 0).sum()), "worse": int((diff < 0).sum())}
+
+
+def _bootstrap_paired(cases: list[Case], weight: float, other: list[Case], other_weight: float,
+                      seed: int) -> dict[str, Any]:
+    """Mean per-user NDCG@10 difference between two rerankings of the same held-out items (`cases`
+    with `weight` minus `other` with `other_weight`), with a percentile-bootstrap 95% interval."""
+    key = lambda c: (c.user_id, c.split, c.protocol)  # noqa: E731
+    others = {key(c): c for c in other}
+    if not cases or set(others) != {key(c) for c in cases}:
+        raise ValueError("a paired comparison needs the same held-out items on both sides")
+    diff = np.array([ndcg(reranked_rank(c, weight)) - ndcg(reranked_rank(others[key(c)], other_weight))
+                     for c in cases])
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(BOOTSTRAP, len(diff)))
+    means = diff[idx].mean(axis=1)
+    return {"mean": round(float(diff.mean()), 4),
+            "ci95": [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)],
+            "better": int((diff > 0).sum()), "worse": int((diff < 0).sum())}
+
+
+def _prompt_fingerprint() -> str:
+    """Identifies the judge's prompt, so a checkpoint made with another prompt is not resumed."""
+    import hashlib
+
+    sample = judge.prompt(judge.Profile(("A",), ("B",), (("C", 0.5),)), "D")
+    return hashlib.sha256(sample.encode("utf-8")).hexdigest()[:12]
 
 
 def summarise(cases: list[Case], seed: int = 0) -> dict[str, Any]:
@@ -417,9 +473,9 @@ def to_markdown(results: dict[str, Any]) -> str:
         "temporary data directory). Two rankings per held-out item: *sampled*, among "
         f"{plan['negatives']} items the user never rated (fixed seed), and *full*, among every item the user has "
         "not rated before it (all but the training ratings, and for the test item also the validation item). "
-        f"The ranker's top {plan['top']} is rescored by the LLM: log P(Yes) - log P(No) for "
-        "\"Would this person enjoy it?\" after the person's profile (`judge.profile_of`: their latest likes and "
-        "dislikes by title, their clearest traits) and the item's text, and reordered by z(ranker score) + "
+        f"The ranker's top {plan['top']} is rescored by the LLM: log P(Yes) - log P(No) after the person's "
+        "profile (`judge.profile_of`: their latest likes and dislikes by title, their clearest traits), the "
+        f"question \"{judge.QUESTION}\" and the item's text, and reordered by z(ranker score) + "
         f"w * z(judge score) within the {plan['top']}. w is chosen from {', '.join(str(w) for w in plan['weights'])} "
         "on the validation items only (mean NDCG@10 over both rankings; ties go to the smaller w); the test "
         "items are scored once with it. Intervals: percentile bootstrap over users, "
@@ -428,10 +484,14 @@ def to_markdown(results: dict[str, Any]) -> str:
     ]
     for variant, entry in results["variants"].items():
         w = entry["chosen_weight"]
+        users = entry.get("users", plan["users"])
+        title = {BASE: "Base model" + (f" (all {users} users)" if len(results["variants"]) > 2 else ""),
+                 BASE_ON_LORA_USERS: f"Base model on the {users} users of the personal-LoRA row",
+                 LORA: f"With the personal LoRA ({entry.get('users_with_adapter', 0)} of {users} users had an "
+                       "adapter" + (f"; the first {users} of the {plan['users']}, the same users as the row above"
+                                    if users < plan["users"] else "") + ")"}.get(variant, variant)
         lines += [
-            f"### {'Base model' if variant == 'base' else 'With the personal LoRA'}"
-            + (f" ({entry.get('users_with_adapter', 0)} of {plan['users']} users had an adapter)"
-               if variant != "base" else ""),
+            f"### {title}",
             "",
             f"Chosen on validation: **w = {w}** (validation NDCG@10: ranker {entry['validation_ndcg_ranker']:.4f}; "
             + ", ".join(f"w {k}: {v:.4f}" for k, v in entry["validation_ndcg_by_weight"].items())
@@ -473,13 +533,24 @@ def to_markdown(results: dict[str, Any]) -> str:
         lines += ["", f"LLM work per user: {entry['judge_items_per_user']:.0f} distinct items judged in "
                   f"{entry['judge_seconds_per_user']:.1f} s (one {entry['prefix_tokens_mean']:.0f}-token prefix).",
                   "", f"**Does reranking help? {_verdict(entry)}.**", ""]
+        if "against_base_reranker" in entry:
+            paired = entry["against_base_reranker"]
+            lines += ["Against the base model's reranking of the same users (each with the w chosen on its own "
+                      "validation items), test NDCG@10 difference, personal LoRA - base [95% CI], users better / "
+                      "worse: " + "; ".join(f"{p} {_ci(paired[p])}, {paired[p]['better']} / {paired[p]['worse']}"
+                                            for p in PROTOCOLS) + ".", ""]
     default = "on" if helps(results) else "off"
     lines += [f"So `llm.rerank` is **{default}** by default "
               + ("(the gain is outside the noise)." if default == "on" else
                  "(it stays available: `ownrec config set llm.rerank on`).")]
-    if "personal LoRA" not in results["variants"]:
-        lines += ["", "No personal-LoRA row in this run: `ownrec eval rerank --lora-steps N` adds one, training "
-                  "each user's own LoRA for N steps on their training ratings (minutes per user on 2 cores)."]
+    if LORA in results["variants"]:
+        lines += ["", "With the personal LoRA, reranking "
+                  + ("helps: the gain over the ranker is outside the noise in both rankings." if helps(results, LORA)
+                     else "is not shown to help either: the 95% intervals include zero or the gain is not there.")]
+    if LORA not in results["variants"]:
+        lines += ["", "No personal-LoRA row in this run: `ownrec eval rerank --lora-steps N [--lora-users M]` adds "
+                  "one, training each user's own LoRA for N steps on their training ratings (minutes per user on 2 "
+                  "cores), for the first M users only if asked."]
     return "\n".join(lines)
 
 
