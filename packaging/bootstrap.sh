@@ -25,7 +25,7 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
     # torch first and pinned: the model packages ask for an unpinned torch, which would pull a
     # multi-GB CUDA build; with 2.13.0 (CPU) already installed their requirement is satisfied.
     "${PIP[@]}" install "torch==2.13.0"
-    "${PIP[@]}" install -e "$ROOT[models,test]"
+    "${PIP[@]}" install -e "$ROOT[models,test,eval]"
     # recbole ships MovieLens-100K (the demo catalog); its own dependencies are not needed to
     # read the data files, and would pull another torch.
     "${PIP[@]}" install --no-deps "recbole==1.2.1"

@@ -1,0 +1,118 @@
+"""What `ownrec eval` and `ownrec audit` share: the data, the split, the catalog, the personal adapters.
+
+Every simulated person is a MovieLens user whose training interactions are their feedback (implicit
+positives, as in the PFedRec protocol: label 1 for every rated film). Their personal adapter is trained
+the product's way (`ranker.training.fit`, the product's settings, a fresh adapter seeded per user) with
+the global adapter at its starting point: that is "ownrec local-only", and the personal part that the
+federated rows hold fixed while they learn the global part. Per-user work runs in worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.core.evaluation.movielens import MovieLens, Protocol, leave_one_out, load_movielens
+from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.model import Catalog, Scorer
+from agent.core.ranker.training import TrainingSettings, fit
+from agent.core.sync.parameters import GlobalTrainingSettings, SharedLayout, train_global_delta
+
+Log = Callable[[str], None]
+PERSONAL_RANK = 8    # the product's personal adapter rank (Agent.personal_adapter)
+GLOBAL_RANK = 16     # the coordinator's default layout (agent.server.app.default_layout)
+LAYOUT_SEED = 1234   # the published projection A_g of this experiment's coordinator
+
+
+@dataclass
+class Setting:
+    data: MovieLens
+    protocol: Protocol
+    rows: np.ndarray            # the user rows taking part (all 943, or a fixed subset)
+    catalog: Catalog
+    layout: SharedLayout
+    labels: list[dict[int, float]]  # per taking-part user: catalog row -> 1.0 for each training item
+    encoder: Any                    # the product's text encoder (trait poles are encoded with it too)
+    personal: list[PersonalAdapter] | None = None  # local-only fits, filled by `fit_personal`
+    seed: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def scores(self, personal: Sequence[PersonalAdapter], shared: np.ndarray) -> np.ndarray:
+        """(users, items) scores of every taking-part user under the global adapter `shared`."""
+        scorer = Scorer(self.catalog, self.layout.unflatten(shared))
+        return np.stack([scorer.scores(adapter) for adapter in personal])
+
+
+def prepare(users: int | None, seed: int, log: Log) -> Setting:
+    """Load MovieLens, split it, and encode its films with the product's encoder."""
+    from agent.core import paths
+    from agent.core.encoder import Encoder
+
+    data = load_movielens()
+    protocol = leave_one_out(data, seed=seed)
+    rows = np.arange(protocol.user_count) if users is None else protocol.choose_rows(users, seed)
+    log(f"encoding {len(data.items):,} films with the product's encoder")
+    encoder = Encoder.load(paths.models_dir())
+    X = encoder.encode([item.text for item in data.items])
+    catalog = Catalog(np.arange(len(data.items), dtype=np.int64), list(data.refs), X.astype(np.float32))
+    layout = SharedLayout.create(catalog.dim, GLOBAL_RANK, data.refs, np.random.default_rng(LAYOUT_SEED))
+    labels = [{int(i): 1.0 for i in protocol.train_items(int(row))} for row in rows]
+    return Setting(data, protocol, rows, catalog, layout, labels, encoder, seed=seed)
+
+
+# -- per-user work in worker processes (forked: they inherit the setting, nothing is pickled but results) --
+
+_SETTING: Setting | None = None
+
+
+def _fit_one(task: tuple[int, np.ndarray, int, PersonalAdapter | None]) -> PersonalAdapter:
+    k, shared, epochs, start = task
+    setting = _SETTING
+    adapter = start if start is not None else PersonalAdapter.fresh(setting.catalog.dim, PERSONAL_RANK,
+                                                                    seed=int(setting.rows[k]))
+    scorer = Scorer(setting.catalog, setting.layout.unflatten(shared))
+    return fit(adapter, scorer, setting.labels[k], TrainingSettings(epochs=epochs, seed=int(setting.rows[k])))[0]
+
+
+def _delta_one(task: tuple[int, np.ndarray, PersonalAdapter, int]) -> np.ndarray:
+    k, shared, personal, round_number = task
+    setting = _SETTING
+    return train_global_delta(setting.layout, shared, personal, setting.catalog, setting.labels[k],
+                              GlobalTrainingSettings(seed=round_number * 100_003 + int(setting.rows[k])))
+
+
+def workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _map(setting: Setting, function, tasks: list[Any]) -> list[Any]:
+    global _SETTING
+    _SETTING = setting
+    if workers() == 1 or len(tasks) < 8:
+        return [function(task) for task in tasks]
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers(), mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (8 * workers()))))
+
+
+def fit_personal(setting: Setting, shared: np.ndarray, epochs: int = TrainingSettings.epochs,
+                 start: Sequence[PersonalAdapter] | None = None) -> list[PersonalAdapter]:
+    """Every user's personal adapter trained on their own training items under global `shared`
+    (fresh, or continued from `start`)."""
+    return _map(setting, _fit_one, [(k, shared, epochs, None if start is None else start[k])
+                                    for k in range(setting.size)])
+
+
+def local_deltas(setting: Setting, shared: np.ndarray, personal: Sequence[PersonalAdapter],
+                 round_number: int) -> list[np.ndarray]:
+    """Every user's Delta phi_g from `shared`, trained as the sync client does (personal part fixed)."""
+    return _map(setting, _delta_one, [(k, shared, personal[k], round_number) for k in range(setting.size)])

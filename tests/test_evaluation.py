@@ -1,0 +1,85 @@
+"""`ownrec eval` and `ownrec audit` (issue 6): the quick runs, through the CLI, with real data, the real
+encoder, the real client stages and the real coordinator; and the attack's own arithmetic."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from agent.core.sync.accounting import privacy_spent
+from agent.evaluation.audit import attack, auc
+from agent.evaluation.federated import noise_for_epsilon
+
+ROW_KEYS = {"name", "hr10_sampled", "ndcg10_sampled", "hr10_full", "ndcg10_full"}
+
+
+def test_auc_counts_pairs_and_ties_half():
+    assert auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1])) == 1.0
+    assert auc(np.array([0.4, 0.3, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0
+    assert auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5
+    assert auc(np.array([0.1, 0.3, 0.2, 0.4]), np.array([0, 0, 1, 1])) == 0.75
+
+
+def test_the_attack_finds_a_planted_signal_and_nothing_in_noise():
+    rng = np.random.default_rng(0)
+    labels = rng.random(400) < 0.5
+    features = rng.normal(size=(400, 300))
+    planted = features.copy()
+    planted[:, :5] += 1.2 * labels[:, None]  # Bayes-optimal AUC 0.97
+    found = attack(planted[:200], labels[:200], planted[200:], labels[200:], seed=0)
+    assert found["auc"] > 0.8 and found["low"] > 0.7
+    chance = attack(features[:200], labels[:200], features[200:], labels[200:], seed=0)
+    assert 0.4 < chance["auc"] < 0.6 and chance["low"] < 0.5 < chance["high"]
+
+
+@pytest.mark.parametrize("epsilon,rounds", [(1.0, 4), (4.0, 4), (8.0, 2)])
+def test_the_noise_is_calibrated_to_the_epsilon(epsilon, rounds):
+    z = noise_for_epsilon(epsilon, rounds)
+    assert privacy_spent([z] * rounds, 1e-4).epsilon == pytest.approx(epsilon, abs=1e-3)
+    assert privacy_spent([z * 0.98] * rounds, 1e-4).epsilon > epsilon  # the smallest such noise
+
+
+def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
+    output = tmp_path / "EVALUATION.md"
+    result = CliRunner().invoke(cli, ["eval", "--quick", "--json", "--output", str(output)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) >= {"popularity", "ownrec local-only (no federation)", "ownrec federated, no DP",
+                         "ownrec federated, DP epsilon 4"}
+    for row in report["rows"]:
+        assert ROW_KEYS <= set(row)
+        assert 0 <= row["ndcg10_sampled"] <= row["hr10_sampled"] <= 1
+        assert row["hr10_full"] <= row["hr10_sampled"]  # 1,600-odd candidates are harder than 100
+    mf = next(r for name, r in rows.items() if name.startswith("centralized BPR-MF"))
+    assert mf["ndcg10_sampled"] > rows["popularity"]["ndcg10_sampled"]
+    # The federation learns what no single device can: item popularity and a shared view of the items.
+    assert rows["ownrec federated, no DP"]["ndcg10_sampled"] > rows["ownrec local-only (no federation)"]["ndcg10_sampled"]
+    assert rows["ownrec federated, DP epsilon 4"]["epsilon"] == pytest.approx(4.0, abs=0.01)
+    assert rows["ownrec federated, no DP"]["epsilon"] is None  # infinite: no noise
+    assert report["reference_rows"] and report["settings"]["users"] == 150
+    text = output.read_text()
+    assert "<!-- eval:begin -->" in text and "measured outside ownrec" in text
+    plot = tmp_path / "docs" / "evaluation" / "privacy-utility.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_audit_quick_sees_the_leak_in_raw_deltas_and_not_in_the_servers_view(tmp_path):
+    output = tmp_path / "EVALUATION.md"
+    result = CliRunner().invoke(cli, ["audit", "--quick", "--json", "--output", str(output)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    views = {(v["view"], v["epsilon"]): v["results"] for v in report["views"]}
+
+    def trait_mean(results):
+        return np.mean([r["auc"] for name, r in results.items() if name.startswith("trait:")])
+
+    raw = views[("raw delta", None)]
+    assert trait_mean(raw) > 0.7  # a raw delta gives the person's taste away
+    assert raw["gender (female)"]["auc"] > 0.55
+    server = views[("server (sums of 20)", 4.0)]
+    assert trait_mean(server) < 0.6 and server["gender (female)"]["low"] < 0.5 + 0.1
+    assert "<!-- audit:begin -->" in output.read_text()
+    assert (tmp_path / "docs" / "evaluation" / "attack-auc.png").read_bytes()[:4] == b"\x89PNG"
