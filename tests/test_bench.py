@@ -1,5 +1,6 @@
-"""`ownrec bench` runs end to end and reports every figure it promises (values, not timings:
-speed targets are judged in BENCHMARKS.md, not in tests)."""
+"""`ownrec bench` runs the whole suite end to end, federated sync included, and reports every figure it
+promises beside its target with a verdict (values, not timings: speed targets are judged in BENCHMARKS.md,
+not in tests)."""
 
 import json
 
@@ -8,11 +9,12 @@ from click.testing import CliRunner
 from agent.cli import cli
 
 
-def test_bench_quick_writes_markdown_and_json(prepared_models_dir, tmp_path):
+def test_bench_quick_runs_the_whole_suite_and_rewrites_the_report(prepared_models_dir, tmp_path):
     output = tmp_path / "BENCH.md"
-    kept = "<!-- sync:begin -->\n## Federated sync\nfigures of `ownrec bench sync`\n<!-- sync:end -->"
-    output.write_text(f"# Benchmarks\nold figures\n\n{kept}\n")
-    result = CliRunner().invoke(cli, ["bench", "--quick", "--json", "--output", str(output)],
+    old_sync = "<!-- sync:begin -->\n## Federated sync\nfigures of an older `ownrec bench sync`\n<!-- sync:end -->"
+    output.write_text(f"# Benchmarks\nold figures\n\n{old_sync}\n")
+    # A small sync round keeps the test short; `--quick` alone runs 100 clients.
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--json", "--sync-clients", "12", "--output", str(output)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
@@ -34,4 +36,38 @@ def test_bench_quick_writes_markdown_and_json(prepared_models_dir, tmp_path):
     assert "rank 100,000 synthetic items" in report and "launch to first feed" in report
     assert "chat generation" in report and "LLM rerank of 20 candidates" in report
     assert "personal LoRA training step" in report
-    assert "old figures" not in report and report.count(kept) == 1  # the sync section is kept
+    # The sync benchmark is part of the suite: one real round, its section written fresh.
+    sync = figures["sync"]
+    (round_,) = sync["rounds"]
+    assert round_["clients"] == 12 and round_["released_version"] == 2 and round_["bytes_per_parameter"] > 4
+    assert "old figures" not in report and "older `ownrec bench sync`" not in report
+    assert report.count("<!-- sync:begin -->") == 1 and "| 12 clients |" in report
+    # Every figure with a target carries a verdict in the target column's neighbour.
+    table = [line for line in report.splitlines() if line.startswith("| ") and line.count(" | ") == 4]
+    assert table[0] == "| what | ownrec | peer (same run) | target | met? |"
+    rows = {cells[0]: cells[1:] for cells in (line.strip("| ").split(" | ") for line in table[2:])}
+    judged = {what: cells[3] for what, cells in rows.items() if cells[2].strip()}
+    assert set(judged.values()) <= {"met", "**missed**", "not measured"}, judged
+    sync_row = next(what for what in rows if what.startswith("federated sync: bytes a client sends in one round, 12"))
+    assert rows[sync_row][2] == "<= 4 B/param + < 16 KiB per client"
+    assert "Flower SecAgg+: 8 B/param" in rows[sync_row][1]
+    assert judged[sync_row] == ("met" if round_["bytes_sent_per_client_max"] - 4 * round_["parameters"] < 16 * 1024
+                                else "**missed**")
+    encoding = next(what for what in rows if what.startswith("encoding"))
+    assert "sentence-transformers" in rows[encoding][1] and judged[encoding] in ("met", "**missed**")
+    chat = next(what for what in rows if what.startswith("chat generation"))
+    assert "bare llama-cpp-python" in rows[chat][1]
+    met, missed = list(judged.values()).count("met"), list(judged.values()).count("**missed**")
+    assert f"Targets: {met} met, {missed} missed" in report
+
+
+def test_the_suite_runs_sync_with_100_and_1000_clients_and_quick_with_100(monkeypatch):
+    import agent.benchmarks as suite
+
+    asked = []
+    monkeypatch.setattr(suite, "run_benchmarks", lambda quick, log: {"quick": quick})
+    monkeypatch.setattr(suite, "run_sync_bench", lambda clients, log, cost_cohorts: asked.append(tuple(clients)) or {})
+    assert suite.run_suite(quick=True, log=lambda m: None)["sync"]["measured"] > 0
+    suite.run_suite(quick=False, log=lambda m: None)
+    suite.run_suite(quick=True, log=lambda m: None, sync_clients=(12,))
+    assert asked == [(100,), (100, 1000), (12,)]

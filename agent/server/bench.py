@@ -12,8 +12,10 @@ Alongside the round, `client_round_costs` measures one client's secure-aggregati
 Shamir shares, envelopes) at larger cohorts than fit on one machine, to show it grows with log n
 (the neighbourhood degree k), not n.
 
-`run_sync_bench` gathers both; `sync_markdown` renders them; `write_sync_section` puts them in
-BENCHMARKS.md between the sync markers, leaving the rest of the file as it was.
+`run_sync_bench` gathers both (with the bytes of each client split by kind of request); `sync_markdown`
+renders the BENCHMARKS.md sync section and `sync_summary_rows` the headline rows of its summary table,
+each beside its target (`agent.benchmarks` assembles the whole report); `write_sync_section` replaces
+the section between the sync markers of any other file, leaving the rest as it was.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ import httpx
 import numpy as np
 
 from agent.core.atomic import write_text_atomic
+from agent.core.bench import SummaryRow, verdict
 from agent.core.sync.benchmark import client_round_costs
-from agent.core.sync.client import CoordinatorPin
+from agent.core.sync.client import POLL_SECONDS, CoordinatorPin
 from agent.server.app import MOVIELENS_ITEMS
 
 Log = Callable[[str], None]
@@ -309,7 +312,7 @@ def sync_markdown(results: dict[str, Any]) -> str:
         SECTION_BEGIN,
         "## Federated sync: one round on loopback",
         "",
-        "Written by `ownrec bench sync`. One secure-aggregation round of the product client (`RoundRunner`) against "
+        "Written by `ownrec bench` (and `ownrec bench sync` alone). One secure-aggregation round of the product client (`RoundRunner`) against "
         "`ownrec coordinator serve` (uvicorn, HTTPS, SQLite, one process) on 127.0.0.1; the simulated clients are "
         "threads spread over worker processes, each with its own HTTPS connection, device key and ledger, training "
         f"on a synthetic person. Shared vector: {parameters:,} parameters. Machine: {machine['cpus']} CPUs, "
@@ -342,17 +345,22 @@ def sync_markdown(results: dict[str, Any]) -> str:
         "Overhead target (< 16 KiB over 4 B per parameter): " + "; ".join(
             f"{r['clients']:,} clients: median client {'met' if r['overhead_bytes_per_client'] < TARGET_OVERHEAD_BYTES else 'missed'}"
             f", slowest client {'met' if r['bytes_sent_per_client_max'] - 4 * parameters < TARGET_OVERHEAD_BYTES else 'missed'}"
-            f" ({_kib(r['bytes_sent_per_client_max'] - 4 * parameters)}: every long poll adds its headers)"
+            f" ({_kib(r['bytes_sent_per_client_max'] - 4 * parameters)})"
             for r in rounds) + (f". Load average at the end: {machine['load_average_1min_at_end']} on {machine['cpus']} CPUs."
                                 if "load_average_1min_at_end" in machine else "."),
         "",
-        "Bytes are what the client writes at the HTTP layer: request lines, headers and bodies of every request in the "
-        "round (the release fetch, check-in, the long polls, the four uploads). TLS adds about 22 bytes per record "
-        "and one handshake per connection on top.",
+        "Bytes are what the client writes at the HTTP layer, exactly as HTTP/1.1 puts them on the connection: request "
+        "lines, headers and bodies of every request in the round. TLS adds about 22 bytes per record and one handshake "
+        "per connection on top. Every request but the two release fetches carries one signature header "
+        "(`x-ownrec-auth`, about 160 bytes); a long poll returns as soon as the round moves on, so a client polls once "
+        f"per wait unless the wait outlasts the poll ({POLL_SECONDS:g} s).",
+        "",
+        *_by_kind_table(rounds),
         "",
         "One client's secure-aggregation work per round (`client_round_costs`: key generation, Shamir shares and "
-        "sealed envelopes to its k neighbours, opening theirs, clip + noise + quantize + mask, the unmasking reply; "
-        "median of 5 on this machine, no server). Target: grows no faster than log n.",
+        "sealed envelopes to its k neighbours, opening theirs, clip + noise + quantize + mask, the unmasking reply; CPU time "
+        "of the client thread, median of 5 on this machine, no server). Target: grows no faster than log n. The "
+        "unmasking step reads the whole survivor list the coordinator sends (n entries), the one part that grows with n.",
         "",
         "| cohort n | neighbours k | k / log2 n | threshold t | sharing | opening | masking | unmasking | total "
         "| total / log2 n | bytes sent | bytes / param |",
@@ -367,6 +375,76 @@ def sync_markdown(results: dict[str, Any]) -> str:
             f"{c['client_seconds_per_log2_n'] * 1000:.2f} ms | {c['bytes_sent']:,} B | {c['bytes_per_parameter']:.2f} |")
     lines += ["", SECTION_END]
     return "\n".join(lines)
+
+
+LOG_GROWTH_ALLOWANCE = 1.5  # time / log2 n may drift this much from 1,000 clients to the largest cohort (noise)
+
+
+def work_grows_with_log_n(costs: list[dict[str, Any]]) -> bool:
+    """The per-client work target: from n = 1,000 (below it the degree is set by the small-cohort regime of
+    `plan_neighbourhood`) to the largest cohort measured, client seconds / log2 n grows by at most
+    LOG_GROWTH_ALLOWANCE. Work linear in n would multiply it by about 60 from 1,000 to 100,000."""
+    ordered = sorted(costs, key=lambda c: c["cohort_size"])
+    reference = next((c for c in ordered if c["cohort_size"] >= 1_000), ordered[0])
+    largest = ordered[-1]
+    return largest["client_seconds_per_log2_n"] <= LOG_GROWTH_ALLOWANCE * reference["client_seconds_per_log2_n"]
+
+
+def sync_summary_rows(results: dict[str, Any]) -> list[SummaryRow]:
+    """The sync headline figures for the BENCHMARKS.md summary table, each beside its target."""
+    if "error" in results:
+        return [SummaryRow("federated sync, one round on loopback", f"failed: {results['error']}", "",
+                           f"<= {TARGET_BYTES_PER_PARAMETER} B/param + < 16 KiB per client", "not measured")]
+    parameters, flower = results["parameters"], results["flower_secagg_plus_bytes_per_parameter"]
+    rows = []
+    for r in results["rounds"]:
+        slowest = r["bytes_sent_per_client_max"] - TARGET_BYTES_PER_PARAMETER * parameters
+        rows += [
+            SummaryRow(f"federated sync: bytes a client sends in one round, {r['clients']:,} clients, "
+                       f"{parameters:,} shared parameters",
+                       f"**{r['bytes_per_parameter']:.2f} B/param** (median client); fixed overhead "
+                       f"{_kib(r['overhead_bytes_per_client'])} median, **{_kib(slowest)}** slowest client",
+                       f"Flower SecAgg+: {flower} B/param (published figure, not measured here)",
+                       f"<= {TARGET_BYTES_PER_PARAMETER} B/param + < 16 KiB per client",
+                       verdict(r["overhead_bytes_per_client"] < TARGET_OVERHEAD_BYTES
+                               and slowest < TARGET_OVERHEAD_BYTES)),
+            SummaryRow(f"federated sync: one round, {r['clients']:,} clients (check-in to verified release)",
+                       f"**{r['wall_seconds']:.1f} s**; coordinator CPU {r['server_cpu_seconds']:.1f} s, peak memory "
+                       f"{_mib(r['server_peak_rss_bytes'])}"),
+        ]
+    costs = sorted(results["client_costs"], key=lambda c: c["cohort_size"])
+    if costs:
+        first, last = costs[0], costs[-1]
+        rows.append(SummaryRow(
+            f"federated sync: one client's secure-aggregation work, n = {first['cohort_size']:,} to "
+            f"{last['cohort_size']:,}",
+            f"{first['client_seconds'] * 1000:.1f} → **{last['client_seconds'] * 1000:.1f} ms** (k "
+            f"{first['neighbours']} → {last['neighbours']}); per log2 n: "
+            + ", ".join(f"{c['client_seconds_per_log2_n'] * 1000:.2f}" for c in costs) + " ms", "",
+            f"grows no faster than log n (time / log2 n within {LOG_GROWTH_ALLOWANCE}x from n = 1,000 up)",
+            verdict(work_grows_with_log_n(costs))))
+    return rows
+
+
+def _by_kind_table(rounds: list[dict[str, Any]]) -> list[str]:
+    """Where a client's bytes go: requests and bytes per kind of request, median client and slowest client."""
+    rounds = [r for r in rounds if "sent_by_kind_median" in r]
+    if not rounds:
+        return []
+    kinds = sorted({kind for r in rounds for kind in r["sent_by_kind_median"]},
+                   key=lambda k: (k != "status", k))
+    lines = ["Where a client's bytes go, by request (median client / the client that sent the most):", "",
+             "| request | " + " | ".join(f"{r['clients']:,} clients" for r in rounds) + " |",
+             "|---|" + "---|" * len(rounds)]
+    for kind in kinds:
+        cells = []
+        for r in rounds:
+            median = r["sent_by_kind_median"].get(kind, {"requests": 0, "bytes": 0})
+            slowest = r["sent_by_kind_slowest_client"].get(kind, {"requests": 0, "bytes": 0})
+            cells.append(f"{median['requests']:g} req, {median['bytes']:,.0f} B / "
+                         f"{slowest['requests']:g} req, {slowest['bytes']:,.0f} B")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def replace_sync_section(document: str, section: str) -> str:
