@@ -433,30 +433,27 @@ def config_unset(key: str) -> None:
 
 @cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@click.option("--quick", is_flag=True, help="Fewer repetitions (for CI); figures are noisier.")
+@click.option("--quick", is_flag=True, help="Fewer repetitions and one sync round of 100 (for CI); noisier figures.")
+@click.option("--sync-clients", default=None, callback=lambda ctx, param, value: value and _cohort_sizes(
+              ctx, param, value), help="Comma-separated cohort sizes of the sync rounds [default: 100,1000; "
+              "--quick: 100].")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
-              show_default=True, help="Where to write the Markdown report.")
+              show_default=True, help="Where to write the Markdown report (the whole file is rewritten).")
 @click.pass_context
 @_fail_cleanly
-def bench(ctx: click.Context, as_json: bool, quick: bool, output: Path) -> None:
-    """Measure speed side by side in one run and write BENCHMARKS.md (`ownrec bench sync`: federated sync)."""
+def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[int, ...] | None, output: Path) -> None:
+    """Run every benchmark in one go and rewrite BENCHMARKS.md: each figure beside its target and the peer
+    measured in the same run (`ownrec bench sync`: federated sync alone)."""
     if ctx.invoked_subcommand is not None:
         return
-    from agent.core.bench import run_benchmarks, to_markdown
+    from agent.benchmarks import run_suite, suite_markdown, write_suite_report
 
-    results = run_benchmarks(quick=quick, log=lambda m: click.echo(m, err=True))
-    from agent.core.atomic import write_text_atomic
-    from agent.server.bench import SECTION_BEGIN, SECTION_END
-
-    # `ownrec bench sync` owns its own section of the report: keep it
-    previous = output.read_text(encoding="utf-8") if output.exists() else ""
-    start, end = previous.find(SECTION_BEGIN), previous.find(SECTION_END)
-    kept = previous[start:end + len(SECTION_END)] + "\n" if 0 <= start < end else ""
-    write_text_atomic(output, to_markdown(results) + ("\n" + kept if kept else ""))
+    results = run_suite(quick=quick, log=lambda m: click.echo(m, err=True), sync_clients=sync_clients)
+    write_suite_report(output, results)
     if as_json:
         _emit_json(results)
     else:
-        click.echo(to_markdown(results))
+        click.echo(suite_markdown(results))
 
 
 def _cohort_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
