@@ -78,21 +78,26 @@ def sample_pairs(labels: dict[int, float], scorer: Scorer, rng: np.random.Genera
     taken = np.zeros(len(catalog), bool)
     taken[list(labelled_rows)] = True
     free = np.flatnonzero(~taken)
-    disliked = np.array([r for r, v in labelled_rows.items() if v < 0], np.int64)
+    rows = np.fromiter(subjects.keys(), np.int64, len(subjects))
+    values = np.fromiter(subjects.values(), np.float64, len(subjects))
     win, lose, weight = [], [], []
-    for row, value in subjects.items():
-        if len(free):
-            others = rng.choice(free, size=negatives_per_item)
-            pair_win, pair_lose = ((np.full(negatives_per_item, row), others) if value > 0
-                                   else (others, np.full(negatives_per_item, row)))
-            win.append(pair_win)
-            lose.append(pair_lose)
-            weight.append(np.full(negatives_per_item, abs(value), np.float32))
-        if value > 0 and len(disliked):
-            chosen = rng.choice(disliked, size=min(negatives_per_item, len(disliked)))
-            win.append(np.full(len(chosen), row))
-            lose.append(chosen)
-            weight.append(np.array([min(value, -labelled_rows[c]) for c in chosen], np.float32))
+    if len(free) and len(rows):  # one draw for all subjects: the per-item loop was most of `fit`'s time
+        others = rng.choice(free, size=(len(rows), negatives_per_item))
+        own = np.repeat(rows[:, None], negatives_per_item, axis=1)
+        liked = values[:, None] > 0
+        win.append(np.where(liked, own, others).ravel())
+        lose.append(np.where(liked, others, own).ravel())
+        weight.append(np.repeat(np.abs(values), negatives_per_item).astype(np.float32))
+    disliked = np.array(sorted(r for r, v in labelled_rows.items() if v < 0), np.int64)
+    liked_rows, liked_values = rows[values > 0], values[values > 0]
+    if len(disliked) and len(liked_rows):
+        per_item = min(negatives_per_item, len(disliked))
+        chosen = rng.choice(disliked, size=(len(liked_rows), per_item))
+        dislike_of = np.array([-labelled_rows[int(r)] for r in disliked], np.float64)
+        strength = dislike_of[np.searchsorted(disliked, chosen)]
+        win.append(np.repeat(liked_rows, per_item))
+        lose.append(chosen.ravel())
+        weight.append(np.minimum(np.repeat(liked_values, per_item), strength.ravel()).astype(np.float32))
     if not win:
         return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     return Pairs(np.concatenate(win).astype(np.int64), np.concatenate(lose).astype(np.int64),
