@@ -47,6 +47,11 @@ STAGE_OF_STATE = {"advertise": protocol.Stage.ADVERTISE_KEYS, "share": protocol.
 REQUEST_WINDOW_SECONDS = 300.0
 
 
+def _marks(values) -> str:
+    """Placeholders for an `in (...)` list of len(values) parameters (never empty: `in ()` is invalid SQL)."""
+    return ", ".join("?" * len(values)) if len(values) else "null"
+
+
 class CoordinatorError(Exception):
     """A refused request: `status` is the HTTP status, `code` a stable machine-readable reason."""
 
@@ -420,19 +425,20 @@ class Coordinator:
             index, _, state, config = self._participant(tx, round_id, device)
             self._require_state(state, ("share", "masked", "unmask"), round_id)
             neighbours = config.graph().neighbours(index)
+            # Only the neighbours' rows: reading the whole cohort for each of its n members costs n^2.
             rows = tx.all("select idx, channel_public, mask_public from participants where round_id = ? "
-                          "and stage >= 1", [round_id])
-        keys = {int(i): (bytes(c).hex(), bytes(m).hex()) for i, c, m in rows if int(i) in neighbours}
+                          f"and stage >= 1 and idx in ({_marks(neighbours)})", [round_id, *neighbours])
+        keys = {int(i): (bytes(c).hex(), bytes(m).hex()) for i, c, m in rows}
         return {"neighbours": {str(i): {"channel": c, "mask": m} for i, (c, m) in sorted(keys.items())}}
 
     def envelopes_for(self, round_id: str, device: str) -> dict[str, Any]:
         with self.storage.read() as tx:
             index, _, state, config = self._participant(tx, round_id, device)
             self._require_state(state, ("masked", "unmask"), round_id)
-            neighbours = set(config.graph().neighbours(index))
+            neighbours = config.graph().neighbours(index)
             completed = sorted(int(i) for (i,) in tx.all(
-                "select idx from participants where round_id = ? and stage >= 2", [round_id])
-                if int(i) in neighbours)
+                f"select idx from participants where round_id = ? and stage >= 2 and idx in ({_marks(neighbours)})",
+                [round_id, *neighbours]))
             rows = tx.all("select sender, nonce, ciphertext from envelopes where round_id = ? and receiver = ?",
                           [round_id, index])
         return {"completed": completed, "envelopes": [

@@ -41,6 +41,8 @@ SCHEMA = [
     """create table if not exists envelopes (
         round_id text not null, sender bigint not null, receiver bigint not null, nonce {blob} not null,
         ciphertext {blob} not null, primary key (round_id, sender, receiver))""",
+    # Each client fetches the envelopes addressed to it: without this, every fetch scans the round's n*k rows.
+    """create index if not exists envelopes_by_receiver on envelopes (round_id, receiver)""",
     """create table if not exists masked_inputs (
         round_id text not null, idx bigint not null, vector {blob} not null, primary key (round_id, idx))""",
     """create table if not exists revealed_shares (
