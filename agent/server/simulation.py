@@ -27,6 +27,40 @@ from agent.server.coordinator import Coordinator, CoordinatorSettings
 from agent.server.state import SQLiteStorage
 
 
+def _client_stage(task: tuple[ClientRound, str, tuple]) -> tuple[ClientRound, protocol.Message]:
+    client, method, arguments = task
+    return client, getattr(client, method)(*arguments)
+
+
+class _ClientPool:
+    """Runs one stage of every client in worker processes (the clients' key agreements, envelopes and
+    masks are most of a round's work); each client's state travels with it, so nothing is shared."""
+
+    def __init__(self, clients: int) -> None:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        workers = min(os.cpu_count() or 1, 4)
+        self.executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+                         if workers > 1 and clients >= 64 else None)
+        self.chunk = max(1, clients // (4 * workers))
+
+    def run(self, method: str, clients: list[ClientRound], answers: list[tuple]
+            ) -> tuple[list[ClientRound], list[protocol.Message]]:
+        tasks = [(client, method, arguments) for client, arguments in zip(clients, answers)]
+        done = (list(self.executor.map(_client_stage, tasks, chunksize=self.chunk)) if self.executor
+                else [_client_stage(task) for task in tasks])
+        return [client for client, _ in done], [message for _, message in done]
+
+    def __enter__(self) -> "_ClientPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+
+
 @dataclass(frozen=True)
 class SimulatedRound:
     round_id: str
@@ -79,17 +113,18 @@ class InProcessFederation:
         clients = [ClientRound(round_id, int(j["index"]), seed, plan, noise, quantization,
                                np.random.default_rng(self.rng.integers(1 << 63))) for j in joined]
 
-        def upload(stage: protocol.Stage, messages) -> None:
-            for device, message in zip(devices, messages):
-                coordinator.submit(round_id, device, stage, protocol.encode(message))
+        with _ClientPool(len(clients)) as pool:
+            def stage(kind: protocol.Stage, method: str, answers: list[tuple]) -> None:
+                nonlocal clients
+                clients, messages = pool.run(method, clients, answers)
+                for device, message in zip(devices, messages):
+                    coordinator.submit(round_id, device, kind, protocol.encode(message))
 
-        upload(protocol.Stage.ADVERTISE_KEYS, [c.advertise() for c in clients])
-        upload(protocol.Stage.SHARE_KEYS, [c.share(coordinator.neighbour_keys(round_id, d))
-                                           for c, d in zip(clients, devices)])
-        upload(protocol.Stage.MASKED_INPUT, [c.masked_input(coordinator.envelopes_for(round_id, d), delta)
-                                             for c, d, delta in zip(clients, devices, deltas)])
-        upload(protocol.Stage.UNMASKING, [c.unmasking(coordinator.survivors_for(round_id, d))
-                                          for c, d in zip(clients, devices)])
+            stage(protocol.Stage.ADVERTISE_KEYS, "advertise", [() for _ in devices])
+            stage(protocol.Stage.SHARE_KEYS, "share", [(coordinator.neighbour_keys(round_id, d),) for d in devices])
+            stage(protocol.Stage.MASKED_INPUT, "masked_input", [(coordinator.envelopes_for(round_id, d), delta)
+                                                                for d, delta in zip(devices, deltas)])
+            stage(protocol.Stage.UNMASKING, "unmasking", [(coordinator.survivors_for(round_id, d),) for d in devices])
         summary = coordinator.round_summary(round_id)
         if summary["state"] != "done":
             raise RuntimeError(f"the simulated round ended {summary['state']}: {summary['reason']}")
