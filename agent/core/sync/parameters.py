@@ -16,7 +16,9 @@ only. Delta = phi_g_local - phi_g_global is what the client then clips, noises a
 not Adam: Adam would restart every round, and its first steps move every touched parameter by about
 the learning rate whatever its gradient (a sign), so the cohort average of the deltas carries little
 more than noise. On 300 MovieLens users, 4 rounds of 5 local Adam epochs left HR@10 at 0.32 (local-only
-0.30); the same rounds with SGD (rate 30) reached 0.41.
+0.30); the same rounds with SGD (rate 30) reached 0.41. With the personal part refitted between rounds
+(as `ownrec eval` does), rate 80 beat rate 30 in every one of 6 rounds (validation HR@10 0.563 against
+0.543 after the sixth; deltas clipped to C = 5).
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class SharedLayout:
 @dataclass(frozen=True)
 class GlobalTrainingSettings:
     epochs: int = 5
-    learning_rate: float = 30.0  # the BPR loss is a mean over pairs: one item's gradient is ~1/pairs
+    learning_rate: float = 80.0  # the BPR loss is a mean over pairs: one item's gradient is ~1/pairs
     negatives_per_item: int = 8
     seed: int = 0
 
