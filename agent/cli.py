@@ -553,14 +553,17 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
               help="llama.cpp (and torch) threads; on a busy 2-core machine 1 is fastest.")
 @click.option("--lora-steps", type=click.IntRange(0, 10_000), default=0, show_default=True,
               help="Also train a personal LoRA per user for this many steps and add a row with it (minutes per user).")
+@click.option("--lora-users", type=click.IntRange(1, 943),
+              help="The personal-LoRA row for only the first N of the evaluated users, compared with the base model "
+                   "on the same N (default: all of them).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="A file each finished user is appended to: an interrupted run resumes from it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),
               show_default=True, help="The report whose rerank section is replaced (the rest is kept).")
 @_fail_cleanly
-def eval_rerank(users: int, seed: int, threads: int, lora_steps: int, checkpoint: Path | None, as_json: bool,
-                output: Path) -> None:
+def eval_rerank(users: int, seed: int, threads: int, lora_steps: int, lora_users: int | None, checkpoint: Path | None,
+                as_json: bool, output: Path) -> None:
     """Does the LLM's yes/no judgement improve the ranker's top 20? NDCG@10 and HR@10, sampled
     (1 + 99 negatives) and full ranking, ranker alone against reranked, with the weight chosen on
     validation items only. The answer sets whether `llm.rerank` should be on."""
@@ -575,7 +578,8 @@ def eval_rerank(users: int, seed: int, threads: int, lora_steps: int, checkpoint
 
             hook = per_user_lora(lora_steps, Path(folder), threads=threads, seed=seed)
         results = rerank_eval.run_rerank_evaluation(users=users, seed=seed, log=lambda m: click.echo(m, err=True),
-                                                    threads=threads, lora_for_user=hook, checkpoint=checkpoint)
+                                                    threads=threads, lora_for_user=hook, checkpoint=checkpoint,
+                                                    lora_users=lora_users)
     rerank_eval.write_report(results, output)
     if as_json:
         _emit_json({k: v for k, v in results.items() if k != "cases"})
