@@ -536,8 +536,7 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
         results = run_evaluation(settings, log=lambda m: click.echo(m, err=True))
     write_eval_report(results, output)
     if as_json:
-        _emit_json({"rows": results["rows"], "reference_rows": results["reference_rows"],
-                    "settings": results["settings"], "seconds": results["seconds"]})
+        _emit_json(results)
     else:
         for row in results["rows"]:
             click.echo(f"{row['name']:<40} HR@10 {row['hr10_sampled']:.3f}  NDCG@10 {row['ndcg10_sampled']:.3f}  "

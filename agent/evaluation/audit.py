@@ -159,6 +159,9 @@ def cohort_sums(setting: Setting, uploads: list[np.ndarray], halves: list[np.nda
 
 def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setting: Setting | None = None
               ) -> dict[str, Any]:
+    from agent.evaluation.report import measured_where
+
+    measured = measured_where()
     started = time.perf_counter()
     if setting is None:
         setting = prepare(settings.users, settings.seed, log)
@@ -206,4 +209,4 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
                          "cohort_size": settings.cohort_size, "clip_norm": CLIP_NORM, "seed": settings.seed,
                          "train_users": int(len(train)), "test_users": int(len(test))},
             "targets": list(labels), "traits": trait_names, "views": views,
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(time.perf_counter() - started, 1), "measured": measured}

@@ -144,6 +144,9 @@ def federated_row(setting: Setting, name: str, noise_multiplier: float, rounds: 
 
 
 def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) -> dict[str, Any]:
+    from agent.evaluation.report import measured_where
+
+    measured = measured_where()
     started = time.perf_counter()
     setting = prepare(settings.users, settings.seed, log)
     users = setting.rows
@@ -180,4 +183,4 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
                          "seed": settings.seed, "bpr": asdict(settings.bpr)},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(time.perf_counter() - started, 1), "measured": measured}
