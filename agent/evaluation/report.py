@@ -280,19 +280,21 @@ def audit_findings(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def write_eval_report(results: dict[str, Any], output: Path, plots: bool = True) -> str:
+def _write(output: Path, begin: str, end: str, markdown, plotter, plot_name: str, results: dict[str, Any],
+           plots: bool) -> str:
+    """Draw the plot beside `output` (under docs/evaluation/), then replace the command's section."""
     plot = None
     if plots:
-        relative = PLOTS / "privacy-utility.png"
-        plot_privacy_utility(results, output.parent / relative)
+        relative = PLOTS / plot_name
+        plotter(results, output.parent / relative)
         plot = relative.as_posix()
-    return write_section(output, EVAL_BEGIN, EVAL_END, eval_markdown(results, plot), HEADER)
+    return write_section(output, begin, end, markdown(results, plot), HEADER)
+
+
+def write_eval_report(results: dict[str, Any], output: Path, plots: bool = True) -> str:
+    return _write(output, EVAL_BEGIN, EVAL_END, eval_markdown, plot_privacy_utility, "privacy-utility.png", results,
+                  plots)
 
 
 def write_audit_report(results: dict[str, Any], output: Path, plots: bool = True) -> str:
-    plot = None
-    if plots:
-        relative = PLOTS / "attack-auc.png"
-        plot_attack(results, output.parent / relative)
-        plot = relative.as_posix()
-    return write_section(output, AUDIT_BEGIN, AUDIT_END, audit_markdown(results, plot), HEADER)
+    return _write(output, AUDIT_BEGIN, AUDIT_END, audit_markdown, plot_attack, "attack-auc.png", results, plots)
