@@ -383,11 +383,23 @@ def models() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if the prepared files check out.")
 @_fail_cleanly
 def models_prepare(force: bool) -> None:
-    """Export the text encoder to ONNX and quantize it to int8 (needs the `models` extra)."""
+    """Export the text encoder to ONNX and quantize it to int8 (needs the `models` extra), and
+    write the default chat model's Q8_0 runtime copy (faster prompt evaluation on a CPU)."""
+    from agent.core.llm.model import LLMUnavailable, default_model_path, default_runtime_file, verify_default
     from agent.core.model_prep import prepare_encoder
 
-    path = prepare_encoder(paths.models_dir(), force=force, log=lambda m: click.echo(m, err=True))
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    path = prepare_encoder(paths.models_dir(), force=force, log=log)
     click.echo(f"encoder ready in {path}")
+    cache = paths.models_dir() / "llm"
+    try:
+        source = default_model_path()
+        verify_default(source, cache)
+        runtime = default_runtime_file(source, cache, log=log, force=force)
+    except LLMUnavailable as error:  # the encoder is ready; the chat model is optional
+        click.echo(f"chat model not prepared: {error.problem}\n  fix: {error.fix}", err=True)
+        return
+    click.echo(f"chat model ready: {runtime}")
 
 
 @cli.group()

@@ -31,6 +31,23 @@ def encoder(prepared_models_dir) -> Encoder:
     return Encoder.load(prepared_models_dir)
 
 
+@pytest.fixture(scope="session")
+def llm_cache_dir(tmp_path_factory) -> Path:
+    """Where tests' LLMs keep the default model's Q8_0 runtime copy and verification cache: the
+    machine's models cache if `ownrec models prepare` made that copy there, else a temp dir (built
+    once per session)."""
+    from agent.core.llm import manifest
+    from agent.core.llm.model import LLMUnavailable, default_model_path
+    from agent.core.llm.requantize import find_prepared
+
+    prepared = paths.models_dir() / "llm"
+    try:
+        _, problem = find_prepared(default_model_path().name, manifest.SHA256, prepared)
+    except (LLMUnavailable, OSError):
+        problem = "unknown"
+    return prepared if problem is None else tmp_path_factory.mktemp("llm-cache")
+
+
 @pytest.fixture(autouse=True)
 def ownrec_home(tmp_path, monkeypatch, request) -> Path:
     """Point the user data directory at a fresh temp dir for every test."""

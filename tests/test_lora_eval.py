@@ -12,8 +12,8 @@ from agent.core.llm.model import LLM
 from agent.core.lora.evaluation import per_user_lora
 
 
-def test_the_rerank_evaluation_gets_a_row_with_each_users_own_lora(prepared_models_dir, tmp_path):
-    llm = LLM.load(threads=1, cache_dir=tmp_path / "llm-cache")
+def test_the_rerank_evaluation_gets_a_row_with_each_users_own_lora(prepared_models_dir, llm_cache_dir, tmp_path):
+    llm = LLM.load(threads=1, cache_dir=llm_cache_dir)
     folder = tmp_path / "adapters"
     results = rerank_eval.run_rerank_evaluation(users=2, seed=1, log=lambda _: None, top=5, llm=llm,
                                                 lora_for_user=per_user_lora(2, folder, threads=1))
@@ -32,8 +32,8 @@ def test_the_rerank_evaluation_gets_a_row_with_each_users_own_lora(prepared_mode
 
 
 def test_the_lora_row_can_cover_the_first_users_only_beside_the_base_model_on_the_same_users(prepared_models_dir,
-                                                                                            tmp_path):
-    llm = LLM.load(threads=1, cache_dir=tmp_path / "llm-cache")
+                                                                                            llm_cache_dir, tmp_path):
+    llm = LLM.load(threads=1, cache_dir=llm_cache_dir)
     trained: list[int] = []
 
     def hook(user, agent):  # the base model as the "adapter": cheap, and the rows must then agree

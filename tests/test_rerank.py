@@ -27,10 +27,10 @@ ITEMS = [
 
 
 @pytest.fixture(scope="module")
-def llm(tmp_path_factory) -> LLM:
+def llm(llm_cache_dir) -> LLM:
     # One thread: on 2 busy cores two llama.cpp threads wait for each other at every barrier and
     # run up to 10x slower; one thread is at worst half as fast. The scores do not depend on it.
-    return LLM.load(threads=1, cache_dir=tmp_path_factory.mktemp("llm-cache"))
+    return LLM.load(threads=1, cache_dir=llm_cache_dir)
 
 
 @pytest.fixture

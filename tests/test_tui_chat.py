@@ -27,8 +27,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def llm(tmp_path_factory) -> LLM:
-    return LLM.load(cache_dir=tmp_path_factory.mktemp("llm-cache"))
+def llm(llm_cache_dir) -> LLM:
+    return LLM.load(cache_dir=llm_cache_dir)
 
 
 @pytest.fixture

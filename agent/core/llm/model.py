@@ -15,7 +15,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,20 +181,28 @@ def verify_default(path: Path, cache_dir: Path | None = None) -> str:
         raise LLMUnavailable(f"{path} is {stat.st_size:,} bytes where the {manifest.NAME} release is "
                              f"{manifest.SIZE:,}: the file is damaged or not the release ownrec was tested with",
                              manifest.REINSTALL_FIX)
-    cache_file = Path(cache_dir) / VERIFIED_FILE if cache_dir else None
-    cache = _read_cache(cache_file)
-    key = _cache_key(path, stat)
-    if cache.get(key) == manifest.SHA256:
-        return "cached"
-    digest = sha256_file(path)
+    digest, cached = file_sha256(path, cache_dir, stat)
     if digest != manifest.SHA256:
         raise LLMUnavailable(f"{path} does not match the sha256 of the {manifest.NAME} release "
                              f"(got {digest[:12]}…, expected {manifest.SHA256[:12]}…): the file is damaged",
                              manifest.REINSTALL_FIX)
+    return "cached" if cached else "hashed"
+
+
+def file_sha256(path: Path, cache_dir: Path | None, stat: os.stat_result | None = None) -> tuple[str, bool]:
+    """(sha256 of `path`, whether it came from the cache): remembered per (path, size, mtime) in
+    cache_dir, so a model file is hashed once, not at every start."""
+    stat = stat or path.stat()
+    cache_file = Path(cache_dir) / VERIFIED_FILE if cache_dir else None
+    cache = _read_cache(cache_file)
+    key = _cache_key(path, stat)
+    if key in cache:
+        return cache[key], True
+    digest = sha256_file(path)
     if cache_file is not None:
         cache[key] = digest
         _write_cache(cache_file, dict(list(cache.items())[-20:]))
-    return "hashed"
+    return digest, False
 
 
 def _read_cache(cache_file: Path | None) -> dict[str, str]:
@@ -212,6 +220,25 @@ def _write_cache(cache_file: Path, cache: dict[str, str]) -> None:
 
     with contextlib.suppress(OSError):  # a read-only cache dir only costs a re-hash next time
         write_text_atomic(cache_file, json.dumps(cache, indent=1))
+
+
+def default_runtime_file(source: Path, cache_dir: Path | None = None,
+                         log: Callable[[str], None] | None = None, force: bool = False) -> Path:
+    """The file llama.cpp runs for the verified default model: its Q8_0 copy in the models cache
+    (`requantize`: built once, about 5 s), rebuilt if it is missing or damaged."""
+    from agent.core import paths
+    from agent.core.llm.requantize import RequantizeError, prepare_runtime_file
+
+    folder = Path(cache_dir) if cache_dir else paths.models_dir() / "llm"
+    try:
+        path, _ = prepare_runtime_file(source, manifest.SHA256, folder, source_name=manifest.FILE_NAME, force=force,
+                                       log=log,
+                                       verified=lambda p: file_sha256(p, folder)[0])
+    except (RequantizeError, OSError) as error:
+        raise LLMUnavailable(f"cannot write the runtime copy of {manifest.NAME} in {folder} ({error})",
+                             f"free disk space in {folder} or make it writable, then run `ownrec models prepare`"
+                             ) from None
+    return path
 
 
 @dataclass(frozen=True)
@@ -356,7 +383,7 @@ class LLM:
     thread-safe): callers from several threads queue on `lock`."""
 
     llama: Any
-    path: Path
+    path: Path  # the file llama.cpp runs (for the default model, its Q8_0 runtime copy)
     info: GGUFInfo
     is_default: bool
     threads: int
@@ -391,25 +418,26 @@ class LLM:
         started = time.perf_counter()
         fix = manifest.REINSTALL_FIX if choice.is_default else CUSTOM_MODEL_FIX
         verification = verify_default(choice.path, cache_dir) if choice.is_default else "header"
+        file = default_runtime_file(choice.path, cache_dir) if choice.is_default else choice.path
         try:
-            info = read_gguf_info(choice.path)
+            info = read_gguf_info(file)
         except GGUFError as error:
             raise LLMUnavailable(str(error), fix) from None
         except OSError as error:
-            raise LLMUnavailable(f"cannot read {choice.path} ({error.strerror})", fix) from None
-        check_memory(choice.path, info, context)
+            raise LLMUnavailable(f"cannot read {file} ({error.strerror})", fix) from None
+        check_memory(file, info, context)
         llama_cpp = import_llama_cpp()
         n_threads = resolve_threads(threads)
         chat_format = "gguf" if info.chat_template else "chatml"
         try:
             with _LOAD_LOCK, model_params_without_extra_buffers(cpu_has_amx()):
                 llama = llama_cpp.Llama(
-                    model_path=str(choice.path), n_ctx=context, n_threads=n_threads, n_threads_batch=n_threads,
+                    model_path=str(file), n_ctx=context, n_threads=n_threads, n_threads_batch=n_threads,
                     seed=seed, verbose=False, chat_format=None if info.chat_template else "chatml",
                 )
         except Exception as error:  # llama-cpp-python raises ValueError, sometimes RuntimeError
-            raise LLMUnavailable(f"llama.cpp cannot load {choice.path} ({error})", fix) from None
-        return cls(llama, choice.path, info, choice.is_default, n_threads, context, seed,
+            raise LLMUnavailable(f"llama.cpp cannot load {file} ({error})", fix) from None
+        return cls(llama, file, info, choice.is_default, n_threads, context, seed,
                    time.perf_counter() - started, verification, chat_format)
 
     def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 200, temperature: float = 0.2,
