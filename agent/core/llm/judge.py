@@ -5,12 +5,15 @@ The personal LoRA is trained to answer it (agent.core.lora) and the reranker ask
 the same function. The answer is read as P("Yes") against P("No") at the first generated token.
 
 The prompt is ChatML (SmolLM2's template) with everything constant for one person first (the
-system prompt, the profile and the question) and the item last, so every candidate of one person
-shares the longest possible prefix: the reranker evaluates that prefix once, and per candidate
-only the item's text and the chat-template tokens that open the answer (`suffix`). So that
-training sees exactly the tokens the reranker evaluates, every user of this module tokenizes
-`prefix` and `suffix` separately and concatenates the ids (`tokens`); the prefix ends in a
-newline, where BPE never merges.
+system prompt, the profile, the instruction and the opening of the assistant's turn) and the item
+last, so every candidate of one person shares the longest possible prefix: the reranker evaluates
+that prefix once, and per candidate only the item's text and a newline (`suffix`), after which the
+assistant's next token is the answer. The assistant's turn is opened in the prefix, not after each
+item: the closing and opening template tokens would be 5 of every candidate's 21 tokens (MovieLens
+titles, years and genres take about 15), and the cost of a rerank is those per-candidate tokens.
+So that training sees exactly the tokens the reranker evaluates, every user of this module
+tokenizes `prefix` and `suffix` separately and concatenates the ids (`tokens`); the prefix ends in
+a newline, where BPE never merges.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from agent.core.service import Agent
 
 SYSTEM = "You predict whether a person will enjoy an item, from what they liked and disliked. Answer Yes or No."
-QUESTION = "Would this person enjoy the item below?"
+QUESTION = "For each item, write its name, then on the next line Yes if this person would enjoy it or No if not."
 YES, NO = "Yes", "No"
 LIKED_SHOWN = 8
 DISLIKED_SHOWN = 4
@@ -59,18 +62,18 @@ class Profile:
 
 def prefix(profile: Profile) -> str:
     """The part of the prompt shared by all of one person's candidates: the system prompt, the
-    profile and the question."""
+    profile, the instruction, and the start of the assistant's turn."""
     return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
-            f"<|im_start|>user\nThe person.\n{profile.text()}\n\n{QUESTION}\nThe item:\n")
+            f"<|im_start|>user\nThe person.\n{profile.text()}\n\n{QUESTION}<|im_end|>\n"
+            f"<|im_start|>assistant\n")
 
 
 def suffix(item_text: str) -> str:
-    """The per-item part: the item's text and the end of the user turn, ending where the model's
-    answer starts."""
+    """The per-item part: the item's text on one line, ending where the model's answer starts."""
     text = " ".join(item_text.split())
     if len(text) > ITEM_CHARS:
         text = text[:ITEM_CHARS].rsplit(" ", 1)[0] + "…"
-    return f"{text}<|im_end|>\n<|im_start|>assistant\n"
+    return f"{text}\n"
 
 
 def prompt(profile: Profile, item_text: str) -> str:
