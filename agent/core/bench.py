@@ -272,7 +272,7 @@ def summary_rows(results: dict[str, Any]) -> list[SummaryRow]:
         ours, bare = llm["ownrec"], llm["bare"]
         ratio = ours["tokens_per_second"] / bare["tokens_per_second"] if bare["tokens_per_second"] else float("nan")
         rows += [
-            SummaryRow(f"chat generation, SmolLM2-135M Q4_1, {llm['threads']} threads, {llm['prompt_tokens']}-token "
+            SummaryRow(f"chat generation, SmolLM2-135M (Q8_0 runtime copy), {llm['threads']} threads, {llm['prompt_tokens']}-token "
                        f"prompt", f"**{ours['tokens_per_second']:.1f} tok/s**",
                        f"{bare['tokens_per_second']:.1f} tok/s (bare llama-cpp-python) → **{ratio:.2f}x**",
                        TARGETS["llm_overhead"], verdict(ratio >= 0.95)),
