@@ -10,26 +10,54 @@ from dp_accounting import dp_event, rdp
 from agent.core.sync.accounting import privacy_spent
 from agent.core.sync.errors import ConfigurationError
 from agent.core.sync.parameters import GlobalTrainingSettings, SharedLayout, train_global_delta
+from agent.core.ranker.model import Scorer
 from agent.core.sync.signing import SignatureError, StaleRelease, sign_release, verify_release
 from sync_harness import DIM, VOCABULARY, make_catalog, make_person
 
 
-def layout() -> SharedLayout:
-    return SharedLayout.create(DIM, 16, [f"test:{i}" for i in range(VOCABULARY)], np.random.default_rng(0))
+RESIDUAL_RANK = 4
+
+
+def layout(residual_rank: int = RESIDUAL_RANK) -> SharedLayout:
+    return SharedLayout.create(DIM, 16, [f"test:{i}" for i in range(VOCABULARY)], np.random.default_rng(0),
+                               residual_rank=residual_rank)
 
 
 def test_layout_round_trips_and_maps_the_vector_to_the_adapter():
     shared = layout()
-    assert shared.size == DIM * 16 + VOCABULARY
+    assert shared.version == 2 and shared.size == DIM * 16 + VOCABULARY * (1 + RESIDUAL_RANK)
     again = SharedLayout.from_bytes(shared.to_bytes())
     assert again.digest() == shared.digest() and again.refs == shared.refs
+    assert np.array_equal(again.residual_basis, shared.residual_basis)
     assert np.allclose(shared.projection @ shared.projection.T, np.eye(16), atol=1e-5)  # orthonormal rows
+    assert np.allclose(shared.residual_basis @ shared.residual_basis.T, np.eye(RESIDUAL_RANK), atol=1e-5)
     vector = np.random.default_rng(1).normal(size=shared.size)
     adapter = shared.unflatten(vector)
     assert adapter.B.shape == (DIM, 16) and adapter.item_bias["test:3"] == pytest.approx(vector[DIM * 16 + 3])
+    residuals = DIM * 16 + VOCABULARY
+    assert adapter.W_v.shape == (DIM, RESIDUAL_RANK)
+    assert np.allclose(adapter.item_residual["test:3"], vector[residuals + 3 * RESIDUAL_RANK:][:RESIDUAL_RANK])
     assert np.allclose(shared.flatten(adapter), vector, atol=1e-6)
     with pytest.raises(ConfigurationError, match="values"):
         shared.unflatten(vector[:-1])
+
+
+def test_version_1_layouts_without_residuals_are_still_read():
+    refs = [f"test:{i}" for i in range(VOCABULARY)]
+    old = SharedLayout(SharedLayout.create(DIM, 16, refs, np.random.default_rng(0)).projection, tuple(refs), version=1)
+    data = old.to_bytes()
+    assert data[:2] == b"\x00\x01" and len(data) == 14 + 4 * DIM * 16 + len("\n".join(refs))  # version 1's format
+    again = SharedLayout.from_bytes(data)
+    assert again.version == 1 and again.residual_rank == 0 and again.size == DIM * 16 + VOCABULARY
+    assert again.digest() == old.digest()
+    adapter = again.unflatten(np.ones(again.size))
+    assert adapter.W_v is None and not adapter.item_residual
+    with pytest.raises(ConfigurationError, match="no item residuals"):
+        SharedLayout(old.projection, old.refs, residual_basis=layout().residual_basis, version=1)
+    with pytest.raises(ConfigurationError, match="version 3"):
+        SharedLayout.from_bytes(b"\x00\x03" + data[2:])
+    with pytest.raises(ConfigurationError, match="truncated"):
+        SharedLayout.from_bytes(layout().to_bytes()[:30])
 
 
 def test_local_training_moves_only_the_shared_part_and_raises_the_margins():
@@ -44,7 +72,9 @@ def test_local_training_moves_only_the_shared_part_and_raises_the_margins():
         adapter = shared.unflatten(vector)
         p = person.personal.p.astype(np.float64)
         score = [catalog.X[r] @ p + (catalog.X[r] @ adapter.A.T) @ (adapter.B.T @ p)
-                 + adapter.item_bias.get(catalog.refs[r], 0.0) for r in (win, lose)]
+                 + adapter.item_bias.get(catalog.refs[r], 0.0)
+                 + adapter.item_residual.get(catalog.refs[r], np.zeros(RESIDUAL_RANK)) @ (adapter.W_v.T @ p)
+                 for r in (win, lose)]
         return float(score[0] - score[1])
 
     liked = [catalog.row(i) for i, v in person.labels.items() if v > 0]
@@ -52,6 +82,18 @@ def test_local_training_moves_only_the_shared_part_and_raises_the_margins():
     before = np.mean([margin(start, w, d) for w in liked for d in disliked])
     after = np.mean([margin(start + delta, w, d) for w in liked for d in disliked])
     assert after > before + 0.1
+    # the residuals learn too, for the vocabulary's items only (the others are the device's own)
+    adapter = shared.unflatten(start + delta)
+    labelled = {catalog.refs[catalog.row(i)] for i in person.labels}
+    assert {ref for ref in labelled if ref.startswith("test:")} <= set(adapter.item_residual)
+    assert any(ref.startswith("local:") for ref in labelled)
+    assert not any(ref.startswith("local:") for ref in adapter.item_residual)
+    # ...and the product's scorer sees what training optimised (its scores add the personal term)
+    personal = person.personal
+    personal_term = personal.A.T @ (personal.B.T @ personal.p)
+    scores = Scorer(catalog, adapter).scores(personal)
+    assert np.mean([scores[w] - scores[d] for w in liked for d in disliked]) == pytest.approx(
+        after + np.mean([(catalog.X[w] - catalog.X[d]) @ personal_term for w in liked for d in disliked]), abs=1e-3)
     # A person with no feedback sends a zero delta.
     assert not np.any(train_global_delta(shared, start, person.personal, catalog, {}))
 

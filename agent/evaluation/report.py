@@ -106,6 +106,12 @@ def plot_privacy_utility(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def _shared_part(settings: dict[str, Any]) -> str:
+    k = settings.get("residual_rank", 0)
+    what = f"B_g, the item biases and {k}-d item residuals" if k else "B_g and the item biases"
+    return f"{what}: {settings.get('parameters', 7826):,} numbers"
+
+
 def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
     s = results["settings"]
     lines = ["## Accuracy under federation and DP (MovieLens-100K)", "", _stamp(results, "ownrec eval" + (
@@ -114,7 +120,7 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         "the test item and the one before the validation item; the test item is ranked among 99 sampled items the "
         "user never interacted with (fixed seed) and, in full ranking, among every item not in their training "
         "set. Federated rows: every user takes part in each of "
-        f"{s['rounds']} rounds, uploading Delta phi_g (B_g and the item biases: 7,826 numbers) through the real "
+        f"{s['rounds']} rounds, uploading Delta phi_g ({_shared_part(s)}) through the real "
         "client stages and the real coordinator (in one process, no HTTP): clipped to "
         f"C = {s['clip_norm']:g}, noised, quantized, masked, summed, unmasked, averaged. DP rows add the distributed "
         "Gaussian noise whose multiplier gives each user the stated epsilon over the rounds (RDP accountant, "

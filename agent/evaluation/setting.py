@@ -26,6 +26,7 @@ from agent.core.sync.parameters import GlobalTrainingSettings, SharedLayout, tra
 Log = Callable[[str], None]
 PERSONAL_RANK = 8    # the product's personal adapter rank (Agent.personal_adapter)
 GLOBAL_RANK = 16     # the coordinator's default layout (agent.server.app.default_layout)
+RESIDUAL_RANK = 32   # ditto: k of each item's residual v_i
 LAYOUT_SEED = 1234   # the published projection A_g of this experiment's coordinator
 
 
@@ -63,7 +64,8 @@ def prepare(users: int | None, seed: int, log: Log) -> Setting:
     encoder = Encoder.load(paths.models_dir())
     X = encoder.encode([item.text for item in data.items])
     catalog = Catalog(np.arange(len(data.items), dtype=np.int64), list(data.refs), X.astype(np.float32))
-    layout = SharedLayout.create(catalog.dim, GLOBAL_RANK, data.refs, np.random.default_rng(LAYOUT_SEED))
+    layout = SharedLayout.create(catalog.dim, GLOBAL_RANK, data.refs, np.random.default_rng(LAYOUT_SEED),
+                                 residual_rank=RESIDUAL_RANK)
     labels = [{int(i): 1.0 for i in protocol.train_items(int(row))} for row in rows]
     return Setting(data, protocol, rows, catalog, layout, labels, encoder, seed=seed)
 

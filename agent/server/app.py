@@ -235,14 +235,15 @@ def ensure_tls_certificate(state_dir: Path, hosts: list[str]) -> tuple[Path, Pat
     return cert_path, key_path
 
 
-def default_layout(items_file: Path | None = None, dim: int = 384, rank: int = 16) -> SharedLayout:
-    """The item vocabulary (one `source:external_id` ref per line, or the MovieLens-100K films) and a
-    fresh random projection."""
+def default_layout(items_file: Path | None = None, dim: int = 384, rank: int = 16,
+                   residual_rank: int = 32) -> SharedLayout:
+    """The item vocabulary (one `source:external_id` ref per line, or the MovieLens-100K films), a fresh
+    random projection A_g and a fresh residual basis W_v (k = `residual_rank`; see `sync.parameters`)."""
     if items_file is not None:
         refs = [line.strip() for line in Path(items_file).read_text().splitlines() if line.strip()]
     else:
         refs = [f"movielens-100k:{i}" for i in range(1, MOVIELENS_ITEMS + 1)]
-    return SharedLayout.create(dim, rank, refs)
+    return SharedLayout.create(dim, rank, refs, residual_rank=residual_rank)
 
 
 def write_pin(state_dir: Path, url: str, coordinator: Coordinator, cert_path: Path) -> Path:
@@ -260,7 +261,8 @@ def build_coordinator(config: dict[str, Any]) -> Coordinator:
     state_dir = Path(config["state_dir"])
     storage = open_storage(config["db"])
     layout = default_layout(Path(config["items_file"]) if config.get("items_file") else None,
-                            int(config.get("dim", 384)), int(config.get("rank", 16)))
+                            int(config.get("dim", 384)), int(config.get("rank", 16)),
+                            int(config.get("residual_rank", 32)))
     return Coordinator(storage, load_or_create_signing_key(state_dir), CoordinatorSettings(**config["settings"]),
                        default_layout=layout)
 
