@@ -6,7 +6,8 @@ the product client (`RoundRunner`), one thread and one HTTPS connection each, sp
 worker processes (`agent.server.bench_clients`) started with single-threaded BLAS: 1,000 client
 threads in one process with numpy's multithreaded OpenBLAS overflowed its compiled thread table
 ("precompiled NUM_THREADS exceeded") and died of heap corruption. The shared vector is the real
-default layout (384 x 16 + 1,682 MovieLens items = 7,826 parameters) unless `items` says otherwise.
+default layout (384 x 16 + 1,682 MovieLens items x (1 bias + 32 residual values) = 61,650 parameters) unless
+`items` says otherwise.
 
 Alongside the round, `client_round_costs` measures one client's secure-aggregation work (masking,
 Shamir shares, envelopes) at larger cohorts than fit on one machine, to show it grows with log n
