@@ -135,13 +135,14 @@ def targets(setting: Setting) -> tuple[dict[str, np.ndarray], list[str], np.ndar
 
 
 def cohort_sums(setting: Setting, uploads: list[np.ndarray], halves: list[np.ndarray], noise_multiplier: float,
-                cohort_size: int, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+                cohort_size: int, folder: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Run each half's users in cohorts through the real coordinator; return (user positions, their
-    cohort's sum) for every user placed in a full cohort."""
+    cohort's sum) for every user placed in a full cohort. `seed` draws the simulated clients' noise: each
+    view needs its own (one draw scaled by each z would make the epsilon rows one experiment, not three)."""
     from agent.server.simulation import InProcessFederation
 
     federation = InProcessFederation(folder, setting.layout, cohort_size, clip_norm=CLIP_NORM,
-                                     noise_multiplier=noise_multiplier, seed=setting.seed)
+                                     noise_multiplier=noise_multiplier, seed=seed)
     placed, sums = [], []
     try:
         for half in halves:
@@ -201,7 +202,7 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
                           "noise_std": noise.std_per_client, "results": attack_all(np.array(uploads))})
             clipped = [clip_to_norm(d, CLIP_NORM)[0] for d in raw]  # the simulated clients add their own noise
             placed, sums = cohort_sums(setting, clipped, halves, z, settings.cohort_size,
-                                       Path(folder) / f"coordinator-{k}")
+                                       Path(folder) / f"coordinator-{k}", seed=settings.seed + 1_000 * (k + 1))
             views.append({"view": f"server (sums of {settings.cohort_size})", "epsilon": eps, "noise_multiplier": z,
                           "noise_std": DistributedNoise(CLIP_NORM, z, cohort_plan.min_survivors).std_per_client,
                           "users_placed": int(len(placed)), "results": attack_all(sums, placed)})
