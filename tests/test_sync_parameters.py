@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from dp_accounting import dp_event, rdp
+from dp_accounting import dp_event, pld, rdp
+from dp_accounting.pld.privacy_loss_mechanism import GaussianPrivacyLoss
 
-from agent.core.sync.accounting import privacy_spent
+from agent.core.sync.accounting import composed_noise_multiplier, privacy_spent
 from agent.core.sync.errors import ConfigurationError
 from agent.core.sync.parameters import GlobalTrainingSettings, SharedLayout, train_global_delta
 from agent.core.ranker.model import Scorer
@@ -98,13 +99,26 @@ def test_local_training_moves_only_the_shared_part_and_raises_the_margins():
     assert not np.any(train_global_delta(shared, start, person.personal, catalog, {}))
 
 
-def test_accounting_matches_dp_accounting_and_adds_the_clamp_term():
-    accountant = rdp.RdpAccountant()
-    accountant.compose(dp_event.GaussianDpEvent(1.2), 5)
-    spent = privacy_spent([1.2] * 5, 1e-5, [1e-20] * 5)
-    assert spent.epsilon == pytest.approx(accountant.get_epsilon(1e-5))
+def test_accounting_is_exact_for_composed_gaussians_and_adds_the_clamp_term():
+    rounds = [1.2, 0.9, 2.5, 1.2, 1.6]
+    spent = privacy_spent(rounds, 1e-5, [1e-20] * 5)
+    # dp-accounting's PLD accountant, composing round by round, reaches the same epsilon...
+    accountant = pld.PLDAccountant(value_discretization_interval=1e-5)
+    for z in rounds:
+        accountant.compose(dp_event.GaussianDpEvent(z))
+    assert spent.epsilon == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-4)
+    # ...which is below the RDP bound, and spends exactly the target delta.
+    bound = rdp.RdpAccountant()
+    for z in rounds:
+        bound.compose(dp_event.GaussianDpEvent(z))
+    assert spent.epsilon < 0.95 * bound.get_epsilon(1e-5)
+    exact = GaussianPrivacyLoss(composed_noise_multiplier(rounds)).get_delta_for_epsilon(spent.epsilon)
+    assert exact == pytest.approx(1e-5, rel=1e-6) and exact <= 1e-5
     assert spent.delta == pytest.approx(1e-5 + (1 + np.exp(spent.epsilon)) * 5e-20)
     assert privacy_spent([], 1e-5).epsilon == 0.0
+    assert privacy_spent([1.0, 0.0], 1e-5).epsilon == float("inf")
+    # More noise, or fewer rounds, never spends more.
+    assert privacy_spent([1.3] * 5, 1e-5).epsilon < spent.epsilon < privacy_spent(rounds + [4.0], 1e-5).epsilon
 
 
 def test_a_release_verifies_only_unaltered_newer_and_under_the_pinned_key():

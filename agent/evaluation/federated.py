@@ -10,7 +10,7 @@ Rows (the PFedRec protocol of `agent.core.evaluation`; HR@10 and NDCG@10, sample
   part fixed, exactly as the sync client does, and uploads it through the real secure-aggregation stages
   to the real coordinator (`agent.server.simulation`): clipped to C, quantized, masked, summed, unmasked,
   averaged, signed. Without noise ("no DP"), and with the distributed Gaussian noise calibrated so that
-  each user's epsilon over the rounds they joined (RDP accountant, delta 1e-4, no sampling
+  each user's epsilon over the rounds they joined (the exact Gaussian accountant, delta 1e-4, no sampling
   amplification claimed: everyone joins every round) is 1, 4 or 8. Before each later round, and once
   after the last, each person fine-tunes their personal adapter against the latest global adapter
   (on-device, noise-free: PFedRec's dual personalization, here p_u and B_u A_u). On 300 users this

@@ -123,7 +123,7 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         f"{s['rounds']} rounds, uploading Delta phi_g ({_shared_part(s)}) through the real "
         "client stages and the real coordinator (in one process, no HTTP): clipped to "
         f"C = {s['clip_norm']:g}, noised, quantized, masked, summed, unmasked, averaged. DP rows add the distributed "
-        "Gaussian noise whose multiplier gives each user the stated epsilon over the rounds (RDP accountant, "
+        "Gaussian noise whose multiplier gives each user the stated epsilon over the rounds (exact Gaussian accountant, "
         f"delta {s['target_delta']:g}; every user joins every round, no sampling amplification claimed). After the "
         f"rounds each person fine-tunes their personal adapter ({s['finetune_epochs']} epochs, on-device, no noise). "
         "Reported: the test figures of the checkpoint with the best validation HR@10.", "",

@@ -177,7 +177,7 @@ class Coordinator:
     def _spent(self, tx: Transaction, extra: list[tuple[float, float]]):
         rows = tx.all("select noise_multiplier, clamp_probability from releases where round_id is not null")
         rows = tuple((float(z), float(p)) for z, p in rows) + tuple(extra)
-        if rows not in self._spent_cache:  # the RDP accountant takes milliseconds; check-ins ask often
+        if rows not in self._spent_cache:  # the accountant takes milliseconds; check-ins ask often
             self._spent_cache = {rows: privacy_spent([z for z, _ in rows], self.settings.target_delta,
                                                      [p for _, p in rows])}
         return self._spent_cache[rows]

@@ -164,7 +164,7 @@ def ledger(store: Any, limit: int | None = 20) -> list[LedgerRow]:
 @dataclass(frozen=True)
 class PrivacyTotal:
     """What taking part has cost, with one coordinator: epsilon over the rounds this device uploaded to
-    that were released (computed here, with the RDP accountant), and the coordinator's own figure."""
+    that were released (computed here, with the exact Gaussian accountant of `accounting`), and the coordinator's own figure."""
 
     released_rounds: int
     uploads: int
