@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.core.sync.accounting import privacy_spent
-from agent.evaluation.audit import attack, auc
+from agent.evaluation.audit import attack, auc, chance_of_highest, fit_attacker
 from agent.evaluation.federated import noise_for_epsilon
 
 ROW_KEYS = {"name", "hr10_sampled", "ndcg10_sampled", "hr10_full", "ndcg10_full"}
@@ -32,6 +32,37 @@ def test_the_attack_finds_a_planted_signal_and_nothing_in_noise():
     assert found["auc"] > 0.8 and found["low"] > 0.7
     chance = attack(features[:200], labels[:200], features[200:], labels[200:], seed=0)
     assert 0.4 < chance["auc"] < 0.6 and chance["low"] < 0.5 < chance["high"]
+
+
+def test_the_attacker_fits_many_targets_as_it_fits_one():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(120, 30))
+    labels = np.stack([features[:, k] + rng.normal(size=120) > 0 for k in range(3)], axis=1)
+    together = fit_attacker(features[:80], labels[:80], features[80:], seed=0)
+    for k in range(3):
+        alone = fit_attacker(features[:80], labels[:80, k], features[80:], seed=0)[:, 0]
+        assert np.allclose(together[:, k], alone)
+
+
+def test_the_chance_level_of_the_highest_auc_tells_grouped_noise_from_a_leak():
+    rng = np.random.default_rng(2)
+    users, targets = 480, 12
+    labels = rng.random((users, targets)) < 0.5
+    # 24 cohorts of 20 share one feature vector, as the server's cohort sums do: pure noise ...
+    cohort_features = np.repeat(rng.normal(size=(24, 40)), 20, axis=0)
+    train, test = slice(0, 240), slice(240, None)
+    observed = max(attack(cohort_features[train], labels[train, k], cohort_features[test], labels[test, k], 0)["auc"]
+                   for k in range(targets))
+    null = chance_of_highest(cohort_features[train], labels[train], cohort_features[test], labels[test],
+                             observed, permutations=60, seed=0)
+    assert null["p95"] > 0.56  # 12 AUCs over 12 distinct test points: the highest is rarely near 0.5
+    assert null["p_value"] > 0.05 and null["median"] < observed + 0.1
+    # ... while a real leak into each user's own features stands far above its chance level.
+    leaky = rng.normal(size=(users, 40))
+    leaky[:, 0] += 1.5 * labels[:, 3]
+    found = attack(leaky[train], labels[train, 3], leaky[test], labels[test, 3], 0)["auc"]
+    null = chance_of_highest(leaky[train], labels[train], leaky[test], labels[test], found, permutations=60, seed=0)
+    assert found > 0.75 and found > null["p95"] + 0.1 and null["p_value"] < 0.05
 
 
 @pytest.mark.parametrize("epsilon,rounds", [(1.0, 4), (4.0, 4), (8.0, 2)])
@@ -81,5 +112,8 @@ def test_audit_quick_sees_the_leak_in_raw_deltas_and_not_in_the_servers_view(tmp
     assert raw["gender (female)"]["auc"] > 0.55
     server = views[("server (sums of 20)", 4.0)]
     assert trait_mean(server) < 0.6 and server["gender (female)"]["low"] < 0.5 + 0.1
+    null = next(v for v in report["views"] if v["view"] == "server (sums of 20)" and v["epsilon"] == 4.0)[
+        "chance_of_highest"]
+    assert null["permutations"] == 50 and 0.5 < null["median"] <= null["p95"] < 1.0 and 0 < null["p_value"] <= 1
     assert "<!-- audit:begin -->" in output.read_text()
     assert (tmp_path / "docs" / "evaluation" / "attack-auc.png").read_bytes()[:4] == b"\x89PNG"

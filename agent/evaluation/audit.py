@@ -14,6 +14,9 @@ values (at or above the trait's median). Views, in the order the data travels:
 - server: what the coordinator learns: the cohort sums. Cohorts of `cohort_size` run through the real
   coordinator and client stages (`agent.server.simulation`); each member's features are their cohort's
   unmasked sum. Cohorts are formed within each half, so no test user's data is in the training sums.
+  The 20 members of a cohort share one feature vector, so a test half of 472 users is only 23 distinct
+  points, and the highest of 12 targets' AUCs is far from 0.5 by chance alone: each server view also
+  reports that chance level (the same attack on labels shuffled across users, `chance_of_highest`).
 
 The noise is set as in `ownrec eval`: the multiplier that gives each user epsilon 1, 4 or 8 (delta 1e-4)
 over `rounds` rounds; no noise is the "no DP" point.
@@ -36,6 +39,7 @@ from agent.evaluation.setting import Log, Setting, fit_personal, local_deltas, p
 
 PENALTIES = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # times the mean squared feature norm
 BOOTSTRAP = 1000
+PERMUTATIONS = 200  # shuffles for the chance level of the highest AUC over the targets
 
 
 @dataclass(frozen=True)
@@ -44,54 +48,67 @@ class AuditSettings:
     epsilons: tuple[float, ...] = (1.0, 4.0, 8.0)
     rounds: int = EvalSettings.rounds   # the noise of `ownrec eval`'s DP rows
     cohort_size: int = 20               # the coordinator's default minimum cohort: the worst case it allows
+    permutations: int = PERMUTATIONS
     seed: int = 0
 
 
-QUICK_AUDIT = AuditSettings(users=300, epsilons=(4.0,))
+QUICK_AUDIT = AuditSettings(users=300, epsilons=(4.0,), permutations=50)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+    """Area under the ROC curve: P(a positive outscores a negative), ties counted half."""
     labels = np.asarray(labels, bool)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
+    scores = np.asarray(scores, np.float64)
+    positives, negatives = scores[labels], np.sort(scores[~labels])
+    if len(positives) == 0 or len(negatives) == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = np.asarray(scores)[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, count in zip(first, counts):
-        ranks[order[start:start + count]] = start + (count + 1) / 2.0
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+    below = np.searchsorted(negatives, positives, side="left")
+    tied = np.searchsorted(negatives, positives, side="right") - below
+    return float((below.sum() + 0.5 * tied.sum()) / (len(positives) * len(negatives)))
 
 
 def _ridge_dual(K: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
     return np.linalg.solve(K + penalty * np.eye(len(K)), y)
 
 
-def attack(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-           seed: int) -> dict[str, float]:
-    """Fit the attacker on (train_x, train_y), return its AUC on the test half with a bootstrap interval."""
+def _auc_columns(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.array([auc(scores[:, j], labels[:, j]) for j in range(labels.shape[1])])
+
+
+def fit_attacker(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, seed: int) -> np.ndarray:
+    """Scores of the test users for each target column of `train_y` (users, targets): ridge on standardised
+    features, each target's penalty chosen by 5-fold cross-validated AUC on the training half. All targets
+    share one solve per penalty and fold (the permutation baseline fits hundreds at once)."""
+    train_y = np.asarray(train_y, bool).reshape(len(train_x), -1)
     mean, std = train_x.mean(axis=0), train_x.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     A, B = (train_x - mean) / std, (test_x - mean) / std
     target = np.where(train_y, 1.0, -1.0)
-    target = target - target.mean()
+    target = target - target.mean(axis=0)
     K = A @ A.T
     scale = float(np.trace(K)) / len(K)
     folds = np.random.default_rng(seed).permutation(len(A)) % 5
-    best, best_auc = PENALTIES[0], -1.0
-    for penalty in PENALTIES:
+    validated = np.zeros((len(PENALTIES), train_y.shape[1]))
+    for p, penalty in enumerate(PENALTIES):
         found = []
         for fold in range(5):
             inside, outside = folds != fold, folds == fold
             alpha = _ridge_dual(K[np.ix_(inside, inside)], target[inside], penalty * scale)
-            found.append(auc(K[np.ix_(outside, inside)] @ alpha, train_y[outside]))
-        if np.nanmean(found) > best_auc:
-            best, best_auc = penalty, float(np.nanmean(found))
-    alpha = _ridge_dual(K, target, best * scale)
-    scores = B @ (A.T @ alpha)
+            found.append(_auc_columns(K[np.ix_(outside, inside)] @ alpha, train_y[outside]))
+        with np.errstate(all="ignore"):
+            validated[p] = np.nan_to_num(np.nanmean(found, axis=0), nan=-1.0)
+    best = validated.argmax(axis=0)  # the first penalty among equals, in PENALTIES order
+    scores = np.zeros((len(B), train_y.shape[1]))
+    for p in np.unique(best):
+        columns = best == p
+        scores[:, columns] = B @ (A.T @ _ridge_dual(K, target[:, columns], PENALTIES[p] * scale))
+    return scores
+
+
+def attack(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+           seed: int) -> dict[str, float]:
+    """Fit the attacker on (train_x, train_y), return its AUC on the test half with a bootstrap interval."""
+    scores = fit_attacker(train_x, train_y, test_x, seed)[:, 0]
     value = auc(scores, test_y)
     rng = np.random.default_rng(seed + 1)
     samples = []
@@ -100,6 +117,24 @@ def attack(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y:
         samples.append(auc(scores[pick], test_y[pick]))
     low, high = np.nanpercentile(samples, [2.5, 97.5])
     return {"auc": round(value, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
+
+
+def chance_of_highest(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray,
+                      observed: float, permutations: int, seed: int) -> dict[str, float]:
+    """How high the highest AUC over all targets goes by chance on these features: the same attack on labels
+    shuffled across users (one shuffle moves every target together, keeping how the targets correlate), so
+    the features can carry nothing about them. Returns the null's median and 95th percentile, and the share
+    of shuffles whose highest AUC reaches `observed` (a permutation p-value)."""
+    rng = np.random.default_rng(seed + 7)
+    labels = np.concatenate([train_labels, test_labels])  # (users, targets)
+    n_train, targets_count = len(train_labels), labels.shape[1]
+    shuffled = [labels[rng.permutation(len(labels))] for _ in range(permutations)]
+    stacked = np.concatenate(shuffled, axis=1)
+    scores = fit_attacker(train_x, stacked[:n_train], test_x, seed)
+    highest = _auc_columns(scores, stacked[n_train:]).reshape(permutations, targets_count).max(axis=1)
+    return {"permutations": permutations, "median": round(float(np.median(highest)), 4),
+            "p95": round(float(np.percentile(highest, 95)), 4),
+            "p_value": round(float((1 + np.sum(highest >= observed)) / (1 + permutations)), 4)}
 
 
 def trait_values(setting: Setting) -> tuple[list[str], np.ndarray]:
@@ -175,15 +210,23 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
     order = np.random.default_rng(settings.seed).permutation(setting.size)
     train, test = np.sort(order[: setting.size // 2]), np.sort(order[setting.size // 2:])
 
-    def attack_all(features: np.ndarray, placed: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    def halves_of(features: np.ndarray, placed: np.ndarray | None) -> tuple[np.ndarray, ...]:
         if placed is None:
-            tr, te, x_tr, x_te = train, test, features[train], features[test]
-        else:
-            position = {int(u): k for k, u in enumerate(placed)}
-            tr = np.array([u for u in train if u in position])
-            te = np.array([u for u in test if u in position])
-            x_tr, x_te = features[[position[u] for u in tr]], features[[position[u] for u in te]]
+            return train, test, features[train], features[test]
+        position = {int(u): k for k, u in enumerate(placed)}
+        tr = np.array([u for u in train if u in position])
+        te = np.array([u for u in test if u in position])
+        return tr, te, features[[position[u] for u in tr]], features[[position[u] for u in te]]
+
+    def attack_all(features: np.ndarray, placed: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+        tr, te, x_tr, x_te = halves_of(features, placed)
         return {name: attack(x_tr, y[tr], x_te, y[te], settings.seed) for name, y in labels.items()}
+
+    def chance(features: np.ndarray, placed: np.ndarray, results: dict[str, dict[str, float]]) -> dict[str, float]:
+        tr, te, x_tr, x_te = halves_of(features, placed)
+        matrix = np.stack(list(labels.values()), axis=1)
+        observed = max(r["auc"] for r in results.values())
+        return chance_of_highest(x_tr, matrix[tr], x_te, matrix[te], observed, settings.permutations, settings.seed)
 
     views: list[dict[str, Any]] = []
     log("attacking the raw deltas")
@@ -203,11 +246,14 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
             clipped = [clip_to_norm(d, CLIP_NORM)[0] for d in raw]  # the simulated clients add their own noise
             placed, sums = cohort_sums(setting, clipped, halves, z, settings.cohort_size,
                                        Path(folder) / f"coordinator-{k}", seed=settings.seed + 1_000 * (k + 1))
+            results = attack_all(sums, placed)
             views.append({"view": f"server (sums of {settings.cohort_size})", "epsilon": eps, "noise_multiplier": z,
                           "noise_std": DistributedNoise(CLIP_NORM, z, cohort_plan.min_survivors).std_per_client,
-                          "users_placed": int(len(placed)), "results": attack_all(sums, placed)})
+                          "users_placed": int(len(placed)), "results": results,
+                          "chance_of_highest": chance(sums, placed, results)})
     return {"settings": {"users": setting.size, "epsilons": list(settings.epsilons), "rounds": settings.rounds,
                          "cohort_size": settings.cohort_size, "clip_norm": CLIP_NORM, "seed": settings.seed,
+                         "permutations": settings.permutations,
                          "train_users": int(len(train)), "test_users": int(len(test))},
             "targets": list(labels), "traits": trait_names, "views": views,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}

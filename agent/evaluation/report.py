@@ -297,8 +297,16 @@ def audit_findings(results: dict[str, Any]) -> list[str]:
         if view["view"].startswith("server") and view["epsilon"] is not None:
             worst = max(view["results"].items(), key=lambda kv: kv[1]["auc"])
             verdict = "within" if worst[1]["auc"] <= 0.55 else "**above**"
-            out.append(f"- Server view at epsilon {view['epsilon']:g}: the highest AUC over all targets is "
-                       f"{worst[1]['auc']:.3f} ({worst[0]}), {verdict} the 0.55 target.")
+            line = (f"- Server view at epsilon {view['epsilon']:g}: the highest AUC over all targets is "
+                    f"{worst[1]['auc']:.3f} ({worst[0]}), {verdict} the 0.55 target.")
+            null = view.get("chance_of_highest")
+            if null:
+                line += (f" By chance alone (labels shuffled across users, {null['permutations']} times) the highest "
+                         f"of the {len(view['results'])} AUCs has median {null['median']:.3f} and 95th percentile "
+                         f"{null['p95']:.3f}; {null['p_value']:.2f} of the shuffles reach {worst[1]['auc']:.3f}"
+                         + (", so this is within chance." if null["p_value"] >= 0.05 else
+                            ", so this is **more than chance**."))
+            out.append(line)
     return out
 
 
