@@ -515,7 +515,7 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
 @click.option("--quick", is_flag=True, help="150 users, 2 rounds, epsilon 4 only, a short MF: a few minutes (CI).")
 @click.option("--users", type=click.IntRange(30, 943), default=None,
               help="Evaluate a fixed random subset of this many users [default: all 943; --quick: 150].")
-@click.option("--rounds", type=click.IntRange(1, 100), default=None, help="Federated rounds [default: 5; --quick: 2].")
+@click.option("--rounds", type=click.IntRange(1, 100), default=None, help="Federated rounds [default: 3; --quick: 2].")
 @click.option("--seed", type=int, default=0, show_default=True, help="The split's negatives and the subset.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),

@@ -17,6 +17,7 @@ from agent.core.atomic import write_bytes_atomic
 from agent.core.sync.neighbourhood import plan_neighbourhood
 from agent.core.experiments import provenance
 from agent.core.reports import write_section
+from agent.evaluation.federated import PFEDREC_AS_PUBLISHED, PFEDREC_DEVICE_NEGATIVES, PFEDREC_FEDERATION_VIEW
 
 EVAL_BEGIN, EVAL_END = "<!-- eval:begin -->", "<!-- eval:end -->"
 AUDIT_BEGIN, AUDIT_END = "<!-- audit:begin -->", "<!-- audit:end -->"
@@ -136,7 +137,8 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
                      f"{_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | {eps} | {row.get('chosen', '')} | "
                      f"{row['seconds']:.0f} s |")
     for row in results["reference_rows"]:
-        lines.append(f"| *{row['name']}: measured outside ownrec (DESIGN.md)* | {_f(row['hr10_sampled'])} | "
+        source = "DESIGN.md" if row.get("source", "DESIGN.md") == "DESIGN.md" else "this file, below"
+        lines.append(f"| *{row['name']}: measured outside ownrec ({source})* | {_f(row['hr10_sampled'])} | "
                      f"{_f(row['ndcg10_sampled'])} | {_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | | | |")
     lines += ["", *findings(results)]
     if plot:
@@ -158,9 +160,17 @@ def findings(results: dict[str, Any]) -> list[str]:
         out.append(f"- Federation adds {fed['ndcg10_sampled'] - local['ndcg10_sampled']:+.3f} NDCG@10 over "
                    f"local-only ({local['ndcg10_sampled']:.3f} -> {fed['ndcg10_sampled']:.3f}); popularity "
                    f"reaches {pop['ndcg10_sampled']:.3f}" + (f", centralized MF {mf['ndcg10_sampled']:.3f}." if mf else "."))
-        out.append(f"- Against PFedRec's 0.72 HR@10 / 0.44 NDCG@10 (its own code, no DP): ownrec federated reaches "
-                   f"{fed['hr10_sampled']:.3f} / {fed['ndcg10_sampled']:.3f}: "
-                   + ("target met." if fed["hr10_sampled"] >= 0.72 else "**target not met**."))
+        published, fair, view = PFEDREC_AS_PUBLISHED, PFEDREC_DEVICE_NEGATIVES, PFEDREC_FEDERATION_VIEW
+        out.append(f"- Against PFedRec's {published['hr10_sampled']:.2f} HR@10 / {published['ndcg10_sampled']:.2f} "
+                   f"NDCG@10 (its own code, no DP): ownrec federated reaches {fed['hr10_sampled']:.3f} / "
+                   f"{fed['ndcg10_sampled']:.3f}: "
+                   + ("target met." if fed["hr10_sampled"] >= 0.72 else "**target not met**.")
+                   + f" That figure rests on training negatives drawn from outside the held-out items; drawn, as a "
+                   f"device must, from outside the training set, PFedRec's own code reaches {fair['hr10_sampled']:.3f} "
+                   f"/ {fair['ndcg10_sampled']:.3f} ({fed['hr10_sampled'] - fair['hr10_sampled']:+.3f} / "
+                   f"{fed['ndcg10_sampled'] - fair['ndcg10_sampled']:+.3f} to ownrec), and "
+                   f"{view['hr10_sampled']:.3f} / {view['ndcg10_sampled']:.3f} when scored with the federation's item "
+                   "embeddings after 100 rounds (see \"PFedRec's 0.72\" below).")
     users = results["settings"]["users"]
     survivors = plan_neighbourhood(users).min_survivors
     for row in results["rows"]:
@@ -185,8 +195,8 @@ def findings(results: dict[str, Any]) -> list[str]:
                 + (f", {math.sqrt(parameters / 7826):.1f}x the noise of layout 1's 7,826 (B_g and the biases only), "
                    "which at epsilon 4 cost 0.4% NDCG@10 (this command at commit 5466fae: no DP 0.505 / 0.281, "
                    "epsilon 4 0.504 / 0.280)." if k else ".")]
-        out += ["", "Why ownrec stays below PFedRec: "
-                + (f"the shared vector now carries {k}-d item residuals W_v v_i, the collaborative signal text cannot "
+        out += ["", "Where ownrec stands: "
+                + (f"the shared vector carries {k}-d item residuals W_v v_i, the collaborative signal text cannot "
                    "carry (DESIGN.md's centralized bound with 384-d residuals: 0.667 HR@10; without them 0.593). "
                    if k else "format 1 of the shared vector federates only B_g and the item biases (DESIGN.md's "
                    "centralized bound for that model: 0.593 HR@10; item residuals W_v v_i would add the collaborative "
@@ -195,7 +205,8 @@ def findings(results: dict[str, Any]) -> list[str]:
                 + ", ".join(f"{v:.3f}" for v in history)
                 + (". " if len(history) < 2 else "; still rising. " if history[-1] >= max(history[:-1]) + 0.005
                    else f"; within 0.005 of its best from round {next(i for i, v in enumerate(history) if v >= max(history) - 0.005) + 1} on. ")
-                + "PFedRec runs 100 rounds and fine-tunes every item embedding on each device before scoring; here "
+                + "PFedRec's federation embeddings, with device-known negatives, are at 0.39-0.43 HR@10 after 3 or 5 "
+                "rounds and pass 0.60 only after about 30; here "
                 "each round of all users costs about 80 s (the secure-aggregation stages and every person's refit), "
                 "and the whole command has 30 minutes for four federated rows."]
     return out
