@@ -528,7 +528,7 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
     """Accuracy on MovieLens-100K (PFedRec protocol: HR@10 and NDCG@10, 1 + 99 sampled and full ranking):
     popularity, centralized MF, ownrec local-only, ownrec federated through the real client and
     coordinator code, and federated with DP at epsilon 1, 4 and 8. Writes EVALUATION.md's eval section
-    and a privacy-utility plot. The full run takes about half an hour on 2 cores.
+    and a privacy-utility plot. The full run takes about 15 minutes on 2 cores.
 
     `ownrec eval rerank`: whether the LLM's judgement improves the ranker's top 20."""
     if ctx.invoked_subcommand is not None:
