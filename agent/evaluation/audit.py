@@ -108,7 +108,11 @@ def fit_attacker(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, s
 def attack(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
            seed: int) -> dict[str, float]:
     """Fit the attacker on (train_x, train_y), return its AUC on the test half with a bootstrap interval."""
-    scores = fit_attacker(train_x, train_y, test_x, seed)[:, 0]
+    return scored(fit_attacker(train_x, train_y, test_x, seed)[:, 0], test_y, seed)
+
+
+def scored(scores: np.ndarray, test_y: np.ndarray, seed: int) -> dict[str, float]:
+    """The attacker's AUC on the test half, with a bootstrap interval over test users."""
     value = auc(scores, test_y)
     rng = np.random.default_rng(seed + 1)
     samples = []
@@ -218,13 +222,15 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
         te = np.array([u for u in test if u in position])
         return tr, te, features[[position[u] for u in tr]], features[[position[u] for u in te]]
 
+    matrix = np.stack(list(labels.values()), axis=1)  # (users, targets)
+
     def attack_all(features: np.ndarray, placed: np.ndarray | None = None) -> dict[str, dict[str, float]]:
         tr, te, x_tr, x_te = halves_of(features, placed)
-        return {name: attack(x_tr, y[tr], x_te, y[te], settings.seed) for name, y in labels.items()}
+        scores = fit_attacker(x_tr, matrix[tr], x_te, settings.seed)  # one fit for every target
+        return {name: scored(scores[:, j], matrix[te, j], settings.seed) for j, name in enumerate(labels)}
 
     def chance(features: np.ndarray, placed: np.ndarray, results: dict[str, dict[str, float]]) -> dict[str, float]:
         tr, te, x_tr, x_te = halves_of(features, placed)
-        matrix = np.stack(list(labels.values()), axis=1)
         observed = max(r["auc"] for r in results.values())
         return chance_of_highest(x_tr, matrix[tr], x_te, matrix[te], observed, settings.permutations, settings.seed)
 
