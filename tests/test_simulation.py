@@ -11,10 +11,11 @@ from agent.core.sync.quantize import QuantizationPlan
 from agent.server.simulation import InProcessFederation
 
 
-def federation(tmp_path, cohort: int, noise_multiplier: float, clip_norm: float = 1.0) -> InProcessFederation:
+def federation(tmp_path, cohort: int, noise_multiplier: float, clip_norm: float = 1.0,
+               item_learning_rate: float = 1.0) -> InProcessFederation:
     layout = SharedLayout.create(64, 8, [f"test:{i}" for i in range(200)], np.random.default_rng(0))
     return InProcessFederation(tmp_path / "coordinator", layout, cohort, clip_norm=clip_norm,
-                               noise_multiplier=noise_multiplier, seed=1)
+                               noise_multiplier=noise_multiplier, item_learning_rate=item_learning_rate, seed=1)
 
 
 def test_without_noise_the_release_is_the_average_of_the_clipped_deltas(tmp_path):
@@ -31,6 +32,22 @@ def test_without_noise_the_release_is_the_average_of_the_clipped_deltas(tmp_path
     # The next round starts from that release; the coordinator signed both.
     again = sim.run_round(deltas, result.release)
     assert again.release.version == base.version + 2
+    sim.close()
+
+
+def test_the_item_rows_take_the_item_learning_rate_and_b_g_the_plain_average(tmp_path):
+    sim = federation(tmp_path, 12, 0.0, item_learning_rate=8.0)
+    base = sim.latest()
+    rng = np.random.default_rng(3)
+    deltas = [rng.normal(scale=0.02, size=base.layout.size) for _ in range(12)]  # norms about 0.5: inside C = 1
+    moved = sim.run_round(deltas, base).release.vector - base.vector
+    mean = np.mean(deltas, axis=0)
+    items = base.layout.item_offset
+    assert items == 64 * 8 and base.layout.size == items + 200
+    step = QuantizationPlan.for_cohort(DistributedNoise(1.0, 0.0, plan_neighbourhood(12).min_survivors), 12).step
+    assert np.max(np.abs(moved[:items] - mean[:items])) <= step
+    assert np.max(np.abs(moved[items:] - 8.0 * mean[items:])) <= 8.0 * step
+    assert np.max(np.abs(mean[items:])) > 10 * step  # the test can tell rate 8 from rate 1
     sim.close()
 
 

@@ -73,11 +73,19 @@ class CoordinatorSettings:
     max_dropout_fraction: float = 0.3
     max_corrupt_fraction: float = 0.05
     server_learning_rate: float = 1.0  # global += rate * (cohort average of the deltas)
+    # The item biases and residuals take `item_learning_rate` times the server step. Every person's delta
+    # carries B_g, but an item's row learns who likes it only from the deltas of the people who rated it,
+    # and the cohort average divides that by everyone (a film rated by 50 of 943 people: by 19). A larger
+    # rate undoes that, and multiplies the noise those rows take by the same factor: measured on all 943
+    # MovieLens users over 3 rounds (EVALUATION.md), rate 32 took test NDCG@10 from 0.322 to 0.350 without
+    # noise, but at the noise of epsilon 4 rate 4 gave 0.314 and rate 16 gave 0.274, against 0.318 at rate 1.
+    item_learning_rate: float = 1.0
 
     def __post_init__(self) -> None:
         if not 3 <= self.min_cohort <= self.max_cohort:
             raise ValueError(f"need 3 <= min_cohort ({self.min_cohort}) <= max_cohort ({self.max_cohort})")
-        for name in ("checkin_window", "stage_timeout", "clip_norm", "epsilon_budget", "server_learning_rate"):
+        for name in ("checkin_window", "stage_timeout", "clip_norm", "epsilon_budget", "server_learning_rate",
+                     "item_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.noise_multiplier < 0 or not 0 < self.target_delta < 1:
@@ -370,7 +378,9 @@ class Coordinator:
             return
         summed = dequantize_sum(total, config.quantization(), len(survivors))
         latest = self._latest_release(tx)
-        vector = latest.vector + self.settings.server_learning_rate * summed / len(survivors)
+        step = self.settings.server_learning_rate * summed / len(survivors)
+        step[latest.layout.item_offset:] *= self.settings.item_learning_rate
+        vector = latest.vector + step
         noise = config.noise()
         clamp = config.quantization().clamp_failure_probability(config.parameters, noise)
         spent = self._spent(tx, [(config.noise_multiplier, clamp)])

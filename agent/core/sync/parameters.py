@@ -156,10 +156,14 @@ class SharedLayout:
         """sha256 of the layout: clients and coordinator check they mean the same vector."""
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
+    @property
+    def item_offset(self) -> int:
+        """Where the per-item values (biases, then residuals) start in the vector: B_g comes before."""
+        return self.dim * self.rank
+
     def _split(self) -> tuple[int, int]:
         """Where the biases start and where the residuals start in the vector."""
-        biases = self.dim * self.rank
-        return biases, biases + len(self.refs)
+        return self.item_offset, self.item_offset + len(self.refs)
 
     def flatten(self, adapter: GlobalAdapter) -> np.ndarray:
         """The shared vector of `adapter` (float64)."""
