@@ -527,7 +527,8 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
                output: Path) -> None:
     """Accuracy on MovieLens-100K (PFedRec protocol: HR@10 and NDCG@10, 1 + 99 sampled and full ranking):
     popularity, centralized MF, ownrec local-only, ownrec federated through the real client and
-    coordinator code, and federated with DP at epsilon 1, 4 and 8. Writes EVALUATION.md's eval section
+    coordinator code (without noise at the item rate 32 and at 1), and federated with DP at epsilon 1,
+    4 and 8 (item rate 1). Writes EVALUATION.md's eval section
     and a privacy-utility plot. The full run takes about 15 minutes on 2 cores.
 
     `ownrec eval rerank`: whether the LLM's judgement improves the ranker's top 20."""
