@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.core.sync.accounting import privacy_spent
 from agent.evaluation.audit import attack, auc, chance_of_highest, fit_attacker
-from agent.evaluation.federated import noise_for_epsilon
+from agent.evaluation.federated import ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, NO_DP_SAME_RATE, noise_for_epsilon
 
 ROW_KEYS = {"name", "hr10_sampled", "ndcg10_sampled", "hr10_full", "ndcg10_full"}
 
@@ -90,11 +90,28 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     assert rows["ownrec federated, no DP"]["ndcg10_sampled"] > rows["ownrec local-only (no federation)"]["ndcg10_sampled"]
     assert rows["ownrec federated, DP epsilon 4"]["epsilon"] == pytest.approx(4.0, abs=0.01)
     assert rows["ownrec federated, no DP"]["epsilon"] is None  # infinite: no noise
+    # Each row runs the coordinator it would deploy; the no-DP row at the DP rows' item rate is the like-for-like.
+    assert rows["ownrec federated, no DP"]["item_learning_rate"] == ITEM_RATE_WITHOUT_NOISE
+    assert rows[NO_DP_SAME_RATE]["item_learning_rate"] == rows["ownrec federated, DP epsilon 4"]["item_learning_rate"] \
+        == ITEM_RATE_WITH_NOISE
+    assert rows[NO_DP_SAME_RATE]["ndcg10_sampled"] != rows["ownrec federated, no DP"]["ndcg10_sampled"]
     assert report["reference_rows"] and report["settings"]["users"] == 150
     text = output.read_text()
     assert "<!-- eval:begin -->" in text and "measured outside ownrec" in text
     plot = tmp_path / "docs" / "evaluation" / "privacy-utility.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_item_rate_sets_every_federated_rows_coordinator(tmp_path):
+    output = tmp_path / "EVALUATION.md"
+    result = CliRunner().invoke(cli, ["eval", "--quick", "--users", "30", "--rounds", "1", "--item-rate", "8",
+                                      "--json", "--output", str(output)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    federated = [row for row in rows if row["name"].startswith("ownrec federated")]
+    assert [row["name"] for row in federated] == ["ownrec federated, no DP", "ownrec federated, DP epsilon 4"]
+    assert all(row["item_learning_rate"] == 8 for row in federated)
+    assert "8 in every row" in output.read_text()
 
 
 def test_audit_quick_sees_the_leak_in_raw_deltas_and_not_in_the_servers_view(tmp_path):

@@ -46,7 +46,7 @@ CLIP_NORM = 10.0
 # The coordinator's item rate (`CoordinatorSettings.item_learning_rate`: item biases and residuals move this
 # many times the cohort average). Pilot, 943 users, 3 rounds: without noise rate 32 took test NDCG@10 from
 # 0.322 to 0.350 (HR@10 0.573 to 0.606); at the noise of epsilon 4 the rate multiplies the noise in those rows,
-# and rate 1 did best (0.318; rate 4 0.314, rate 16 0.274). So each row runs the coordinator it would deploy,
+# and rate 1 did best (0.317; rate 4 0.314, rate 16 0.278). So each row runs the coordinator it would deploy,
 # and one more no-DP row runs rate 1: the DP rows' like-for-like comparison.
 ITEM_RATE_WITHOUT_NOISE = 32.0
 ITEM_RATE_WITH_NOISE = 1.0
@@ -65,6 +65,7 @@ class EvalSettings:
     finetune_epochs: int = 20
     bpr: BPRConfig = BPRConfig()
     seed: int = 0
+    item_rate: float | None = None  # None: ITEM_RATE_WITHOUT_NOISE / ITEM_RATE_WITH_NOISE; else every row's
 
 
 QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR)
@@ -202,9 +203,11 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     log(f"ownrec local-only: {rows[-1].evaluation.test}")
 
     first = local_deltas(setting, zero, setting.personal, 1)  # round 1 starts from zero in every row
-    plans = [(NO_DP, 0.0, ITEM_RATE_WITHOUT_NOISE), (NO_DP_SAME_RATE, 0.0, ITEM_RATE_WITH_NOISE)] + [
-        (f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, settings.rounds), ITEM_RATE_WITH_NOISE)
-        for eps in settings.epsilons]
+    fixed = settings.item_rate
+    plans = [(NO_DP, 0.0, ITEM_RATE_WITHOUT_NOISE if fixed is None else fixed)] + (
+        [(NO_DP_SAME_RATE, 0.0, ITEM_RATE_WITH_NOISE)] if fixed is None else []) + [
+        (f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, settings.rounds),
+         ITEM_RATE_WITH_NOISE if fixed is None else fixed) for eps in settings.epsilons]
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-") as folder:
         for k, (name, z, item_rate) in enumerate(plans):
             log(f"{name}: {settings.rounds} rounds of {setting.size} clients (noise multiplier {z:.3f}, item rate "
@@ -214,6 +217,6 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     return {"settings": {"users": setting.size, "rounds": settings.rounds, "parameters": setting.layout.size,
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
-                         "seed": settings.seed, "bpr": asdict(settings.bpr)},
+                         "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}

@@ -78,7 +78,7 @@ class CoordinatorSettings:
     # and the cohort average divides that by everyone (a film rated by 50 of 943 people: by 19). A larger
     # rate undoes that, and multiplies the noise those rows take by the same factor: measured on all 943
     # MovieLens users over 3 rounds (EVALUATION.md), rate 32 took test NDCG@10 from 0.322 to 0.350 without
-    # noise, but at the noise of epsilon 4 rate 4 gave 0.314 and rate 16 gave 0.274, against 0.318 at rate 1.
+    # noise, but at the noise of epsilon 4 rate 4 gave 0.314 and rate 16 gave 0.278, against 0.317 at rate 1.
     item_learning_rate: float = 1.0
 
     def __post_init__(self) -> None:
