@@ -44,10 +44,9 @@ TARGET_DELTA = 1e-4
 # with C, so a larger C buys nothing once deltas are unclipped. The client's default policy allows C <= 10.
 CLIP_NORM = 10.0
 # The coordinator's item rate (`CoordinatorSettings.item_learning_rate`: item biases and residuals move this
-# many times the cohort average). Pilot, 943 users, 3 rounds: without noise rate 32 took test NDCG@10 from
-# 0.322 to 0.350 (HR@10 0.573 to 0.606); at the noise of epsilon 4 the rate multiplies the noise in those rows,
-# and rate 1 did best (0.317; rate 4 0.314, rate 16 0.278). So each row runs the coordinator it would deploy,
-# and one more no-DP row runs rate 1: the DP rows' like-for-like comparison.
+# many times the cohort average). Without noise 32 did best, with epsilon 4's noise 1 (the pilot table in
+# EVALUATION.md, "The item rate"). So each row runs the coordinator it would deploy, and one more no-DP row
+# runs the DP rows' rate: their like-for-like comparison.
 ITEM_RATE_WITHOUT_NOISE = 32.0
 ITEM_RATE_WITH_NOISE = 1.0
 NO_DP = "ownrec federated, no DP"

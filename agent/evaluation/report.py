@@ -213,7 +213,8 @@ def findings(results: dict[str, Any]) -> list[str]:
             rate = fed.get("item_learning_rate")
             out += ["", f"Between the no-DP row and the DP rows stands the item rate: without noise the "
                     f"coordinator can move the item rows {rate:g} times the average ("
-                    f"{same_rate['hr10_sampled']:.3f} / {same_rate['ndcg10_sampled']:.3f} at rate 1, "
+                    f"{same_rate['hr10_sampled']:.3f} / {same_rate['ndcg10_sampled']:.3f} at rate "
+                    f"{same_rate['item_learning_rate']:g}, "
                     f"{fed['hr10_sampled']:.3f} / {fed['ndcg10_sampled']:.3f} at rate {rate:g}). With noise the same "
                     "rate multiplies the noise in those rows: in a pilot outside this command (943 users, 3 rounds, the "
                     "noise of epsilon 4, no secure aggregation) "
