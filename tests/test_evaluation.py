@@ -1,13 +1,16 @@
 """`ownrec eval` and `ownrec audit` (issue 6): the quick runs, through the CLI, with real data, the real
 encoder, the real client stages and the real coordinator; and the attack's own arithmetic."""
 
+import gc
 import json
+import os
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
+from agent.core.experiments import forked_pool
 from agent.core.sync.accounting import privacy_spent
 from agent.evaluation.audit import attack, auc, chance_of_highest, fit_attacker
 from agent.evaluation.federated import ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, NO_DP_SAME_RATE, noise_for_epsilon
@@ -134,3 +137,34 @@ def test_audit_quick_sees_the_leak_in_raw_deltas_and_not_in_the_servers_view(tmp
     assert null["permutations"] == 50 and 0.5 < null["median"] <= null["p95"] < 1.0 and 0 < null["p_value"] <= 1
     assert "<!-- audit:begin -->" in output.read_text()
     assert (tmp_path / "docs" / "evaluation" / "attack-auc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class _Finalized:
+    """Writes the pid of the process that finalizes it (a stand-in for an onnxruntime session, whose
+    destructor hangs in a forked child: its thread pool's threads were not forked)."""
+
+    def __init__(self, record):
+        self.record = record
+        self.cycle = self  # only the garbage collector can free it
+
+    def __del__(self):
+        with open(self.record, "a") as out:
+            out.write(f"{os.getpid()}\n")
+
+
+def _collect_in_worker(_):
+    gc.collect()
+    return os.getpid()
+
+
+def test_forked_workers_never_finalize_what_they_inherit(tmp_path):
+    record = tmp_path / "finalized"
+    gc.disable()  # keep the cycle alive as garbage until the pool forks, as a busy parent would
+    try:
+        _Finalized(record)
+        with forked_pool(2) as pool:
+            children = set(pool.map(_collect_in_worker, range(8)))
+    finally:
+        gc.enable()
+    assert os.getpid() not in children
+    assert record.read_text().split() == [str(os.getpid())]  # finalized once, here, before the fork

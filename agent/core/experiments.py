@@ -1,13 +1,16 @@
-"""What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`): simulated
-people in a throwaway data directory, BLAS on one thread, and where the measured code came from.
-Never the person's own data: every run lives under `paths.temporary_home`."""
+"""What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`, `ownrec eval`):
+simulated people in a throwaway data directory, BLAS on one thread, forked worker pools, and where the
+measured code came from. Never the person's own data: every run lives under `paths.temporary_home`."""
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +62,23 @@ def single_blas_thread() -> Iterator[None]:
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+@contextmanager
+def forked_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes forked from this one: they inherit its memory (the encoded catalog, the data), so
+    only tasks and results are pickled. A forked child has only the forking thread; if its garbage
+    collector finalized an inherited object that owns threads (an onnxruntime session left over from
+    earlier work tears down its thread pool), the child would hang in that destructor for good, as it
+    once did in CI. So garbage is collected here first, and everything alive is frozen out of the
+    children's collections while the pool forks."""
+    gc.collect()
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
 
 
 def provenance() -> dict[str, Any]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from agent.core.evaluation.movielens import MovieLens, Protocol, leave_one_out, load_movielens
+from agent.core.experiments import forked_pool
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Catalog, Scorer
 from agent.core.ranker.training import TrainingSettings, fit
@@ -100,9 +100,7 @@ def _map(setting: Setting, function, tasks: list[Any]) -> list[Any]:
     _SETTING = setting
     if workers() == 1 or len(tasks) < 8:
         return [function(task) for task in tasks]
-    import multiprocessing
-
-    with ProcessPoolExecutor(workers(), mp_context=multiprocessing.get_context("fork")) as pool:
+    with forked_pool(workers()) as pool:
         return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (8 * workers()))))
 
 

@@ -12,12 +12,14 @@ clients move through the stages in lockstep, so no round waits for a timeout.
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.core.experiments import forked_pool
 from agent.core.sync import protocol
 from agent.core.sync.client import ClientPolicy, check_round_config
 from agent.core.sync.parameters import SharedLayout
@@ -37,14 +39,13 @@ class _ClientPool:
     masks are most of a round's work); each client's state travels with it, so nothing is shared."""
 
     def __init__(self, clients: int) -> None:
-        import multiprocessing
         import os
-        from concurrent.futures import ProcessPoolExecutor
 
-        workers = min(os.cpu_count() or 1, 4)
-        self.executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-                         if workers > 1 and clients >= 64 else None)
-        self.chunk = max(1, clients // (4 * workers))
+        self.workers = min(os.cpu_count() or 1, 4)
+        self.parallel = self.workers > 1 and clients >= 64
+        self.chunk = max(1, clients // (4 * self.workers))
+        self.executor = None
+        self._pool: ExitStack | None = None
 
     def run(self, method: str, clients: list[ClientRound], answers: list[tuple]
             ) -> tuple[list[ClientRound], list[protocol.Message]]:
@@ -54,11 +55,14 @@ class _ClientPool:
         return [client for client, _ in done], [message for _, message in done]
 
     def __enter__(self) -> "_ClientPool":
+        if self.parallel:
+            self._pool = ExitStack()
+            self.executor = self._pool.enter_context(forked_pool(self.workers))
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.executor is not None:
-            self.executor.shutdown()
+        if self._pool is not None:
+            self._pool.close()
 
 
 @dataclass(frozen=True)
