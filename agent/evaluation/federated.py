@@ -203,10 +203,10 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
 
     first = local_deltas(setting, zero, setting.personal, 1)  # round 1 starts from zero in every row
     fixed = settings.item_rate
-    plans = [(NO_DP, 0.0, ITEM_RATE_WITHOUT_NOISE if fixed is None else fixed)] + (
-        [(NO_DP_SAME_RATE, 0.0, ITEM_RATE_WITH_NOISE)] if fixed is None else []) + [
-        (f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, settings.rounds),
-         ITEM_RATE_WITH_NOISE if fixed is None else fixed) for eps in settings.epsilons]
+    without_noise, with_noise = (ITEM_RATE_WITHOUT_NOISE, ITEM_RATE_WITH_NOISE) if fixed is None else (fixed, fixed)
+    plans = [(NO_DP, 0.0, without_noise)] + ([(NO_DP_SAME_RATE, 0.0, with_noise)] if fixed is None else []) + [
+        (f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, settings.rounds), with_noise)
+        for eps in settings.epsilons]
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-") as folder:
         for k, (name, z, item_rate) in enumerate(plans):
             log(f"{name}: {settings.rounds} rounds of {setting.size} clients (noise multiplier {z:.3f}, item rate "

@@ -12,7 +12,10 @@ clients move through the stages in lockstep, so no round waits for a timeout.
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack
+import os
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,35 +37,27 @@ def _client_stage(task: tuple[ClientRound, str, tuple]) -> tuple[ClientRound, pr
     return client, getattr(client, method)(*arguments)
 
 
-class _ClientPool:
-    """Runs one stage of every client in worker processes (the clients' key agreements, envelopes and
-    masks are most of a round's work); each client's state travels with it, so nothing is shared."""
+_WORKERS = min(os.cpu_count() or 1, 4)
 
-    def __init__(self, clients: int) -> None:
-        import os
 
-        self.workers = min(os.cpu_count() or 1, 4)
-        self.parallel = self.workers > 1 and clients >= 64
-        self.chunk = max(1, clients // (4 * self.workers))
-        self.executor = None
-        self._pool: ExitStack | None = None
+@contextmanager
+def _client_workers(count: int) -> Iterator[Executor | None]:
+    """Worker processes for the clients' stages (their key agreements, envelopes and masks are most of a
+    round's work), or None where a pool would not pay off."""
+    if _WORKERS > 1 and count >= 64:
+        with forked_pool(_WORKERS) as executor:
+            yield executor
+    else:
+        yield None
 
-    def run(self, method: str, clients: list[ClientRound], answers: list[tuple]
-            ) -> tuple[list[ClientRound], list[protocol.Message]]:
-        tasks = [(client, method, arguments) for client, arguments in zip(clients, answers)]
-        done = (list(self.executor.map(_client_stage, tasks, chunksize=self.chunk)) if self.executor
-                else [_client_stage(task) for task in tasks])
-        return [client for client, _ in done], [message for _, message in done]
 
-    def __enter__(self) -> "_ClientPool":
-        if self.parallel:
-            self._pool = ExitStack()
-            self.executor = self._pool.enter_context(forked_pool(self.workers))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.close()
+def _run_stage(executor: Executor | None, method: str, clients: list[ClientRound], answers: list[tuple]
+               ) -> tuple[list[ClientRound], list[protocol.Message]]:
+    """One stage of every client; each client's state travels with it, so nothing is shared."""
+    tasks = [(client, method, arguments) for client, arguments in zip(clients, answers)]
+    done = ([_client_stage(task) for task in tasks] if executor is None else
+            list(executor.map(_client_stage, tasks, chunksize=max(1, len(tasks) // (4 * _WORKERS)))))
+    return [client for client, _ in done], [message for _, message in done]
 
 
 @dataclass(frozen=True)
@@ -117,10 +112,10 @@ class InProcessFederation:
         clients = [ClientRound(round_id, int(j["index"]), seed, plan, noise, quantization,
                                np.random.default_rng(self.rng.integers(1 << 63))) for j in joined]
 
-        with _ClientPool(len(clients)) as pool:
+        with _client_workers(len(clients)) as executor:
             def stage(kind: protocol.Stage, method: str, answers: list[tuple]) -> None:
                 nonlocal clients
-                clients, messages = pool.run(method, clients, answers)
+                clients, messages = _run_stage(executor, method, clients, answers)
                 for device, message in zip(devices, messages):
                     coordinator.submit(round_id, device, kind, protocol.encode(message))
 
