@@ -1137,11 +1137,18 @@ def coordinator() -> None:
 @click.option("--delta", "target_delta", type=float, default=1e-5, show_default=True)
 @click.option("--epsilon-budget", type=float, default=10.0, show_default=True,
               help="No round starts whose release would take epsilon above this.")
+@click.option("--server-learning-rate", type=float, default=1.0, show_default=True,
+              help="Each release moves the shared adapter by this times the cohort's average delta.")
+@click.option("--item-learning-rate", type=float, default=1.0, show_default=True,
+              help="The item biases and residuals move this many times further than B_g. Above 1 it pays only "
+                   "when the noise is small next to each item's raters: large cohorts (EVALUATION.md, \"The item "
+                   "rate\").")
 @click.option("--log-level", default="info", show_default=True)
 def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path, workers: int,
                       items_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
-                      epsilon_budget: float, log_level: str) -> None:
+                      epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
+                      log_level: str) -> None:
     """Serve the coordinator over HTTPS until stopped."""
     from agent.server.app import serve
 
@@ -1151,7 +1158,8 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
         "items_file": str(items_file.resolve()) if items_file else None,
         "settings": {"min_cohort": min_cohort, "max_cohort": max_cohort, "checkin_window": checkin_window,
                      "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,
-                     "target_delta": target_delta, "epsilon_budget": epsilon_budget},
+                     "target_delta": target_delta, "epsilon_budget": epsilon_budget,
+                     "server_learning_rate": server_learning_rate, "item_learning_rate": item_learning_rate},
     }
     try:
         serve(config, host, port, workers=workers, log_level=log_level)

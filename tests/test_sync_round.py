@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import ssl
 from contextlib import contextmanager
 from urllib.parse import urlparse, urlunparse
 
+import httpx
 import numpy as np
 import pytest
 
@@ -85,7 +87,9 @@ def released(server, version: int):
 def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
     catalog = make_catalog()
     clients = make_clients(20, catalog)
-    with server_for(tmp_path, db_url) as server:
+    # `ownrec coordinator serve --server-learning-rate 0.5 --item-learning-rate 4`: B_g moves half the cohort
+    # average, the item rows twice it.
+    with server_for(tmp_path, db_url, server_learning_rate=0.5, item_learning_rate=4) as server:
         run_clients(server.pin, clients)
         errors = [repr(c.error) for c in clients if c.error]
         assert not errors, errors
@@ -93,11 +97,19 @@ def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
         base, new = released(server, 1), released(server, 2)
         assert [c.outcome.released_version for c in clients] == [2] * 20
         contributions, quantization = expected_contributions(clients, base.vector, base.layout, 20)
-        expected = base.vector + np.mean(list(contributions.values()), axis=0)
+        rate = np.full(base.layout.size, 0.5)
+        rate[base.layout.item_offset:] = 0.5 * 4
+        expected = base.vector + rate * np.mean(list(contributions.values()), axis=0)
         # Stochastic rounding moves each summand by less than one step, so the average by less than one step.
-        assert np.max(np.abs(new.vector - expected)) <= quantization.step
-        assert np.max(np.abs(new.vector - base.vector)) > 20 * quantization.step  # the round really moved it
+        assert np.all(np.abs(new.vector - expected) <= rate * quantization.step)
+        moved = np.abs(new.vector - base.vector)
+        assert moved[:base.layout.item_offset].max() > 10 * quantization.step  # the round really moved B_g ...
+        assert moved[base.layout.item_offset:].max() > 20 * quantization.step  # ... and the item rows
         assert new.metadata["summands"] == 20 and new.metadata["rounds"] == 1
+        assert (new.metadata["server_learning_rate"], new.metadata["item_learning_rate"]) == (0.5, 4)
+        info = httpx.get(server.pin.url + "/v1/info", verify=ssl.create_default_context(
+            cadata=server.pin.tls_certificate)).json()
+        assert (info["server_learning_rate"], info["item_learning_rate"]) == (0.5, 4)
 
         # The ledger: one row per upload, with the figures the person is shown.
         for client in clients:
@@ -126,7 +138,7 @@ def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
         (summed, summands), = query(server, "select sum_vector, summands from rounds where state = 'done'")
         assert summands == 20
         total = centre(np.frombuffer(bytes(summed), "<u4")) / quantization.scale
-        assert np.allclose(total / 20, new.vector - base.vector, atol=1e-12)
+        assert np.allclose(rate * total / 20, new.vector - base.vector, atol=1e-12)
         assert query(server, "select count(*) from revealed_shares") == [(0,)]
         assert query(server, "select count(*) from envelopes") == [(0,)]
 

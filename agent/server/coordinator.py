@@ -180,7 +180,9 @@ class Coordinator:
         return {"signing_public_key": self.public_key.hex(), "latest_version": release.version,
                 "layout_digest": release.layout.digest(), "parameters": release.layout.size,
                 "epsilon": spent.epsilon, "delta": spent.delta, "rounds": spent.rounds,
-                "epsilon_budget": self.settings.epsilon_budget, "target_delta": self.settings.target_delta}
+                "epsilon_budget": self.settings.epsilon_budget, "target_delta": self.settings.target_delta,
+                "server_learning_rate": self.settings.server_learning_rate,
+                "item_learning_rate": self.settings.item_learning_rate}
 
     def _spent(self, tx: Transaction, extra: list[tuple[float, float]]):
         rows = tx.all("select noise_multiplier, clamp_probability from releases where round_id is not null")
@@ -389,7 +391,10 @@ class Coordinator:
             "round_id": round_id, "base_version": latest.version, "created": now, "summands": len(survivors),
             "cohort_size": config.cohort_size, "clip_norm": config.clip_norm,
             "noise_multiplier": config.noise_multiplier, "epsilon": spent.epsilon, "delta": spent.delta,
-            "rounds": spent.rounds, "target_delta": config.target_delta}, latest.layout, vector)
+            "rounds": spent.rounds, "target_delta": config.target_delta,
+            # with these, anyone holding the round's sum can check the release: base + step(sum)
+            "server_learning_rate": self.settings.server_learning_rate,
+            "item_learning_rate": self.settings.item_learning_rate}, latest.layout, vector)
         tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability, epsilon,"
                    " delta, body) values (?, ?, ?, ?, ?, ?, ?, ?)",
                    [version, round_id, now, config.noise_multiplier, clamp, spent.epsilon, spent.delta, body])
