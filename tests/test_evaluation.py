@@ -13,7 +13,8 @@ from agent.cli import cli
 from agent.core.experiments import forked_pool
 from agent.core.sync.accounting import privacy_spent
 from agent.evaluation.audit import attack, auc, chance_of_highest, fit_attacker
-from agent.evaluation.federated import ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, NO_DP_SAME_RATE, noise_for_epsilon
+from agent.evaluation.federated import (ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, LARGER_FEDERATION_ITEM_RATE,
+                                        NO_DP_SAME_RATE, larger_federation_name, noise_for_epsilon)
 
 ROW_KEYS = {"name", "hr10_sampled", "ndcg10_sampled", "hr10_full", "ndcg10_full"}
 
@@ -98,9 +99,19 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     assert rows[NO_DP_SAME_RATE]["item_learning_rate"] == rows["ownrec federated, DP epsilon 4"]["item_learning_rate"] \
         == ITEM_RATE_WITH_NOISE
     assert rows[NO_DP_SAME_RATE]["ndcg10_sampled"] != rows["ownrec federated, no DP"]["ndcg10_sampled"]
+    # Epsilon 4 in a federation 8x larger: the same multiplier for each of 1,200 people, so the 150 users'
+    # average takes 1/8 of the epsilon-4 row's noise.
+    larger = rows[larger_federation_name(8, 150)]
+    dp4 = rows["ownrec federated, DP epsilon 4"]
+    assert larger["epsilon"] == pytest.approx(4.0, abs=0.01) and larger["federation_scale"] == 8
+    assert larger["noise_multiplier"] == pytest.approx(dp4["noise_multiplier"])
+    assert larger["simulated_noise_multiplier"] == pytest.approx(dp4["noise_multiplier"] / 8)
+    assert larger["item_learning_rate"] == LARGER_FEDERATION_ITEM_RATE
+    assert larger["ndcg10_sampled"] != dp4["ndcg10_sampled"]
     assert report["reference_rows"] and report["settings"]["users"] == 150
     text = output.read_text()
     assert "<!-- eval:begin -->" in text and "measured outside ownrec" in text
+    assert "- DP at epsilon 4 for each of 1,200 people (8x the 150 here" in text
     plot = tmp_path / "docs" / "evaluation" / "privacy-utility.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -112,7 +123,8 @@ def test_eval_item_rate_sets_every_federated_rows_coordinator(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     federated = [row for row in rows if row["name"].startswith("ownrec federated")]
-    assert [row["name"] for row in federated] == ["ownrec federated, no DP", "ownrec federated, DP epsilon 4"]
+    assert [row["name"] for row in federated] == ["ownrec federated, no DP", "ownrec federated, DP epsilon 4",
+                                                  larger_federation_name(8, 30)]
     assert all(row["item_learning_rate"] == 8 for row in federated)
     assert "8 in every row" in output.read_text()
 

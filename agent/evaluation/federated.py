@@ -51,6 +51,20 @@ ITEM_RATE_WITHOUT_NOISE = 32.0
 ITEM_RATE_WITH_NOISE = 1.0
 NO_DP = "ownrec federated, no DP"
 NO_DP_SAME_RATE = f"ownrec federated, no DP, item rate {ITEM_RATE_WITH_NOISE:g}"
+# Epsilon 4 as one of a federation this many times larger. Its released average carries the noise sd
+# z*C/(scale*n), where z is epsilon 4's multiplier: the row gives the n users' average exactly that noise (a
+# multiplier of z/scale), and so stands for scale*n people with the same tastes over the same catalog, each
+# at epsilon 4. An item's raters grow with the federation and the noise on its row does not. Pilot (outside
+# this command, all 943, 3 rounds, test NDCG@10 against 0.350 without noise; EVALUATION.md "The item rate"):
+# 1x 0.317 (rate 1), 2x 0.319 (rate 4; rate 32 0.299), 4x 0.329 (rate 32; rate 8 0.328), 8x 0.344 (rate 32).
+LARGER_FEDERATION = 8
+LARGER_FEDERATION_EPSILON = 4.0
+LARGER_FEDERATION_ITEM_RATE = 32.0
+
+
+def larger_federation_name(scale: int, users: int) -> str:
+    return (f"ownrec federated, DP epsilon {LARGER_FEDERATION_EPSILON:g} in a federation {scale}x larger "
+            f"({scale * users:,} users)")
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class EvalSettings:
     bpr: BPRConfig = BPRConfig()
     seed: int = 0
     item_rate: float | None = None  # None: ITEM_RATE_WITHOUT_NOISE / ITEM_RATE_WITH_NOISE; else every row's
+    larger_federation: int = LARGER_FEDERATION  # 0: no such row
 
 
 QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR)
@@ -115,6 +130,7 @@ class Row:
     epsilon: float | None = None
     noise_multiplier: float | None = None
     item_learning_rate: float | None = None
+    federation_scale: int = 1     # > 1: stands for a federation this many times larger (LARGER_FEDERATION)
     chosen: str = ""              # which checkpoint the validation picked
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -129,19 +145,33 @@ class Row:
             row["noise_multiplier"] = self.noise_multiplier
         if self.item_learning_rate is not None:
             row["item_learning_rate"] = self.item_learning_rate
+        if self.federation_scale > 1:
+            row["federation_scale"] = self.federation_scale
+            row["simulated_noise_multiplier"] = self.noise_multiplier / self.federation_scale
         if self.history:
             row["history"] = self.history
         return row
 
 
-def federated_row(setting: Setting, name: str, noise_multiplier: float, item_rate: float, rounds: int,
-                  finetune_epochs: int, folder: Path, first_deltas: list[np.ndarray], log: Log) -> Row:
+@dataclass(frozen=True)
+class Plan:
+    """One federated row: its noise multiplier, the coordinator's item rate, and the federation size
+    (as a multiple of the users here) that the noise stands for."""
+    name: str
+    noise_multiplier: float
+    item_rate: float
+    scale: int = 1
+
+
+def federated_row(setting: Setting, plan: Plan, rounds: int, finetune_epochs: int, folder: Path,
+                  first_deltas: list[np.ndarray], log: Log) -> Row:
     from agent.server.simulation import InProcessFederation
 
     started = time.perf_counter()
+    name = plan.name
     federation = InProcessFederation(folder, setting.layout, setting.size, clip_norm=CLIP_NORM,
-                                     noise_multiplier=noise_multiplier, target_delta=TARGET_DELTA,
-                                     item_learning_rate=item_rate, seed=setting.seed)
+                                     noise_multiplier=plan.noise_multiplier / plan.scale, target_delta=TARGET_DELTA,
+                                     item_learning_rate=plan.item_rate, seed=setting.seed)
     try:
         release = federation.latest()
         personal = setting.personal
@@ -169,8 +199,10 @@ def federated_row(setting: Setting, name: str, noise_multiplier: float, item_rat
     finally:
         federation.close()
     chosen, best = max(checkpoints, key=lambda c: c[1].validation.hr10_sampled)
-    return Row(name, best, epsilon=epsilon, noise_multiplier=noise_multiplier, item_learning_rate=item_rate,
-               chosen=chosen, seconds=time.perf_counter() - started, history=history)
+    if plan.scale > 1:  # the accountant saw the n users' smaller noise; each of scale*n people spends this
+        epsilon = privacy_spent([plan.noise_multiplier] * rounds, TARGET_DELTA).epsilon
+    return Row(name, best, epsilon=epsilon, noise_multiplier=plan.noise_multiplier, item_learning_rate=plan.item_rate,
+               federation_scale=plan.scale, chosen=chosen, seconds=time.perf_counter() - started, history=history)
 
 
 def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) -> dict[str, Any]:
@@ -204,18 +236,24 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     first = local_deltas(setting, zero, setting.personal, 1)  # round 1 starts from zero in every row
     fixed = settings.item_rate
     without_noise, with_noise = (ITEM_RATE_WITHOUT_NOISE, ITEM_RATE_WITH_NOISE) if fixed is None else (fixed, fixed)
-    plans = [(NO_DP, 0.0, without_noise)] + ([(NO_DP_SAME_RATE, 0.0, with_noise)] if fixed is None else []) + [
-        (f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, settings.rounds), with_noise)
-        for eps in settings.epsilons]
+    plans = [Plan(NO_DP, 0.0, without_noise)] + ([Plan(NO_DP_SAME_RATE, 0.0, with_noise)] if fixed is None else [])
+    plans += [Plan(f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, settings.rounds), with_noise)
+              for eps in settings.epsilons]
+    if settings.larger_federation > 1:
+        scale = settings.larger_federation
+        plans.append(Plan(larger_federation_name(scale, setting.size),
+                          noise_for_epsilon(LARGER_FEDERATION_EPSILON, settings.rounds),
+                          LARGER_FEDERATION_ITEM_RATE if fixed is None else fixed, scale))
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-") as folder:
-        for k, (name, z, item_rate) in enumerate(plans):
-            log(f"{name}: {settings.rounds} rounds of {setting.size} clients (noise multiplier {z:.3f}, item rate "
-                f"{item_rate:g})")
-            rows.append(federated_row(setting, name, z, item_rate, settings.rounds, settings.finetune_epochs,
+        for k, plan in enumerate(plans):
+            log(f"{plan.name}: {settings.rounds} rounds of {setting.size} clients (noise multiplier "
+                f"{plan.noise_multiplier / plan.scale:.3f}, item rate {plan.item_rate:g})")
+            rows.append(federated_row(setting, plan, settings.rounds, settings.finetune_epochs,
                                       Path(folder) / f"coordinator-{k}", first, log))
     return {"settings": {"users": setting.size, "rounds": settings.rounds, "parameters": setting.layout.size,
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
-                         "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate},
+                         "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
+                         "larger_federation": settings.larger_federation},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}

@@ -74,6 +74,11 @@ def _eps(row: dict[str, Any]) -> float | None:
     return row.get("epsilon")
 
 
+def _scale(row: dict[str, Any]) -> int:
+    """0 for a row of the users evaluated; else the federation size it stands for, as a multiple of them."""
+    return row.get("federation_scale", 0)
+
+
 def _epsilon_axis(axis, epsilons: list[float]) -> None:
     axis.set_xscale("log")
     ticks = sorted(set(epsilons))
@@ -89,10 +94,14 @@ def _epsilon_axis(axis, epsilons: list[float]) -> None:
 def plot_privacy_utility(results: dict[str, Any], path: Path) -> None:
     plt = _pyplot()
     rows = results["rows"]
-    dp = sorted((r for r in rows if _eps(r) is not None), key=_eps)
+    dp = sorted((r for r in rows if _eps(r) is not None and not _scale(r)), key=_eps)
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
     if dp:
         axis.plot([_eps(r) for r in dp], [r["ndcg10_sampled"] for r in dp], "o-", label="ownrec federated + DP")
+    for row in rows:
+        if _scale(row):
+            axis.plot([_eps(row)], [row["ndcg10_sampled"]], "*", markersize=12, color="tab:purple",
+                      label=f"the same in a federation {_scale(row)}x larger")
     styles = {NO_DP: ("tab:green", "--"), NO_DP_SAME_RATE: ("tab:olive", ":"),
               "ownrec local-only (no federation)": ("tab:gray", ":"), "popularity": ("tab:red", "-.")}
     for row in rows:
@@ -185,6 +194,16 @@ def findings(results: dict[str, Any]) -> list[str]:
     users = results["settings"]["users"]
     survivors = plan_neighbourhood(users).min_survivors
     for row in results["rows"]:
+        if fed and _scale(row) and fed["ndcg10_sampled"] > 0:
+            change = (row["ndcg10_sampled"] - fed["ndcg10_sampled"]) / fed["ndcg10_sampled"]
+            out.append(f"- DP at epsilon {_eps(row):g} for each of {_scale(row) * users:,} people ({_scale(row)}x the "
+                       f"{users} here, with the same tastes over the same catalog): the {users} users' average takes "
+                       f"the noise that {_scale(row) * users:,} people's average would carry (noise multiplier "
+                       f"{row['simulated_noise_multiplier']:.3f} instead of {row['noise_multiplier']:.2f}), at item "
+                       f"rate {row['item_learning_rate']:g}: NDCG@10 {row['ndcg10_sampled']:.3f}, {100 * change:+.1f}% "
+                       "relative to no DP (within 3%: " + ("yes" if change >= -0.03 else "no") + "). Each item's "
+                       "raters grow with the federation; the noise on its row does not.")
+            continue
         if fed and _eps(row) is not None and fed["ndcg10_sampled"] > 0:
             change = (row["ndcg10_sampled"] - fed["ndcg10_sampled"]) / fed["ndcg10_sampled"]
             verdict = ""
