@@ -195,7 +195,9 @@ def federated_row(setting: Setting, plan: Plan, rounds: int, finetune_epochs: in
                             "test_ndcg10": round(evaluation.test.ndcg10_sampled, 4)})
             if round_number <= rounds:
                 history[-1]["median_pre_clip_norm"] = round(float(np.median(result.pre_clip_norms)), 3)
-            log(f"  {name}: {label}: {evaluation.test} (epsilon so far {epsilon:.2f})")
+            log(f"  {name}: {label}: {evaluation.test} (epsilon so far {epsilon:.2f}"
+                + (f" for these {setting.size}; the federation it stands for runs multiplier "
+                   f"{plan.noise_multiplier:.3f})" if plan.scale > 1 else ")"))
     finally:
         federation.close()
     chosen, best = max(checkpoints, key=lambda c: c[1].validation.hr10_sampled)

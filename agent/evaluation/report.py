@@ -101,7 +101,7 @@ def plot_privacy_utility(results: dict[str, Any], path: Path) -> None:
     for row in rows:
         if _scale(row):
             axis.plot([_eps(row)], [row["ndcg10_sampled"]], "*", markersize=12, color="tab:purple",
-                      label=f"the same in a federation {_scale(row)}x larger")
+                      label=f"the same in a federation {_scale(row)}x larger (item rate {_rate(row)})")
     styles = {NO_DP: ("tab:green", "--"), NO_DP_SAME_RATE: ("tab:olive", ":"),
               "ownrec local-only (no federation)": ("tab:gray", ":"), "popularity": ("tab:red", "-.")}
     for row in rows:
