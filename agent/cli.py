@@ -512,7 +512,8 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
 
 
 @cli.group("eval", invoke_without_command=True)
-@click.option("--quick", is_flag=True, help="150 users, 2 rounds, epsilon 4 only, a short MF: a few minutes (CI).")
+@click.option("--quick", is_flag=True, help="150 users, 2 rounds, epsilon 4 only (as here and 8x larger), a short "
+                                           "MF: a few minutes (CI).")
 @click.option("--users", type=click.IntRange(30, 943), default=None,
               help="Evaluate a fixed random subset of this many users [default: all 943; --quick: 150].")
 @click.option("--rounds", type=click.IntRange(1, 100), default=None, help="Federated rounds [default: 3; --quick: 2].")
@@ -522,7 +523,7 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
                    "average) for every federated row [default: 32 without noise, 1 with noise].")
 @click.option("--larger-federation", type=click.IntRange(min=0), default=8, show_default=True,
               help="Also run epsilon 4 as one of a federation this many times larger: the users' average takes "
-                   "the noise that so many people's average would carry (0: skip that row).")
+                   "the noise that so many people's average would carry (0 or 1: no such row).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),
               show_default=True, help="The report whose eval section is replaced (the rest is kept); plots go "
