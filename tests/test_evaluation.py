@@ -119,13 +119,19 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
 def test_eval_item_rate_sets_every_federated_rows_coordinator(tmp_path):
     output = tmp_path / "EVALUATION.md"
     result = CliRunner().invoke(cli, ["eval", "--quick", "--users", "30", "--rounds", "1", "--item-rate", "8",
-                                      "--json", "--output", str(output)], catch_exceptions=False)
+                                      "--longer-rounds", "2", "--json", "--output", str(output)],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     federated = [row for row in rows if row["name"].startswith("ownrec federated")]
     assert [row["name"] for row in federated] == ["ownrec federated, no DP", "ownrec federated, DP epsilon 4",
-                                                  larger_federation_name(8, 30)]
+                                                  larger_federation_name(8, 30), "ownrec federated, no DP, 2 rounds"]
     assert all(row["item_learning_rate"] == 8 for row in federated)
+    # The longer row runs its own rounds, the others the settings' one.
+    assert [row["rounds"] for row in federated] == [1, 1, 1, 2]
+    assert [h["checkpoint"] for h in federated[-1]["history"]] == ["round 1", "round 2", "fine-tuned"]
+    assert federated[-1]["epsilon"] is None  # no noise
+    assert "- With 2 rounds instead of 1 (no DP, item rate 8)" in output.read_text()
     assert "8 in every row" in output.read_text()
 
 

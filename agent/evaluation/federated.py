@@ -60,6 +60,14 @@ NO_DP_SAME_RATE = f"ownrec federated, no DP, item rate {ITEM_RATE_WITH_NOISE:g}"
 LARGER_FEDERATION = 8
 LARGER_FEDERATION_EPSILON = 4.0
 LARGER_FEDERATION_ITEM_RATE = 32.0
+# One more no-DP row that runs this many rounds: the bar it compares with, PFedRec's federation embeddings
+# (0.638 / 0.364), took 100 rounds. Pilot (outside this command, rate 32): best validation at round 6 of 6,
+# 0.632 / 0.368; 8 rounds 0.630 / 0.367. Without noise a round costs only time (about a minute here).
+LONGER_ROUNDS = 6
+
+
+def longer_rounds_name(rounds: int) -> str:
+    return f"{NO_DP}, {rounds} rounds"
 
 
 def larger_federation_name(scale: int, users: int) -> str:
@@ -80,9 +88,10 @@ class EvalSettings:
     seed: int = 0
     item_rate: float | None = None  # None: ITEM_RATE_WITHOUT_NOISE / ITEM_RATE_WITH_NOISE; else every row's
     larger_federation: int = LARGER_FEDERATION  # 0: no such row
+    longer_rounds: int = LONGER_ROUNDS          # 0: no such row
 
 
-QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR)
+QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR, longer_rounds=0)
 
 # Measured outside ownrec, on this kind of machine, all 943 users: from DESIGN.md ("Reference numbers"), and
 # PFedRec's own code re-run with training negatives a device can know (EVALUATION.md, "PFedRec's 0.72").
@@ -131,6 +140,7 @@ class Row:
     noise_multiplier: float | None = None
     item_learning_rate: float | None = None
     federation_scale: int = 1     # > 1: stands for a federation this many times larger (LARGER_FEDERATION)
+    rounds: int | None = None     # federated rows: how many rounds ran
     chosen: str = ""              # which checkpoint the validation picked
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -145,6 +155,8 @@ class Row:
             row["noise_multiplier"] = self.noise_multiplier
         if self.item_learning_rate is not None:
             row["item_learning_rate"] = self.item_learning_rate
+        if self.rounds is not None:
+            row["rounds"] = self.rounds
         if self.federation_scale > 1:
             row["federation_scale"] = self.federation_scale
             row["simulated_noise_multiplier"] = self.noise_multiplier / self.federation_scale
@@ -161,6 +173,7 @@ class Plan:
     noise_multiplier: float
     item_rate: float
     scale: int = 1
+    rounds: int | None = None  # None: the settings' rounds
 
 
 def federated_row(setting: Setting, plan: Plan, rounds: int, finetune_epochs: int, folder: Path,
@@ -204,7 +217,8 @@ def federated_row(setting: Setting, plan: Plan, rounds: int, finetune_epochs: in
     if plan.scale > 1:  # the accountant saw the n users' smaller noise; each of scale*n people spends this
         epsilon = privacy_spent([plan.noise_multiplier] * rounds, TARGET_DELTA).epsilon
     return Row(name, best, epsilon=epsilon, noise_multiplier=plan.noise_multiplier, item_learning_rate=plan.item_rate,
-               federation_scale=plan.scale, chosen=chosen, seconds=time.perf_counter() - started, history=history)
+               federation_scale=plan.scale, rounds=rounds, chosen=chosen, seconds=time.perf_counter() - started,
+               history=history)
 
 
 def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) -> dict[str, Any]:
@@ -246,16 +260,19 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
         plans.append(Plan(larger_federation_name(scale, setting.size),
                           noise_for_epsilon(LARGER_FEDERATION_EPSILON, settings.rounds),
                           LARGER_FEDERATION_ITEM_RATE if fixed is None else fixed, scale))
+    if settings.longer_rounds > settings.rounds:
+        plans.append(Plan(longer_rounds_name(settings.longer_rounds), 0.0, without_noise,
+                          rounds=settings.longer_rounds))
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-") as folder:
         for k, plan in enumerate(plans):
-            log(f"{plan.name}: {settings.rounds} rounds of {setting.size} clients (noise multiplier "
+            log(f"{plan.name}: {plan.rounds or settings.rounds} rounds of {setting.size} clients (noise multiplier "
                 f"{plan.noise_multiplier / plan.scale:.3f}, item rate {plan.item_rate:g})")
-            rows.append(federated_row(setting, plan, settings.rounds, settings.finetune_epochs,
+            rows.append(federated_row(setting, plan, plan.rounds or settings.rounds, settings.finetune_epochs,
                                       Path(folder) / f"coordinator-{k}", first, log))
     return {"settings": {"users": setting.size, "rounds": settings.rounds, "parameters": setting.layout.size,
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
                          "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
-                         "larger_federation": settings.larger_federation},
+                         "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}
