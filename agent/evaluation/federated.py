@@ -17,6 +17,9 @@ Rows (the PFedRec protocol of `agent.core.evaluation`; HR@10 and NDCG@10, sample
   (on-device, noise-free: PFedRec's dual personalization, here p_u and B_u A_u). On 300 users this
   alternation took HR@10 from 0.35 (local-only) to 0.47 in 3 rounds; with the personal part held fixed
   the same rounds reached 0.41.
+- two more federated rows: no DP over `longer_rounds` rounds (the bar it answers took 100), and epsilon 4
+  as one of a federation `larger_federation` times larger (the users' average takes the noise that so
+  many people's average would carry: what the DP cost does as the federation grows).
 Model selection as in PFedRec: the figures reported for a federated row are the test figures of the
 checkpoint (after round r, or after the fine-tune) with the best validation HR@10 (sampled).
 """
