@@ -175,16 +175,16 @@ class Plan:
     name: str
     noise_multiplier: float
     item_rate: float
+    rounds: int
     scale: int = 1
-    rounds: int | None = None  # None: the settings' rounds
 
 
-def federated_row(setting: Setting, plan: Plan, rounds: int, finetune_epochs: int, folder: Path,
-                  first_deltas: list[np.ndarray], log: Log) -> Row:
+def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Path, first_deltas: list[np.ndarray],
+                  log: Log) -> Row:
     from agent.server.simulation import InProcessFederation
 
     started = time.perf_counter()
-    name = plan.name
+    name, rounds = plan.name, plan.rounds
     federation = InProcessFederation(folder, setting.layout, setting.size, clip_norm=CLIP_NORM,
                                      noise_multiplier=plan.noise_multiplier / plan.scale, target_delta=TARGET_DELTA,
                                      item_learning_rate=plan.item_rate, seed=setting.seed)
@@ -255,23 +255,24 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     first = local_deltas(setting, zero, setting.personal, 1)  # round 1 starts from zero in every row
     fixed = settings.item_rate
     without_noise, with_noise = (ITEM_RATE_WITHOUT_NOISE, ITEM_RATE_WITH_NOISE) if fixed is None else (fixed, fixed)
-    plans = [Plan(NO_DP, 0.0, without_noise)] + ([Plan(NO_DP_SAME_RATE, 0.0, with_noise)] if fixed is None else [])
-    plans += [Plan(f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, settings.rounds), with_noise)
+    rounds = settings.rounds
+    plans = [Plan(NO_DP, 0.0, without_noise, rounds)]
+    if fixed is None:
+        plans.append(Plan(NO_DP_SAME_RATE, 0.0, with_noise, rounds))
+    plans += [Plan(f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, rounds), with_noise, rounds)
               for eps in settings.epsilons]
     if settings.larger_federation > 1:
         scale = settings.larger_federation
-        plans.append(Plan(larger_federation_name(scale, setting.size),
-                          noise_for_epsilon(LARGER_FEDERATION_EPSILON, settings.rounds),
-                          LARGER_FEDERATION_ITEM_RATE if fixed is None else fixed, scale))
-    if settings.longer_rounds > settings.rounds:
-        plans.append(Plan(longer_rounds_name(settings.longer_rounds), 0.0, without_noise,
-                          rounds=settings.longer_rounds))
+        plans.append(Plan(larger_federation_name(scale, setting.size), noise_for_epsilon(LARGER_FEDERATION_EPSILON, rounds),
+                          LARGER_FEDERATION_ITEM_RATE if fixed is None else fixed, rounds, scale))
+    if settings.longer_rounds > rounds:
+        plans.append(Plan(longer_rounds_name(settings.longer_rounds), 0.0, without_noise, settings.longer_rounds))
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-") as folder:
         for k, plan in enumerate(plans):
-            log(f"{plan.name}: {plan.rounds or settings.rounds} rounds of {setting.size} clients (noise multiplier "
+            log(f"{plan.name}: {plan.rounds} rounds of {setting.size} clients (noise multiplier "
                 f"{plan.noise_multiplier / plan.scale:.3f}, item rate {plan.item_rate:g})")
-            rows.append(federated_row(setting, plan, plan.rounds or settings.rounds, settings.finetune_epochs,
-                                      Path(folder) / f"coordinator-{k}", first, log))
+            rows.append(federated_row(setting, plan, settings.finetune_epochs, Path(folder) / f"coordinator-{k}",
+                                      first, log))
     return {"settings": {"users": setting.size, "rounds": settings.rounds, "parameters": setting.layout.size,
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,

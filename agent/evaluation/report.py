@@ -202,8 +202,10 @@ def findings(results: dict[str, Any]) -> list[str]:
     users = results["settings"]["users"]
     survivors = plan_neighbourhood(users).min_survivors
     for row in results["rows"]:
-        if fed and _scale(row) and fed["ndcg10_sampled"] > 0:
-            change = (row["ndcg10_sampled"] - fed["ndcg10_sampled"]) / fed["ndcg10_sampled"]
+        if not (fed and _eps(row) is not None and fed["ndcg10_sampled"] > 0):
+            continue
+        change = (row["ndcg10_sampled"] - fed["ndcg10_sampled"]) / fed["ndcg10_sampled"]
+        if _scale(row):
             out.append(f"- DP at epsilon {_eps(row):g} for each of {_scale(row) * users:,} people ({_scale(row)}x the "
                        f"{users} here, with the same tastes over the same catalog): the {users} users' average takes "
                        f"the noise that {_scale(row) * users:,} people's average would carry (noise multiplier "
@@ -212,19 +214,17 @@ def findings(results: dict[str, Any]) -> list[str]:
                        "relative to no DP (within 3%: " + ("yes" if change >= -0.03 else "no") + "). Each item's "
                        "raters grow with the federation; the noise on its row does not.")
             continue
-        if fed and _eps(row) is not None and fed["ndcg10_sampled"] > 0:
-            change = (row["ndcg10_sampled"] - fed["ndcg10_sampled"]) / fed["ndcg10_sampled"]
-            verdict = ""
-            if abs(_eps(row) - 4.0) < 1e-9:
-                verdict = " (target: within 3%: " + ("met" if change >= -0.03 else "**missed**") + ")"
-            if same_rate and same_rate["ndcg10_sampled"] > 0:
-                like = (row["ndcg10_sampled"] - same_rate["ndcg10_sampled"]) / same_rate["ndcg10_sampled"]
-                verdict += f"; {100 * like:+.1f}% relative to no DP at the same item rate"
-            # Each of the n clients adds z*C/sqrt(min_survivors); the released average carries that * sqrt(n) / n.
-            std = row["noise_multiplier"] * results["settings"]["clip_norm"] / math.sqrt(survivors) / math.sqrt(users)
-            out.append(f"- DP at epsilon {_eps(row):g} (noise multiplier {row['noise_multiplier']:.2f}; the released "
-                       f"average of the {users} updates carries noise of sd {std:.4f} per parameter): NDCG@10 "
-                       f"{row['ndcg10_sampled']:.3f}, {100 * change:+.1f}% relative to no DP{verdict}.")
+        verdict = ""
+        if abs(_eps(row) - 4.0) < 1e-9:
+            verdict = " (target: within 3%: " + ("met" if change >= -0.03 else "**missed**") + ")"
+        if same_rate and same_rate["ndcg10_sampled"] > 0:
+            like = (row["ndcg10_sampled"] - same_rate["ndcg10_sampled"]) / same_rate["ndcg10_sampled"]
+            verdict += f"; {100 * like:+.1f}% relative to no DP at the same item rate"
+        # Each of the n clients adds z*C/sqrt(min_survivors); the released average carries that * sqrt(n) / n.
+        std = row["noise_multiplier"] * results["settings"]["clip_norm"] / math.sqrt(survivors) / math.sqrt(users)
+        out.append(f"- DP at epsilon {_eps(row):g} (noise multiplier {row['noise_multiplier']:.2f}; the released "
+                   f"average of the {users} updates carries noise of sd {std:.4f} per parameter): NDCG@10 "
+                   f"{row['ndcg10_sampled']:.3f}, {100 * change:+.1f}% relative to no DP{verdict}.")
     if fed:
         settings = results["settings"]
         parameters, k = settings.get("parameters", 7826), settings.get("residual_rank", 0)
