@@ -35,6 +35,7 @@ from agent.core.ranker import (
     load_personal,
     online_update,
     preference_labels,
+    recent_likes,
     save_personal,
 )
 from agent.core.store import FEEDBACK_KINDS, Interaction, Item, Store, StoreError
@@ -362,6 +363,7 @@ class Agent:
                 " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
             labels = preference_labels(interactions)
             liked_rows = catalog.rows(sorted(i for i, v in labels.items() if v > 0))
+            recent_rows = catalog.rows(recent_likes(interactions, labels))
             query_vector = self.encoder.encode([query])[0] if query else None
             personal = self.personal_adapter()
             if self.traits.has_hidden():
@@ -373,6 +375,7 @@ class Agent:
                 exploration=0.0 if query else float(self.config.get("feed.exploration")),
                 seed=len(interactions),
                 query=query_vector, query_weight=TASTE_PRIOR_NORM * 2 if query else 0.0,
+                recent_rows=recent_rows,
             )
             wanted = [int(catalog.ids[e.row]) for e in entries]
             wanted += [int(catalog.ids[e.because_row]) for e in entries if e.because_row is not None]

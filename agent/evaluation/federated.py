@@ -22,6 +22,10 @@ Rows (the PFedRec protocol of `agent.core.evaluation`; HR@10 and NDCG@10, sample
   many people's average would carry: what the DP cost does as the federation grows).
 Model selection as in PFedRec: the figures reported for a federated row are the test figures of the
 checkpoint (after round r, or after the fine-tune) with the best validation HR@10 (sampled).
+ownrec's rows score as the product does, with the person's latest likes steering the user vector
+(`ranker.model`, RECENT_ITEMS): at each held-out item, the interactions the person made before it (for the
+test item, the validation item too; no model trains on it). Each ownrec row also reports its chosen
+checkpoint's test figures with the training items only as context, and with none (`test_by_context`).
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from typing import Any
 import numpy as np
 
 from agent.core.evaluation.baselines import QUICK_BPR, BPRConfig, popularity_scores, train_bpr
-from agent.core.evaluation.metrics import Evaluation, evaluate
+from agent.core.evaluation.metrics import Evaluation, Metrics, evaluate, evaluate_split
+from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.model import RECENT_ITEMS, RECENT_WEIGHT
 from agent.core.sync.accounting import privacy_spent
-from agent.evaluation.setting import Log, Setting, fit_personal, local_deltas, prepare
+from agent.evaluation.setting import CONTEXTS, Log, Setting, fit_personal, local_deltas, prepare
 
 TARGET_DELTA = 1e-4
 # Fixed on a 300-user pilot (layout 2, k = 32, plain averages): deltas of the client's default training have
@@ -147,6 +153,8 @@ class Row:
     chosen: str = ""              # which checkpoint the validation picked
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # ownrec rows: the chosen checkpoint's test figures under the other CONTEXTS ("training", "none")
+    test_by_context: dict[str, Metrics] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         test = self.evaluation.test
@@ -163,9 +171,18 @@ class Row:
         if self.federation_scale > 1:
             row["federation_scale"] = self.federation_scale
             row["simulated_noise_multiplier"] = self.noise_multiplier / self.federation_scale
+        if self.test_by_context:
+            row["test_by_context"] = {context: {k: round(v, 4) for k, v in metrics.as_dict().items()}
+                                      for context, metrics in self.test_by_context.items()}
         if self.history:
             row["history"] = self.history
         return row
+
+
+def other_contexts(setting: Setting, personal: list[PersonalAdapter], shared: np.ndarray) -> dict[str, Metrics]:
+    """The test figures of one model with less of the person's latest likes than the product uses."""
+    return {context: evaluate_split(setting.scores(personal, shared, "test", context), setting.protocol, "test",
+                                    setting.rows) for context in CONTEXTS if context != "latest"}
 
 
 @dataclass(frozen=True)
@@ -191,7 +208,7 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
     try:
         release = federation.latest()
         personal = setting.personal
-        checkpoints: list[tuple[str, Evaluation]] = []
+        checkpoints: list[tuple[str, Evaluation, list[PersonalAdapter], np.ndarray]] = []
         history = []
         epsilon = 0.0
         for round_number in range(1, rounds + 1 + 1):
@@ -205,8 +222,8 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
                 label = f"round {round_number}"
             else:
                 label = "fine-tuned"
-            evaluation = evaluate(setting.scores(personal, release.vector), setting.protocol, setting.rows)
-            checkpoints.append((label, evaluation))
+            evaluation = setting.evaluate(personal, release.vector)
+            checkpoints.append((label, evaluation, personal, release.vector))
             history.append({"checkpoint": label, "validation_hr10": round(evaluation.validation.hr10_sampled, 4),
                             "test_ndcg10": round(evaluation.test.ndcg10_sampled, 4)})
             if round_number <= rounds:
@@ -216,12 +233,12 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
                    f"{plan.noise_multiplier:.3f})" if plan.scale > 1 else ")"))
     finally:
         federation.close()
-    chosen, best = max(checkpoints, key=lambda c: c[1].validation.hr10_sampled)
+    chosen, best, best_personal, best_shared = max(checkpoints, key=lambda c: c[1].validation.hr10_sampled)
     if plan.scale > 1:  # the accountant saw the n users' smaller noise; each of scale*n people spends this
         epsilon = privacy_spent([plan.noise_multiplier] * rounds, TARGET_DELTA).epsilon
     return Row(name, best, epsilon=epsilon, noise_multiplier=plan.noise_multiplier, item_learning_rate=plan.item_rate,
                federation_scale=plan.scale, rounds=rounds, chosen=chosen, seconds=time.perf_counter() - started,
-               history=history)
+               history=history, test_by_context=other_contexts(setting, best_personal, best_shared))
 
 
 def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) -> dict[str, Any]:
@@ -247,9 +264,8 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     zero = setting.layout.zeros()
     log(f"training {setting.size} personal adapters on-device (local-only)")
     setting.personal = fit_personal(setting, zero)
-    rows.append(Row("ownrec local-only (no federation)", evaluate(setting.scores(setting.personal, zero),
-                                                                 setting.protocol, users),
-                    seconds=time.perf_counter() - t))
+    rows.append(Row("ownrec local-only (no federation)", setting.evaluate(setting.personal, zero),
+                    seconds=time.perf_counter() - t, test_by_context=other_contexts(setting, setting.personal, zero)))
     log(f"ownrec local-only: {rows[-1].evaluation.test}")
 
     first = local_deltas(setting, zero, setting.personal, 1)  # round 1 starts from zero in every row
@@ -277,6 +293,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
                          "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
-                         "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds},
+                         "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds,
+                         "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}

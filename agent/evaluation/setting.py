@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.evaluation.movielens import MovieLens, Protocol, leave_one_out, load_movielens
+from agent.core.evaluation.metrics import Evaluation, evaluate_split
+from agent.core.evaluation.movielens import SPLITS, MovieLens, Protocol, leave_one_out, load_movielens
 from agent.core.experiments import forked_pool
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Catalog, Scorer
@@ -28,6 +29,11 @@ PERSONAL_RANK = 8    # the product's personal adapter rank (Agent.personal_adapt
 GLOBAL_RANK = 16     # the coordinator's default layout (agent.server.app.default_layout)
 RESIDUAL_RANK = 32   # ditto: k of each item's residual v_i
 LAYOUT_SEED = 1234   # the published projection A_g of this experiment's coordinator
+# What the scorer knows of the person's latest likes when a held-out item is ranked (`Setting.recent_rows`):
+# "latest": every interaction before that item (for the test item, the validation item too: the person
+# made it just before, though no model ever trains on it), as on a device; "training": the training
+# items only; "none": no context, the model alone.
+CONTEXTS = ("latest", "training", "none")
 
 
 @dataclass
@@ -46,10 +52,29 @@ class Setting:
     def size(self) -> int:
         return len(self.rows)
 
-    def scores(self, personal: Sequence[PersonalAdapter], shared: np.ndarray) -> np.ndarray:
-        """(users, items) scores of every taking-part user under the global adapter `shared`."""
+    def recent_rows(self, k: int, split: str, context: str) -> np.ndarray | None:
+        """The latest likes the scorer is given for taking-part user `k` at `split`'s held-out item
+        (`CONTEXTS`), oldest first."""
+        if context == "none":
+            return None
+        row = int(self.rows[k])
+        items = self.protocol.train_items(row)
+        if context == "latest" and split == "test":  # the validation item came just before the test item
+            items = np.append(items, self.protocol.validation[row])
+        return items
+
+    def scores(self, personal: Sequence[PersonalAdapter], shared: np.ndarray, split: str = "validation",
+               context: str = "latest") -> np.ndarray:
+        """(users, items) scores of every taking-part user under the global adapter `shared`, as the
+        product scores: with the person's latest likes before `split`'s held-out item (`CONTEXTS`)."""
         scorer = Scorer(self.catalog, self.layout.unflatten(shared))
-        return np.stack([scorer.scores(adapter) for adapter in personal])
+        return np.stack([scorer.scores(adapter, recent_rows=self.recent_rows(k, split, context))
+                         for k, adapter in enumerate(personal)])
+
+    def evaluate(self, personal: Sequence[PersonalAdapter], shared: np.ndarray, context: str = "latest") -> Evaluation:
+        """Both splits, each held-out item scored with its own context."""
+        return Evaluation(*(evaluate_split(self.scores(personal, shared, split, context), self.protocol, split,
+                                           self.rows) for split in SPLITS))
 
 
 def prepare(users: int | None, seed: int, log: Log) -> Setting:

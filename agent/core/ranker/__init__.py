@@ -9,10 +9,11 @@ from agent.core.ranker.training import (
     online_update,
     preference_labels,
     rating_signal,
+    recent_likes,
 )
 
 __all__ = [
     "AdapterError", "Catalog", "GlobalAdapter", "PersonalAdapter", "Scorer", "SlateEntry",
     "TrainingSettings", "build_slate", "fit", "load_personal", "mmr", "online_update",
-    "preference_labels", "rating_signal", "save_personal",
+    "preference_labels", "rating_signal", "recent_likes", "save_personal",
 ]

@@ -3,6 +3,13 @@
 s_i = p . (x_i + B_g A_g x_i + B_u A_u x_i + W_v v_i) + b_i is linear in x_i, so the adapters fold
 into one effective query q = p + A_g^T B_g^T p + A_u^T B_u^T p and the catalog is scored as
 X q (+ V W_v^T p + b). That is what keeps 100,000 items within a few milliseconds.
+
+The person's latest likes steer the feed on top of their long-term taste: at scoring time the user
+vector is u = p + RECENT_WEIGHT * mean of h_j over the RECENT_ITEMS latest liked items (as the
+person's model sees them, h_j), so s_ui = u . h_i + b_i. It is computed on the device from the
+person's own history at the moment of scoring: nothing is trained or shared for it, and the traits
+keep reading p alone. Why: what someone picks next follows what they picked last (on MovieLens-100K,
+time-ordered, the next film is far likelier to be near the last few than near the whole history).
 """
 
 from __future__ import annotations
@@ -12,6 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.core.ranker.adapters import GlobalAdapter, PersonalAdapter
+
+# Chosen on MovieLens-100K's validation items only (never the test items), after 3 federated rounds
+# without DP (EVALUATION.md, "The latest likes"): k 1 / 3 / 5 x weight 0.5 / 1 / 2 / 4; validation
+# HR@10 0.654 without the context, 0.697-0.726 with it, best at 3 items and weight 2.
+RECENT_ITEMS = 3
+RECENT_WEIGHT = 2.0
 
 
 @dataclass
@@ -79,10 +92,22 @@ class Scorer:
         v = personal.p if vector is None else vector
         return (v + g.A.T @ (g.B.T @ v) + personal.A.T @ (personal.B.T @ v)).astype(np.float32)
 
+    def user_vector(self, personal: PersonalAdapter, recent_rows: np.ndarray | None = None) -> np.ndarray:
+        """u = p + RECENT_WEIGHT * mean h_j over the last RECENT_ITEMS of `recent_rows` (catalog rows
+        of the person's liked items, oldest first); p alone without them."""
+        if recent_rows is None or len(recent_rows) == 0:
+            return personal.p
+        latest = np.asarray(recent_rows, np.int64)[-RECENT_ITEMS:]
+        context = self.item_vectors(personal, latest).mean(axis=0)
+        return (personal.p + RECENT_WEIGHT * context).astype(np.float32)
+
     def scores(self, personal: PersonalAdapter, rows: np.ndarray | None = None,
-               query: np.ndarray | None = None, query_weight: float = 0.0) -> np.ndarray:
-        """s_ui for every catalog row (or the given rows); a chat query adds query_weight * q.h_i."""
-        q = self.effective_query(personal)
+               query: np.ndarray | None = None, query_weight: float = 0.0,
+               recent_rows: np.ndarray | None = None) -> np.ndarray:
+        """s_ui for every catalog row (or the given rows), with the user vector steered by the
+        latest likes `recent_rows` (see `user_vector`); a chat query adds query_weight * q.h_i."""
+        u = self.user_vector(personal, recent_rows)
+        q = self.effective_query(personal, u)
         if query is not None and query_weight:
             q = q + query_weight * self.effective_query(personal, np.asarray(query, np.float32))
         X = self.catalog.X if rows is None else self.catalog.X[rows]
@@ -90,7 +115,7 @@ class Scorer:
         s += self.bias if rows is None else self.bias[rows]
         if self.residual is not None:
             R = self.residual if rows is None else self.residual[rows]
-            s += R @ (self.global_adapter.W_v.T @ personal.p)
+            s += R @ (self.global_adapter.W_v.T @ u)
         return s
 
     def item_vectors(self, personal: PersonalAdapter, rows: np.ndarray) -> np.ndarray:

@@ -45,6 +45,15 @@ def preference_labels(interactions: Iterable[Interaction]) -> dict[int, float]:
     return labels
 
 
+def recent_likes(interactions: Iterable[Interaction], labels: dict[int, float] | None = None) -> list[int]:
+    """The liked items (label > 0) in the order of their latest event, oldest first: the scorer's
+    `recent_rows` (it takes the last RECENT_ITEMS)."""
+    events = sorted(interactions, key=lambda e: (e.at, e.id))
+    labels = preference_labels(events) if labels is None else labels
+    latest = {event.item_id: index for index, event in enumerate(events)}
+    return [item for item in sorted(latest, key=latest.__getitem__) if labels.get(item, 0.0) > 0]
+
+
 @dataclass
 class TrainingSettings:
     epochs: int = 60
