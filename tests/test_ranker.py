@@ -66,6 +66,20 @@ def test_the_feed_leans_towards_what_was_liked_last(demo_database, encoder):
     assert shares["Children's"] >= shares["Horror"] + 0.3, shares
 
 
+def test_agent_scores_are_the_feeds_order(demo_database, encoder):
+    agent = agent_from_template(demo_database, encoder)
+    agent.config.set("feed.exploration", 0.0)
+    agent.config.set("feed.diversity", 0.0)
+    liked = [r.item.id for r in agent.recommend(12)[::4]]
+    for item_id in liked:
+        agent.feedback(item_id, "like")
+    scores = agent.scores()
+    ids = agent.catalog().ids
+    scores[agent.catalog().rows(liked)] = -np.inf
+    expected = [int(ids[row]) for row in np.argsort(-scores, kind="stable")[:10]]
+    assert [r.item.id for r in agent.recommend(10)] == expected
+
+
 def test_rated_items_never_come_back_and_reasons_name_liked_items(demo_database, encoder):
     agent = agent_from_template(demo_database, encoder)
     first = agent.recommend(10)
@@ -200,19 +214,24 @@ def test_the_latest_likes_steer_the_user_vector_and_only_the_latest_count():
                       W_v=rng.standard_normal((16, 5)).astype(np.float32))
     u = PersonalAdapter.fresh(16, 3, seed=2)
     u.p = rng.standard_normal(16).astype(np.float32) * 0.1
+    u.B = rng.standard_normal((16, 3)).astype(np.float32) * 0.1
     scorer = Scorer(catalog, g)
-    assert np.array_equal(scorer.user_vector(u), u.p) and np.array_equal(scorer.user_vector(u, np.array([])), u.p)
+    assert scorer.steer(u, None) is u and scorer.steer(u, np.array([], np.int64)) is u
     recent = np.array([40, 41, 5, 7, 9])  # oldest first: only the last RECENT_ITEMS (3) count
+    before = u.p.copy()
+    steered = scorer.steer(u, recent)
     expected = u.p + RECENT_WEIGHT * scorer.item_vectors(u, recent[-RECENT_ITEMS:]).mean(axis=0)
-    assert np.allclose(scorer.user_vector(u, recent), expected, atol=1e-5)
-    assert np.allclose(scorer.scores(u, recent_rows=recent), scorer.item_vectors(u, np.arange(len(catalog))) @ expected
+    assert np.allclose(steered.p, expected, atol=1e-5)
+    assert np.array_equal(steered.B, u.B) and np.array_equal(u.p, before)  # the person's own p is untouched
+    # s_ui = u . h_i + b_i: the design formula with p replaced by u
+    assert np.allclose(scorer.scores(steered), scorer.item_vectors(u, np.arange(len(catalog))) @ expected
                        + scorer.bias, atol=1e-4)
-    assert np.allclose(scorer.scores(u, recent_rows=recent), scorer.scores(u, recent_rows=recent[2:]))
+    assert np.allclose(scorer.steer(u, recent[2:]).p, steered.p)
     # The items nearest the latest likes climb: their mean rank among 200 goes from the middle to the top.
     plain = Scorer(catalog, GlobalAdapter.identity(16, rank=2))
     near = np.argsort(-(catalog.X @ catalog.X[recent[-RECENT_ITEMS:]].mean(axis=0)))[3:13]
     rank = lambda s: np.argsort(np.argsort(-s))[near].mean()  # noqa: E731
-    assert rank(plain.scores(u, recent_rows=recent)) < 20 < 60 < rank(plain.scores(u))
+    assert rank(plain.scores(plain.steer(u, recent))) < 20 < 60 < rank(plain.scores(u))
 
 
 def test_recent_likes_orders_liked_items_by_their_latest_event():

@@ -363,11 +363,8 @@ class Agent:
                 " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
             labels = preference_labels(interactions)
             liked_rows = catalog.rows(sorted(i for i, v in labels.items() if v > 0))
-            recent_rows = catalog.rows(recent_likes(interactions, labels))
             query_vector = self.encoder.encode([query])[0] if query else None
-            personal = self.personal_adapter()
-            if self.traits.has_hidden():
-                personal = self.traits.for_ranking(personal)
+            personal = self._feed_adapter(scorer, interactions, labels)
             entries = build_slate(
                 scorer, personal, size,
                 exclude_rows=catalog.rows(sorted(rated)), liked_rows=liked_rows,
@@ -375,7 +372,6 @@ class Agent:
                 exploration=0.0 if query else float(self.config.get("feed.exploration")),
                 seed=len(interactions),
                 query=query_vector, query_weight=TASTE_PRIOR_NORM * 2 if query else 0.0,
-                recent_rows=recent_rows,
             )
             wanted = [int(catalog.ids[e.row]) for e in entries]
             wanted += [int(catalog.ids[e.because_row]) for e in entries if e.because_row is not None]
@@ -393,6 +389,20 @@ class Agent:
 
                 feed_rerank = prepare_feed_rerank(self, result)
         return result if feed_rerank is None else feed_rerank.run()
+
+    def _feed_adapter(self, scorer: Scorer, interactions: list[Interaction],
+                      labels: dict[int, float]) -> PersonalAdapter:
+        """The adapter the feed ranks with: steered by the latest likes (`Scorer.steer`), then with the
+        hidden traits made neutral, so that a hidden trait cannot come back through what was liked last."""
+        personal = scorer.steer(self.personal_adapter(), scorer.catalog.rows(recent_likes(interactions, labels)))
+        return self.traits.for_ranking(personal) if self.traits.has_hidden() else personal
+
+    def scores(self) -> np.ndarray:
+        """The ranker's score of every catalog row, as the feed scores them before the slate is built."""
+        with self._lock:
+            interactions = self.store.interactions()
+            scorer = self.scorer()
+            return scorer.scores(self._feed_adapter(scorer, interactions, preference_labels(interactions)))
 
     def rated_count(self) -> int:
         """How many items the person has judged (opening an item is not a judgement)."""

@@ -68,7 +68,7 @@ class Setting:
         """(users, items) scores of every taking-part user under the global adapter `shared`, as the
         product scores: with the person's latest likes before `split`'s held-out item (`CONTEXTS`)."""
         scorer = Scorer(self.catalog, self.layout.unflatten(shared))
-        return np.stack([scorer.scores(adapter, recent_rows=self.recent_rows(k, split, context))
+        return np.stack([scorer.scores(scorer.steer(adapter, self.recent_rows(k, split, context)))
                          for k, adapter in enumerate(personal)])
 
     def evaluate(self, personal: Sequence[PersonalAdapter], shared: np.ndarray, context: str = "latest") -> Evaluation:

@@ -164,7 +164,7 @@ def _user_cases(setting: _Setting, agent: "Agent", user: EvalUser, seed: int, to
     agent.store.add_interactions([(int(setting.ids[row]), "rating", stars, at, "evaluation")
                                   for row, stars, at in rows_train])
     agent.retrain()
-    scores = agent.scorer().scores(agent.personal_adapter()).astype(np.float64)
+    scores = agent.scores().astype(np.float64)
     n = len(setting.ids)
     train_rows = np.array(sorted({row for row, _, _ in rows_train}), np.int64)
     rated_rows = np.array(sorted(setting.row_of[i] for i in user.rated if i in setting.row_of), np.int64)

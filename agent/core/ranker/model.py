@@ -92,22 +92,21 @@ class Scorer:
         v = personal.p if vector is None else vector
         return (v + g.A.T @ (g.B.T @ v) + personal.A.T @ (personal.B.T @ v)).astype(np.float32)
 
-    def user_vector(self, personal: PersonalAdapter, recent_rows: np.ndarray | None = None) -> np.ndarray:
-        """u = p + RECENT_WEIGHT * mean h_j over the last RECENT_ITEMS of `recent_rows` (catalog rows
-        of the person's liked items, oldest first); p alone without them."""
+    def steer(self, personal: PersonalAdapter, recent_rows: np.ndarray | None) -> PersonalAdapter:
+        """The adapter the feed ranks with: p replaced by u = p + RECENT_WEIGHT * mean h_j over the last
+        RECENT_ITEMS of `recent_rows` (catalog rows of the person's liked items, oldest first); the
+        adapter itself without them."""
         if recent_rows is None or len(recent_rows) == 0:
-            return personal.p
+            return personal
         latest = np.asarray(recent_rows, np.int64)[-RECENT_ITEMS:]
-        context = self.item_vectors(personal, latest).mean(axis=0)
-        return (personal.p + RECENT_WEIGHT * context).astype(np.float32)
+        steered = personal.copy()
+        steered.p = (personal.p + RECENT_WEIGHT * self.item_vectors(personal, latest).mean(axis=0)).astype(np.float32)
+        return steered
 
     def scores(self, personal: PersonalAdapter, rows: np.ndarray | None = None,
-               query: np.ndarray | None = None, query_weight: float = 0.0,
-               recent_rows: np.ndarray | None = None) -> np.ndarray:
-        """s_ui for every catalog row (or the given rows), with the user vector steered by the
-        latest likes `recent_rows` (see `user_vector`); a chat query adds query_weight * q.h_i."""
-        u = self.user_vector(personal, recent_rows)
-        q = self.effective_query(personal, u)
+               query: np.ndarray | None = None, query_weight: float = 0.0) -> np.ndarray:
+        """s_ui for every catalog row (or the given rows); a chat query adds query_weight * q.h_i."""
+        q = self.effective_query(personal)
         if query is not None and query_weight:
             q = q + query_weight * self.effective_query(personal, np.asarray(query, np.float32))
         X = self.catalog.X if rows is None else self.catalog.X[rows]
@@ -115,7 +114,7 @@ class Scorer:
         s += self.bias if rows is None else self.bias[rows]
         if self.residual is not None:
             R = self.residual if rows is None else self.residual[rows]
-            s += R @ (self.global_adapter.W_v.T @ u)
+            s += R @ (self.global_adapter.W_v.T @ personal.p)
         return s
 
     def item_vectors(self, personal: PersonalAdapter, rows: np.ndarray) -> np.ndarray:

@@ -61,10 +61,9 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 def build_slate(scorer: Scorer, personal: PersonalAdapter, size: int, exclude_rows: np.ndarray,
                 liked_rows: np.ndarray, diversity: float, exploration: float, seed: int,
-                query: np.ndarray | None = None, query_weight: float = 0.0,
-                recent_rows: np.ndarray | None = None) -> list[SlateEntry]:
+                query: np.ndarray | None = None, query_weight: float = 0.0) -> list[SlateEntry]:
     # Score everything, then mask: cheaper than copying the allowed rows out of X.
-    scores = scorer.scores(personal, query=query, query_weight=query_weight, recent_rows=recent_rows)
+    scores = scorer.scores(personal, query=query, query_weight=query_weight)
     scores[exclude_rows] = -np.inf
     available = int(np.isfinite(scores).sum())
     if available == 0 or size <= 0:

@@ -725,7 +725,7 @@ def _feed_state(ctx: _Context, agent, dark: int) -> dict[str, Any]:
     is_dark = ctx.has_genre(DARK_GENRES)
     rated = {e.item_id for e in agent.store.interactions()}
     unrated = np.array([r for r in range(len(catalog)) if int(catalog.ids[r]) not in rated], np.int64)
-    everything = agent.scorer().scores(agent.traits.for_ranking(agent.personal_adapter()))
+    everything = agent.scores()  # as the feed scores them
     scores = everything[unrated]
     order = np.argsort(-scores, kind="stable")
     rank = np.empty(len(unrated), np.int64)
