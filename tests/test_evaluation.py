@@ -109,11 +109,35 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     assert larger["item_learning_rate"] == LARGER_FEDERATION_ITEM_RATE
     assert larger["ndcg10_sampled"] != dp4["ndcg10_sampled"]
     assert report["reference_rows"] and report["settings"]["users"] == 150
+    # ownrec's rows score with the latest likes, as the product does, and say what they add.
+    for name, row in rows.items():
+        assert ("test_by_context" in row) == name.startswith("ownrec"), name
+    fed = rows["ownrec federated, no DP"]
+    assert set(fed["test_by_context"]) == {"training", "none"}
+    assert len({fed["hr10_sampled"], fed["test_by_context"]["training"]["hr10_sampled"],
+                fed["test_by_context"]["none"]["hr10_sampled"]}) == 3
+    assert report["settings"]["recent_items"] == 3 and report["settings"]["recent_weight"] == 2.0
     text = output.read_text()
     assert "<!-- eval:begin -->" in text and "measured outside ownrec" in text
+    assert "| model | latest likes (as above) | training items only | none |" in text
+    assert "- The latest likes (on the device, nothing shared) add" in text
     assert "- DP at epsilon 4 for each of 1,200 people (8x the 150 here" in text
     plot = tmp_path / "docs" / "evaluation" / "privacy-utility.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_latest_likes_at_a_held_out_item_are_what_came_before_it():
+    from agent.core.evaluation.movielens import leave_one_out, load_movielens
+    from agent.evaluation.setting import Setting
+
+    protocol = leave_one_out(load_movielens())
+    setting = Setting(None, protocol, np.array([0, 5]), None, None, [], None)
+    train = protocol.train_items(5)
+    assert np.array_equal(setting.recent_rows(1, "validation", "latest"), train)
+    assert np.array_equal(setting.recent_rows(1, "test", "latest"), np.append(train, protocol.validation[5]))
+    assert np.array_equal(setting.recent_rows(1, "test", "training"), train)
+    assert setting.recent_rows(1, "test", "none") is None
+    assert protocol.test[5] not in setting.recent_rows(1, "test", "latest")  # never the item being ranked
 
 
 def test_eval_item_rate_sets_every_federated_rows_coordinator(tmp_path):
