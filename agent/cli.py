@@ -539,8 +539,9 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
     popularity, centralized MF, ownrec local-only, ownrec federated through the real client and
     coordinator code (3 rounds without noise at the item rate 32 and at 1, and 6 rounds at 32),
     federated with DP at epsilon 1, 4 and 8 (item rate 1), and epsilon 4 in a federation 8 times
-    larger (item rate 32). Writes EVALUATION.md's eval section and a privacy-utility plot. The full
-    run takes about 25 minutes on 2 cores.
+    larger (item rate 32). ownrec's rows score as the feed does, steered by the person's latest likes,
+    and also show what they give without them. Writes EVALUATION.md's eval section and a privacy-utility
+    plot. The full run takes about 26 minutes on 2 cores.
 
     `ownrec eval rerank`: whether the LLM's judgement improves the ranker's top 20."""
     if ctx.invoked_subcommand is not None:
