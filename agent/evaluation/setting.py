@@ -4,7 +4,9 @@ Every simulated person is a MovieLens user whose training interactions are their
 positives, as in the PFedRec protocol: label 1 for every rated film). Their personal adapter is trained
 the product's way (`ranker.training.fit`, the product's settings, a fresh adapter seeded per user) with
 the global adapter at its starting point: that is "ownrec local-only", and the personal part that the
-federated rows hold fixed while they learn the global part. Per-user work runs in worker processes.
+federated rows hold fixed while they learn the global part. Scores are the product's: steered by the
+person's latest likes (`Scorer.steer`), which at a held-out item are the interactions before it (`CONTEXTS`).
+Per-user work runs in worker processes.
 """
 
 from __future__ import annotations

@@ -46,8 +46,8 @@ def preference_labels(interactions: Iterable[Interaction]) -> dict[int, float]:
 
 
 def recent_likes(interactions: Iterable[Interaction], labels: dict[int, float] | None = None) -> list[int]:
-    """The liked items (label > 0) in the order of their latest event, oldest first: the scorer's
-    `recent_rows` (it takes the last RECENT_ITEMS)."""
+    """The liked items (label > 0) in the order of their latest event, oldest first: what `Scorer.steer`
+    takes the last RECENT_ITEMS of."""
     events = sorted(interactions, key=lambda e: (e.at, e.id))
     labels = preference_labels(events) if labels is None else labels
     latest = {event.item_id: index for index, event in enumerate(events)}
