@@ -48,8 +48,8 @@ def test_a_simulated_user_who_likes_one_genre_gets_more_of_it(demo_database, enc
 
 
 def test_the_feed_leans_towards_what_was_liked_last(demo_database, encoder):
-    # The same six likes in two orders, each followed by a full retrain (which does not depend on the order):
-    # the genre liked last leads the feed.
+    # The same six likes in two orders, each followed by a full retrain from all six: the genre liked last
+    # leads the feed. (Without the steering both orders give the same share of children's films, 0.9.)
     shares = {}
     for last in ("Children's", "Horror"):
         first = "Horror" if last == "Children's" else "Children's"
