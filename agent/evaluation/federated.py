@@ -208,7 +208,8 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
     try:
         release = federation.latest()
         personal = setting.personal
-        checkpoints: list[tuple[str, Evaluation, list[PersonalAdapter], np.ndarray]] = []
+        # Only the best checkpoint so far is kept (the first on ties): each one holds every person's adapter.
+        best: tuple[str, Evaluation, list[PersonalAdapter], np.ndarray] | None = None
         history = []
         epsilon = 0.0
         for round_number in range(1, rounds + 1 + 1):
@@ -223,7 +224,8 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
             else:
                 label = "fine-tuned"
             evaluation = setting.evaluate(personal, release.vector)
-            checkpoints.append((label, evaluation, personal, release.vector))
+            if best is None or evaluation.validation.hr10_sampled > best[1].validation.hr10_sampled:
+                best = (label, evaluation, personal, release.vector)
             history.append({"checkpoint": label, "validation_hr10": round(evaluation.validation.hr10_sampled, 4),
                             "test_ndcg10": round(evaluation.test.ndcg10_sampled, 4)})
             if round_number <= rounds:
@@ -233,10 +235,10 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
                    f"{plan.noise_multiplier:.3f})" if plan.scale > 1 else ")"))
     finally:
         federation.close()
-    chosen, best, best_personal, best_shared = max(checkpoints, key=lambda c: c[1].validation.hr10_sampled)
+    chosen, best_evaluation, best_personal, best_shared = best
     if plan.scale > 1:  # the accountant saw the n users' smaller noise; each of scale*n people spends this
         epsilon = privacy_spent([plan.noise_multiplier] * rounds, TARGET_DELTA).epsilon
-    return Row(name, best, epsilon=epsilon, noise_multiplier=plan.noise_multiplier, item_learning_rate=plan.item_rate,
+    return Row(name, best_evaluation, epsilon=epsilon, noise_multiplier=plan.noise_multiplier, item_learning_rate=plan.item_rate,
                federation_scale=plan.scale, rounds=rounds, chosen=chosen, seconds=time.perf_counter() - started,
                history=history, test_by_context=other_contexts(setting, best_personal, best_shared))
 
