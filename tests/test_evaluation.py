@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.core.experiments import forked_pool
 from agent.core.sync.accounting import privacy_spent
-from agent.evaluation.audit import attack, auc, chance_of_highest, fit_attacker
+from agent.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
 from agent.evaluation.federated import (ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, LARGER_FEDERATION_ITEM_RATE,
                                         NO_DP_SAME_RATE, larger_federation_name, noise_for_epsilon)
 
@@ -26,15 +26,21 @@ def test_auc_counts_pairs_and_ties_half():
     assert auc(np.array([0.1, 0.3, 0.2, 0.4]), np.array([0, 0, 1, 1])) == 0.75
 
 
+def _halves(features, users=None):
+    users = np.arange(len(features)) if users is None else users
+    half = len(users) // 2
+    return Split((features[:half], features[half:]), (users[:half], users[half:]))
+
+
 def test_the_attack_finds_a_planted_signal_and_nothing_in_noise():
     rng = np.random.default_rng(0)
     labels = rng.random(400) < 0.5
     features = rng.normal(size=(400, 300))
     planted = features.copy()
     planted[:, :5] += 1.2 * labels[:, None]  # Bayes-optimal AUC 0.97
-    found = attack(planted[:200], labels[:200], planted[200:], labels[200:], seed=0)
+    [found] = attack([_halves(planted)], labels, seed=0)
     assert found["auc"] > 0.8 and found["low"] > 0.7
-    chance = attack(features[:200], labels[:200], features[200:], labels[200:], seed=0)
+    [chance] = attack([_halves(features)], labels, seed=0)
     assert 0.4 < chance["auc"] < 0.6 and chance["low"] < 0.5 < chance["high"]
 
 
@@ -48,24 +54,45 @@ def test_the_attacker_fits_many_targets_as_it_fits_one():
         assert np.allclose(together[:, k], alone)
 
 
+def test_the_attack_is_cross_fitted_and_averaged_over_splits():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(200, 20))
+    labels = features[:, 0] + rng.normal(size=200) > 0
+    one_way = auc(fit_attacker(features[:100], labels[:100], features[100:], seed=0)[:, 0], labels[100:])
+    other_way = auc(fit_attacker(features[100:], labels[100:], features[:100], seed=0)[:, 0], labels[:100])
+    assert one_way != other_way
+    [both] = attack([_halves(features)], labels, seed=0)
+    assert both["auc"] == pytest.approx((one_way + other_way) / 2, abs=1e-4)
+    # A second split (the users in another order) adds its two folds to the mean.
+    order = rng.permutation(200)
+    [again] = attack([_halves(features[order], order)], labels, seed=0)
+    [over_both] = attack([_halves(features), _halves(features[order], order)], labels, seed=0)
+    assert over_both["auc"] == pytest.approx((both["auc"] + again["auc"]) / 2, abs=1e-4)
+
+
 def test_the_chance_level_of_the_highest_auc_tells_grouped_noise_from_a_leak():
     rng = np.random.default_rng(2)
     users, targets = 480, 12
     labels = rng.random((users, targets)) < 0.5
     # 24 cohorts of 20 share one feature vector, as the server's cohort sums do: pure noise ...
     cohort_features = np.repeat(rng.normal(size=(24, 40)), 20, axis=0)
-    train, test = slice(0, 240), slice(240, None)
-    observed = max(attack(cohort_features[train], labels[train, k], cohort_features[test], labels[test, k], 0)["auc"]
-                   for k in range(targets))
-    null = chance_of_highest(cohort_features[train], labels[train], cohort_features[test], labels[test],
-                             observed, permutations=60, seed=0)
-    assert null["p95"] > 0.56  # 12 AUCs over 12 distinct test points: the highest is rarely near 0.5
+    one_split = [_halves(cohort_features)]
+    observed = max(r["auc"] for r in attack(one_split, labels, 0))
+    null = chance_of_highest(one_split, labels, observed, permutations=60, seed=0)
+    assert null["p95"] > 0.56  # 12 AUCs over 12 distinct points per half: the highest is rarely near 0.5
     assert null["p_value"] > 0.05 and null["median"] < observed + 0.1
+    # ... more splits (new cohorts each time, as the audit forms them) bring the chance level down ...
+    splits = []
+    for _ in range(5):
+        order = rng.permutation(users)
+        splits.append(_halves(np.repeat(rng.normal(size=(24, 40)), 20, axis=0), order))
+    repeated = chance_of_highest(splits, labels, observed, permutations=60, seed=0)
+    assert repeated["median"] < null["median"] - 0.01 and repeated["p95"] < null["p95"]
     # ... while a real leak into each user's own features stands far above its chance level.
     leaky = rng.normal(size=(users, 40))
     leaky[:, 0] += 1.5 * labels[:, 3]
-    found = attack(leaky[train], labels[train, 3], leaky[test], labels[test, 3], 0)["auc"]
-    null = chance_of_highest(leaky[train], labels[train], leaky[test], labels[test], found, permutations=60, seed=0)
+    found = attack([_halves(leaky)], labels, 0)[3]["auc"]
+    null = chance_of_highest([_halves(leaky)], labels, found, permutations=60, seed=0)
     assert found > 0.75 and found > null["p95"] + 0.1 and null["p_value"] < 0.05
 
 

@@ -2,9 +2,14 @@
 
 A standard attribute-inference attack (a linear classifier: ridge-regularised least squares on
 standardised features, the penalty chosen by 5-fold cross-validation on the attacker's training half)
-is trained on half of the users and scored on the other half (AUC; 0.5 is chance). Attack targets: the
-real MovieLens attributes (female; age at or above the median) and each of the person's inferred trait
-values (at or above the trait's median). Views, in the order the data travels:
+is trained on half of the users and scored on the other half, then the halves swap (2-fold
+cross-fitting); this is repeated over `repeats` random splits, and the AUC is the mean over all the folds
+(0.5 is chance). Why repeat: the server's view has one point per cohort, so a single split's AUC swings
+widely by chance, and the highest of 12 targets' AUCs with it; the mean over splits estimates the same
+attack's expected AUC with less of that swing, and the chance level reported beside it shrinks too.
+Attack targets: the real MovieLens attributes
+(female; age at or above the median) and each of the person's inferred trait values (at or above the
+trait's median). Views, in the order the data travels:
 
 - raw delta: Delta phi_g as local training produces it (it never leaves the device);
 - upload: the same clipped to C and noised with the per-client share of the distributed noise, as
@@ -14,8 +19,8 @@ values (at or above the trait's median). Views, in the order the data travels:
 - server: what the coordinator learns: the cohort sums. Cohorts of `cohort_size` run through the real
   coordinator and client stages (`agent.server.simulation`); each member's features are their cohort's
   unmasked sum. Cohorts are formed within each half, so no test user's data is in the training sums.
-  The 20 members of a cohort share one feature vector, so a test half of 472 users is only 23 distinct
-  points, and the highest of 12 targets' AUCs is far from 0.5 by chance alone: each server view also
+  The 20 members of a cohort share one feature vector, so a half of 472 users is only 23 distinct
+  points, and the highest of 12 targets' AUCs is above 0.5 by chance alone: each server view also
   reports that chance level (the same attack on labels shuffled across users, `chance_of_highest`).
 
 The noise is set as in `ownrec eval`: the multiplier that gives each user epsilon 1, 4 or 8 (delta 1e-4)
@@ -40,6 +45,7 @@ from agent.evaluation.setting import Log, Setting, fit_personal, local_deltas, p
 PENALTIES = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # times the mean squared feature norm
 BOOTSTRAP = 1000
 PERMUTATIONS = 200  # shuffles for the chance level of the highest AUC over the targets
+REPEATS = 5  # random splits into halves, each cross-fitted; the AUC is the mean over all 2 x REPEATS folds
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,11 @@ class AuditSettings:
     rounds: int = EvalSettings.rounds   # the noise of `ownrec eval`'s DP rows
     cohort_size: int = 20               # the coordinator's default minimum cohort: the worst case it allows
     permutations: int = PERMUTATIONS
+    repeats: int = REPEATS
     seed: int = 0
 
 
-QUICK_AUDIT = AuditSettings(users=300, epsilons=(4.0,), permutations=50)
+QUICK_AUDIT = AuditSettings(users=300, epsilons=(4.0,), permutations=50, repeats=1)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -105,37 +112,57 @@ def fit_attacker(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, s
     return scores
 
 
-def attack(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-           seed: int) -> dict[str, float]:
-    """Fit the attacker on (train_x, train_y), return its AUC on the test half with a bootstrap interval."""
-    return scored(fit_attacker(train_x, train_y, test_x, seed)[:, 0], test_y, seed)
+@dataclass(frozen=True)
+class Split:
+    """One split of the users into two halves for cross-fitting: each half's features and which users
+    (rows of the label matrix) they belong to."""
+
+    features: tuple[np.ndarray, np.ndarray]
+    users: tuple[np.ndarray, np.ndarray]
 
 
-def scored(scores: np.ndarray, test_y: np.ndarray, seed: int) -> dict[str, float]:
-    """The attacker's AUC on the test half, with a bootstrap interval over test users."""
-    value = auc(scores, test_y)
+def cross_fit(split: Split, labels: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The attacker trained on each half and scored on the other: [(scores, labels) of the second half,
+    (scores, labels) of the first], each (users, targets). `labels` is (all users, targets)."""
+    labels = np.asarray(labels, bool).reshape(len(labels), -1)
+    (x_a, x_b), (a, b) = split.features, split.users
+    return [(fit_attacker(x_a, labels[a], x_b, seed), labels[b]), (fit_attacker(x_b, labels[b], x_a, seed), labels[a])]
+
+
+def attack(splits: list[Split], labels: np.ndarray, seed: int) -> list[dict[str, float]]:
+    """Each target's AUC: the mean over every split's two folds, with a bootstrap interval."""
+    folds = [fold for split in splits for fold in cross_fit(split, labels, seed)]  # one fit per fold for all targets
+    return [scored([(scores[:, j], y[:, j]) for scores, y in folds], seed) for j in range(folds[0][1].shape[1])]
+
+
+def scored(folds: list[tuple[np.ndarray, np.ndarray]], seed: int) -> dict[str, float]:
+    """The mean over folds of the attacker's AUC on each fold's test half, with a 95% bootstrap interval
+    (test users resampled within each fold)."""
+    value = float(np.mean([auc(scores, labels) for scores, labels in folds]))
     rng = np.random.default_rng(seed + 1)
     samples = []
     for _ in range(BOOTSTRAP):
-        pick = rng.integers(0, len(scores), len(scores))
-        samples.append(auc(scores[pick], test_y[pick]))
+        found = []
+        for scores, labels in folds:
+            pick = rng.integers(0, len(scores), len(scores))
+            found.append(auc(scores[pick], labels[pick]))
+        samples.append(np.mean(found))
     low, high = np.nanpercentile(samples, [2.5, 97.5])
     return {"auc": round(value, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
 
 
-def chance_of_highest(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray,
-                      observed: float, permutations: int, seed: int) -> dict[str, float]:
-    """How high the highest AUC over all targets goes by chance on these features: the same attack on labels
-    shuffled across users (one shuffle moves every target together, keeping how the targets correlate), so
-    the features can carry nothing about them. Returns the null's median and 95th percentile, and the share
-    of shuffles whose highest AUC reaches `observed` (a permutation p-value)."""
+def chance_of_highest(splits: list[Split], labels: np.ndarray, observed: float, permutations: int,
+                      seed: int) -> dict[str, float]:
+    """How high the highest AUC over all targets goes by chance on these features: the same attack, over the
+    same splits, on labels shuffled across users (one shuffle moves every target together, keeping how the
+    targets correlate), so the features can carry nothing about them. Returns the null's median and 95th
+    percentile, and the share of shuffles whose highest AUC reaches `observed` (a permutation p-value)."""
     rng = np.random.default_rng(seed + 7)
-    labels = np.concatenate([train_labels, test_labels])  # (users, targets)
-    n_train, targets_count = len(train_labels), labels.shape[1]
-    shuffled = [labels[rng.permutation(len(labels))] for _ in range(permutations)]
-    stacked = np.concatenate(shuffled, axis=1)
-    scores = fit_attacker(train_x, stacked[:n_train], test_x, seed)
-    highest = _auc_columns(scores, stacked[n_train:]).reshape(permutations, targets_count).max(axis=1)
+    labels = np.asarray(labels, bool).reshape(len(labels), -1)
+    stacked = np.concatenate([labels[rng.permutation(len(labels))] for _ in range(permutations)], axis=1)
+    folds = [fold for split in splits for fold in cross_fit(split, stacked, seed)]
+    mean = np.mean([_auc_columns(scores, y) for scores, y in folds], axis=0)
+    highest = mean.reshape(permutations, labels.shape[1]).max(axis=1)
     return {"permutations": permutations, "median": round(float(np.median(highest)), 4),
             "p95": round(float(np.percentile(highest, 95)), 4),
             "p_value": round(float((1 + np.sum(highest >= observed)) / (1 + permutations)), 4)}
@@ -211,55 +238,54 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
     log("first-round local deltas")
     raw = np.array(local_deltas(setting, setting.layout.zeros(), setting.personal, 1))
     labels, trait_names, _ = targets(setting)
-    order = np.random.default_rng(settings.seed).permutation(setting.size)
-    train, test = np.sort(order[: setting.size // 2]), np.sort(order[setting.size // 2:])
-
-    def halves_of(features: np.ndarray, placed: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        if placed is None:
-            return train, test, features[train], features[test]
-        position = {int(u): k for k, u in enumerate(placed)}
-        tr = np.array([u for u in train if u in position])
-        te = np.array([u for u in test if u in position])
-        return tr, te, features[[position[u] for u in tr]], features[[position[u] for u in te]]
-
     matrix = np.stack(list(labels.values()), axis=1)  # (users, targets)
+    partitions = []  # each repeat's two halves of the users (sorted user positions)
+    for repeat in range(settings.repeats):
+        order = np.random.default_rng(settings.seed + repeat).permutation(setting.size)
+        partitions.append((np.sort(order[: setting.size // 2]), np.sort(order[setting.size // 2:])))
 
-    def attack_all(features: np.ndarray, placed: np.ndarray | None = None) -> dict[str, dict[str, float]]:
-        tr, te, x_tr, x_te = halves_of(features, placed)
-        scores = fit_attacker(x_tr, matrix[tr], x_te, settings.seed)  # one fit for every target
-        return {name: scored(scores[:, j], matrix[te, j], settings.seed) for j, name in enumerate(labels)}
+    def user_split(features: np.ndarray, halves: tuple[np.ndarray, np.ndarray]) -> Split:
+        return Split((features[halves[0]], features[halves[1]]), halves)
 
-    def chance(features: np.ndarray, placed: np.ndarray, results: dict[str, dict[str, float]]) -> dict[str, float]:
-        tr, te, x_tr, x_te = halves_of(features, placed)
-        observed = max(r["auc"] for r in results.values())
-        return chance_of_highest(x_tr, matrix[tr], x_te, matrix[te], observed, settings.permutations, settings.seed)
+    def results_of(splits: list[Split]) -> dict[str, dict[str, float]]:
+        return dict(zip(labels, attack(splits, matrix, settings.seed)))
 
     views: list[dict[str, Any]] = []
-    log("attacking the raw deltas")
-    views.append({"view": "raw delta", "epsilon": None, "results": attack_all(raw)})
+    log(f"attacking the raw deltas ({settings.repeats} splits into halves, each fitted both ways)")
+    views.append({"view": "raw delta", "epsilon": None,
+                  "results": results_of([user_split(raw, halves) for halves in partitions])})
     upload_plan = plan_neighbourhood(setting.size)  # the eval's cohort: everyone, one round
     cohort_plan = plan_neighbourhood(settings.cohort_size)
     points = [(None, 0.0)] + [(eps, noise_for_epsilon(eps, settings.rounds)) for eps in settings.epsilons]
-    halves = [train, test]
+    clipped = [clip_to_norm(d, CLIP_NORM)[0] for d in raw]  # the simulated clients add their own noise
     with tempfile.TemporaryDirectory(prefix="ownrec-audit-") as folder:
         for k, (eps, z) in enumerate(points):
             noise_rng = np.random.default_rng(settings.seed + 17 + k)
             noise = DistributedNoise(CLIP_NORM, z, upload_plan.min_survivors)
-            uploads = [noise.add_to(clip_to_norm(d, CLIP_NORM)[0], noise_rng) for d in raw]
+            uploads = np.array([noise.add_to(d, noise_rng) for d in clipped])
             log(f"attacking the uploads and the cohort sums (noise multiplier {z:.3f})")
             views.append({"view": "upload (clipped + noised)", "epsilon": eps, "noise_multiplier": z,
-                          "noise_std": noise.std_per_client, "results": attack_all(np.array(uploads))})
-            clipped = [clip_to_norm(d, CLIP_NORM)[0] for d in raw]  # the simulated clients add their own noise
-            placed, sums = cohort_sums(setting, clipped, halves, z, settings.cohort_size,
-                                       Path(folder) / f"coordinator-{k}", seed=settings.seed + 1_000 * (k + 1))
-            results = attack_all(sums, placed)
+                          "noise_std": noise.std_per_client,
+                          "results": results_of([user_split(uploads, halves) for halves in partitions])})
+            splits, placed_count = [], 0
+            for repeat, halves in enumerate(partitions):  # new cohorts, and new noise, for every split
+                placed, sums = cohort_sums(setting, clipped, list(halves), z, settings.cohort_size,
+                                           Path(folder) / f"coordinator-{k}-{repeat}",
+                                           seed=settings.seed + 1_000 * (k + 1) + repeat)
+                row = {int(u): r for r, u in enumerate(placed)}
+                kept = tuple(np.array([u for u in half if int(u) in row]) for half in halves)
+                splits.append(Split(tuple(sums[[row[int(u)] for u in half]] for half in kept), kept))
+                placed_count = len(placed)
+            results = results_of(splits)
+            observed = max(r["auc"] for r in results.values())
             views.append({"view": f"server (sums of {settings.cohort_size})", "epsilon": eps, "noise_multiplier": z,
                           "noise_std": DistributedNoise(CLIP_NORM, z, cohort_plan.min_survivors).std_per_client,
-                          "users_placed": int(len(placed)), "results": results,
-                          "chance_of_highest": chance(sums, placed, results)})
+                          "users_placed": int(placed_count), "results": results,
+                          "chance_of_highest": chance_of_highest(splits, matrix, observed, settings.permutations,
+                                                                 settings.seed)})
     return {"settings": {"users": setting.size, "epsilons": list(settings.epsilons), "rounds": settings.rounds,
                          "cohort_size": settings.cohort_size, "clip_norm": CLIP_NORM, "seed": settings.seed,
                          "permutations": settings.permutations,
-                         "train_users": int(len(train)), "test_users": int(len(test))},
+                         "halves": [int(len(h)) for h in partitions[0]], "repeats": settings.repeats},
             "targets": list(labels), "traits": trait_names, "views": views,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}

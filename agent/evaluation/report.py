@@ -360,15 +360,18 @@ def plot_attack(results: dict[str, Any], path: Path) -> None:
 def audit_markdown(results: dict[str, Any], plot: str | None) -> str:
     s = results["settings"]
     attributes = [t for t in results["targets"] if not t.startswith("trait:")]
+    halves = " and ".join(str(n) for n in s["halves"])
     lines = ["## Personality leakage audit: what can an attacker learn from what leaves a device?", "",
              _stamp(results, "ownrec audit" + ("" if s["users"] == 943 else f" (--quick: {s['users']} users)")), "",
              f"Attacker (`agent/evaluation/audit.py`): a linear classifier (ridge on standardised features, penalty by "
-             f"5-fold cross-validation) trained on {s['train_users']} users and tested on the other {s['test_users']}; "
-             "AUC with a 95% bootstrap interval over test users. Targets: the real MovieLens attributes and each "
+             f"5-fold cross-validation) trained on one half of the users and tested on the other ({halves}), then the "
+             f"halves swap; over {s['repeats']} random splits, the AUC is the mean of the {2 * s['repeats']} folds, with "
+             "a 95% bootstrap interval over test users. Targets: the real MovieLens attributes and each "
              "inferred trait value (above or below its median). Views: the *raw delta* (never leaves the device), the "
              f"*upload* (clipped to C = {s['clip_norm']:g} and noised with one client's share of the distributed noise, "
              "for a cohort of everyone: what masking hides), and the *server* view: the unmasked sums of cohorts of "
-             f"{s['cohort_size']} run through the real coordinator, the smallest cohort it allows. Noise as in "
+             f"{s['cohort_size']} run through the real coordinator, the smallest cohort it allows (new cohorts and new "
+             "noise for each split). Noise as in "
              f"`ownrec eval` ({s['rounds']} rounds). The simulated clients draw the same standard-normal noise at "
              "every epsilon, scaled by its multiplier (common random numbers): where the noise dominates a sum, the "
              "attacker sees the same picture at each epsilon, and the rows agree.", "",
