@@ -17,7 +17,7 @@ from agent.core.ranker import (
     rating_signal,
     recent_likes,
 )
-from agent.core.ranker.model import RECENT_ITEMS, RECENT_WEIGHT
+from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.core.service import Agent
 from agent.core.store import Interaction, Store
 from helpers import agent_from_template
@@ -217,11 +217,18 @@ def test_the_latest_likes_steer_the_user_vector_and_only_the_latest_count():
     u.B = rng.standard_normal((16, 3)).astype(np.float32) * 0.1
     scorer = Scorer(catalog, g)
     assert scorer.steer(u, None) is u and scorer.steer(u, np.array([], np.int64)) is u
-    recent = np.array([40, 41, 5, 7, 9])  # oldest first: only the last RECENT_ITEMS (3) count
+    recent = np.array([40, 41, 5, 7, 9, 11])  # oldest first: only the last RECENT_ITEMS (4) count
     before = u.p.copy()
     steered = scorer.steer(u, recent)
-    expected = u.p + RECENT_WEIGHT * scorer.item_vectors(u, recent[-RECENT_ITEMS:]).mean(axis=0)
+    H = scorer.item_vectors(u, recent[-RECENT_ITEMS:])
+    weights = np.array([RECENT_DECAY ** 3, RECENT_DECAY ** 2, RECENT_DECAY, 1.0])  # the newest weighs most
+    expected = u.p + RECENT_WEIGHT * (weights / weights.sum()) @ H
     assert np.allclose(steered.p, expected, atol=1e-5)
+    assert not np.allclose(steered.p, u.p + RECENT_WEIGHT * H.mean(axis=0), atol=1e-3)  # not a plain mean
+    # Fewer likes than RECENT_ITEMS: the same rule over those there are.
+    few = scorer.steer(u, recent[-2:]).p
+    assert np.allclose(few, u.p + RECENT_WEIGHT * np.array([RECENT_DECAY, 1.0]) @ H[-2:] / (1 + RECENT_DECAY),
+                       atol=1e-5)
     assert np.array_equal(steered.B, u.B) and np.array_equal(u.p, before)  # the person's own p is untouched
     # s_ui = u . h_i + b_i: the design formula with p replaced by u
     assert np.allclose(scorer.scores(steered), scorer.item_vectors(u, np.arange(len(catalog))) @ expected
@@ -229,7 +236,7 @@ def test_the_latest_likes_steer_the_user_vector_and_only_the_latest_count():
     assert np.allclose(scorer.steer(u, recent[2:]).p, steered.p)
     # The items nearest the latest likes climb: their mean rank among 200 goes from the middle to the top.
     plain = Scorer(catalog, GlobalAdapter.identity(16, rank=2))
-    near = np.argsort(-(catalog.X @ catalog.X[recent[-RECENT_ITEMS:]].mean(axis=0)))[3:13]
+    near = np.argsort(-(catalog.X @ (weights @ catalog.X[recent[-RECENT_ITEMS:]])))[4:14]
     rank = lambda s: np.argsort(np.argsort(-s))[near].mean()  # noqa: E731
     assert rank(plain.scores(plain.steer(u, recent))) < 20 < 60 < rank(plain.scores(u))
 

@@ -42,7 +42,7 @@ import numpy as np
 from agent.core.evaluation.baselines import QUICK_BPR, BPRConfig, popularity_scores, train_bpr
 from agent.core.evaluation.metrics import Evaluation, Metrics, evaluate, evaluate_split
 from agent.core.ranker.adapters import PersonalAdapter
-from agent.core.ranker.model import RECENT_ITEMS, RECENT_WEIGHT
+from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.core.sync.accounting import privacy_spent
 from agent.evaluation.setting import CONTEXTS, Log, Setting, fit_personal, local_deltas, prepare
 
@@ -296,6 +296,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
                          "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
                          "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds,
-                         "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT},
+                         "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT,
+                         "recent_decay": RECENT_DECAY},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}

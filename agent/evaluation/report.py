@@ -144,7 +144,9 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         f"delta {s['target_delta']:g}; every user joins every round, no sampling amplification claimed). After the "
         f"rounds each person fine-tunes their personal adapter ({s['finetune_epochs']} epochs, on-device, no noise). "
         "ownrec's rows score as the product does: the person's latest likes steer their user vector (u = p + "
-        f"{s.get('recent_weight', 2.0):g} x the mean of the {s.get('recent_items', 3)} latest liked items' vectors, computed on the "
+        f"{s.get('recent_weight', 2.0):g} x the mean of the {s.get('recent_items', 3)} latest liked items' vectors"
+        + (f", weighted by recency: the newest 1, each older one {s['recent_decay']:g} times the next"
+           if s.get("recent_decay", 1.0) != 1.0 else "") + "; computed on the "
         "device; nothing is trained or shared for it), and at each held-out item the latest likes are the "
         "interactions made before it: for the test item, the validation item too, which no model trains on. "
         "Reported: the test figures of the checkpoint with the best validation HR@10.", "",
