@@ -374,9 +374,8 @@ def audit_markdown(results: dict[str, Any], plot: str | None) -> str:
              "for a cohort of everyone: what masking hides), and the *server* view: the unmasked sums of cohorts of "
              f"{s['cohort_size']} run through the real coordinator, the smallest cohort it allows (new cohorts and new "
              "noise for each split). Noise as in "
-             f"`ownrec eval` ({s['rounds']} rounds). The simulated clients draw the same standard-normal noise at "
-             "every epsilon, scaled by its multiplier (common random numbers): where the noise dominates a sum, the "
-             "attacker sees the same picture at each epsilon, and the rows agree.", "",
+             f"`ownrec eval` ({s['rounds']} rounds); each epsilon's views draw their own noise, so the rows are "
+             "separate experiments.", "",
              "| view | epsilon | " + " | ".join(attributes) + " | traits: mean AUC | traits: max AUC |",
              "|---|---|" + "---|" * (len(attributes) + 2)]
     for view in results["views"]:
