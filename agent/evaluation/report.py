@@ -406,8 +406,15 @@ def audit_findings(results: dict[str, Any]) -> list[str]:
     plain = next((v for v in results["views"] if v["view"].startswith("server") and v["epsilon"] is None), None)
     if plain:
         worst = max(plain["results"].items(), key=lambda kv: kv[1]["auc"])
-        out.append(f"- Secure aggregation alone (sums of {results['settings']['cohort_size']}, no noise) leaves a "
-                   f"little: the highest AUC is {worst[1]['auc']:.3f} ({worst[0]}).")
+        line = (f"- Secure aggregation alone (sums of {results['settings']['cohort_size']}, no noise) leaves a "
+                f"little: the highest AUC is {worst[1]['auc']:.3f} ({worst[0]}).")
+        null = plain.get("chance_of_highest")
+        if null:
+            line += (f" Chance alone gives a highest of median {null['median']:.3f} (95th percentile {null['p95']:.3f}; "
+                     f"{null['p_value']:.3f} of the shuffles reach it): the attack does see through the sums when "
+                     "nothing noises them." if null["p_value"] < 0.05 else
+                     f" Chance alone gives a highest of median {null['median']:.3f}: within chance.")
+        out.append(line)
     for view in results["views"]:
         if view["view"].startswith("upload") and view["epsilon"] is not None:
             mean = _mean_trait_auc(view)
