@@ -629,10 +629,10 @@ def eval_rerank(users: int, seed: int, threads: int, lora_steps: int, lora_users
 @_fail_cleanly
 def audit(quick: bool, users: int | None, cohort_size: int, seed: int, as_json: bool, output: Path) -> None:
     """Can what leaves a device reveal who the person is? An attribute-inference attack (a linear
-    classifier trained on half of the MovieLens users and tested on the other half, then the halves swap;
-    the mean AUC) against gender, age and every inferred trait, on three views: the raw local delta, the clipped and noised upload, and the
-    cohort sums the coordinator actually sees, without noise and at epsilon 1, 4 and 8, over 5 random
-    splits. Writes EVALUATION.md's audit section and an attack-AUC plot. The full run takes about 15
+    classifier trained on half of the MovieLens users and tested on the other half, then the halves
+    swap; the mean AUC) against gender, age and every inferred trait, on three views: the raw local
+    delta, the clipped and noised upload, and the cohort sums the coordinator actually sees, without
+    noise and at epsilon 1, 4 and 8, over 5 random splits. Writes EVALUATION.md's audit section and an attack-AUC plot. The full run takes about 15
     minutes on 2 cores."""
     from dataclasses import replace
 

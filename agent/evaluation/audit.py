@@ -7,9 +7,8 @@ cross-fitting); this is repeated over `repeats` random splits, and the AUC is th
 (0.5 is chance). Why repeat: the server's view has one point per cohort, so a single split's AUC swings
 widely by chance, and the highest of 12 targets' AUCs with it; the mean over splits estimates the same
 attack's expected AUC with less of that swing, and the chance level reported beside it shrinks too.
-Attack targets: the real MovieLens attributes
-(female; age at or above the median) and each of the person's inferred trait values (at or above the
-trait's median). Views, in the order the data travels:
+Attack targets: the real MovieLens attributes (female; age at or above the median) and each of the
+person's inferred trait values (at or above the trait's median). Views, in the order the data travels:
 
 - raw delta: Delta phi_g as local training produces it (it never leaves the device);
 - upload: the same clipped to C and noised with the per-client share of the distributed noise, as
