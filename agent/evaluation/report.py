@@ -406,15 +406,9 @@ def audit_findings(results: dict[str, Any]) -> list[str]:
     plain = next((v for v in results["views"] if v["view"].startswith("server") and v["epsilon"] is None), None)
     if plain:
         worst = max(plain["results"].items(), key=lambda kv: kv[1]["auc"])
-        line = (f"- Secure aggregation alone (sums of {results['settings']['cohort_size']}, no noise) leaves a "
-                f"little: the highest AUC is {worst[1]['auc']:.3f} ({worst[0]}).")
-        null = plain.get("chance_of_highest")
-        if null:
-            line += (f" Chance alone gives a highest of median {null['median']:.3f} (95th percentile {null['p95']:.3f}; "
-                     f"{null['p_value']:.3f} of the shuffles reach it): the attack does see through the sums when "
-                     "nothing noises them." if null["p_value"] < 0.05 else
-                     f" Chance alone gives a highest of median {null['median']:.3f}: within chance.")
-        out.append(line)
+        out.append(f"- Secure aggregation alone (sums of {results['settings']['cohort_size']}, no noise) leaves a "
+                   f"little: the highest AUC is {worst[1]['auc']:.3f} ({worst[0]})."
+                   + _against_chance(plain, worst[1]["auc"]))
     for view in results["views"]:
         if view["view"].startswith("upload") and view["epsilon"] is not None:
             mean = _mean_trait_auc(view)
@@ -426,17 +420,21 @@ def audit_findings(results: dict[str, Any]) -> list[str]:
         if view["view"].startswith("server") and view["epsilon"] is not None:
             worst = max(view["results"].items(), key=lambda kv: kv[1]["auc"])
             verdict = "within" if worst[1]["auc"] <= 0.55 else "**above**"
-            line = (f"- Server view at epsilon {view['epsilon']:g}: the highest AUC over all targets is "
-                    f"{worst[1]['auc']:.3f} ({worst[0]}), {verdict} the 0.55 target.")
-            null = view.get("chance_of_highest")
-            if null:
-                line += (f" By chance alone (labels shuffled across users, {null['permutations']} times) the highest "
-                         f"of the {len(view['results'])} AUCs has median {null['median']:.3f} and 95th percentile "
-                         f"{null['p95']:.3f}; {null['p_value']:.2f} of the shuffles reach {worst[1]['auc']:.3f}"
-                         + (", so this is within chance." if null["p_value"] >= 0.05 else
-                            ", so this is **more than chance**."))
-            out.append(line)
+            out.append(f"- Server view at epsilon {view['epsilon']:g}: the highest AUC over all targets is "
+                       f"{worst[1]['auc']:.3f} ({worst[0]}), {verdict} the 0.55 target."
+                       + _against_chance(view, worst[1]["auc"]))
     return out
+
+
+def _against_chance(view: dict[str, Any], observed: float) -> str:
+    """The view's highest AUC against the same attack on shuffled labels (empty if it was not measured)."""
+    null = view.get("chance_of_highest")
+    if not null:
+        return ""
+    return (f" By chance alone (labels shuffled across users, {null['permutations']} times) the highest of the "
+            f"{len(view['results'])} AUCs has median {null['median']:.3f} and 95th percentile {null['p95']:.3f}; "
+            f"the share of shuffles reaching {observed:.3f} (the observed counted as one) is {null['p_value']:.3f}"
+            + (", so this is within chance." if null["p_value"] >= 0.05 else ", so this is **more than chance**."))
 
 
 def _write(output: Path, begin: str, end: str, markdown, plotter, plot_name: str, results: dict[str, Any],
