@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.core.experiments import forked_pool
+from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.core.sync.accounting import privacy_spent
 from agent.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
 from agent.evaluation.federated import (ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, LARGER_FEDERATION_ITEM_RATE,
@@ -143,7 +144,8 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     assert set(fed["test_by_context"]) == {"training", "none"}
     assert len({fed["hr10_sampled"], fed["test_by_context"]["training"]["hr10_sampled"],
                 fed["test_by_context"]["none"]["hr10_sampled"]}) == 3
-    assert report["settings"]["recent_items"] == 3 and report["settings"]["recent_weight"] == 2.0
+    assert (report["settings"]["recent_items"], report["settings"]["recent_weight"],
+            report["settings"]["recent_decay"]) == (RECENT_ITEMS, RECENT_WEIGHT, RECENT_DECAY)
     text = output.read_text()
     assert "<!-- eval:begin -->" in text and "measured outside ownrec" in text
     assert "| model | latest likes (as above) | training items only | none |" in text
