@@ -266,7 +266,7 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
             views.append({"view": "upload (clipped + noised)", "epsilon": eps, "noise_multiplier": z,
                           "noise_std": noise.std_per_client,
                           "results": results_of([user_split(uploads, halves) for halves in partitions])})
-            splits, placed_count = [], 0
+            splits = []
             for repeat, halves in enumerate(partitions):  # new cohorts, and new noise, for every split
                 placed, sums = cohort_sums(setting, clipped, list(halves), z, settings.cohort_size,
                                            Path(folder) / f"coordinator-{k}-{repeat}",
@@ -274,12 +274,11 @@ def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setti
                 row = {int(u): r for r, u in enumerate(placed)}
                 kept = tuple(np.array([u for u in half if int(u) in row]) for half in halves)
                 splits.append(Split(tuple(sums[[row[int(u)] for u in half]] for half in kept), kept))
-                placed_count = len(placed)
             results = results_of(splits)
             observed = max(r["auc"] for r in results.values())
             views.append({"view": f"server (sums of {settings.cohort_size})", "epsilon": eps, "noise_multiplier": z,
                           "noise_std": DistributedNoise(CLIP_NORM, z, cohort_plan.min_survivors).std_per_client,
-                          "users_placed": int(placed_count), "results": results,
+                          "users_placed": sum(len(half) for half in splits[0].users), "results": results,
                           "chance_of_highest": chance_of_highest(splits, matrix, observed, settings.permutations,
                                                                  settings.seed)})
     return {"settings": {"users": setting.size, "epsilons": list(settings.epsilons), "rounds": settings.rounds,
