@@ -22,7 +22,7 @@ from agent.core.encoder import EncoderUnavailable
 from agent.core.importers import ImportFailed
 from agent.core.llm.model import LLMUnavailable
 from agent.core.ranker import AdapterError
-from agent.core.service import Agent, FeedbackError
+from agent.core.api import Agent, FeedbackError
 from agent.core.store import StoreError
 from agent.core.traits import TraitError
 
@@ -319,7 +319,7 @@ def traits_portrait() -> None:
 @_fail_cleanly
 def traits_validate(quick: bool, as_json: bool, output: Path) -> None:
     """Check that the traits measure what they claim, on MovieLens-100K; write EVALUATION.md."""
-    from agent.core.traits.validate import run_validation, write_report
+    from agent.lab.validation.traits import run_validation, write_report
 
     results = run_validation(quick=quick, log=lambda m: click.echo(m, err=True))
     markdown = write_report(results, output)
@@ -458,7 +458,7 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
     measured in the same run (`ownrec bench sync`: federated sync alone)."""
     if ctx.invoked_subcommand is not None:
         return
-    from agent.benchmarks import run_suite, suite_markdown, write_suite_report
+    from agent.lab.bench.runner import run_suite, suite_markdown, write_suite_report
 
     results = run_suite(quick=quick, log=lambda m: click.echo(m, err=True), sync_clients=sync_clients)
     write_suite_report(output, results)
@@ -496,8 +496,8 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
     figures are replaced and the whole report rendered again; in any other file only the section
     between the sync markers is. The 1,000-client round takes minutes on two cores.
     """
-    from agent.benchmarks import write_sync_report
-    from agent.server.bench import SyncBenchFailed, run_sync_bench, sync_markdown
+    from agent.lab.bench.runner import write_sync_report
+    from agent.lab.bench.coordinator import SyncBenchFailed, run_sync_bench, sync_markdown
 
     try:
         results = run_sync_bench(clients, log=lambda m: click.echo(m, err=True), workers=workers)
@@ -548,9 +548,9 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
         return
     from dataclasses import replace
 
-    from agent.core.experiments import single_blas_thread
-    from agent.evaluation.federated import QUICK, EvalSettings, run_evaluation
-    from agent.evaluation.report import write_eval_report
+    from agent.lab.people import single_blas_thread
+    from agent.lab.evaluation.federated import QUICK, EvalSettings, run_evaluation
+    from agent.lab.evaluation.report import write_eval_report
 
     settings = replace(QUICK if quick else EvalSettings(), seed=seed)
     if users is not None:
@@ -598,12 +598,12 @@ def eval_rerank(users: int, seed: int, threads: int, lora_steps: int, lora_users
     validation items only. The answer sets whether `llm.rerank` should be on."""
     import tempfile
 
-    from agent.core.llm import rerank_eval
+    from agent.lab.evaluation import rerank as rerank_eval
 
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-lora-") as folder:
         hook = None
         if lora_steps:
-            from agent.core.lora.evaluation import per_user_lora
+            from agent.lab.evaluation.lora import per_user_lora
 
             hook = per_user_lora(lora_steps, Path(folder), threads=threads, seed=seed)
         results = rerank_eval.run_rerank_evaluation(users=users, seed=seed, log=lambda m: click.echo(m, err=True),
@@ -636,9 +636,9 @@ def audit(quick: bool, users: int | None, cohort_size: int, seed: int, as_json: 
     minutes on 2 cores."""
     from dataclasses import replace
 
-    from agent.core.experiments import single_blas_thread
-    from agent.evaluation.audit import QUICK_AUDIT, AuditSettings, run_audit
-    from agent.evaluation.report import write_audit_report
+    from agent.lab.people import single_blas_thread
+    from agent.lab.evaluation.audit import QUICK_AUDIT, AuditSettings, run_audit
+    from agent.lab.evaluation.report import write_audit_report
 
     settings = replace(QUICK_AUDIT if quick else AuditSettings(), seed=seed, cohort_size=cohort_size)
     if users is not None:
@@ -985,7 +985,7 @@ def _sync_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from agent.core.sync.errors import SyncError
+        from agent.federation.errors import SyncError
 
         try:
             return fn(*args, **kwargs)

@@ -63,7 +63,7 @@ def demo_database(tmp_path_factory, encoder) -> Path:
     """A database with the MovieLens-100K demo catalog imported and encoded, built once; tests
     copy it (see `helpers.agent_from_template`) instead of re-encoding 1,682 items each."""
     from agent.core.config import Config
-    from agent.core.service import Agent
+    from agent.core.api import Agent
     from agent.core.store import Store
 
     folder = tmp_path_factory.mktemp("demo-db")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent.core import paths
 from agent.core.config import Config
-from agent.core.service import Agent
+from agent.core.api import Agent
 from agent.core.store import Store
 
 

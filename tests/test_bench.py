@@ -65,7 +65,7 @@ def test_bench_quick_runs_the_whole_suite_and_rewrites_the_report(prepared_model
 
 
 def test_the_suite_runs_sync_with_100_and_1000_clients_and_quick_with_100(monkeypatch):
-    import agent.benchmarks as suite
+    import agent.lab.bench.runner as suite
 
     asked = []
     monkeypatch.setattr(suite, "run_benchmarks", lambda quick, log: {"quick": quick})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.benchmarks import suite_results_in, write_suite_report, write_sync_report
-from agent.server.bench import (SECTION_BEGIN, SECTION_END, SyncBenchFailed, TARGET_OVERHEAD_BYTES,
+from agent.lab.bench.runner import suite_results_in, write_suite_report, write_sync_report
+from agent.lab.bench.coordinator import (SECTION_BEGIN, SECTION_END, SyncBenchFailed, TARGET_OVERHEAD_BYTES,
                                 replace_sync_section, sync_summary_rows, work_grows_with_log_n, write_sync_section)
 
 PARAMETERS = 384 * 16 + 1682 * (1 + 32)  # the default layout: B_g (384 x 16) + per MovieLens-100K film a bias and a 32-d residual

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.core.experiments import forked_pool
+from agent.lab.people import forked_pool
 from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
-from agent.core.sync.accounting import privacy_spent
-from agent.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
-from agent.evaluation.federated import (ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, LARGER_FEDERATION_ITEM_RATE,
+from agent.federation.accounting import privacy_spent
+from agent.lab.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
+from agent.lab.evaluation.federated import (ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, LARGER_FEDERATION_ITEM_RATE,
                                         NO_DP_SAME_RATE, larger_federation_name, noise_for_epsilon)
 
 ROW_KEYS = {"name", "hr10_sampled", "ndcg10_sampled", "hr10_full", "ndcg10_full"}
@@ -156,8 +156,8 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
 
 
 def test_the_latest_likes_at_a_held_out_item_are_what_came_before_it():
-    from agent.core.evaluation.movielens import leave_one_out, load_movielens
-    from agent.evaluation.setting import Setting
+    from agent.lab.protocol.movielens import leave_one_out, load_movielens
+    from agent.lab.evaluation.setting import Setting
 
     protocol = leave_one_out(load_movielens())
     setting = Setting(None, protocol, np.array([0, 5]), None, None, [], None)

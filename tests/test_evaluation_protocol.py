@@ -1,4 +1,4 @@
-"""The evaluation foundation (agent.core.evaluation): the PFedRec leave-one-out split, HR@10 /
+"""The evaluation foundation (agent.lab.protocol): the PFedRec leave-one-out split, HR@10 /
 NDCG@10 with ties counted against the held-out item, and the popularity and BPR-MF baselines on
 the real MovieLens-100K (quick settings)."""
 
@@ -11,8 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from agent.core.evaluation import baselines, metrics
-from agent.core.evaluation.movielens import Item, MovieLens, User, leave_one_out, load_movielens
+from agent.lab.protocol import baselines, metrics
+from agent.lab.protocol.movielens import Item, MovieLens, User, leave_one_out, load_movielens
 
 ITEMS = 120
 

@@ -189,7 +189,7 @@ def test_llama_cpp_not_importable_names_the_fix(monkeypatch):
 
 
 def test_importing_the_app_does_not_load_llama_cpp():
-    code = "import sys, agent.cli, agent.core.service, agent.core.llm; assert 'llama_cpp' not in sys.modules"
+    code = "import sys, agent.cli, agent.core.api, agent.core.llm; assert 'llama_cpp' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=env)
 
@@ -343,7 +343,7 @@ def test_model_fields_are_used_only_when_they_validate():
 
 
 def test_filters_keep_ranker_order_and_relax_when_too_few_match():
-    from agent.core.service import Recommendation
+    from agent.core.api import Recommendation
 
     items = [_item(10 + i, f"Film {i}", 1990 + i, genres=[g]) for i, g in enumerate(
         ["Drama", "Comedy", "Horror", "Comedy", "Drama", "Horror"])]
@@ -438,7 +438,7 @@ def test_ask_json_and_chats_commands(demo_agent, monkeypatch):
 
 
 def test_an_empty_catalog_gets_a_plain_answer_without_generation(encoder, llm, ownrec_home):
-    from agent.core.service import Agent
+    from agent.core.api import Agent
 
     agent = Agent(Store.open(), Config(), encoder)
     agent._llm = llm

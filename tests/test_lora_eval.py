@@ -1,15 +1,15 @@
 """The reranking evaluation's "personal LoRA" row: a LoRA trained per user on that user's own
-training ratings (agent.core.lora.evaluation), loaded into the real llama.cpp model for that
+training ratings (agent.lab.evaluation.lora), loaded into the real llama.cpp model for that
 user's judgements only."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from agent.core.llm import rerank_eval
+from agent.lab.evaluation import rerank as rerank_eval
 from agent.core.llm.adapter import read_header
 from agent.core.llm.model import LLM
-from agent.core.lora.evaluation import per_user_lora
+from agent.lab.evaluation.lora import per_user_lora
 
 
 def test_the_rerank_evaluation_gets_a_row_with_each_users_own_lora(prepared_models_dir, llm_cache_dir, tmp_path):

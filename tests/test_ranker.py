@@ -18,7 +18,7 @@ from agent.core.ranker import (
     recent_likes,
 )
 from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
-from agent.core.service import Agent
+from agent.core.api import Agent
 from agent.core.store import Interaction, Store
 from helpers import agent_from_template
 

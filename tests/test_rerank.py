@@ -1,4 +1,4 @@
-"""LLM reranking (agent.core.llm.rerank) and its evaluation (agent.core.llm.rerank_eval), with the
+"""LLM reranking (agent.core.llm.rerank) and its evaluation (agent.lab.evaluation.rerank), with the
 real SmolLM2 GGUF run by llama-cpp-python. The model is loaded once for the module."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from agent.core.llm import LLM, judge, rerank, rerank_eval
+from agent.core.llm import LLM, judge, rerank
+from agent.lab.evaluation import rerank as rerank_eval
 from helpers import agent_from_template
 
 PROFILE = judge.Profile(

@@ -5,7 +5,7 @@ import pytest
 
 from agent.core.atomic import write_bytes_atomic
 from agent.core.config import Config
-from agent.core.service import Agent, FeedbackError
+from agent.core.api import Agent, FeedbackError
 from agent.core.store import NewItem, Store
 
 

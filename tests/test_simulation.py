@@ -4,11 +4,11 @@ average of the clipped, noised, quantized deltas, and only that."""
 import numpy as np
 import pytest
 
-from agent.core.sync.clipping import DistributedNoise, clip_to_norm
-from agent.core.sync.neighbourhood import plan_neighbourhood
-from agent.core.sync.parameters import SharedLayout
-from agent.core.sync.quantize import QuantizationPlan
-from agent.server.simulation import InProcessFederation
+from agent.federation.clipping import DistributedNoise, clip_to_norm
+from agent.federation.neighbourhood import plan_neighbourhood
+from agent.federation.layout import SharedLayout
+from agent.federation.quantize import QuantizationPlan
+from agent.lab.evaluation.simulation import InProcessFederation
 
 
 def federation(tmp_path, cohort: int, noise_multiplier: float, clip_norm: float = 1.0,

@@ -12,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.core.store import Store
-from agent.core.sync import envelope, masking, protocol
+from agent.federation import envelope, masking, protocol
 from agent.core.sync.client import CoordinatorLink, CoordinatorPin, CoordinatorRefused, RoundRunner
-from agent.core.sync.errors import EnvelopeTampered
-from agent.core.sync.keys import generate_keypair
-from agent.core.sync.quantize import encode_update
-from agent.core.sync.signing import (AUTH_HEADER, SignatureError, StaleRelease, device_id_of, encode_base64url,
+from agent.federation.errors import EnvelopeTampered
+from agent.federation.keys import generate_keypair
+from agent.federation.quantize import encode_update
+from agent.federation.signing import (AUTH_HEADER, SignatureError, StaleRelease, device_id_of, encode_base64url,
                                      public_bytes, request_payload, sign_request, verify_release)
 from agent.server.coordinator import RoundConfig
 from sync_harness import POLICY, make_catalog, make_clients, make_person, run_clients

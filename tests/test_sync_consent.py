@@ -15,9 +15,10 @@ from sync_harness import POLICY, make_catalog, make_clients, run_clients, start_
 from test_tui import catalog
 
 from agent.cli import cli
-from agent.core.service import Agent
+from agent.core.api import Agent
 from agent.core.sync import consent
 from agent.core.sync.client import POLL_SECONDS, latest_verified_release
+from agent.core.sync.parameters import unflatten
 from agent.core.sync.scheduler import LAST_START_STATE, SyncScheduler
 
 LIKES = ["test:sci-0", "test:sci-3", "test:mys-1"]
@@ -129,7 +130,7 @@ def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(ag
     release = latest_verified_release(agent.store.db, server.pin)
     assert release.version == 2
     loaded = agent.global_adapter()
-    expected = release.layout.unflatten(release.vector)
+    expected = unflatten(release.layout, release.vector)
     assert np.array_equal(loaded.B, expected.B) and np.array_equal(loaded.A, expected.A) and loaded.B.any()
     after_scorer = agent.scorer()
     assert after_scorer is not before_scorer and after_scorer.global_adapter is loaded
@@ -178,7 +179,7 @@ def test_a_tampered_stored_release_is_refused_and_logged(agent, server):
     loaded = agent.global_adapter()
     first = latest_verified_release(agent.store.db, server.pin)
     assert first.version == 1  # the refused row is skipped: the release before it is used
-    assert np.array_equal(loaded.B, first.layout.unflatten(first.vector).B)
+    assert np.array_equal(loaded.B, unflatten(first.layout, first.vector).B)
     refusals = [json.loads(e["payload"]) for e in agent.store.events() if e["kind"] == "global_adapter_refused"]
     assert refusals and refusals[0]["version"] == 2 and "not signed by the pinned" in refusals[0]["problem"]
 

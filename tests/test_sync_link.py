@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.core.sync.client import CoordinatorLink, CoordinatorPin
-from agent.core.sync.signing import (AUTH_HEADER, MalformedAuth, SignatureError, decode_base64url, device_id_of,
+from agent.federation.signing import (AUTH_HEADER, MalformedAuth, SignatureError, decode_base64url, device_id_of,
                                      encode_base64url, parse_request_auth, public_bytes, sign_request, verify_request)
 from agent.server.app import ensure_tls_certificate
 

@@ -8,11 +8,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dp_accounting import dp_event, pld, rdp
 from dp_accounting.pld.privacy_loss_mechanism import GaussianPrivacyLoss
 
-from agent.core.sync.accounting import composed_noise_multiplier, privacy_spent
-from agent.core.sync.errors import ConfigurationError
-from agent.core.sync.parameters import GlobalTrainingSettings, SharedLayout, train_global_delta
+from agent.federation.accounting import composed_noise_multiplier, privacy_spent
+from agent.federation.errors import ConfigurationError
+from agent.core.sync.parameters import GlobalTrainingSettings, flatten, train_global_delta, unflatten
+from agent.federation.layout import SharedLayout
 from agent.core.ranker.model import Scorer
-from agent.core.sync.signing import SignatureError, StaleRelease, sign_release, verify_release
+from agent.federation.signing import SignatureError, StaleRelease, sign_release, verify_release
 from sync_harness import DIM, VOCABULARY, make_catalog, make_person
 
 
@@ -33,14 +34,14 @@ def test_layout_round_trips_and_maps_the_vector_to_the_adapter():
     assert np.allclose(shared.projection @ shared.projection.T, np.eye(16), atol=1e-5)  # orthonormal rows
     assert np.allclose(shared.residual_basis @ shared.residual_basis.T, np.eye(RESIDUAL_RANK), atol=1e-5)
     vector = np.random.default_rng(1).normal(size=shared.size)
-    adapter = shared.unflatten(vector)
+    adapter = unflatten(shared, vector)
     assert adapter.B.shape == (DIM, 16) and adapter.item_bias["test:3"] == pytest.approx(vector[DIM * 16 + 3])
     residuals = DIM * 16 + VOCABULARY
     assert adapter.W_v.shape == (DIM, RESIDUAL_RANK)
     assert np.allclose(adapter.item_residual["test:3"], vector[residuals + 3 * RESIDUAL_RANK:][:RESIDUAL_RANK])
-    assert np.allclose(shared.flatten(adapter), vector, atol=1e-6)
+    assert np.allclose(flatten(shared, adapter), vector, atol=1e-6)
     with pytest.raises(ConfigurationError, match="values"):
-        shared.unflatten(vector[:-1])
+        unflatten(shared, vector[:-1])
 
 
 def test_version_1_layouts_without_residuals_are_still_read():
@@ -51,7 +52,7 @@ def test_version_1_layouts_without_residuals_are_still_read():
     again = SharedLayout.from_bytes(data)
     assert again.version == 1 and again.residual_rank == 0 and again.size == DIM * 16 + VOCABULARY
     assert again.digest() == old.digest()
-    adapter = again.unflatten(np.ones(again.size))
+    adapter = unflatten(again, np.ones(again.size))
     assert adapter.W_v is None and not adapter.item_residual
     with pytest.raises(ConfigurationError, match="no item residuals"):
         SharedLayout(old.projection, old.refs, residual_basis=layout().residual_basis, version=1)
@@ -70,7 +71,7 @@ def test_local_training_moves_only_the_shared_part_and_raises_the_margins():
     assert delta.shape == (shared.size,) and np.linalg.norm(delta) > 0
 
     def margin(vector: np.ndarray, win: int, lose: int) -> float:
-        adapter = shared.unflatten(vector)
+        adapter = unflatten(shared, vector)
         p = person.personal.p.astype(np.float64)
         score = [catalog.X[r] @ p + (catalog.X[r] @ adapter.A.T) @ (adapter.B.T @ p)
                  + adapter.item_bias.get(catalog.refs[r], 0.0)
@@ -84,7 +85,7 @@ def test_local_training_moves_only_the_shared_part_and_raises_the_margins():
     after = np.mean([margin(start + delta, w, d) for w in liked for d in disliked])
     assert after > before + 0.1
     # the residuals learn too, for the vocabulary's items only (the others are the device's own)
-    adapter = shared.unflatten(start + delta)
+    adapter = unflatten(shared, start + delta)
     labelled = {catalog.refs[catalog.row(i)] for i in person.labels}
     assert {ref for ref in labelled if ref.startswith("test:")} <= set(adapter.item_residual)
     assert any(ref.startswith("local:") for ref in labelled)

@@ -15,17 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.core.sync import envelope, masking, protocol
-from agent.core.sync.benchmark import client_round_costs
-from agent.core.sync.clipping import DistributedNoise, clip_to_norm, l2_norm, secure_generator
-from agent.core.sync.errors import (ConfigurationError, EnvelopeMisdirected, EnvelopeTampered, InconsistentShares,
+from agent.federation import envelope, masking, protocol
+from agent.lab.bench.sync_costs import client_round_costs
+from agent.federation.clipping import DistributedNoise, clip_to_norm, l2_norm, secure_generator
+from agent.federation.errors import (ConfigurationError, EnvelopeMisdirected, EnvelopeTampered, InconsistentShares,
                                     InvalidShare, MaskingError, NotEnoughShares, ProtocolError, QuantizationError,
                                     SyncError)
-from agent.core.sync.keys import generate_keypair, public_key_of
-from agent.core.sync.neighbourhood import NeighbourGraph, ThreatModel, plan_neighbourhood
-from agent.core.sync.quantize import (HALF_MODULUS, QuantizationPlan, centre, dequantize_sum, encode_update,
+from agent.federation.keys import generate_keypair, public_key_of
+from agent.federation.neighbourhood import NeighbourGraph, ThreatModel, plan_neighbourhood
+from agent.federation.quantize import (HALF_MODULUS, QuantizationPlan, centre, dequantize_sum, encode_update,
                                       quantize)
-from agent.core.sync.shamir import FIELD_PRIME, Share, reconstruct_secret, split_secret
+from agent.federation.shamir import FIELD_PRIME, Share, reconstruct_secret, split_secret
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from agent.core.sync.client import RoundAborted, RoundCancelled
-from agent.core.sync.clipping import DistributedNoise, clip_to_norm
-from agent.core.sync.neighbourhood import plan_neighbourhood
+from agent.federation.clipping import DistributedNoise, clip_to_norm
+from agent.federation.neighbourhood import plan_neighbourhood
 from agent.core.sync.parameters import train_global_delta
-from agent.core.sync.quantize import QuantizationPlan, centre
-from agent.core.sync.signing import verify_release
+from agent.federation.quantize import QuantizationPlan, centre
+from agent.federation.signing import verify_release
 from sync_harness import TRAINING, make_catalog, make_clients, run_clients, start_server
 
 POSTGRES_URL = os.environ.get("OWNREC_TEST_POSTGRES_URL")

@@ -285,7 +285,7 @@ def test_edits_persist_across_restarts(dark_fan, encoder):
     dark_fan.traits.pin("dark")
     dark_fan.close()
     from agent.core.config import Config
-    from agent.core.service import Agent
+    from agent.core.api import Agent
     from agent.core.store import Store
 
     reopened = Agent(Store.open(), Config(), encoder)

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.core.traits import validate
-from agent.core.traits.validate import BEGIN, END, correlation, run_validation, write_report
+from agent.lab.validation import traits as validate
+from agent.lab.validation.traits import BEGIN, END, correlation, run_validation, write_report
 
 
 @pytest.fixture(scope="module")

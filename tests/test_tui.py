@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, OptionList, SelectionList, Static
 
-from agent.core.service import Agent, FeedbackError
+from agent.core.api import Agent, FeedbackError
 from agent.core.store import NewItem
 from agent.tui.app import OwnrecApp
 from agent.tui.screens import DetailsScreen, FeedScreen, OnboardingScreen, SearchScreen, StartScreen

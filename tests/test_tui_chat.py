@@ -13,7 +13,7 @@ from textual.widgets import Input, Static
 
 import agent.core.llm as core_llm
 from agent.core.llm import LLM, Conversations, TitleIndex, ground
-from agent.core.service import Agent
+from agent.core.api import Agent
 from agent.tui.app import OwnrecApp
 from agent.tui.screens import ChatScreen, FeedScreen
 from agent.tui.screens.chat import LOADING

@@ -13,10 +13,10 @@ from test_tui import catalog
 from textual.widgets import DataTable, Static
 
 from agent.core.config import Config
-from agent.core.service import Agent
+from agent.core.api import Agent
 from agent.core.store import Store
 from agent.core.sync import consent
-from agent.core.sync.accounting import privacy_spent
+from agent.federation.accounting import privacy_spent
 from agent.server.app import ensure_tls_certificate
 from agent.tui.app import OwnrecApp
 from agent.tui.screens import ConfirmScreen, FeedScreen

@@ -9,7 +9,7 @@ from test_tui import catalog
 from textual.widgets import Input, Static
 
 from agent.core.config import Config
-from agent.core.service import Agent
+from agent.core.api import Agent
 from agent.core.store import Store
 from agent.core.traits import TraitError, TraitReading
 from agent.tui.app import OwnrecApp

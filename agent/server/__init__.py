@@ -3,7 +3,6 @@
     state        storage: SQLite by default, PostgreSQL for several workers
     coordinator  cohorts, the four secure-aggregation stages, recovery, accounting, signed releases
     app          the Starlette ASGI app, TLS certificate and keys on disk, `serve`
-    bench        one round with N simulated clients on loopback: time, CPU, memory, bytes
 
-Clients and server share only `agent.core.sync`; the core never imports this package.
+It imports the shared protocol (agent.federation), never the device's runtime (agent.core).
 """

@@ -1,8 +1,8 @@
 """The coordinator's HTTP interface: a Starlette ASGI app served by uvicorn over TLS.
 
 Endpoints (all under /v1; JSON unless noted; the stage uploads are the binary messages of
-`agent.core.sync.protocol`). Every request but the two public reads is signed by the device key
-(`agent.core.sync.signing`, one x-ownrec-auth header): the path names the round and the stage, the
+`agent.federation.protocol`). Every request but the two public reads is signed by the device key
+(`agent.federation.signing`, one x-ownrec-auth header): the path names the round and the stage, the
 signature covers the path and query exactly as received, and the body.
     GET  /v1/info                              public: signing key, latest version, privacy spent
     GET  /v1/releases/latest                   public: the latest signed release (binary)
@@ -42,9 +42,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.core.sync import protocol
-from agent.core.sync.neighbourhood import MAX_SPARSE_DEGREE
-from agent.core.sync.parameters import SharedLayout
+from agent.federation import protocol
+from agent.federation.neighbourhood import MAX_SPARSE_DEGREE
+from agent.federation.layout import SharedLayout
 from agent.server.coordinator import STATES, Coordinator, CoordinatorError, CoordinatorSettings
 from agent.server.state import open_storage
 

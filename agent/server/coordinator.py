@@ -26,16 +26,16 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.core.sync import protocol
-from agent.core.sync.accounting import privacy_spent
-from agent.core.sync.clipping import DistributedNoise
-from agent.core.sync.errors import ShamirError, SyncError
-from agent.core.sync.masking import recover_mask_secret, unmask_sum
-from agent.core.sync.neighbourhood import NeighbourGraph, NeighbourhoodPlan, ThreatModel, plan_neighbourhood
-from agent.core.sync.parameters import SharedLayout
-from agent.core.sync.quantize import QuantizationPlan, dequantize_sum
-from agent.core.sync.shamir import Share, reconstruct_secret
-from agent.core.sync.signing import (AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth,
+from agent.federation import protocol
+from agent.federation.accounting import privacy_spent
+from agent.federation.clipping import DistributedNoise
+from agent.federation.errors import ShamirError, SyncError
+from agent.federation.masking import recover_mask_secret, unmask_sum
+from agent.federation.neighbourhood import NeighbourGraph, NeighbourhoodPlan, ThreatModel, plan_neighbourhood
+from agent.federation.layout import SharedLayout
+from agent.federation.quantize import QuantizationPlan, dequantize_sum
+from agent.federation.shamir import Share, reconstruct_secret
+from agent.federation.signing import (AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth,
                                      sign_release, verify_release, verify_request)
 from agent.server.state import Storage, Transaction
 

@@ -1,1 +1,1 @@
-"""The terminal app (Textual). It sits on top of `agent.core.service.Agent` and talks only to it."""
+"""The terminal app (Textual). It sits on top of `agent.core.api.Agent` and talks only to it."""

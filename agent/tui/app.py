@@ -11,7 +11,7 @@ from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 
-from agent.core.service import Agent
+from agent.core.api import Agent
 from agent.core.sync.scheduler import SyncScheduler
 from agent.tui.screens import FeedScreen, OnboardingScreen, StartScreen
 

@@ -28,7 +28,7 @@ from agent.core.llm.grounding import Grounder, RemovedSpan, SentenceGate, TitleI
 from agent.core.llm.understand import Filters, Vocabulary, apply_filters, understand
 
 if TYPE_CHECKING:
-    from agent.core.service import Agent, Recommendation
+    from agent.core.api import Agent, Recommendation
 
 SYSTEM_PROMPT = (
     "You are ownrec, a recommender on the person's own computer. Recommend only titles from the numbered "

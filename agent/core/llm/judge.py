@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.core.service import Agent
+    from agent.core.api import Agent
 
 SYSTEM = "You predict whether a person will enjoy an item, from what they liked and disliked. Answer Yes or No."
 QUESTION = "For each item, write its name, then on the next line Yes if this person would enjoy it or No if not."

@@ -17,7 +17,7 @@ from agent.core.llm.chat import catalog_views
 from agent.core.llm.grounding import Grounder
 
 if TYPE_CHECKING:
-    from agent.core.service import Agent
+    from agent.core.api import Agent
 
 FACTS_SHOWN = 4
 MIN_CONFIDENCE = 0.15

@@ -28,11 +28,10 @@ weight mean the same for every person and every feed. Reranking only reorders.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,7 +39,7 @@ from agent.core.llm import judge
 
 if TYPE_CHECKING:
     from agent.core.llm.model import LLM
-    from agent.core.service import Agent, Recommendation
+    from agent.core.api import Agent, Recommendation
 
 MOVED_UP = "moved up by the language model"
 UNAVAILABLE_STATE = "rerank_unavailable"  # store state: the last problem logged, so it is logged once
@@ -217,42 +216,5 @@ def _log_unavailable(agent: "Agent", problem: str, fix: str) -> None:
             agent.store.log_event("rerank_skipped", {"problem": problem, "fix": fix})
 
 
-# -- speed ----------------------------------------------------------------------------------------
-
-
-def bench_rerank(llm: "LLM", repeats: int = 5, candidates: int = 20, uncached_repeats: int = 2) -> dict[str, Any]:
-    """Rerank latency for `candidates` MovieLens items and a typical profile: cold (empty
-    context: the prefix is evaluated too), warm (the prefix already in the context, as for a
-    person's next feed) and without prefix caching (every prompt from scratch). Seconds."""
-    from agent.core.importers.demo import dataset_file, parse_items
-
-    rows = [row.item for row in parse_items(dataset_file("item"))]
-    profile = judge.Profile(liked=tuple(r.metadata["display_title"] for r in rows[:judge.LIKED_SHOWN]),
-                            disliked=tuple(r.metadata["display_title"] for r in rows[100:100 + judge.DISLIKED_SHOWN]),
-                            traits=(("Dark", 0.7), ("Fast-paced", 0.6), ("Cerebral", 0.4)))
-    texts = [r.text for r in rows[200:200 + candidates]]
-    judge_scores(llm, profile, texts[:2], reuse_prefix=False)  # warm-up: page in the weights
-
-    def timed(run) -> float:
-        started = time.perf_counter()
-        run()
-        return time.perf_counter() - started
-
-    cold = [timed(lambda: judge_scores(llm, profile, texts, reuse_prefix=False)) for _ in range(repeats)]
-    warm_results = [judge_scores(llm, profile, texts) for _ in range(repeats)]
-    uncached = [timed(lambda: judge_scores_uncached(llm, profile, texts)) for _ in range(uncached_repeats)]
-    last = warm_results[-1]
-
-    def summary(samples: list[float]) -> dict[str, float]:
-        return {"median_s": round(statistics.median(samples), 3),
-                "p95_s": round(float(np.percentile(samples, 95)), 3), "n": len(samples)}
-
-    return {"candidates": candidates, "threads": llm.threads, "model": llm.name,
-            "prefix_tokens": last.prefix_tokens, "suffix_tokens_per_candidate": round(last.suffix_tokens / candidates, 1),
-            "cold": summary(cold), "warm": summary([r.seconds for r in warm_results]),
-            "warm_prefix_reused": all(r.prefix_reused for r in warm_results),
-            "uncached": summary(uncached), "target_s": 1.5}
-
-
-__all__ = ["JudgeScores", "FeedRerank", "answer_tokens", "bench_rerank", "blend", "judge_scores",
+__all__ = ["JudgeScores", "FeedRerank", "answer_tokens", "blend", "judge_scores",
            "judge_scores_uncached", "prepare_feed_rerank", "rerank_order", "zscores"]

@@ -25,7 +25,7 @@ import numpy as np
 from agent.core.llm import judge
 
 if TYPE_CHECKING:
-    from agent.core.service import Agent
+    from agent.core.api import Agent
 
 WEAK_WEIGHT = 0.5
 MAX_JUDGED = 200  # the latest judgements; older ones add time, not much taste

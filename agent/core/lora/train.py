@@ -31,7 +31,7 @@ from agent.core.lora.base import DEFAULT_ALPHA, DEFAULT_RANK, LoraBase, _torch, 
 from agent.core.lora.examples import ExampleSet, examples_from_agent
 
 if TYPE_CHECKING:
-    from agent.core.service import Agent
+    from agent.core.api import Agent
 
 Progress = Callable[[int, int, float], None]  # (step done, total steps, loss of that step)
 CHECKPOINT_FORMAT = 1

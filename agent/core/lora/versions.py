@@ -22,7 +22,7 @@ from agent.core.atomic import sha256_file, write_text_atomic
 from agent.core.llm.adapter import AdapterRefused, BaseModel, LoraWeights, read_header, write_adapter
 
 if TYPE_CHECKING:
-    from agent.core.service import Agent
+    from agent.core.api import Agent
 
 KIND = "llm-lora"
 ENABLED_KEY = "llm_lora.enabled"

@@ -34,14 +34,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Catalog
-from agent.core.sync import protocol
-from agent.core.sync.clipping import DistributedNoise
-from agent.core.sync.errors import PolicyViolation, SyncError
-from agent.core.sync.neighbourhood import NeighbourhoodPlan, ThreatModel, plan_neighbourhood
+from agent.federation import protocol
+from agent.federation.clipping import DistributedNoise
+from agent.federation.errors import PolicyViolation, SyncError
+from agent.federation.neighbourhood import NeighbourhoodPlan, ThreatModel, plan_neighbourhood
 from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delta
-from agent.core.sync.quantize import QuantizationPlan
-from agent.core.sync.stages import ClientRound
-from agent.core.sync.signing import Release, public_bytes, sign_request, verify_release
+from agent.federation.quantize import QuantizationPlan
+from agent.federation.stages import ClientRound
+from agent.federation.signing import Release, public_bytes, sign_request, verify_release
 
 POLL_SECONDS = 4.0  # each long poll returns within this, so a cancellation takes effect within it
 # httpx sends these by default; HTTP/1.1 keeps the connection alive without being asked, the coordinator
@@ -266,7 +266,7 @@ class RoundRunner:
 
     def client_epsilon(self, noise_multiplier: float, target_delta: float) -> float:
         """This client's own epsilon if this round is released: every released round it uploaded to, plus this one."""
-        from agent.core.sync.accounting import privacy_spent  # dp-accounting takes ~1.5 s to import: only for rounds
+        from agent.federation.accounting import privacy_spent  # dp-accounting takes ~1.5 s to import: only for rounds
 
         rows = self.ledger.execute("select noise_multiplier from sync_ledger where coordinator_key = ? "
                                    "and state = 'released'", [self.coordinator_key]).fetchall()
@@ -402,7 +402,7 @@ def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
 
 def run_round(agent: Any, pin: CoordinatorPin, *, policy: ClientPolicy | None = None,
               cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None) -> RoundOutcome:
-    """One round for the person behind `agent` (an `agent.core.service.Agent`). Setting `cancel` stops the
+    """One round for the person behind `agent` (an `agent.core.api.Agent`). Setting `cancel` stops the
     round at the next step (within POLL_SECONDS while waiting); the ledger records how far it got."""
     from agent.core import paths
     from agent.core.ranker.training import preference_labels

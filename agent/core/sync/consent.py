@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from agent.core import paths
 from agent.core.atomic import write_text_atomic
-from agent.core.sync.errors import SyncError
+from agent.federation.errors import SyncError
 
 if TYPE_CHECKING:  # the client (httpx) and the accountant (dp-accounting, ~1.5 s) load only when used
     from agent.core.sync.client import CoordinatorPin
@@ -174,7 +174,7 @@ class PrivacyTotal:
 
 
 def privacy_total(store: Any, coordinator_key: str) -> PrivacyTotal:
-    from agent.core.sync.accounting import privacy_spent
+    from agent.federation.accounting import privacy_spent
 
     rows = store.db.execute(
         "select state, noise_multiplier, target_delta, epsilon_server from sync_ledger where coordinator_key = ? "

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.core.sync import consent
-from agent.core.sync.errors import SyncError
+from agent.federation.errors import SyncError
 
 if TYPE_CHECKING:  # the client loads with the first round: the app's start does not wait for it
     from agent.core.sync.client import ClientPolicy

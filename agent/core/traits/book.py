@@ -21,7 +21,7 @@ from agent.core.traits.axes import NEUTRAL, TraitSpace
 from agent.core.traits.catalog import TraitDef, TraitProblem, load_traits
 
 if TYPE_CHECKING:
-    from agent.core.service import Agent
+    from agent.core.api import Agent
 
 EVIDENCE_SHOWN = 5
 TREND_POINTS = 30

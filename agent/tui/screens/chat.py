@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from agent.core.service import Recommendation
+from agent.core.api import Recommendation
 from agent.core.store import Item
 from agent.tui.common import PAST_TENSE, reported, title_with_year
 

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
-from agent.core.service import Recommendation
+from agent.core.api import Recommendation
 from agent.core.store import Item
 from agent.tui.common import reported
 from agent.tui.widgets import ItemCard

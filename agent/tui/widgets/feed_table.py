@@ -7,7 +7,7 @@ from textual import events
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from agent.core.service import Recommendation
+from agent.core.api import Recommendation
 from agent.tui.common import title_with_year
 
 EXPLORING_MARK = "◆"

@@ -1,0 +1,553 @@
+"""`Agent`: the one entry point the CLI and the TUI use. Plain data in, plain data out.
+
+It owns the store, the settings, the encoder (loaded on first need) and the ranker state, and
+keeps them consistent: items are encoded once per text, feedback updates the personal adapter
+at once and retrains it fully every `ranker.retrain_every` events, and each new adapter version
+is saved atomically before it is used. A lock serialises calls, so TUI workers may call it
+from threads.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.core import paths
+from agent.core.config import Config
+from agent.core.encoder import Encoder
+from agent.core.ranker import (
+    AdapterError,
+    Catalog,
+    GlobalAdapter,
+    PersonalAdapter,
+    Scorer,
+    TrainingSettings,
+    build_slate,
+    fit,
+    mmr,
+    load_personal,
+    online_update,
+    preference_labels,
+    recent_likes,
+    save_personal,
+)
+from agent.core.store import FEEDBACK_KINDS, Interaction, Item, Store, StoreError
+
+if TYPE_CHECKING:
+    from agent.core.llm import LLM, Answer
+    from agent.core.traits import Traits
+
+Progress = Callable[[int, int], None]
+
+# How long the user vector of a taste sentence is: sets how firmly the sentence steers the
+# feed before there is feedback (scores are dot products with unit-length item vectors).
+TASTE_PRIOR_NORM = 4.0
+ADAPTER_VERSIONS_KEPT = 10
+
+
+class FeedbackError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item: Item
+    score: float
+    reason: str
+    exploring: bool
+    because: Item | None
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    interaction: Interaction
+    update_ms: float
+    retrained: bool
+
+
+class Agent:
+    def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
+                 models_dir: Path | None = None, seed: int | None = None) -> None:
+        self.store = store
+        self.config = config
+        self._encoder = encoder
+        self._models_dir = models_dir
+        self._lock = threading.RLock()
+        self._catalog: Catalog | None = None
+        self._scorer: Scorer | None = None
+        self._personal: PersonalAdapter | None = None
+        self._global: GlobalAdapter | None = None
+        self._traits: Traits | None = None
+        self._llm: LLM | None = None  # the chat LLM, once loaded (see the `llm` property)
+        self._rng = np.random.default_rng(seed)  # negative sampling in online updates
+
+    @classmethod
+    def open(cls, encoder: Encoder | None = None) -> "Agent":
+        return cls(Store.open(), Config(), encoder)
+
+    def close(self) -> None:
+        with self._lock:
+            self.store.close()
+
+    # -- models ---------------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Encoder:
+        """The text encoder, loaded on first use (raises EncoderUnavailable with the fix)."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = Encoder.load(self._models_dir or paths.models_dir())
+            return self._encoder
+
+    def ensure_embeddings(self, progress: Progress | None = None) -> int:
+        """Encode every item whose current text has no cached embedding; return how many."""
+        with self._lock:
+            model_id = self.encoder.model_id
+            rows = self.store.db.execute(
+                "select distinct items.text_hash, items.text from items left join embeddings"
+                " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
+                " where embeddings.text_hash is null", [model_id]).fetchall()
+        if not rows:
+            return 0
+        batch = int(self.config.get("encoder.batch_size"))
+        chunk = max(batch * 8, 256)
+        done = 0
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            vectors = self.encoder.encode([text for _, text in part], batch_size=batch)
+            with self._lock:
+                self.store.put_embeddings(model_id, {digest: v for (digest, _), v in zip(part, vectors)})
+            done += len(part)
+            if progress:
+                progress(done, len(rows))
+        with self._lock:
+            self._catalog = self._scorer = None
+        return done
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Encode texts through the embedding cache (trait poles, taste sentences)."""
+        from agent.core.store import text_hash
+
+        with self._lock:
+            model_id = self.encoder.model_id
+            hashes = [text_hash(t) for t in texts]
+            cached = self.store.cached_embeddings(model_id, hashes)
+            missing = [t for t, h in zip(texts, hashes) if h not in cached]
+            if missing:
+                fresh = dict(zip([text_hash(t) for t in missing], self.encoder.encode(missing)))
+                self.store.put_embeddings(model_id, fresh)
+                cached.update(fresh)
+            return np.stack([cached[h] for h in hashes]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+
+    @property
+    def llm(self) -> "LLM":
+        """The chat LLM, loaded on first use from the llm.* settings (raises LLMUnavailable with
+        the fix). Nothing else needs it: ranking, feedback and traits work without it."""
+        from agent.core.llm import load_llm
+
+        with self._lock:
+            if self._llm is None:
+                llm = load_llm(self.config)
+                self._use_personal_lora(llm)  # nobody else holds this model yet
+                self._llm = llm
+            return self._llm
+
+    def apply_llm_adapter(self) -> None:
+        """Make a loaded LLM use the personal LoRA as its versions and switch now say (after a
+        training, `ownrec lora on|off|reset`); an unloaded one picks it up when it loads. The
+        swap waits for a generation in progress (LLM.lock), outside the agent's lock."""
+        with self._lock:
+            llm = self._llm
+        if llm is not None:
+            self._use_personal_lora(llm)
+
+    def _use_personal_lora(self, llm: "LLM") -> None:
+        """The active, intact personal LoRA for this base, or none: a refused adapter is logged
+        and the base model works on alone (agent.core.lora.versions)."""
+        from agent.core.llm.adapter import AdapterRefused
+        from agent.core.lora.versions import active_adapter
+
+        with self._lock:
+            active = active_adapter(self, llm.base_description())
+        if active is None:
+            llm.clear_adapter()
+            return
+        if llm.adapter is not None and llm.adapter.path == active.path:
+            return
+        try:
+            llm.set_adapter(active.path)
+        except AdapterRefused as error:
+            llm.clear_adapter()
+            with self._lock:
+                self.store.log_event("llm_lora_refused", {"version": active.version, "problem": str(error)})
+
+    def ask(self, text: str, conversation_id: int | None = None, size: int | None = None,
+            on_chunk: Callable[[str], None] | None = None) -> "Answer":
+        """Answer a request from the person's own ranking, in words (see agent.core.llm.chat)."""
+        from agent.core.llm import ask
+
+        return ask(self, text, conversation_id=conversation_id, size=size, on_chunk=on_chunk)
+
+    @property
+    def traits(self) -> "Traits":
+        """The person's inferred traits and their edits (see agent.core.traits)."""
+        from agent.core.traits import Traits
+
+        with self._lock:
+            if self._traits is None:
+                self._traits = Traits(self)
+            return self._traits
+
+    def catalog(self) -> Catalog:
+        with self._lock:
+            if self._catalog is None:
+                model_id = self.encoder.model_id
+                rows = self.store.db.execute(
+                    "select items.id, items.source, items.external_id, embeddings.vector from items"
+                    " join embeddings on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
+                    " order by items.id", [model_id]).fetchall()
+                dim = self.encoder.dim
+                if rows:
+                    X = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+                    self._catalog = Catalog(np.array([r[0] for r in rows], np.int64),
+                                            [f"{r[1]}:{r[2]}" for r in rows], X)
+                else:
+                    self._catalog = Catalog.empty(dim)
+            return self._catalog
+
+    def scorer(self) -> Scorer:
+        with self._lock:
+            if self._scorer is None:
+                self._scorer = Scorer(self.catalog(), self.global_adapter())
+            return self._scorer
+
+    def global_adapter(self) -> GlobalAdapter:
+        """phi_g: the newest release of the pinned coordinator that verifies (signature and version), once
+        sync has ever been on; else the identity with zero item biases. A stored release that fails the
+        check is refused and logged, and the one before it is used."""
+        with self._lock:
+            if self._global is None:
+                self._global = self._verified_global_adapter() or GlobalAdapter.identity(self.encoder.dim)
+            return self._global
+
+    def refresh_global_adapter(self) -> None:
+        """Load phi_g again (a sync round stored a new release): the scorer built on the old one goes too."""
+        with self._lock:
+            self._global = self._scorer = None
+
+    def _verified_global_adapter(self) -> GlobalAdapter | None:
+        from agent.core.sync import consent
+        from agent.core.sync.client import latest_verified_release
+        from agent.core.sync.parameters import unflatten
+        from agent.federation.errors import SyncError
+
+        if not consent.was_ever_enabled(self.store):
+            return None  # without consent, nothing the federation published is used (or exists here)
+        try:
+            pin = consent.stored_pin()
+        except consent.SyncSetupError as error:
+            self.store.log_event("global_adapter_refused", {"problem": str(error)})
+            return None
+        if pin is None:
+            return None
+
+        def refused(version: int, problem: str) -> None:
+            self.store.log_event("global_adapter_refused", {"version": version, "problem": problem})
+
+        release = latest_verified_release(self.store.db, pin, on_refused=refused)
+        if release is None:
+            return None
+        if release.layout.dim != self.encoder.dim:
+            refused(release.version, f"the release is for a {release.layout.dim}-d encoder, this one is "
+                                     f"{self.encoder.dim}-d")
+            return None
+        try:
+            return unflatten(release.layout, release.vector)
+        except SyncError as error:  # signed, yet not a usable adapter (NaN values): refuse it too
+            refused(release.version, str(error))
+            return None
+
+    def personal_adapter(self) -> PersonalAdapter:
+        with self._lock:
+            if self._personal is None:
+                self._personal = self._load_personal() or PersonalAdapter.fresh(
+                    self.encoder.dim, int(self.config.get("ranker.adapter_rank")), self.encoder.model_id)
+            return self._personal
+
+    def _load_personal(self) -> PersonalAdapter | None:
+        for version in self.store.adapter_versions("personal"):
+            try:
+                adapter = load_personal(paths.data_dir() / version["path"], version["sha256"])
+            except AdapterError as error:
+                # A torn or tampered file: fall back to the version before it, and say so.
+                self.store.log_event("adapter_rejected", {"version": version["version"], "error": str(error)})
+                continue
+            if adapter.dim == self.encoder.dim:
+                return adapter
+        return None
+
+    def _save_personal(self, adapter: PersonalAdapter, reason: str, meta: dict[str, Any] | None = None) -> int:
+        paths.adapters_dir()
+        relative = f"adapters/personal-{time.time_ns()}.npz"
+        sha256 = save_personal(adapter, paths.data_dir() / relative)
+        version = self.store.record_adapter("personal", relative, sha256, {"reason": reason, **(meta or {})})
+        self._personal = adapter
+        for old in self.store.adapter_versions("personal")[ADAPTER_VERSIONS_KEPT:]:
+            (paths.data_dir() / old["path"]).unlink(missing_ok=True)
+            self.store.db["adapters"].delete(old["id"])
+        return version
+
+    # -- onboarding ------------------------------------------------------------------------
+
+    def needs_onboarding(self) -> bool:
+        with self._lock:
+            return not self.store.get_state("onboarded", False)
+
+    def describe_taste(self, text: str) -> None:
+        """Seed the user vector from a sentence ("slow, thoughtful science fiction")."""
+        text = text.strip()
+        if not text:
+            raise FeedbackError("describe your taste in a few words")
+        with self._lock:
+            vector = self.encoder.encode([text])[0] * TASTE_PRIOR_NORM
+            adapter = self.personal_adapter().copy()
+            adapter.p = adapter.p - adapter.prior + vector  # swap the old prior for the new one
+            adapter.prior = vector.astype(np.float32)
+            self.store.set_state("taste_description", text)
+            self._save_personal(adapter, "taste description")
+
+    def finish_onboarding(self, liked: list[str] | None = None, description: str | None = None) -> None:
+        with self._lock:
+            if description:
+                self.describe_taste(description)
+            for ref in liked or []:
+                self.feedback(ref, "like", origin="onboarding")
+            self.store.set_state("onboarded", True)
+            self.store.log_event("onboarded", {"liked": len(liked or []), "described": bool(description)})
+
+    def onboarding_choices(self, count: int = 24) -> list[Item]:
+        """A spread of the catalog to pick favourites from: MMR over the raw item space."""
+        with self._lock:
+            catalog = self.catalog()
+            if len(catalog) == 0:
+                return []
+            rng = np.random.default_rng(7)
+            sample = rng.choice(len(catalog), size=min(len(catalog), 600), replace=False)
+            picks = mmr(np.zeros(len(sample)), catalog.X[sample], count, diversity=1.0)
+            return self.store.items([int(catalog.ids[sample[p]]) for p in picks])
+
+    # -- ranking ---------------------------------------------------------------------------
+
+    def recommend(self, size: int | None = None, query: str | None = None) -> list[Recommendation]:
+        """The person's feed (or, with a query, the ranker's answer to it). With `llm.rerank` on,
+        the language model then reorders the top of the feed (agent.core.llm.rerank): prepared
+        under the lock, run outside it. Without a usable model the ranker's order stands and the
+        event log says why."""
+        feed_rerank = None
+        with self._lock:
+            size = int(size or self.config.get("feed.size"))
+            scorer = self.scorer()
+            catalog = scorer.catalog
+            interactions = self.store.interactions()
+            rated = {e.item_id for e in interactions if e.kind != "open"}
+            # An item with the same text as a rated one is the same item to the ranker (catalogs
+            # repeat entries: MovieLens lists some films twice).
+            rated |= {row[0] for row in self.store.db.execute(
+                "select id from items where text_hash in (select items.text_hash from interactions"
+                " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
+            labels = preference_labels(interactions)
+            liked_rows = catalog.rows(sorted(i for i, v in labels.items() if v > 0))
+            query_vector = self.encoder.encode([query])[0] if query else None
+            personal = self._feed_adapter(scorer, interactions, labels)
+            entries = build_slate(
+                scorer, personal, size,
+                exclude_rows=catalog.rows(sorted(rated)), liked_rows=liked_rows,
+                diversity=float(self.config.get("feed.diversity")),
+                exploration=0.0 if query else float(self.config.get("feed.exploration")),
+                seed=len(interactions),
+                query=query_vector, query_weight=TASTE_PRIOR_NORM * 2 if query else 0.0,
+            )
+            wanted = [int(catalog.ids[e.row]) for e in entries]
+            wanted += [int(catalog.ids[e.because_row]) for e in entries if e.because_row is not None]
+            items = {item.id: item for item in self.store.items(dict.fromkeys(wanted))}
+            taste = self.store.get_state("taste_description")
+            result = []
+            for entry in entries:
+                item = items[int(catalog.ids[entry.row])]
+                because = items.get(int(catalog.ids[entry.because_row])) if entry.because_row is not None else None
+                result.append(Recommendation(item, entry.score, _reason(entry.exploring, because, query, taste),
+                                             entry.exploring, because))
+            # A query is the ranker's to answer: the judge's question ignores it.
+            if query is None and self.config.get("llm.rerank"):
+                from agent.core.llm.rerank import prepare_feed_rerank
+
+                feed_rerank = prepare_feed_rerank(self, result)
+        return result if feed_rerank is None else feed_rerank.run()
+
+    def _feed_adapter(self, scorer: Scorer, interactions: list[Interaction],
+                      labels: dict[int, float]) -> PersonalAdapter:
+        """The adapter the feed ranks with: steered by the latest likes (`Scorer.steer`), then with the
+        hidden traits made neutral, so that a hidden trait cannot come back through what was liked last."""
+        personal = scorer.steer(self.personal_adapter(), scorer.catalog.rows(recent_likes(interactions, labels)))
+        return self.traits.for_ranking(personal) if self.traits.has_hidden() else personal
+
+    def scores(self) -> np.ndarray:
+        """The ranker's score of every catalog row, as the feed scores them before the slate is built."""
+        with self._lock:
+            interactions = self.store.interactions()
+            scorer = self.scorer()
+            return scorer.scores(self._feed_adapter(scorer, interactions, preference_labels(interactions)))
+
+    def rated_count(self) -> int:
+        """How many items the person has judged (opening an item is not a judgement)."""
+        with self._lock:
+            return self.store.db.execute(
+                "select count(distinct item_id) from interactions where kind != 'open'").fetchone()[0]
+
+    # -- feedback --------------------------------------------------------------------------
+
+    def feedback(self, ref: str | int, kind: str, value: float | None = None, origin: str = "cli") -> FeedbackResult:
+        """Record one piece of feedback and update the personal adapter at once."""
+        if kind not in FEEDBACK_KINDS:
+            raise FeedbackError(f"unknown feedback {kind!r}; use one of {', '.join(FEEDBACK_KINDS)}")
+        if kind == "rating":
+            if value is None or not 0.5 <= float(value) <= 5:
+                raise FeedbackError("a rating is a number of stars from 0.5 to 5")
+            value = float(value)
+        elif value is not None:
+            raise FeedbackError(f"{kind!r} takes no value")
+        with self._lock:
+            item = self.store.resolve_item(ref)
+            self.scorer(), self.personal_adapter()  # loading is not part of the update's time
+            started = time.perf_counter()
+            interaction = self.store.add_interaction(item.id, kind, value, origin=origin)
+            labels = preference_labels(self.store.interactions())
+            adapter = self.personal_adapter()
+            if kind == "open":
+                # Looking at an item is too weak a signal to re-rank on at once; the next full
+                # retraining counts it.
+                return FeedbackResult(interaction, (time.perf_counter() - started) * 1000, False)
+            pinned = self.traits.has_pins()
+            held = self.traits.hold_directions(adapter) if pinned else None
+            if item.id in labels and self.scorer().catalog.row(item.id) is not None:
+                adapter = online_update(adapter, self.scorer(), labels, item.id, self._rng,
+                                        float(self.config.get("ranker.learning_rate")), fixed=held)
+            adapter.trained_on += 1
+            retrained = adapter.trained_on % int(self.config.get("ranker.retrain_every")) == 0
+            if retrained:
+                adapter, _ = fit(adapter, self.scorer(), labels, TrainingSettings(seed=adapter.trained_on), fixed=held)
+            if pinned:
+                adapter = self.traits.enforce_pins(adapter)
+            self._save_personal(adapter, "retrain" if retrained else "feedback", {"interaction": interaction.id})
+            elapsed = (time.perf_counter() - started) * 1000
+            if retrained:
+                self.traits.snapshot()
+            return FeedbackResult(interaction, elapsed, retrained)
+
+    def retrain(self) -> dict[str, Any]:
+        """Fully retrain the personal adapter from all feedback."""
+        with self._lock:
+            labels = preference_labels(self.store.interactions())
+            started = time.perf_counter()
+            adapter = self.personal_adapter()
+            pinned = self.traits.has_pins()
+            adapter, losses = fit(adapter, self.scorer(), labels, TrainingSettings(seed=len(labels)),
+                                  fixed=self.traits.hold_directions(adapter) if pinned else None)
+            if pinned:
+                adapter = self.traits.enforce_pins(adapter)
+            version = self._save_personal(adapter, "retrain")
+            self.traits.snapshot()
+            return {"version": version, "labels": len(labels), "epochs": len(losses),
+                    "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+                    "seconds": time.perf_counter() - started}
+
+    # -- content -----------------------------------------------------------------------------
+
+    def search(self, text: str, limit: int = 20) -> list[Item]:
+        with self._lock:
+            return self.store.search_items(text, limit)
+
+    def import_file(self, path: Path, format: str | None = None, progress: Progress | None = None):
+        from agent.core.importers import import_file
+
+        with self._lock:
+            report = import_file(self.store, Path(path), format)
+            self._catalog = self._scorer = None
+        self.ensure_embeddings(progress)
+        self._learn_from_import(report)
+        return report
+
+    def import_demo(self, progress: Progress | None = None):
+        from agent.core.importers import import_demo
+
+        with self._lock:
+            report = import_demo(self.store)
+            self._catalog = self._scorer = None
+        self.ensure_embeddings(progress)
+        return report
+
+    def _learn_from_import(self, report) -> None:
+        if getattr(report, "feedback_added", 0):
+            self.retrain()
+
+    # -- your data ----------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """All personal data: feedback, items, settings, adapter parameters, event log."""
+        with self._lock:
+            data = self.store.export()
+            data["config"] = {s.key: value for s, value, is_set in self.config.items() if is_set}
+            adapter = self._load_personal()
+            data["personal_adapter"] = None if adapter is None else {
+                "p": adapter.p.tolist(), "prior": adapter.prior.tolist(), "A": adapter.A.tolist(),
+                "B": adapter.B.tolist(), "model_id": adapter.model_id, "trained_on": adapter.trained_on,
+            }
+            data["traits"] = self.traits.export()
+            from agent.core.llm.conversations import Conversations
+
+            data["conversations"] = Conversations(self.store).export()
+            data["format"] = "ownrec-export-1"
+            return data
+
+    def forget_all(self) -> list[Path]:
+        """Delete every piece of personal data: the database, adapters, settings and sync keys. Only
+        ownrec's own files are removed, in case OWNREC_HOME points at a shared folder."""
+        with self._lock:
+            self.store.close()
+            home = paths.data_dir()
+            database = paths.database_path()
+            removed = []
+            for path in [database, Path(f"{database}-wal"), Path(f"{database}-shm"),
+                         paths.config_path(), home / "traits.toml", home / "adapters", home / "exports",
+                         home / "sync"]:  # sync: the coordinator pin and this device's signing key
+                if path.is_dir():
+                    shutil.rmtree(path)
+                    removed.append(path)
+                elif path.exists():
+                    path.unlink()
+                    removed.append(path)
+            if home.exists() and not any(home.iterdir()):
+                home.rmdir()
+            return removed
+
+
+def _reason(exploring: bool, because: Item | None, query: str | None, taste: str | None) -> str:
+    if exploring:
+        return "exploring: unlike what you have rated so far"
+    if query:
+        return f"matches “{query}”" + (f", and you liked {because.display_title}" if because else "")
+    if because is not None:
+        return f"because you liked {because.display_title}"
+    if taste:
+        return f"fits “{taste}”"
+    return "a starting point: rate it to teach ownrec"
+
+
+__all__ = ["Agent", "FeedbackError", "FeedbackResult", "Recommendation", "StoreError"]

@@ -1,0 +1,95 @@
+"""What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`, `ownrec eval`):
+simulated people in a throwaway data directory, BLAS on one thread, forked worker pools, and where the
+measured code came from. Never the person's own data: every run lives under `paths.temporary_home`."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.core import paths
+
+if TYPE_CHECKING:
+    from agent.core.api import Agent
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def person(home: Path, template: Path, encoder: Any, name: str, seed: int) -> Iterator["Agent"]:
+    """An Agent on a fresh copy of the template database, in its own folder under `home`
+    (OWNREC_HOME points there while the block runs; the folder is deleted after)."""
+    from agent.core.config import Config
+    from agent.core.api import Agent
+    from agent.core.store import Store
+
+    folder = home / "people" / name
+    folder.mkdir(parents=True)
+    previous = os.environ.get("OWNREC_HOME")
+    os.environ["OWNREC_HOME"] = str(folder)
+    agent = None
+    try:
+        shutil.copy(template, paths.database_path())
+        agent = Agent(Store.open(), Config(), encoder, seed=seed)
+        yield agent
+    finally:
+        if agent is not None:
+            agent.close()
+        if previous is None:
+            os.environ.pop("OWNREC_HOME", None)
+        else:
+            os.environ["OWNREC_HOME"] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """BLAS on one thread for this process, where threadpoolctl is installed (it is optional). The
+    products here are small: on a busy 2-core machine OpenBLAS's own threads spin against other
+    work (and llama.cpp's) and make training several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@contextmanager
+def forked_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes forked from this one: they inherit its memory (the encoded catalog, the data), so
+    only tasks and results are pickled. A forked child has only the forking thread; if its garbage
+    collector finalized an inherited object that owns threads (an onnxruntime session left over from
+    earlier work tears down its thread pool), the child would hang in that destructor for good, as it
+    once did in CI. So garbage is collected here first, and everything alive is frozen out of the
+    children's collections while the pool forks."""
+    gc.collect()
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
+
+
+def provenance() -> dict[str, Any]:
+    """The commit measured and whether the tree had uncommitted changes (None: not a git checkout)."""
+    info: dict[str, Any] = {"commit": None, "uncommitted_changes": None}
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True,
+                                        text=True, timeout=10, check=True).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPOSITORY, capture_output=True, text=True,
+                                timeout=10, check=True).stdout
+        info["uncommitted_changes"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
