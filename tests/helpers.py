@@ -11,10 +11,11 @@ from agent.core.api import Agent
 from agent.core.store import Store
 
 
-def agent_from_template(template: Path, encoder) -> Agent:
-    """An Agent on a copy of a prepared database, in this test's own OWNREC_HOME."""
+def agent_from_template(template: Path, encoder, llm=None) -> Agent:
+    """An Agent on a copy of a prepared database, in this test's own OWNREC_HOME (with `llm`, that model
+    instead of one loaded from the settings)."""
     shutil.copy(template, paths.database_path())
-    return Agent(Store.open(), Config(), encoder)
+    return Agent(Store.open(), Config(), encoder, llm=llm)
 
 
 async def open_from_feed(pilot, key: str, screen_type):

@@ -54,8 +54,7 @@ def llm(llm_cache_dir) -> LLM:
 @pytest.fixture
 def demo_agent(demo_database, encoder, llm, ownrec_home):
     ownrec_home.mkdir(parents=True, exist_ok=True)
-    agent = agent_from_template(demo_database, encoder)
-    agent._llm = llm  # share the module's model instead of loading one per test
+    agent = agent_from_template(demo_database, encoder, llm)  # the module's model, shared
     yield agent
     agent.close()
 
@@ -440,8 +439,7 @@ def test_ask_json_and_chats_commands(demo_agent, monkeypatch):
 def test_an_empty_catalog_gets_a_plain_answer_without_generation(encoder, llm, ownrec_home):
     from agent.core.api import Agent
 
-    agent = Agent(Store.open(), Config(), encoder)
-    agent._llm = llm
+    agent = Agent(Store.open(), Config(), encoder, llm=llm)
     answer = agent.ask("something funny")
     assert answer.items == [] and "ownrec import --demo" in answer.reply and "completion_tokens" not in answer.stats
     agent.close()

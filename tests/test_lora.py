@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.core import paths
+from agent.core.api import Agent
 from agent.core.llm import judge
 from agent.core.llm.adapter import (
     AdapterRefused,
@@ -276,7 +277,7 @@ def test_cancel_then_resume_ends_where_an_uninterrupted_run_ends(torch_base, tmp
 @pytest.fixture
 def demo_agent(demo_database, encoder, ownrec_home, llm):
     ownrec_home.mkdir(parents=True, exist_ok=True)
-    agent = agent_from_template(demo_database, encoder)
+    agent = agent_from_template(demo_database, encoder, llm)
     for item_id, kind in [(50, "like"), (181, "like"), (172, "like"), (98, "dislike")]:  # Star Wars... and Silence
         agent.store.add_interaction(item_id, kind)
     agent.store.add_interaction(1, "rating", 2.0)
@@ -311,7 +312,7 @@ def test_a_profile_without_an_item_is_the_profile_that_excludes_it(demo_agent):
 
 
 def test_a_background_job_publishes_a_version_the_agents_llm_uses(demo_agent, torch_base, llm):
-    demo_agent._llm = llm  # the module's model, as if the app had loaded it
+    assert demo_agent.llm is llm  # the module's model, loaded as the app would
     reports = []
     job = TrainingJob(demo_agent, TrainingSettings(steps=2, batch=2, threads=1), base=torch_base,
                       progress=lambda step, total, loss: reports.append((step, total))).start()
@@ -329,11 +330,9 @@ def test_a_background_job_publishes_a_version_the_agents_llm_uses(demo_agent, to
     assert llm.adapter.path == outcome.path
     # a damaged file is never handed to llama.cpp: a fresh agent's LLM runs without it
     outcome.path.write_bytes(outcome.path.read_bytes()[:-10] + b"0123456789")
-    demo_agent._llm = None
     llm.clear_adapter()
-    demo_agent._llm = llm
-    demo_agent.apply_llm_adapter()
-    assert llm.adapter is None
+    fresh = Agent.open(encoder=demo_agent.encoder, llm=llm)
+    assert fresh.llm is llm and llm.adapter is None
     assert any(e["kind"] == "llm_lora_skipped" and "sha256" in e["payload"] for e in demo_agent.store.events())
     torch_base.reset_lora(0)
 

@@ -37,8 +37,7 @@ def llm(llm_cache_dir) -> LLM:
 @pytest.fixture
 def demo_agent(demo_database, encoder, llm, ownrec_home):
     ownrec_home.mkdir(parents=True, exist_ok=True)
-    agent = agent_from_template(demo_database, encoder)
-    agent._llm = llm  # share the module's model
+    agent = agent_from_template(demo_database, encoder, llm)  # the module's model, shared
     yield agent
     agent.close()
 

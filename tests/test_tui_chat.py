@@ -81,7 +81,7 @@ async def test_a_request_shows_the_ranker_items_and_the_streamed_reply(chatty, l
     app = OwnrecApp(chatty)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_chat(pilot)
-        assert chatty._llm is None
+        assert not chatty.llm_loaded
         await send(pilot, screen, REQUEST)
         await pilot.pause()
         assert REQUEST in screen.transcript_text()

@@ -10,7 +10,6 @@ from threads.
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 
 from agent.core import paths
 from agent.core.config import Config
+from agent.core.paths import Home
 from agent.core.encoder import Encoder
 from agent.core.ranker import (
     AdapterError,
@@ -74,23 +74,33 @@ class FeedbackResult:
 
 class Agent:
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
-                 models_dir: Path | None = None, seed: int | None = None) -> None:
+                 models_dir: Path | None = None, seed: int | None = None, llm: "LLM | None" = None,
+                 home: Home | None = None) -> None:
         self.store = store
         self.config = config
+        # The person's data folder: where the database is, unless told otherwise.
+        self.home = home or (Home(store.path.parent) if store.path else Home.default())
         self._encoder = encoder
         self._models_dir = models_dir
-        self._lock = threading.RLock()
+        # One lock for the agent's caches and the store's one connection: the store's own.
+        self._lock = store.lock
         self._catalog: Catalog | None = None
         self._scorer: Scorer | None = None
         self._personal: PersonalAdapter | None = None
         self._global: GlobalAdapter | None = None
         self._traits: Traits | None = None
         self._llm: LLM | None = None  # the chat LLM, once loaded (see the `llm` property)
+        self._given_llm = llm  # a model the caller loaded, used instead of loading one from the settings
         self._rng = np.random.default_rng(seed)  # negative sampling in online updates
 
     @classmethod
-    def open(cls, encoder: Encoder | None = None) -> "Agent":
-        return cls(Store.open(), Config(), encoder)
+    def open(cls, encoder: Encoder | None = None, *, home: Path | Home | None = None, llm: "LLM | None" = None,
+             seed: int | None = None) -> "Agent":
+        """The agent of the person whose data folder is `home` (default: OWNREC_HOME, else the user data
+        directory)."""
+        home = home if isinstance(home, Home) else Home(Path(home)) if home is not None else Home.default()
+        home.folder()
+        return cls(Store.open(home.database), Config(home.config), encoder, seed=seed, llm=llm, home=home)
 
     def close(self) -> None:
         with self._lock:
@@ -154,10 +164,16 @@ class Agent:
 
         with self._lock:
             if self._llm is None:
-                llm = load_llm(self.config)
+                llm = self._given_llm or load_llm(self.config)
                 self._use_personal_lora(llm)  # nobody else holds this model yet
                 self._llm = llm
             return self._llm
+
+    @property
+    def llm_loaded(self) -> bool:
+        """Whether the chat LLM is in memory (the first request loads it)."""
+        with self._lock:
+            return self._llm is not None
 
     def apply_llm_adapter(self) -> None:
         """Make a loaded LLM use the personal LoRA as its versions and switch now say (after a
@@ -284,7 +300,7 @@ class Agent:
     def _load_personal(self) -> PersonalAdapter | None:
         for version in self.store.adapter_versions("personal"):
             try:
-                adapter = load_personal(paths.data_dir() / version["path"], version["sha256"])
+                adapter = load_personal(self.home.root / version["path"], version["sha256"])
             except AdapterError as error:
                 # A torn or tampered file: fall back to the version before it, and say so.
                 self.store.log_event("adapter_rejected", {"version": version["version"], "error": str(error)})
@@ -294,13 +310,13 @@ class Agent:
         return None
 
     def _save_personal(self, adapter: PersonalAdapter, reason: str, meta: dict[str, Any] | None = None) -> int:
-        paths.adapters_dir()
+        self.home.adapters()
         relative = f"adapters/personal-{time.time_ns()}.npz"
-        sha256 = save_personal(adapter, paths.data_dir() / relative)
+        sha256 = save_personal(adapter, self.home.root / relative)
         version = self.store.record_adapter("personal", relative, sha256, {"reason": reason, **(meta or {})})
         self._personal = adapter
         for old in self.store.adapter_versions("personal")[ADAPTER_VERSIONS_KEPT:]:
-            (paths.data_dir() / old["path"]).unlink(missing_ok=True)
+            (self.home.root / old["path"]).unlink(missing_ok=True)
             self.store.db["adapters"].delete(old["id"])
         return version
 
@@ -521,12 +537,9 @@ class Agent:
         ownrec's own files are removed, in case OWNREC_HOME points at a shared folder."""
         with self._lock:
             self.store.close()
-            home = paths.data_dir()
-            database = paths.database_path()
+            home = self.home.root
             removed = []
-            for path in [database, Path(f"{database}-wal"), Path(f"{database}-shm"),
-                         paths.config_path(), home / "traits.toml", home / "adapters", home / "exports",
-                         home / "sync"]:  # sync: the coordinator pin and this device's signing key
+            for path in self.home.owned():
                 if path.is_dir():
                     shutil.rmtree(path)
                     removed.append(path)

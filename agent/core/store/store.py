@@ -1,20 +1,24 @@
 """The local SQLite store: items, feedback, the embedding cache, adapter versions, an event log.
 
 Plain data crosses this boundary (dataclasses, dicts, numpy arrays); callers never see SQL.
-Every multi-row change runs in one transaction (`Database.atomic`).
+Every multi-row change runs in one transaction (`Database.atomic`). One connection is shared by the
+app's threads (the TUI's workers, the sync scheduler), so every method holds the store's lock
+(`Store.lock`, re-entrant), and so does `transaction()` for as long as its block runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import functools
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlite_utils
@@ -108,10 +112,23 @@ def _interaction(row: dict[str, Any]) -> Interaction:
     return Interaction(row["id"], row["item_id"], row["kind"], row["value"], row["at"], row["origin"])
 
 
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _locked(method: Method) -> Method:
+    @functools.wraps(method)
+    def run(self: "Store", *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 class Store:
     def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
         self.db = db
         self.path = path
+        self.lock = threading.RLock()
 
     @classmethod
     def open(cls, path: Path | None = None) -> "Store":
@@ -136,16 +153,19 @@ class Store:
         apply_migrations(db)
         return cls(db, None)
 
+    @_locked
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.db.atomic():
+        """One transaction, holding the store's lock until it commits or rolls back."""
+        with self.lock, self.db.atomic():
             yield
 
     # -- items ---------------------------------------------------------------------------
 
+    @_locked
     def upsert_items(self, items: Iterable[NewItem]) -> UpsertResult:
         """Add or update items keyed by (source, external_id), all in one transaction."""
         added = updated = unchanged = 0
@@ -179,12 +199,14 @@ class Store:
                     unchanged += 1
         return UpsertResult(added, updated, unchanged, ids)
 
+    @_locked
     def item(self, item_id: int) -> Item:
         row = self.db.execute("select * from items where id = ?", [item_id]).fetchone()
         if row is None:
             raise UnknownItem(f"no item with id {item_id}")
         return _item(dict(zip(self._columns("items"), row)))
 
+    @_locked
     def resolve_item(self, ref: str | int) -> Item:
         """Find an item by local id (`42`) or by `source:external_id`."""
         text = str(ref).strip()
@@ -201,6 +223,7 @@ class Store:
             "or source:external_id"
         )
 
+    @_locked
     def items(self, ids: Iterable[int] | None = None) -> list[Item]:
         if ids is None:
             return [_item(row) for row in self.db["items"].rows_where(order_by="id")]
@@ -213,9 +236,11 @@ class Store:
                 by_id[row["id"]] = _item(row)
         return [by_id[i] for i in wanted if i in by_id]
 
+    @_locked
     def item_count(self) -> int:
         return self.db["items"].count
 
+    @_locked
     def find_by_title(self, title: str, year: int | None = None) -> Item | None:
         """Match an item by title (case-insensitive) and, when given, its year."""
         rows = [
@@ -226,6 +251,7 @@ class Store:
             rows = [item for item in rows if item.year == year]
         return rows[0] if rows else None
 
+    @_locked
     def search_items(self, query: str, limit: int = 20) -> list[Item]:
         """Full-text search over titles and texts; falls back to a substring match."""
         words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
@@ -248,6 +274,7 @@ class Store:
 
     # -- feedback ------------------------------------------------------------------------
 
+    @_locked
     def add_interactions(self, rows: Iterable[tuple[int, str, float | None, float, str]]) -> int:
         """Record feedback rows (item_id, kind, value, at, origin) in one transaction."""
         count = 0
@@ -262,6 +289,7 @@ class Store:
                 count += 1
         return count
 
+    @_locked
     def add_interaction(self, item_id: int, kind: str, value: float | None = None,
                         at: float | None = None, origin: str = "cli") -> Interaction:
         self.item(item_id)  # a clear error for an unknown item, before the foreign key fires
@@ -269,12 +297,15 @@ class Store:
         row = self.db.execute("select * from interactions order by id desc limit 1").fetchone()
         return _interaction(dict(zip(self._columns("interactions"), row)))
 
+    @_locked
     def interactions(self) -> list[Interaction]:
         return [_interaction(row) for row in self.db["interactions"].rows_where(order_by="at, id")]
 
+    @_locked
     def interaction_count(self) -> int:
         return self.db["interactions"].count
 
+    @_locked
     def has_interaction(self, item_id: int, kind: str, at: float) -> bool:
         return bool(self.db.execute(
             "select 1 from interactions where item_id = ? and kind = ? and at = ?", [item_id, kind, at]
@@ -282,6 +313,7 @@ class Store:
 
     # -- embedding cache -----------------------------------------------------------------
 
+    @_locked
     def cached_embeddings(self, model_id: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         wanted = list(dict.fromkeys(hashes))
         found: dict[str, np.ndarray] = {}
@@ -295,6 +327,7 @@ class Store:
                 found[digest] = np.frombuffer(blob, dtype=np.float32)
         return found
 
+    @_locked
     def put_embeddings(self, model_id: str, vectors: dict[str, np.ndarray]) -> None:
         with self.db.atomic():
             self.db.conn.executemany(
@@ -304,6 +337,7 @@ class Store:
 
     # -- adapters, state, events ---------------------------------------------------------
 
+    @_locked
     def record_adapter(self, kind: str, path: str, sha256: str, meta: dict[str, Any]) -> int:
         """Register a new adapter version (its file is already written); returns the version."""
         with self.db.atomic():
@@ -315,17 +349,21 @@ class Store:
             )
         return version
 
+    @_locked
     def adapter_versions(self, kind: str) -> list[dict[str, Any]]:
         return list(self.db["adapters"].rows_where("kind = ?", [kind], order_by="version desc"))
 
+    @_locked
     def get_state(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("select value from state where key = ?", [key]).fetchone()
         return json.loads(row[0]) if row else default
 
+    @_locked
     def set_state(self, key: str, value: Any) -> None:
         with self.db.atomic():
             self.db.execute("insert or replace into state (key, value) values (?, ?)", [key, json.dumps(value)])
 
+    @_locked
     def log_event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
         with self.db.atomic():
             self.db.execute(
@@ -333,11 +371,13 @@ class Store:
                 [time.time(), kind, json.dumps(payload or {}, ensure_ascii=False)],
             )
 
+    @_locked
     def events(self, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.db["events"].rows_where(order_by="id desc", limit=limit))
 
     # -- export --------------------------------------------------------------------------
 
+    @_locked
     def export(self) -> dict[str, Any]:
         """Everything personal in the store, as plain JSON-able data."""
         return {
