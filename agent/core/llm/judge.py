@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agent.core.ranker.feedback import latest_judgements
+
 if TYPE_CHECKING:
     from agent.core.api import Agent
 
@@ -91,25 +93,17 @@ def answer(enjoyed: bool) -> str:
 
 
 def profile_of(agent: "Agent", exclude: set[int] | frozenset[int] = frozenset(), extra: int = 0) -> Profile:
-    """The person's profile from their own feedback: the latest likes (ratings >= 4 count as
-    likes, <= 2 as dislikes), skipping `exclude` (the item being judged must not describe itself).
+    """The person's profile from their own feedback: the latest likes and dislikes (`judgement`: ratings
+    count by their stars), skipping `exclude` (the item being judged must not describe itself).
     `extra` more entries per list let `Profile.without` drop one title and keep the usual length."""
     liked: list[str] = []
     disliked: list[str] = []
-    seen: set[int] = set()
-    items: dict[int, object] = {}
-    for event in sorted(agent.store.interactions(), key=lambda e: e.at, reverse=True):
-        if event.item_id in seen or event.item_id in exclude:
+    for item_id, positive in latest_judgements(agent.store.interactions()).items():
+        if positive is None or item_id in exclude:
             continue
-        positive = event.kind == "like" or (event.kind == "rating" and (event.value or 0) >= 4)
-        negative = event.kind == "dislike" or (event.kind == "rating" and (event.value or 5) <= 2)
-        if not (positive or negative):
-            continue
-        seen.add(event.item_id)
         target = liked if positive else disliked
         if len(target) < (LIKED_SHOWN if positive else DISLIKED_SHOWN) + extra:
-            items.setdefault(event.item_id, agent.store.item(event.item_id))
-            target.append(items[event.item_id].display_title)
+            target.append(agent.store.item(item_id).display_title)
         if len(liked) >= LIKED_SHOWN + extra and len(disliked) >= DISLIKED_SHOWN + extra:
             break
     readings = [r for r in agent.traits.readings()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agent.core.llm import judge
+from agent.core.ranker.feedback import latest_judgements
 
 if TYPE_CHECKING:
     from agent.core.api import Agent
@@ -64,16 +65,7 @@ class ExampleSet:
 
 def judged_items(agent: "Agent") -> list[tuple[int, bool]]:
     """(item id, enjoyed) per item with a clear latest judgement, latest first."""
-    latest: dict[int, bool | None] = {}
-    for event in sorted(agent.store.interactions(), key=lambda e: (e.at, e.id), reverse=True):
-        if event.item_id in latest:
-            continue
-        if event.kind == "like" or (event.kind == "rating" and (event.value or 0) >= 4):
-            latest[event.item_id] = True
-        elif event.kind == "dislike" or (event.kind == "rating" and (event.value or 5) <= 2):
-            latest[event.item_id] = False
-        elif event.kind == "rating":
-            latest[event.item_id] = None  # a middling rating: neither answer
+    latest = latest_judgements(agent.store.interactions())
     return [(item_id, enjoyed) for item_id, enjoyed in latest.items() if enjoyed is not None][:MAX_JUDGED]
 
 

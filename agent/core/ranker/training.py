@@ -16,43 +16,6 @@ import numpy as np
 
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Scorer
-from agent.core.store import Interaction
-
-# How strongly each kind of feedback says "more like this" (+) or "less like this" (-).
-WEAK_SIGNAL = {"open": 0.3, "skip": -0.3}
-EXPLICIT_SIGNAL = {"like": 1.0, "dislike": -1.0}
-
-
-def rating_signal(stars: float) -> float:
-    """0.5-5 stars onto -1..1, with 3 stars neutral: 5 -> 1.0, 4 -> 0.5, 2 -> -0.5, 1 -> -1.0."""
-    return float(np.clip((stars - 3.0) / 2.0, -1.0, 1.0))
-
-
-def preference_labels(interactions: Iterable[Interaction]) -> dict[int, float]:
-    """Per item, a signed preference in -1..1. The latest explicit judgement (like, dislike,
-    rating) wins; without one, weak signals (open, skip) add up, capped at their own size."""
-    explicit: dict[int, float] = {}
-    weak: dict[int, float] = {}
-    for event in sorted(interactions, key=lambda e: (e.at, e.id)):
-        if event.kind in EXPLICIT_SIGNAL:
-            explicit[event.item_id] = EXPLICIT_SIGNAL[event.kind]
-        elif event.kind == "rating" and event.value is not None:
-            explicit[event.item_id] = rating_signal(event.value)
-        elif event.kind in WEAK_SIGNAL:
-            weak[event.item_id] = float(np.clip(weak.get(event.item_id, 0.0) + WEAK_SIGNAL[event.kind], -0.6, 0.6))
-    labels = {item: value for item, value in weak.items() if value != 0.0}
-    labels.update({item: value for item, value in explicit.items() if value != 0.0})
-    return labels
-
-
-def recent_likes(interactions: Iterable[Interaction], labels: dict[int, float] | None = None) -> list[int]:
-    """The liked items (label > 0) in the order of their latest event, oldest first: what `Scorer.steer`
-    takes the last RECENT_ITEMS of."""
-    events = sorted(interactions, key=lambda e: (e.at, e.id))
-    labels = preference_labels(events) if labels is None else labels
-    latest = {event.item_id: index for index, event in enumerate(events)}
-    return [item for item in sorted(latest, key=latest.__getitem__) if labels.get(item, 0.0) > 0]
-
 
 @dataclass
 class TrainingSettings:

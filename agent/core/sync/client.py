@@ -405,7 +405,7 @@ def run_round(agent: Any, pin: CoordinatorPin, *, policy: ClientPolicy | None = 
     """One round for the person behind `agent` (an `agent.core.api.Agent`). Setting `cancel` stops the
     round at the next step (within POLL_SECONDS while waiting); the ledger records how far it got."""
     from agent.core import paths
-    from agent.core.ranker.training import preference_labels
+    from agent.core.ranker.feedback import preference_labels
 
     data = LocalTrainingData(catalog=agent.catalog(), personal=agent.personal_adapter(),
                              labels=preference_labels(agent.store.interactions()))
