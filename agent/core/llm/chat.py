@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from agent.core.llm.conversations import Conversations
 from agent.core.llm.grounding import Grounder, RemovedSpan, SentenceGate, TitleIndex
 from agent.core.llm.understand import Filters, Vocabulary, apply_filters, understand
+from agent.core.traits.book import clearest
 
 if TYPE_CHECKING:
     from agent.core.api import Agent, Recommendation
@@ -38,7 +39,6 @@ SYSTEM_PROMPT = (
 REPEAT_PENALTY = 1.1  # higher makes the model miscopy titles and years from the list; repeats are cut instead
 HISTORY_MESSAGES = 4  # earlier messages of the conversation the model sees
 TRAITS_SHOWN = 3
-TRAIT_MIN_CONFIDENCE = 0.15
 POOL_WITH_FILTERS = 400  # ranker candidates to filter; without filters, a few times the shortlist
 
 
@@ -105,10 +105,7 @@ def catalog_views(agent: "Agent") -> tuple[TitleIndex, Vocabulary]:
 
 def strongest_traits(agent: "Agent", count: int = TRAITS_SHOWN) -> list[tuple[str, str, float]]:
     """(trait name, the pole the person leans to, value) for the clearest non-hidden traits."""
-    readings = [r for r in agent.traits.readings()
-                if not r.hidden and r.value is not None and (r.confidence or 0.0) >= TRAIT_MIN_CONFIDENCE]
-    readings.sort(key=lambda r: -abs(r.value - 0.5) * (r.confidence or 0.0))
-    return [(r.name, r.high if r.value >= 0.5 else r.low, r.value) for r in readings[:count]]
+    return [(r.name, r.leaning_pole, r.value) for r in clearest(agent.traits.readings(), count)]
 
 
 def shortlist_lines(shortlist: list["Recommendation"]) -> list[str]:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agent.core.ranker.feedback import latest_judgements
+from agent.core.traits.book import clearest
 
 if TYPE_CHECKING:
     from agent.core.api import Agent
@@ -33,7 +34,6 @@ YES, NO = "Yes", "No"
 LIKED_SHOWN = 8
 DISLIKED_SHOWN = 4
 TRAITS_SHOWN = 3
-TRAIT_MIN_CONFIDENCE = 0.15  # as in chat: weakly supported traits are not shown
 ITEM_CHARS = 240  # item text shown; titles and genres come first in ownrec's item text
 
 
@@ -106,8 +106,5 @@ def profile_of(agent: "Agent", exclude: set[int] | frozenset[int] = frozenset(),
             target.append(agent.store.item(item_id).display_title)
         if len(liked) >= LIKED_SHOWN + extra and len(disliked) >= DISLIKED_SHOWN + extra:
             break
-    readings = [r for r in agent.traits.readings()
-                if not r.hidden and r.value is not None and (r.confidence or 0.0) >= TRAIT_MIN_CONFIDENCE]
-    readings.sort(key=lambda r: abs(r.value - 0.5), reverse=True)
-    traits = tuple((r.name, round(r.value, 1)) for r in readings[:TRAITS_SHOWN])
+    traits = tuple((r.name, round(r.value, 1)) for r in clearest(agent.traits.readings(), TRAITS_SHOWN))
     return Profile(tuple(liked), tuple(disliked), traits)

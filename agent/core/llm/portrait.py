@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from agent.core.llm.chat import catalog_views
 from agent.core.llm.grounding import Grounder
+from agent.core.traits.book import clearest
 
 if TYPE_CHECKING:
     from agent.core.api import Agent
 
 FACTS_SHOWN = 4
-MIN_CONFIDENCE = 0.15
 MIN_LEAN = 0.05  # |value - 0.5| below this says nothing
 SYSTEM_PROMPT = (
     "You describe a person's taste in films in two short sentences, using only the facts given. "
@@ -38,15 +38,10 @@ class Portrait:
 
 def portrait_facts(agent: "Agent") -> list[str]:
     """The clearest non-hidden traits, as plain statements with a strength word."""
-    readings = [r for r in agent.traits.readings()
-                if not r.hidden and r.value is not None and (r.confidence or 0.0) >= MIN_CONFIDENCE
-                and abs(r.value - 0.5) >= MIN_LEAN]
-    readings.sort(key=lambda r: -abs(r.value - 0.5) * (r.confidence or 0.0))
     facts = []
-    for r in readings[:FACTS_SHOWN]:
-        lean = abs(r.value - 0.5)
-        strength = "strongly" if lean > 0.25 else "clearly" if lean > 0.12 else "slightly"
-        facts.append(f"{strength} prefers {r.high if r.value >= 0.5 else r.low}")
+    for r in clearest(agent.traits.readings(), FACTS_SHOWN, min_lean=MIN_LEAN):
+        strength = "strongly" if r.lean > 0.25 else "clearly" if r.lean > 0.12 else "slightly"
+        facts.append(f"{strength} prefers {r.leaning_pole}")
     return facts
 
 

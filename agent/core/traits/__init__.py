@@ -1,8 +1,8 @@
 """Inferred personality and taste traits the person can inspect and edit (DESIGN.md, Traits)."""
 
 from agent.core.traits.axes import REACHABLE, TraitSpace
-from agent.core.traits.book import NUDGE, Evidence, TraitEdit, TraitError, TraitReading, Traits
+from agent.core.traits.book import NUDGE, Evidence, TraitEdit, TraitError, TraitReading, Traits, clearest
 from agent.core.traits.catalog import TraitDef, TraitProblem, load_traits, parse_traits, user_traits_path
 
 __all__ = ["NUDGE", "REACHABLE", "Evidence", "TraitDef", "TraitEdit", "TraitError", "TraitProblem", "TraitReading", "TraitSpace",
-           "Traits", "load_traits", "parse_traits", "user_traits_path"]
+           "Traits", "clearest", "load_traits", "parse_traits", "user_traits_path"]

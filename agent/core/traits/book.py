@@ -68,6 +68,29 @@ class TraitReading:
             "trend": [{"at": at, "value": round(v, 4)} for at, v in self.trend],
         }
 
+    @property
+    def lean(self) -> float:
+        """How far the reading is from neutral (0 to 0.5); 0 when hidden."""
+        return 0.0 if self.value is None else abs(self.value - 0.5)
+
+    @property
+    def leaning_pole(self) -> str:
+        """The words of the pole the person leans to."""
+        return self.high if (self.value or 0.0) >= 0.5 else self.low
+
+
+# Weakly supported readings are never put forward as what the person is like.
+CLEAREST_MIN_CONFIDENCE = 0.15
+
+
+def clearest(readings: list[TraitReading], count: int, min_lean: float = 0.0) -> list[TraitReading]:
+    """The `count` clearest readings that may be shown: not hidden, confidence at least
+    CLEAREST_MIN_CONFIDENCE, lean at least `min_lean`, ordered by lean times confidence."""
+    shown = [r for r in readings if not r.hidden and r.value is not None
+             and (r.confidence or 0.0) >= CLEAREST_MIN_CONFIDENCE and r.lean >= min_lean]
+    shown.sort(key=lambda r: -r.lean * (r.confidence or 0.0))
+    return shown[:count]
+
 
 @dataclass(frozen=True)
 class TraitEdit:
