@@ -85,9 +85,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("llm.understand", str, "keywords",
                 "How `ownrec ask` reads filters from a request: keywords, model (the LLM, validated) or both.",
                 choices=("keywords", "model", "both")),
-        # Off, and w = 0.25, from the MovieLens-100K evaluation in EVALUATION.md (`ownrec eval rerank`):
-        # 0.25 won on the validation items, but on the test items SmolLM2-135M's judgement did not
-        # improve NDCG@10 beyond noise (its own ordering of the top 20 is near chance).
+        # Off, with the weight chosen on validation items, because the evaluation (`ownrec eval rerank`,
+        # EVALUATION.md) does not show the default model's judgement improving the feed on test items.
         Setting("llm.rerank", bool, False,
                 "Let the language model rescore the top of the feed (\"would you enjoy it?\") and reorder it."),
         Setting("llm.rerank_weight", float, 0.25,

@@ -76,9 +76,8 @@ class CoordinatorSettings:
     # The item biases and residuals take `item_learning_rate` times the server step. Every person's delta
     # carries B_g, but an item's row learns who likes it only from the deltas of the people who rated it,
     # and the cohort average divides that by everyone (a film rated by 50 of 943 people: by 19). A larger
-    # rate undoes that, and multiplies the noise those rows take by the same factor: measured on all 943
-    # MovieLens users over 3 rounds (EVALUATION.md), rate 32 took test NDCG@10 from 0.322 to 0.350 without
-    # noise, but at the noise of epsilon 4 rate 4 gave 0.314 and rate 16 gave 0.278, against 0.317 at rate 1.
+    # rate undoes that, and multiplies the noise those rows take by the same factor, which costs more than
+    # it buys under DP (EVALUATION.md, "The item rate"): hence 1 by default.
     item_learning_rate: float = 1.0
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""The learned parameters on top of the frozen encoder (DESIGN.md, "The model").
+"""The learned parameters on top of the frozen encoder (README, "How it works").
 
     h_i  = x_i + B_g A_g x_i + W_v v_i + B_u A_u x_i
     s_ui = p_u . h_i + b_i

@@ -102,12 +102,12 @@ class EvalSettings:
 
 QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR, longer_rounds=0)
 
-# Measured outside ownrec, on this kind of machine, all 943 users: from DESIGN.md ("Reference numbers"), and
+# Measured outside ownrec, on this kind of machine, all 943 users: the project's reference runs, and
 # PFedRec's own code re-run with training negatives a device can know (EVALUATION.md, "PFedRec's 0.72").
 PFEDREC_TARGET_HR10, PFEDREC_TARGET_NDCG10 = 0.72, 0.44  # issue 6's bar for the no-DP row
 PFEDREC_AS_PUBLISHED = {
     "name": "PFedRec (its own code, 100 rounds, no DP; training negatives exclude the held-out items)",
-    "hr10_sampled": 0.73, "ndcg10_sampled": 0.44, "hr10_full": None, "ndcg10_full": None, "source": "DESIGN.md"}
+    "hr10_sampled": 0.73, "ndcg10_sampled": 0.44, "hr10_full": None, "ndcg10_full": None, "source": "reference runs"}
 PFEDREC_DEVICE_NEGATIVES = {
     "name": "PFedRec, the same, training negatives drawn from items outside the training set (two seeds, best "
     "validation round)", "hr10_sampled": 0.553, "ndcg10_sampled": 0.322, "hr10_full": None, "ndcg10_full": None,
@@ -119,11 +119,11 @@ PFEDREC_FEDERATION_VIEW = {
 REFERENCE_ROWS = [
     PFEDREC_AS_PUBLISHED, PFEDREC_DEVICE_NEGATIVES, PFEDREC_FEDERATION_VIEW,
     {"name": "centralized BPR-MF, d 64, tuned", "hr10_sampled": 0.655, "ndcg10_sampled": 0.377,
-     "hr10_full": 0.133, "ndcg10_full": None, "source": "DESIGN.md"},
+     "hr10_full": 0.133, "ndcg10_full": None, "source": "reference runs"},
     {"name": "text + rank-16 global adapter + item biases (centralized)", "hr10_sampled": 0.593,
-     "ndcg10_sampled": 0.330, "hr10_full": 0.105, "ndcg10_full": None, "source": "DESIGN.md"},
+     "ndcg10_sampled": 0.330, "hr10_full": 0.105, "ndcg10_full": None, "source": "reference runs"},
     {"name": "popularity", "hr10_sampled": 0.418, "ndcg10_sampled": 0.230, "hr10_full": 0.085,
-     "ndcg10_full": None, "source": "DESIGN.md"},
+     "ndcg10_full": None, "source": "reference runs"},
 ]
 
 

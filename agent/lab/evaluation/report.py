@@ -128,7 +128,7 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
     s = results["settings"]
     lines = ["## Accuracy under federation and DP (MovieLens-100K)", "", _stamp(results, "ownrec eval" + (
         "" if s["users"] == 943 else f" (--quick: {s['users']} users)")), "",
-        "Protocol (PFedRec, as in DESIGN.md; `agent/lab/protocol`): per user, by time, the latest interaction is "
+        "Protocol (PFedRec's; `agent/lab/protocol`): per user, by time, the latest interaction is "
         "the test item and the one before the validation item; the test item is ranked among 99 sampled items the "
         "user never interacted with (fixed seed) and, in full ranking, among every item not in their training "
         "set. Federated rows: every user takes part in each of "
@@ -159,7 +159,7 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
                      f"{_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | {eps} | {_rate(row)} | "
                      f"{row.get('chosen', '')} | {row['seconds']:.0f} s |")
     for row in results["reference_rows"]:
-        lines.append(f"| *{row['name']}: measured outside ownrec ({row.get('source', 'DESIGN.md')})* | "
+        lines.append(f"| *{row['name']}: measured outside ownrec ({row.get('source', 'reference runs')})* | "
                      f"{_f(row['hr10_sampled'])} | "
                      f"{_f(row['ndcg10_sampled'])} | {_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | | | | |")
     lines += context_table(results)
@@ -304,8 +304,8 @@ def findings(results: dict[str, Any]) -> list[str]:
                     "0.295. See \"The item rate\" below."]
         out += ["", "Where ownrec stands: "
                 + (f"the shared vector carries {k}-d item residuals W_v v_i, the collaborative signal text cannot "
-                   "carry (DESIGN.md's centralized bound with 384-d residuals: 0.667 HR@10; without them 0.593). "
-                   if k else "format 1 of the shared vector federates only B_g and the item biases (DESIGN.md's "
+                   "carry (the reference runs' centralized bound with 384-d residuals: 0.667 HR@10; without them 0.593). "
+                   if k else "format 1 of the shared vector federates only B_g and the item biases (the reference runs' "
                    "centralized bound for that model: 0.593 HR@10; item residuals W_v v_i would add the collaborative "
                    "signal: 0.667 centralized). ")
                 + f"Test NDCG@10 after each of the {len(history)} rounds without DP: "

@@ -1,6 +1,6 @@
 """`ownrec eval rerank`: does the LLM's judgement improve the ranker's top 20? Figures for EVALUATION.md.
 
-MovieLens-100K (read from the installed recbole package), the protocol of DESIGN.md: per user,
+MovieLens-100K (read from the installed recbole package), the PFedRec protocol: per user,
 by time, the last rating is the test item and the one before it the validation item; the rest is
 training. For a fixed random subset of users, each one gets what the product would give them,
 in a temporary data directory (never the person's own): their training ratings in a store, the
@@ -469,7 +469,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"llama.cpp thread(s), {run['cpus']} CPUs, {plan['users']} MovieLens-100K users (a fixed random subset, seed "
         f"{plan['seed']}), wall time {results['seconds']:.0f} s.",
         "",
-        "Protocol (DESIGN.md): per user, by time, the last rating is the test item and the one before the "
+        "Protocol (PFedRec's): per user, by time, the last rating is the test item and the one before the "
         "validation item; the rest trains the user's own ranker the product's way (`Agent.retrain`, in a "
         "temporary data directory). Two rankings per held-out item: *sampled*, among "
         f"{plan['negatives']} items the user never rated (fixed seed), and *full*, among every item the user has "

@@ -17,7 +17,7 @@ two rounds (60 epochs, evaluated every 2; sampled validation HR@10 at each run's
    0.01, batch 256 (0.6925, epoch 30 of 60, so 40 epochs are enough).
 The spread of round 2 is within noise (one user is 0.001 HR). With the defaults, seeds 0 / 1 / 2
 give test HR@10 0.651 / 0.642 / 0.639, NDCG@10 0.372 / 0.365 / 0.360, full HR@10 0.115 / 0.135 /
-0.122 (DESIGN.md's tuned BPR-MF: 0.655 / 0.377 / 0.133), about 17 s of CPU on one core.
+0.122 (the reference run's tuned BPR-MF: 0.655 / 0.377 / 0.133), about 17 s of CPU on one core.
 `QUICK_BPR` (6 epochs, batch 1024, lr 0.02: about 3 s of CPU) reaches test HR@10 0.600, for CI.
 """
 

@@ -6,7 +6,7 @@ MovieLens terms forbid redistribution). Items come in the order of the federatio
 item's row here is its slot in the shared item biases and its ref matches the product's catalog
 (`source:external_id`).
 
-The protocol (DESIGN.md, "Reference numbers"; PFedRec's code): every rating is an implicit
+The protocol (PFedRec's code): every rating is an implicit
 positive. Per user, by time (ties in the order of the ratings file, as PFedRec's code; see
 `split_by_time`), the latest interaction is the test item, the one before it the validation item, the rest is training
 (`split_by_time`). Each held-out item is ranked
