@@ -120,10 +120,7 @@ class Agent:
         """Encode every item whose current text has no cached embedding; return how many."""
         with self._lock:
             model_id = self.encoder.model_id
-            rows = self.store.db.execute(
-                "select distinct items.text_hash, items.text from items left join embeddings"
-                " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
-                " where embeddings.text_hash is null", [model_id]).fetchall()
+            rows = self.store.texts_without_embedding(model_id)
         if not rows:
             return 0
         batch = int(self.config.get("encoder.batch_size"))
@@ -225,15 +222,11 @@ class Agent:
         with self._lock:
             if self._catalog is None:
                 model_id = self.encoder.model_id
-                rows = self.store.db.execute(
-                    "select items.id, items.source, items.external_id, embeddings.vector from items"
-                    " join embeddings on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
-                    " order by items.id", [model_id]).fetchall()
+                rows = self.store.encoded_items(model_id)
                 dim = self.encoder.dim
                 if rows:
-                    X = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-                    self._catalog = Catalog(np.array([r[0] for r in rows], np.int64),
-                                            [f"{r[1]}:{r[2]}" for r in rows], X)
+                    X = np.stack([vector for _, _, vector in rows]).reshape(len(rows), dim)
+                    self._catalog = Catalog(np.array([r[0] for r in rows], np.int64), [r[1] for r in rows], X)
                 else:
                     self._catalog = Catalog.empty(dim)
             return self._catalog
@@ -317,7 +310,7 @@ class Agent:
         self._personal = adapter
         for old in self.store.adapter_versions("personal")[ADAPTER_VERSIONS_KEPT:]:
             (self.home.root / old["path"]).unlink(missing_ok=True)
-            self.store.db["adapters"].delete(old["id"])
+            self.store.forget_adapter_version(old["id"])
         return version
 
     # -- onboarding ------------------------------------------------------------------------
@@ -375,9 +368,7 @@ class Agent:
             rated = {e.item_id for e in interactions if e.kind != "open"}
             # An item with the same text as a rated one is the same item to the ranker (catalogs
             # repeat entries: MovieLens lists some films twice).
-            rated |= {row[0] for row in self.store.db.execute(
-                "select id from items where text_hash in (select items.text_hash from interactions"
-                " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
+            rated |= self.store.judged_item_ids()
             labels = preference_labels(interactions)
             liked_rows = catalog.rows(sorted(i for i, v in labels.items() if v > 0))
             query_vector = self.encoder.encode([query])[0] if query else None
@@ -424,8 +415,7 @@ class Agent:
     def rated_count(self) -> int:
         """How many items the person has judged (opening an item is not a judgement)."""
         with self._lock:
-            return self.store.db.execute(
-                "select count(distinct item_id) from interactions where kind != 'open'").fetchone()[0]
+            return self.store.judged_count()
 
     # -- feedback --------------------------------------------------------------------------
 

@@ -58,11 +58,10 @@ def check_database() -> Check:
     except StoreError as error:
         return Check("database", False, str(error), f"move {path} aside, or `ownrec forget --all`")
     try:
-        result = store.db.execute("pragma integrity_check").fetchone()[0]
-        mode = store.db.execute("pragma journal_mode").fetchone()[0]
-        migrations = [row["name"] for row in store.db["_migrations"].rows]
+        health = store.health()
+        result = health["integrity"]
         detail = (f"{path}: {store.item_count()} items, {store.interaction_count()} feedback events, "
-                  f"journal {mode}, migrations {len(migrations)}")
+                  f"journal {health['journal_mode']}, migrations {len(health['migrations'])}")
     finally:
         store.close()
     if result != "ok":

@@ -302,6 +302,19 @@ class Store:
         return [_interaction(row) for row in self.db["interactions"].rows_where(order_by="at, id")]
 
     @_locked
+    def judged_item_ids(self) -> set[int]:
+        """Every item the person has judged (opening an item is not a judgement), and every item with the
+        same text as one of those: catalogs repeat entries (MovieLens lists some films twice)."""
+        return {row[0] for row in self.db.execute(
+            "select id from items where text_hash in (select items.text_hash from interactions"
+            " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
+
+    @_locked
+    def judged_count(self) -> int:
+        """How many distinct items the person has judged (opening an item is not a judgement)."""
+        return self.db.execute("select count(distinct item_id) from interactions where kind != 'open'").fetchone()[0]
+
+    @_locked
     def interaction_count(self) -> int:
         return self.db["interactions"].count
 
@@ -328,6 +341,23 @@ class Store:
         return found
 
     @_locked
+    def texts_without_embedding(self, model_id: str) -> list[tuple[str, str]]:
+        """(text hash, text) of every distinct item text that `model_id` has not encoded yet."""
+        return self.db.execute(
+            "select distinct items.text_hash, items.text from items left join embeddings"
+            " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
+            " where embeddings.text_hash is null", [model_id]).fetchall()
+
+    @_locked
+    def encoded_items(self, model_id: str) -> list[tuple[int, str, np.ndarray]]:
+        """(item id, ref, vector) of every item whose text `model_id` has encoded, by id."""
+        rows = self.db.execute(
+            "select items.id, items.source, items.external_id, embeddings.vector from items"
+            " join embeddings on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
+            " order by items.id", [model_id]).fetchall()
+        return [(row[0], f"{row[1]}:{row[2]}", np.frombuffer(row[3], dtype=np.float32)) for row in rows]
+
+    @_locked
     def put_embeddings(self, model_id: str, vectors: dict[str, np.ndarray]) -> None:
         with self.db.atomic():
             self.db.conn.executemany(
@@ -348,6 +378,11 @@ class Store:
                  "created_at": time.time(), "meta": json.dumps(meta)}
             )
         return version
+
+    @_locked
+    def forget_adapter_version(self, row_id: int) -> None:
+        """Drop one adapter version's row (its file is the caller's to delete)."""
+        self.db["adapters"].delete(row_id)
 
     @_locked
     def adapter_versions(self, kind: str) -> list[dict[str, Any]]:
@@ -376,6 +411,13 @@ class Store:
         return list(self.db["events"].rows_where(order_by="id desc", limit=limit))
 
     # -- export --------------------------------------------------------------------------
+
+    @_locked
+    def health(self) -> dict[str, Any]:
+        """SQLite's integrity check, the journal mode and the migrations applied, for `ownrec doctor`."""
+        return {"integrity": self.db.execute("pragma integrity_check").fetchone()[0],
+                "journal_mode": self.db.execute("pragma journal_mode").fetchone()[0],
+                "migrations": [row["name"] for row in self.db["_migrations"].rows]}
 
     @_locked
     def export(self) -> dict[str, Any]:
