@@ -197,7 +197,9 @@ def _provenance() -> dict[str, Any]:
     info = people.provenance()
     # Which trait code was measured, even from a dirty tree: a hash of the files that define it.
     digest = hashlib.sha256()
-    folder = Path(__file__).resolve().parent
+    from agent.core import traits
+
+    folder = Path(traits.__file__).resolve().parent
     for name in ("axes.py", "book.py", "catalog.toml"):
         digest.update((folder / name).read_bytes())
     info["trait_code_sha256"] = digest.hexdigest()[:12]
