@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.core.ranker import preference_labels, recent_likes
-from agent.core.traits import TraitError, load_traits, parse_traits, user_traits_path
+from agent.core.traits import TraitError, load_traits, parse_traits
 from helpers import agent_from_template
 
 BIG_FIVE = {"openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism"}
@@ -25,9 +25,9 @@ def test_builtin_catalog_has_the_big_five_and_taste_facets():
         assert trait.kind == ("personality" if trait.id in BIG_FIVE else "taste")
 
 
-def test_a_malformed_user_entry_is_reported_with_file_and_line_and_the_rest_load():
-    user_traits_path().parent.mkdir(parents=True, exist_ok=True)
-    user_traits_path().write_text(
+def test_a_malformed_user_entry_is_reported_with_file_and_line_and_the_rest_load(tmp_path):
+    user_file = tmp_path / "traits.toml"
+    user_file.write_text(
         "# my traits\n"
         "[[trait]]\n"
         'id = "whimsy"\n'
@@ -45,13 +45,22 @@ def test_a_malformed_user_entry_is_reported_with_file_and_line_and_the_rest_load
         'id = "nolow"\n'
         'high = ["something"]\n'
     )
-    traits, problems = load_traits()
-    path = str(user_traits_path())
+    traits, problems = load_traits(user_file)
+    path = str(user_file)
     assert "whimsy" in {t.id for t in traits} and len(traits) == 11
     assert [(p.path, p.line) for p in problems] == [(path, 7), (path, 13), (path, 14)]
     assert "`id` must be lowercase" in problems[0].message
     assert "not valid TOML" in problems[1].message
     assert "`low` must be a non-empty list" in problems[2].message
+
+
+def test_the_agent_reads_the_traits_file_in_its_own_home(tmp_path, encoder):
+    from agent.core.api import Agent
+
+    agent = Agent.open(encoder, home=tmp_path / "someone")
+    agent.home.traits.write_text('[[trait]]\nid = "cosy"\nhigh = ["warm blanket"]\nlow = ["cold"]\n')
+    assert "cosy" in {t.id for t in agent.traits.definitions} and agent.traits.problems == []
+    agent.close()
 
 
 def test_parse_traits_reads_a_custom_trait_fully():

@@ -215,7 +215,9 @@ class Agent:
 
         with self._lock:
             if self._traits is None:
-                self._traits = Traits(self)
+                self._traits = Traits(self.store, self.home.traits, embed=self.embed, scorer=self.scorer,
+                                      personal_adapter=self.personal_adapter,
+                                      save_personal_adapter=self._save_personal)
             return self._traits
 
     def catalog(self) -> Catalog:

@@ -1,6 +1,7 @@
-"""The person's traits: readings, edits, their history and undo, on top of the agent's state.
+"""The person's traits: readings, edits, their history and undo, on top of the ranker's state.
 
-Every edit is one row in `trait_edits` with what it changed, so undo is exact: edits that move
+`Traits` is given plain parts (the store, the person's traits.toml, and the ranker's embedding,
+scorer and personal adapter as callables) rather than the facade that owns them. Every edit is one row in `trait_edits` with what it changed, so undo is exact: edits that move
 p_u record the vector added to it, and undo subtracts that vector. Edits that move p_u save a new
 personal adapter version, so the next ranking reflects them at once.
 """
@@ -10,18 +11,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from agent.core.ranker import PersonalAdapter, preference_labels
-from agent.core.store import Item
+from agent.core.ranker import PersonalAdapter, Scorer, preference_labels
+from agent.core.store import Item, Store
 from agent.core.traits.axes import NEUTRAL, TraitSpace
 from agent.core.traits.catalog import TraitDef, TraitProblem, load_traits
-
-if TYPE_CHECKING:
-    from agent.core.api import Agent
 
 EVIDENCE_SHOWN = 5
 TREND_POINTS = 30
@@ -125,15 +125,28 @@ def _summary(phrases: tuple[str, ...]) -> str:
 
 
 class Traits:
-    def __init__(self, agent: "Agent") -> None:
-        self.agent = agent
-        self.definitions, self.problems = load_traits()
+    """The person's traits over their store and ranker state.
+
+    - `store`: where edits, flags and snapshots live; its lock serialises every call here.
+    - `traits_file`: the person's own trait definitions (traits.toml), read once, here.
+    - `embed(texts)`: unit vectors of texts, for the poles' phrases.
+    - `scorer()`: the current scorer (the catalog and the global adapter).
+    - `personal_adapter()`: the person's current personal adapter.
+    - `save_personal_adapter(adapter, reason)`: saves an edited adapter as the new current version
+      (what edits that move p_u call, so the next ranking reflects them); returns its version.
+    """
+
+    def __init__(self, store: Store, traits_file: Path, *, embed: Callable[[list[str]], np.ndarray],
+                 scorer: Callable[[], Scorer], personal_adapter: Callable[[], PersonalAdapter],
+                 save_personal_adapter: Callable[[PersonalAdapter, str], int]) -> None:
+        self.store = store
+        self._embed = embed
+        self._scorer = scorer
+        self._personal_adapter = personal_adapter
+        self._save_personal_adapter = save_personal_adapter
+        self.definitions, self.problems = load_traits(traits_file)
         self._by_id = {t.id: t for t in self.definitions}
         self._poles: tuple[np.ndarray, np.ndarray] | None = None
-
-    @property
-    def store(self):
-        return self.agent.store
 
     # -- lookup and state ----------------------------------------------------------------------
 
@@ -170,25 +183,25 @@ class Traits:
 
     def _pole_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         if self._poles is None:
-            high = [self.agent.embed(list(t.high)).mean(axis=0) for t in self.definitions]
-            low = [self.agent.embed(list(t.low)).mean(axis=0) for t in self.definitions]
+            high = [self._embed(list(t.high)).mean(axis=0) for t in self.definitions]
+            low = [self._embed(list(t.low)).mean(axis=0) for t in self.definitions]
             self._poles = (np.stack(high).astype(np.float32), np.stack(low).astype(np.float32))
         return self._poles
 
     def space(self, personal: PersonalAdapter | None = None) -> TraitSpace:
         high, low = self._pole_vectors()
-        return TraitSpace.build(self.agent.scorer(), personal or self.agent.personal_adapter(), high, low)
+        return TraitSpace.build(self._scorer(), personal or self._personal_adapter(), high, low)
 
     # -- readings ------------------------------------------------------------------------------
 
     def readings(self) -> list[TraitReading]:
         """Every trait with its value, confidence and evidence; hidden ones without numbers."""
-        with self.agent._lock:
-            personal = self.agent.personal_adapter()
+        with self.store.lock:
+            personal = self._personal_adapter()
             space = self.space(personal)
             values = space.values(personal.p)
             interactions = self.store.interactions()
-            catalog = self.agent.scorer().catalog
+            catalog = self._scorer().catalog
             edited = self._edited_ids()
             result = []
             for index, trait in enumerate(self.definitions):
@@ -228,7 +241,7 @@ class Traits:
 
     def snapshot(self) -> None:
         """Record today's values (not for hidden traits), so a trend can be shown."""
-        with self.agent._lock:
+        with self.store.lock:
             now = time.time()
             rows = [{"at": now, "trait_id": r.id, "value": r.value, "confidence": r.confidence}
                     for r in self.readings() if not r.hidden]
@@ -245,17 +258,17 @@ class Traits:
     def _move(self, personal: PersonalAdapter, delta: np.ndarray, reason: str) -> None:
         moved = personal.copy()
         moved.p = (moved.p + delta).astype(np.float32)
-        self.agent._save_personal(moved, reason)
+        self._save_personal_adapter(moved, reason)
 
     def set(self, name: str, value: float) -> TraitEdit:
         """Move p_u along the trait's dual vector until the trait reads `value`."""
         trait = self.resolve(name)
         if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0 or math.isnan(value):
             raise TraitError(f"a trait value is a number from 0 to 1, not {value!r}")
-        with self.agent._lock:
+        with self.store.lock:
             if self._state(trait.id)["hidden"]:
                 raise TraitError(f"{trait.name} is hidden: show it again before changing it")
-            personal = self.agent.personal_adapter()
+            personal = self._personal_adapter()
             space = self.space(personal)
             index = self.definitions.index(trait)
             before = float(space.values(personal.p)[index])
@@ -279,8 +292,8 @@ class Traits:
 
     def pin(self, name: str) -> TraitEdit:
         trait = self.resolve(name)
-        with self.agent._lock:
-            value = float(self.space().values(self.agent.personal_adapter().p)[self.definitions.index(trait)])
+        with self.store.lock:
+            value = float(self.space().values(self._personal_adapter().p)[self.definitions.index(trait)])
             with self.store.transaction():
                 previous = self._state(trait.id)
                 self._set_state(trait.id, pinned=True, pinned_value=value)
@@ -297,7 +310,7 @@ class Traits:
 
     def _flag(self, name: str, action: str, **changes: Any) -> TraitEdit:
         trait = self.resolve(name)
-        with self.agent._lock, self.store.transaction():
+        with self.store.lock, self.store.transaction():
             previous = self._state(trait.id)
             self._set_state(trait.id, **changes)
             return self._record(trait.id, action, {"before": previous})
@@ -321,8 +334,8 @@ class Traits:
     def reset(self, name: str) -> TraitEdit:
         """Take back the person's own settings of this trait: it reads what feedback infers."""
         trait = self.resolve(name)
-        with self.agent._lock:
-            personal = self.agent.personal_adapter()
+        with self.store.lock:
+            personal = self._personal_adapter()
             index = self.definitions.index(trait)
             before = float(self.space(personal).values(personal.p)[index])
             pushed = self._open_set_deltas(trait.id)
@@ -339,8 +352,8 @@ class Traits:
     def forget(self, name: str) -> TraitEdit:
         """Reset, remove what feedback taught about this trait, drop its evidence and history."""
         trait = self.resolve(name)
-        with self.agent._lock:
-            personal = self.agent.personal_adapter()
+        with self.store.lock:
+            personal = self._personal_adapter()
             index = self.definitions.index(trait)
             pushed = self._open_set_deltas(trait.id)
             moved = personal.copy()
@@ -360,7 +373,7 @@ class Traits:
 
     def undo(self) -> TraitEdit | None:
         """Undo the latest edit that is not undone yet; returns it, or None if there is none."""
-        with self.agent._lock:
+        with self.store.lock:
             row = self.store.db.execute(
                 "select * from trait_edits where undone = 0 order by id desc limit 1").fetchone()
             if row is None:
@@ -368,7 +381,7 @@ class Traits:
             edit = _edit(dict(zip([c.name for c in self.store.db["trait_edits"].columns], row)))
             with self.store.transaction():
                 if "delta" in edit.detail:
-                    self._move(self.agent.personal_adapter(), -np.array(edit.detail["delta"], np.float32),
+                    self._move(self._personal_adapter(), -np.array(edit.detail["delta"], np.float32),
                                f"undo trait {edit.action}")
                 if "before" in edit.detail:
                     before = edit.detail["before"]

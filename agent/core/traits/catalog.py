@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from agent.core import paths
 from agent.core.problems import FileProblem
 
 KINDS = ("personality", "taste")
@@ -33,10 +32,6 @@ class TraitDef:
 
 
 TraitProblem = FileProblem  # a malformed [[trait]] entry: reported, the others still load
-
-
-def user_traits_path() -> Path:
-    return paths.data_dir() / "traits.toml"
 
 
 def _phrases(entry: dict, key: str) -> tuple[str, ...]:
@@ -89,12 +84,12 @@ def parse_traits(text: str, path: str, origin: str) -> tuple[list[TraitDef], lis
     return traits, problems
 
 
-def load_traits() -> tuple[list[TraitDef], list[TraitProblem]]:
-    """The built-in traits, then the person's own; a person's trait with a built-in id replaces it."""
+def load_traits(user_path: Path | None = None) -> tuple[list[TraitDef], list[TraitProblem]]:
+    """The built-in traits, then the person's own from `user_path` (their traits.toml; None: the
+    built-in ones only); a person's trait with a built-in id replaces it."""
     builtin_text = resources.files("agent.core.traits").joinpath("catalog.toml").read_text(encoding="utf-8")
     traits, problems = parse_traits(builtin_text, "catalog.toml", "builtin")
-    user_path = user_traits_path()
-    if user_path.exists():
+    if user_path is not None and user_path.exists():
         try:
             text = user_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
