@@ -1,6 +1,5 @@
 """What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`, `ownrec eval`):
-simulated people in a throwaway data directory, BLAS on one thread, forked worker pools, and where the
-measured code came from. Never the person's own data: every run lives under `paths.temporary_home`."""
+simulated people in a throwaway data directory, BLAS on one thread, and forked worker pools. Never the person's own data: every run lives under `paths.temporary_home`."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import gc
 import multiprocessing
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -19,9 +17,6 @@ from agent.core import paths
 
 if TYPE_CHECKING:
     from agent.core.api import Agent
-
-REPOSITORY = Path(__file__).resolve().parents[2]
-
 
 @contextmanager
 def person(home: Path, template: Path, encoder: Any, name: str, seed: int) -> Iterator["Agent"]:
@@ -79,17 +74,3 @@ def forked_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
             yield pool
     finally:
         gc.unfreeze()
-
-
-def provenance() -> dict[str, Any]:
-    """The commit measured and whether the tree had uncommitted changes (None: not a git checkout)."""
-    info: dict[str, Any] = {"commit": None, "uncommitted_changes": None}
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True,
-                                        text=True, timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPOSITORY, capture_output=True, text=True,
-                                timeout=10, check=True).stdout
-        info["uncommitted_changes"] = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import re
 import socket
 import ssl
@@ -42,6 +41,7 @@ import numpy as np
 from agent.core.atomic import write_text_atomic
 from agent.lab.bench.product import SummaryRow, verdict
 from agent.lab.bench.sync_costs import client_round_costs
+from agent.lab.reports import measured_where
 from agent.core.sync.client import POLL_SECONDS, CoordinatorPin
 from agent.server.app import MOVIELENS_ITEMS
 
@@ -284,8 +284,8 @@ def run_sync_bench(clients: Sequence[int] = (100, 1000), log: Log = print, *, wo
     parameters = rounds[0]["parameters"] if rounds else 384 * 16 + MOVIELENS_ITEMS
     log(f"per-client secure-aggregation work at cohorts {', '.join(f'{n:,}' for n in cost_cohorts)}")
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_1min_at_end": round(os.getloadavg()[0], 2)},  # other jobs share the CPUs
+        # other jobs share the CPUs: the load at the end says how much
+        "machine": {**measured_where(), "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
         "parameters": parameters,
         "targets": {"bytes_per_parameter": TARGET_BYTES_PER_PARAMETER, "overhead_bytes": TARGET_OVERHEAD_BYTES,
                     "client_work": "grows no faster than log n"},

@@ -11,7 +11,6 @@ same process (A B A B ...), and latencies are reported as percentiles of many re
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 from agent.core import paths
 from agent.core.encoder import Encoder
 from agent.core.ranker import Catalog, GlobalAdapter, PersonalAdapter, Scorer, build_slate
+from agent.lab.reports import measured_where
 
 Log = Callable[[str], None]
 
@@ -186,8 +186,7 @@ def run_benchmarks(quick: bool = False, log: Log = print) -> dict[str, Any]:
 
     repeats = 3 if quick else 7
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "numpy": np.__version__},
+        "machine": measured_where(),
         "quick": quick,
         "targets": TARGETS,
     }

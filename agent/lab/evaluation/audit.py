@@ -227,7 +227,7 @@ def cohort_sums(setting: Setting, uploads: list[np.ndarray], halves: list[np.nda
 
 def run_audit(settings: AuditSettings = AuditSettings(), log: Log = print, setting: Setting | None = None
               ) -> dict[str, Any]:
-    from agent.lab.evaluation.report import measured_where
+    from agent.lab.reports import measured_where
 
     measured = measured_where()
     started = time.perf_counter()

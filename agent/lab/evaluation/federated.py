@@ -244,7 +244,7 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
 
 
 def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) -> dict[str, Any]:
-    from agent.lab.evaluation.report import measured_where
+    from agent.lab.reports import measured_where
 
     measured = measured_where()
     started = time.perf_counter()

@@ -6,17 +6,13 @@ evaluation/`, written temp-then-rename like every other file ownrec writes.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
 from agent.core.atomic import write_bytes_atomic
 from agent.federation.neighbourhood import plan_neighbourhood
-from agent.lab.people import provenance
-from agent.lab.reports import write_section
+from agent.lab.reports import measured_where, write_section
 from agent.lab.evaluation.federated import (NO_DP, NO_DP_SAME_RATE, PFEDREC_DEVICE_NEGATIVES,
                                         PFEDREC_FEDERATION_VIEW, PFEDREC_TARGET_HR10, PFEDREC_TARGET_NDCG10,
                                         longer_rounds_name)
@@ -50,12 +46,6 @@ def _save(figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     write_bytes_atomic(path, buffer.getvalue())
-
-
-def measured_where() -> dict[str, Any]:
-    """What a run records about itself when it starts: the code measured, when, on what."""
-    return {**provenance(), "at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpus": os.cpu_count(), "python": platform.python_version()}
 
 
 def _stamp(results: dict[str, Any], command: str) -> str:

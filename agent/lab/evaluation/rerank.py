@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +46,7 @@ from agent.lab import people
 from agent.core.atomic import write_text_atomic
 from agent.lab.protocol.metrics import CUTOFF, hit_rate, ndcg
 from agent.lab.protocol.movielens import NEGATIVES, EvalUser, choose_users, sample_negatives, split_by_time
-from agent.lab.reports import write_section
+from agent.lab.reports import measured_where, write_section
 from agent.core.llm import judge, rerank
 
 if TYPE_CHECKING:
@@ -300,8 +298,7 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
     results: dict[str, Any] = {
         "plan": {**plan, "users": len(chosen), "subset_of": users, "weights": list(WEIGHTS), "bootstrap": BOOTSTRAP,
                  "user_ids": sorted(u.user_id for u in chosen), "lora_user_ids": sorted(lora_ids)},
-        "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **people.provenance(),
-                "model": llm.name, "threads": llm.threads, "cpus": os.cpu_count()},
+        "run": {**measured_where(), "model": llm.name, "threads": llm.threads},
         "variants": {},
         "cases": {},
     }

@@ -28,13 +28,11 @@ import hashlib
 import inspect
 import multiprocessing
 import os
-import platform
 import re
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ import numpy as np
 
 from agent.core import paths
 from agent.lab import people
-from agent.lab.reports import write_section
+from agent.lab.reports import measured_where, write_section
 
 Log = Callable[[str], None]
 
@@ -194,7 +192,7 @@ class _Context:
 
 
 def _provenance() -> dict[str, Any]:
-    info = people.provenance()
+    info = measured_where()
     # Which trait code was measured, even from a dirty tree: a hash of the files that define it.
     digest = hashlib.sha256()
     from agent.core import traits
@@ -238,9 +236,7 @@ def run_validation(quick: bool = False, log: Log = print, seed: int = 0, workers
     }
     results: dict[str, Any] = {
         "plan": plan,
-        "run": {"at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **_provenance(),
-                "value_definition": _value_definition(),
-                "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
+        "run": {**_provenance(), "value_definition": _value_definition()},
         "timings_s": {},
     }
     timings = results["timings_s"]
