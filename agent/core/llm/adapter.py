@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from agent.core.atomic import sha256_file
-from agent.core.llm.model import GGUFError, GGUFInfo, read_gguf_info
+from agent.core.llm.gguf_header import GGUFError, GGUFInfo, read_gguf_info
 
 FORMAT_VERSION = 1  # ownrec.version: the layout of ownrec's own keys
 # The attention projections the LoRA adapts: transformers' module name -> GGUF tensor name.
