@@ -22,9 +22,8 @@ from agent.core.encoder import EncoderUnavailable
 from agent.core.importers import ImportFailed
 from agent.core.llm.model import LLMUnavailable
 from agent.core.ranker import AdapterError
-from agent.core.api import Agent, FeedbackError
+from agent.core.api import Agent, FeedbackError, TraitError
 from agent.core.store import StoreError
-from agent.core.traits import TraitError
 
 # Errors a person can act on: shown as one clear line, without a traceback.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (

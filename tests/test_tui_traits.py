@@ -8,10 +8,9 @@ from helpers import open_from_feed
 from test_tui import catalog
 from textual.widgets import Input, Static
 
+from agent.core.api import Agent, TraitError, TraitReading
 from agent.core.config import Config
-from agent.core.api import Agent
 from agent.core.store import Store
-from agent.core.traits import TraitError, TraitReading
 from agent.tui.app import OwnrecApp
 from agent.tui.screens import ConfirmScreen, TraitsScreen, TraitValueScreen
 from agent.tui.screens.traits import parse_value

@@ -39,10 +39,11 @@ from agent.core.ranker import (
     save_personal,
 )
 from agent.core.store import FEEDBACK_KINDS, Interaction, Item, Store, StoreError
+# What the CLI and the TUI see of the traits, so that they need no core module.
+from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits
 
 if TYPE_CHECKING:
     from agent.core.llm import LLM, Answer
-    from agent.core.traits import Traits
 
 Progress = Callable[[int, int], None]
 
@@ -211,8 +212,6 @@ class Agent:
     @property
     def traits(self) -> "Traits":
         """The person's inferred traits and their edits (see agent.core.traits)."""
-        from agent.core.traits import Traits
-
         with self._lock:
             if self._traits is None:
                 self._traits = Traits(self.store, self.home.traits, embed=self.embed, scorer=self.scorer,
@@ -555,4 +554,5 @@ def _reason(exploring: bool, because: Item | None, query: str | None, taste: str
     return "a starting point: rate it to teach ownrec"
 
 
-__all__ = ["Agent", "FeedbackError", "FeedbackResult", "Recommendation", "StoreError"]
+__all__ = ["NUDGE", "REACHABLE", "Agent", "Evidence", "FeedbackError", "FeedbackResult", "Recommendation", "StoreError",
+           "TraitEdit", "TraitError", "TraitReading", "Traits"]

@@ -1,9 +1,11 @@
 """The person's traits: readings, edits, their history and undo, on top of the ranker's state.
 
-`Traits` is given plain parts (the store, the person's traits.toml, and the ranker's embedding,
-scorer and personal adapter as callables) rather than the facade that owns them. Every edit is one row in `trait_edits` with what it changed, so undo is exact: edits that move
+Every edit is one row in `trait_edits` with what it changed, so undo is exact: edits that move
 p_u record the vector added to it, and undo subtracts that vector. Edits that move p_u save a new
 personal adapter version, so the next ranking reflects them at once.
+
+`Traits` is given plain parts (the store, the person's traits.toml, and the ranker's embedding,
+scorer and personal adapter as callables), never the facade that owns them.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from agent.core.api import NUDGE, REACHABLE, TraitEdit, TraitError, TraitReading, Traits
 from agent.core.llm.portrait import cached_portrait, write_portrait
-from agent.core.traits import NUDGE, REACHABLE, TraitEdit, TraitError, TraitReading, Traits
 from agent.tui.common import reported
 from agent.tui.screens.confirm import ConfirmScreen
 from agent.tui.widgets import TraitDetail, TraitList

@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from agent.core.traits import Evidence, TraitEdit, TraitReading
+from agent.core.api import Evidence, TraitEdit, TraitReading
 from agent.tui.common import title_with_year
 
 

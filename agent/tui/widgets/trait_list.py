@@ -16,7 +16,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
-from agent.core.traits import TraitReading
+from agent.core.api import TraitReading
 
 PIN = "📌"
 TREND_WIDTH = 10
