@@ -359,15 +359,13 @@ def test_filters_keep_ranker_order_and_relax_when_too_few_match():
 def test_ask_end_to_end_on_the_demo_catalog(demo_agent, monkeypatch):
     import socket
 
-    from agent.core.llm import stream
-
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args!r}")
 
     for name in ("connect", "connect_ex", "sendto", "bind"):
         monkeypatch.setattr(socket.socket, name, refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    reply = stream(demo_agent, "something funny from the 80s")
+    reply = demo_agent.stream("something funny from the 80s")
     # The ranker's items and the understood filters are there before any text is generated.
     assert len(reply.items) == demo_agent.config.get("llm.shortlist") and reply.answer is None
     assert reply.filters.genres == ("Comedy",) and (reply.filters.year_min, reply.filters.year_max) == (1980, 1989)

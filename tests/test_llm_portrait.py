@@ -6,11 +6,17 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.core.llm.grounding import ground
-from agent.core.llm.portrait import cached_portrait, portrait_facts, write_portrait
+from agent.core.llm.portrait import FACTS_SHOWN, MIN_LEAN, portrait_facts
+from agent.core.traits import clearest
 from agent.tui.app import OwnrecApp
 from agent.tui.screens.traits import Portrait, TraitsScreen
 from agent.tui.screenshot import settle
 from helpers import agent_from_template
+
+
+def facts_of(agent) -> list[str]:
+    """The facts the facade gives the portrait: the clearest readings, in words."""
+    return portrait_facts(clearest(agent.traits.readings(), FACTS_SHOWN, MIN_LEAN))
 
 
 @pytest.fixture
@@ -26,27 +32,27 @@ def dark_fan(demo_database, encoder):
 
 
 def test_facts_come_from_the_readings_and_skip_hidden_traits(dark_fan):
-    facts = portrait_facts(dark_fan)
+    facts = facts_of(dark_fan)
     assert facts and any("dark, grim and bleak" in fact for fact in facts)
     dark_fan.traits.hide("dark")
-    assert not any("dark, grim and bleak" in fact for fact in portrait_facts(dark_fan))
+    assert not any("dark, grim and bleak" in fact for fact in facts_of(dark_fan))
 
 
 def test_a_fresh_person_gets_no_portrait(demo_database, encoder):
     agent = agent_from_template(demo_database, encoder)
-    assert portrait_facts(agent) == [] and write_portrait(agent).text == ""
+    assert facts_of(agent) == [] and agent.write_portrait().text == ""
 
 
 def test_the_portrait_names_no_titles_is_cached_and_changes_no_number(dark_fan):
     values = {r.id: r.value for r in dark_fan.traits.readings()}
-    portrait = write_portrait(dark_fan)
-    assert portrait.text and not portrait.cached
+    portrait = dark_fan.write_portrait()
+    assert portrait.text and not portrait.cached and portrait.facts == facts_of(dark_fan)
     assert ground(portrait.text, [], dark_fan.store.items()).removed == []
     assert {r.id: r.value for r in dark_fan.traits.readings()} == values
-    again = cached_portrait(dark_fan)
+    again = dark_fan.cached_portrait()
     assert again is not None and again.text == portrait.text and again.cached
     dark_fan.traits.set("fast_paced", 0.1)
-    assert cached_portrait(dark_fan) is None  # other facts: it must be written again
+    assert dark_fan.cached_portrait() is None  # other facts: it must be written again
 
 
 def test_cli_portrait(dark_fan):
@@ -67,5 +73,5 @@ async def test_w_writes_the_portrait_on_the_traits_screen(dark_fan):
         assert not portrait.display
         await pilot.press("w")
         await settle(pilot)
-        assert portrait.display and str(portrait.content) == cached_portrait(dark_fan).text
+        assert portrait.display and str(portrait.content) == dark_fan.cached_portrait().text
 

@@ -132,7 +132,7 @@ def test_recommend_reranks_when_on_and_is_identical_when_off(demo_agent, llm):
     # The order is the blend of the ranker's scores and the judge's, within the reranked entries.
     positions = [i for i, r in enumerate(off) if not r.exploring][:20]
     candidates = [off[i] for i in positions]
-    profile = judge.profile_of(demo_agent, exclude={r.item.id for r in off})
+    profile = demo_agent.judge_profile(exclude={r.item.id for r in off})
     scores = rerank.judge_scores(llm, profile, [r.item.text for r in candidates]).scores
     expected = [candidates[i].item.id for i in rerank.rerank_order([r.score for r in candidates], scores, 5.0)]
     assert [on[i].item.id for i in positions] == expected

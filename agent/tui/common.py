@@ -8,7 +8,7 @@ from typing import Any
 
 from textual.worker import get_current_worker
 
-from agent.core.store import Item
+from agent.core.api import Item
 
 PAST_TENSE = {"like": "liked", "dislike": "disliked", "skip": "skipped"}
 

@@ -2,16 +2,18 @@
 
 1. Understand: the request's text is the ranker's query term; filters (genres, years) are read
    from it (see `understand.py`).
-2. Candidates: `Agent.recommend(pool, query=request)`, then the filters: the shortlist. The items
-   shown are always these ranker items, never anything read from generated text.
+2. Candidates: the ranker's answer to the request (`recommend(request, pool)`), then the filters:
+   the shortlist (`shortlist`). The items shown are always these ranker items, never anything read
+   from generated text.
 3. Reply: the LLM sees a numbered shortlist (id, title, year, the ranker's reason) and the
    person's strongest traits (hidden ones never), and writes a short reply, streamed out
    sentence by sentence as each one passes the grounding check (`grounding.py`): a sentence that
    names a title not on the shortlist is never shown.
-4. The exchange is stored as a conversation (`conversations.py`).
+4. The exchange is stored as a conversation (agent.core.store.conversations).
 
-`stream(agent, text)` returns a `ReplyStream`: its items and filters are ready at once; iterate
-it for the reply's text; its `answer` is complete when the iteration ends.
+`stream(text, context)` returns a `ReplyStream`: its items and filters are ready at once; iterate
+it for the reply's text; its `answer` is complete when the iteration ends. The `ChatContext` is
+what the facade (`Agent.stream`) gathers from the person's data: this module never sees the agent.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.core.llm.conversations import Conversations
 from agent.core.llm.grounding import Grounder, RemovedSpan, SentenceGate, TitleIndex
+from agent.core.llm.inputs import Leaning, LLMSettings
 from agent.core.llm.understand import Filters, Vocabulary, apply_filters, understand
-from agent.core.traits.book import clearest
+from agent.core.store.conversations import Conversations
 
 if TYPE_CHECKING:
-    from agent.core.api import Agent, Recommendation
+    from agent.core.llm.model import LLM
+    from agent.core.ranker import Recommendation
+    from agent.core.store import Store
+
+Recommend = Callable[[str, int], list["Recommendation"]]  # (request, how many): the ranker's answer, best first
 
 SYSTEM_PROMPT = (
     "You are ownrec, a recommender on the person's own computer. Recommend only titles from the numbered "
@@ -76,36 +82,52 @@ def _item_json(r: "Recommendation") -> dict[str, Any]:
             "genres": r.item.metadata.get("genres", []), "score": round(float(r.score), 4), "reason": r.reason}
 
 
-# -- per-agent caches (the catalog's titles and genres), rebuilt when the items change ---------
+# -- per-store caches (the catalog's titles and genres), rebuilt when the items change ---------
 
 _CACHE: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 
-def _catalog_signature(store) -> tuple:
-    return tuple(store.db.execute("select count(*), max(id), total(length(title)), total(length(metadata))"
-                                  " from items").fetchone())
-
-
-def catalog_views(agent: "Agent") -> tuple[TitleIndex, Vocabulary]:
-    with agent._lock:
-        signature = _catalog_signature(agent.store)
+def catalog_views(store: "Store") -> tuple[TitleIndex, Vocabulary]:
+    """The catalog's titles (for grounding) and genres and years (for filters), cached per store."""
+    with store.lock:  # the signature and the views it stands for, as of one moment
+        signature = store.catalog_signature()
         with _CACHE_LOCK:
-            cached = _CACHE.get(agent)
+            cached = _CACHE.get(store)
         if cached and cached["signature"] == signature:
             return cached["index"], cached["vocabulary"]
-        index, vocabulary = TitleIndex.from_store(agent.store), Vocabulary.from_store(agent.store)
+        index, vocabulary = TitleIndex.from_store(store), Vocabulary.from_store(store)
     with _CACHE_LOCK:
-        _CACHE[agent] = {"signature": signature, "index": index, "vocabulary": vocabulary}
+        _CACHE[store] = {"signature": signature, "index": index, "vocabulary": vocabulary}
     return index, vocabulary
+
+
+# -- the shortlist --------------------------------------------------------------------------------
+
+
+def shortlist(request: str, filters: Filters, recommend: Recommend, size: int
+              ) -> tuple[list["Recommendation"], list[str]]:
+    """The items a reply may name: the ranker's candidates for `request`, filtered (`apply_filters`);
+    and the filters relaxed to find enough."""
+    pool = POOL_WITH_FILTERS if filters else max(4 * size, 20)
+    return apply_filters(recommend(request, pool), filters, size)
+
+
+def keyword_shortlist(text: str, store: "Store", recommend: Recommend, size: int) -> list["Recommendation"]:
+    """The shortlist made without the language model, the filters read from keywords alone: what the
+    chat shows when the model is unavailable."""
+    request = " ".join(text.split())
+    _, vocabulary = catalog_views(store)
+    filters, _ = understand(request, vocabulary, None, mode="keywords")
+    return shortlist(request, filters, recommend, size)[0]
 
 
 # -- the prompt ---------------------------------------------------------------------------------
 
 
-def strongest_traits(agent: "Agent", count: int = TRAITS_SHOWN) -> list[tuple[str, str, float]]:
-    """(trait name, the pole the person leans to, value) for the clearest non-hidden traits."""
-    return [(r.name, r.leaning_pole, r.value) for r in clearest(agent.traits.readings(), count)]
+def strongest_traits(traits: Sequence[Leaning]) -> list[tuple[str, str, float]]:
+    """(trait name, the pole the person leans to, value) of each reading."""
+    return [(r.name, r.leaning_pole, r.value) for r in traits]
 
 
 def shortlist_lines(shortlist: list["Recommendation"]) -> list[str]:
@@ -140,54 +162,60 @@ def fallback_reply(shortlist: list["Recommendation"]) -> str:
 # -- one exchange -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ChatContext:
+    """What answering needs from the person's data, gathered by the facade (`Agent.stream`)."""
+
+    store: "Store"  # the conversations, and the catalog's titles and genres
+    llm: Callable[[], "LLM"]  # the model, loaded by the first call (LLMUnavailable, with its fix)
+    llm_loaded: bool  # whether the model was in memory before this request (else its loading goes in the stats)
+    recommend: Recommend
+    traits: Sequence[Leaning]  # the clearest visible traits, at most TRAITS_SHOWN (the prompt states them)
+    trait_words: Sequence[str]  # the traits' names and pole words: a reply may use them, they name no title
+    settings: LLMSettings
+
+
 class ReplyStream:
     """An answer in the making. Items, filters and the prompt are ready on creation; iterating
     yields the reply text as it is released; `answer` is set when the iteration ends (and the
     exchange is stored)."""
 
-    def __init__(self, agent: "Agent", text: str, conversation_id: int | None = None, size: int | None = None) -> None:
-        self.agent = agent
+    def __init__(self, text: str, context: ChatContext, conversation_id: int | None = None,
+                 size: int | None = None) -> None:
         self.request = " ".join((text or "").split())
         if not self.request:
             raise ChatError("ask something: `ownrec ask \"a funny film from the 80s\"`")
         started = time.perf_counter()
-        config = agent.config
-        self.conversations = Conversations(agent.store)
+        self.settings = settings = context.settings
+        self.conversations = Conversations(context.store)
         if conversation_id is not None:
-            with agent._lock:
-                self.conversations.get(conversation_id)  # a clear error before any work
+            self.conversations.get(conversation_id)  # a clear error before any work
         self.conversation_id = conversation_id
-        was_loaded = agent._llm is not None
-        self.llm = agent.llm  # LLMUnavailable, with its fix, before anything else happens
+        self.llm = context.llm()  # LLMUnavailable, with its fix, before anything else happens
         self.stats: dict[str, Any] = {"model": self.llm.model_id, "threads": self.llm.threads}
-        if not was_loaded:
+        if not context.llm_loaded:
             self.stats["load_seconds"] = round(self.llm.load_seconds, 3)
             self.stats["verification"] = self.llm.verification
-        index, vocabulary = catalog_views(agent)
+        index, vocabulary = catalog_views(context.store)
         mark = time.perf_counter()
-        self.filters, self.understanding = understand(self.request, vocabulary, self.llm,
-                                                      mode=str(config.get("llm.understand")))
+        self.filters, self.understanding = understand(self.request, vocabulary, self.llm, mode=settings.understand)
         self.stats["understand_seconds"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
-        self.size = int(size or config.get("llm.shortlist"))
-        pool = POOL_WITH_FILTERS if self.filters else max(4 * self.size, 20)
-        candidates = agent.recommend(pool, query=self.request)
-        self.items, self.relaxed = apply_filters(candidates, self.filters, self.size)
+        self.size = int(size or settings.shortlist)
+        self.items, self.relaxed = shortlist(self.request, self.filters, context.recommend, self.size)
         self.stats["rank_seconds"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
-        self.traits = strongest_traits(agent)
+        self.traits = strongest_traits(context.traits)
         history = []
         if conversation_id is not None:
-            with agent._lock:
-                earlier = self.conversations.messages(conversation_id, last=HISTORY_MESSAGES)
+            earlier = self.conversations.messages(conversation_id, last=HISTORY_MESSAGES)
             history = [{"role": m.role, "content": m.text} for m in earlier]
         self.messages = build_messages(self.request, self.items, self.traits, history, self.filters)
-        context = {r.because.id for r in self.items if r.because is not None}
+        because = {r.because.id for r in self.items if r.because is not None}
         words = [self.request, *vocabulary.genres, *self.filters.mood, *(m["content"] for m in history
                                                                           if m["role"] == "user")]
-        for trait in agent.traits.definitions:
-            words += [trait.name, *trait.high, *trait.low]
-        self.grounder = Grounder(self.items, index, vocabulary=words, context=context)
+        words += context.trait_words
+        self.grounder = Grounder(self.items, index, vocabulary=words, context=because)
         self.stats["prompt_seconds"] = round(time.perf_counter() - mark, 3)
         self.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
         self.answer: Answer | None = None
@@ -199,7 +227,7 @@ class ReplyStream:
         return self._iterator
 
     def _generate(self) -> Iterator[str]:
-        config = self.agent.config
+        settings = self.settings
         gate = SentenceGate(self.grounder)
         started = time.perf_counter()
         shown: list[str] = []  # exactly what was yielded: the stored reply is its concatenation
@@ -218,9 +246,8 @@ class ReplyStream:
             yield text
             self._store(text, [], [], "")
             return
-        tokens = self.llm.stream_chat(self.messages, max_tokens=int(config.get("llm.max_tokens")),
-                                      temperature=float(config.get("llm.temperature")),
-                                      seed=int(config.get("llm.seed")), repeat_penalty=REPEAT_PENALTY)
+        tokens = self.llm.stream_chat(self.messages, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                                      seed=settings.seed, repeat_penalty=REPEAT_PENALTY)
         try:
             for token in tokens:
                 text = release(gate.feed(token))
@@ -246,29 +273,28 @@ class ReplyStream:
 
     def _store(self, reply: str, mentioned: list[int], removed: list[RemovedSpan], raw: str) -> None:
         items = [_item_json(r) for r in self.items]
-        with self.agent._lock, self.agent.store.transaction():
-            conversation_id = self.conversation_id or self.conversations.start(self.request)
-            self.conversations.add(conversation_id, "user", self.request,
-                                   meta={"filters": self.filters.as_dict(), "understanding": self.understanding})
-            message = self.conversations.add(conversation_id, "assistant", reply, items, meta={
+        message = self.conversations.record_exchange(
+            self.conversation_id, self.request, {"filters": self.filters.as_dict(), "understanding": self.understanding},
+            reply, items, {
                 "mentioned": mentioned, "relaxed": self.relaxed, "stats": self.stats,
                 # Why sentences were held back, never what they said: a made-up title is not kept.
                 "removed": [{"reason": r.reason, "chars": len(r.text)} for r in removed],
                 "generated_chars": len(raw),
             })
-        self.answer = Answer(conversation_id, message.id, self.request, reply, self.items, mentioned, removed,
+        self.answer = Answer(message.conversation_id, message.id, self.request, reply, self.items, mentioned, removed,
                              self.filters, self.relaxed, dict(self.stats))
 
 
-def stream(agent: "Agent", text: str, conversation_id: int | None = None, size: int | None = None) -> ReplyStream:
+def stream(text: str, context: ChatContext, conversation_id: int | None = None, size: int | None = None
+           ) -> ReplyStream:
     """Start answering `text` (continuing `conversation_id` if given); iterate the result for text."""
-    return ReplyStream(agent, text, conversation_id, size)
+    return ReplyStream(text, context, conversation_id, size)
 
 
-def ask(agent: "Agent", text: str, conversation_id: int | None = None, size: int | None = None,
+def ask(text: str, context: ChatContext, conversation_id: int | None = None, size: int | None = None,
         on_chunk: Callable[[str], None] | None = None) -> Answer:
     """Answer `text` completely; `on_chunk` sees each piece of the reply as it is released."""
-    reply = stream(agent, text, conversation_id, size)
+    reply = stream(text, context, conversation_id, size)
     for chunk in reply:
         if on_chunk is not None:
             on_chunk(chunk)

@@ -135,12 +135,10 @@ class TitleIndex:
 
     @classmethod
     def from_store(cls, store) -> "TitleIndex":
-        import json
-
         index = cls()
-        for item_id, title, metadata in store.db.execute("select id, title, metadata from items"):
+        for item_id, title, metadata in store.item_labels():
             index.add(item_id, title)
-            shown = json.loads(metadata or "{}").get("display_title")
+            shown = metadata.get("display_title")
             if shown and shown != title:
                 index.add(item_id, shown)
         return index

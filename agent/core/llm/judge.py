@@ -19,14 +19,14 @@ a newline, where BPE never merges.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from agent.core.llm.inputs import Leaning
 from agent.core.ranker.feedback import latest_judgements
-from agent.core.traits.book import clearest
 
 if TYPE_CHECKING:
-    from agent.core.api import Agent
+    from agent.core.store import Interaction
 
 SYSTEM = "You predict whether a person will enjoy an item, from what they liked and disliked. Answer Yes or No."
 QUESTION = "For each item, write its name, then on the next line Yes if this person would enjoy it or No if not."
@@ -57,7 +57,7 @@ class Profile:
     def without(self, title: str, liked_shown: int = LIKED_SHOWN, disliked_shown: int = DISLIKED_SHOWN) -> "Profile":
         """The profile with `title` left out of both lists, each then cut to its usual length:
         an item being judged must not describe itself. Built from a profile made with one more
-        entry per list (`profile_of(..., extra=1)`), it equals `profile_of(agent, exclude={item})`."""
+        entry per list (`profile_of(..., extra=1)`), it equals `profile_of(..., exclude={item})`."""
         return Profile(tuple(t for t in self.liked if t != title)[:liked_shown],
                        tuple(t for t in self.disliked if t != title)[:disliked_shown], self.traits)
 
@@ -92,19 +92,22 @@ def answer(enjoyed: bool) -> str:
     return YES if enjoyed else NO
 
 
-def profile_of(agent: "Agent", exclude: set[int] | frozenset[int] = frozenset(), extra: int = 0) -> Profile:
-    """The person's profile from their own feedback: the latest likes and dislikes (`judgement`: ratings
-    count by their stars), skipping `exclude` (the item being judged must not describe itself).
-    `extra` more entries per list let `Profile.without` drop one title and keep the usual length."""
+def profile_of(interactions: Sequence["Interaction"], title_of: Callable[[int], str], traits: Sequence[Leaning],
+               exclude: set[int] | frozenset[int] = frozenset(), extra: int = 0) -> Profile:
+    """The person's profile from their own feedback (`interactions`, oldest first): the latest likes and
+    dislikes (`judgement`: ratings count by their stars), by title (`title_of(item id)`), skipping
+    `exclude` (the item being judged must not describe itself); and `traits`, the clearest visible
+    readings (at most TRAITS_SHOWN). `extra` more entries per list let `Profile.without` drop one title
+    and keep the usual length."""
     liked: list[str] = []
     disliked: list[str] = []
-    for item_id, positive in latest_judgements(agent.store.interactions()).items():
+    for item_id, positive in latest_judgements(interactions).items():
         if positive is None or item_id in exclude:
             continue
         target = liked if positive else disliked
         if len(target) < (LIKED_SHOWN if positive else DISLIKED_SHOWN) + extra:
-            target.append(agent.store.item(item_id).display_title)
+            target.append(title_of(item_id))
         if len(liked) >= LIKED_SHOWN + extra and len(disliked) >= DISLIKED_SHOWN + extra:
             break
-    traits = tuple((r.name, round(r.value, 1)) for r in clearest(agent.traits.readings(), TRAITS_SHOWN))
-    return Profile(tuple(liked), tuple(disliked), traits)
+    shown = tuple((r.name, round(r.value, 1)) for r in traits if r.value is not None)
+    return Profile(tuple(liked), tuple(disliked), shown)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +39,8 @@ from agent.core.llm import judge
 
 if TYPE_CHECKING:
     from agent.core.llm.model import LLM
-    from agent.core.api import Agent, Recommendation
+    from agent.core.ranker import Recommendation
+    from agent.core.store import Store
 
 MOVED_UP = "moved up by the language model"
 UNAVAILABLE_STATE = "rerank_unavailable"  # store state: the last problem logged, so it is logged once
@@ -161,10 +162,10 @@ def rerank_order(ranker_scores: Sequence[float] | np.ndarray, judged: Sequence[f
 
 @dataclass
 class FeedRerank:
-    """A feed's rerank, prepared under the agent's lock (profile, candidates, the loaded LLM) and
+    """A feed's rerank, prepared under the store's lock (profile, candidates, the loaded LLM) and
     run outside it, so a 2-second LLM pass does not block feedback."""
 
-    agent: "Agent"
+    store: "Store"  # where a failure is logged
     llm: "LLM"
     profile: judge.Profile
     recommendations: list["Recommendation"]
@@ -176,7 +177,7 @@ class FeedRerank:
         try:
             result = judge_scores(self.llm, self.profile, [r.item.text for r in candidates])
         except (RuntimeError, ValueError) as error:  # a failed llama.cpp decode, a prompt too long
-            _log_unavailable(self.agent, f"reranking failed ({error})", "the feed keeps the ranker's order")
+            _log_unavailable(self.store, f"reranking failed ({error})", "the feed keeps the ranker's order")
             return self.recommendations
         order = rerank_order([r.score for r in candidates], result.scores, self.weight)
         reranked = list(self.recommendations)
@@ -188,32 +189,34 @@ class FeedRerank:
         return reranked
 
 
-def prepare_feed_rerank(agent: "Agent", recommendations: list["Recommendation"]) -> FeedRerank | None:
-    """Under the agent's lock: what reranking this feed needs, or None when it cannot run (the
-    LLM unavailable: logged once in the event log, with the fix). Exploration slots stay where the
-    slate put them; the first `llm.rerank_candidates` other entries are reranked."""
+def prepare_feed_rerank(store: "Store", recommendations: list["Recommendation"], *, llm: Callable[[], "LLM"],
+                        profile: Callable[[frozenset[int]], judge.Profile], candidates: int, weight: float
+                        ) -> FeedRerank | None:
+    """What reranking this feed needs, or None when it cannot run (the LLM unavailable: logged once
+    in `store`'s event log, with the fix). Exploration slots stay where the slate put them; the first
+    `candidates` other entries are reranked with `weight` (llm.rerank_candidates, llm.rerank_weight).
+    `llm()` loads the model and `profile(excluded item ids)` makes the judge's profile, only when a
+    rerank can run."""
     from agent.core.llm.model import LLMUnavailable
 
-    limit = int(agent.config.get("llm.rerank_candidates"))
-    positions = [i for i, r in enumerate(recommendations) if not r.exploring][:limit]
+    positions = [i for i, r in enumerate(recommendations) if not r.exploring][:candidates]
     if len(positions) < 2:
         return None
     try:
-        llm = agent.llm
+        model = llm()
     except LLMUnavailable as error:
-        _log_unavailable(agent, error.problem, error.fix)
+        _log_unavailable(store, error.problem, error.fix)
         return None
     excluded = frozenset(r.item.id for r in recommendations)
-    return FeedRerank(agent, llm, judge.profile_of(agent, exclude=excluded), recommendations, positions,
-                      float(agent.config.get("llm.rerank_weight")))
+    return FeedRerank(store, model, profile(excluded), recommendations, positions, weight)
 
 
-def _log_unavailable(agent: "Agent", problem: str, fix: str) -> None:
+def _log_unavailable(store: "Store", problem: str, fix: str) -> None:
     """Record in the event log why the feed was not reranked, once per distinct problem."""
-    with agent._lock:
-        if agent.store.get_state(UNAVAILABLE_STATE) != problem:
-            agent.store.set_state(UNAVAILABLE_STATE, problem)
-            agent.store.log_event("rerank_skipped", {"problem": problem, "fix": fix})
+    with store.lock:
+        if store.get_state(UNAVAILABLE_STATE) != problem:
+            store.set_state(UNAVAILABLE_STATE, problem)
+            store.log_event("rerank_skipped", {"problem": problem, "fix": fix})
 
 
 __all__ = ["JudgeScores", "FeedRerank", "answer_tokens", "blend", "judge_scores",

@@ -111,12 +111,9 @@ class Vocabulary:
 
     @classmethod
     def from_store(cls, store) -> "Vocabulary":
-        import json
-
         counts: Counter[str] = Counter()
         years = []
-        for (metadata,) in store.db.execute("select metadata from items"):
-            data = json.loads(metadata or "{}")
+        for _, _, data in store.item_labels():
             genres = data.get("genres") or []
             if isinstance(genres, str):
                 genres = [genres]

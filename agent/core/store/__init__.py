@@ -1,4 +1,5 @@
-"""Local SQLite storage (see `store.py`) and its numbered migrations (see `migrations.py`)."""
+"""Local SQLite storage (see `store.py`), the conversations kept in it (`conversations.py`) and its numbered
+migrations (see `migrations.py`)."""
 
 from agent.core.store.store import (
     FEEDBACK_KINDS,
@@ -11,8 +12,9 @@ from agent.core.store.store import (
     UpsertResult,
     text_hash,
 )
+from agent.core.store.conversations import Conversation, ConversationNotFound, Conversations, Message
 
 __all__ = [
-    "FEEDBACK_KINDS", "Interaction", "Item", "NewItem", "Store", "StoreError", "UnknownItem",
-    "UpsertResult", "text_hash",
+    "FEEDBACK_KINDS", "Conversation", "ConversationNotFound", "Conversations", "Interaction", "Item", "Message",
+    "NewItem", "Store", "StoreError", "UnknownItem", "UpsertResult", "text_hash",
 ]

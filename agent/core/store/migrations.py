@@ -118,7 +118,7 @@ def m002_traits(db: sqlite_utils.Database) -> None:
 
 @migration
 def m003_conversations(db: sqlite_utils.Database) -> None:
-    # `ownrec ask`: what was asked and what the person was shown (see agent.core.llm.conversations).
+    # `ownrec ask`: what was asked and what the person was shown (see agent.core.store.conversations).
     db["conversations"].create(
         {"id": int, "title": str, "created": float, "updated": float},
         pk="id",

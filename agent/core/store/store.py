@@ -157,6 +157,11 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    @_locked
+    def checkpoint(self) -> None:
+        """Write the write-ahead log into the database file, so that a copy of that file alone is whole."""
+        self.db.execute("pragma wal_checkpoint(TRUNCATE)")
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One transaction, holding the store's lock until it commits or rolls back."""
@@ -271,6 +276,19 @@ class Store:
                 )
             ]
         return found
+
+    @_locked
+    def item_labels(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """(id, title, metadata) of every item, by id: what the catalog's titles and genres are read
+        from, without the texts."""
+        return [(row[0], row[1], json.loads(row[2] or "{}"))
+                for row in self.db.execute("select id, title, metadata from items order by id")]
+
+    @_locked
+    def catalog_signature(self) -> tuple:
+        """Changes whenever an item is added, removed or retitled: for caches of the catalog's titles."""
+        return tuple(self.db.execute("select count(*), max(id), total(length(title)), total(length(metadata))"
+                                     " from items").fetchone())
 
     # -- feedback ------------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ def extraction_report(agent: "Agent", size: int = 5, log=print) -> dict[str, Any
     from agent.core.llm.chat import POOL_WITH_FILTERS, catalog_views
 
     llm = agent.llm
-    _, vocabulary = catalog_views(agent)
+    _, vocabulary = catalog_views(agent.store)
     counts: dict[str, list[int]] = {name: [0, 0, 0] for name in ("model_raw", "model_valid", "keywords", "both")}
     years = {name: 0 for name in counts}
     years_asked = sum(1 for _, _, low, high in SAMPLE_REQUESTS if low is not None or high is not None)
@@ -152,14 +152,14 @@ def extraction_report(agent: "Agent", size: int = 5, log=print) -> dict[str, Any
 def speed_report(agent: "Agent", request: str = "something funny from the 80s", repeats: int = 3,
                  log=print) -> dict[str, Any]:
     """Bare llama-cpp-python against ownrec's path, same prompt and sampling, alternating."""
-    from agent.core.llm.chat import REPEAT_PENALTY, stream
+    from agent.core.llm.chat import REPEAT_PENALTY
     from agent.core.llm.grounding import SentenceGate
     from agent.core.llm.model import cpu_has_amx, import_llama_cpp, model_params_without_extra_buffers
 
     started = time.perf_counter()
     llm = agent.llm
     ours_load = time.perf_counter() - started
-    prepared = stream(agent, request)  # the real prompt and grounder, not a toy one
+    prepared = agent.stream(request)  # the real prompt and grounder, not a toy one
     messages = prepared.messages
     config = agent.config
     settings = dict(max_tokens=int(config.get("llm.max_tokens")), temperature=float(config.get("llm.temperature")),

@@ -148,7 +148,7 @@ def _prepare(home: Path, log: Log) -> _Setting:
     agent.traits.space()  # caches the trait poles' embeddings in the template
     catalog = agent.catalog()
     texts_by_id = {item.id: item.text for item in agent.store.items()}
-    agent.store.db.execute("pragma wal_checkpoint(TRUNCATE)")
+    agent.store.checkpoint()
     agent.close()
     template = home / "template.db"
     shutil.copy(paths.database_path(), template)
@@ -200,7 +200,7 @@ def _evaluate_user(setting: _Setting, llm: "LLM", user: EvalUser, seed: int, top
     out: dict[str, Any] = {"user": user.user_id, "adapter": False, "variants": {}}
     with setting.person(user.user_id) as agent:
         base_cases = _user_cases(setting, agent, user, seed, top)
-        profile = judge.profile_of(agent)
+        profile = agent.judge_profile()
         for variant in variants:
             own = [Case(**{**c.__dict__, "top_judge": []}) for c in base_cases]
             if variant == LORA:

@@ -1,4 +1,4 @@
-"""Chat: a request in the person's words, answered from their own ranker (agent.core.llm.chat).
+"""Chat: a request in the person's words, answered from their own ranker (`Agent.stream`).
 
 The request goes into the transcript at once; in a thread worker the language model loads (the
 first time only), the ranker's shortlist appears beside the transcript as soon as it is known,
@@ -19,8 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from agent.core.api import Recommendation
-from agent.core.store import Item
+from agent.core.api import ConversationNotFound, Item, LLMUnavailable, Recommendation
 from agent.tui.common import PAST_TENSE, reported, title_with_year
 
 PLACEHOLDER = "ask for something: \"a cosy mystery from the 70s\" · enter sends"
@@ -28,20 +27,6 @@ HELLO = ("Ask in your own words. The items come from your own ranker; the reply 
          "list. tab moves to the items: l/d/s rate one, enter opens it.")
 LOADING = "loading the language model…"
 MARKS = {"like": "♥", "dislike": "✗", "skip": "·"}
-
-
-def ranker_items(agent, text: str, size: int | None = None) -> list[Recommendation]:
-    """The shortlist `stream` would show, made without the language model: keyword filters on
-    the ranker's candidates (what the ranker does when the LLM is unavailable)."""
-    from agent.core.llm.chat import POOL_WITH_FILTERS, catalog_views
-    from agent.core.llm.understand import apply_filters, understand
-
-    request = " ".join(text.split())
-    _, vocabulary = catalog_views(agent)
-    filters, _ = understand(request, vocabulary, None, mode="keywords")
-    size = int(size or agent.config.get("llm.shortlist"))
-    candidates = agent.recommend(POOL_WITH_FILTERS if filters else max(4 * size, 20), query=request)
-    return apply_filters(candidates, filters, size)[0]
 
 
 class ChatItems(DataTable):
@@ -166,7 +151,7 @@ class ChatScreen(Screen[bool]):
         self._ticket += 1
         self._say(text, "chat-request")
         self._reply_widget, self._reply_text = None, ""
-        loaded = getattr(self.app.agent, "_llm", None) is not None
+        loaded = self.app.agent.llm_loaded
         self.status("thinking…" if loaded else LOADING)
         self.answer(self._ticket, text, self.conversation_id)
 
@@ -232,16 +217,14 @@ class ChatScreen(Screen[bool]):
 
     @work(thread=True, group="chat", exit_on_error=False)
     def answer(self, ticket: int, text: str, conversation_id: int | None) -> None:
-        from agent.core.llm import LLMUnavailable, stream
-
         agent = self.app.agent
         call = self.app.call_from_thread
         try:
             try:
-                reply = stream(agent, text, conversation_id)
+                reply = agent.stream(text, conversation_id)
             except LLMUnavailable as error:
                 call(self._unavailable, ticket, error.problem, error.fix)
-                items = ranker_items(agent, text)
+                items = agent.shortlist(text)
                 call(self._show_items, ticket, items, None)
                 call(self._finished, ticket, None, f"the language model is unavailable · {len(items)} items "
                                                    "from your ranker")
@@ -260,8 +243,6 @@ class ChatScreen(Screen[bool]):
             call(self._finished, ticket, reply.answer, None)
         except Exception as error:  # never crash: say it, and let the next request through
             if not get_current_worker().is_cancelled:
-                from agent.core.llm import ConversationNotFound
-
                 message = str(error) or type(error).__name__
                 call(self.app.notify, message, title="ownrec", severity="error", markup=False)
                 call(self._finished, ticket, None, f"no reply: {message}",

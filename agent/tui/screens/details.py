@@ -10,8 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
-from agent.core.api import Recommendation
-from agent.core.store import Item
+from agent.core.api import Item, Recommendation
 from agent.tui.common import reported
 from agent.tui.widgets import ItemCard
 

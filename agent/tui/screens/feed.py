@@ -9,8 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agent.core.api import Recommendation
-from agent.core.store import Item
+from agent.core.api import Item, Recommendation
 from agent.tui.common import PAST_TENSE, reported, title_with_year
 from agent.tui.screens.chat import ChatScreen
 from agent.tui.screens.details import DetailsScreen

@@ -12,7 +12,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from agent.core.store import Item
+from agent.core.api import Item
 from agent.tui.common import genres_of, reported, title_with_year
 from agent.tui.screens.details import DetailsScreen
 

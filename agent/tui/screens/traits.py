@@ -19,7 +19,6 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from agent.core.api import NUDGE, REACHABLE, TraitEdit, TraitError, TraitReading, Traits
-from agent.core.llm.portrait import cached_portrait, write_portrait
 from agent.tui.common import reported
 from agent.tui.screens.confirm import ConfirmScreen
 from agent.tui.widgets import TraitDetail, TraitList
@@ -147,7 +146,7 @@ class TraitsScreen(Screen[bool]):
     @work(thread=True, exclusive=True, group="portrait")
     @reported
     def show_cached_portrait(self) -> None:
-        portrait = cached_portrait(self.app.agent)
+        portrait = self.app.agent.cached_portrait()
         self.app.call_from_thread(self.query_one(Portrait).set_text, portrait.text if portrait else None)
 
     def action_portrait(self) -> None:
@@ -157,7 +156,7 @@ class TraitsScreen(Screen[bool]):
     @work(thread=True, exclusive=True, group="portrait")
     @reported
     def write_portrait(self) -> None:
-        portrait = write_portrait(self.app.agent)
+        portrait = self.app.agent.write_portrait()
         text = portrait.text or None
         self.app.call_from_thread(self.query_one(Portrait).set_text, text)
         self.app.call_from_thread(self.say, "portrait written by the local LLM from the numbers below" if text

@@ -6,8 +6,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from agent.core.api import Recommendation
-from agent.core.store import Item
+from agent.core.api import Item, Recommendation
 from agent.tui.common import genres_of
 
 

@@ -1,6 +1,7 @@
 """Conversations with ownrec, kept in the local database (migration m003): listed, shown,
 deleted, exported. A message keeps what the person saw: the (checked) reply text and the items
-shown beside it, with details of how it was made in `meta`."""
+shown beside it, with details of how it was made in `meta`. Every method holds the store's lock
+(one connection is shared by the app's threads)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.core.store import StoreError
+from agent.core.store.store import Store, StoreError
 
 TITLE_LENGTH = 60
 
@@ -55,7 +56,7 @@ def _message(row: tuple) -> Message:
 
 
 class Conversations:
-    def __init__(self, store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     @property
@@ -67,7 +68,7 @@ class Conversations:
         if len(title) > TITLE_LENGTH:
             title = title[: TITLE_LENGTH - 1].rstrip() + "…"
         now = time.time()
-        with self.db.atomic():
+        with self.store.transaction():
             cursor = self.db.execute("insert into conversations (title, created, updated) values (?, ?, ?)",
                                      [title, now, now])
         return int(cursor.lastrowid)
@@ -75,7 +76,7 @@ class Conversations:
     def add(self, conversation_id: int, role: str, text: str, items: list[dict[str, Any]] | None = None,
             meta: dict[str, Any] | None = None) -> Message:
         now = time.time()
-        with self.db.atomic():
+        with self.store.transaction():
             self._require(conversation_id)
             cursor = self.db.execute(
                 "insert into messages (conversation_id, role, text, items, created, meta) values (?, ?, ?, ?, ?, ?)",
@@ -84,45 +85,59 @@ class Conversations:
             self.db.execute("update conversations set updated = ? where id = ?", [now, conversation_id])
         return Message(int(cursor.lastrowid), conversation_id, role, text, items or [], now, meta or {})
 
+    def record_exchange(self, conversation_id: int | None, request: str, request_meta: dict[str, Any], reply: str,
+                        items: list[dict[str, Any]], reply_meta: dict[str, Any]) -> Message:
+        """A request and its reply in one transaction, continuing `conversation_id` or starting a
+        conversation titled by the request; the reply's message."""
+        with self.store.transaction():
+            conversation_id = conversation_id or self.start(request)
+            self.add(conversation_id, "user", request, meta=request_meta)
+            return self.add(conversation_id, "assistant", reply, items, meta=reply_meta)
+
     def _require(self, conversation_id: int) -> tuple:
-        row = self.db.execute("select id, title, created, updated from conversations where id = ?",
-                              [conversation_id]).fetchone()
+        with self.store.lock:
+            row = self.db.execute("select id, title, created, updated from conversations where id = ?",
+                                  [conversation_id]).fetchone()
         if row is None:
             raise ConversationNotFound(f"no conversation {conversation_id}: `ownrec chats list` shows them")
         return row
 
     def list(self) -> list[Conversation]:
         """Every conversation, most recently updated first (without their messages)."""
-        rows = self.db.execute(
-            "select conversations.id, title, conversations.created, updated, count(messages.id) from conversations"
-            " left join messages on messages.conversation_id = conversations.id"
-            " group by conversations.id order by updated desc, conversations.id desc").fetchall()
+        with self.store.lock:
+            rows = self.db.execute(
+                "select conversations.id, title, conversations.created, updated, count(messages.id) from conversations"
+                " left join messages on messages.conversation_id = conversations.id"
+                " group by conversations.id order by updated desc, conversations.id desc").fetchall()
         return [Conversation(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def messages(self, conversation_id: int, last: int | None = None) -> list[Message]:
-        rows = self.db.execute(
-            "select id, conversation_id, role, text, items, created, meta from messages where conversation_id = ?"
-            " order by id", [conversation_id]).fetchall()
+        with self.store.lock:
+            rows = self.db.execute(
+                "select id, conversation_id, role, text, items, created, meta from messages where conversation_id = ?"
+                " order by id", [conversation_id]).fetchall()
         messages = [_message(r) for r in rows]
         return messages[-last:] if last else messages
 
     def get(self, conversation_id: int) -> Conversation:
-        row = self._require(conversation_id)
-        messages = self.messages(conversation_id)
+        with self.store.lock:  # the conversation and its messages as of one moment
+            row = self._require(conversation_id)
+            messages = self.messages(conversation_id)
         return Conversation(row[0], row[1], row[2], row[3], len(messages), messages)
 
     def delete(self, conversation_id: int) -> None:
-        with self.db.atomic():
+        with self.store.transaction():
             self._require(conversation_id)
             self.db.execute("delete from messages where conversation_id = ?", [conversation_id])
             self.db.execute("delete from conversations where id = ?", [conversation_id])
 
     def delete_all(self) -> int:
-        with self.db.atomic():
+        with self.store.transaction():
             count = self.db.execute("select count(*) from conversations").fetchone()[0]
             self.db.execute("delete from messages")
             self.db.execute("delete from conversations")
         return int(count)
 
     def export(self) -> list[dict[str, Any]]:
-        return [self.get(c.id).as_dict() for c in sorted(self.list(), key=lambda c: c.id)]
+        with self.store.lock:
+            return [self.get(c.id).as_dict() for c in sorted(self.list(), key=lambda c: c.id)]
