@@ -22,7 +22,7 @@ from agent.core.encoder import EncoderUnavailable
 from agent.core.importers import ImportFailed
 from agent.core.llm.model import LLMUnavailable
 from agent.core.ranker import AdapterError
-from agent.core.api import Agent, FeedbackError, TraitError
+from agent.core.api import Agent, FeedbackError, LoraTrainingSettings, TraitError
 from agent.core.store import StoreError
 
 # Errors a person can act on: shown as one clear line, without a traceback.
@@ -300,7 +300,9 @@ def traits_history(name: str | None, as_json: bool) -> None:
 def traits_portrait() -> None:
     """A few sentences about your taste, written by the local LLM from the numbers above
     (never the other way round: nothing it writes changes a value)."""
-    portrait = _agent().write_portrait()
+    from agent.core.llm.portrait import write_portrait
+
+    portrait = write_portrait(_agent())
     if not portrait.text:
         click.echo("not enough clear traits yet for a portrait: rate a few more items")
         return
@@ -704,7 +706,9 @@ def ask(text: tuple[str, ...], conversation: int | None, top: int | None, as_jso
     each sentence is checked: a sentence naming a title that is not on the list is held back.
     Conversations stay on this machine: `ownrec chats`.
     """
-    reply = _agent().stream(" ".join(text), conversation_id=conversation, size=top)
+    from agent.core.llm import stream
+
+    reply = stream(_agent(), " ".join(text), conversation_id=conversation, size=top)
     if as_json:
         for _ in reply:
             pass
@@ -739,7 +743,9 @@ def chats() -> None:
 @_fail_cleanly
 def chats_list(as_json: bool) -> None:
     """Every conversation, most recent first."""
-    found = _agent().conversations()
+    from agent.core.llm import Conversations
+
+    found = Conversations(_agent().store).list()
     if as_json:
         _emit_json([c.as_dict(with_messages=False) for c in found])
         return
@@ -756,7 +762,9 @@ def chats_list(as_json: bool) -> None:
 @_fail_cleanly
 def chats_show(conversation: int, as_json: bool) -> None:
     """The messages of conversation ID, with the items shown beside each reply."""
-    found = _agent().conversation(conversation)
+    from agent.core.llm import Conversations
+
+    found = Conversations(_agent().store).get(conversation)
     if as_json:
         _emit_json(found.as_dict())
         return
@@ -775,15 +783,17 @@ def chats_show(conversation: int, as_json: bool) -> None:
 @_fail_cleanly
 def chats_delete(conversation: int | None, everything: bool, yes: bool) -> None:
     """Delete conversation ID, or all of them with --all."""
+    from agent.core.llm import Conversations
+
     if everything == (conversation is not None):
         raise click.UsageError("give either a conversation ID or --all")
-    agent = _agent()
+    conversations = Conversations(_agent().store)
     if everything:
         if not yes:
             click.confirm("Delete every conversation?", abort=True)
-        click.echo(f"deleted {agent.delete_conversations()} conversations")
+        click.echo(f"deleted {conversations.delete_all()} conversations")
     else:
-        agent.delete_conversation(conversation)
+        conversations.delete(conversation)
         click.echo(f"deleted conversation {conversation}")
 
 
@@ -798,7 +808,7 @@ def _lora_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from agent.core.llm.adapter import AdapterRefused
         from agent.core.lora.base import TrainingUnavailable
         from agent.core.lora.examples import NotEnoughFeedback
-        from agent.core.lora.train import TrainingError
+        from agent.core.lora.job import TrainingError
         from agent.core.lora.versions import LoraError
 
         try:
@@ -841,8 +851,6 @@ def lora_train(steps: int, resume: bool, batch: int, as_json: bool) -> None:
     import threading
     import time
 
-    from agent.core.lora.train import TrainingSettings, train
-
     started = time.perf_counter()
     cancel = threading.Event()
 
@@ -860,8 +868,8 @@ def lora_train(steps: int, resume: bool, batch: int, as_json: bool) -> None:
             click.echo(f"\rstep {step}/{total}  loss {loss:.3f}", nl=step == total, err=True)
 
     try:
-        outcome = train(_agent(), TrainingSettings(steps=steps, batch=batch), fresh=not resume, progress=report,
-                        cancel=cancel, log=lambda m: click.echo(m, err=True))
+        outcome = _agent().train_lora(LoraTrainingSettings(steps=steps, batch=batch), fresh=not resume,
+                                      progress=report, cancel=cancel, log=lambda m: click.echo(m, err=True))
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: the last checkpoint is kept; `ownrec lora train` resumes it") from None
     finally:
@@ -887,9 +895,7 @@ def lora_train(steps: int, resume: bool, batch: int, as_json: bool) -> None:
 @_lora_errors
 def lora_status(as_json: bool) -> None:
     """Whether the personal LoRA is on, its versions, and an unfinished run."""
-    from agent.core.lora.versions import status
-
-    found = status(_agent())
+    found = _agent().lora_status()
     if as_json:
         _emit_json(found)
         return
@@ -916,10 +922,8 @@ def lora_status(as_json: bool) -> None:
 @_lora_errors
 def lora_on() -> None:
     """Use the newest personal LoRA in the language model."""
-    from agent.core.lora.versions import switch
-
-    found = switch(_agent(), True)
-    click.echo(f"personal LoRA on (v{found.version})" if found else "personal LoRA on")
+    version = _agent().switch_lora(True)
+    click.echo(f"personal LoRA on (v{version})" if version is not None else "personal LoRA on")
 
 
 @lora.command("off")
@@ -927,9 +931,7 @@ def lora_on() -> None:
 @_lora_errors
 def lora_off() -> None:
     """The language model answers without the personal LoRA (the versions are kept)."""
-    from agent.core.lora.versions import switch
-
-    switch(_agent(), False)
+    _agent().switch_lora(False)
     click.echo("personal LoRA off: `ownrec lora on` turns it back on")
 
 
@@ -939,11 +941,9 @@ def lora_off() -> None:
 @_lora_errors
 def lora_reset(yes: bool) -> None:
     """Delete every version of the personal LoRA and any unfinished run."""
-    from agent.core.lora.versions import reset
-
     if not yes:
         click.confirm("Delete every version of your personal LoRA?", abort=True)
-    count = reset(_agent())
+    count = _agent().reset_lora()
     click.echo(f"deleted {count} version{'s' if count != 1 else ''} of the personal LoRA")
 
 
@@ -954,14 +954,13 @@ def lora_reset(yes: bool) -> None:
 def lora_export(folder: Path) -> None:
     """Copy the newest personal LoRA into FOLDER as a GGUF, with an Ollama Modelfile."""
     from agent.core.llm.model import choose_model
-    from agent.core.lora.versions import export
 
     agent = _agent()
     try:
         base_path = choose_model(agent.config.get("llm.model") or "").path
     except LLMUnavailable:
         base_path = None
-    written = export(agent, folder, base_path)
+    written = agent.export_lora(folder, base_path)
     for path in written.values():
         click.echo(str(path))
 

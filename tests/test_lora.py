@@ -33,8 +33,9 @@ from agent.core.llm.adapter import (
 from agent.core.llm.model import LLM, default_model_path
 from agent.core.lora import versions
 from agent.core.lora.base import load_base
-from agent.core.lora.examples import examples_from_agent, synthetic_examples
-from agent.core.lora.train import TrainingJob, TrainingSettings, Tokenized, p_yes, train_examples
+from agent.core.lora.examples import synthetic_examples
+from agent.core.lora.job import TrainingSettings
+from agent.core.lora.train import Tokenized, p_yes, train_examples
 from helpers import agent_from_template
 
 PROFILE = judge.Profile(("Star Voyage (1979)", "Robot Dawn (1984)", "Orbit (1995)"),
@@ -287,7 +288,7 @@ def demo_agent(demo_database, encoder, ownrec_home, llm):
 
 
 def test_examples_come_from_feedback_and_never_show_the_judged_item(demo_agent):
-    found = examples_from_agent(demo_agent, seed=3)
+    found = demo_agent.lora_examples(seed=3)
     assert (found.positives, found.negatives, found.weak_negatives) == (3, 2, 2)
     judged = [e for e in found.examples if e.kind == "judged"]
     assert sorted(e.enjoyed for e in judged) == [False, False, True, True, True]
@@ -297,36 +298,37 @@ def test_examples_come_from_feedback_and_never_show_the_judged_item(demo_agent):
     weak = [e for e in found.examples if e.kind == "weak"]
     assert all(not e.enjoyed and e.weight == 0.5 for e in weak)
     assert sum(e.weight for e in found.examples if e.enjoyed) == sum(e.weight for e in found.examples if not e.enjoyed)
-    assert examples_from_agent(demo_agent, seed=3) == found  # deterministic
+    assert demo_agent.lora_examples(seed=3) == found  # deterministic
 
 
 def test_a_profile_without_an_item_is_the_profile_that_excludes_it(demo_agent):
     for item_id in range(1, 13):
         demo_agent.store.add_interaction(item_id, "like")  # more likes than the profile shows
-    wide = demo_agent.judge_profile(extra=1)
+    wide = judge.profile_of(demo_agent, extra=1)
     assert len(wide.liked) == judge.LIKED_SHOWN + 1
     for item_id in (12, 5, 50, 98, 400):  # newest like, older like, ..., the dislike, an unrated item
         title = demo_agent.store.item(item_id).display_title
-        assert wide.without(title) == demo_agent.judge_profile(exclude={item_id})
-    assert demo_agent.judge_profile().liked == wide.liked[: judge.LIKED_SHOWN]  # unchanged without `extra`
+        assert wide.without(title) == judge.profile_of(demo_agent, exclude={item_id})
+    assert judge.profile_of(demo_agent).liked == wide.liked[: judge.LIKED_SHOWN]  # unchanged without `extra`
 
 
 def test_a_background_job_publishes_a_version_the_agents_llm_uses(demo_agent, torch_base, llm):
     assert demo_agent.llm is llm  # the module's model, loaded as the app would
     reports = []
-    job = TrainingJob(demo_agent, TrainingSettings(steps=2, batch=2, threads=1), base=torch_base,
-                      progress=lambda step, total, loss: reports.append((step, total))).start()
+    # the torch model is torch_base: load_base keeps the one loaded in this process
+    job = demo_agent.start_lora_training(TrainingSettings(steps=2, batch=2, threads=1),
+                                         progress=lambda step, total, loss: reports.append((step, total)))
     outcome = job.wait(timeout=300)
     assert outcome is not None and outcome.version == 1 and reports == [(1, 2), (2, 2)]
     assert job.status()["running"] is False and job.status()["step"] == 2
-    row = versions.versions(demo_agent)[0]
+    row = versions.versions(demo_agent.store)[0]
     assert row["meta"]["examples"] == 7 and row["path"].startswith("adapters/lora-") and outcome.path.is_file()
-    assert versions.is_enabled(demo_agent) and not versions.checkpoint_path().exists()
+    assert versions.is_enabled(demo_agent.store) and not versions.checkpoint_path(demo_agent.home).exists()
     assert llm.adapter is not None and llm.adapter.path == outcome.path  # hot-swapped into the running model
     assert llm.adapter.info.ownrec_meta()["steps"] == 2
-    versions.switch(demo_agent, False)
+    assert demo_agent.switch_lora(False) is None
     assert llm.adapter is None
-    versions.switch(demo_agent, True)
+    assert demo_agent.switch_lora(True) == 1
     assert llm.adapter.path == outcome.path
     # a damaged file is never handed to llama.cpp: a fresh agent's LLM runs without it
     outcome.path.write_bytes(outcome.path.read_bytes()[:-10] + b"0123456789")
@@ -388,4 +390,4 @@ def test_training_without_likes_says_what_to_do(ownrec_home, demo_database, enco
     shutil.copy(demo_database, paths.database_path())
     result = run("lora", "train", "--steps", "1")
     assert result.exit_code == 1 and "like or rate (4 stars or more) a few items first" in result.output
-    assert versions.checkpoint_path().exists() is False
+    assert versions.checkpoint_path(paths.Home.default()).exists() is False

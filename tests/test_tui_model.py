@@ -10,9 +10,8 @@ import pytest
 from helpers import agent_from_template, open_from_feed
 from textual.widgets import DataTable, Static
 
-from agent.core.lora import versions
+from agent.core.api import LoraTrainingSettings
 from agent.core.lora.base import load_base
-from agent.core.lora.train import TrainingSettings
 from agent.tui.app import OwnrecApp
 from agent.tui.screens import ConfirmScreen, FeedScreen, ModelScreen
 from agent.tui.screenshot import settle
@@ -50,7 +49,7 @@ async def _until(pilot, condition, seconds: float = 300) -> None:
     raise AssertionError("timed out")
 
 
-async def _model_screen(pilot, training: TrainingSettings | None = None) -> ModelScreen:
+async def _model_screen(pilot, training: LoraTrainingSettings | None = None) -> ModelScreen:
     await settle(pilot)
     assert isinstance(pilot.app.screen, FeedScreen)
     if training is None:
@@ -72,7 +71,7 @@ async def test_the_model_screen_says_what_is_there_and_switches_reranking(agent)
         assert "t trains on your feedback" in _text(screen, "#training-note")
         await pilot.press("o")  # nothing to switch on: said, nothing changed
         await settle(pilot)
-        assert not versions.is_enabled(agent)
+        assert not agent.lora_status()["enabled"]
         await pilot.press("k")
         await _until(pilot, lambda: screen.state["rerank"], 30)
         assert agent.config.get("llm.rerank") is True
@@ -86,37 +85,37 @@ async def test_the_model_screen_says_what_is_there_and_switches_reranking(agent)
 async def test_train_switch_and_reset_the_personal_lora_from_the_screen(agent, torch_base):
     app = OwnrecApp(agent)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await _model_screen(pilot, TrainingSettings(steps=2, batch=2, threads=1))
+        screen = await _model_screen(pilot, LoraTrainingSettings(steps=2, batch=2, threads=1))
         await pilot.press("t")
         assert app.lora_job is not None
         await _until(pilot, lambda: app.lora_job is None and screen.state and screen.state["versions"])
         table = screen.query_one("#lora-versions", DataTable)
         assert table.row_count == 1 and table.get_row_at(0)[0] == "1" and table.get_row_at(0)[-1] == "ok"
         assert "on, version 1" in _text(screen, "#model-summary")
-        assert versions.is_enabled(agent)
+        assert agent.lora_status()["enabled"]
 
         await pilot.press("o")
         await _until(pilot, lambda: "personal LoRA  off" in _text(screen, "#model-summary"), 30)
-        assert not versions.is_enabled(agent)
+        assert not agent.lora_status()["enabled"]
 
         await pilot.press("r")
         await settle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await _until(pilot, lambda: not screen.state["versions"], 30)
-        assert versions.versions(agent) == [] and "not trained yet" in _text(screen, "#model-summary")
+        assert agent.lora_status()["versions"] == [] and "not trained yet" in _text(screen, "#model-summary")
 
 
 async def test_cancelled_training_keeps_its_place_and_says_how_to_resume(agent, torch_base):
     app = OwnrecApp(agent)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await _model_screen(pilot, TrainingSettings(steps=400, batch=2, threads=1, checkpoint_every=1))
+        screen = await _model_screen(pilot, LoraTrainingSettings(steps=400, batch=2, threads=1, checkpoint_every=1))
         await pilot.press("t")
         await _until(pilot, lambda: app.lora_job is not None and app.lora_job.status()["step"] >= 1)
         await pilot.press("x")
         await _until(pilot, lambda: app.lora_job is None and screen.state and screen.state["checkpoint"])
         step = screen.state["checkpoint"]["step"]
-        assert 1 <= step < 400 and versions.versions(agent) == []
+        assert 1 <= step < 400 and agent.lora_status()["versions"] == []
         note = _text(screen, "#training-note")
         assert f"stopped at step {step} of 400" in note and "t resumes" in note
 

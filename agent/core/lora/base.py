@@ -26,9 +26,7 @@ import numpy as np
 from agent.core.llm import judge
 from agent.core.llm.adapter import TARGETS, BaseModel, LoraWeights, describe_base
 from agent.core.llm.model import LLM, LLMUnavailable, choose_model, read_gguf_info, verify_default
-
-DEFAULT_RANK = 8
-DEFAULT_ALPHA = 16.0
+from agent.core.lora.job import DEFAULT_ALPHA, DEFAULT_RANK
 
 
 class TrainingUnavailable(RuntimeError):

@@ -10,23 +10,23 @@ The profile in each prompt never names the item being judged. Leaving out that o
 make the profile one title shorter exactly when the item was judged, a cue the model could learn
 instead of taste; so every example leaves out one title of each list: its own if it is there,
 otherwise a random one (`_profile_for`).
+
+The examples are read from the person's store; the profile is given as a callable (the facade
+builds it from the feedback and the clearest traits), called only once there is enough feedback.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agent.core.llm import judge
 from agent.core.ranker.feedback import latest_judgements
-
-if TYPE_CHECKING:
-    from agent.core.api import Agent
+from agent.core.store import Interaction, Store
 
 WEAK_WEIGHT = 0.5
 MAX_JUDGED = 200  # the latest judgements; older ones add time, not much taste
@@ -63,40 +63,41 @@ class ExampleSet:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def judged_items(agent: "Agent") -> list[tuple[int, bool]]:
+def judged_items(interactions: list[Interaction]) -> list[tuple[int, bool]]:
     """(item id, enjoyed) per item with a clear latest judgement, latest first."""
-    latest = latest_judgements(agent.store.interactions())
+    latest = latest_judgements(interactions)
     return [(item_id, enjoyed) for item_id, enjoyed in latest.items() if enjoyed is not None][:MAX_JUDGED]
 
 
-def examples_from_agent(agent: "Agent", seed: int = 0) -> ExampleSet:
-    """The person's examples (see the module doc). NotEnoughFeedback without a like and a dislike
-    or unrated item to contrast it with."""
-    with agent._lock:  # the store's connection is shared with the app's threads
-        return _examples_from_agent(agent, seed)
+def examples_from_feedback(store: Store, profile: Callable[[], judge.Profile], seed: int = 0) -> ExampleSet:
+    """The person's examples from the feedback in `store` (see the module doc); `profile()` gives
+    their profile with one extra title per list (`judge.profile_of(..., extra=1)`).
+    NotEnoughFeedback without a like and a dislike or unrated item to contrast it with."""
+    with store.lock:  # one consistent read: the store's connection is shared with the app's threads
+        return _examples_from_feedback(store, profile, seed)
 
 
-def _examples_from_agent(agent: "Agent", seed: int) -> ExampleSet:
-    judged = judged_items(agent)
+def _examples_from_feedback(store: Store, profile: Callable[[], judge.Profile], seed: int) -> ExampleSet:
+    judged = judged_items(store.interactions())
     positives = sum(1 for _, enjoyed in judged if enjoyed)
     if positives == 0:
         raise NotEnoughFeedback("the personal LoRA learns what you enjoy: like or rate (4 stars or more) "
                                 "a few items first")
     negatives = len(judged) - positives
     rng = np.random.default_rng(seed)
-    touched = {event.item_id for event in agent.store.interactions()}
-    untouched = [row[0] for row in agent.store.db.execute("select id from items order by id")
+    touched = {event.item_id for event in store.interactions()}
+    untouched = [row[0] for row in store.db.execute("select id from items order by id")
                  if row[0] not in touched]
     weak_count = min(2 * max(positives - negatives, 0), len(untouched))  # half weight each: balances
     weak_ids = [int(i) for i in rng.choice(untouched, size=weak_count, replace=False)] if weak_count else []
     if negatives + weak_count == 0:
         raise NotEnoughFeedback("nothing to contrast your likes with: the catalog has no unrated items and "
                                 "you disliked nothing")
-    profile = judge.profile_of(agent, extra=1)
-    items = {item.id: item for item in agent.store.items([i for i, _ in judged] + weak_ids)}
-    examples = [Example(_profile_for(profile, items[i].display_title, rng), items[i].text, enjoyed,
+    wide = profile()
+    items = {item.id: item for item in store.items([i for i, _ in judged] + weak_ids)}
+    examples = [Example(_profile_for(wide, items[i].display_title, rng), items[i].text, enjoyed,
                         title=items[i].display_title) for i, enjoyed in judged]
-    examples += [Example(_profile_for(profile, items[i].display_title, rng), items[i].text, False,
+    examples += [Example(_profile_for(wide, items[i].display_title, rng), items[i].text, False,
                          WEAK_WEIGHT, "weak", items[i].display_title) for i in weak_ids]
     return ExampleSet(tuple(examples), positives, negatives, weak_count)
 

@@ -19,65 +19,21 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from agent.core.atomic import write_bytes_atomic, write_text_atomic
 from agent.core.lora import versions
-from agent.core.lora.base import DEFAULT_ALPHA, DEFAULT_RANK, LoraBase, _torch, load_base
-from agent.core.lora.examples import ExampleSet, examples_from_agent
+from agent.core.lora.base import LoraBase, _torch, load_base
+from agent.core.lora.examples import ExampleSet
+from agent.core.lora.job import Outcome, Progress, TrainingError, TrainingResult, TrainingSettings
+from agent.core.paths import Home, models_dir
+from agent.core.store import Store
 
-if TYPE_CHECKING:
-    from agent.core.api import Agent
-
-Progress = Callable[[int, int, float], None]  # (step done, total steps, loss of that step)
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or resume as asked; nothing was changed."""
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    steps: int = 60
-    batch: int = 4
-    learning_rate: float = 1e-3
-    rank: int = DEFAULT_RANK
-    alpha: float = DEFAULT_ALPHA
-    seed: int = 0
-    checkpoint_every: int = 5
-    max_grad_norm: float = 1.0
-    # torch threads; 0: the llm.threads setting (else OWNREC_THREADS, else all cores). On cores
-    # that other work keeps busy, 1 is much faster than 2: torch's thread pool waits at a
-    # barrier after every operation, and a descheduled thread stalls all of them (measured: a
-    # forward pass 0.4 s on 1 thread, 2-12 s on 2, with the machine's load at 5 on 2 cores).
-    threads: int = 0
-
-    def resuming(self, saved: dict[str, Any]) -> "TrainingSettings":
-        """A resumed run continues the saved run: its settings, with this call's number of steps,
-        checkpoint interval and threads (which do not change the result)."""
-        return TrainingSettings(**(saved | {"steps": self.steps, "checkpoint_every": self.checkpoint_every,
-                                            "threads": self.threads}))
-
-
-@dataclass
-class TrainingResult:
-    step: int  # steps done in all, across resumes
-    steps: int  # the target
-    cancelled: bool
-    losses: list[float]  # per step of this run (not of earlier runs before a resume)
-    loss_before: float | None  # mean weighted loss over the examples (`evaluate`), before the first step
-    loss_after: float | None  # ... and after the last (None when cancelled)
-    step_seconds: float | None  # median of this run
-    resumed_from: int
-    step_times: list[float] = field(default_factory=list)  # seconds, per step of this run
-    counts: dict[str, int] = field(default_factory=dict)
-    weights: Any = None  # LoraWeights when finished
-    settings: Any = None  # the TrainingSettings in effect (a resumed run's are the checkpoint's)
 
 
 def batch_indices(count: int, batch: int, seed: int, step: int) -> list[int]:
@@ -140,7 +96,7 @@ def p_yes(base: LoraBase, profile, item_texts: list[str]) -> np.ndarray:
 
 
 def _save_checkpoint(path: Path, base: LoraBase, optimizer, settings: TrainingSettings, step: int,
-                     data: Tokenized, loss_before: float | None) -> None:
+                     data: Tokenized, loss_before: float | None, note: Path | None) -> None:
     torch = _torch()
     buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "base_model_id": base.base.model_id, "settings": asdict(settings),
@@ -151,8 +107,8 @@ def _save_checkpoint(path: Path, base: LoraBase, optimizer, settings: TrainingSe
                 "data": {"ids": data.ids, "labels": data.labels, "weights": data.weights,
                          "fingerprint": data.fingerprint, "counts": data.counts}}, buffer)
     write_bytes_atomic(path, buffer.getvalue())
-    if path == versions.checkpoint_path():
-        write_text_atomic(versions.checkpoint_note_path(), json.dumps(
+    if note is not None:
+        write_text_atomic(note, json.dumps(
             {"step": step, "steps": settings.steps, "base_model_id": base.base.model_id, "saved_at": time.time()}))
 
 
@@ -172,12 +128,14 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
 
 
 def train_examples(base: LoraBase, examples: ExampleSet | Tokenized, settings: TrainingSettings, *,
-                   checkpoint: Path | None = None, resume: bool = True, progress: Progress | None = None,
-                   cancel: threading.Event | None = None, evaluate_loss: bool = True) -> TrainingResult:
+                   checkpoint: Path | None = None, checkpoint_note: Path | None = None, resume: bool = True,
+                   progress: Progress | None = None, cancel: threading.Event | None = None,
+                   evaluate_loss: bool = True) -> TrainingResult:
     """Train `base`'s LoRA on `examples`. With `checkpoint`, save there every
     `settings.checkpoint_every` steps and on cancel, and (with `resume`) continue from it: its own
     examples, step and settings (but this call's number of steps), when it was made with the
-    same base model (else TrainingError)."""
+    same base model (else TrainingError). With `checkpoint_note`, each save also writes its step
+    there as JSON, which status can read without torch."""
     torch = _torch()
     with base.lock:
         state = read_checkpoint(checkpoint) if checkpoint is not None and resume else None
@@ -232,132 +190,50 @@ def train_examples(base: LoraBase, examples: ExampleSet | Tokenized, settings: T
             if not math.isfinite(losses[-1]):
                 raise TrainingError(f"the loss diverged at step {step} ({losses[-1]}); nothing was saved")
             if checkpoint is not None and (step % settings.checkpoint_every == 0 or step == settings.steps):
-                _save_checkpoint(checkpoint, base, optimizer, settings, step, data, loss_before)
+                _save_checkpoint(checkpoint, base, optimizer, settings, step, data, loss_before, checkpoint_note)
             if progress is not None:
                 progress(step, settings.steps, losses[-1])
         if cancelled and checkpoint is not None:
-            _save_checkpoint(checkpoint, base, optimizer, settings, step, data, loss_before)
+            _save_checkpoint(checkpoint, base, optimizer, settings, step, data, loss_before, checkpoint_note)
         loss_after = None if cancelled or not evaluate_loss else evaluate(base, data)
         return TrainingResult(step, settings.steps, cancelled, losses, loss_before, loss_after,
                               statistics.median(durations) if durations else None, resumed_from, durations,
                               data.counts, None if cancelled else base.weights(), settings)
 
 
-@dataclass
-class Outcome:
-    """What `train` did: a new adapter version, or a cancelled run that can be resumed."""
-
-    result: TrainingResult
-    version: int | None = None
-    path: Path | None = None
-    sha256: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        r = self.result
-        return {"version": self.version, "path": str(self.path) if self.path else None, "cancelled": r.cancelled,
-                "step": r.step, "steps": r.steps, "resumed_from": r.resumed_from,
-                "loss_before": r.loss_before, "loss_after": r.loss_after,
-                "step_seconds": None if r.step_seconds is None else round(r.step_seconds, 3), **r.counts}
-
-
-def train(agent: "Agent", settings: TrainingSettings = TrainingSettings(), *, fresh: bool = False,
+def train(store: Store, home: Home, examples: Callable[[], ExampleSet],
+          settings: TrainingSettings = TrainingSettings(), *, model: str = "", fresh: bool = False,
           progress: Progress | None = None, cancel: threading.Event | None = None,
-          base: LoraBase | None = None, log: Callable[[str], None] | None = None) -> Outcome:
-    """Train the person's LoRA from their feedback and publish it as the next version (switched
-    on, and swapped into the agent's LLM if loaded). Resumes the checkpoint unless `fresh`.
-    Cancelled: the checkpoint holds the progress and nothing else changed."""
-    from dataclasses import replace
+          log: Callable[[str], None] | None = None, on_change: Callable[[], None] = lambda: None) -> Outcome:
+    """Train the person's LoRA and publish it as the next version in `home` (switched on; then
+    `on_change()`, which swaps it into a loaded LLM). Resumes the checkpoint unless `fresh`.
+    Cancelled: the checkpoint holds the progress and nothing else changed.
 
-    from agent.core import paths
-    from agent.core.llm.model import resolve_threads
-
-    if settings.threads <= 0:
-        settings = replace(settings, threads=resolve_threads(int(agent.config.get("llm.threads"))))
-    checkpoint = versions.checkpoint_path()
-    examples = None
+    `examples()` builds the person's examples; it is called only when a run starts afresh.
+    `model` is the llm.model setting (empty: the built-in model); `settings.threads` should be
+    resolved already (0 lets torch choose)."""
+    checkpoint = versions.checkpoint_path(home)
+    note = versions.checkpoint_note_path(home)
+    data = None
     if fresh or not checkpoint.is_file():  # first: without enough feedback, say so before loading
-        examples = examples_from_agent(agent, seed=settings.seed)
-    if base is None:
-        if log:
-            log("loading the language model for training (torch, float32)...")
-        base = load_base(agent.config.get("llm.model") or "", rank=settings.rank, alpha=settings.alpha,
-                         cache_dir=paths.models_dir() / "llm", threads=settings.threads)
+        data = examples()
+    if log:
+        log("loading the language model for training (torch, float32)...")
+    base = load_base(model, rank=settings.rank, alpha=settings.alpha, cache_dir=models_dir() / "llm",
+                     threads=settings.threads)
     if fresh:
         checkpoint.unlink(missing_ok=True)
-        versions.checkpoint_note_path().unlink(missing_ok=True)
-    result = train_examples(base, examples if examples is not None else ExampleSet((), 0, 0, 0), settings,
-                            checkpoint=checkpoint, resume=not fresh, progress=progress, cancel=cancel)
+        note.unlink(missing_ok=True)
+    result = train_examples(base, data if data is not None else ExampleSet((), 0, 0, 0), settings,
+                            checkpoint=checkpoint, checkpoint_note=note, resume=not fresh, progress=progress,
+                            cancel=cancel)
     if result.cancelled:
         return Outcome(result)
     used = result.settings
     meta = {"steps": result.step, "rank": used.rank, "alpha": used.alpha, "seed": used.seed,
             "learning_rate": used.learning_rate, "batch": used.batch,
             "loss_before": result.loss_before, "loss_after": result.loss_after, **result.counts}
-    version, path, sha256 = versions.publish(agent, result.weights, base.base, meta)
+    version, path, sha256 = versions.publish(store, home, result.weights, base.base, meta, on_change)
     checkpoint.unlink(missing_ok=True)
-    versions.checkpoint_note_path().unlink(missing_ok=True)
+    note.unlink(missing_ok=True)
     return Outcome(result, version, path, sha256)
-
-
-class TrainingJob:
-    """`train` in a background thread, for the TUI: `start()`, `cancel()`, `wait()`; progress
-    is reported through the callback (from the worker thread) and kept in `status()`."""
-
-    def __init__(self, agent: "Agent", settings: TrainingSettings = TrainingSettings(), *, fresh: bool = False,
-                 progress: Progress | None = None, base: LoraBase | None = None):
-        self._agent = agent
-        self._settings = settings
-        self._fresh = fresh
-        self._progress = progress
-        self._base = base
-        self._cancel = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._step, self._loss = 0, None
-        self.outcome: Outcome | None = None
-        self.error: BaseException | None = None
-
-    def start(self) -> "TrainingJob":
-        with self._lock:
-            if self._thread is not None:
-                raise RuntimeError("this training job has already started")
-            self._thread = threading.Thread(target=self._run, name="ownrec-lora-training", daemon=True)
-            self._thread.start()
-        return self
-
-    def _report(self, step: int, total: int, loss: float) -> None:
-        with self._lock:
-            self._step, self._loss = step, loss
-        if self._progress is not None:
-            self._progress(step, total, loss)
-
-    def _run(self) -> None:
-        try:
-            outcome = train(self._agent, self._settings, fresh=self._fresh, progress=self._report,
-                            cancel=self._cancel, base=self._base)
-            with self._lock:
-                self.outcome = outcome
-        except BaseException as error:  # kept for the caller: a worker thread has nobody to raise to
-            with self._lock:
-                self.error = error
-
-    def cancel(self) -> None:
-        """Stop after the current step; the checkpoint keeps the progress."""
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> Outcome | None:
-        """The outcome once finished (re-raising the worker's error), or None on timeout."""
-        if self._thread is None:
-            raise RuntimeError("start() the training job first")
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            return None
-        if self.error is not None:
-            raise self.error
-        return self.outcome
-
-    def status(self) -> dict[str, Any]:
-        with self._lock:
-            running = self._thread is not None and self._thread.is_alive()
-            return {"running": running, "step": self._step, "steps": self._settings.steps, "loss": self._loss,
-                    "cancelling": self._cancel.is_set() and running, "error": None if self.error is None else str(self.error)}

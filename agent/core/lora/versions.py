@@ -1,10 +1,12 @@
-"""The personal LoRA's versions and switches. No torch (the Agent imports this module).
+"""The personal LoRA's versions and switches. No torch (the facade imports this module).
 
-Each finished training writes `adapters/lora-<ns>.gguf` in the data directory and records it in
+Each finished training writes `adapters/lora-<ns>.gguf` in the person's data folder (their `Home`:
+every function here is given it and their store) and records it in
 the store's adapter table as kind "llm-lora" (path, sha256, training figures). The state key
 `llm_lora.enabled` says whether the chat LLM uses it. What the LLM loads is the newest version
 whose file still matches its recorded sha256 and that fits the running base model; anything else
-is skipped and the event log says why.
+is skipped and the event log says why. What changes which version the LLM should use (a publish,
+a switch, a reset) then calls `on_change`, which swaps it into a loaded LLM.
 """
 
 from __future__ import annotations
@@ -12,17 +14,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import __version__
-from agent.core import paths
 from agent.core.atomic import sha256_file, write_text_atomic
 from agent.core.llm.adapter import AdapterRefused, BaseModel, LoraWeights, read_header, write_adapter
-
-if TYPE_CHECKING:
-    from agent.core.api import Agent
+from agent.core.paths import Home
+from agent.core.store import Store
 
 KIND = "llm-lora"
 ENABLED_KEY = "llm_lora.enabled"
@@ -35,52 +36,53 @@ class LoraError(ValueError):
     """A switch or an export cannot be done as asked; nothing was changed."""
 
 
-def checkpoint_path() -> Path:
-    return paths.adapters_dir() / CHECKPOINT_NAME
+def checkpoint_path(home: Home) -> Path:
+    return home.adapters() / CHECKPOINT_NAME
 
 
-def checkpoint_note_path() -> Path:
-    return paths.adapters_dir() / CHECKPOINT_NOTE
+def checkpoint_note_path(home: Home) -> Path:
+    return home.adapters() / CHECKPOINT_NOTE
 
 
-def checkpoint_note() -> dict[str, Any] | None:
+def checkpoint_note(home: Home) -> dict[str, Any] | None:
     """{step, steps, base_model_id} of the resumable run, if there is one."""
-    if not checkpoint_path().is_file():
+    if not checkpoint_path(home).is_file():
         return None
     try:
-        return json.loads(checkpoint_note_path().read_text(encoding="utf-8"))
+        return json.loads(checkpoint_note_path(home).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
 
-def versions(agent: "Agent") -> list[dict[str, Any]]:
+def versions(store: Store) -> list[dict[str, Any]]:
     """Every recorded version, newest first, with its meta decoded."""
-    return [{**row, "meta": json.loads(row["meta"] or "{}")} for row in agent.store.adapter_versions(KIND)]
+    return [{**row, "meta": json.loads(row["meta"] or "{}")} for row in store.adapter_versions(KIND)]
 
 
-def is_enabled(agent: "Agent") -> bool:
-    return bool(agent.store.get_state(ENABLED_KEY, False))
+def is_enabled(store: Store) -> bool:
+    return bool(store.get_state(ENABLED_KEY, False))
 
 
-def publish(agent: "Agent", weights: LoraWeights, base: BaseModel, meta: dict[str, Any]) -> tuple[int, Path, str]:
-    """Write `weights` as the next version, switch the LoRA on and swap it into a loaded LLM.
+def publish(store: Store, home: Home, weights: LoraWeights, base: BaseModel, meta: dict[str, Any],
+            on_change: Callable[[], None]) -> tuple[int, Path, str]:
+    """Write `weights` as the next version and switch the LoRA on; then `on_change()`.
     Keeps the newest VERSIONS_KEPT versions."""
     relative = f"adapters/lora-{time.time_ns()}.gguf"
-    path = paths.data_dir() / relative
-    paths.adapters_dir()
+    path = home.folder() / relative
+    home.adapters()
     header = {"app_version": __version__, "created_at": time.time(),
               **{k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}}
     sha256 = write_adapter(path, weights, base, header)
-    with agent._lock:  # the store's connection is shared with the app's threads
-        version = agent.store.record_adapter(KIND, relative, sha256, {**meta, "base_model_id": base.model_id})
-        agent.store.set_state(ENABLED_KEY, True)
-        agent.store.log_event("llm_lora_trained", {"version": version, **{k: meta[k] for k in sorted(meta)}})
-        dropped = agent.store.adapter_versions(KIND)[VERSIONS_KEPT:]
+    with store.lock:  # one block: the store's connection is shared with the app's threads
+        version = store.record_adapter(KIND, relative, sha256, {**meta, "base_model_id": base.model_id})
+        store.set_state(ENABLED_KEY, True)
+        store.log_event("llm_lora_trained", {"version": version, **{k: meta[k] for k in sorted(meta)}})
+        dropped = store.adapter_versions(KIND)[VERSIONS_KEPT:]
         for old in dropped:
-            agent.store.db["adapters"].delete(old["id"])
-    agent.apply_llm_adapter()  # before the old files go: the LLM may still hold one of them
+            store.db["adapters"].delete(old["id"])
+    on_change()  # before the old files go: the LLM may still hold one of them
     for old in dropped:
-        (paths.data_dir() / old["path"]).unlink(missing_ok=True)
+        (home.folder() / old["path"]).unlink(missing_ok=True)
     return version, path, sha256
 
 
@@ -91,18 +93,18 @@ class Active:
     meta: dict[str, Any]
 
 
-def active_adapter(agent: "Agent", base: BaseModel | None = None, log: bool = True) -> Active | None:
+def active_adapter(store: Store, home: Home, base: BaseModel | None = None, log: bool = True) -> Active | None:
     """The version the LLM should use: None when switched off or there is none; else the newest
     whose file matches its sha256 (and, given `base`, whose header names that base)."""
-    if not is_enabled(agent):
+    if not is_enabled(store):
         return None
-    for row in versions(agent):
-        path = paths.data_dir() / row["path"]
+    for row in versions(store):
+        path = home.folder() / row["path"]
         problem = _problem(path, row["sha256"], base)
         if problem is None:
             return Active(row["version"], path, row["meta"])
         if log:
-            agent.store.log_event("llm_lora_skipped", {"version": row["version"], "problem": problem})
+            store.log_event("llm_lora_skipped", {"version": row["version"], "problem": problem})
     return None
 
 
@@ -121,57 +123,58 @@ def _problem(path: Path, sha256: str, base: BaseModel | None) -> str | None:
     return None
 
 
-def switch(agent: "Agent", on: bool) -> Active | None:
-    """Turn the personal LoRA on or off (and swap it into a loaded LLM). Turning it on needs a
-    usable version: LoraError otherwise, and the switch stays as it was."""
-    with agent._lock:
+def switch(store: Store, home: Home, on: bool, on_change: Callable[[], None]) -> Active | None:
+    """Turn the personal LoRA on or off; then `on_change()`. Turning it on needs a usable
+    version: LoraError otherwise, and the switch stays as it was."""
+    with store.lock:
         if on:
-            if not versions(agent):
+            if not versions(store):
                 raise LoraError("there is no personal LoRA yet: train one with `ownrec lora train`")
-            was = is_enabled(agent)
-            agent.store.set_state(ENABLED_KEY, True)
-            found = active_adapter(agent)
+            was = is_enabled(store)
+            store.set_state(ENABLED_KEY, True)
+            found = active_adapter(store, home)
             if found is None:
-                agent.store.set_state(ENABLED_KEY, was)
+                store.set_state(ENABLED_KEY, was)
                 raise LoraError("no stored version of the personal LoRA is intact (see `ownrec lora status`): "
                                 "train a new one with `ownrec lora train --fresh`")
         else:
-            agent.store.set_state(ENABLED_KEY, False)
+            store.set_state(ENABLED_KEY, False)
             found = None
-        agent.store.log_event("llm_lora_switched", {"on": on})
-    agent.apply_llm_adapter()
+        store.log_event("llm_lora_switched", {"on": on})
+    on_change()
     return found
 
 
-def reset(agent: "Agent") -> int:
-    """Delete every version and the training checkpoint; switch off. Returns how many versions."""
-    with agent._lock:
-        rows = agent.store.adapter_versions(KIND)
-        agent.store.set_state(ENABLED_KEY, False)
-    agent.apply_llm_adapter()  # the LLM lets go of the file first
-    with agent._lock:
-        with agent.store.db.atomic():
+def reset(store: Store, home: Home, on_change: Callable[[], None]) -> int:
+    """Delete every version and the training checkpoint; switch off (then `on_change()`, before
+    the files go). Returns how many versions."""
+    with store.lock:
+        rows = store.adapter_versions(KIND)
+        store.set_state(ENABLED_KEY, False)
+    on_change()  # the LLM lets go of the file first
+    with store.lock:
+        with store.db.atomic():
             for row in rows:
-                agent.store.db["adapters"].delete(row["id"])
-        agent.store.log_event("llm_lora_reset", {"versions": len(rows)})
+                store.db["adapters"].delete(row["id"])
+        store.log_event("llm_lora_reset", {"versions": len(rows)})
     for row in rows:
-        (paths.data_dir() / row["path"]).unlink(missing_ok=True)
-    checkpoint_path().unlink(missing_ok=True)
-    checkpoint_note_path().unlink(missing_ok=True)
+        (home.folder() / row["path"]).unlink(missing_ok=True)
+    checkpoint_path(home).unlink(missing_ok=True)
+    checkpoint_note_path(home).unlink(missing_ok=True)
     return len(rows)
 
 
-def export(agent: "Agent", destination: Path, base_path: Path | None = None) -> dict[str, Path]:
+def export(store: Store, home: Home, destination: Path, base_path: Path | None = None) -> dict[str, Path]:
     """Copy the newest intact version into the folder `destination` (made if missing) as
     `ownrec-lora-v<N>.gguf`, with an Ollama `Modelfile` (FROM the base, ADAPTER the file) and the
     llama.cpp command line in a README. Refuses to overwrite files; nothing is written then."""
     destination = Path(destination).expanduser()
     if destination.exists() and not destination.is_dir():
         raise LoraError(f"{destination} is a file: give a folder to export into")
-    rows = versions(agent)
+    rows = versions(store)
     if not rows:
         raise LoraError("there is no personal LoRA to export: train one with `ownrec lora train`")
-    chosen = next((r for r in rows if _problem(paths.data_dir() / r["path"], r["sha256"], None) is None), None)
+    chosen = next((r for r in rows if _problem(home.folder() / r["path"], r["sha256"], None) is None), None)
     if chosen is None:
         raise LoraError("no stored version of the personal LoRA is intact: train a new one with `ownrec lora train --fresh`")
     adapter_name = f"ownrec-lora-v{chosen['version']}.gguf"
@@ -184,7 +187,7 @@ def export(agent: "Agent", destination: Path, base_path: Path | None = None) -> 
     base_file = str(base_path) if base_path else "/path/to/the/base-model.gguf"
     base_id = chosen["meta"].get("base_model_id", "the base model")
     destination.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(paths.data_dir() / chosen["path"], targets["adapter"])
+    shutil.copyfile(home.folder() / chosen["path"], targets["adapter"])
     write_text_atomic(targets["modelfile"],
                       f"# ownrec personal LoRA v{chosen['version']}, trained on {base_id}.\n"
                       f"# Create the model with: ollama create my-ownrec -f Modelfile\n"
@@ -200,16 +203,16 @@ def export(agent: "Agent", destination: Path, base_path: Path | None = None) -> 
     return targets
 
 
-def status(agent: "Agent") -> dict[str, Any]:
+def status(store: Store, home: Home) -> dict[str, Any]:
     """Plain data for `ownrec lora status` and the TUI."""
-    rows = versions(agent)
-    found = active_adapter(agent, log=False) if rows else None
+    rows = versions(store)
+    found = active_adapter(store, home, log=False) if rows else None
     return {
-        "enabled": is_enabled(agent),
+        "enabled": is_enabled(store),
         "active_version": found.version if found else None,
         "versions": [{"version": r["version"], "path": r["path"], "sha256": r["sha256"],
                       "created_at": r["created_at"],
-                      "intact": _problem(paths.data_dir() / r["path"], r["sha256"], None) is None, **r["meta"]}
+                      "intact": _problem(home.folder() / r["path"], r["sha256"], None) is None, **r["meta"]}
                      for r in rows],
-        "checkpoint": checkpoint_note(),  # a run that `ownrec lora train` resumes, or None
+        "checkpoint": checkpoint_note(home),  # a run that `ownrec lora train` resumes, or None
     }

@@ -50,7 +50,8 @@ def _child(params: dict[str, Any]) -> dict[str, Any]:
     from agent.core.llm.model import resolve_threads
     from agent.core.lora.base import load_base
     from agent.core.lora.examples import synthetic_examples
-    from agent.core.lora.train import Tokenized, TrainingSettings, train_examples
+    from agent.core.lora.job import TrainingSettings
+    from agent.core.lora.train import Tokenized, train_examples
 
     threads = resolve_threads(int(params["threads"]))
     started = time.perf_counter()

@@ -19,15 +19,16 @@ def per_user_lora(steps: int, folder: Path, threads: int = 1, seed: int = 0) -> 
     feedback is not enough to train on. The torch model loads once, on first use."""
     from agent.core.llm.adapter import write_adapter
     from agent.core.lora.base import load_base
-    from agent.core.lora.examples import NotEnoughFeedback, examples_from_agent
-    from agent.core.lora.train import TrainingSettings, train_examples
+    from agent.core.lora.examples import NotEnoughFeedback
+    from agent.core.lora.job import TrainingSettings
+    from agent.core.lora.train import train_examples
 
     folder.mkdir(parents=True, exist_ok=True)
     loaded = {}
 
     def hook(user: "EvalUser", agent: "Agent") -> Path | None:
         try:
-            examples = examples_from_agent(agent, seed=seed)
+            examples = agent.lora_examples(seed=seed)
         except NotEnoughFeedback:
             return None
         if "base" not in loaded:

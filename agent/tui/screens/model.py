@@ -1,10 +1,10 @@
 """Your model: the chat LLM, its personal LoRA (train, cancel, resume, switch, export, reset) and
 whether the LLM reranks the feed.
 
-Training runs in a background thread (`agent.core.lora.train.TrainingJob`) that outlives this
-screen: leave it and come back, the progress is still here; the app cancels it on quit, and the
-checkpoint lets `t` resume where it stopped. Everything shown comes from
-`agent.core.lora.versions.status`, read in a worker (it checks each version's sha256)."""
+Training runs in a background thread (`Agent.start_lora_training`) that outlives this screen:
+leave it and come back, the progress is still here; the app cancels it on quit, and the
+checkpoint lets `t` resume where it stopped. Everything shown comes from `Agent.lora_status`,
+read in a worker (it checks each version's sha256)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Static
 
+from agent.core.api import LoraTrainingSettings
 from agent.tui.common import reported
 from agent.tui.screens.confirm import ConfirmScreen
 
@@ -56,8 +57,8 @@ class ModelScreen(Screen[bool]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, training=None) -> None:
-        """`training`: the TrainingSettings to train with (default: the product's)."""
+    def __init__(self, training: LoraTrainingSettings | None = None) -> None:
+        """`training`: the settings to train with (default: the product's)."""
         super().__init__()
         self.training = training
         self.feed_changed = False
@@ -90,10 +91,8 @@ class ModelScreen(Screen[bool]):
     @work(thread=True, exclusive=True, group="model-state")
     @reported
     def load_state(self) -> None:
-        from agent.core.lora import versions
-
         agent = self.app.agent
-        state = versions.status(agent)
+        state = agent.lora_status()
         state["model"] = agent.config.get("llm.model") or "SmolLM2-135M-Instruct (built in)"
         state["rerank"] = bool(agent.config.get("llm.rerank"))
         self.app.call_from_thread(self._show, state)
@@ -166,12 +165,10 @@ class ModelScreen(Screen[bool]):
     # -- actions ------------------------------------------------------------------------
 
     def action_train(self, fresh: bool) -> None:
-        from agent.core.lora.train import TrainingJob, TrainingSettings
-
         if self.job is not None:
             self.notify("training is already running", title="ownrec")
             return
-        self.app.lora_job = TrainingJob(self.app.agent, self.training or TrainingSettings(), fresh=fresh).start()
+        self.app.lora_job = self.app.agent.start_lora_training(self.training or LoraTrainingSettings(), fresh=fresh)
         self._poll()
 
     def action_cancel_training(self) -> None:
@@ -184,9 +181,8 @@ class ModelScreen(Screen[bool]):
     @work(thread=True, exclusive=True, group="model-switch")
     @reported
     def action_toggle_lora(self) -> None:
-        from agent.core.lora import versions
-
-        versions.switch(self.app.agent, not versions.is_enabled(self.app.agent))
+        agent = self.app.agent
+        agent.switch_lora(not agent.lora_status()["enabled"])
         self.load_state()
 
     def action_toggle_rerank(self) -> None:
@@ -207,9 +203,7 @@ class ModelScreen(Screen[bool]):
     def export(self, folder: str) -> None:
         from pathlib import Path
 
-        from agent.core.lora import versions
-
-        written = versions.export(self.app.agent, Path(folder))
+        written = self.app.agent.export_lora(Path(folder))
         self.app.call_from_thread(self.notify, f"written to {written['adapter'].parent}", title="exported",
                                   markup=False)
 
@@ -229,9 +223,7 @@ class ModelScreen(Screen[bool]):
     @work(thread=True, group="model-switch")
     @reported
     def reset(self) -> None:
-        from agent.core.lora import versions
-
-        count = versions.reset(self.app.agent)
+        count = self.app.agent.reset_lora()
         self.app.call_from_thread(self.notify, f"{count} version(s) deleted", title="personal LoRA reset")
         self.load_state()
 
