@@ -300,9 +300,7 @@ def traits_history(name: str | None, as_json: bool) -> None:
 def traits_portrait() -> None:
     """A few sentences about your taste, written by the local LLM from the numbers above
     (never the other way round: nothing it writes changes a value)."""
-    from agent.core.llm.portrait import write_portrait
-
-    portrait = write_portrait(_agent())
+    portrait = _agent().write_portrait()
     if not portrait.text:
         click.echo("not enough clear traits yet for a portrait: rate a few more items")
         return
@@ -706,9 +704,7 @@ def ask(text: tuple[str, ...], conversation: int | None, top: int | None, as_jso
     each sentence is checked: a sentence naming a title that is not on the list is held back.
     Conversations stay on this machine: `ownrec chats`.
     """
-    from agent.core.llm import stream
-
-    reply = stream(_agent(), " ".join(text), conversation_id=conversation, size=top)
+    reply = _agent().stream(" ".join(text), conversation_id=conversation, size=top)
     if as_json:
         for _ in reply:
             pass
@@ -743,9 +739,7 @@ def chats() -> None:
 @_fail_cleanly
 def chats_list(as_json: bool) -> None:
     """Every conversation, most recent first."""
-    from agent.core.llm import Conversations
-
-    found = Conversations(_agent().store).list()
+    found = _agent().conversations()
     if as_json:
         _emit_json([c.as_dict(with_messages=False) for c in found])
         return
@@ -762,9 +756,7 @@ def chats_list(as_json: bool) -> None:
 @_fail_cleanly
 def chats_show(conversation: int, as_json: bool) -> None:
     """The messages of conversation ID, with the items shown beside each reply."""
-    from agent.core.llm import Conversations
-
-    found = Conversations(_agent().store).get(conversation)
+    found = _agent().conversation(conversation)
     if as_json:
         _emit_json(found.as_dict())
         return
@@ -783,17 +775,15 @@ def chats_show(conversation: int, as_json: bool) -> None:
 @_fail_cleanly
 def chats_delete(conversation: int | None, everything: bool, yes: bool) -> None:
     """Delete conversation ID, or all of them with --all."""
-    from agent.core.llm import Conversations
-
     if everything == (conversation is not None):
         raise click.UsageError("give either a conversation ID or --all")
-    conversations = Conversations(_agent().store)
+    agent = _agent()
     if everything:
         if not yes:
             click.confirm("Delete every conversation?", abort=True)
-        click.echo(f"deleted {conversations.delete_all()} conversations")
+        click.echo(f"deleted {agent.delete_conversations()} conversations")
     else:
-        conversations.delete(conversation)
+        agent.delete_conversation(conversation)
         click.echo(f"deleted conversation {conversation}")
 
 

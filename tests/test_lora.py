@@ -304,12 +304,12 @@ def test_examples_come_from_feedback_and_never_show_the_judged_item(demo_agent):
 def test_a_profile_without_an_item_is_the_profile_that_excludes_it(demo_agent):
     for item_id in range(1, 13):
         demo_agent.store.add_interaction(item_id, "like")  # more likes than the profile shows
-    wide = judge.profile_of(demo_agent, extra=1)
+    wide = demo_agent.judge_profile(extra=1)
     assert len(wide.liked) == judge.LIKED_SHOWN + 1
     for item_id in (12, 5, 50, 98, 400):  # newest like, older like, ..., the dislike, an unrated item
         title = demo_agent.store.item(item_id).display_title
-        assert wide.without(title) == judge.profile_of(demo_agent, exclude={item_id})
-    assert judge.profile_of(demo_agent).liked == wide.liked[: judge.LIKED_SHOWN]  # unchanged without `extra`
+        assert wide.without(title) == demo_agent.judge_profile(exclude={item_id})
+    assert demo_agent.judge_profile().liked == wide.liked[: judge.LIKED_SHOWN]  # unchanged without `extra`
 
 
 def test_a_background_job_publishes_a_version_the_agents_llm_uses(demo_agent, torch_base, llm):

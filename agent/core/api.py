@@ -38,17 +38,26 @@ from agent.core.ranker import (
     recent_likes,
     save_personal,
 )
-from agent.core.store import FEEDBACK_KINDS, Interaction, Item, Store, StoreError
+from agent.core.store import FEEDBACK_KINDS, Conversations, Interaction, Item, Store, StoreError
+# What the CLI and the TUI see of the feed, the chat, its conversations and sync, so that they need no
+# core module.
+from agent.core.llm.chat import Answer, ChatError, ReplyStream
+from agent.core.llm.model import LLMUnavailable
+from agent.core.llm.portrait import Portrait
+from agent.core.ranker import Recommendation
+from agent.core.store import Conversation, ConversationNotFound, Message
 # What the CLI and the TUI see of the traits and of LoRA training, so that they need no core module.
 from agent.core.lora.job import Outcome as LoraOutcome
 from agent.core.lora.job import TrainingJob as LoraTrainingJob
 from agent.core.lora.job import TrainingSettings as LoraTrainingSettings
-from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits
+from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits, clearest
 
 if TYPE_CHECKING:
     import threading
 
-    from agent.core.llm import LLM, Answer
+    from agent.core.llm import LLM
+    from agent.core.llm.chat import ChatContext
+    from agent.core.llm.judge import Profile
     from agent.core.lora.examples import ExampleSet
 
 Progress = Callable[[int, int], None]
@@ -61,15 +70,6 @@ ADAPTER_VERSIONS_KEPT = 10
 
 class FeedbackError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    item: Item
-    score: float
-    reason: str
-    exploring: bool
-    because: Item | None
 
 
 @dataclass(frozen=True)
@@ -175,9 +175,9 @@ class Agent:
 
     @property
     def llm_loaded(self) -> bool:
-        """Whether the chat LLM is in memory (the first request loads it)."""
-        with self._lock:
-            return self._llm is not None
+        """Whether the chat LLM is in memory (the first request loads it). Never waits for the lock (one
+        reference is read): the TUI asks from its own thread while a worker may be loading the model."""
+        return self._llm is not None
 
     def apply_llm_adapter(self) -> None:
         """Make a loaded LLM use the personal LoRA as its versions and switch now say (after a
@@ -208,12 +208,93 @@ class Agent:
             with self._lock:
                 self.store.log_event("llm_lora_refused", {"version": active.version, "problem": str(error)})
 
-    def ask(self, text: str, conversation_id: int | None = None, size: int | None = None,
-            on_chunk: Callable[[str], None] | None = None) -> "Answer":
-        """Answer a request from the person's own ranking, in words (see agent.core.llm.chat)."""
-        from agent.core.llm import ask
+    # -- the chat (agent.core.llm.chat) and its conversations --------------------------------------
 
-        return ask(self, text, conversation_id=conversation_id, size=size, on_chunk=on_chunk)
+    def ask(self, text: str, conversation_id: int | None = None, size: int | None = None,
+            on_chunk: Callable[[str], None] | None = None) -> Answer:
+        """Answer a request from the person's own ranking, in words, completely (`stream`); `on_chunk`
+        sees each piece of the reply as it is released."""
+        from agent.core.llm.chat import ask
+
+        return ask(text, self._chat_context(), conversation_id, size, on_chunk)
+
+    def stream(self, text: str, conversation_id: int | None = None, size: int | None = None) -> ReplyStream:
+        """Start answering a request (continuing `conversation_id`): the ranker's shortlist and the filters
+        are ready at once, iterating yields the reply as each sentence passes the grounding check, and
+        `answer` is set (the exchange stored) when the iteration ends. ChatError for an empty request,
+        ConversationNotFound, LLMUnavailable (with its fix) before anything else is done."""
+        from agent.core.llm.chat import stream
+
+        return stream(text, self._chat_context(), conversation_id, size)
+
+    def shortlist(self, text: str, size: int | None = None) -> list[Recommendation]:
+        """The items `stream` would show for `text` (`llm.shortlist` of them unless `size`), made without
+        the language model: filters from keywords only. What the chat shows when the model is unavailable."""
+        from agent.core.llm.chat import keyword_shortlist
+
+        return keyword_shortlist(text, self.store, self._ranker_answer, int(size or self.config.get("llm.shortlist")))
+
+    def _ranker_answer(self, request: str, count: int) -> list[Recommendation]:
+        return self.recommend(count, query=request)
+
+    def _chat_context(self) -> "ChatContext":
+        from agent.core.llm.chat import TRAITS_SHOWN, ChatContext
+        from agent.core.llm.inputs import LLMSettings
+
+        return ChatContext(self.store, llm=lambda: self.llm, llm_loaded=self.llm_loaded, recommend=self._ranker_answer,
+                           traits=clearest(self.traits.readings(), TRAITS_SHOWN), trait_words=self._trait_words(),
+                           settings=LLMSettings.read(self.config.get))
+
+    def _trait_words(self) -> list[str]:
+        """The traits' names and pole words: a reply or a portrait may use them, they name no title."""
+        return [word for trait in self.traits.definitions for word in (trait.name, *trait.high, *trait.low)]
+
+    def conversations(self) -> list[Conversation]:
+        """Every conversation, most recently updated first (without their messages)."""
+        return Conversations(self.store).list()
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        """One conversation with its messages (ConversationNotFound)."""
+        return Conversations(self.store).get(conversation_id)
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        Conversations(self.store).delete(conversation_id)
+
+    def delete_conversations(self) -> int:
+        """Delete every conversation; how many there were."""
+        return Conversations(self.store).delete_all()
+
+    # -- what the language model is told of the person (agent.core.llm.judge, .portrait) ----------
+
+    def judge_profile(self, exclude: set[int] | frozenset[int] = frozenset(), extra: int = 0) -> "Profile":
+        """The person as the language model's yes/no judge sees them (the reranker asks it, the personal
+        LoRA learns to answer it): the latest likes and dislikes by title, leaving out `exclude`, with
+        `extra` more titles per list, and the clearest visible traits."""
+        from agent.core.llm import judge
+
+        return judge.profile_of(self.store.interactions(), lambda item_id: self.store.item(item_id).display_title,
+                                clearest(self.traits.readings(), judge.TRAITS_SHOWN), exclude, extra)
+
+    def cached_portrait(self) -> Portrait | None:
+        """The portrait of the person's taste already written for the current readings, if any (no model
+        needed)."""
+        from agent.core.llm import portrait
+
+        return portrait.cached_portrait(self.store, self._portrait_facts(), str(self.config.get("llm.model")))
+
+    def write_portrait(self) -> Portrait:
+        """A few sentences about the person's taste, written by the language model from the clearest
+        readings (cached per set of readings; LLMUnavailable when one must be written without a model)."""
+        from agent.core.llm import portrait
+        from agent.core.llm.inputs import LLMSettings
+
+        return portrait.write_portrait(self.store, self._portrait_facts(), llm=lambda: self.llm,
+                                       settings=LLMSettings.read(self.config.get), trait_words=self._trait_words())
+
+    def _portrait_facts(self) -> list[str]:
+        from agent.core.llm import portrait
+
+        return portrait.portrait_facts(clearest(self.traits.readings(), portrait.FACTS_SHOWN, portrait.MIN_LEAN))
 
     @property
     def traits(self) -> "Traits":
@@ -400,10 +481,17 @@ class Agent:
                                              entry.exploring, because))
             # A query is the ranker's to answer: the judge's question ignores it.
             if query is None and self.config.get("llm.rerank"):
+                from agent.core.llm.inputs import LLMSettings
                 from agent.core.llm.rerank import prepare_feed_rerank
 
-                feed_rerank = prepare_feed_rerank(self, result)
+                settings = LLMSettings.read(self.config.get)
+                feed_rerank = prepare_feed_rerank(self.store, result, llm=lambda: self.llm,
+                                                  profile=self._judge_profile_without,
+                                                  candidates=settings.rerank_candidates, weight=settings.rerank_weight)
         return result if feed_rerank is None else feed_rerank.run()
+
+    def _judge_profile_without(self, excluded: frozenset[int]) -> "Profile":
+        return self.judge_profile(exclude=excluded)
 
     def _feed_adapter(self, scorer: Scorer, interactions: list[Interaction],
                       labels: dict[int, float]) -> PersonalAdapter:
@@ -487,6 +575,10 @@ class Agent:
         with self._lock:
             return self.store.search_items(text, limit)
 
+    def item_count(self) -> int:
+        """How many items the catalog holds."""
+        return self.store.item_count()
+
     def import_file(self, path: Path, format: str | None = None, progress: Progress | None = None):
         from agent.core.importers import import_file
 
@@ -543,10 +635,9 @@ class Agent:
     def lora_examples(self, seed: int = 0) -> "ExampleSet":
         """The personal LoRA's training examples from the person's feedback (NotEnoughFeedback
         when there is too little)."""
-        from agent.core.llm import judge
         from agent.core.lora.examples import examples_from_feedback
 
-        return examples_from_feedback(self.store, lambda: judge.profile_of(self, extra=1), seed=seed)
+        return examples_from_feedback(self.store, lambda: self.judge_profile(extra=1), seed=seed)
 
     def train_lora(self, settings: LoraTrainingSettings = LoraTrainingSettings(), *, fresh: bool = False,
                    progress: Callable[[int, int, float], None] | None = None, cancel: threading.Event | None = None,
@@ -586,8 +677,6 @@ class Agent:
                 "B": adapter.B.tolist(), "model_id": adapter.model_id, "trained_on": adapter.trained_on,
             }
             data["traits"] = self.traits.export()
-            from agent.core.llm.conversations import Conversations
-
             data["conversations"] = Conversations(self.store).export()
             data["format"] = "ownrec-export-1"
             return data
@@ -623,6 +712,7 @@ def _reason(exploring: bool, because: Item | None, query: str | None, taste: str
     return "a starting point: rate it to teach ownrec"
 
 
-__all__ = ["NUDGE", "REACHABLE", "Agent", "Evidence", "FeedbackError", "FeedbackResult", "LoraOutcome",
-           "LoraTrainingJob", "LoraTrainingSettings", "Recommendation", "StoreError", "TraitEdit", "TraitError",
-           "TraitReading", "Traits"]
+__all__ = ["NUDGE", "REACHABLE", "Agent", "Answer", "ChatError", "Conversation", "ConversationNotFound", "Evidence",
+           "FeedbackError", "FeedbackResult", "Item", "LLMUnavailable", "LoraOutcome", "LoraTrainingJob",
+           "LoraTrainingSettings", "Message", "Portrait", "Recommendation", "ReplyStream", "StoreError", "TraitEdit",
+           "TraitError", "TraitReading", "Traits"]
