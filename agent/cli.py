@@ -998,9 +998,9 @@ def sync_on() -> None:
     from agent.core.sync import consent
 
     agent = _agent()
-    consent.set_enabled(agent, True, "cli")
+    agent.set_sync(True, "cli")
     click.echo("sync on: " + consent.WHAT_LEAVES)
-    if consent.stored_pin() is None:
+    if agent.sync_pin() is None:
         click.echo(f"no coordinator is pinned yet, so nothing is sent: {consent.HOW_TO_JOIN}.")
 
 
@@ -1008,9 +1008,7 @@ def sync_on() -> None:
 @_fail_cleanly
 def sync_off() -> None:
     """Stop taking part; a round in flight in the app is cancelled within seconds."""
-    from agent.core.sync import consent
-
-    consent.set_enabled(_agent(), False, "cli")
+    _agent().set_sync(False, "cli")
     click.echo("sync off: ownrec opens no network connection (`ownrec sync on` to take part again)")
 
 
@@ -1022,8 +1020,9 @@ def sync_join(pin_file: Path) -> None:
     """Pin a coordinator: PIN_FILE is the coordinator-pin.json that `ownrec coordinator serve` writes."""
     from agent.core.sync import consent
 
-    pin = consent.join(pin_file)
-    enabled = consent.is_enabled(_agent().store)
+    agent = _agent()
+    pin = agent.join_sync(pin_file)
+    enabled = agent.sync_enabled()
     click.echo(f"pinned the coordinator at {pin.url}\n  release-signing key {consent.fingerprint(pin.signing_public_key)}")
     click.echo("sync is on: rounds run while the app is open and idle" if enabled
                else "sync is still off: `ownrec sync on` to take part")
@@ -1036,7 +1035,7 @@ def sync_status(as_json: bool) -> None:
     """Whether sync is on, the pinned coordinator, and the privacy spent so far."""
     from agent.core.sync import consent
 
-    found = consent.status(_agent().store)
+    found = _agent().sync_status()
     if as_json:
         _emit_json(found.as_dict())
         return
@@ -1068,8 +1067,8 @@ def sync_log(limit: int, as_json: bool) -> None:
     reports it and as this device computes it."""
     from agent.core.sync import consent
 
-    store = _agent().store
-    rows = consent.ledger(store, limit)
+    agent = _agent()
+    rows = agent.sync_log(limit)
     if as_json:
         _emit_json(consent.ledger_as_json(rows))
         return
@@ -1085,7 +1084,7 @@ def sync_log(limit: int, as_json: bool) -> None:
                    f"{_epsilon(row.epsilon_client):>7}")
     for key in dict.fromkeys(row.coordinator_key for row in rows):
         click.echo(f"coordinator {consent.fingerprint(bytes.fromhex(key))}: "
-                   + _privacy_line(consent.privacy_total(store, key)))
+                   + _privacy_line(agent.sync_privacy(key)))
 
 
 def _epsilon(value: float | None) -> str:

@@ -140,7 +140,7 @@ def run_clients(pin: CoordinatorPin, clients: list[SimulatedClient], policy: Cli
                 client.cancel.set()  # the device goes away right after this upload
 
         try:
-            client.outcome = RoundRunner(link, store.db, policy, client.cancel, progress, client.rng()).run(client.data)
+            client.outcome = RoundRunner(link, store, policy, client.cancel, progress, client.rng()).run(client.data)
         except BaseException as error:  # noqa: BLE001 - recorded for the test to assert on
             client.error = error
         finally:

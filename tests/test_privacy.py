@@ -69,7 +69,7 @@ async def test_the_app_with_sync_off_opens_no_socket(demo_database, encoder, tmp
     agent = agent_from_template(demo_database, encoder)
     agent.config.set("sync.idle_seconds", IDLE_SECONDS)
     # A coordinator is pinned (joined earlier), so only the consent stands between the app and the network.
-    consent.join(write_pin(tmp_path, "https://127.0.0.1:9"))
+    agent.join_sync(write_pin(tmp_path, "https://127.0.0.1:9"))
     app = OwnrecApp(agent)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -132,8 +132,8 @@ async def test_with_sync_on_the_app_connects_to_the_coordinator_and_off_cancels(
         agent = agent_from_template(demo_database, encoder)
         agent.finish_onboarding(description="dark science fiction")
         agent.config.set("sync.idle_seconds", IDLE_SECONDS)
-        consent.join(server.state_dir / "coordinator-pin.json")
-        consent.set_enabled(agent, True, "cli")
+        agent.join_sync(server.state_dir / "coordinator-pin.json")
+        agent.set_sync(True, "cli")
         coordinator = (urlparse(server.pin.url).hostname, urlparse(server.pin.url).port)
         attempts = record_connections(monkeypatch)  # from here: the harness's own start-up probe is not counted
         app = OwnrecApp(agent)

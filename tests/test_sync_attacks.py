@@ -270,7 +270,7 @@ def test_a_client_refuses_a_badly_signed_or_stale_release(tmp_path):
         store = Store.memory()
         wrong_link = CoordinatorLink(impostor, Ed25519PrivateKey.generate())
         with pytest.raises(SignatureError):
-            RoundRunner(wrong_link, store.db, POLICY).run(make_person(make_catalog(), 1))
+            RoundRunner(wrong_link, store, POLICY).run(make_person(make_catalog(), 1))
         assert list(store.db["sync_ledger"].rows) == [] and list(store.db["sync_releases"].rows) == []
         assert query(server, "select count(*) from participants") == [(0,)]
 

@@ -15,11 +15,12 @@ from sync_harness import POLICY, make_catalog, make_clients, run_clients, start_
 from test_tui import catalog
 
 from agent.cli import cli
-from agent.core.api import Agent
+from agent.core.api import Agent, SyncScheduler
+from agent.core.paths import Home
 from agent.core.sync import consent
 from agent.core.sync.client import POLL_SECONDS, latest_verified_release
 from agent.core.sync.parameters import unflatten
-from agent.core.sync.scheduler import LAST_START_STATE, SyncScheduler
+from agent.core.sync.scheduler import LAST_START_STATE
 
 LIKES = ["test:sci-0", "test:sci-3", "test:mys-1"]
 DISLIKES = ["test:rom-0"]
@@ -45,15 +46,16 @@ def server(tmp_path):
 def idle_scheduler(agent: Agent) -> SyncScheduler:
     """A scheduler (not ticking on its own: the test calls tick) that finds the app idle."""
     agent.config.set("sync.idle_seconds", 1)
-    scheduler = SyncScheduler(agent, policy=POLICY)
-    scheduler._last_activity -= 2.0  # the last key press was two seconds ago
+    scheduler = agent.sync_scheduler(policy=POLICY)
+    scheduler.last_activity -= 2.0  # the last key press was two seconds ago
     return scheduler
 
 
 # -- the pin and the consent -----------------------------------------------------------------------
 
 
-def test_join_checks_the_pin_file_and_keeps_a_copy(server, tmp_path):
+def test_join_checks_the_pin_file_and_keeps_a_copy(server, tmp_path, ownrec_home):
+    home = Home(ownrec_home)
     bad = tmp_path / "bad.json"
     for content, problem in [("not json", "expected JSON"),
                              (json.dumps({"url": "http://x:1", "signing_public_key": "00" * 32,
@@ -64,20 +66,20 @@ def test_join_checks_the_pin_file_and_keeps_a_copy(server, tmp_path):
                                           "tls_certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n"}), "does not load")]:
         bad.write_text(content)
         with pytest.raises(consent.SyncSetupError, match=problem) as refused:
-            consent.join(bad)
+            consent.join(home, bad)
         assert "ownrec sync join PATH" in str(refused.value)
-        assert consent.stored_pin() is None
-    pinned = consent.join(server.state_dir / "coordinator-pin.json")
-    assert pinned == server.pin == consent.stored_pin()
-    assert consent.pin_path().read_text() == (server.state_dir / "coordinator-pin.json").read_text()
+        assert consent.stored_pin(home) is None
+    pinned = consent.join(home, server.state_dir / "coordinator-pin.json")
+    assert pinned == server.pin == consent.stored_pin(home)
+    assert consent.pin_path(home).read_text() == (server.state_dir / "coordinator-pin.json").read_text()
 
 
 def test_consent_is_recorded_with_its_origin(agent):
     assert not consent.was_asked(agent.store) and not consent.is_enabled(agent.store)
-    assert consent.set_enabled(agent, False, "onboarding") is False  # the answer "no" is recorded, not a change
+    assert agent.set_sync(False, "onboarding") is False  # the answer "no" is recorded, not a change
     assert consent.was_asked(agent.store) and not consent.was_ever_enabled(agent.store)
-    assert consent.set_enabled(agent, True, "tui") is True
-    assert consent.set_enabled(agent, False, "cli") is True
+    assert agent.set_sync(True, "tui") is True
+    assert agent.set_sync(False, "cli") is True
     assert not consent.is_enabled(agent.store) and consent.was_ever_enabled(agent.store)
     events = [json.loads(e["payload"]) for e in reversed(agent.store.events()) if e["kind"] == "sync_consent"]
     assert events == [{"on": False, "origin": "onboarding"}, {"on": True, "origin": "tui"},
@@ -87,13 +89,13 @@ def test_consent_is_recorded_with_its_origin(agent):
 def test_the_scheduler_waits_for_consent_a_pin_idleness_and_the_interval(agent, server):
     scheduler = idle_scheduler(agent)
     assert scheduler.tick() == "sync is off: no connection is opened"
-    consent.set_enabled(agent, True, "cli")
+    agent.set_sync(True, "cli")
     assert scheduler.tick() == "no coordinator pinned: `ownrec sync join PATH`"
-    consent.join(server.state_dir / "coordinator-pin.json")
+    agent.join_sync(server.state_dir / "coordinator-pin.json")
     scheduler.touch()
     assert scheduler.tick() == "waiting until the app is idle for 1 s"
     agent.store.set_state(LAST_START_STATE, time.time() - 30 * 60)  # a round started half an hour ago
-    scheduler._last_activity -= 2.0
+    scheduler.last_activity -= 2.0
     assert scheduler.tick() == "next round in 30 min"
     assert not scheduler.round_running and scheduler.last_report is None
     assert agent.store.db["sync_ledger"].count == 0
@@ -103,8 +105,8 @@ def test_the_scheduler_waits_for_consent_a_pin_idleness_and_the_interval(agent, 
 
 
 def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(agent, server):
-    consent.set_enabled(agent, True, "cli")
-    consent.join(server.state_dir / "coordinator-pin.json")
+    agent.set_sync(True, "cli")
+    agent.join_sync(server.state_dir / "coordinator-pin.json")
     personal = agent.personal_adapter()
     before_scorer = agent.scorer()
     before = before_scorer.scores(personal)
@@ -123,11 +125,11 @@ def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(ag
     assert row["state"] == "released" and row["release_version"] == 2 and row["cohort_size"] == 3
     assert row["clip_norm"] == 1.0 and row["noise_multiplier"] == 1.0 and row["pre_clip_norm"] > 0
     assert row["epsilon_client"] == pytest.approx(row["epsilon_server"])
-    total = consent.privacy_total(agent.store, server.pin.signing_public_key.hex())
+    total = agent.sync_privacy(server.pin.signing_public_key.hex())
     assert (total.released_rounds, total.uploads) == (1, 1)
     assert total.epsilon_client == pytest.approx(row["epsilon_client"])
 
-    release = latest_verified_release(agent.store.db, server.pin)
+    release = latest_verified_release(agent.store, server.pin)
     assert release.version == 2
     loaded = agent.global_adapter()
     expected = unflatten(release.layout, release.vector)
@@ -140,8 +142,8 @@ def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(ag
 
 
 def test_turning_sync_off_cancels_the_round_in_flight(agent, server):
-    consent.set_enabled(agent, True, "tui")
-    consent.join(server.state_dir / "coordinator-pin.json")
+    agent.set_sync(True, "tui")
+    agent.join_sync(server.state_dir / "coordinator-pin.json")
     scheduler = idle_scheduler(agent)
     scheduler.tick_seconds = 0.2
     scheduler.start()  # ticking on its own, as in the app
@@ -149,7 +151,7 @@ def test_turning_sync_off_cancels_the_round_in_flight(agent, server):
     while scheduler.stage != "checked-in" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert scheduler.stage == "checked-in"  # alone in a cohort that needs three: it waits (2 min window)
-    consent.set_enabled(agent, False, "cli")  # as `ownrec sync off` does: only the stored consent changes
+    agent.set_sync(False, "cli")  # as `ownrec sync off` does: only the stored consent changes
     turned_off = time.monotonic()
     report = scheduler.wait_for_round(30)
     took = time.monotonic() - turned_off
@@ -162,8 +164,8 @@ def test_turning_sync_off_cancels_the_round_in_flight(agent, server):
 
 
 def test_a_tampered_stored_release_is_refused_and_logged(agent, server):
-    consent.set_enabled(agent, True, "cli")
-    consent.join(server.state_dir / "coordinator-pin.json")
+    agent.set_sync(True, "cli")
+    agent.join_sync(server.state_dir / "coordinator-pin.json")
     scheduler = idle_scheduler(agent)
     scheduler.tick()
     run_clients(server.pin, make_clients(2, make_catalog()))
@@ -177,7 +179,7 @@ def test_a_tampered_stored_release_is_refused_and_logged(agent, server):
                            [bytes(tampered), key])
     agent.refresh_global_adapter()
     loaded = agent.global_adapter()
-    first = latest_verified_release(agent.store.db, server.pin)
+    first = latest_verified_release(agent.store, server.pin)
     assert first.version == 1  # the refused row is skipped: the release before it is used
     assert np.array_equal(loaded.B, unflatten(first.layout, first.vector).B)
     refusals = [json.loads(e["payload"]) for e in agent.store.events() if e["kind"] == "global_adapter_refused"]
@@ -185,7 +187,7 @@ def test_a_tampered_stored_release_is_refused_and_logged(agent, server):
 
 
 def test_without_consent_a_stored_release_is_not_used(agent, server):
-    consent.join(server.state_dir / "coordinator-pin.json")  # pinned, never turned on
+    agent.join_sync(server.state_dir / "coordinator-pin.json")  # pinned, never turned on
     agent.store.db.execute("insert into sync_releases (coordinator_key, version, received_at, body) values "
                            "(?, 1, 0, ?)", [server.pin.signing_public_key.hex(), b"whatever"])
     assert not agent.global_adapter().B.any()
@@ -216,8 +218,8 @@ def test_sync_commands(agent, server):
 
 
 def test_sync_log_prints_the_ledger(agent, server):
-    consent.set_enabled(agent, True, "cli")
-    consent.join(server.state_dir / "coordinator-pin.json")
+    agent.set_sync(True, "cli")
+    agent.join_sync(server.state_dir / "coordinator-pin.json")
     scheduler = idle_scheduler(agent)
     scheduler.tick()
     others = threading.Thread(target=run_clients, args=(server.pin, make_clients(2, make_catalog())))

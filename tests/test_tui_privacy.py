@@ -51,26 +51,26 @@ def agent(encoder, tmp_path, monkeypatch) -> Agent:
     time.tzset()
 
 
-def pin(tmp_path) -> None:
+def pin(agent, tmp_path) -> None:
     cert, _ = ensure_tls_certificate(tmp_path / "coordinator", ["coordinator.example"])
     path = tmp_path / "coordinator-pin.json"
     path.write_text(json.dumps({"url": "https://coordinator.example:8443", "signing_public_key": SIGNING_KEY.hex(),
                                 "tls_certificate": cert.read_text()}))
-    consent.join(path)
+    agent.join_sync(path)
 
 
 @pytest.fixture
 def took_part(agent, tmp_path) -> Agent:
     """Sync was on for three rounds (two released), then turned off."""
-    pin(tmp_path)
-    consent.set_enabled(agent, True, "tui")
+    pin(agent, tmp_path)
+    agent.set_sync(True, "tui")
     for minutes, round_id, state, sent, norm, z, eps_server, eps_client, version in LEDGER:
         agent.store.db["sync_ledger"].insert({
             "at": AT + 60 * minutes, "coordinator_key": SIGNING_KEY.hex(), "round_id": round_id, "state": state,
             "bytes_sent": sent, "parameters": 7826, "pre_clip_norm": norm, "clip_norm": 1.0, "noise_multiplier": z,
             "noise_std": z / 14 ** 0.5, "cohort_size": 20, "target_delta": 1e-5, "epsilon_server": eps_server,
             "delta_server": 1e-5, "epsilon_client": eps_client, "release_version": version})
-    consent.set_enabled(agent, False, "tui")
+    agent.set_sync(False, "tui")
     return agent
 
 

@@ -46,6 +46,8 @@ from agent.core.llm.model import LLMUnavailable
 from agent.core.llm.portrait import Portrait
 from agent.core.ranker import Recommendation
 from agent.core.store import Conversation, ConversationNotFound, Message
+from agent.core.sync.consent import HOW_TO_JOIN, WHAT_LEAVES, LedgerRow, PrivacyTotal, SyncSetupError, SyncStatus
+from agent.core.sync.scheduler import TICK_SECONDS, RoundReport, SyncScheduler
 # What the CLI and the TUI see of the traits and of LoRA training, so that they need no core module.
 from agent.core.lora.job import Outcome as LoraOutcome
 from agent.core.lora.job import TrainingJob as LoraTrainingJob
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from agent.core.llm import LLM
     from agent.core.llm.chat import ChatContext
     from agent.core.llm.judge import Profile
+    from agent.core.sync.client import ClientPolicy, CoordinatorPin, LocalTrainingData
     from agent.core.lora.examples import ExampleSet
 
 Progress = Callable[[int, int], None]
@@ -348,7 +351,7 @@ class Agent:
         if not consent.was_ever_enabled(self.store):
             return None  # without consent, nothing the federation published is used (or exists here)
         try:
-            pin = consent.stored_pin()
+            pin = consent.stored_pin(self.home)
         except consent.SyncSetupError as error:
             self.store.log_event("global_adapter_refused", {"problem": str(error)})
             return None
@@ -358,7 +361,7 @@ class Agent:
         def refused(version: int, problem: str) -> None:
             self.store.log_event("global_adapter_refused", {"version": version, "problem": problem})
 
-        release = latest_verified_release(self.store.db, pin, on_refused=refused)
+        release = latest_verified_release(self.store, pin, on_refused=refused)
         if release is None:
             return None
         if release.layout.dim != self.encoder.dim:
@@ -664,6 +667,73 @@ class Agent:
                                                                        cancel=cancel),
                                settings.steps, progress).start()
 
+    # -- opt-in federated sync (agent.core.sync) --------------------------------------------------
+
+    def sync_status(self) -> SyncStatus:
+        """Whether sync is on (and was ever asked), the pinned coordinator and the privacy spent with it."""
+        from agent.core.sync import consent
+
+        return consent.status(self.store, self.home)
+
+    def sync_enabled(self) -> bool:
+        from agent.core.sync import consent
+
+        return consent.is_enabled(self.store)
+
+    def set_sync(self, on: bool, origin: str) -> bool:
+        """Record the person's answer to taking part (`origin`: onboarding, tui, cli); whether it changed.
+        A running scheduler sees it at its next tick, and cancels a round in flight when it is off."""
+        from agent.core.sync import consent
+
+        return consent.set_enabled(self.store, on, origin)
+
+    def join_sync(self, pin_file: Path) -> "CoordinatorPin":
+        """Pin the coordinator `pin_file` describes (checked, then copied into the data folder, replacing
+        any earlier pin); SyncSetupError when it cannot be used. Joining alone sends nothing."""
+        from agent.core.sync import consent
+
+        return consent.join(self.home, pin_file)
+
+    def sync_pin(self) -> "CoordinatorPin | None":
+        """The pinned coordinator, or None (SyncSetupError when the pin file is damaged)."""
+        from agent.core.sync import consent
+
+        return consent.stored_pin(self.home)
+
+    def sync_log(self, limit: int | None = 20) -> list[LedgerRow]:
+        """The uploads, newest first (every coordinator; each row names its key)."""
+        from agent.core.sync import consent
+
+        return consent.ledger(self.store, limit)
+
+    def sync_privacy(self, coordinator_key: str) -> PrivacyTotal:
+        """The privacy spent with one coordinator (its hex key) over the released rounds this device took
+        part in."""
+        from agent.core.sync import consent
+
+        return consent.privacy_total(self.store, coordinator_key)
+
+    def sync_release_count(self) -> int:
+        """How many verified releases are kept: one more means a new shared adapter."""
+        return self.store.release_count()
+
+    def sync_scheduler(self, *, policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
+                       on_round_end: Callable[[RoundReport], None] | None = None) -> SyncScheduler:
+        """Federated rounds in the background while sync is on and the app is idle (not started: `start()`;
+        stop it before closing the agent). A released round makes the feed use the new shared adapter."""
+        return SyncScheduler(self.store, self.home, self._sync_training_data,
+                             idle_seconds=float(self.config.get("sync.idle_seconds")),
+                             interval_minutes=float(self.config.get("sync.interval_minutes")),
+                             on_release=self.refresh_global_adapter, policy=policy, tick_seconds=tick_seconds,
+                             on_round_end=on_round_end)
+
+    def _sync_training_data(self) -> "LocalTrainingData":
+        """What a round trains on: the encoded catalog, the personal adapter (fixed) and the labels."""
+        from agent.core.sync.client import LocalTrainingData
+
+        return LocalTrainingData(catalog=self.catalog(), personal=self.personal_adapter(),
+                                 labels=preference_labels(self.store.interactions()))
+
     # -- your data ----------------------------------------------------------------------------
 
     def export(self) -> dict[str, Any]:
@@ -712,7 +782,8 @@ def _reason(exploring: bool, because: Item | None, query: str | None, taste: str
     return "a starting point: rate it to teach ownrec"
 
 
-__all__ = ["NUDGE", "REACHABLE", "Agent", "Answer", "ChatError", "Conversation", "ConversationNotFound", "Evidence",
-           "FeedbackError", "FeedbackResult", "Item", "LLMUnavailable", "LoraOutcome", "LoraTrainingJob",
-           "LoraTrainingSettings", "Message", "Portrait", "Recommendation", "ReplyStream", "StoreError", "TraitEdit",
-           "TraitError", "TraitReading", "Traits"]
+__all__ = ["HOW_TO_JOIN", "NUDGE", "REACHABLE", "WHAT_LEAVES", "Agent", "Answer", "ChatError", "Conversation",
+           "ConversationNotFound", "Evidence", "FeedbackError", "FeedbackResult", "Item", "LLMUnavailable", "LedgerRow",
+           "LoraOutcome", "LoraTrainingJob", "LoraTrainingSettings", "Message", "Portrait", "PrivacyTotal",
+           "Recommendation", "ReplyStream", "RoundReport", "StoreError", "SyncScheduler", "SyncSetupError",
+           "SyncStatus", "TraitEdit", "TraitError", "TraitReading", "Traits"]

@@ -11,8 +11,7 @@ from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 
-from agent.core.api import Agent
-from agent.core.sync.scheduler import SyncScheduler
+from agent.core.api import Agent, SyncScheduler
 from agent.tui.screens import FeedScreen, OnboardingScreen, StartScreen
 
 
@@ -40,7 +39,7 @@ class OwnrecApp(App):
         try:
             agent = self.agent or Agent.open()
             agent.encoder  # load it now, so a missing encoder is reported here, with its fix
-            if agent.store.item_count():
+            if agent.item_count():
                 agent.ensure_embeddings(lambda done, total: self.call_from_thread(
                     self._starting, f"encoding the catalog: {done}/{total}"))
             onboarding = agent.needs_onboarding()
@@ -57,7 +56,7 @@ class OwnrecApp(App):
 
     def _opened(self, agent: Agent, onboarding: bool) -> None:
         self.agent = agent
-        self.sync_scheduler = SyncScheduler(agent)
+        self.sync_scheduler = agent.sync_scheduler()
         self.sync_scheduler.start()
         self.switch_screen(OnboardingScreen() if onboarding else FeedScreen())
 

@@ -428,6 +428,66 @@ class Store:
     def events(self, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.db["events"].rows_where(order_by="id desc", limit=limit))
 
+    # -- federated sync: the ledger of uploads and the releases verified (agent.core.sync) -------
+
+    @_locked
+    def sync_ledger(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The uploads, newest first (every coordinator), as the person is shown them."""
+        sql = ("select at, round_id, state, bytes_sent, parameters, pre_clip_norm, clip_norm, noise_multiplier, "
+               "noise_std, cohort_size, epsilon_server, epsilon_client, release_version, coordinator_key "
+               "from sync_ledger order by at desc, id desc")
+        return list(self.db.query(sql + (f" limit {int(limit)}" if limit else "")))
+
+    @_locked
+    def sync_ledger_for(self, coordinator_key: str) -> list[dict[str, Any]]:
+        """The state, noise multiplier, target delta and reported epsilon of every upload to one
+        coordinator, oldest first."""
+        return list(self.db.query(
+            "select state, noise_multiplier, target_delta, epsilon_server from sync_ledger where coordinator_key = ? "
+            "order by at, id", [coordinator_key]))
+
+    @_locked
+    def released_noise_multipliers(self, coordinator_key: str) -> list[float]:
+        """The noise multiplier of every upload to this coordinator whose round was released."""
+        rows = self.db.execute("select noise_multiplier from sync_ledger where coordinator_key = ? "
+                               "and state = 'released'", [coordinator_key]).fetchall()
+        return [float(row[0]) for row in rows]
+
+    @_locked
+    def record_upload(self, row: dict[str, Any]) -> int:
+        """Add one upload to the ledger; its row id."""
+        table = self.db["sync_ledger"]
+        table.insert(row)
+        return int(table.last_pk)
+
+    @_locked
+    def update_upload(self, upload_id: int, changes: dict[str, Any]) -> None:
+        self.db["sync_ledger"].update(upload_id, changes)
+
+    @_locked
+    def store_release(self, coordinator_key: str, version: int, body: bytes) -> None:
+        """Keep a verified release (a version already kept stays as it is)."""
+        with self.db.atomic():
+            self.db.execute("insert or ignore into sync_releases (coordinator_key, version, received_at, body) "
+                            "values (?, ?, ?, ?)", [coordinator_key, version, time.time(), body])
+
+    @_locked
+    def newest_release_version(self, coordinator_key: str) -> int | None:
+        return self.db.execute("select max(version) from sync_releases where coordinator_key = ?",
+                               [coordinator_key]).fetchone()[0]
+
+    @_locked
+    def stored_releases(self, coordinator_key: str) -> list[tuple[int, bytes]]:
+        """(version, signed body) of every release kept from this coordinator, newest first."""
+        rows = self.db.execute("select version, body from sync_releases where coordinator_key = ? "
+                               "order by version desc", [coordinator_key]).fetchall()
+        return [(int(version), bytes(body)) for version, body in rows]
+
+    @_locked
+    def release_count(self) -> int:
+        """How many releases are kept, from every coordinator."""
+        return self.db.execute("select count(*) from sync_releases").fetchone()[0]
+
     # -- export --------------------------------------------------------------------------
 
     @_locked

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -42,6 +42,9 @@ from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delt
 from agent.federation.quantize import QuantizationPlan
 from agent.federation.stages import ClientRound
 from agent.federation.signing import Release, public_bytes, sign_request, verify_release
+
+if TYPE_CHECKING:
+    from agent.core.store import Store
 
 POLL_SECONDS = 4.0  # each long poll returns within this, so a cancellation takes effect within it
 # httpx sends these by default; HTTP/1.1 keeps the connection alive without being asked, the coordinator
@@ -217,11 +220,11 @@ def check_round_config(config: dict[str, Any], policy: ClientPolicy, release: Re
 class RoundRunner:
     """One client's side of one round (the steps in the module docstring)."""
 
-    def __init__(self, link: CoordinatorLink, ledger: Any, policy: ClientPolicy,
+    def __init__(self, link: CoordinatorLink, store: "Store", policy: ClientPolicy,
                  cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None,
                  rng: np.random.Generator | None = None) -> None:
         self.link = link
-        self.ledger = ledger  # a sqlite_utils Database with migration m004 applied
+        self.store = store  # the ledger of uploads and the releases kept (migration m004)
         self.policy = policy
         self.cancel = cancel or threading.Event()
         self.progress = progress or (lambda stage: None)
@@ -260,17 +263,14 @@ class RoundRunner:
             return status
 
     def last_release_version(self) -> int | None:
-        row = self.ledger.execute("select max(version) from sync_releases where coordinator_key = ?",
-                                  [self.coordinator_key]).fetchone()
-        return row[0]
+        return self.store.newest_release_version(self.coordinator_key)
 
     def client_epsilon(self, noise_multiplier: float, target_delta: float) -> float:
         """This client's own epsilon if this round is released: every released round it uploaded to, plus this one."""
         from agent.federation.accounting import privacy_spent  # dp-accounting takes ~1.5 s to import: only for rounds
 
-        rows = self.ledger.execute("select noise_multiplier from sync_ledger where coordinator_key = ? "
-                                   "and state = 'released'", [self.coordinator_key]).fetchall()
-        return privacy_spent([float(r[0]) for r in rows] + [noise_multiplier], target_delta).epsilon
+        released = self.store.released_noise_multipliers(self.coordinator_key)
+        return privacy_spent(released + [noise_multiplier], target_delta).epsilon
 
     def run(self, data: LocalTrainingData) -> RoundOutcome:
         started = time.monotonic()
@@ -345,45 +345,39 @@ class RoundRunner:
         finally:
             outcome.bytes_sent = self.link.bytes_sent
             if ledger_id is not None:
-                self.ledger["sync_ledger"].update(ledger_id, {
+                self.store.update_upload(ledger_id, {
                     "state": outcome.state, "bytes_sent": outcome.bytes_sent,
                     "release_version": outcome.released_version, "epsilon_server": outcome.epsilon_server})
         return outcome
 
     def _record_upload(self, round_id: str, config: dict[str, Any], noise: DistributedNoise, pre_clip_norm: float,
                        outcome: RoundOutcome, epsilon_client: float) -> int:
-        table = self.ledger["sync_ledger"]
-        table.insert({
+        return self.store.record_upload({
             "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "uploaded",
             "bytes_sent": outcome.bytes_sent, "parameters": int(config["parameters"]),
             "pre_clip_norm": pre_clip_norm, "clip_norm": noise.clip_norm, "noise_multiplier": noise.noise_multiplier,
             "noise_std": noise.std_per_client, "cohort_size": int(config["cohort_size"]),
             "target_delta": float(config["target_delta"]), "epsilon_server": float(config["epsilon_after"]),
             "delta_server": float(config["delta_after"]), "epsilon_client": epsilon_client})
-        return int(table.last_pk)
 
     def _store_release(self, release: Release) -> None:
-        self.ledger.execute("insert or ignore into sync_releases (coordinator_key, version, received_at, body) "
-                            "values (?, ?, ?, ?)", [self.coordinator_key, release.version, time.time(), release.raw])
-        self.ledger.conn.commit()
+        self.store.store_release(self.coordinator_key, release.version, release.raw)
 
 
-def latest_verified_release(ledger: Any, pin: CoordinatorPin,
+def latest_verified_release(store: "Store", pin: CoordinatorPin,
                             on_refused: Callable[[int, str], None] | None = None) -> Release | None:
     """The newest stored release that still verifies against the pinned key (the global adapter to load).
     A row that does not verify is skipped (`on_refused(version, problem)` hears of it)."""
-    rows = ledger.execute("select version, body from sync_releases where coordinator_key = ? order by version desc",
-                          [pin.signing_public_key.hex()]).fetchall()
-    for version, body in rows:
+    for version, body in store.stored_releases(pin.signing_public_key.hex()):
         try:
-            release = verify_release(bytes(body), pin.signing_public_key)
+            release = verify_release(body, pin.signing_public_key)
         except SyncError as error:
             if on_refused is not None:
-                on_refused(int(version), str(error))
+                on_refused(version, str(error))
             continue  # a damaged row: fall back to the previous version
         if release.version != version:  # a valid body filed under another version: refuse it as well
             if on_refused is not None:
-                on_refused(int(version), f"the stored row says version {version}, the signed body {release.version}")
+                on_refused(version, f"the stored row says version {version}, the signed body {release.version}")
             continue
         return release
     return None
@@ -400,17 +394,14 @@ def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
 
 
-def run_round(agent: Any, pin: CoordinatorPin, *, policy: ClientPolicy | None = None,
-              cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None) -> RoundOutcome:
-    """One round for the person behind `agent` (an `agent.core.api.Agent`). Setting `cancel` stops the
-    round at the next step (within POLL_SECONDS while waiting); the ledger records how far it got."""
-    from agent.core import paths
-    from agent.core.ranker.feedback import preference_labels
-
-    data = LocalTrainingData(catalog=agent.catalog(), personal=agent.personal_adapter(),
-                             labels=preference_labels(agent.store.interactions()))
-    link = CoordinatorLink(pin, load_or_create_device_key(paths.data_dir() / "sync" / "device.key"))
+def run_round(store: "Store", pin: CoordinatorPin, data: LocalTrainingData, device_key: Path, *,
+              policy: ClientPolicy | None = None, cancel: threading.Event | None = None,
+              progress: Callable[[str], None] | None = None) -> RoundOutcome:
+    """One round for the person whose ledger is `store` and whose ranker `data` describes, signed with the
+    device key at `device_key` (made on the first round). Setting `cancel` stops the round at the next
+    step (within POLL_SECONDS while waiting); the ledger records how far it got."""
+    link = CoordinatorLink(pin, load_or_create_device_key(device_key))
     try:
-        return RoundRunner(link, agent.store.db, policy or ClientPolicy(), cancel, progress).run(data)
+        return RoundRunner(link, store, policy or ClientPolicy(), cancel, progress).run(data)
     finally:
         link.close()

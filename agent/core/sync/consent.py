@@ -4,8 +4,9 @@ Where things live (one place each):
     consent      the store's `state` table: `sync_enabled` (true, false, or absent: never asked) and
                  `sync_ever_enabled` (set the first time it is turned on; the global adapter is loaded
                  from verified releases only after that). Every change is an event (`sync_consent`).
-    coordinator  `sync/coordinator-pin.json` in the data directory, copied by `ownrec sync join PATH` from
-                 the pin file `ownrec coordinator serve` writes: URL, release-signing key, TLS certificate.
+    coordinator  `sync/coordinator-pin.json` in the person's data folder (`Home.sync()`), copied by
+                 `ownrec sync join PATH` from the pin file `ownrec coordinator serve` writes: URL,
+                 release-signing key, TLS certificate.
     device key   `sync/device.key` beside it (created by the client on the first round).
 
 Nothing here opens a connection: a round needs consent *and* a pin, and only the scheduler
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from agent.core import paths
 from agent.core.atomic import write_text_atomic
 from agent.federation.errors import SyncError
 
 if TYPE_CHECKING:  # the client (httpx) and the accountant (dp-accounting, ~1.5 s) load only when used
+    from agent.core.paths import Home
+    from agent.core.store import Store
     from agent.core.sync.client import CoordinatorPin
 
 WHAT_LEAVES = ("With sync on, only clipped, noised and masked changes to the shared adapter leave this device, "
@@ -39,16 +41,12 @@ class SyncSetupError(SyncError):
     """A pin file that cannot be used, or a sync setting that cannot be changed; the message says why."""
 
 
-def sync_dir() -> Path:
-    return paths.data_dir() / "sync"
+def pin_path(home: "Home") -> Path:
+    return home.sync() / "coordinator-pin.json"
 
 
-def pin_path() -> Path:
-    return sync_dir() / "coordinator-pin.json"
-
-
-def device_key_path() -> Path:
-    return sync_dir() / "device.key"
+def device_key_path(home: "Home") -> Path:
+    return home.sync() / "device.key"
 
 
 def check_pin_text(text: str, source: str) -> "CoordinatorPin":
@@ -75,8 +73,8 @@ def check_pin_text(text: str, source: str) -> "CoordinatorPin":
     return pin
 
 
-def join(path: Path) -> "CoordinatorPin":
-    """Check the pin file at `path` and keep a copy in the data directory (replacing any earlier pin).
+def join(home: "Home", path: Path) -> "CoordinatorPin":
+    """Check the pin file at `path` and keep a copy in the data folder `home` (replacing any earlier pin).
     Consent is separate: joining alone sends nothing."""
     path = Path(path)
     try:
@@ -84,13 +82,14 @@ def join(path: Path) -> "CoordinatorPin":
     except (OSError, UnicodeDecodeError) as error:
         raise SyncSetupError(f"cannot read the pin file {path}: {error}") from None
     pin = check_pin_text(text, str(path))
-    write_text_atomic(pin_path(), text)
+    write_text_atomic(pin_path(home), text)
     return pin
 
 
-def stored_pin() -> "CoordinatorPin | None":
-    """The pinned coordinator, or None when none was pinned. A damaged pin file raises SyncSetupError."""
-    path = pin_path()
+def stored_pin(home: "Home") -> "CoordinatorPin | None":
+    """The coordinator pinned in the data folder `home`, or None when none was pinned. A damaged pin file
+    raises SyncSetupError."""
+    path = pin_path(home)
     if not path.exists():
         return None
     return check_pin_text(path.read_text(encoding="utf-8"), str(path))
@@ -102,23 +101,22 @@ def fingerprint(public_key: bytes) -> str:
     return " ".join(digest[i:i + 4] for i in range(0, 32, 4))
 
 
-def is_enabled(store: Any) -> bool:
+def is_enabled(store: "Store") -> bool:
     return store.get_state("sync_enabled", False) is True
 
 
-def was_ever_enabled(store: Any) -> bool:
+def was_ever_enabled(store: "Store") -> bool:
     return store.get_state("sync_ever_enabled", False) is True
 
 
-def was_asked(store: Any) -> bool:
+def was_asked(store: "Store") -> bool:
     return store.get_state("sync_enabled") is not None
 
 
-def set_enabled(agent: Any, on: bool, origin: str) -> bool:
+def set_enabled(store: "Store", on: bool, origin: str) -> bool:
     """Record the person's answer (`origin`: onboarding, tui, cli). Returns whether it changed. A running
     scheduler sees the change at its next tick and, when it is off, cancels a round in flight."""
-    with agent._lock:  # the agent's lock serialises writes on its one SQLite connection
-        store = agent.store
+    with store.lock:  # the answer it replaces and the new one, as of one moment
         before = is_enabled(store)
         with store.transaction():
             store.set_state("sync_enabled", bool(on))
@@ -152,13 +150,9 @@ class LedgerRow:
         return self.round_id[:8]
 
 
-def ledger(store: Any, limit: int | None = 20) -> list[LedgerRow]:
+def ledger(store: "Store", limit: int | None = 20) -> list[LedgerRow]:
     """The newest uploads first (all coordinators; each row names its key)."""
-    sql = ("select at, round_id, state, bytes_sent, parameters, pre_clip_norm, clip_norm, noise_multiplier, "
-           "noise_std, cohort_size, epsilon_server, epsilon_client, release_version, coordinator_key "
-           "from sync_ledger order by at desc, id desc")
-    rows = store.db.execute(sql + (f" limit {int(limit)}" if limit else "")).fetchall()
-    return [LedgerRow(*row) for row in rows]
+    return [LedgerRow(**row) for row in store.sync_ledger(limit)]
 
 
 @dataclass(frozen=True)
@@ -173,18 +167,16 @@ class PrivacyTotal:
     epsilon_server: float | None  # as the coordinator reported it with its newest release this device saw
 
 
-def privacy_total(store: Any, coordinator_key: str) -> PrivacyTotal:
+def privacy_total(store: "Store", coordinator_key: str) -> PrivacyTotal:
     from agent.federation.accounting import privacy_spent
 
-    rows = store.db.execute(
-        "select state, noise_multiplier, target_delta, epsilon_server from sync_ledger where coordinator_key = ? "
-        "order by at, id", [coordinator_key]).fetchall()
-    released = [row for row in rows if row[0] == "released"]
+    rows = store.sync_ledger_for(coordinator_key)
+    released = [row for row in rows if row["state"] == "released"]
     if not released:
         return PrivacyTotal(0, len(rows), 0.0, None, None)
-    delta = float(released[-1][2])
-    spent = privacy_spent([float(row[1]) for row in released], delta)
-    return PrivacyTotal(len(released), len(rows), spent.epsilon, delta, released[-1][3])
+    delta = float(released[-1]["target_delta"])
+    spent = privacy_spent([float(row["noise_multiplier"]) for row in released], delta)
+    return PrivacyTotal(len(released), len(rows), spent.epsilon, delta, released[-1]["epsilon_server"])
 
 
 @dataclass(frozen=True)
@@ -203,9 +195,9 @@ class SyncStatus:
         return data
 
 
-def status(store: Any) -> SyncStatus:
+def status(store: "Store", home: "Home") -> SyncStatus:
     try:
-        pin, problem = stored_pin(), None
+        pin, problem = stored_pin(home), None
     except SyncSetupError as error:
         pin, problem = None, str(error)
     if pin is None:

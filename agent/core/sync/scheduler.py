@@ -6,12 +6,16 @@ when it closes). Every `tick_seconds` it decides, in this order:
                               both write the store), cancel it; otherwise let it run
     2. sync is off         -> nothing; no connection is opened
     3. no coordinator      -> nothing (`ownrec sync join PATH` pins one)
-    4. not idle            -> a key was pressed less than `sync.idle_seconds` ago: wait
-    5. too soon            -> the last round started less than `sync.interval_minutes` ago: wait
+    4. not idle            -> a key was pressed less than `idle_seconds` ago: wait
+    5. too soon            -> the last round started less than `interval_minutes` ago: wait
     6. otherwise           -> start one round (`client.run_round`) in a second thread, with a cancel event
 So at most one round runs at a time and at most one starts per interval (the start time is kept in the
-store, so reopening the app does not start another). A round that ends with a new release makes the
-agent reload its global adapter (and rebuild its scorer) before the next ranking.
+store, so reopening the app does not start another). A round that ends with a new release calls
+`on_release` (the facade reloads its global adapter and rebuilds its scorer before the next ranking).
+
+The scheduler sees the person's store and data folder (`Home`: the pin and the device key), the
+sync.* settings as values, and callables: `training_data` (what the round trains on, read from the
+ranker when a round starts) and `on_release`. `Agent.sync_scheduler()` makes one.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from agent.core.sync import consent
 from agent.federation.errors import SyncError
 
 if TYPE_CHECKING:  # the client loads with the first round: the app's start does not wait for it
-    from agent.core.sync.client import ClientPolicy
+    from agent.core.paths import Home
+    from agent.core.store import Store
+    from agent.core.sync.client import ClientPolicy, LocalTrainingData
 
 TICK_SECONDS = 1.0
 LAST_START_STATE = "sync_last_round_started_at"  # wall-clock seconds, in the store's state table
@@ -43,9 +49,16 @@ class RoundReport:
 
 
 class SyncScheduler:
-    def __init__(self, agent: Any, *, policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
+    def __init__(self, store: "Store", home: "Home", training_data: Callable[[], "LocalTrainingData"], *,
+                 idle_seconds: float, interval_minutes: float, on_release: Callable[[], None] = lambda: None,
+                 policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
                  on_round_end: Callable[[RoundReport], None] | None = None) -> None:
-        self.agent = agent
+        self.store = store
+        self.home = home
+        self.training_data = training_data
+        self.idle_seconds = idle_seconds  # sync.idle_seconds
+        self.interval_minutes = interval_minutes  # sync.interval_minutes
+        self.on_release = on_release
         self.policy = policy
         self.tick_seconds = tick_seconds
         self.on_round_end = on_round_end
@@ -53,18 +66,18 @@ class SyncScheduler:
         self.phase = "not started"  # what the last tick decided, in words (the Privacy screen shows it)
         self.stage: str | None = None  # the round's last stage, while one runs
         self.last_report: RoundReport | None = None
-        self._last_activity = time.monotonic()
+        self.last_activity = time.monotonic()  # the last key press (`touch`): rounds wait for idleness
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._round: threading.Thread | None = None
         self._cancel: threading.Event | None = None
-        self._lock = threading.Lock()
+        self._round_lock = threading.Lock()  # guards the round thread and its cancel event
 
     # -- what the app calls ---------------------------------------------------------------------
 
     def touch(self) -> None:
         """The person pressed a key: the app is not idle."""
-        self._last_activity = time.monotonic()
+        self.last_activity = time.monotonic()
 
     def start(self) -> None:
         if self._thread is None:
@@ -83,7 +96,7 @@ class SyncScheduler:
 
     def cancel_round(self) -> bool:
         """Cancel the round in flight, if any (sync turned off, app closing). True if one was running."""
-        with self._lock:
+        with self._round_lock:
             if self._cancel is not None and self.round_running:
                 self._cancel.set()
                 return True
@@ -111,7 +124,7 @@ class SyncScheduler:
     def tick(self) -> str:
         """One decision (the module docstring's list); returns and records it as `phase`."""
         self.ticks += 1
-        store = self.agent.store
+        store = self.store
         enabled = consent.is_enabled(store)
         if self.round_running:
             if not enabled and self.cancel_round():
@@ -123,18 +136,18 @@ class SyncScheduler:
             self.phase = "sync is off: no connection is opened"
             return self.phase
         try:
-            pin = consent.stored_pin()
+            pin = consent.stored_pin(self.home)
         except consent.SyncSetupError as error:
             self.phase = str(error)
             return self.phase
         if pin is None:
             self.phase = "no coordinator pinned: `ownrec sync join PATH`"
             return self.phase
-        idle_for = float(self.agent.config.get("sync.idle_seconds"))
-        if time.monotonic() - self._last_activity < idle_for:
+        idle_for = float(self.idle_seconds)
+        if time.monotonic() - self.last_activity < idle_for:
             self.phase = f"waiting until the app is idle for {idle_for:.0f} s"
             return self.phase
-        interval = 60.0 * float(self.agent.config.get("sync.interval_minutes"))
+        interval = 60.0 * float(self.interval_minutes)
         last = store.get_state(LAST_START_STATE)
         if last is not None and time.time() - float(last) < interval:
             minutes = (float(last) + interval - time.time()) / 60
@@ -146,9 +159,8 @@ class SyncScheduler:
 
     def _start_round(self, pin: Any) -> None:
         started = time.time()
-        with self.agent._lock:  # the agent's lock serialises writes on its one SQLite connection
-            self.agent.store.set_state(LAST_START_STATE, started)
-        with self._lock:
+        self.store.set_state(LAST_START_STATE, started)
+        with self._round_lock:
             self._cancel = threading.Event()
             self.stage = None
             self._round = threading.Thread(target=self._run_round, args=(pin, self._cancel, started),
@@ -162,11 +174,12 @@ class SyncScheduler:
             self.stage = stage
 
         try:
-            outcome = run_round(self.agent, pin, policy=self.policy, cancel=cancel, progress=progress)
+            outcome = run_round(self.store, pin, self.training_data(), consent.device_key_path(self.home),
+                                policy=self.policy, cancel=cancel, progress=progress)
             report = RoundReport(started, outcome.state, f"round {outcome.round_id[:8]} {outcome.state}",
                                  outcome.released_version)
             if outcome.state == "released":
-                self.agent.refresh_global_adapter()
+                self.on_release()
         except RoundCancelled:
             report = RoundReport(started, "cancelled", "the round was cancelled")
         except Exception as error:  # noqa: BLE001 - every failure is reported and logged, none ends the app
@@ -175,9 +188,8 @@ class SyncScheduler:
         self.last_report = report
         self.stage = None
         try:
-            with self.agent._lock:
-                self.agent.store.log_event("sync_round", {"state": report.state, "message": report.message,
-                                                          "released_version": report.released_version})
+            self.store.log_event("sync_round", {"state": report.state, "message": report.message,
+                                                "released_version": report.released_version})
         except Exception:  # noqa: BLE001 - the store may be closing with the app; the report is kept above
             pass
         if self.on_round_end is not None:

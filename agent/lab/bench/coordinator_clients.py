@@ -68,7 +68,7 @@ def run_clients(pin: CoordinatorPin, people: list[LocalTrainingData], timeout: f
             store = Store.memory()
             link = CoordinatorLink(pin, Ed25519PrivateKey.generate(), timeout=timeout)
             try:
-                outcome = RoundRunner(link, store.db, policy).run(people[position])
+                outcome = RoundRunner(link, store, policy).run(people[position])
                 results[position] = {"state": outcome.state, "bytes_sent": outcome.bytes_sent,
                                      "upload_bytes": outcome.upload_bytes, "connect_retries": retries,
                                      "released_version": outcome.released_version,

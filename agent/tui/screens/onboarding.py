@@ -12,8 +12,7 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, ProgressBar
 from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
-from agent.core.store import Item
-from agent.core.sync import consent
+from agent.core.api import HOW_TO_JOIN, WHAT_LEAVES, Item
 from agent.tui.common import genres_of, reported, title_with_year
 
 CHOICES = 24
@@ -59,7 +58,7 @@ class OnboardingScreen(Screen):
         # Consent to federated sync: asked once here, off unless ticked; the Privacy screen (p) changes it.
         yield Checkbox("Join the federation that improves the shared model (optional; off unless you tick it)",
                        value=False, id="federation")
-        yield Static(Text.assemble(consent.WHAT_LEAVES + " Details: ", ("docs/threat-model.md", "underline"),
+        yield Static(Text.assemble(WHAT_LEAVES + " Details: ", ("docs/threat-model.md", "underline"),
                                    "."), id="federation-note")
         with Horizontal(id="buttons"):
             yield Button("Done (ctrl+s)", id="done", variant="success")
@@ -120,7 +119,7 @@ class OnboardingScreen(Screen):
     @reported
     def load_choices(self) -> None:
         agent = self.app.agent
-        empty = agent.store.item_count() == 0
+        empty = agent.item_count() == 0
         self.app.call_from_thread(self._show_choices, empty, [] if empty else agent.onboarding_choices(CHOICES))
 
     @work(thread=True, exclusive=True, group="import")
@@ -144,11 +143,12 @@ class OnboardingScreen(Screen):
     @work(thread=True, exclusive=True, group="finish")
     @reported
     def finish(self, liked: list[str], description: str | None, join_federation: bool) -> None:
-        self.app.agent.finish_onboarding(liked, description)
-        consent.set_enabled(self.app.agent, join_federation, "onboarding")
-        if join_federation and consent.stored_pin() is None:
+        agent = self.app.agent
+        agent.finish_onboarding(liked, description)
+        agent.set_sync(join_federation, "onboarding")
+        if join_federation and agent.sync_pin() is None:
             self.app.call_from_thread(self.app.notify, f"Sync is on; nothing is sent until a coordinator is pinned: "
-                                      f"{consent.HOW_TO_JOIN}.", markup=False)
+                                      f"{HOW_TO_JOIN}.", markup=False)
         self.app.call_from_thread(self.app.show_feed)
 
     def _progress(self, done: int, total: int) -> None:

@@ -1,8 +1,8 @@
 """Privacy: the consent switch for federated sync, the pinned coordinator, and the ledger of uploads.
 
 Turning sync on asks first (what would leave the device, in one sentence); turning it off is
-immediate and cancels a round in flight. Everything shown comes from the store
-(`agent.core.sync.consent`), read in a worker; the scheduler's own words are shown while sync is on."""
+immediate and cancels a round in flight. Everything shown comes from the agent (`Agent.sync_status`,
+`Agent.sync_log`), read in a worker; the scheduler's own words are shown while sync is on."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agent.core.sync import consent
+from agent.core.api import HOW_TO_JOIN, WHAT_LEAVES, LedgerRow, SyncStatus
 from agent.tui.common import reported
 from agent.tui.screens.confirm import ConfirmScreen
 
@@ -49,7 +49,7 @@ class PrivacyScreen(Screen[bool]):
     def __init__(self) -> None:
         super().__init__()
         self.enabled: bool | None = None  # None until the first read
-        self.rows: list[consent.LedgerRow] = []
+        self.rows: list[LedgerRow] = []
         self._releases_seen: int | None = None
         self.release_arrived = False
 
@@ -57,7 +57,7 @@ class PrivacyScreen(Screen[bool]):
         yield Header()
         with Vertical(id="privacy"):
             yield Static(id="sync-switch")
-            yield Static(Text.assemble(consent.WHAT_LEAVES + " What the coordinator, a network observer and "
+            yield Static(Text.assemble(WHAT_LEAVES + " What the coordinator, a network observer and "
                                        "other clients can learn: ", ("docs/threat-model.md", "underline"), "."),
                          id="what-leaves")
             yield Static(id="coordinator")
@@ -93,7 +93,7 @@ class PrivacyScreen(Screen[bool]):
 
         self.app.push_screen(ConfirmScreen(
             "Turn federated sync on?",
-            f"{consent.WHAT_LEAVES}\n\nRounds run while the app is open and idle, at most one every "
+            f"{WHAT_LEAVES}\n\nRounds run while the app is open and idle, at most one every "
             f"{minutes:g} minutes. You can turn it off here at any time, or with `ownrec sync off`. "
             "What each party can learn: docs/threat-model.md.", confirm="Turn on"), answered)
 
@@ -112,12 +112,13 @@ class PrivacyScreen(Screen[bool]):
     @work(thread=True, exclusive=True, group="privacy-consent")
     @reported
     def set_consent(self, on: bool) -> None:
-        consent.set_enabled(self.app.agent, on, "tui")
+        agent = self.app.agent
+        agent.set_sync(on, "tui")
         scheduler = getattr(self.app, "sync_scheduler", None)
         cancelled = not on and scheduler is not None and scheduler.cancel_round()
         if on:
-            note = "sync on" if consent.stored_pin() is not None else \
-                f"sync on, but no coordinator is pinned: {consent.HOW_TO_JOIN}"
+            note = "sync on" if agent.sync_pin() is not None else \
+                f"sync on, but no coordinator is pinned: {HOW_TO_JOIN}"
         else:
             note = "sync off: the round in flight is cancelled" if cancelled else "sync off: no connection is opened"
         self.app.call_from_thread(self.notify, note, markup=False)
@@ -129,13 +130,13 @@ class PrivacyScreen(Screen[bool]):
         self._read()
 
     def _read(self) -> None:
-        store = self.app.agent.store
-        found = consent.status(store)
-        rows = consent.ledger(store, 50)
-        releases = store.db.execute("select count(*) from sync_releases").fetchone()[0]
+        agent = self.app.agent
+        found = agent.sync_status()
+        rows = agent.sync_log(50)
+        releases = agent.sync_release_count()
         self.app.call_from_thread(self._show, found, rows, releases)
 
-    def _show(self, found: consent.SyncStatus, rows: list[consent.LedgerRow], releases: int) -> None:
+    def _show(self, found: SyncStatus, rows: list[LedgerRow], releases: int) -> None:
         if self._releases_seen is not None and releases > self._releases_seen:
             self.release_arrived = True
         self._releases_seen = releases
@@ -147,7 +148,7 @@ class PrivacyScreen(Screen[bool]):
         if found.pin_problem:
             coordinator = Text(f"Coordinator: {found.pin_problem}", style="red")
         elif found.coordinator_host is None:
-            coordinator = Text(f"Coordinator: none pinned; {consent.HOW_TO_JOIN}.")
+            coordinator = Text(f"Coordinator: none pinned; {HOW_TO_JOIN}.")
         else:
             coordinator = Text.assemble("Coordinator: ", (found.coordinator_host, "bold"),
                                         f" · release-signing key {found.key_fingerprint}")
@@ -173,7 +174,7 @@ class PrivacyScreen(Screen[bool]):
         self.query_one("#total", Static).update(Text(self._total_line(found, rows)))
 
     @staticmethod
-    def _total_line(found: consent.SyncStatus, rows: list[consent.LedgerRow]) -> str:
+    def _total_line(found: SyncStatus, rows: list[LedgerRow]) -> str:
         if not rows:
             return "No uploads yet: nothing has left this device."
         total = found.total
