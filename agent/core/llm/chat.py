@@ -13,7 +13,7 @@
 
 `stream(text, context)` returns a `ReplyStream`: its items and filters are ready at once; iterate
 it for the reply's text; its `answer` is complete when the iteration ends. The `ChatContext` is
-what the facade (`Agent.stream`) gathers from the person's data: this module never sees the agent.
+what the facade (agent.core.api) gathers from the person's data: this module never sees it.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def fallback_reply(shortlist: list["Recommendation"]) -> str:
 
 @dataclass(frozen=True)
 class ChatContext:
-    """What answering needs from the person's data, gathered by the facade (`Agent.stream`)."""
+    """What answering needs from the person's data, gathered by the facade."""
 
     store: "Store"  # the conversations, and the catalog's titles and genres
     llm: Callable[[], "LLM"]  # the model, loaded by the first call (LLMUnavailable, with its fix)

@@ -1,4 +1,4 @@
-"""What the facade (`agent.core.api.Agent`) gathers and passes to the language model's features: the
+"""What the facade (agent.core.api) gathers and passes to the language model's features: the
 llm.* settings as values, and the person's trait readings as the model is told them.
 
 The LLM never reads the traits itself (agent.core.traits is a sibling, not a dependency): the facade

@@ -15,7 +15,7 @@ store, so reopening the app does not start another). A round that ends with a ne
 
 The scheduler sees the person's store and data folder (`Home`: the pin and the device key), the
 sync.* settings as values, and callables: `training_data` (what the round trains on, read from the
-ranker when a round starts) and `on_release`. `Agent.sync_scheduler()` makes one.
+ranker when a round starts) and `on_release`. The facade (agent.core.api) makes one.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class SyncScheduler:
         self._thread: threading.Thread | None = None
         self._round: threading.Thread | None = None
         self._cancel: threading.Event | None = None
-        self._round_lock = threading.Lock()  # guards the round thread and its cancel event
+        self._round_guard = threading.Lock()  # guards the round thread and its cancel event
 
     # -- what the app calls ---------------------------------------------------------------------
 
@@ -96,7 +96,7 @@ class SyncScheduler:
 
     def cancel_round(self) -> bool:
         """Cancel the round in flight, if any (sync turned off, app closing). True if one was running."""
-        with self._round_lock:
+        with self._round_guard:
             if self._cancel is not None and self.round_running:
                 self._cancel.set()
                 return True
@@ -160,7 +160,7 @@ class SyncScheduler:
     def _start_round(self, pin: Any) -> None:
         started = time.time()
         self.store.set_state(LAST_START_STATE, started)
-        with self._round_lock:
+        with self._round_guard:
             self._cancel = threading.Event()
             self.stage = None
             self._round = threading.Thread(target=self._run_round, args=(pin, self._cancel, started),
