@@ -224,8 +224,8 @@ class Agent:
     def stream(self, text: str, conversation_id: int | None = None, size: int | None = None) -> ReplyStream:
         """Start answering a request (continuing `conversation_id`): the ranker's shortlist and the filters
         are ready at once, iterating yields the reply as each sentence passes the grounding check, and
-        `answer` is set (the exchange stored) when the iteration ends. ChatError for an empty request,
-        ConversationNotFound, LLMUnavailable (with its fix) before anything else is done."""
+        `answer` is set (the exchange stored) when the iteration ends. ChatError for an empty request and
+        ConversationNotFound before the model loads; LLMUnavailable (with its fix) before the ranker runs."""
         from agent.core.llm.chat import stream
 
         return stream(text, self._chat_context(), conversation_id, size)
