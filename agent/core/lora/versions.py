@@ -1,12 +1,11 @@
 """The personal LoRA's versions and switches. No torch (the facade imports this module).
 
-Each finished training writes `adapters/lora-<ns>.gguf` in the person's data folder (their `Home`:
-every function here is given it and their store) and records it in
-the store's adapter table as kind "llm-lora" (path, sha256, training figures). The state key
-`llm_lora.enabled` says whether the chat LLM uses it. What the LLM loads is the newest version
-whose file still matches its recorded sha256 and that fits the running base model; anything else
-is skipped and the event log says why. What changes which version the LLM should use (a publish,
-a switch, a reset) then calls `on_change`, which swaps it into a loaded LLM.
+Each finished training writes `adapters/lora-<ns>.gguf` in the person's data folder (their `Home`)
+and records it in their store's adapter table as kind "llm-lora" (path, sha256, training figures).
+The state key `llm_lora.enabled` says whether the chat LLM uses it. What the LLM loads is the
+newest version whose file still matches its recorded sha256 and that fits the running base model;
+anything else is skipped and the event log says why. A publish, a switch or a reset then calls
+`on_change`, which swaps what the LLM should use into a loaded LLM.
 """
 
 from __future__ import annotations
