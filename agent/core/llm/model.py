@@ -443,7 +443,10 @@ class LLM:
 
     def _after_swap(self) -> None:
         self.llama.reset()  # the prefix match of the next generation starts from nothing
-        self.llama._ctx.kv_cache_clear()
+        llama_cpp = import_llama_cpp()  # the KV cache holds the old adapter's keys and values: drop them
+        memory = llama_cpp.llama_get_memory(self.llama.ctx)
+        if memory is not None:  # a model without a KV cache (non-causal) has nothing to clear
+            llama_cpp.llama_memory_clear(memory, True)
         self.adapter_generation += 1
 
 
