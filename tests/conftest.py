@@ -1,5 +1,9 @@
 """Shared fixtures. Every test gets its own empty data directory (OWNREC_HOME); the prepared
-encoder is shared by the whole session, built once into a temp dir if the machine has none."""
+encoder is shared by the whole session, built once into a temp dir if the machine has none.
+
+Tests live in folders that match the code: unit/ (the runtime core, the federation protocol, the server
+and the CLI), tui/ (the Textual app, driven headless) and lab/ (evaluations, validations, benchmarks).
+Everything under lab/ carries the `lab` marker, so `pytest -m "not lab"` is the fast loop."""
 
 from __future__ import annotations
 
@@ -10,6 +14,15 @@ import pytest
 
 from agent.core import model_prep, paths
 from agent.core.encoder import Encoder, EncoderUnavailable, verify_prepared
+
+
+LAB = Path(__file__).resolve().parent / "lab"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LAB in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.core import paths
 from agent.core.config import Config
 from agent.core.api import Agent
-from agent.core.store import Store
+from agent.core.store import NewItem, Store
 
 
 def agent_from_template(template: Path, encoder, llm=None) -> Agent:
@@ -38,3 +38,34 @@ def onboarded_agent(encoder, items) -> Agent:
     agent.ensure_embeddings()
     agent.store.set_state("onboarded", True)
     return agent
+
+
+# Five clear genres, 24 films each: 120 items, enough for the feed to reserve exploration slots.
+GENRES = {
+    "Science Fiction": (["Nebula", "Orbit", "Quasar", "Starship", "Android", "Galaxy"],
+                        ["Protocol", "Horizon", "Drift", "Signal"],
+                        "Astronauts on a starship far from Earth face an alien intelligence in deep space."),
+    "Cooking": (["Saffron", "Butter", "Sourdough", "Pepper", "Honey", "Olive"],
+                ["Kitchen", "Table", "Harvest", "Feast"],
+                "A chef cooks family recipes in a small restaurant kitchen: bread, sauces and desserts."),
+    "Mystery": (["Midnight", "Silent", "Crimson", "Hollow", "Foggy", "Broken"],
+                ["Witness", "Alibi", "Ledger", "Verdict"],
+                "A detective investigates a murder in a foggy town where every suspect hides a secret."),
+    "Romance": (["Paris", "Summer", "Autumn", "Lakeside", "Sunday", "Moonlit"],
+                ["Letters", "Waltz", "Promise", "Kiss"],
+                "Two strangers fall in love over one summer, and a wedding tests their promise."),
+    "Western": (["Dust", "Iron", "Canyon", "Lone", "Silver", "Rattlesnake"],
+                ["Creek", "Saddle", "Frontier", "Gulch"],
+                "A lone cowboy rides across the desert frontier to face outlaws in a dusty saloon town."),
+}
+
+
+def catalog() -> list[NewItem]:
+    items = []
+    for g, (genre, (firsts, seconds, plot)) in enumerate(GENRES.items()):
+        for i, (first, second) in enumerate((a, b) for a in firsts for b in seconds):
+            title, year = f"{first} {second}", 1960 + (g * 11 + i * 7) % 60
+            items.append(NewItem("test", f"{genre[:3].lower()}-{i}", title,
+                                 f"{title} ({year}). {genre}. {plot} The {first.lower()} {second.lower()}.",
+                                 {"year": year, "genres": [genre]}))
+    return items

@@ -7,8 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import onboarded_agent, open_from_feed
-from test_tui import catalog
+from helpers import catalog, onboarded_agent, open_from_feed
 from textual.widgets import Input, Static
 
 import agent.core.llm as core_llm

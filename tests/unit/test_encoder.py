@@ -32,7 +32,7 @@ from agent.core.encoder import (
     EncoderUnavailable,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sample_texts() -> list[str]:

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.federation import envelope, masking, protocol
-from agent.lab.bench.sync_costs import client_round_costs
 from agent.federation.clipping import DistributedNoise, clip_to_norm
 from agent.federation.errors import (EnvelopeMisdirected, EnvelopeTampered, MaskingError, NotEnoughShares, ProtocolError, SyncError)
 from agent.federation.keys import generate_keypair, public_key_of
@@ -351,13 +350,3 @@ def test_decoding_arbitrary_or_mutated_bytes_only_ever_raises_protocol_error(noi
         except ProtocolError:
             continue
         assert protocol.decode(protocol.encode(message)) is not None  # anything accepted re-encodes
-
-
-# ---------------------------------------------------------------- costs
-
-def test_client_round_costs_report_time_and_bytes():
-    costs = client_round_costs(parameter_count=2000, cohort_size=100, repeats=1)
-    assert costs["neighbours"] == plan_neighbourhood(100).degree
-    assert costs["bytes_per_stage"]["masked_input"] == 26 + 4 + 4 * 2000
-    assert costs["fixed_overhead_bytes"] < 16 * 1024
-    assert 0 < costs["client_seconds"] < 5

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.federation.neighbourhood import plan_neighbourhood
 from agent.lab.bench.runner import suite_results_in, write_suite_report, write_sync_report
+from agent.lab.bench.sync_costs import client_round_costs
 from agent.lab.bench.coordinator import (SECTION_BEGIN, SECTION_END, SyncBenchFailed, TARGET_OVERHEAD_BYTES,
                                 replace_sync_section, sync_summary_rows, work_grows_with_log_n, write_sync_section)
 
@@ -146,3 +148,11 @@ def test_sync_summary_rows_judge_the_slowest_client_and_the_growth_of_the_work()
     assert work_grows_with_log_n(sync_results({}, {100: 0.001, 1000: 0.002, 100_000: 0.0029})["client_costs"])
     (failed,) = sync_summary_rows({"error": "the coordinator exited"})
     assert failed.verdict == "not measured" and "the coordinator exited" in failed.ownrec
+
+
+def test_client_round_costs_report_time_and_bytes():
+    costs = client_round_costs(parameter_count=2000, cohort_size=100, repeats=1)
+    assert costs["neighbours"] == plan_neighbourhood(100).degree
+    assert costs["bytes_per_stage"]["masked_input"] == 26 + 4 + 4 * 2000
+    assert costs["fixed_overhead_bytes"] < 16 * 1024
+    assert 0 < costs["client_seconds"] < 5

@@ -4,8 +4,7 @@ encoder, real SQLite in the test's OWNREC_HOME, and the small catalog of tests/t
 from __future__ import annotations
 
 import pytest
-from helpers import open_from_feed
-from test_tui import catalog
+from helpers import catalog, open_from_feed
 from textual.widgets import Input, Static
 
 from agent.core.api import Agent, TraitError, TraitReading

@@ -8,8 +8,7 @@ import json
 import time
 
 import pytest
-from helpers import open_from_feed
-from test_tui import catalog
+from helpers import catalog, open_from_feed
 from textual.widgets import DataTable, Static
 
 from agent.core.config import Config

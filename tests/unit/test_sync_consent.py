@@ -9,10 +9,9 @@ import time
 
 import numpy as np
 import pytest
-from helpers import onboarded_agent
+from helpers import catalog, onboarded_agent
 from click.testing import CliRunner
 from sync_harness import POLICY, make_catalog, make_clients, run_clients, start_server
-from test_tui import catalog
 
 from agent.cli import cli
 from agent.core.api import Agent, SyncScheduler
