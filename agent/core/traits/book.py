@@ -22,6 +22,7 @@ import numpy as np
 
 from agent.core.ranker import PersonalAdapter, Scorer, preference_labels
 from agent.core.store import Item, Store
+from agent.core.store.trait_records import TraitRecords
 from agent.core.traits.axes import NEUTRAL, TraitSpace
 from agent.core.traits.catalog import TraitDef, TraitProblem, load_traits
 
@@ -142,6 +143,7 @@ class Traits:
                  scorer: Callable[[], Scorer], personal_adapter: Callable[[], PersonalAdapter],
                  save_personal_adapter: Callable[[PersonalAdapter, str], int]) -> None:
         self.store = store
+        self.records = TraitRecords(store)
         self._embed = embed
         self._scorer = scorer
         self._personal_adapter = personal_adapter
@@ -161,21 +163,13 @@ class Traits:
         raise TraitError(f"unknown trait {name!r}; known traits: {known}")
 
     def _state(self, trait_id: str) -> dict[str, Any]:
-        row = self.store.db.execute(
-            "select pinned, pinned_value, hidden, evidence_since from trait_state where trait_id = ?", [trait_id]
-        ).fetchone()
-        if row is None:
-            return {"pinned": False, "pinned_value": None, "hidden": False, "evidence_since": None}
-        return {"pinned": bool(row[0]), "pinned_value": row[1], "hidden": bool(row[2]), "evidence_since": row[3]}
+        return self.records.state(trait_id)
 
     def _set_state(self, trait_id: str, **changes: Any) -> None:
-        state = self._state(trait_id) | changes
-        self.store.db["trait_state"].upsert(
-            {"trait_id": trait_id, "pinned": int(state["pinned"]), "pinned_value": state["pinned_value"],
-             "hidden": int(state["hidden"]), "evidence_since": state["evidence_since"]}, pk="trait_id")
+        self.records.set_state(trait_id, self._state(trait_id) | changes)
 
     def _indices(self, flag: str) -> list[int]:
-        flagged = {row[0] for row in self.store.db.execute(f"select trait_id from trait_state where {flag} = 1")}
+        flagged = self.records.flagged(flag)
         return [i for i, t in enumerate(self.definitions) if t.id in flagged]
 
     def hidden_ids(self) -> list[str]:
@@ -229,9 +223,7 @@ class Traits:
                     items = {item.id: item for item in self.store.items([r[0] for r, _ in chosen])}
                     evidence = [Evidence(items[item_id], labels[item_id], float(space.percentiles[row, index]),
                                          float(pull)) for (item_id, row), pull in chosen]
-                trend = [(row[0], row[1]) for row in self.store.db.execute(
-                    "select at, value from (select at, value, id from trait_snapshots where trait_id = ?"
-                    " order by id desc limit ?) order by id", [trait.id, TREND_POINTS])]
+                trend = self.records.trend(trait.id, TREND_POINTS)
                 result.append(TraitReading(trait.id, trait.name, trait.kind, trait.meaning, _summary(trait.low),
                                            _summary(trait.high), float(values[index]), confidence, state["pinned"],
                                            False, trait.id in edited, evidence, trend))
@@ -247,14 +239,13 @@ class Traits:
             now = time.time()
             rows = [{"at": now, "trait_id": r.id, "value": r.value, "confidence": r.confidence}
                     for r in self.readings() if not r.hidden]
-            with self.store.transaction():
-                self.store.db["trait_snapshots"].insert_all(rows)
+            self.records.add_snapshots(rows)
 
     # -- edits ---------------------------------------------------------------------------------
 
     def _record(self, trait_id: str, action: str, detail: dict[str, Any]) -> TraitEdit:
         row = {"at": time.time(), "trait_id": trait_id, "action": action, "detail": json.dumps(detail), "undone": 0}
-        edit_id = self.store.db["trait_edits"].insert(row).last_pk
+        edit_id = self.records.add_edit(row)
         return TraitEdit(edit_id, row["at"], trait_id, action, detail, False)
 
     def _move(self, personal: PersonalAdapter, delta: np.ndarray, reason: str) -> None:
@@ -319,10 +310,8 @@ class Traits:
 
     def _open_set_deltas(self, trait_id: str) -> np.ndarray | None:
         """The sum of what the person's `set` edits added to p_u since the last reset or forget."""
-        rows = list(self.store.db.execute(
-            "select action, detail from trait_edits where trait_id = ? and undone = 0 order by id", [trait_id]))
         total = None
-        for action, detail in rows:
+        for action, detail in self.records.open_edits(trait_id):
             if action in ("reset", "forget"):
                 total = None
             elif action == "set":
@@ -364,11 +353,11 @@ class Traits:
             space = self.space(moved)
             moved.p = space.without(moved.p, [index])
             delta = moved.p - personal.p
-            snapshots = list(self.store.db["trait_snapshots"].rows_where("trait_id = ?", [trait.id]))
+            snapshots = self.records.snapshots(trait.id)
             previous = self._state(trait.id)
             with self.store.transaction():
                 self._move(personal, delta, f"trait {trait.id} forgotten")
-                self.store.db.execute("delete from trait_snapshots where trait_id = ?", [trait.id])
+                self.records.delete_snapshots(trait.id)
                 self._set_state(trait.id, pinned=False, pinned_value=None, evidence_since=time.time())
                 return self._record(trait.id, "forget", {"delta": delta.tolist(), "before": previous,
                                                          "snapshots": snapshots})
@@ -376,11 +365,10 @@ class Traits:
     def undo(self) -> TraitEdit | None:
         """Undo the latest edit that is not undone yet; returns it, or None if there is none."""
         with self.store.lock:
-            row = self.store.db.execute(
-                "select * from trait_edits where undone = 0 order by id desc limit 1").fetchone()
+            row = self.records.latest_open_edit()
             if row is None:
                 return None
-            edit = _edit(dict(zip([c.name for c in self.store.db["trait_edits"].columns], row)))
+            edit = _edit(row)
             with self.store.transaction():
                 if "delta" in edit.detail:
                     self._move(self._personal_adapter(), -np.array(edit.detail["delta"], np.float32),
@@ -392,15 +380,13 @@ class Traits:
                 if edit.action == "set" and self._state(edit.trait_id)["pinned"]:
                     self._set_state(edit.trait_id, pinned_value=edit.detail["from"])
                 for snapshot in edit.detail.get("snapshots", []):
-                    self.store.db["trait_snapshots"].insert(snapshot, replace=True)
-                self.store.db.execute("update trait_edits set undone = 1 where id = ?", [edit.id])
+                    self.records.restore_snapshot(snapshot)
+                self.records.mark_undone(edit.id)
             return TraitEdit(edit.id, edit.at, edit.trait_id, edit.action, edit.detail, True)
 
     def history(self, name: str | None = None, limit: int = 100) -> list[TraitEdit]:
         """The local edit log, newest first (hidden traits included: it never leaves the device)."""
-        where, args = ("trait_id = ?", [self.resolve(name).id]) if name else (None, [])
-        return [_edit(row) for row in self.store.db["trait_edits"].rows_where(where, args, order_by="id desc",
-                                                                                limit=limit)]
+        return [_edit(row) for row in self.records.edits(self.resolve(name).id if name else None, limit)]
 
     # -- what ranking and training see ---------------------------------------------------------
 
