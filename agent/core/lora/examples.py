@@ -86,8 +86,7 @@ def _examples_from_feedback(store: Store, profile: Callable[[], judge.Profile], 
     negatives = len(judged) - positives
     rng = np.random.default_rng(seed)
     touched = {event.item_id for event in store.interactions()}
-    untouched = [row[0] for row in store.db.execute("select id from items order by id")
-                 if row[0] not in touched]
+    untouched = [item_id for item_id in store.item_ids() if item_id not in touched]
     weak_count = min(2 * max(positives - negatives, 0), len(untouched))  # half weight each: balances
     weak_ids = [int(i) for i in rng.choice(untouched, size=weak_count, replace=False)] if weak_count else []
     if negatives + weak_count == 0:

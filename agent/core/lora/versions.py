@@ -78,7 +78,7 @@ def publish(store: Store, home: Home, weights: LoraWeights, base: BaseModel, met
         store.log_event("llm_lora_trained", {"version": version, **{k: meta[k] for k in sorted(meta)}})
         dropped = store.adapter_versions(KIND)[VERSIONS_KEPT:]
         for old in dropped:
-            store.db["adapters"].delete(old["id"])
+            store.forget_adapter_version(old["id"])
     on_change()  # before the old files go: the LLM may still hold one of them
     for old in dropped:
         (home.folder() / old["path"]).unlink(missing_ok=True)
@@ -152,9 +152,9 @@ def reset(store: Store, home: Home, on_change: Callable[[], None]) -> int:
         store.set_state(ENABLED_KEY, False)
     on_change()  # the LLM lets go of the file first
     with store.lock:
-        with store.db.atomic():
+        with store.transaction():
             for row in rows:
-                store.db["adapters"].delete(row["id"])
+                store.forget_adapter_version(row["id"])
         store.log_event("llm_lora_reset", {"versions": len(rows)})
     for row in rows:
         (home.folder() / row["path"]).unlink(missing_ok=True)

@@ -242,6 +242,11 @@ class Store:
         return [by_id[i] for i in wanted if i in by_id]
 
     @_locked
+    def item_ids(self) -> list[int]:
+        """Every item's id, in order."""
+        return [row[0] for row in self.db.execute("select id from items order by id")]
+
+    @_locked
     def item_count(self) -> int:
         return self.db["items"].count
 
