@@ -1,4 +1,6 @@
-"""`Agent`: the one entry point the CLI and the TUI use. Plain data in, plain data out.
+"""`Agent`: the one entry point the CLI, the TUI and the lab's simulated people use, and the public types
+that cross it. Plain data in, plain data out. Its parts for the chat LLM, the personal LoRA and sync are in
+this package's `language`, `lora` and `sync` modules; nothing else imports them.
 
 It owns the store, the settings, the encoder (loaded on first need) and the ranker state, and
 keeps them consistent: items are encoded once per text, feedback updates the personal adapter
@@ -47,21 +49,18 @@ from agent.core.llm.portrait import Portrait
 from agent.core.ranker import Recommendation
 from agent.core.store import Conversation, ConversationNotFound, Message
 from agent.core.sync.consent import HOW_TO_JOIN, WHAT_LEAVES, LedgerRow, PrivacyTotal, SyncSetupError, SyncStatus
-from agent.core.sync.scheduler import TICK_SECONDS, RoundReport, SyncScheduler
+from agent.core.sync.scheduler import RoundReport, SyncScheduler
 # What the CLI and the TUI see of the traits and of LoRA training, so that they need no core module.
 from agent.core.lora.job import Outcome as LoraOutcome
 from agent.core.lora.job import TrainingJob as LoraTrainingJob
 from agent.core.lora.job import TrainingSettings as LoraTrainingSettings
-from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits, clearest
+from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits
+from agent.core.api.language import LanguageModelPart
+from agent.core.api.lora import LoraPart
+from agent.core.api.sync import SyncPart
 
 if TYPE_CHECKING:
-    import threading
-
     from agent.core.llm import LLM
-    from agent.core.llm.chat import ChatContext
-    from agent.core.llm.judge import Profile
-    from agent.core.sync.client import ClientPolicy, CoordinatorPin, LocalTrainingData
-    from agent.core.lora.examples import ExampleSet
 
 Progress = Callable[[int, int], None]
 
@@ -82,7 +81,7 @@ class FeedbackResult:
     retrained: bool
 
 
-class Agent:
+class Agent(LanguageModelPart, LoraPart, SyncPart):
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
                  models_dir: Path | None = None, seed: int | None = None, llm: "LLM | None" = None,
                  home: Home | None = None) -> None:
@@ -164,142 +163,6 @@ class Agent:
             return np.stack([cached[h] for h in hashes]) if texts else np.zeros((0, self.encoder.dim), np.float32)
 
     @property
-    def llm(self) -> "LLM":
-        """The chat LLM, loaded on first use from the llm.* settings (raises LLMUnavailable with
-        the fix). Nothing else needs it: ranking, feedback and traits work without it."""
-        from agent.core.llm import load_llm
-
-        with self._lock:
-            if self._llm is None:
-                llm = self._given_llm or load_llm(self.config)
-                self._use_personal_lora(llm)  # nobody else holds this model yet
-                self._llm = llm
-            return self._llm
-
-    @property
-    def llm_loaded(self) -> bool:
-        """Whether the chat LLM is in memory (the first request loads it). Never waits for the lock (one
-        reference is read): the TUI asks from its own thread while a worker may be loading the model."""
-        return self._llm is not None
-
-    def apply_llm_adapter(self) -> None:
-        """Make a loaded LLM use the personal LoRA as its versions and switch now say (after a
-        training, `ownrec lora on|off|reset`); an unloaded one picks it up when it loads. The
-        swap waits for a generation in progress (LLM.lock), outside the agent's lock."""
-        with self._lock:
-            llm = self._llm
-        if llm is not None:
-            self._use_personal_lora(llm)
-
-    def _use_personal_lora(self, llm: "LLM") -> None:
-        """The active, intact personal LoRA for this base, or none: a refused adapter is logged
-        and the base model works on alone (agent.core.lora.versions)."""
-        from agent.core.llm.adapter import AdapterRefused
-        from agent.core.lora.versions import active_adapter
-
-        with self._lock:
-            active = active_adapter(self.store, self.home, llm.base_description())
-        if active is None:
-            llm.clear_adapter()
-            return
-        if llm.adapter is not None and llm.adapter.path == active.path:
-            return
-        try:
-            llm.set_adapter(active.path)
-        except AdapterRefused as error:
-            llm.clear_adapter()
-            with self._lock:
-                self.store.log_event("llm_lora_refused", {"version": active.version, "problem": str(error)})
-
-    # -- the chat (agent.core.llm.chat) and its conversations --------------------------------------
-
-    def ask(self, text: str, conversation_id: int | None = None, size: int | None = None,
-            on_chunk: Callable[[str], None] | None = None) -> Answer:
-        """Answer a request from the person's own ranking, in words, completely (`stream`); `on_chunk`
-        sees each piece of the reply as it is released."""
-        from agent.core.llm.chat import ask
-
-        return ask(text, self._chat_context(), conversation_id, size, on_chunk)
-
-    def stream(self, text: str, conversation_id: int | None = None, size: int | None = None) -> ReplyStream:
-        """Start answering a request (continuing `conversation_id`): the ranker's shortlist and the filters
-        are ready at once, iterating yields the reply as each sentence passes the grounding check, and
-        `answer` is set (the exchange stored) when the iteration ends. ChatError for an empty request and
-        ConversationNotFound before the model loads; LLMUnavailable (with its fix) before the ranker runs."""
-        from agent.core.llm.chat import stream
-
-        return stream(text, self._chat_context(), conversation_id, size)
-
-    def shortlist(self, text: str, size: int | None = None) -> list[Recommendation]:
-        """The items `stream` would show for `text` (`llm.shortlist` of them unless `size`), made without
-        the language model: filters from keywords only. What the chat shows when the model is unavailable."""
-        from agent.core.llm.chat import keyword_shortlist
-
-        return keyword_shortlist(text, self.store, self._ranker_answer, int(size or self.config.get("llm.shortlist")))
-
-    def _ranker_answer(self, request: str, count: int) -> list[Recommendation]:
-        return self.recommend(count, query=request)
-
-    def _chat_context(self) -> "ChatContext":
-        from agent.core.llm.chat import TRAITS_SHOWN, ChatContext
-        from agent.core.llm.inputs import LLMSettings
-
-        return ChatContext(self.store, llm=lambda: self.llm, llm_loaded=self.llm_loaded, recommend=self._ranker_answer,
-                           traits=clearest(self.traits.readings(), TRAITS_SHOWN), trait_words=self._trait_words(),
-                           settings=LLMSettings.read(self.config.get))
-
-    def _trait_words(self) -> list[str]:
-        """The traits' names and pole words: a reply or a portrait may use them, they name no title."""
-        return [word for trait in self.traits.definitions for word in (trait.name, *trait.high, *trait.low)]
-
-    def conversations(self) -> list[Conversation]:
-        """Every conversation, most recently updated first (without their messages)."""
-        return Conversations(self.store).list()
-
-    def conversation(self, conversation_id: int) -> Conversation:
-        """One conversation with its messages (ConversationNotFound)."""
-        return Conversations(self.store).get(conversation_id)
-
-    def delete_conversation(self, conversation_id: int) -> None:
-        Conversations(self.store).delete(conversation_id)
-
-    def delete_conversations(self) -> int:
-        """Delete every conversation; how many there were."""
-        return Conversations(self.store).delete_all()
-
-    # -- what the language model is told of the person (agent.core.llm.judge, .portrait) ----------
-
-    def judge_profile(self, exclude: set[int] | frozenset[int] = frozenset(), extra: int = 0) -> "Profile":
-        """The person as the language model's yes/no judge sees them (the reranker asks it, the personal
-        LoRA learns to answer it): the latest likes and dislikes by title, leaving out `exclude`, with
-        `extra` more titles per list, and the clearest visible traits."""
-        from agent.core.llm import judge
-
-        return judge.profile_of(self.store.interactions(), lambda item_id: self.store.item(item_id).display_title,
-                                clearest(self.traits.readings(), judge.TRAITS_SHOWN), exclude, extra)
-
-    def cached_portrait(self) -> Portrait | None:
-        """The portrait of the person's taste already written for the current readings, if any (no model
-        needed)."""
-        from agent.core.llm import portrait
-
-        return portrait.cached_portrait(self.store, self._portrait_facts(), str(self.config.get("llm.model")))
-
-    def write_portrait(self) -> Portrait:
-        """A few sentences about the person's taste, written by the language model from the clearest
-        readings (cached per set of readings; LLMUnavailable when one must be written without a model)."""
-        from agent.core.llm import portrait
-        from agent.core.llm.inputs import LLMSettings
-
-        return portrait.write_portrait(self.store, self._portrait_facts(), llm=lambda: self.llm,
-                                       settings=LLMSettings.read(self.config.get), trait_words=self._trait_words())
-
-    def _portrait_facts(self) -> list[str]:
-        from agent.core.llm import portrait
-
-        return portrait.portrait_facts(clearest(self.traits.readings(), portrait.FACTS_SHOWN, portrait.MIN_LEAN))
-
-    @property
     def traits(self) -> "Traits":
         """The person's inferred traits and their edits (see agent.core.traits)."""
         with self._lock:
@@ -341,38 +204,6 @@ class Agent:
         """Load phi_g again (a sync round stored a new release): the scorer built on the old one goes too."""
         with self._lock:
             self._global = self._scorer = None
-
-    def _verified_global_adapter(self) -> GlobalAdapter | None:
-        from agent.core.sync import consent
-        from agent.core.sync.client import latest_verified_release
-        from agent.core.sync.parameters import unflatten
-        from agent.federation.errors import SyncError
-
-        if not consent.was_ever_enabled(self.store):
-            return None  # without consent, nothing the federation published is used (or exists here)
-        try:
-            pin = consent.stored_pin(self.home)
-        except consent.SyncSetupError as error:
-            self.store.log_event("global_adapter_refused", {"problem": str(error)})
-            return None
-        if pin is None:
-            return None
-
-        def refused(version: int, problem: str) -> None:
-            self.store.log_event("global_adapter_refused", {"version": version, "problem": problem})
-
-        release = latest_verified_release(self.store, pin, on_refused=refused)
-        if release is None:
-            return None
-        if release.layout.dim != self.encoder.dim:
-            refused(release.version, f"the release is for a {release.layout.dim}-d encoder, this one is "
-                                     f"{self.encoder.dim}-d")
-            return None
-        try:
-            return unflatten(release.layout, release.vector)
-        except SyncError as error:  # signed, yet not a usable adapter (NaN values): refuse it too
-            refused(release.version, str(error))
-            return None
 
     def personal_adapter(self) -> PersonalAdapter:
         with self._lock:
@@ -493,9 +324,6 @@ class Agent:
                                                   candidates=settings.rerank_candidates, weight=settings.rerank_weight)
         return result if feed_rerank is None else feed_rerank.run()
 
-    def _judge_profile_without(self, excluded: frozenset[int]) -> "Profile":
-        return self.judge_profile(exclude=excluded)
-
     def _feed_adapter(self, scorer: Scorer, interactions: list[Interaction],
                       labels: dict[int, float]) -> PersonalAdapter:
         """The adapter the feed ranks with: steered by the latest likes (`Scorer.steer`), then with the
@@ -604,135 +432,6 @@ class Agent:
     def _learn_from_import(self, report) -> None:
         if getattr(report, "feedback_added", 0):
             self.retrain()
-
-    # -- the personal LoRA of the chat LLM (agent.core.lora) ------------------------------------
-
-    def lora_status(self) -> dict[str, Any]:
-        """{enabled, active_version, versions, checkpoint}: whether the personal LoRA is on, each
-        version (with whether its file is intact) and an unfinished run, if any."""
-        from agent.core.lora import versions
-
-        return versions.status(self.store, self.home)
-
-    def switch_lora(self, on: bool) -> int | None:
-        """Turn the personal LoRA on or off, in a loaded LLM too; the version now in use, if any.
-        LoraError when there is no intact version to turn on (nothing changes then)."""
-        from agent.core.lora import versions
-
-        found = versions.switch(self.store, self.home, on, self.apply_llm_adapter)
-        return None if found is None else found.version
-
-    def reset_lora(self) -> int:
-        """Delete every version of the personal LoRA and its checkpoint; how many versions."""
-        from agent.core.lora import versions
-
-        return versions.reset(self.store, self.home, self.apply_llm_adapter)
-
-    def export_lora(self, destination: Path, base_path: Path | None = None) -> dict[str, Path]:
-        """Copy the newest intact version into the folder `destination`, with an Ollama Modelfile
-        (FROM `base_path`, when given) and a note; the files written, by role."""
-        from agent.core.lora import versions
-
-        return versions.export(self.store, self.home, destination, base_path)
-
-    def lora_examples(self, seed: int = 0) -> "ExampleSet":
-        """The personal LoRA's training examples from the person's feedback (NotEnoughFeedback
-        when there is too little)."""
-        from agent.core.lora.examples import examples_from_feedback
-
-        return examples_from_feedback(self.store, lambda: self.judge_profile(extra=1), seed=seed)
-
-    def train_lora(self, settings: LoraTrainingSettings = LoraTrainingSettings(), *, fresh: bool = False,
-                   progress: Callable[[int, int, float], None] | None = None, cancel: threading.Event | None = None,
-                   log: Callable[[str], None] | None = None) -> LoraOutcome:
-        """Train the personal LoRA on the person's feedback and switch the new version on (a loaded
-        LLM uses it at once); resumes an unfinished run unless `fresh`. Blocks: loading the model
-        and training take minutes; `cancel` stops after the current step, and the checkpoint keeps
-        the progress. The training module (torch) is imported only here."""
-        from dataclasses import replace
-
-        from agent.core.llm.model import resolve_threads
-        from agent.core.lora.train import train
-
-        if settings.threads <= 0:
-            settings = replace(settings, threads=resolve_threads(int(self.config.get("llm.threads"))))
-        return train(self.store, self.home, lambda: self.lora_examples(seed=settings.seed), settings,
-                     model=self.config.get("llm.model") or "", fresh=fresh, progress=progress, cancel=cancel,
-                     log=log, on_change=self.apply_llm_adapter)
-
-    def start_lora_training(self, settings: LoraTrainingSettings = LoraTrainingSettings(), *, fresh: bool = False,
-                            progress: Callable[[int, int, float], None] | None = None) -> LoraTrainingJob:
-        """`train_lora` in a background thread: the job, started (cancel, wait and status on it)."""
-        return LoraTrainingJob(lambda report, cancel: self.train_lora(settings, fresh=fresh, progress=report,
-                                                                       cancel=cancel),
-                               settings.steps, progress).start()
-
-    # -- opt-in federated sync (agent.core.sync) --------------------------------------------------
-
-    def sync_status(self) -> SyncStatus:
-        """Whether sync is on (and was ever asked), the pinned coordinator and the privacy spent with it."""
-        from agent.core.sync import consent
-
-        return consent.status(self.store, self.home)
-
-    def sync_enabled(self) -> bool:
-        from agent.core.sync import consent
-
-        return consent.is_enabled(self.store)
-
-    def set_sync(self, on: bool, origin: str) -> bool:
-        """Record the person's answer to taking part (`origin`: onboarding, tui, cli); whether it changed.
-        A running scheduler sees it at its next tick, and cancels a round in flight when it is off."""
-        from agent.core.sync import consent
-
-        return consent.set_enabled(self.store, on, origin)
-
-    def join_sync(self, pin_file: Path) -> "CoordinatorPin":
-        """Pin the coordinator `pin_file` describes (checked, then copied into the data folder, replacing
-        any earlier pin); SyncSetupError when it cannot be used. Joining alone sends nothing."""
-        from agent.core.sync import consent
-
-        return consent.join(self.home, pin_file)
-
-    def sync_pin(self) -> "CoordinatorPin | None":
-        """The pinned coordinator, or None (SyncSetupError when the pin file is damaged)."""
-        from agent.core.sync import consent
-
-        return consent.stored_pin(self.home)
-
-    def sync_log(self, limit: int | None = 20) -> list[LedgerRow]:
-        """The uploads, newest first (every coordinator; each row names its key)."""
-        from agent.core.sync import consent
-
-        return consent.ledger(self.store, limit)
-
-    def sync_privacy(self, coordinator_key: str) -> PrivacyTotal:
-        """The privacy spent with one coordinator (its hex key) over the released rounds this device took
-        part in."""
-        from agent.core.sync import consent
-
-        return consent.privacy_total(self.store, coordinator_key)
-
-    def sync_release_count(self) -> int:
-        """How many verified releases are kept: one more means a new shared adapter."""
-        return self.store.release_count()
-
-    def sync_scheduler(self, *, policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
-                       on_round_end: Callable[[RoundReport], None] | None = None) -> SyncScheduler:
-        """Federated rounds in the background while sync is on and the app is idle (not started: `start()`;
-        stop it before closing the agent). A released round makes the feed use the new shared adapter."""
-        return SyncScheduler(self.store, self.home, self._sync_training_data,
-                             idle_seconds=float(self.config.get("sync.idle_seconds")),
-                             interval_minutes=float(self.config.get("sync.interval_minutes")),
-                             on_release=self.refresh_global_adapter, policy=policy, tick_seconds=tick_seconds,
-                             on_round_end=on_round_end)
-
-    def _sync_training_data(self) -> "LocalTrainingData":
-        """What a round trains on: the encoded catalog, the personal adapter (fixed) and the labels."""
-        from agent.core.sync.client import LocalTrainingData
-
-        return LocalTrainingData(catalog=self.catalog(), personal=self.personal_adapter(),
-                                 labels=preference_labels(self.store.interactions()))
 
     # -- your data ----------------------------------------------------------------------------
 

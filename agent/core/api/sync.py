@@ -1,0 +1,116 @@
+"""The facade's part for opt-in federated sync (agent.core.sync): consent, the pin, the ledger, the
+scheduler, and the verified global adapter; a part of the facade which `Agent` (agent.core.api) is built from: the state it uses (`store`, `config`, `home`, `_lock`, the
+ranker's state) is the agent's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.core.ranker import GlobalAdapter, preference_labels
+from agent.core.sync.consent import LedgerRow, PrivacyTotal, SyncStatus
+from agent.core.sync.scheduler import TICK_SECONDS, RoundReport, SyncScheduler
+
+if TYPE_CHECKING:
+    from agent.core.sync.client import ClientPolicy, CoordinatorPin, LocalTrainingData
+
+
+class SyncPart:
+    def _verified_global_adapter(self) -> GlobalAdapter | None:
+        from agent.core.sync import consent
+        from agent.core.sync.client import latest_verified_release
+        from agent.core.sync.parameters import unflatten
+        from agent.federation.errors import SyncError
+
+        if not consent.was_ever_enabled(self.store):
+            return None  # without consent, nothing the federation published is used (or exists here)
+        try:
+            pin = consent.stored_pin(self.home)
+        except consent.SyncSetupError as error:
+            self.store.log_event("global_adapter_refused", {"problem": str(error)})
+            return None
+        if pin is None:
+            return None
+
+        def refused(version: int, problem: str) -> None:
+            self.store.log_event("global_adapter_refused", {"version": version, "problem": problem})
+
+        release = latest_verified_release(self.store, pin, on_refused=refused)
+        if release is None:
+            return None
+        if release.layout.dim != self.encoder.dim:
+            refused(release.version, f"the release is for a {release.layout.dim}-d encoder, this one is "
+                                     f"{self.encoder.dim}-d")
+            return None
+        try:
+            return unflatten(release.layout, release.vector)
+        except SyncError as error:  # signed, yet not a usable adapter (NaN values): refuse it too
+            refused(release.version, str(error))
+            return None
+
+    def sync_status(self) -> SyncStatus:
+        """Whether sync is on (and was ever asked), the pinned coordinator and the privacy spent with it."""
+        from agent.core.sync import consent
+
+        return consent.status(self.store, self.home)
+
+    def sync_enabled(self) -> bool:
+        from agent.core.sync import consent
+
+        return consent.is_enabled(self.store)
+
+    def set_sync(self, on: bool, origin: str) -> bool:
+        """Record the person's answer to taking part (`origin`: onboarding, tui, cli); whether it changed.
+        A running scheduler sees it at its next tick, and cancels a round in flight when it is off."""
+        from agent.core.sync import consent
+
+        return consent.set_enabled(self.store, on, origin)
+
+    def join_sync(self, pin_file: Path) -> "CoordinatorPin":
+        """Pin the coordinator `pin_file` describes (checked, then copied into the data folder, replacing
+        any earlier pin); SyncSetupError when it cannot be used. Joining alone sends nothing."""
+        from agent.core.sync import consent
+
+        return consent.join(self.home, pin_file)
+
+    def sync_pin(self) -> "CoordinatorPin | None":
+        """The pinned coordinator, or None (SyncSetupError when the pin file is damaged)."""
+        from agent.core.sync import consent
+
+        return consent.stored_pin(self.home)
+
+    def sync_log(self, limit: int | None = 20) -> list[LedgerRow]:
+        """The uploads, newest first (every coordinator; each row names its key)."""
+        from agent.core.sync import consent
+
+        return consent.ledger(self.store, limit)
+
+    def sync_privacy(self, coordinator_key: str) -> PrivacyTotal:
+        """The privacy spent with one coordinator (its hex key) over the released rounds this device took
+        part in."""
+        from agent.core.sync import consent
+
+        return consent.privacy_total(self.store, coordinator_key)
+
+    def sync_release_count(self) -> int:
+        """How many verified releases are kept: one more means a new shared adapter."""
+        return self.store.release_count()
+
+    def sync_scheduler(self, *, policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
+                       on_round_end: Callable[[RoundReport], None] | None = None) -> SyncScheduler:
+        """Federated rounds in the background while sync is on and the app is idle (not started: `start()`;
+        stop it before closing the agent). A released round makes the feed use the new shared adapter."""
+        return SyncScheduler(self.store, self.home, self._sync_training_data,
+                             idle_seconds=float(self.config.get("sync.idle_seconds")),
+                             interval_minutes=float(self.config.get("sync.interval_minutes")),
+                             on_release=self.refresh_global_adapter, policy=policy, tick_seconds=tick_seconds,
+                             on_round_end=on_round_end)
+
+    def _sync_training_data(self) -> "LocalTrainingData":
+        """What a round trains on: the encoded catalog, the personal adapter (fixed) and the labels."""
+        from agent.core.sync.client import LocalTrainingData
+
+        return LocalTrainingData(catalog=self.catalog(), personal=self.personal_adapter(),
+                                 labels=preference_labels(self.store.interactions()))
