@@ -2,12 +2,10 @@
 
 Why: the reranker evaluates about 16 tokens per candidate, 20 candidates per feed, and on 2 cores
 llama.cpp's Q4_1 matrix kernels are the cost (no weight repacking exists for Q4_1, and llama.cpp's
-AMX buffers are off, see `model.cpu_has_amx`). Q8_0 evaluates those short batches about 1.5x
-faster (16 tokens after a 160-token prefix: 48 ms against 73 ms); generating one token at a time
-is about 10% slower (the file is 145 MB, not 98 MB). Every Q8_0 block of 32 holds the Q4_1
-block's values to within 1/254 of its largest magnitude, so the model is the same one: its logits
-are as close to those of the exact (F16) weights as the Q4_1 file's are (mean absolute difference
-0.10 against 0.09 over the vocabulary, for one prompt).
+AMX buffers are off, see `model.cpu_has_amx`). Q8_0 evaluates those short batches faster, and
+generates one token at a time a little slower (BENCHMARKS.md has the figures; the file is 145 MB, not
+98 MB). Every Q8_0 block of 32 holds the Q4_1 block's values to within 1/254 of its largest
+magnitude (tests/unit/test_requantize.py checks it), so the model is the same one.
 
 The file is derived, never shipped: built from the verified package file into the models cache,
 written to a temporary name and renamed, with a sidecar (`<file>.json`) recording the source's and

@@ -33,8 +33,7 @@ class TrainingSettings:
     max_grad_norm: float = 1.0
     # torch threads; 0: the llm.threads setting (else OWNREC_THREADS, else all cores). On cores
     # that other work keeps busy, 1 is much faster than 2: torch's thread pool waits at a
-    # barrier after every operation, and a descheduled thread stalls all of them (measured: a
-    # forward pass 0.4 s on 1 thread, 2-12 s on 2, with the machine's load at 5 on 2 cores).
+    # barrier after every operation, and a descheduled thread stalls all of them.
     threads: int = 0
 
     def resuming(self, saved: dict[str, Any]) -> "TrainingSettings":

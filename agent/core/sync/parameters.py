@@ -8,23 +8,19 @@ A layout (`SharedLayout`, published by the coordinator inside every signed relea
     refs      the item vocabulary: `source:external_id` refs, in a fixed order (MovieLens-100K by default)
     vector    [ B_g.ravel() (row-major, dim*rank values) | item_bias[refs[0]], ..., item_bias[refs[-1]]
               | v[refs[0]], ..., v[refs[-1]] (k values each) ]
-so h_i = x_i + B_g A_g x_i + W_v v_i (+ the personal adapter) and s_ui = p_u . h_i + b_i (DESIGN.md).
-Version 1 layouts have no residuals (k = 0): a rank-16 adapter over the 384-d encoder with the 1,682
-MovieLens films is 6,144 + 1,682 = 7,826 numbers. Version 2 adds W_v: with k = 32 another 53,824
-(61,650 in all, 241 KiB at 4 bytes each). The residuals are the collaborative signal text cannot carry:
-on 300 MovieLens users, 4 federated rounds (plain averages, deltas clipped to C = 5, personal part
-refitted between rounds) reached test HR@10 0.550 / NDCG@10 0.311 with k = 32, against 0.483 / 0.280
-without residuals. Items outside the vocabulary keep bias 0 and no residual.
+so h_i = x_i + B_g A_g x_i + W_v v_i (+ the personal adapter) and s_ui = p_u . h_i + b_i (README, "How it
+works"). Version 1 layouts have no residuals (k = 0): a rank-16 adapter over the 384-d encoder with the
+1,682 MovieLens films is 6,144 + 1,682 = 7,826 numbers. Version 2 adds W_v: with k = 32 another 53,824
+(61,650 in all, 241 KiB at 4 bytes each). The residuals are the collaborative signal text cannot carry
+(EVALUATION.md measures what they add). Items outside the vocabulary keep bias 0 and no residual.
 
 Local training (`train_global_delta`): a few epochs of the ranker's weighted BPR (the same pairs as
 `ranker.training`) with the personal part phi_u fixed, plain gradient steps on B_g, the item biases and
 the residuals. Delta = phi_g_local - phi_g_global is what the client then clips, noises and masks. Plain
 SGD, not Adam: Adam would restart every round, and its first steps move every touched parameter by about
 the learning rate whatever its gradient (a sign), so the cohort average of the deltas carries little
-more than noise. On 300 MovieLens users, 4 rounds of 5 local Adam epochs left HR@10 at 0.32 (local-only
-0.30); the same rounds with SGD (rate 30) reached 0.41. With the personal part refitted between rounds
-(as `ownrec eval` does), rate 80 beat rate 30 in every one of 6 rounds (validation HR@10 0.563 against
-0.543 after the sixth; deltas clipped to C = 5).
+more than noise. The rate was chosen on MovieLens validation items with the personal part refitted
+between rounds, as `ownrec eval` does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Inferred personality and taste traits the person can inspect and edit (DESIGN.md, Traits)."""
+"""Inferred personality and taste traits the person can inspect and edit (README, "Your traits")."""
 
 from agent.core.traits.axes import REACHABLE, TraitSpace
 from agent.core.traits.book import NUDGE, Evidence, TraitEdit, TraitError, TraitReading, Traits, clearest
