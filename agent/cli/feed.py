@@ -1,0 +1,132 @@
+"""Your feed: import a catalog or your history, see your ranking, give feedback, steer it, search the catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from agent.cli.common import SectionedGroup, emit_json, fail_cleanly, open_agent, report_progress
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--format", "format_", type=click.Choice(["csv", "jsonl", "letterboxd", "goodreads", "rss"]),
+              help="The file's format; detected from its name and header when omitted.")
+@click.option("--demo", is_flag=True, help="Import the demo catalog: the 1,682 MovieLens-100K films.")
+@fail_cleanly
+def import_(path: Path | None, format_: str | None, demo: bool) -> None:
+    """Add a catalog or your history from PATH, or the demo catalog with --demo.
+
+    \b
+    Formats:
+      csv, jsonl   catalogs or history: columns id, title, text|description, year,
+                   genres|tags, url, author, and for history feedback, rating, at
+      letterboxd   Letterboxd export CSVs (ratings.csv, diary.csv, watched.csv, likes)
+      goodreads    the Goodreads library export CSV
+      rss          RSS 2.0 or Atom files, as a news catalog
+
+    A malformed row is reported with its file and line and skipped; the good rows of a
+    file are imported together. Importing the same file again changes nothing.
+    """
+    if demo == (path is not None):
+        raise click.UsageError("give either PATH or --demo")
+    agent = open_agent()
+    if demo:
+        report = agent.import_demo(progress=report_progress("encoding"))
+    else:
+        report = agent.import_file(path, format_, progress=report_progress("encoding"))
+    for problem in report.problems:
+        click.echo(f"skipped {problem}", err=True)
+    click.echo(report.summary())
+
+
+@click.command()
+@click.option("--top", "-n", type=click.IntRange(1, 500), help="How many items (default: feed.size).")
+@click.option("--query", "-q", help="What you are in the mood for, in your own words.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {id, ref, title, score, reason}.")
+@fail_cleanly
+def recommend(top: int | None, query: str | None, as_json: bool) -> None:
+    """Show your personal ranking of the catalog (already rated items are left out)."""
+    recommendations = open_agent().recommend(top, query)
+    if as_json:
+        emit_json([
+            {"id": r.item.id, "ref": r.item.ref, "title": r.item.display_title, "score": round(r.score, 4),
+             "reason": r.reason, "exploring": r.exploring, "year": r.item.year,
+             "genres": r.item.metadata.get("genres", [])}
+            for r in recommendations
+        ])
+        return
+    if not recommendations:
+        click.echo("Nothing to recommend yet: import a catalog first (`ownrec import --demo`).")
+    for rank, r in enumerate(recommendations, 1):
+        year = f" ({r.item.year})" if r.item.year else ""
+        click.echo(f"{rank:>3}. [{r.item.id}] {r.item.display_title}{year}  {r.score:+.2f}  {r.reason}")
+
+
+@click.command()
+@click.argument("item")
+@click.argument("action", type=click.Choice(["like", "dislike", "skip", "open", "rate"]))
+@click.argument("stars", type=float, required=False)
+@fail_cleanly
+def feedback(item: str, action: str, stars: float | None) -> None:
+    """Tell ownrec what you thought of ITEM (an id, or source:external_id).
+
+    \b
+    Examples:
+      ownrec feedback 42 like
+      ownrec feedback movielens-100k:50 rate 4.5
+    """
+    if action == "rate" and stars is None:
+        raise click.UsageError("rate needs a number of stars, 0.5 to 5: `ownrec feedback ITEM rate 4`")
+    kind = "rating" if action == "rate" else action
+    agent = open_agent()
+    result = agent.feedback(item, kind, stars, origin="cli")
+    item_obj = agent.store.item(result.interaction.item_id)
+    note = " and retrained fully" if result.retrained else ""
+    click.echo(f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.display_title};"
+               f" updated your model in {result.update_ms:.1f} ms{note}")
+
+
+@click.command()
+@click.argument("description")
+@fail_cleanly
+def taste(description: str) -> None:
+    """Describe your taste in a sentence, to steer the feed before (or beside) feedback."""
+    agent = open_agent()
+    agent.describe_taste(description)
+    agent.store.set_state("onboarded", True)
+    click.echo(f"noted: “{description}”")
+
+
+@click.command()
+@fail_cleanly
+def retrain() -> None:
+    """Retrain your personal model from all your feedback now."""
+    stats = open_agent().retrain()
+    click.echo(f"retrained on {stats['labels']} rated items in {stats['seconds']:.2f} s "
+               f"(adapter version {stats['version']})")
+
+
+@click.group(cls=SectionedGroup)
+def items() -> None:
+    """Look through the catalog."""
+
+
+@items.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of items.")
+@fail_cleanly
+def items_search(text: str, limit: int, as_json: bool) -> None:
+    """Find items whose title or text matches TEXT."""
+    found = open_agent().search(text, limit)
+    if as_json:
+        emit_json([{"id": i.id, "ref": i.ref, "title": i.display_title, "text": i.text, "metadata": i.metadata}
+                   for i in found])
+        return
+    if not found:
+        click.echo(f"no items match {text!r}")
+    for item in found:
+        year = f" ({item.year})" if item.year else ""
+        click.echo(f"[{item.id}] {item.display_title}{year}  {item.ref}")
