@@ -1,6 +1,9 @@
 import json
 import shutil
+import subprocess
+import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -31,6 +34,53 @@ def test_help_reads_as_docs(run):
     for command in ["import", "recommend", "feedback", "items", "export", "forget", "doctor", "config", "bench"]:
         assert command in result.output
     assert "Formats:" in run("import", "--help").output
+
+
+def groups_of(group: click.Group, path: tuple[str, ...] = ()):
+    """Every group of the command line with the words that reach it, the root first."""
+    yield path, group
+    for name in group.list_commands(click.Context(group)):
+        command = group.get_command(click.Context(group), name)
+        if isinstance(command, click.Group):
+            yield from groups_of(command, path + (name,))
+
+
+def test_help_lists_the_persons_commands_first_then_the_lab_and_the_operators():
+    output = CliRunner().invoke(cli, ["--help"], terminal_width=80).output
+    headings = [line[:-1] for line in output.splitlines() if line and not line[0].isspace() and line.endswith(":")]
+    assert headings == ["Options", "Your feed", "Chat", "Your data and settings", "Lab (measuring ownrec; for developers)",
+                        "Operators (hosting a sync federation)"]
+    lines = output.splitlines()
+    position = {line.split()[0]: at for at, line in enumerate(lines) if line.startswith("  ") and line[2] != " "}
+    lab, operators = lines.index(headings[4] + ":"), lines.index(headings[5] + ":")
+    assert max(position[c] for c in ["import", "recommend", "feedback", "ask", "traits", "sync", "forget"]) < lab
+    assert lab < min(position[c] for c in ["bench", "eval", "audit"]) < operators < position["coordinator"]
+    commands = lines[lines.index("Your feed:"):]
+    assert not any(line.rstrip().endswith("...") for line in commands)  # click's mark of a cut description
+    # traits validate is the lab's, under its own heading in `ownrec traits --help`
+    traits_help = CliRunner().invoke(cli, ["traits", "--help"]).output
+    assert traits_help.index("Lab (") < traits_help.index("  validate ")
+
+
+def test_every_command_is_listed_with_its_whole_description():
+    for path, group in groups_of(cli):
+        result = CliRunner().invoke(cli, [*path, "--help"], terminal_width=80)
+        assert result.exit_code == 0, path
+        listed = "".join(result.output.split())  # descriptions wrap; compare without the line breaks
+        for name in group.list_commands(click.Context(group)):
+            description = group.get_command(click.Context(group), name).get_short_help_str(limit=sys.maxsize)
+            assert description and "".join(f"{name}{description}".split()) in listed, (path, name)
+
+
+def test_python_m_agent_cli_runs_the_command_line_without_loading_the_lab_or_the_server():
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: ownrec") and "Operators (hosting a sync federation):" in done.stdout
+    probe = ("import sys, agent.cli; print(','.join(m for m in sys.modules "
+             "if m.startswith(('agent.lab', 'agent.server', 'agent.tui', 'textual', 'torch'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == ""
 
 
 def test_recommend_json_and_feedback_round_trip(run, demo_home):
