@@ -1,5 +1,5 @@
 """What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`, `ownrec eval`):
-simulated people in a throwaway data directory, BLAS on one thread, and forked worker pools. Never the person's own data: every run lives under `paths.temporary_home`."""
+simulated people in a throwaway data directory, BLAS on one thread, and worker pools. Never the person's own data: every run lives under `paths.temporary_home`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 import multiprocessing
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +17,10 @@ from agent.core import paths
 
 if TYPE_CHECKING:
     from agent.core.api import Agent
+
+# Read by OpenBLAS, OpenMP and MKL when they load: a fresh process's BLAS then runs on one thread.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 @contextmanager
 def person(home: Path, template: Path, encoder: Any, name: str, seed: int) -> Iterator["Agent"]:
@@ -60,17 +64,39 @@ def single_blas_thread() -> Iterator[None]:
 
 
 @contextmanager
-def forked_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """Worker processes forked from this one: they inherit its memory (the encoded catalog, the data), so
-    only tasks and results are pickled. A forked child has only the forking thread; if its garbage
-    collector finalized an inherited object that owns threads (an onnxruntime session left over from
-    earlier work tears down its thread pool), the child would hang in that destructor for good, as it
-    once did in CI. So garbage is collected here first, and everything alive is frozen out of the
-    children's collections while the pool forks."""
-    gc.collect()
-    gc.freeze()
+def worker_pool(workers: int, *, initializer: Callable[..., None] | None = None, initargs: tuple = (),
+                fresh_processes: bool = False) -> Iterator[ProcessPoolExecutor]:
+    """`workers` worker processes, each first running `initializer(*initargs)`.
+
+    Forked (the default): they inherit this process's memory (the encoded catalog, the data), so only tasks
+    and results are pickled. A forked child has only the forking thread; if its garbage collector finalized
+    an inherited object that owns threads (an onnxruntime session left over from earlier work tears down its
+    thread pool), the child would hang in that destructor for good, as it once did in CI. So garbage is
+    collected here first, and everything alive is frozen out of the children's collections while the pool
+    forks.
+
+    `fresh_processes`: spawned instead, inheriting nothing (the initializer sets each one up), with one BLAS
+    thread each so they do not fight over the cores. The executor starts them as tasks arrive, so the BLAS
+    variables stay set here while the pool is open (this process's BLAS is loaded already and keeps its own)."""
+    if not fresh_processes:
+        gc.collect()
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=initializer, initargs=initargs) as pool:
+                yield pool
+        finally:
+            gc.unfreeze()
+        return
+    saved = {key: os.environ.get(key) for key in BLAS_THREAD_VARIABLES}
+    os.environ.update({key: "1" for key in BLAS_THREAD_VARIABLES})
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=initializer, initargs=initargs) as pool:
             yield pool
     finally:
-        gc.unfreeze()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.lab.people import forked_pool
+from agent.lab.people import worker_pool
 from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.federation.accounting import privacy_spent
 from agent.lab.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
@@ -233,7 +233,7 @@ def test_forked_workers_never_finalize_what_they_inherit(tmp_path):
     gc.disable()  # keep the cycle alive as garbage until the pool forks, as a busy parent would
     try:
         _Finalized(record)
-        with forked_pool(2) as pool:
+        with worker_pool(2) as pool:
             children = set(pool.map(_collect_in_worker, range(8)))
     finally:
         gc.enable()

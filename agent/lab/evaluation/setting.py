@@ -20,7 +20,7 @@ import numpy as np
 
 from agent.lab.protocol.metrics import Evaluation, evaluate_split
 from agent.lab.protocol.movielens import SPLITS, MovieLens, Protocol, leave_one_out, load_movielens
-from agent.lab.people import forked_pool
+from agent.lab.people import worker_pool
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Catalog, Scorer
 from agent.core.ranker.training import TrainingSettings, fit
@@ -128,7 +128,7 @@ def _map(setting: Setting, function, tasks: list[Any]) -> list[Any]:
     _SETTING = setting
     if workers() == 1 or len(tasks) < 8:
         return [function(task) for task in tasks]
-    with forked_pool(workers()) as pool:
+    with worker_pool(workers()) as pool:
         return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (8 * workers()))))
 
 

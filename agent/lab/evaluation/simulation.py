@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.lab.people import forked_pool
+from agent.lab.people import worker_pool
 from agent.federation import protocol
 from agent.core.sync.client import ClientPolicy, check_round_config
 from agent.federation.layout import SharedLayout
@@ -45,7 +45,7 @@ def _client_workers(count: int) -> Iterator[Executor | None]:
     """Worker processes for the clients' stages (their key agreements, envelopes and masks are most of a
     round's work), or None where a pool would not pay off."""
     if _WORKERS > 1 and count >= 64:
-        with forked_pool(_WORKERS) as executor:
+        with worker_pool(_WORKERS) as executor:
             yield executor
     else:
         yield None
