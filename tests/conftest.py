@@ -73,19 +73,11 @@ def ownrec_home(tmp_path, monkeypatch, request) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_database(tmp_path_factory, encoder) -> Path:
-    """A database with the MovieLens-100K demo catalog imported and encoded, built once; tests
-    copy it (see `helpers.agent_from_template`) instead of re-encoding 1,682 items each."""
-    from agent.core.config import Config
-    from agent.core.api import Agent
-    from agent.core.store import Store
+    """The lab's demo template (`agent.lab.people.demo_template`), built once; tests copy it (see
+    `helpers.agent_from_template`) instead of re-encoding 1,682 items each."""
+    from agent.lab.people import demo_template
 
-    folder = tmp_path_factory.mktemp("demo-db")
-    path = folder / "ownrec.db"
-    agent = Agent(Store.open(path), Config(folder / "config.toml"), encoder)
-    agent.import_demo()
-    agent.store.db.execute("pragma wal_checkpoint(TRUNCATE)")
-    agent.close()
-    return path
+    return demo_template(tmp_path_factory.mktemp("demo-db"), encoder)
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`, `ownrec eval`):
-simulated people in a throwaway data directory, BLAS on one thread, and worker pools. Never the person's own data: every run lives under `paths.temporary_home`."""
+"""What ownrec's own evaluations share (`ownrec traits validate`, `ownrec eval rerank`, `ownrec eval`): the
+demo template database, simulated people on copies of it, BLAS on one thread, and worker pools. Never the
+person's own data: each run works in a temporary folder, and every simulated person is an `Agent` opened on a
+folder of their own (`Agent.open(home=...)`), never through OWNREC_HOME."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.core import paths
+from agent.core.paths import Home
 
 if TYPE_CHECKING:
     from agent.core.api import Agent
@@ -22,30 +24,38 @@ if TYPE_CHECKING:
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def demo_template(folder: Path, encoder: Any) -> Path:
+    """A database in `folder` with the MovieLens-100K demo catalog imported and encoded (and the trait poles'
+    embeddings cached), its write-ahead log checkpointed so the file alone is whole: simulated people and
+    tests get copies of it instead of re-encoding 1,682 items each. Returns the database's path."""
+    from agent.core.api import Agent
+
+    home = Home(Path(folder))
+    agent = Agent.open(encoder, home=home)
+    try:
+        agent.import_demo()
+        agent.traits.space()
+        agent.store.checkpoint()
+    finally:
+        agent.close()
+    return home.database
+
+
 @contextmanager
 def person(home: Path, template: Path, encoder: Any, name: str, seed: int) -> Iterator["Agent"]:
-    """An Agent on a fresh copy of the template database, in its own folder under `home`
-    (OWNREC_HOME points there while the block runs; the folder is deleted after)."""
-    from agent.core.config import Config
+    """An Agent on a fresh copy of the template database, in its own folder under `home` (deleted after)."""
     from agent.core.api import Agent
-    from agent.core.store import Store
 
     folder = home / "people" / name
     folder.mkdir(parents=True)
-    previous = os.environ.get("OWNREC_HOME")
-    os.environ["OWNREC_HOME"] = str(folder)
     agent = None
     try:
-        shutil.copy(template, paths.database_path())
-        agent = Agent(Store.open(), Config(), encoder, seed=seed)
+        shutil.copy(template, Home(folder).database)
+        agent = Agent.open(encoder, home=folder, seed=seed)
         yield agent
     finally:
         if agent is not None:
             agent.close()
-        if previous is None:
-            os.environ.pop("OWNREC_HOME", None)
-        else:
-            os.environ["OWNREC_HOME"] = previous
         shutil.rmtree(folder, ignore_errors=True)
 
 

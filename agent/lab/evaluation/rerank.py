@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,19 +139,13 @@ class _Setting:
 
 def _prepare(home: Path, log: Log) -> _Setting:
     from agent.core.encoder import Encoder
-    from agent.core.api import Agent
 
     log("encoding the demo catalog in a temporary data directory")
     encoder = Encoder.load(paths.models_dir())
-    agent = Agent.open(encoder)
-    agent.import_demo()
-    agent.traits.space()  # caches the trait poles' embeddings in the template
-    catalog = agent.catalog()
-    texts_by_id = {item.id: item.text for item in agent.store.items()}
-    agent.store.checkpoint()
-    agent.close()
-    template = home / "template.db"
-    shutil.copy(paths.database_path(), template)
+    template = people.demo_template(home / "template", encoder)
+    with people.person(home, template, encoder, "setup", 0) as agent:
+        catalog = agent.catalog()
+        texts_by_id = {item.id: item.text for item in agent.store.items()}
     row_of = {ref.split(":", 1)[1]: row for row, ref in enumerate(catalog.refs) if ref.startswith(SOURCE + ":")}
     return _Setting(home, template, encoder, catalog.ids.copy(), row_of,
                     [texts_by_id[int(i)] for i in catalog.ids])
@@ -280,8 +274,8 @@ def run_rerank_evaluation(users: int = DEFAULT_USERS, seed: int = 0, log: Log = 
         write_text_atomic(checkpoint, json.dumps({"plan": plan}) + "\n")
     if done:
         log(f"resuming: {len(done)} users already done in {checkpoint}")
-    with paths.temporary_home("ownrec-eval-rerank-") as home, people.single_blas_thread():
-        setting = _prepare(home, log)
+    with tempfile.TemporaryDirectory(prefix="ownrec-eval-rerank-") as folder, people.single_blas_thread():
+        setting = _prepare(Path(folder), log)
         log(f"{len(chosen)} users: their ranker, then the LLM on the top {top} of four rankings each"
             + (f"; the first {lora_count} also with their own LoRA" if lora_for_user else ""))
         for number, user in enumerate(chosen, 1):
