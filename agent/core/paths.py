@@ -9,9 +9,6 @@ the first and never needs to touch the second.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,19 +79,3 @@ def config_path() -> Path:
 
 def adapters_dir() -> Path:
     return Home.default().adapters()
-
-
-@contextmanager
-def temporary_home(prefix: str = "ownrec-") -> Iterator[Path]:
-    """A throwaway data directory for benchmarks and evaluations, which must never touch the
-    person's own: OWNREC_HOME points at it until the block ends, then it is deleted."""
-    old = os.environ.get("OWNREC_HOME")
-    with tempfile.TemporaryDirectory(prefix=prefix) as home:
-        os.environ["OWNREC_HOME"] = home
-        try:
-            yield Path(home)
-        finally:
-            if old is None:
-                os.environ.pop("OWNREC_HOME", None)
-            else:
-                os.environ["OWNREC_HOME"] = old

@@ -14,6 +14,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,8 +193,9 @@ def run_benchmarks(quick: bool = False, log: Log = print) -> dict[str, Any]:
     }
     texts = _demo_texts()
     results["encoder"] = bench_encoder(texts, 2 if quick else 5, log)
-    with paths.temporary_home("ownrec-bench-") as home:
-        agent = Agent.open()
+    with tempfile.TemporaryDirectory(prefix="ownrec-bench-") as folder:
+        home = Path(folder)
+        agent = Agent.open(home=home)
         log("importing the demo catalog into a temporary data directory")
         agent.import_demo()
         agent.store.set_state("onboarded", True)
