@@ -169,13 +169,12 @@ def chance_of_highest(splits: list[Split], labels: np.ndarray, observed: float, 
 
 def trait_values(setting: Setting) -> tuple[list[str], np.ndarray]:
     """(trait names, (users, traits) values) of every user's personal adapter, as `ownrec traits` reads them."""
-    from agent.core.paths import Home
     from agent.core.ranker.model import Scorer
     from agent.core.sync.parameters import unflatten
     from agent.core.traits.axes import TraitSpace
     from agent.core.traits.catalog import load_traits
 
-    definitions, _ = load_traits(Home.default().traits)  # the traits `ownrec traits` shows
+    definitions, _ = load_traits(None)  # the built-in traits: the audit's targets do not depend on who runs it
     high = np.stack([setting.encoder.encode(list(t.high)).mean(axis=0) for t in definitions])
     low = np.stack([setting.encoder.encode(list(t.low)).mean(axis=0) for t in definitions])
     scorer = Scorer(setting.catalog, unflatten(setting.layout, setting.layout.zeros()))
