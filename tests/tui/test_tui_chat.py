@@ -1,6 +1,6 @@
 """The Chat screen, driven headless with Textual's pilot against a real agent: the real encoder,
 the real SmolLM2 GGUF run by llama-cpp-python (loaded once for the module), real SQLite in the
-test's OWNREC_HOME, and the small catalog of tests/test_tui.py."""
+test's OWNREC_HOME, and the small catalog of tests/helpers.py."""
 
 from __future__ import annotations
 

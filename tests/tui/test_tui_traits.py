@@ -1,5 +1,5 @@
 """The Traits screen, driven headless with Textual's pilot against a real agent: the real
-encoder, real SQLite in the test's OWNREC_HOME, and the small catalog of tests/test_tui.py."""
+encoder, real SQLite in the test's OWNREC_HOME, and the small catalog of tests/helpers.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The default model's Q8_0 runtime copy (agent.core.llm.requantize): the conversion keeps the
 model, and the cached copy is reused only while it checks out. A tiny GGUF built here stands in for
-the model; the real one is loaded by tests/test_llm.py."""
+the model; the real one is loaded by tests/unit/test_llm.py."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ permuted (convert_hf_to_gguf's `permute`, which pairs the rotary halves differen
 transformers undoes that permutation when it loads the GGUF for training. So the LoRA learned
 in torch lives in the un-permuted row order, and the rows of B for Q and K must be permuted the
 same way again here, or llama.cpp adds the update to the wrong rows and the result silently
-diverges (tests/test_lora.py shows both).
+diverges (tests/unit/test_lora.py shows both).
 
 An adapter made for another base would be loaded by llama.cpp without complaint whenever the
 shapes happen to fit, and would then just produce wrong answers. So every adapter carries the

