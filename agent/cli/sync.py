@@ -72,6 +72,7 @@ def sync_join(pin_file: Path) -> None:
     """Pin a coordinator: PIN_FILE is the coordinator-pin.json that `ownrec coordinator serve` writes."""
     from agent.core.sync import consent
 
+    consent.read_pin(pin_file)  # a pin file that cannot be used is refused before the database is opened
     agent = open_agent()
     pin = agent.join_sync(pin_file)
     enabled = agent.sync_enabled()

@@ -178,3 +178,11 @@ def test_doctor_checks_the_chat_model(run, tmp_path):
     assert run("config", "set", "llm.model", str(fake)).exit_code == 0
     bad = run("doctor")
     assert bad.exit_code == 1 and "[FIX] chat model:" in bad.output and "fix: " in bad.output
+
+
+def test_a_pin_file_that_cannot_be_used_is_refused_before_anything_is_created(run, ownrec_home, tmp_path):
+    bad = tmp_path / "coordinator-pin.json"
+    bad.write_text("not json", encoding="utf-8")
+    result = run("sync", "join", str(bad))
+    assert result.exit_code == 1 and "is not a usable coordinator pin" in result.output
+    assert not (ownrec_home / "ownrec.db").exists() and not (ownrec_home / "sync").exists()

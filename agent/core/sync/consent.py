@@ -73,15 +73,20 @@ def check_pin_text(text: str, source: str) -> "CoordinatorPin":
     return pin
 
 
-def join(home: "Home", path: Path) -> "CoordinatorPin":
-    """Check the pin file at `path` and keep a copy in the data folder `home` (replacing any earlier pin).
-    Consent is separate: joining alone sends nothing."""
+def read_pin(path: Path) -> tuple[str, "CoordinatorPin"]:
+    """The pin file at `path`, checked: its text and the coordinator it pins (SyncSetupError)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SyncSetupError(f"cannot read the pin file {path}: {error}") from None
-    pin = check_pin_text(text, str(path))
+    return text, check_pin_text(text, str(path))
+
+
+def join(home: "Home", path: Path) -> "CoordinatorPin":
+    """Check the pin file at `path` and keep a copy in the data folder `home` (replacing any earlier pin).
+    Consent is separate: joining alone sends nothing."""
+    text, pin = read_pin(path)
     write_text_atomic(pin_path(home), text)
     return pin
 
