@@ -244,14 +244,16 @@ def test_the_latest_likes_steer_the_user_vector_and_only_the_latest_count():
     assert rank(plain.scores(plain.steer(u, recent))) < 20 < 60 < rank(plain.scores(u))
 
 
-def test_recent_likes_orders_liked_items_by_their_latest_event():
+def test_recent_likes_are_the_items_liked_now_by_their_latest_event():
     events = [Interaction(1, 10, "like", None, 1.0, "t"), Interaction(2, 11, "rating", 5.0, 2.0, "t"),
               Interaction(3, 12, "dislike", None, 3.0, "t"), Interaction(4, 13, "rating", 2.0, 4.0, "t"),
               Interaction(5, 14, "open", None, 5.0, "t"), Interaction(6, 10, "open", None, 6.0, "t"),
               Interaction(7, 15, "like", None, 7.0, "t"), Interaction(8, 15, "dislike", None, 8.0, "t")]
-    # 10's latest event is the open at 6; 12, 13 and 15 are disliked now; 14 was only opened (weakly liked).
-    assert recent_likes(events) == [11, 14, 10]
-    assert recent_likes(reversed(events)) == [11, 14, 10]  # by time, not by the order given
+    # 10's latest event is the open at 6; 12, 13 and 15 are disliked now; 14 was only opened, which is no like.
+    assert recent_likes(events) == [11, 10]
+    assert recent_likes(reversed(events)) == [11, 10]  # by time, not by the order given
+    middling = [Interaction(9, 16, "rating", 3.5, 9.0, "t"), Interaction(10, 17, "rating", 4.0, 10.0, "t")]
+    assert recent_likes(events + middling) == [11, 10, 17]  # 3.5 stars is neither a like nor a dislike
 
 
 def test_training_lowers_the_loss_and_ranks_liked_items_first():

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.core.ranker import preference_labels, recent_likes
+from agent.core.ranker import recent_likes
 from agent.core.traits import TraitError, load_traits, parse_traits
 from helpers import agent_from_template
 
@@ -241,9 +241,9 @@ def test_hidden_traits_leave_ranking_display_and_export(dark_fan):
     # The latest likes (dark films) steer the feed, and still cannot bring a hidden trait back.
     interactions = dark_fan.store.interactions()
     scorer = dark_fan.scorer()
-    feed = dark_fan._feed_adapter(scorer, interactions, preference_labels(interactions))
     steered = scorer.steer(dark_fan.personal_adapter(), scorer.catalog.rows(recent_likes(interactions)))
     assert dark_fan.traits.space().values(steered.p)[index] > 0.8
+    feed = dark_fan.traits.for_ranking(steered)  # what the feed ranks with: the facade's scores are its
     assert dark_fan.traits.space().values(feed.p)[index] == pytest.approx(0.5, abs=1e-3)
     assert np.allclose(dark_fan.scores(), scorer.scores(feed))
     exported = dark_fan.export()["traits"]

@@ -291,10 +291,10 @@ class Agent(LanguageModelPart, LoraPart, SyncPart):
             # An item with the same text as a rated one is the same item to the ranker (catalogs
             # repeat entries: MovieLens lists some films twice).
             rated |= self.store.judged_item_ids()
-            labels = preference_labels(interactions)
-            liked_rows = catalog.rows(sorted(i for i, v in labels.items() if v > 0))
+            liked = recent_likes(interactions)
+            liked_rows = catalog.rows(sorted(liked))
             query_vector = self.encoder.encode([query])[0] if query else None
-            personal = self._feed_adapter(scorer, interactions, labels)
+            personal = self._feed_adapter(scorer, liked)
             entries = build_slate(
                 scorer, personal, size,
                 exclude_rows=catalog.rows(sorted(rated)), liked_rows=liked_rows,
@@ -324,19 +324,18 @@ class Agent(LanguageModelPart, LoraPart, SyncPart):
                                                   candidates=settings.rerank_candidates, weight=settings.rerank_weight)
         return result if feed_rerank is None else feed_rerank.run()
 
-    def _feed_adapter(self, scorer: Scorer, interactions: list[Interaction],
-                      labels: dict[int, float]) -> PersonalAdapter:
-        """The adapter the feed ranks with: steered by the latest likes (`Scorer.steer`), then with the
-        hidden traits made neutral, so that a hidden trait cannot come back through what was liked last."""
-        personal = scorer.steer(self.personal_adapter(), scorer.catalog.rows(recent_likes(interactions, labels)))
+    def _feed_adapter(self, scorer: Scorer, likes: list[int]) -> PersonalAdapter:
+        """The adapter the feed ranks with: steered by the latest of `likes` (`recent_likes`, oldest first;
+        `Scorer.steer`), then with the hidden traits made neutral, so that a hidden trait cannot come back
+        through what was liked last."""
+        personal = scorer.steer(self.personal_adapter(), scorer.catalog.rows(likes))
         return self.traits.for_ranking(personal) if self.traits.has_hidden() else personal
 
     def scores(self) -> np.ndarray:
         """The ranker's score of every catalog row, as the feed scores them before the slate is built."""
         with self._lock:
-            interactions = self.store.interactions()
             scorer = self.scorer()
-            return scorer.scores(self._feed_adapter(scorer, interactions, preference_labels(interactions)))
+            return scorer.scores(self._feed_adapter(scorer, recent_likes(self.store.interactions())))
 
     def rated_count(self) -> int:
         """How many items the person has judged (opening an item is not a judgement)."""

@@ -1,6 +1,7 @@
-"""What the person's feedback means, in one place: the ranker's per-item preference labels, which items
-count as liked or disliked (for the latest likes, the judge's profile and the LoRA's examples), and the
-order of the latest likes.
+"""What the person's feedback means, in one place: the ranker's per-item preference labels (a graded
+training signal, weak signals such as opens included), and the one rule for which items the person likes
+or dislikes (`judgement`), used by the latest likes that steer the feed, the judge's profile and the LoRA's
+examples.
 """
 
 from __future__ import annotations
@@ -65,13 +66,11 @@ def preference_labels(interactions: Iterable[Interaction]) -> dict[int, float]:
     return labels
 
 
-def recent_likes(interactions: Iterable[Interaction], labels: dict[int, float] | None = None) -> list[int]:
-    """The items with a positive preference label (a like, a rating above 3 stars, or opens without a later
-    judgement) in the order of their latest event, oldest first: what `Scorer.steer` takes the last
-    RECENT_ITEMS of."""
+def recent_likes(interactions: Iterable[Interaction]) -> list[int]:
+    """The items the person likes now (their latest judgement is a like: `judgement`), in the order of their
+    latest event, oldest first: what `Scorer.steer` takes the last RECENT_ITEMS of. Opening an item, or
+    rating it between DISLIKED_STARS and LIKED_STARS, never makes it a like."""
     events = sorted(interactions, key=lambda e: (e.at, e.id))
-    labels = preference_labels(events) if labels is None else labels
+    liked = {item for item, verdict in latest_judgements(events).items() if verdict}
     latest = {event.item_id: index for index, event in enumerate(events)}
-    return [item for item in sorted(latest, key=latest.__getitem__) if labels.get(item, 0.0) > 0]
-
-
+    return [item for item in sorted(latest, key=latest.__getitem__) if item in liked]
