@@ -10,8 +10,9 @@ A layout (`SharedLayout`) fixes:
     vector    [ B_g.ravel() (row-major, dim*rank values) | item_bias[refs[0]], ..., item_bias[refs[-1]]
               | v[refs[0]], ..., v[refs[-1]] (k values each) ]
 so h_i = x_i + B_g A_g x_i + W_v v_i (+ the personal adapter) and s_ui = p_u . h_i + b_i.
-Version 1 layouts have no residuals (k = 0); version 2 adds W_v. Items outside the vocabulary keep bias 0
-and no residual.
+Version 1 layouts have no residuals (k = 0): a rank-16 adapter over the 384-d encoder with the 1,682
+MovieLens films is 6,144 + 1,682 = 7,826 numbers. Version 2 adds W_v: with k = 32 another 53,824 (61,650 in
+all, 241 KiB at 4 bytes each). Items outside the vocabulary keep bias 0 and no residual.
 """
 
 from __future__ import annotations

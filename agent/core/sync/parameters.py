@@ -1,18 +1,10 @@
 """The client's side of the shared parameter vector: the ranker's global adapter to and from the vector a
 layout (agent.federation.layout) describes, and how one person's device trains it.
 
-A layout (`SharedLayout`, published by the coordinator inside every signed release) fixes:
-    A_g       (rank, dim) a fixed projection with orthonormal rows, drawn once by the coordinator and
-              never trained (as in LoRA-FA: training A and B together makes small steps of B swing B A)
-    W_v       (dim, k) the item residuals' basis, fixed the same way (orthonormal columns; k may be 0)
-    refs      the item vocabulary: `source:external_id` refs, in a fixed order (MovieLens-100K by default)
-    vector    [ B_g.ravel() (row-major, dim*rank values) | item_bias[refs[0]], ..., item_bias[refs[-1]]
-              | v[refs[0]], ..., v[refs[-1]] (k values each) ]
-so h_i = x_i + B_g A_g x_i + W_v v_i (+ the personal adapter) and s_ui = p_u . h_i + b_i (README, "How it
-works"). Version 1 layouts have no residuals (k = 0): a rank-16 adapter over the 384-d encoder with the
-1,682 MovieLens films is 6,144 + 1,682 = 7,826 numbers. Version 2 adds W_v: with k = 32 another 53,824
-(61,650 in all, 241 KiB at 4 bytes each). The residuals are the collaborative signal text cannot carry
-(EVALUATION.md measures what they add). Items outside the vocabulary keep bias 0 and no residual.
+What the vector holds and in what order (A_g, W_v, the item vocabulary; B_g, then the item biases, then
+the residuals) is the layout's, documented once in agent.federation.layout. Here `flatten` and `unflatten`
+map it onto the ranker's `GlobalAdapter`: h_i = x_i + B_g A_g x_i + W_v v_i (+ the personal adapter) and
+s_ui = p_u . h_i + b_i. Items outside the vocabulary keep bias 0 and no residual.
 
 Local training (`train_global_delta`): a few epochs of the ranker's weighted BPR (the same pairs as
 `ranker.training`) with the personal part phi_u fixed, plain gradient steps on B_g, the item biases and
