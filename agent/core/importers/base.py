@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.problems import FileProblem
-from agent.core.store import FEEDBACK_KINDS, Item, NewItem, Store, UpsertResult
+from agent.core.store import FEEDBACK_KINDS, Item, NewItem, PublicSignals, Store, UpsertResult
 
 BATCH = 500
 
@@ -277,6 +278,45 @@ def parse_date(value: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+def _number(value: Any, what: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(str(value).strip().replace(",", "")) if not isinstance(value, (int, float)) else float(value)
+    except ValueError:
+        raise RowError(f"{what} {value!r} is not a number") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise RowError(f"{what} {value!r} is not a finite number")
+    return number
+
+
+def parse_public_signals(popularity: Any = None, avg_rating: Any = None, published: Any = None,
+                         rating_scale: float = 5.0) -> PublicSignals:
+    """The public signals of one row: a count of ratings/readers (>= 0), an average public rating on a
+    scale of `rating_scale` (converted to 0-5 stars) and a publication date (`parse_date`, or a bare year)."""
+    count = _number(popularity, "popularity")
+    if count is not None and count < 0:
+        raise RowError(f"popularity {popularity!r} is negative: it counts people")
+    rating = _number(avg_rating, "average rating")
+    if rating is not None:
+        if not 0 <= rating <= rating_scale:
+            raise RowError(f"average rating {avg_rating!r} is out of range: use 0 to {rating_scale:g}")
+        rating = rating * 5.0 / rating_scale
+    when = None
+    if published is not None and str(published).strip():
+        text = str(published).strip()
+        if re.fullmatch(r"\d{4}", text):
+            if int(text) < 1:
+                raise RowError(f"published {published!r} is not a year")
+            when = datetime(int(text), 1, 1, tzinfo=timezone.utc).timestamp()
+        else:
+            when = parse_date(published)
+    try:
+        return PublicSignals(count, rating, when)
+    except ValueError as error:
+        raise RowError(str(error)) from None
 
 
 def parse_feedback_kind(value: Any) -> str | None:

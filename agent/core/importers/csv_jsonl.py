@@ -18,6 +18,10 @@ Columns / keys:
 - `author` or `creator`: optional; stored as metadata `author`.
 - `source`: optional; default `csv:<file name>` or `jsonl:<file name>`. Items are keyed by
   (source, id): re-importing updates them in place.
+- Public signals, optional (what is public about the item, never the person's own feedback; the ranker
+  uses them as a prior whose weight the person's own model learns): `popularity` or `rating_count` (how
+  many people rated, read or watched it; a number >= 0), `avg_rating` (the public average rating, 0-5
+  stars), `published` (when it came out: an ISO 8601 date, unix seconds or a bare year).
 - `feedback`: optional; one of like, dislike, skip, rating, open.
 - `rating`: optional number 0.5-5. A rating without `feedback` means feedback=rating; it is
   recorded only with feedback rating.
@@ -52,6 +56,7 @@ from agent.core.importers.base import (
     item_text,
     parse_date,
     parse_feedback_kind,
+    parse_public_signals,
     parse_rating,
     parse_year,
     read_text,
@@ -61,7 +66,7 @@ from agent.core.importers.base import parse_csv as drive_csv
 from agent.core.store import NewItem
 
 KNOWN = {"id", "title", "text", "description", "year", "genres", "tags", "url", "author", "creator",
-         "source", "feedback", "rating", "at", "date"}
+         "source", "feedback", "rating", "at", "date", "popularity", "rating_count", "avg_rating", "published"}
 
 
 def parse_csv(path: Path) -> Iterator[Parsed]:
@@ -121,6 +126,9 @@ def parse_record(raw: dict[str, Any], default_source: str) -> ParsedRow:
     if kind == "rating" and rating is None:
         raise RowError("feedback is rating but the rating is missing")
     when = record.get("at") if _present(record.get("at")) else record.get("date")
+    signals = parse_public_signals(
+        record.get("popularity") if _present(record.get("popularity")) else record.get("rating_count"),
+        record.get("avg_rating"), record.get("published"))
 
     genres = split_labels(record.get("genres")) if _present(record.get("genres")) else []
     tags = split_labels(record.get("tags")) if _present(record.get("tags")) else []
@@ -141,5 +149,6 @@ def parse_record(raw: dict[str, Any], default_source: str) -> ParsedRow:
         title=title,
         text=item_text(title, year, list(dict.fromkeys(genres + tags)), description),
         metadata=metadata,
+        signals=signals,
     )
     return ParsedRow(item, feedback)

@@ -10,7 +10,8 @@ recbole is never imported (it imports torch); only its package directory is loca
 
 Items: source `movielens-100k`, external id item_id, title in MovieLens spelling ("Usual
 Suspects, The"), text "The Usual Suspects (1995). Crime, Thriller.", metadata year, genres (a
-list) and display_title ("The Usual Suspects"). 1682 items, no feedback.
+list) and display_title ("The Usual Suspects"). 1682 items, no feedback. Public signals: each film's number
+of ratings and mean rating over the 100,000 public MovieLens ratings, and its release year (1 January).
 
 `movielens_ratings()` and `movielens_users()` read the other two files for tests and benchmarks
 that simulate users; they never touch the store.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from agent.core.importers.base import (
     item_text,
     read_text,
 )
-from agent.core.store import NewItem, Store
+from agent.core.store import NewItem, PublicSignals, Store
 
 SOURCE = "movielens-100k"
 FIX = "pip install --no-deps recbole==1.2.1"
@@ -61,7 +63,18 @@ def _year(text: str) -> int | None:
     return int(text) if text.isdigit() else None  # one item's year is literally "unkonwn"
 
 
-def parse_items(path: Path) -> Iterator[Parsed]:
+def public_counts() -> dict[str, tuple[int, float]]:
+    """item_id -> (number of ratings, mean rating) over the public MovieLens ratings."""
+    totals: dict[str, list[float]] = {}
+    for _, item, stars, _ in movielens_ratings():
+        entry = totals.setdefault(item, [0, 0.0])
+        entry[0] += 1
+        entry[1] += stars
+    return {item: (int(count), total / count) for item, (count, total) in totals.items()}
+
+
+def parse_items(path: Path, counts: dict[str, tuple[int, float]] | None = None) -> Iterator[Parsed]:
+    """The films; with `counts` (`public_counts`), each with its public signals."""
     for item_id, title, year_text, classes in _rows(path):
         year = _year(year_text)
         genres = [genre for genre in classes.split() if genre != "unknown"]
@@ -69,12 +82,15 @@ def parse_items(path: Path) -> Iterator[Parsed]:
         metadata: dict[str, Any] = {"genres": genres, "display_title": shown}
         if year is not None:
             metadata["year"] = year
-        yield ParsedRow(NewItem(SOURCE, item_id, title, item_text(shown, year, genres), metadata))
+        count, mean = (counts or {}).get(item_id, (None, None))
+        signals = PublicSignals(count, mean, None if year is None else
+                                datetime(year, 1, 1, tzinfo=timezone.utc).timestamp())
+        yield ParsedRow(NewItem(SOURCE, item_id, title, item_text(shown, year, genres), metadata, signals))
 
 
 def import_demo(store: Store) -> ImportReport:
     path = dataset_file("item")
-    return apply_rows(store, path, "demo", parse_items(path))
+    return apply_rows(store, path, "demo", parse_items(path, public_counts()))
 
 
 def movielens_ratings() -> list[tuple[int, str, float, float]]:

@@ -36,7 +36,7 @@ from agent.core.importers.base import (
     derive_id,
     sentence,
 )
-from agent.core.store import NewItem
+from agent.core.store import NewItem, PublicSignals
 
 
 def _local(tag: str) -> str:
@@ -123,6 +123,15 @@ def _date(text: str) -> str | None:
     return moment.astimezone(timezone.utc).isoformat()
 
 
+def _recency(published: str | None) -> PublicSignals:
+    """The entry's date as its public signal; a date no signal can hold ("31 Dec 9999", a feed's way of
+    saying never) is left out, as an unparseable one is."""
+    try:
+        return PublicSignals(published=datetime.fromisoformat(published).timestamp() if published else None)
+    except (ValueError, OverflowError):
+        return PublicSignals()
+
+
 def _atom_link(entry: ET.Element) -> str:
     links = [child for child in entry if _local(child.tag) == "link"]
     for link in links:
@@ -179,4 +188,6 @@ def parse(path: Path) -> Iterator[Parsed]:
             title=title,
             text=f"{sentence(title)} {description}".strip(),
             metadata={key: value for key, value in metadata.items() if value},
+            # Recency is the one public signal a feed carries.
+            signals=_recency(published),
         ))

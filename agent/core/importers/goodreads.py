@@ -12,7 +12,8 @@ Columns used (the export has more; they are ignored):
 - `Exclusive Shelf`: read, currently-reading, to-read or a custom shelf.
 
 Items are books: text "Title by Author (year).", metadata author, year, isbn and url
-(https://www.goodreads.com/book/show/<Book Id>). Like Letterboxd, a book is first matched to an
+(https://www.goodreads.com/book/show/<Book Id>); the public signals take `Average Rating`, Goodreads'
+average over all its readers (not the person's own rating). Like Letterboxd, a book is first matched to an
 existing item by title and year; otherwise it is added.
 
 Feedback: `rating` when My Rating > 0; else none on the to-read shelf (the book is added only);
@@ -34,6 +35,7 @@ from agent.core.importers.base import (
     RowError,
     parse_csv,
     parse_date,
+    parse_public_signals,
     parse_year,
     require_columns,
     sentence,
@@ -72,9 +74,13 @@ def parse(path: Path) -> Iterator[Parsed]:
         byline = f"{title} by {author}" if author else title
         metadata = {"author": author, "year": year, "isbn": _isbn(row.get("ISBN13", "")) or _isbn(row.get("ISBN", "")),
                     "url": f"https://www.goodreads.com/book/show/{book_id}"}
+        # Goodreads' own average over all its readers (1-5 stars): public, not the person's rating.
+        # 0.00 is what it exports for a book nobody has rated yet.
+        average = (row.get("Average Rating") or "").strip()
+        signals = parse_public_signals(avg_rating=None if average in ("", "0", "0.0", "0.00") else average)
         item = NewItem("goodreads", book_id, title,
                        f"{byline} ({year})." if year is not None else sentence(byline),
-                       {key: value for key, value in metadata.items() if value not in (None, "")})
+                       {key: value for key, value in metadata.items() if value not in (None, "")}, signals)
         if stars:
             feedback = Feedback("rating", float(stars), at)
         elif shelf == "to-read":

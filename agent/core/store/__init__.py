@@ -6,6 +6,7 @@ from agent.core.store.store import (
     Interaction,
     Item,
     NewItem,
+    PublicSignals,
     Store,
     StoreError,
     UnknownItem,
@@ -16,5 +17,5 @@ from agent.core.store.conversations import Conversation, ConversationNotFound, C
 
 __all__ = [
     "FEEDBACK_KINDS", "Conversation", "ConversationNotFound", "Conversations", "Interaction", "Item", "Message",
-    "NewItem", "Store", "StoreError", "UnknownItem", "UpsertResult", "text_hash",
+    "NewItem", "PublicSignals", "Store", "StoreError", "UnknownItem", "UpsertResult", "text_hash",
 ]

@@ -175,6 +175,21 @@ def m004_sync_ledger(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m005_public_signals(db: sqlite_utils.Database) -> None:
+    # What is public about an item (its source's counts, average rating, date), kept beside the item and
+    # apart from the person's own feedback. NULL where the source does not say.
+    for column in ("popularity", "avg_rating", "published"):
+        db["items"].add_column(column, float)
+    # Release 0, the public prior (agent.federation.prior), kept in the database so that a copy of this one
+    # file carries it; its sha256 as recorded when it was built.
+    db["priors"].create(
+        {"version": int, "created_at": float, "source": str, "sha256": str, "body": bytes},
+        pk="version",
+        not_null={"created_at", "sha256", "body"},
+    )
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied. Each runs in its own
     transaction together with its record, so a crash leaves the schema at a known version."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import functools
+import math
 import sqlite3
 import threading
 import time
@@ -42,6 +43,33 @@ def text_hash(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class PublicSignals:
+    """What is public about an item, as its source says (None where it does not): how many people rated,
+    read or watched it, their average rating on the 0.5-5 star scale, and when it came out (unix time).
+    Catalog data, never the person's own feedback."""
+
+    popularity: float | None = None
+    avg_rating: float | None = None
+    published: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("popularity", 0.0, math.inf), ("avg_rating", 0.0, 5.0),
+                                ("published", -1e11, 1e11)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high:
+                raise ValueError(f"{name} must be a finite number" + (
+                    f" from {low:g} to {high:g}" if high != math.inf else f" of at least {low:g}") + f", not {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.popularity, self.avg_rating, self.published))
+
+
+@dataclass(frozen=True)
 class NewItem:
     """An item as an importer produces it, before it has a local id."""
 
@@ -50,6 +78,7 @@ class NewItem:
     title: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    signals: PublicSignals = field(default_factory=PublicSignals)
 
 
 @dataclass(frozen=True)
@@ -61,6 +90,7 @@ class Item:
     text: str
     text_hash: str
     metadata: dict[str, Any]
+    signals: PublicSignals = field(default_factory=PublicSignals)
 
     @property
     def ref(self) -> str:
@@ -105,6 +135,7 @@ def _item(row: dict[str, Any]) -> Item:
         text=row["text"],
         text_hash=row["text_hash"],
         metadata=json.loads(row["metadata"] or "{}"),
+        signals=PublicSignals(row.get("popularity"), row.get("avg_rating"), row.get("published")),
     )
 
 
@@ -180,22 +211,25 @@ class Store:
             for new in items:
                 digest = text_hash(new.text)
                 metadata = json.dumps(new.metadata, sort_keys=True, ensure_ascii=False)
+                signals = [new.signals.popularity, new.signals.avg_rating, new.signals.published]
                 row = self.db.execute(
-                    "select id, title, text_hash, metadata from items where source = ? and external_id = ?",
+                    "select id, title, text_hash, metadata, popularity, avg_rating, published from items"
+                    " where source = ? and external_id = ?",
                     [new.source, new.external_id],
                 ).fetchone()
                 if row is None:
                     cursor = self.db.execute(
-                        "insert into items (source, external_id, title, text, text_hash, metadata, added_at)"
-                        " values (?, ?, ?, ?, ?, ?, ?)",
-                        [new.source, new.external_id, new.title, new.text, digest, metadata, now],
+                        "insert into items (source, external_id, title, text, text_hash, metadata, added_at,"
+                        " popularity, avg_rating, published) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [new.source, new.external_id, new.title, new.text, digest, metadata, now, *signals],
                     )
                     ids.append(cursor.lastrowid)
                     added += 1
-                elif (row[1], row[2], row[3]) != (new.title, digest, metadata):
+                elif (row[1], row[2], row[3], *row[4:]) != (new.title, digest, metadata, *signals):
                     self.db.execute(
-                        "update items set title = ?, text = ?, text_hash = ?, metadata = ? where id = ?",
-                        [new.title, new.text, digest, metadata, row[0]],
+                        "update items set title = ?, text = ?, text_hash = ?, metadata = ?, popularity = ?,"
+                        " avg_rating = ?, published = ? where id = ?",
+                        [new.title, new.text, digest, metadata, *signals, row[0]],
                     )
                     ids.append(row[0])
                     updated += 1
@@ -379,6 +413,29 @@ class Store:
             " join embeddings on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
             " order by items.id", [model_id]).fetchall()
         return [(row[0], f"{row[1]}:{row[2]}", np.frombuffer(row[3], dtype=np.float32)) for row in rows]
+
+    @_locked
+    def public_signals(self) -> dict[int, PublicSignals]:
+        """The public signals of every item that has any, by item id."""
+        rows = self.db.execute("select id, popularity, avg_rating, published from items where popularity is not null"
+                               " or avg_rating is not null or published is not null").fetchall()
+        return {row[0]: PublicSignals(*row[1:]) for row in rows}
+
+    @_locked
+    def add_prior(self, body: bytes, sha256: str, source: str, keep: int) -> int:
+        """Store a new public prior; keep the `keep` newest. Returns its version."""
+        with self.db.atomic():
+            row = self.db.execute("select max(version) from priors").fetchone()
+            version = (row[0] or 0) + 1
+            self.db["priors"].insert({"version": version, "created_at": time.time(), "source": source,
+                                      "sha256": sha256, "body": body})
+            self.db.execute("delete from priors where version <= ?", [version - keep])
+        return version
+
+    @_locked
+    def priors(self) -> list[dict[str, Any]]:
+        """The stored public priors, newest first: version, created_at, source, sha256, body."""
+        return list(self.db["priors"].rows_where(order_by="version desc"))
 
     @_locked
     def put_embeddings(self, model_id: str, vectors: dict[str, np.ndarray]) -> None:
