@@ -27,6 +27,16 @@ class AdapterError(RuntimeError):
     pass
 
 
+# Where a person's weights on the public item signals (popularity, rating, recency: ranker.model.SIGNALS)
+# start, and where training pulls them back to: near the weights people's own models learn on
+# MovieLens-100K, among which its validation items could not tell apart (EVALUATION.md).
+DEFAULT_SIGNAL_WEIGHTS = (1.0, 0.3, 0.0)
+
+
+def default_signal_weights() -> np.ndarray:
+    return np.array(DEFAULT_SIGNAL_WEIGHTS, np.float32)
+
+
 @dataclass
 class GlobalAdapter:
     """phi_g. `item_bias` and `item_residual` are keyed by item ref (`source:external_id`):
@@ -53,6 +63,8 @@ class PersonalAdapter:
     prior: np.ndarray  # (d,): where regularisation pulls p (the onboarding taste sentence)
     model_id: str = ""  # the encoder the adapter was trained against
     trained_on: int = 0  # feedback events seen
+    # w: the person's own weight on each public item signal (ranker.model.SIGNALS)
+    signal_weights: np.ndarray = field(default_factory=default_signal_weights)
 
     @classmethod
     def fresh(cls, dim: int, rank: int, model_id: str = "", seed: int = 0) -> "PersonalAdapter":
@@ -78,7 +90,7 @@ class PersonalAdapter:
 
     def copy(self) -> "PersonalAdapter":
         return PersonalAdapter(self.p.copy(), self.A.copy(), self.B.copy(), self.prior.copy(),
-                               self.model_id, self.trained_on)
+                               self.model_id, self.trained_on, self.signal_weights.copy())
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
@@ -90,7 +102,8 @@ def _npz_bytes(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
 def save_personal(adapter: PersonalAdapter, path: Path) -> str:
     """Write the adapter atomically; return the sha256 of the bytes written."""
     data = _npz_bytes(
-        {"p": adapter.p, "A": adapter.A, "B": adapter.B, "prior": adapter.prior},
+        {"p": adapter.p, "A": adapter.A, "B": adapter.B, "prior": adapter.prior,
+         "signal_weights": adapter.signal_weights},
         {"kind": "personal", "model_id": adapter.model_id, "trained_on": adapter.trained_on},
     )
     write_bytes_atomic(path, data)
@@ -111,10 +124,15 @@ def load_personal(path: Path, sha256: str | None = None) -> PersonalAdapter:
                 p=npz["p"].astype(np.float32), A=npz["A"].astype(np.float32),
                 B=npz["B"].astype(np.float32), prior=npz["prior"].astype(np.float32),
                 model_id=meta.get("model_id", ""), trained_on=int(meta.get("trained_on", 0)),
+                # Adapters saved before the public signals existed start from the default weights.
+                signal_weights=(npz["signal_weights"].astype(np.float32) if "signal_weights" in npz.files
+                                else default_signal_weights()),
             )
     except (ValueError, KeyError, OSError) as error:
         raise AdapterError(f"personal adapter {path} is corrupt: {error}") from None
     d, r = adapter.dim, adapter.rank
-    if adapter.A.shape != (r, d) or adapter.B.shape != (d, r) or adapter.prior.shape != (d,):
+    if (adapter.A.shape != (r, d) or adapter.B.shape != (d, r) or adapter.prior.shape != (d,)
+            or adapter.signal_weights.shape != (len(DEFAULT_SIGNAL_WEIGHTS),)
+            or not np.all(np.isfinite(adapter.signal_weights))):
         raise AdapterError(f"personal adapter {path} has inconsistent shapes")
     return adapter

@@ -1,8 +1,13 @@
 """Scoring: the whole catalog in one matrix-vector product.
 
-s_i = p . (x_i + B_g A_g x_i + B_u A_u x_i + W_v v_i) + b_i is linear in x_i, so the adapters fold
-into one effective query q = p + A_g^T B_g^T p + A_u^T B_u^T p and the catalog is scored as
-X q (+ V W_v^T p + b). That is what keeps 100,000 items within a few milliseconds.
+s_i = p . (x_i + B_g A_g x_i + B_u A_u x_i + W_v v_i) + b_i + w . f_i is linear in x_i, so the adapters
+fold into one effective query q = p + A_g^T B_g^T p + A_u^T B_u^T p and the catalog is scored as
+X q (+ V W_v^T p + b + F w). That is what keeps 100,000 items within a few milliseconds.
+
+f_i are the item's public signals (how many people rated it, its average public rating, when it came
+out; `signal_features`), catalog data that is not the person's; w is the person's own weight on them
+(`PersonalAdapter.signal_weights`), which starts at DEFAULT_SIGNAL_WEIGHTS and is learned from their
+feedback like p: someone who keeps liking obscure films learns a smaller weight on popularity.
 
 The person's latest likes steer the feed on top of their long-term taste: at scoring time the user
 vector is u = p + RECENT_WEIGHT * a recency-weighted mean of h_j over the RECENT_ITEMS latest liked
@@ -15,7 +20,7 @@ time-ordered, the next film is far likelier to be near the last few than near th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,17 +32,57 @@ RECENT_ITEMS = 4
 RECENT_WEIGHT = 1.5
 RECENT_DECAY = 0.6
 
+# The public item signals, in the order of `Catalog.signals` and `PersonalAdapter.signal_weights`.
+SIGNALS = ("popularity", "rating", "recency")
+# A public average rating counts as this many ratings of the catalog's mean before its own (a film rated
+# 5 stars by two people is not better known than one rated 4.2 by two hundred).
+RATING_SHRINKAGE = 10.0
+
+
+def signal_features(popularity: np.ndarray, avg_rating: np.ndarray, published: np.ndarray) -> np.ndarray:
+    """(n, 3) standardized public signals from raw per-item values (NaN where a source has none):
+    log(1 + number of ratings or readers), the average public rating (stars, shrunk towards the catalog's
+    mean by RATING_SHRINKAGE pseudo-ratings where the count is known), and the publication time. Each
+    column is z-scored over the items that have it; an item without it reads 0, the catalog's average, and
+    a column no item has is all 0 (it then does nothing)."""
+    popularity = np.asarray(popularity, np.float64)
+    rating = np.asarray(avg_rating, np.float64).copy()
+    known = np.isfinite(rating)
+    if known.any():
+        mean = float(rating[known].mean())
+        count = np.where(np.isfinite(popularity), np.maximum(popularity, 0.0), np.nan)
+        shrink = known & np.isfinite(count)
+        rating[shrink] = (count[shrink] * rating[shrink] + RATING_SHRINKAGE * mean) / (count[shrink] + RATING_SHRINKAGE)
+    columns = [np.log1p(np.maximum(popularity, 0.0)), rating, np.asarray(published, np.float64)]
+    features = np.zeros((len(popularity), len(SIGNALS)), np.float32)
+    for j, column in enumerate(columns):
+        have = np.isfinite(column)
+        if have.sum() >= 2:
+            values = column[have]
+            spread = float(values.std())
+            if spread > 0:
+                features[have, j] = ((values - values.mean()) / spread).astype(np.float32)
+    return features
+
 
 @dataclass
 class Catalog:
-    """The encoded catalog: item ids, their refs and their (normalised) text embeddings."""
+    """The encoded catalog: item ids, their refs, their (normalised) text embeddings and their public
+    signals (`signal_features`; zeros where the catalog has none)."""
 
     ids: np.ndarray  # (n,) int64 local item ids
     refs: list[str]  # (n,) `source:external_id`, the key the federation knows items by
     X: np.ndarray  # (n, d) float32
+    signals: np.ndarray = field(default=None)  # (n, len(SIGNALS)) float32
 
     def __post_init__(self) -> None:
+        if self.signals is None:
+            self.signals = np.zeros((len(self.ids), len(SIGNALS)), np.float32)
+        self.signals = np.asarray(self.signals, np.float32)
+        if self.signals.shape != (len(self.ids), len(SIGNALS)):
+            raise ValueError(f"signals must be ({len(self.ids)}, {len(SIGNALS)}), not {self.signals.shape}")
         self._row = {int(item_id): row for row, item_id in enumerate(self.ids)}
+        self._ref_row: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -53,6 +98,12 @@ class Catalog:
     def row(self, item_id: int) -> int | None:
         return self._row.get(int(item_id))
 
+    def row_of_ref(self, ref: str) -> int | None:
+        """The row of the item whose ref is `ref` (`source:external_id`), if the catalog has it."""
+        if self._ref_row is None:
+            self._ref_row = {ref: row for row, ref in enumerate(self.refs)}
+        return self._ref_row.get(ref)
+
     def covariance(self) -> np.ndarray:
         """Covariance of the text embeddings over the catalog (computed once per catalog)."""
         if getattr(self, "_covariance", None) is None and len(self) < 2:
@@ -61,6 +112,10 @@ class Catalog:
             centred = self.X - self.X.mean(axis=0)
             self._covariance = (centred.T @ centred / max(len(self) - 1, 1)).astype(np.float32)
         return self._covariance
+
+    @property
+    def has_signals(self) -> bool:
+        return bool(self.signals.any())
 
     @classmethod
     def empty(cls, dim: int) -> "Catalog":
@@ -116,6 +171,8 @@ class Scorer:
         X = self.catalog.X if rows is None else self.catalog.X[rows]
         s = X @ q
         s += self.bias if rows is None else self.bias[rows]
+        if self.catalog.has_signals:
+            s += (self.catalog.signals if rows is None else self.catalog.signals[rows]) @ personal.signal_weights
         if self.residual is not None:
             R = self.residual if rows is None else self.residual[rows]
             s += R @ (self.global_adapter.W_v.T @ personal.p)

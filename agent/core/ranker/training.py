@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.adapters import PersonalAdapter, default_signal_weights
 from agent.core.ranker.model import Scorer
 
 @dataclass
@@ -24,6 +24,7 @@ class TrainingSettings:
     negatives_per_item: int = 8
     l2_user: float = 0.01
     l2_adapter: float = 0.1
+    l2_signal: float = 0.01  # pulls the weights on the public signals back to their defaults
     seed: int = 0
 
 
@@ -83,12 +84,14 @@ def _project_off(delta: np.ndarray, fixed: np.ndarray | None) -> np.ndarray:
     return delta - fixed.T @ (fixed @ delta)
 
 
-def gradients(adapter: PersonalAdapter, scorer: Scorer, pairs: Pairs,
-              settings: TrainingSettings) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted BPR loss and its gradients with respect to p, A and B (global adapter fixed).
+def gradients(adapter: PersonalAdapter, scorer: Scorer, pairs: Pairs, settings: TrainingSettings
+              ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted BPR loss and its gradients with respect to p, A, B and the signal weights w (global
+    adapter fixed).
 
-    For a pair with raw difference d = x_win - x_lose and global-side difference u (d through
-    the global adapter), the margin is p.u + p.B A d."""
+    For a pair with raw difference d = x_win - x_lose, global-side difference u (d through the global
+    adapter) and public-signal difference f, the margin is p.u + p.B A d + w.f (+ the item biases, which
+    are constant here)."""
     g = scorer.global_adapter
     X = scorer.catalog.X
     D = X[pairs.win] - X[pairs.lose]
@@ -98,6 +101,12 @@ def gradients(adapter: PersonalAdapter, scorer: Scorer, pairs: Pairs,
     AD = D @ adapter.A.T
     Btp = adapter.B.T @ adapter.p
     margin = U @ adapter.p + AD @ Btp
+    signals = scorer.catalog.has_signals
+    if signals:
+        F = scorer.catalog.signals[pairs.win] - scorer.catalog.signals[pairs.lose]
+        margin = margin + F @ adapter.signal_weights
+    if scorer.bias.any():
+        margin = margin + scorer.bias[pairs.win] - scorer.bias[pairs.lose]
     total = float(pairs.weight.sum())
     # d/dmargin of -w log sigmoid(margin) is -w sigmoid(-margin)
     coef = -(pairs.weight * _sigmoid(-margin)) / total
@@ -110,7 +119,13 @@ def gradients(adapter: PersonalAdapter, scorer: Scorer, pairs: Pairs,
     loss += settings.l2_adapter * float(np.sum(adapter.B ** 2))
     grad_p += 2 * settings.l2_user * (adapter.p - adapter.prior)
     grad_B += 2 * settings.l2_adapter * adapter.B
-    return loss, grad_p.astype(np.float32), grad_A.astype(np.float32), grad_B.astype(np.float32)
+    grad_w = np.zeros_like(adapter.signal_weights)
+    if signals:
+        pull = adapter.signal_weights - default_signal_weights()
+        loss += settings.l2_signal * float(np.sum(pull ** 2))
+        grad_w = F.T @ coef + 2 * settings.l2_signal * pull
+    return (loss, grad_p.astype(np.float32), grad_A.astype(np.float32), grad_B.astype(np.float32),
+            grad_w.astype(np.float32))
 
 
 # The personal item adapter may reshape the item space, not blow it up: left free, it learns to
@@ -137,7 +152,7 @@ def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
     adapter and the loss per epoch; the input adapter is not modified."""
     trained = adapter.copy()
     rng = np.random.default_rng(settings.seed)
-    params = [trained.p, trained.B]  # A is a fixed projection (see PersonalAdapter.fresh)
+    params = [trained.p, trained.B, trained.signal_weights]  # A is a fixed projection (PersonalAdapter.fresh)
     first = [np.zeros_like(x) for x in params]
     second = [np.zeros_like(x) for x in params]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -146,8 +161,8 @@ def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
         pairs = sample_pairs(labels, scorer, rng, settings.negatives_per_item)
         if len(pairs.win) == 0:
             break
-        loss, grad_p, _, grad_B = gradients(trained, scorer, pairs, settings)
-        grads = [grad_p, grad_B]
+        loss, grad_p, _, grad_B, grad_w = gradients(trained, scorer, pairs, settings)
+        grads = [grad_p, grad_B, grad_w]
         history.append(loss)
         for index, (param, grad) in enumerate(zip(params, grads)):
             first[index] = beta1 * first[index] + (1 - beta1) * grad
@@ -174,8 +189,9 @@ def online_update(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, fl
         pairs = sample_pairs(labels, scorer, rng, 16, only=[item_id, *replayed])
         if len(pairs.win) == 0:
             break
-        _, grad_p, _, grad_B = gradients(updated, scorer, pairs, settings)
+        _, grad_p, _, grad_B, grad_w = gradients(updated, scorer, pairs, settings)
         updated.p -= _project_off(learning_rate * grad_p, fixed).astype(np.float32)
         updated.B -= learning_rate * grad_B
+        updated.signal_weights -= (learning_rate * grad_w).astype(np.float32)
         bound_adapter(updated)
     return updated

@@ -91,6 +91,10 @@ def train_global_delta(layout: SharedLayout, shared: np.ndarray, personal: Perso
     p = personal.p.astype(np.float64)
     personal_term = (personal.A.T.astype(np.float64) @ (personal.B.T.astype(np.float64) @ p))  # A_u^T B_u^T p
     residual_query = layout.residual_basis.astype(np.float64) @ p  # W_v^T p: what a residual adds per unit
+    # The public signals' term is part of every score the device makes, so the global part learns around it
+    # (as release 0 does) instead of learning popularity into the item biases a second time.
+    signal_term = (catalog.signals.astype(np.float64) @ personal.signal_weights.astype(np.float64)
+                   if catalog.has_signals else np.zeros(len(catalog)))
     B = start[:bias_start].reshape(layout.dim, layout.rank).copy()
     bias = start[bias_start:residual_start].copy()
     V = start[residual_start:].reshape(len(layout.refs), k).copy()
@@ -104,7 +108,7 @@ def train_global_delta(layout: SharedLayout, shared: np.ndarray, personal: Perso
         win_slot, lose_slot = vocabulary_row[pairs.win], vocabulary_row[pairs.lose]
         win_known, lose_known = win_slot >= 0, lose_slot >= 0
         pair_bias = np.where(win_known, bias[win_slot], 0.0) - np.where(lose_known, bias[lose_slot], 0.0)
-        margin = D @ p + AD @ (B.T @ p) + D @ personal_term + pair_bias
+        margin = D @ p + AD @ (B.T @ p) + D @ personal_term + pair_bias + signal_term[pairs.win] - signal_term[pairs.lose]
         if k:
             margin += (np.where(win_known[:, None], V[win_slot], 0.0)
                        - np.where(lose_known[:, None], V[lose_slot], 0.0)) @ residual_query
