@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from agent import __version__
-from agent.cli import chat, coordinator, feed, lab, lora, settings, sync, traits
+from agent.cli import chat, coordinator, feed, lab, lora, prior, settings, sync, traits
 from agent.cli.common import SectionedGroup
 from agent.core.api import Agent
 
@@ -46,7 +46,7 @@ def cli(ctx: click.Context) -> None:
 SECTIONS: list[tuple[str, list[click.Command]]] = [
     ("Your feed", [feed.import_, feed.recommend, feed.feedback, feed.taste, traits.traits, feed.retrain, feed.items]),
     ("Chat", [chat.ask, chat.chats, lora.lora]),
-    ("Your data and settings", [sync.sync, settings.export, settings.forget, settings.config, settings.models,
+    ("Your data and settings", [sync.sync, prior.prior, settings.export, settings.forget, settings.config, settings.models,
                                 settings.doctor]),
     (LAB, [lab.bench, lab.eval_group, lab.audit]),
     (OPERATORS, [coordinator.coordinator]),

@@ -33,6 +33,9 @@ def coordinator() -> None:
               help="uvicorn worker processes (more than one needs PostgreSQL to scale).")
 @click.option("--items", "items_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The shared item vocabulary, one source:external_id per line (default: MovieLens-100K).")
+@click.option("--prior", "prior_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Start from a public prior (`ownrec prior export`): its layout and vector become the first "
+                   "release, so the federation refines it. Only read when the state is new.")
 @click.option("--min-cohort", type=click.IntRange(3), default=20, show_default=True)
 @click.option("--max-cohort", type=click.IntRange(3), default=100, show_default=True)
 @click.option("--checkin-window", type=float, default=60.0, show_default=True, help="Seconds to gather a cohort.")
@@ -50,7 +53,7 @@ def coordinator() -> None:
                    "rate\").")
 @click.option("--log-level", default="info", show_default=True)
 def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path, workers: int,
-                      items_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
+                      items_file: Path | None, prior_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
                       epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
                       log_level: str) -> None:
@@ -61,6 +64,7 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
     config = {
         "state_dir": str(state_dir), "db": db_url or f"sqlite:///{state_dir / 'coordinator.sqlite3'}",
         "items_file": str(items_file.resolve()) if items_file else None,
+        "prior": str(prior_file.resolve()) if prior_file else None,
         "settings": {"min_cohort": min_cohort, "max_cohort": max_cohort, "checkin_window": checkin_window,
                      "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,
                      "target_delta": target_delta, "epsilon_budget": epsilon_budget,

@@ -33,7 +33,8 @@ def import_(path: Path | None, format_: str | None, demo: bool) -> None:
         raise click.UsageError("give either PATH or --demo")
     agent = open_agent()
     if demo:
-        report = agent.import_demo(progress=report_progress("encoding"))
+        report = agent.import_demo(progress=report_progress("encoding"),
+                                   prior_progress=report_progress("learning release 0 from the public ratings (epochs)"))
     else:
         report = agent.import_file(path, format_, progress=report_progress("encoding"))
     for problem in report.problems:

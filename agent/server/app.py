@@ -45,6 +45,7 @@ from starlette.routing import Route
 from agent.federation import protocol
 from agent.federation.neighbourhood import MAX_SPARSE_DEGREE
 from agent.federation.layout import SharedLayout
+from agent.federation.prior import Prior
 from agent.server.coordinator import STATES, Coordinator, CoordinatorError, CoordinatorSettings
 from agent.server.state import open_storage
 
@@ -260,11 +261,16 @@ ENVIRONMENT = "OWNREC_COORDINATOR_CONFIG"
 def build_coordinator(config: dict[str, Any]) -> Coordinator:
     state_dir = Path(config["state_dir"])
     storage = open_storage(config["db"])
-    layout = default_layout(Path(config["items_file"]) if config.get("items_file") else None,
-                            int(config.get("dim", 384)), int(config.get("rank", 16)),
-                            int(config.get("residual_rank", 32)))
+    initial = None
+    if config.get("prior"):  # a public prior: its layout and vector become release 1
+        prior = Prior.from_bytes(Path(config["prior"]).read_bytes())
+        layout, initial = prior.layout, prior.vector
+    else:
+        layout = default_layout(Path(config["items_file"]) if config.get("items_file") else None,
+                                int(config.get("dim", 384)), int(config.get("rank", 16)),
+                                int(config.get("residual_rank", 32)))
     return Coordinator(storage, load_or_create_signing_key(state_dir), CoordinatorSettings(**config["settings"]),
-                       default_layout=layout)
+                       default_layout=layout, initial_vector=initial)
 
 
 def app_from_environment() -> Starlette:

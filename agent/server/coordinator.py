@@ -133,8 +133,9 @@ class RoundConfig:
 
 class Coordinator:
     def __init__(self, storage: Storage, signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
-                 default_layout: SharedLayout | None = None) -> None:
-        """Opens (or on first use initialises, with `default_layout` and a zero vector as release 1)."""
+                 default_layout: SharedLayout | None = None, initial_vector: np.ndarray | None = None) -> None:
+        """Opens (or on first use initialises, with `default_layout` and `initial_vector` as release 1: a public
+        prior, agent.federation.prior, or by default zeros)."""
         self.storage = storage
         self.signing_key = signing_key
         self.settings = settings
@@ -146,11 +147,14 @@ class Coordinator:
             if stored is None:
                 if default_layout is None:
                     raise ValueError("a new coordinator needs a shared layout (the item vocabulary and projection)")
+                if initial_vector is not None and not np.all(np.isfinite(initial_vector)):
+                    raise ValueError("the starting vector holds NaN or infinite values: no client could use it")
                 tx.execute("insert into coordinator_settings (key, value) values ('signing_public_key', ?)",
                            [self.public_key])
                 body = sign_release(signing_key, 1, {"round_id": None, "created": time.time(), "epsilon": 0.0,
-                                                     "delta": 0.0, "rounds": 0}, default_layout,
-                                    default_layout.zeros())
+                                                     "delta": 0.0, "rounds": 0,
+                                                     "prior": initial_vector is not None}, default_layout,
+                                    default_layout.zeros() if initial_vector is None else initial_vector)
                 tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability,"
                            " epsilon, delta, body) values (1, null, ?, null, null, 0, 0, ?)", [time.time(), body])
             elif bytes(stored[0]) != self.public_key:

@@ -25,6 +25,7 @@ from agent.core.config import Config
 from agent.core.paths import Home
 from agent.core.encoder import Encoder
 from agent.core.ranker import (
+    SIGNALS,
     AdapterError,
     Catalog,
     GlobalAdapter,
@@ -39,6 +40,7 @@ from agent.core.ranker import (
     preference_labels,
     recent_likes,
     save_personal,
+    signal_features,
 )
 from agent.core.store import FEEDBACK_KINDS, Conversations, Interaction, Item, Store, StoreError
 # What the CLI and the TUI see of the feed, the chat, its conversations and sync, so that they need no
@@ -55,6 +57,7 @@ from agent.core.lora.job import Outcome as LoraOutcome
 from agent.core.lora.job import TrainingJob as LoraTrainingJob
 from agent.core.lora.job import TrainingSettings as LoraTrainingSettings
 from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits
+from agent.core.api.foundation import FoundationPart, PriorReport
 from agent.core.api.language import LanguageModelPart
 from agent.core.api.lora import LoraPart
 from agent.core.api.sync import SyncPart
@@ -81,7 +84,7 @@ class FeedbackResult:
     retrained: bool
 
 
-class Agent(LanguageModelPart, LoraPart, SyncPart):
+class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
                  models_dir: Path | None = None, seed: int | None = None, llm: "LLM | None" = None,
                  home: Home | None = None) -> None:
@@ -180,10 +183,22 @@ class Agent(LanguageModelPart, LoraPart, SyncPart):
                 dim = self.encoder.dim
                 if rows:
                     X = np.stack([vector for _, _, vector in rows]).reshape(len(rows), dim)
-                    self._catalog = Catalog(np.array([r[0] for r in rows], np.int64), [r[1] for r in rows], X)
+                    ids = np.array([r[0] for r in rows], np.int64)
+                    self._catalog = Catalog(ids, [r[1] for r in rows], X, self._public_signals(ids))
                 else:
                     self._catalog = Catalog.empty(dim)
             return self._catalog
+
+    def _public_signals(self, ids: np.ndarray) -> np.ndarray:
+        """The catalog's public signals (`ranker.model.signal_features`) in the order of `ids`."""
+        known = self.store.public_signals()
+        raw = np.full((len(ids), 3), np.nan)
+        for row, item_id in enumerate(ids.tolist()):
+            signals = known.get(item_id)
+            if signals is not None:
+                raw[row] = [np.nan if v is None else v for v in (signals.popularity, signals.avg_rating,
+                                                                 signals.published)]
+        return signal_features(raw[:, 0], raw[:, 1], raw[:, 2])
 
     def scorer(self) -> Scorer:
         with self._lock:
@@ -193,11 +208,13 @@ class Agent(LanguageModelPart, LoraPart, SyncPart):
 
     def global_adapter(self) -> GlobalAdapter:
         """phi_g: the newest release of the pinned coordinator that verifies (signature and version), once
-        sync has ever been on; else the identity with zero item biases. A stored release that fails the
-        check is refused and logged, and the one before it is used."""
+        sync has ever been on; else release 0, the public prior built on this device (`build_prior`); else
+        the identity with zero item biases. A stored release or prior that fails its check is refused and
+        logged, and the one before it is used."""
         with self._lock:
             if self._global is None:
-                self._global = self._verified_global_adapter() or GlobalAdapter.identity(self.encoder.dim)
+                self._global = (self._verified_global_adapter() or self._prior_global_adapter()
+                                or GlobalAdapter.identity(self.encoder.dim))
             return self._global
 
     def refresh_global_adapter(self) -> None:
@@ -419,13 +436,16 @@ class Agent(LanguageModelPart, LoraPart, SyncPart):
         self._learn_from_import(report)
         return report
 
-    def import_demo(self, progress: Progress | None = None):
+    def import_demo(self, progress: Progress | None = None, prior_progress: Progress | None = None):
+        """The demo catalog, encoded, and (the first time) release 0 learned from its public ratings."""
         from agent.core.importers import import_demo
 
         with self._lock:
             report = import_demo(self.store)
             self._catalog = self._scorer = None
         self.ensure_embeddings(progress)
+        if self.prior() is None:
+            self.build_prior(progress=prior_progress)
         return report
 
     def _learn_from_import(self, report) -> None:
@@ -443,6 +463,7 @@ class Agent(LanguageModelPart, LoraPart, SyncPart):
             data["personal_adapter"] = None if adapter is None else {
                 "p": adapter.p.tolist(), "prior": adapter.prior.tolist(), "A": adapter.A.tolist(),
                 "B": adapter.B.tolist(), "model_id": adapter.model_id, "trained_on": adapter.trained_on,
+                "signal_weights": dict(zip(SIGNALS, adapter.signal_weights.tolist())),
             }
             data["traits"] = self.traits.export()
             data["conversations"] = Conversations(self.store).export()
@@ -482,6 +503,6 @@ def _reason(exploring: bool, because: Item | None, query: str | None, taste: str
 
 __all__ = ["HOW_TO_JOIN", "NUDGE", "REACHABLE", "WHAT_LEAVES", "Agent", "Answer", "ChatError", "Conversation",
            "ConversationNotFound", "Evidence", "FeedbackError", "FeedbackResult", "Item", "LLMUnavailable", "LedgerRow",
-           "LoraOutcome", "LoraTrainingJob", "LoraTrainingSettings", "Message", "Portrait", "PrivacyTotal",
+           "LoraOutcome", "LoraTrainingJob", "LoraTrainingSettings", "Message", "Portrait", "PriorReport", "PrivacyTotal",
            "Recommendation", "ReplyStream", "RoundReport", "StoreError", "SyncScheduler", "SyncSetupError",
            "SyncStatus", "TraitEdit", "TraitError", "TraitReading", "Traits"]

@@ -52,6 +52,7 @@ class OnboardingScreen(Screen):
         with Vertical(id="import"):
             yield Static("Your catalog is empty. Import the demo catalog: 1,682 films from MovieLens-100K.")
             yield Button("Import the demo catalog (i)", id="import-button", variant="primary")
+            yield Static("", id="import-step")
             yield ProgressBar(id="import-progress", show_eta=False)
         yield FavouritesList(id="choices")
         yield Input(placeholder="describe your taste in a sentence (optional)", id="taste")
@@ -69,6 +70,7 @@ class OnboardingScreen(Screen):
         self.query_one("#choices").border_title = "favourites"
         self.query_one("#import").display = False
         self.query_one("#import-progress").display = False
+        self.query_one("#import-step").display = False
         self.load_choices()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -82,6 +84,7 @@ class OnboardingScreen(Screen):
         if self.catalog_empty:
             self.query_one("#import-button").disabled = True
             self.query_one("#import-progress").display = True
+            self.query_one("#import-step").display = True
             self.import_demo()
 
     def action_done(self) -> None:
@@ -127,13 +130,17 @@ class OnboardingScreen(Screen):
     def import_demo(self) -> None:
         worker = get_current_worker()
 
-        def progress(done: int, total: int) -> None:
-            if worker.is_cancelled:  # the app is closing: stop encoding (what is done is kept)
-                raise ImportCancelled
-            self.app.call_from_thread(self._progress, done, total)
+        def step(label: str):
+            def progress(done: int, total: int) -> None:
+                if worker.is_cancelled:  # the app is closing: stop (what is done is kept)
+                    raise ImportCancelled
+                self.app.call_from_thread(self._progress, label, done, total)
+            return progress
 
         try:
-            report = self.app.agent.import_demo(progress=progress)
+            report = self.app.agent.import_demo(
+                progress=step("Encoding the films' text"),
+                prior_progress=step("Learning from the public MovieLens ratings (release 0; other people's, never yours)"))
             choices = self.app.agent.onboarding_choices(CHOICES)
         finally:
             self.app.call_from_thread(self._import_ended)
@@ -151,12 +158,14 @@ class OnboardingScreen(Screen):
                                       f"{HOW_TO_JOIN}.", markup=False)
         self.app.call_from_thread(self.app.show_feed)
 
-    def _progress(self, done: int, total: int) -> None:
+    def _progress(self, label: str, done: int, total: int) -> None:
+        self.query_one("#import-step", Static).update(label)
         self.query_one("#import-progress", ProgressBar).update(total=total, progress=done)
 
     def _import_ended(self) -> None:
         self.query_one("#import-button").disabled = False
         self.query_one("#import-progress").display = False
+        self.query_one("#import-step").display = False
 
     def _show_choices(self, empty: bool, items: list[Item]) -> None:
         self.catalog_empty = empty

@@ -1,0 +1,116 @@
+"""The Agent's part for the public prior ("release 0"): building it on the device, keeping it, using it.
+
+The prior is built from public interactions only (the demo's MovieLens ratings, or a public ratings file
+the person points at), never from their own feedback, and kept in the store with its sha256: a damaged one
+is refused and the feed falls back to what it had before. Only the `Agent` in `agent.core.api` uses this part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.core.atomic import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from agent.core.ranker import GlobalAdapter
+    from agent.federation.prior import Prior
+
+Progress = Callable[[int, int], None]
+PRIORS_KEPT = 2
+
+
+@dataclass(frozen=True)
+class PriorReport:
+    """What a prior was built from: shown by `ownrec prior status` and after a build."""
+
+    source: str
+    people: int
+    interactions: int
+    items: int
+    catalog_items: int
+    outside_catalog: int
+    seconds: float
+    built_at: float
+    problems: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        return (f"release 0 from {self.source}: {self.interactions:,} public interactions of {self.people:,} people "
+                f"with {self.items:,} of the catalog's {self.catalog_items:,} items"
+                + (f" ({self.outside_catalog:,} more were with items outside the catalog)" if self.outside_catalog else "")
+                + f"; built in {self.seconds:.0f} s")
+
+
+def _report(header: dict[str, Any], problems: tuple[str, ...] = ()) -> PriorReport:
+    return PriorReport(str(header.get("source", "?")), int(header.get("people", 0)),
+                       int(header.get("interactions", 0)), int(header.get("items", 0)),
+                       int(header.get("catalog_items", 0)), int(header.get("outside_catalog", 0)),
+                       float(header.get("seconds", 0.0)), float(header.get("built_at", 0.0)), problems)
+
+
+class FoundationPart:
+    def build_prior(self, ratings: Path | None = None, progress: Progress | None = None) -> PriorReport:
+        """Learn release 0 for the catalog from public interactions: the demo's MovieLens ratings (without
+        `ratings`), or a public ratings file (agent.core.importers.public_ratings). It is then what the feed
+        ranks with until a federation's release is adopted."""
+        from agent.core.importers.public_ratings import demo_public_ratings, read_public_ratings
+        from agent.core.sync.prior import build_release_zero
+
+        problems: tuple[str, ...] = ()
+        if ratings is None:
+            interactions, source = demo_public_ratings(), "the public MovieLens-100K ratings"
+        else:
+            interactions, skipped = read_public_ratings(Path(ratings))
+            source = Path(ratings).name
+            problems = tuple(str(problem) for problem in skipped)
+        catalog = self.catalog()
+        prior = build_release_zero(catalog, interactions, source, progress=progress)
+        with self._lock:
+            self._install_prior(prior)
+        return _report(prior.header, problems)
+
+    def _install_prior(self, prior: "Prior") -> None:
+        data = prior.to_bytes()
+        self.store.add_prior(data, hashlib.sha256(data).hexdigest(), str(prior.header.get("source", "")), PRIORS_KEPT)
+        self.refresh_global_adapter()
+
+    def prior(self) -> "Prior | None":
+        """The newest stored prior that is whole (its sha256 as recorded) and fits this encoder; one that
+        is not is refused and logged, and the one before it is used."""
+        from agent.federation.errors import SyncError
+        from agent.federation.prior import Prior
+
+        with self._lock:
+            for stored in self.store.priors():
+                try:
+                    data = bytes(stored["body"])
+                    if hashlib.sha256(data).hexdigest() != stored["sha256"]:
+                        raise SyncError("it does not match its recorded checksum")
+                    prior = Prior.from_bytes(data)
+                except SyncError as error:
+                    self.store.log_event("prior_rejected", {"version": stored["version"], "error": str(error)})
+                    continue
+                if prior.layout.dim == self.encoder.dim:
+                    return prior
+            return None
+
+    def prior_status(self) -> PriorReport | None:
+        prior = self.prior()
+        return None if prior is None else _report(prior.header)
+
+    def export_prior(self, path: Path) -> Path:
+        """Write the prior in use to `path` (for `ownrec coordinator serve --prior`)."""
+        prior = self.prior()
+        if prior is None:
+            raise FileNotFoundError("there is no public prior to export: build one with `ownrec prior build`")
+        write_bytes_atomic(Path(path), prior.to_bytes())
+        return Path(path)
+
+    def _prior_global_adapter(self) -> "GlobalAdapter | None":
+        from agent.core.sync.parameters import unflatten
+
+        prior = self.prior()
+        return None if prior is None else unflatten(prior.layout, prior.vector)
