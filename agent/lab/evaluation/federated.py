@@ -41,10 +41,14 @@ import numpy as np
 
 from agent.lab.protocol.baselines import QUICK_BPR, BPRConfig, popularity_scores, train_bpr
 from agent.lab.protocol.metrics import Evaluation, Metrics, evaluate, evaluate_split
-from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS, PersonalAdapter
 from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
+from agent.core.ranker.prior import PriorSettings
+from agent.core.sync.parameters import GlobalTrainingSettings
+from agent.federation.layout import SharedLayout
 from agent.federation.accounting import privacy_spent
-from agent.lab.evaluation.setting import CONTEXTS, Log, Setting, fit_personal, local_deltas, prepare
+from agent.lab.evaluation.setting import (CONTEXTS, Foundation, Log, Setting, cross_fit, fit_personal, local_deltas,
+                                          prepare)
 
 TARGET_DELTA = 1e-4
 # Fixed on a 300-user pilot (layout 2, k = 32, plain averages): deltas of the client's default training have
@@ -58,14 +62,32 @@ CLIP_NORM = 10.0
 # runs the DP rows' rate: their like-for-like comparison.
 ITEM_RATE_WITHOUT_NOISE = 32.0
 ITEM_RATE_WITH_NOISE = 1.0
-NO_DP = "ownrec federated, no DP"
-NO_DP_SAME_RATE = f"ownrec federated, no DP, item rate {ITEM_RATE_WITH_NOISE:g}"
-# Epsilon 4 as one of a federation this many times larger. Its released average carries the noise sd
-# z*C/(scale*n), where z is epsilon 4's multiplier: the row gives the n users' average exactly that noise (a
-# multiplier of z/scale), and so stands for scale*n people with the same tastes over the same catalog, each
-# at epsilon 4. An item's raters grow with the federation and the noise on its row does not. Pilot (outside
-# this command, all 943, 3 rounds, test NDCG@10 against 0.350 without noise; EVALUATION.md "The item rate"):
-# 1x 0.317 (rate 1), 2x 0.319 (rate 4; rate 32 0.299), 4x 0.329 (rate 32; rate 8 0.328), 8x 0.344 (rate 32).
+
+# What each person is scored and trained with besides their own model (`setting.Foundation`, cross-fitted):
+# "text" the items' text alone (no public signals, no prior), "signals" + the public signals, "prior" + the
+# public signals and release 0. Every row names its foundation.
+FOUNDATIONS = ("text", "signals", "prior")
+FOLDS = 5
+SYNC_OFF = {"text": "ownrec sync off: text only", "signals": "ownrec sync off: + public signals",
+            "prior": "ownrec sync off: + public signals + release 0"}
+FROM = {"text": "from zero (text only)", "prior": "from release 0"}
+
+
+def federated_name(foundation: str, epsilon: float | None = None, rounds: int | None = None) -> str:
+    noise = "no DP" if epsilon is None else f"DP epsilon {epsilon:g}"
+    return f"ownrec federated {FROM[foundation]}, {noise}" + (f", {rounds} rounds" if rounds else "")
+
+
+NO_DP = federated_name("prior")
+NO_DP_SAME_RATE = f"{NO_DP}, item rate {ITEM_RATE_WITH_NOISE:g}"
+
+
+def longer_rounds_name(rounds: int) -> str:
+    return federated_name("prior", rounds=rounds)
+
+
+# The epsilon at which the DP variants (dense layout; one round with more local work) are measured.
+DENSE_AND_LONGER_LOCAL_EPSILON = 4.0
 LARGER_FEDERATION = 8
 LARGER_FEDERATION_EPSILON = 4.0
 LARGER_FEDERATION_ITEM_RATE = 32.0
@@ -75,12 +97,8 @@ LARGER_FEDERATION_ITEM_RATE = 32.0
 LONGER_ROUNDS = 6
 
 
-def longer_rounds_name(rounds: int) -> str:
-    return f"{NO_DP}, {rounds} rounds"
-
-
 def larger_federation_name(scale: int, users: int) -> str:
-    return (f"ownrec federated, DP epsilon {LARGER_FEDERATION_EPSILON:g} in a federation {scale}x larger "
+    return (f"{federated_name('prior', LARGER_FEDERATION_EPSILON)} in a federation {scale}x larger "
             f"({scale * users:,} users)")
 
 
@@ -98,9 +116,11 @@ class EvalSettings:
     item_rate: float | None = None  # None: ITEM_RATE_WITHOUT_NOISE / ITEM_RATE_WITH_NOISE; else every row's
     larger_federation: int = LARGER_FEDERATION  # 0: no such row
     longer_rounds: int = LONGER_ROUNDS          # 0: no such row
+    dp_variants: bool = True  # the DP rows that try fewer, denser numbers and fewer rounds with more local work
 
 
-QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR, longer_rounds=0)
+QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR, longer_rounds=0,
+                     dp_variants=False)
 
 # Measured outside ownrec, on this kind of machine, all 943 users: the project's reference runs, and
 # PFedRec's own code re-run with training negatives a device can know (EVALUATION.md, "PFedRec's 0.72").
@@ -155,6 +175,9 @@ class Row:
     history: list[dict[str, Any]] = field(default_factory=list)
     # ownrec rows: the chosen checkpoint's test figures under the other CONTEXTS ("training", "none")
     test_by_context: dict[str, Metrics] = field(default_factory=dict)
+    foundation: str | None = None  # federated rows: what the federation started from (FOUNDATIONS)
+    parameters: int | None = None  # federated rows: how many numbers each device shared
+    local_epochs: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         test = self.evaluation.test
@@ -168,6 +191,10 @@ class Row:
             row["item_learning_rate"] = self.item_learning_rate
         if self.rounds is not None:
             row["rounds"] = self.rounds
+        if self.foundation is not None:
+            row["foundation"] = self.foundation
+        if self.parameters is not None:
+            row["parameters"], row["local_epochs"] = self.parameters, self.local_epochs
         if self.federation_scale > 1:
             row["federation_scale"] = self.federation_scale
             row["simulated_noise_multiplier"] = self.noise_multiplier / self.federation_scale
@@ -187,13 +214,16 @@ def other_contexts(setting: Setting, personal: list[PersonalAdapter], shared: np
 
 @dataclass(frozen=True)
 class Plan:
-    """One federated row: its noise multiplier, the coordinator's item rate, and the federation size
-    (as a multiple of the users here) that the noise stands for."""
+    """One federated row: its noise multiplier, the coordinator's item rate, the federation size (as a
+    multiple of the users here) that the noise stands for, and what it starts from (FOUNDATIONS)."""
     name: str
     noise_multiplier: float
     item_rate: float
     rounds: int
     scale: int = 1
+    foundation: str = "prior"
+    local_epochs: int = GlobalTrainingSettings.epochs  # more local work per round (fewer rounds for the same budget)
+    dense: bool = False  # federate only B_g and the item biases (layout 1): fewer, denser shared numbers
 
 
 def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Path, first_deltas: list[np.ndarray],
@@ -202,7 +232,18 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
 
     started = time.perf_counter()
     name, rounds = plan.name, plan.rounds
-    federation = InProcessFederation(folder, setting.layout, setting.size, clip_norm=CLIP_NORM,
+    layout = setting.layout
+    if plan.dense:  # the same projection and vocabulary without the residual rows: what the federation shares
+        layout = SharedLayout(setting.layout.projection, setting.layout.refs, None, version=1)
+
+    def shared(vector: np.ndarray) -> np.ndarray:
+        """The federation's vector in the setting's full layout (residual rows at zero when dense)."""
+        return np.concatenate([vector, np.zeros(setting.layout.size - layout.size)])
+
+    def deltas_for(vector: np.ndarray, personal: list[PersonalAdapter], round_number: int) -> list[np.ndarray]:
+        return [d[:layout.size] for d in local_deltas(setting, shared(vector), personal, round_number, plan.local_epochs)]
+
+    federation = InProcessFederation(folder, layout, setting.size, clip_norm=CLIP_NORM,
                                      noise_multiplier=plan.noise_multiplier / plan.scale, target_delta=TARGET_DELTA,
                                      item_learning_rate=plan.item_rate, seed=setting.seed)
     try:
@@ -214,18 +255,18 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
         epsilon = 0.0
         for round_number in range(1, rounds + 1 + 1):
             if round_number > 1:  # on-device: the personal part catches up with the new global adapter
-                personal = fit_personal(setting, release.vector, finetune_epochs, start=personal)
+                personal = fit_personal(setting, shared(release.vector), finetune_epochs, start=personal)
             if round_number <= rounds:
-                deltas = first_deltas if round_number == 1 else local_deltas(
-                    setting, release.vector, personal, round_number)
+                reuse = round_number == 1 and not plan.dense and plan.local_epochs == GlobalTrainingSettings.epochs
+                deltas = first_deltas if reuse else deltas_for(release.vector, personal, round_number)
                 result = federation.run_round(deltas, release)
                 release, epsilon = result.release, result.epsilon
                 label = f"round {round_number}"
             else:
                 label = "fine-tuned"
-            evaluation = setting.evaluate(personal, release.vector)
+            evaluation = setting.evaluate(personal, shared(release.vector))
             if best is None or evaluation.validation.hr10_sampled > best[1].validation.hr10_sampled:
-                best = (label, evaluation, personal, release.vector)
+                best = (label, evaluation, personal, shared(release.vector))
             history.append({"checkpoint": label, "validation_hr10": round(evaluation.validation.hr10_sampled, 4),
                             "test_ndcg10": round(evaluation.test.ndcg10_sampled, 4)})
             if round_number <= rounds:
@@ -240,7 +281,8 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
         epsilon = privacy_spent([plan.noise_multiplier] * rounds, TARGET_DELTA).epsilon
     return Row(name, best_evaluation, epsilon=epsilon, noise_multiplier=plan.noise_multiplier, item_learning_rate=plan.item_rate,
                federation_scale=plan.scale, rounds=rounds, chosen=chosen, seconds=time.perf_counter() - started,
-               history=history, test_by_context=other_contexts(setting, best_personal, best_shared))
+               history=history, test_by_context=other_contexts(setting, best_personal, best_shared),
+               parameters=layout.size, local_epochs=plan.local_epochs)
 
 
 def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) -> dict[str, Any]:
@@ -262,23 +304,43 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                     chosen=f"epoch {bpr.epoch}", seconds=time.perf_counter() - t))
     log(f"centralized BPR-MF: {rows[-1].evaluation.test}")
 
-    t = time.perf_counter()
     zero = setting.layout.zeros()
-    log(f"training {setting.size} personal adapters on-device (local-only)")
-    setting.personal = fit_personal(setting, zero)
-    rows.append(Row("ownrec local-only (no federation)", setting.evaluate(setting.personal, zero),
-                    seconds=time.perf_counter() - t, test_by_context=other_contexts(setting, setting.personal, zero)))
-    log(f"ownrec local-only: {rows[-1].evaluation.test}")
+    foundations: dict[str, Foundation | None] = {"text": None}
+    t = time.perf_counter()
+    log(f"cross-fitting the public foundation over {FOLDS} folds of people")
+    foundations["signals"] = cross_fit(setting, FOLDS, prior=False, log=log)
+    foundations["prior"] = cross_fit(setting, FOLDS, prior=True, log=log)
+    foundation_seconds = time.perf_counter() - t
+    starts: dict[str, tuple[list[PersonalAdapter], list[np.ndarray]]] = {}
+    for key in FOUNDATIONS:
+        t = time.perf_counter()
+        setting.foundation = foundations[key]
+        log(f"training {setting.size} personal adapters on-device, sync off ({key})")
+        personal = fit_personal(setting, zero)
+        rows.append(Row(SYNC_OFF[key], setting.evaluate(personal, zero), seconds=time.perf_counter() - t
+                        + (foundation_seconds if key == "prior" else 0.0),
+                        test_by_context=other_contexts(setting, personal, zero)))
+        log(f"{SYNC_OFF[key]}: {rows[-1].evaluation.test}")
+        if key in FROM:
+            starts[key] = (personal, local_deltas(setting, zero, personal, 1))  # round 1 starts from zero in every row
 
-    first = local_deltas(setting, zero, setting.personal, 1)  # round 1 starts from zero in every row
     fixed = settings.item_rate
     without_noise, with_noise = (ITEM_RATE_WITHOUT_NOISE, ITEM_RATE_WITH_NOISE) if fixed is None else (fixed, fixed)
     rounds = settings.rounds
-    plans = [Plan(NO_DP, 0.0, without_noise, rounds)]
+    plans = [Plan(federated_name("text"), 0.0, without_noise, rounds, foundation="text")]
+    plans += [Plan(federated_name("text", eps), noise_for_epsilon(eps, rounds), with_noise, rounds, foundation="text")
+              for eps in settings.epsilons if eps == LARGER_FEDERATION_EPSILON]
+    plans.append(Plan(federated_name("prior"), 0.0, without_noise, rounds))
     if fixed is None:
         plans.append(Plan(NO_DP_SAME_RATE, 0.0, with_noise, rounds))
-    plans += [Plan(f"ownrec federated, DP epsilon {eps:g}", noise_for_epsilon(eps, rounds), with_noise, rounds)
+    plans += [Plan(federated_name("prior", eps), noise_for_epsilon(eps, rounds), with_noise, rounds)
               for eps in settings.epsilons]
+    if settings.dp_variants and DENSE_AND_LONGER_LOCAL_EPSILON in settings.epsilons:
+        eps = DENSE_AND_LONGER_LOCAL_EPSILON
+        plans.append(Plan(f"{federated_name('prior', eps)}, only B_g and the item biases shared",
+                          noise_for_epsilon(eps, rounds), with_noise, rounds, dense=True))
+        plans.append(Plan(f"{federated_name('prior', eps)}, 1 round of {4 * GlobalTrainingSettings.epochs} local epochs",
+                          noise_for_epsilon(eps, 1), with_noise, 1, local_epochs=4 * GlobalTrainingSettings.epochs))
     if settings.larger_federation > 1:
         scale = settings.larger_federation
         plans.append(Plan(larger_federation_name(scale, setting.size), noise_for_epsilon(LARGER_FEDERATION_EPSILON, rounds),
@@ -289,14 +351,41 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
         for k, plan in enumerate(plans):
             log(f"{plan.name}: {plan.rounds} rounds of {setting.size} clients (noise multiplier "
                 f"{plan.noise_multiplier / plan.scale:.3f}, item rate {plan.item_rate:g})")
+            setting.foundation = foundations[plan.foundation]
+            setting.personal, first = starts[plan.foundation]
             rows.append(federated_row(setting, plan, settings.finetune_epochs, Path(folder) / f"coordinator-{k}",
                                       first, log))
+            rows[-1].foundation = plan.foundation
     return {"settings": {"users": setting.size, "rounds": settings.rounds, "parameters": setting.layout.size,
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
                          "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
                          "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds,
                          "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT,
-                         "recent_decay": RECENT_DECAY},
+                         "recent_decay": RECENT_DECAY, "folds": FOLDS,
+                         "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS),
+                         "prior": asdict(PriorSettings()),
+                         "accounting": accounting_comparison(settings.epsilons, settings.rounds)},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}
+
+
+def accounting_comparison(epsilons: tuple[float, ...], rounds: int) -> list[dict[str, float]]:
+    """The noise multiplier each epsilon needs over `rounds` full-participation rounds: with the exact
+    Gaussian accounting ownrec uses, and with RDP's bound (dp-accounting's RdpAccountant) for comparison."""
+    from dp_accounting import GaussianDpEvent, SelfComposedDpEvent
+    from dp_accounting.rdp import RdpAccountant
+
+    def rdp_epsilon(z: float) -> float:
+        accountant = RdpAccountant()
+        accountant.compose(SelfComposedDpEvent(GaussianDpEvent(z), rounds))
+        return accountant.get_epsilon(TARGET_DELTA)
+
+    out = []
+    for epsilon in sorted(set(epsilons) | {1.0, 4.0, 8.0}):
+        low, high = 0.05, 64.0
+        for _ in range(50):
+            middle = (low + high) / 2
+            low, high = (middle, high) if rdp_epsilon(middle) > epsilon else (low, middle)
+        out.append({"epsilon": epsilon, "exact": round(noise_for_epsilon(epsilon, rounds), 4), "rdp": round(high, 4)})
+    return out

@@ -13,8 +13,7 @@ from typing import Any
 from agent.core.atomic import write_bytes_atomic
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.lab.reports import measured_where, write_section
-from agent.lab.evaluation.federated import (NO_DP, NO_DP_SAME_RATE, PFEDREC_DEVICE_NEGATIVES,
-                                        PFEDREC_FEDERATION_VIEW, PFEDREC_TARGET_HR10, PFEDREC_TARGET_NDCG10,
+from agent.lab.evaluation.federated import (NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name,
                                         longer_rounds_name)
 
 EVAL_BEGIN, EVAL_END = "<!-- eval:begin -->", "<!-- eval:end -->"
@@ -94,7 +93,8 @@ def plot_privacy_utility(results: dict[str, Any], path: Path) -> None:
             axis.plot([_eps(row)], [row["ndcg10_sampled"]], "*", markersize=12, color="tab:purple",
                       label=f"the same in a federation {_scale(row)}x larger (item rate {_rate(row)})")
     styles = {NO_DP: ("tab:green", "--"), NO_DP_SAME_RATE: ("tab:olive", ":"),
-              "ownrec local-only (no federation)": ("tab:gray", ":"), "popularity": ("tab:red", "-.")}
+              SYNC_OFF["text"]: ("tab:gray", ":"), SYNC_OFF["prior"]: ("tab:blue", ":"),
+              "popularity": ("tab:red", "-.")}
     for row in rows:
         if row["name"] in styles:
             colour, line = styles[row["name"]]
@@ -140,6 +140,17 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         "device; nothing is trained or shared for it), and at each held-out item the latest likes are the "
         "interactions made before it: for the test item, the validation item too, which no model trains on. "
         "Reported: the test figures of the checkpoint with the best validation HR@10.", "",
+        "What each row starts from (its name says it): *text only*, the items' text alone (as ownrec was before "
+        "the public foundation); *public signals*, plus each film's number of ratings, mean rating and release year "
+        "as item signals, weighted by the person's own learned weights (starting at "
+        + ", ".join(f"{w:g}" for w in s.get("signal_weights", [])) + " for popularity, rating, recency); "
+        "*release 0*, plus the global part phi_g (B_g, the item biases and residuals) learned centrally from public "
+        f"interactions ({s.get('prior', {}).get('epochs', '?')} epochs of BPR, Adam). Honest by construction: "
+        f"the {s.get('folds', 5)} folds of people are cross-fitted, so the signals and release 0 that score a person "
+        "are counted and learned from the other folds' people's training interactions only: no one's held-out items, "
+        "and nothing of their own, enter what they are scored with. The federated rows from release 0 federate a "
+        "refinement on top of it (each device trains its delta from its own fold's release 0 plus the federation's "
+        "vector; in the product every device has the same release 0 and the coordinator starts from it).", "",
         "| model | HR@10 | NDCG@10 | full HR@10 | full NDCG@10 | epsilon | item rate | checkpoint | time |",
         "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
@@ -185,129 +196,77 @@ def _row(results: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((r for r in results["rows"] if r["name"] == name), None)
 
 
-def _reaches_pfedrec(row: dict[str, Any]) -> bool:
-    """Issue 6's bar for the no-DP row: PFedRec's HR@10 and NDCG@10, both."""
-    return row["hr10_sampled"] >= PFEDREC_TARGET_HR10 and row["ndcg10_sampled"] >= PFEDREC_TARGET_NDCG10
+def _pair(row: dict[str, Any] | None) -> str:
+    return "—" if row is None else f"{row['hr10_sampled']:.3f} / {row['ndcg10_sampled']:.3f} (full HR@10 {row['hr10_full']:.3f})"
+
+
+def _at_least(row: dict[str, Any], bar: dict[str, Any], full: bool = True) -> bool:
+    ok = row["hr10_sampled"] >= bar["hr10_sampled"] and row["ndcg10_sampled"] >= bar["ndcg10_sampled"]
+    return ok and (not full or row["hr10_full"] >= bar["hr10_full"])
 
 
 def findings(results: dict[str, Any]) -> list[str]:
-    """What the numbers say, computed from them and from the reference measurements named in the text."""
+    """What the numbers say against issue 18's targets, computed from them and from the reference measurements
+    named in the text."""
     out = []
-    pop, local = _row(results, "popularity"), _row(results, "ownrec local-only (no federation)")
-    fed, same_rate = _row(results, NO_DP), _row(results, NO_DP_SAME_RATE)
-    mf = next((r for r in results["rows"] if r["name"].startswith("centralized BPR-MF")), None)
-    if fed and pop and local:
-        out.append(f"- Federation adds {fed['ndcg10_sampled'] - local['ndcg10_sampled']:+.3f} NDCG@10 over "
-                   f"local-only ({local['ndcg10_sampled']:.3f} -> {fed['ndcg10_sampled']:.3f}); popularity "
-                   f"reaches {pop['ndcg10_sampled']:.3f}" + (f", centralized MF {mf['ndcg10_sampled']:.3f}." if mf else "."))
-        alone, training = (fed.get("test_by_context", {}).get(c) for c in ("none", "training"))
-        if alone and training:
-            out.append(f"- The latest likes (on the device, nothing shared) add {fed['hr10_sampled'] - alone['hr10_sampled']:+.3f}"
-                       f" HR@10 / {fed['ndcg10_sampled'] - alone['ndcg10_sampled']:+.3f} NDCG@10 to the no-DP row (the "
-                       f"model alone: {alone['hr10_sampled']:.3f} / {alone['ndcg10_sampled']:.3f}); "
-                       f"{training['hr10_sampled'] - alone['hr10_sampled']:+.3f} / "
-                       f"{training['ndcg10_sampled'] - alone['ndcg10_sampled']:+.3f} of it without the validation item, "
-                       f"the interaction made just before the test item ({training['hr10_sampled']:.3f} / "
-                       f"{training['ndcg10_sampled']:.3f}).")
-        fair, view = PFEDREC_DEVICE_NEGATIVES, PFEDREC_FEDERATION_VIEW
-
-        def model_alone(row: dict[str, Any]) -> str:
-            """ownrec scored as PFedRec's figures are, without latest likes, against its two fair bars."""
-            bare = row.get("test_by_context", {}).get("none")
-            if not bare:
-                return ""
-            return (f" Scored as PFedRec's figures are, without latest likes (the model alone): {bare['hr10_sampled']:.3f} "
-                    f"/ {bare['ndcg10_sampled']:.3f}, against PFedRec's {fair['hr10_sampled']:.3f} / "
-                    f"{fair['ndcg10_sampled']:.3f} with training negatives a device can draw "
-                    f"({bare['hr10_sampled'] - fair['hr10_sampled']:+.3f} / {bare['ndcg10_sampled'] - fair['ndcg10_sampled']:+.3f})"
-                    f" and {view['hr10_sampled']:.3f} / {view['ndcg10_sampled']:.3f} with its federation's item embeddings "
-                    f"after 100 rounds ({bare['hr10_sampled'] - view['hr10_sampled']:+.3f} / "
-                    f"{bare['ndcg10_sampled'] - view['ndcg10_sampled']:+.3f}).")
-
-        strict = fed.get("test_by_context", {}).get("training")
-        out.append(f"- Against PFedRec's {PFEDREC_TARGET_HR10:.2f} HR@10 / {PFEDREC_TARGET_NDCG10:.2f} NDCG@10 (its own "
-                   f"code, no DP; training negatives that never include the held-out items, see \"PFedRec's 0.72\" "
-                   f"below): ownrec federated reaches {fed['hr10_sampled']:.3f} / {fed['ndcg10_sampled']:.3f}: "
-                   + ("target met" if _reaches_pfedrec(fed) else "**target not met**")
-                   + (f"; without the validation item as a latest like {strict['hr10_sampled']:.3f} / "
-                      f"{strict['ndcg10_sampled']:.3f}" if strict else "") + "." + model_alone(fed))
-        longer = _row(results, longer_rounds_name(results["settings"].get("longer_rounds") or 0))
-        if longer:
-            strict = longer.get("test_by_context", {}).get("training")
-            out.append(f"- With {longer['rounds']} rounds instead of {fed['rounds']} (no DP, item rate "
-                       f"{longer['item_learning_rate']:g}): {longer['hr10_sampled']:.3f} / {longer['ndcg10_sampled']:.3f}: "
-                       "PFedRec's target " + ("reached" if _reaches_pfedrec(longer) else "**not reached**")
-                       + (f"; without the validation item as a latest like {strict['hr10_sampled']:.3f} / "
-                          f"{strict['ndcg10_sampled']:.3f}" if strict else "") + "." + model_alone(longer)
-                       + f" Without noise more rounds cost only time; the DP rows keep {fed['rounds']}, since every "
-                       "round spends privacy.")
+    rows = results["rows"]
+    pop = _row(results, "popularity")
+    mf = next((r for r in rows if r["name"].startswith("centralized BPR-MF")), None)
+    text, signals, prior = (_row(results, SYNC_OFF[key]) for key in ("text", "signals", "prior"))
+    fed, fed_zero = _row(results, NO_DP), _row(results, federated_name("text"))
+    if prior and mf and pop:
+        out.append(f"- Sync off (the default): text only {_pair(text)}; with the public signals {_pair(signals)}; with "
+                   f"the public signals and release 0 {_pair(prior)}. Against centralized BPR-MF {_pair(mf)} in the same "
+                   "run (target: at least it, sampled and full): " + ("**met**" if _at_least(prior, mf) else "**missed**")
+                   + f"; popularity {_pair(pop)}.")
+    if fed and prior:
+        out.append(f"- Federated from release 0 without noise: {_pair(fed)} (target >= 0.75 / 0.47: "
+                   + ("met" if fed["hr10_sampled"] >= 0.75 and fed["ndcg10_sampled"] >= 0.47 else "**missed**")
+                   + f"). The federation's own contribution on top of release 0: {fed['hr10_sampled'] - prior['hr10_sampled']:+.3f}"
+                   f" HR@10 / {fed['ndcg10_sampled'] - prior['ndcg10_sampled']:+.3f} NDCG@10 (full "
+                   f"{fed['hr10_full'] - prior['hr10_full']:+.3f}).")
+    if fed_zero and text:
+        out.append(f"- Without the prior (text only, as before this foundation existed): sync off {_pair(text)}, "
+                   f"federated {_pair(fed_zero)}.")
+    longer = _row(results, longer_rounds_name(results["settings"].get("longer_rounds") or 0))
+    if longer:
+        out.append(f"- {longer['rounds']} rounds from release 0 without noise: {_pair(longer)}.")
     users = results["settings"]["users"]
     survivors = plan_neighbourhood(users).min_survivors
-    for row in results["rows"]:
-        if not (fed and _eps(row) is not None and fed["ndcg10_sampled"] > 0):
+    for row in rows:
+        if _eps(row) is None:
             continue
-        change = (row["ndcg10_sampled"] - fed["ndcg10_sampled"]) / fed["ndcg10_sampled"]
+        base = fed if row.get("foundation", "prior") == "prior" else fed_zero
+        floor = prior if row.get("foundation", "prior") == "prior" else text
+        if not base or base["ndcg10_sampled"] <= 0:
+            continue
+        change = (row["ndcg10_sampled"] - base["ndcg10_sampled"]) / base["ndcg10_sampled"]
         if _scale(row):
             out.append(f"- DP at epsilon {_eps(row):g} for each of {_scale(row) * users:,} people ({_scale(row)}x the "
-                       f"{users} here, with the same tastes over the same catalog): the {users} users' average takes "
-                       f"the noise that {_scale(row) * users:,} people's average would carry (noise multiplier "
-                       f"{row['simulated_noise_multiplier']:.3f} instead of {row['noise_multiplier']:.2f}), at item "
-                       f"rate {row['item_learning_rate']:g}: NDCG@10 {row['ndcg10_sampled']:.3f}, {100 * change:+.1f}% "
-                       "relative to no DP (within 3%: " + ("yes" if change >= -0.03 else "no") + "). Each item's "
-                       "raters grow with the federation; the noise on its row does not.")
+                       f"{users} here, with the same tastes over the same catalog; noise multiplier "
+                       f"{row['simulated_noise_multiplier']:.3f} instead of {row['noise_multiplier']:.2f}), item rate "
+                       f"{row['item_learning_rate']:g}: NDCG@10 {row['ndcg10_sampled']:.3f}, {100 * change:+.1f}% "
+                       "relative to no DP.")
             continue
-        verdict = ""
-        if abs(_eps(row) - 4.0) < 1e-9:
-            verdict = " (target: within 3%: " + ("met" if change >= -0.03 else "**missed**") + ")"
-        if same_rate and same_rate["ndcg10_sampled"] > 0:
-            like = (row["ndcg10_sampled"] - same_rate["ndcg10_sampled"]) / same_rate["ndcg10_sampled"]
-            verdict += f"; {100 * like:+.1f}% relative to no DP at the same item rate"
-        # Each of the n clients adds z*C/sqrt(min_survivors); the released average carries that * sqrt(n) / n.
         std = row["noise_multiplier"] * results["settings"]["clip_norm"] / math.sqrt(survivors) / math.sqrt(users)
-        out.append(f"- DP at epsilon {_eps(row):g} (noise multiplier {row['noise_multiplier']:.2f}; the released "
-                   f"average of the {users} updates carries noise of sd {std:.4f} per parameter): NDCG@10 "
-                   f"{row['ndcg10_sampled']:.3f}, {100 * change:+.1f}% relative to no DP{verdict}.")
-    if fed:
-        settings = results["settings"]
-        parameters, k = settings.get("parameters", 7826), settings.get("residual_rank", 0)
-        history = [h["test_ndcg10"] for h in fed.get("history", []) if h["checkpoint"].startswith("round")]
-        out += ["", "Why DP costs what it does: the noise is added once per round to the sum over every user, so its "
-                "share in the average falls as 1/sqrt(users), while the personal part (p_u and B_u A_u), which "
-                "carries most of each person's ranking, never takes noise. Its total size grows as the square root "
-                f"of the shared parameters: {parameters:,} here"
-                + (f", {math.sqrt(parameters / 7826):.1f}x the noise of layout 1's 7,826 (B_g and the biases only), "
-                   "which at epsilon 4 cost 0.4% NDCG@10 (this command at commit 5466fae, before the latest likes: no "
-                   "DP 0.505 / 0.281, epsilon 4 0.504 / 0.280)." if k else ".")]
-        if same_rate:
-            rate = fed.get("item_learning_rate")
-            out += ["", f"Between the no-DP row and the DP rows stands the item rate: without noise the "
-                    f"coordinator can move the item rows {rate:g} times the average ("
-                    f"{same_rate['hr10_sampled']:.3f} / {same_rate['ndcg10_sampled']:.3f} at rate "
-                    f"{same_rate['item_learning_rate']:g}, "
-                    f"{fed['hr10_sampled']:.3f} / {fed['ndcg10_sampled']:.3f} at rate {rate:g}). With noise the same "
-                    "rate multiplies the noise in those rows: in a pilot outside this command (943 users, 3 rounds, the "
-                    "noise of epsilon 4, no secure aggregation, the model alone without the latest likes) "
-                    "rate 4 gave 0.314 NDCG@10 and rate 16 gave 0.278, against 0.317 at rate 1. An item rated by 50 "
-                    "of 943 people gets its signal from 50 deltas and its noise from the sum over all 943: after the "
-                    "first round at that noise, a quarter of the item rows' sums were no larger than the noise alone "
-                    "would make them, and shrinking each row by its own signal-to-noise (James-Stein) left rate 16 at "
-                    "0.295. See \"The item rate\" below."]
-        out += ["", "Where ownrec stands: "
-                + (f"the shared vector carries {k}-d item residuals W_v v_i, the collaborative signal text cannot "
-                   "carry (the reference runs' centralized bound with 384-d residuals: 0.667 HR@10; without them 0.593). "
-                   if k else "format 1 of the shared vector federates only B_g and the item biases (the reference runs' "
-                   "centralized bound for that model: 0.593 HR@10; item residuals W_v v_i would add the collaborative "
-                   "signal: 0.667 centralized). ")
-                + f"Test NDCG@10 after each of the {len(history)} rounds without DP: "
-                + ", ".join(f"{v:.3f}" for v in history)
-                + (". " if len(history) < 2 else "; still rising. " if history[-1] >= max(history[:-1]) + 0.005
-                   else f"; within 0.005 of its best from round {next(i for i, v in enumerate(history) if v >= max(history) - 0.005) + 1} on. ")
-                + "Without the latest likes: at item rate 1, five rounds (commit c0d7687) gave 0.243, 0.289, 0.321, "
-                "0.319, 0.322, and ten rounds stayed there: the average divides what each item's row learns by everyone, "
-                "not by its raters; centralized training of the same model (every parameter jointly, Adam, outside "
-                "ownrec) reached 0.650 / 0.369. PFedRec's federation embeddings, with device-known negatives, are at 0.39-0.43 HR@10 "
-                "after 3 or 5 rounds and pass 0.60 only after about 30. Here one round of all users, with every "
-                f"person's refit and an evaluation, took {fed['seconds'] / (len(history) + 1):.0f} s."]
+        verdict = ""
+        if row.get("foundation", "prior") == "prior" and floor:
+            within = change >= -0.05 if abs(_eps(row) - 4.0) < 1e-9 else True
+            above = row["ndcg10_sampled"] >= floor["ndcg10_sampled"]
+            verdict = ("; target: " + ("within 5% of no DP: " + ("met" if within else "**missed**") + ", "
+                                       if abs(_eps(row) - 4.0) < 1e-9 else "")
+                       + "not below sync off (" + f"{floor['ndcg10_sampled']:.3f}): " + ("met" if above else "**missed**"))
+        out.append(f"- {row['name']} (noise multiplier {row['noise_multiplier']:.2f}; the released average of the "
+                   f"{users} updates carries noise of sd {std:.4f} per parameter): {_pair(row)}, NDCG@10 "
+                   f"{100 * change:+.1f}% relative to the same start without noise{verdict}.")
+    accounting = results["settings"].get("accounting") or []
+    if accounting:
+        out += ["", f"Accounting, side by side: the noise multiplier each epsilon needs over {results['settings']['rounds']} "
+                f"rounds in which every person takes part (delta {results['settings']['target_delta']:g}): exact "
+                "Gaussian-DP accounting (what ownrec uses) against RDP's bound.", "",
+                "| epsilon | exact (GDP) | RDP | noise saved |", "|---|---|---|---|"]
+        out += [f"| {a['epsilon']:g} | {a['exact']:.3f} | {a['rdp']:.3f} | {100 * (1 - a['exact'] / a['rdp']):.1f}% |"
+                for a in accounting]
     return out
 
 

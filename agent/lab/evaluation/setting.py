@@ -12,8 +12,10 @@ Per-user work runs in worker processes.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -21,10 +23,11 @@ import numpy as np
 from agent.lab.protocol.metrics import Evaluation, evaluate_split
 from agent.lab.protocol.movielens import SPLITS, MovieLens, Protocol, leave_one_out, load_movielens
 from agent.lab.people import worker_pool
-from agent.core.ranker.adapters import PersonalAdapter
-from agent.core.ranker.model import Catalog, Scorer
+from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS, PersonalAdapter
+from agent.core.ranker.model import Catalog, Scorer, signal_features
+from agent.core.ranker.prior import PriorSettings, PublicInteractions, build_prior
 from agent.core.ranker.training import TrainingSettings, fit
-from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delta, unflatten
+from agent.core.sync.parameters import GlobalTrainingSettings, flatten, train_global_delta, unflatten
 from agent.federation.layout import SharedLayout
 
 Log = Callable[[str], None]
@@ -39,6 +42,23 @@ LAYOUT_SEED = 1234   # the published projection A_g of this experiment's coordin
 CONTEXTS = ("latest", "training", "none")
 
 
+@dataclass(frozen=True)
+class Foundation:
+    """What a person is scored with besides their own model and the federation's refinement, cross-fitted
+    (`cross_fit`): per fold of people, the catalog with the public signals counted from the other folds'
+    training interactions, and release 0 learned from them (zeros: no prior). A person in fold f is
+    scored with `catalogs[f]` and `priors[f]` + the federation's vector."""
+
+    name: str
+    fold: np.ndarray               # (users in the protocol,) the fold of every user row
+    catalogs: tuple[Catalog, ...]  # per fold
+    priors: tuple[np.ndarray, ...]  # per fold, shared vectors in the setting's layout
+
+    def of(self, user_row: int) -> tuple[Catalog, np.ndarray]:
+        f = int(self.fold[user_row])
+        return self.catalogs[f], self.priors[f]
+
+
 @dataclass
 class Setting:
     data: MovieLens
@@ -50,10 +70,21 @@ class Setting:
     encoder: Any                    # the product's text encoder (trait poles are encoded with it too)
     personal: list[PersonalAdapter] | None = None  # local-only fits, filled by `fit_personal`
     seed: int = 0
+    foundation: Foundation | None = None  # None: the text alone (no public signals, no prior)
 
     @property
     def size(self) -> int:
         return len(self.rows)
+
+    def base(self, k: int) -> tuple[Catalog, np.ndarray]:
+        """The catalog and the starting shared vector taking-part user `k` is scored and trained with."""
+        if self.foundation is None:
+            return self.catalog, self.layout.zeros()
+        return self.foundation.of(int(self.rows[k]))
+
+    def scorer(self, k: int, shared: np.ndarray) -> Scorer:
+        catalog, start = self.base(k)
+        return Scorer(catalog, unflatten(self.layout, start + shared))
 
     def recent_rows(self, k: int, split: str, context: str) -> np.ndarray | None:
         """The latest likes the scorer is given for taking-part user `k` at `split`'s held-out item
@@ -70,9 +101,15 @@ class Setting:
                context: str = "latest") -> np.ndarray:
         """(users, items) scores of every taking-part user under the global adapter `shared`, as the
         product scores: with the person's latest likes before `split`'s held-out item (`CONTEXTS`)."""
-        scorer = Scorer(self.catalog, unflatten(self.layout, shared))
-        return np.stack([scorer.scores(scorer.steer(adapter, self.recent_rows(k, split, context)))
-                         for k, adapter in enumerate(personal)])
+        scorers: dict[int, Scorer] = {}
+        out = []
+        for k, adapter in enumerate(personal):
+            group = -1 if self.foundation is None else int(self.foundation.fold[int(self.rows[k])])
+            if group not in scorers:
+                scorers[group] = self.scorer(k, shared)
+            scorer = scorers[group]
+            out.append(scorer.scores(scorer.steer(adapter, self.recent_rows(k, split, context))))
+        return np.stack(out)
 
     def evaluate(self, personal: Sequence[PersonalAdapter], shared: np.ndarray, context: str = "latest") -> Evaluation:
         """Both splits, each held-out item scored with its own context."""
@@ -108,15 +145,51 @@ def _fit_one(task: tuple[int, np.ndarray, int, PersonalAdapter | None]) -> Perso
     setting = _SETTING
     adapter = start if start is not None else PersonalAdapter.fresh(setting.catalog.dim, PERSONAL_RANK,
                                                                     seed=int(setting.rows[k]))
-    scorer = Scorer(setting.catalog, unflatten(setting.layout, shared))
-    return fit(adapter, scorer, setting.labels[k], TrainingSettings(epochs=epochs, seed=int(setting.rows[k])))[0]
+    return fit(adapter, setting.scorer(k, shared), setting.labels[k],
+               TrainingSettings(epochs=epochs, seed=int(setting.rows[k])))[0]
 
 
-def _delta_one(task: tuple[int, np.ndarray, PersonalAdapter, int]) -> np.ndarray:
-    k, shared, personal, round_number = task
+def _delta_one(task: tuple[int, np.ndarray, PersonalAdapter, int, int]) -> np.ndarray:
+    k, shared, personal, round_number, epochs = task
     setting = _SETTING
-    return train_global_delta(setting.layout, shared, personal, setting.catalog, setting.labels[k],
-                              GlobalTrainingSettings(seed=round_number * 100_003 + int(setting.rows[k])))
+    catalog, start = setting.base(k)
+    return train_global_delta(setting.layout, start + shared, personal, catalog, setting.labels[k],
+                              GlobalTrainingSettings(epochs=epochs, seed=round_number * 100_003 + int(setting.rows[k])))
+
+
+def cross_fit(setting: Setting, folds: int, prior: bool, log: Log,
+              prior_settings: PriorSettings = PriorSettings()) -> Foundation:
+    """The public foundation, cross-fitted over people: every user row of the protocol (all of them, not
+    only those taking part) falls in one of `folds` folds; the public signals (number of ratings, mean
+    rating) and, with `prior`, release 0 that score a person in fold f come from the training interactions
+    of the people in the other folds only. No one's held-out items, and nothing of their own, enter what
+    they are scored with. Release years come from the item file, which is public catalog data."""
+    protocol, n = setting.protocol, len(setting.catalog)
+    fold = np.random.default_rng([setting.seed, 77]).permutation(protocol.user_count) % folds
+    years = np.array([np.nan if item.year is None else
+                      datetime(item.year, 1, 1, tzinfo=timezone.utc).timestamp() for item in setting.data.items])
+    catalogs, priors = [], []
+    for f in range(folds):
+        public = fold[protocol.train_user] != f
+        items, stars = protocol.train_item[public], protocol.train_rating[public]
+        count = np.bincount(items, minlength=n).astype(np.float64)
+        mean = np.where(count > 0, np.bincount(items, stars, minlength=n) / np.maximum(count, 1), np.nan)
+        catalog = Catalog(setting.catalog.ids, setting.catalog.refs, setting.catalog.X,
+                          signal_features(count, mean, years))
+        catalogs.append(catalog)
+        if prior:
+            started = time.perf_counter()
+            _, person = np.unique(protocol.train_user[public], return_inverse=True)
+            adapter = build_prior(catalog, PublicInteractions(person.astype(np.int64), items),
+                                  setting.layout.projection, setting.layout.residual_basis, prior_settings,
+                                  signal_offset=catalog.signals @ np.asarray(DEFAULT_SIGNAL_WEIGHTS, np.float32))
+            priors.append(flatten(setting.layout, adapter))
+            log(f"  release 0 for fold {f + 1} of {folds}: {int(public.sum()):,} training interactions of the other "
+                f"folds' people, {time.perf_counter() - started:.0f} s")
+        else:
+            priors.append(setting.layout.zeros())
+    name = "public signals and release 0" if prior else "public signals"
+    return Foundation(name, fold, tuple(catalogs), tuple(priors))
 
 
 def workers() -> int:
@@ -141,6 +214,7 @@ def fit_personal(setting: Setting, shared: np.ndarray, epochs: int = TrainingSet
 
 
 def local_deltas(setting: Setting, shared: np.ndarray, personal: Sequence[PersonalAdapter],
-                 round_number: int) -> list[np.ndarray]:
-    """Every user's Delta phi_g from `shared`, trained as the sync client does (personal part fixed)."""
-    return _map(setting, _delta_one, [(k, shared, personal[k], round_number) for k in range(setting.size)])
+                 round_number: int, epochs: int = GlobalTrainingSettings.epochs) -> list[np.ndarray]:
+    """Every user's Delta phi_g from `shared`, trained as the sync client does (personal part fixed; `epochs`
+    of local work, the client's default unless an experiment asks for more)."""
+    return _map(setting, _delta_one, [(k, shared, personal[k], round_number, epochs) for k in range(setting.size)])

@@ -107,6 +107,7 @@ class Item:
     ref: str  # "movielens-100k:<id>", the catalog's and the federation's name for it
     title: str  # MovieLens spelling ("Usual Suspects, The")
     text: str  # what the product encodes ("The Usual Suspects (1995). Crime, Thriller.")
+    year: int | None = None  # release year, from the item file (public catalog data)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def load_movielens() -> MovieLens:
         item = getattr(row, "item", None)
         if item is None:
             raise ValueError(f"the MovieLens item file has a bad row: {row}")
-        items.append(Item(item.external_id, f"{item.source}:{item.external_id}", item.title, item.text))
+        items.append(Item(item.external_id, f"{item.source}:{item.external_id}", item.title, item.text,
+                          item.metadata.get("year")))
     items.sort(key=lambda item: _item_key(item.id))
     users = tuple(User(uid, int(u["age"]), str(u["gender"]), str(u["occupation"]))
                   for uid, u in sorted(movielens_users().items()))
