@@ -109,12 +109,15 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
     """Accuracy on MovieLens-100K: ownrec local, federated, with DP, and two baselines.
 
     The PFedRec protocol: HR@10 and NDCG@10, 1 + 99 sampled and full ranking. Rows: popularity,
-    centralized MF, ownrec local-only, ownrec federated through the real client and coordinator code
-    (3 rounds without noise at the item rate 32 and at 1, and 6 rounds at 32), federated with DP at
-    epsilon 1, 4 and 8 (item rate 1), and epsilon 4 in a federation 8 times larger (item rate 32).
+    centralized MF; ownrec with sync off on the text alone, with the public signals, and with the
+    signals and release 0 (cross-fitted over 5 folds of people: what scores a person is learned from
+    the other folds' training data only); ownrec federated through the real client and coordinator
+    code from zero and from release 0 (3 rounds without noise at the item rate 32 and at 1, and 6 at
+    32), with DP at epsilon 1, 4 and 8 (item rate 1), epsilon 4 sharing only B_g and the biases, or in
+    one round of more local work, and epsilon 4 in a federation 8 times larger (item rate 32).
     ownrec's rows score as the feed does, steered by the person's latest likes, and also show what
     they give without them. Writes EVALUATION.md's eval section and a privacy-utility plot. The full
-    run takes about 26 minutes on 2 cores.
+    run takes about an hour on 2 cores.
 
     `ownrec eval rerank`: whether the LLM's judgement improves the ranker's top 20."""
     if ctx.invoked_subcommand is not None:

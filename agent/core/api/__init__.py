@@ -68,8 +68,11 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 
 # How long the user vector of a taste sentence is: sets how firmly the sentence steers the
-# feed before there is feedback (scores are dot products with unit-length item vectors).
-TASTE_PRIOR_NORM = 4.0
+# feed before there is feedback (scores are dot products with unit-length item vectors). It must hold its
+# own against release 0's item biases, which rank what the public chose before anything personal.
+TASTE_PRIOR_NORM = 8.0
+# How much a request in words counts against the person's taste when the ranker answers it.
+QUERY_WEIGHT = 8.0
 ADAPTER_VERSIONS_KEPT = 10
 
 
@@ -318,7 +321,7 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
                 diversity=float(self.config.get("feed.diversity")),
                 exploration=0.0 if query else float(self.config.get("feed.exploration")),
                 seed=len(interactions),
-                query=query_vector, query_weight=TASTE_PRIOR_NORM * 2 if query else 0.0,
+                query=query_vector, query_weight=QUERY_WEIGHT if query else 0.0,
             )
             wanted = [int(catalog.ids[e.row]) for e in entries]
             wanted += [int(catalog.ids[e.because_row]) for e in entries if e.because_row is not None]
