@@ -129,3 +129,27 @@ def test_a_file_that_is_not_a_database_gives_a_clear_error(ownrec_home):
     paths.database_path().write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a usable ownrec database"):
         Store.open()
+
+
+def test_interactions_after_a_row_are_what_was_recorded_since_in_recording_order():
+    store = Store.open()
+    ids = store.upsert_items(_items(3)).item_ids
+    store.add_interactions([(ids[0], "like", None, 50.0, "test"), (ids[1], "rating", 4.5, 10.0, "test")])
+    first = store.interactions_after(0)
+    assert [(e.item_id, e.kind, e.value, e.at) for e in first] == [(ids[0], "like", None, 50.0),
+                                                                  (ids[1], "rating", 4.5, 10.0)]
+    store.add_interaction(ids[2], "open", at=5.0)  # older than the rest: still after them by id
+    later = store.interactions_after(first[-1].id)
+    assert [(e.item_id, e.kind, e.at) for e in later] == [(ids[2], "open", 5.0)]
+    assert store.interactions_after(later[-1].id) == []
+    assert sorted(store.interactions_after(0), key=lambda e: (e.at, e.id)) == store.interactions()
+
+
+def test_same_text_items_are_the_twins_judged_items_bring_along():
+    store = Store.open()
+    ids = store.upsert_items(_items(3) + [NewItem("other", "x", "Title 1 again", "Title 1. A story about 1.", {}),
+                                          NewItem("other", "y", "Title 1 once more", "Title 1. A story about 1.", {})]
+                             ).item_ids
+    assert store.same_text_items() == {ids[1]: (ids[3], ids[4]), ids[3]: (ids[1], ids[4]), ids[4]: (ids[1], ids[3])}
+    store.add_interaction(ids[3], "skip")
+    assert store.judged_item_ids() == {ids[3], *store.same_text_items()[ids[3]]}

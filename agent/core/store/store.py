@@ -359,12 +359,32 @@ class Store:
         return [_interaction(row) for row in self.db["interactions"].rows_where(order_by="at, id")]
 
     @_locked
+    def interactions_after(self, interaction_id: int) -> list[Interaction]:
+        """The feedback recorded after the row `interaction_id` (0: all of it), in the order recorded (by
+        id, not by time): what a cache of the history has not seen yet. Feedback rows are never changed or
+        deleted, so this is all that can be new."""
+        return [Interaction(*row) for row in self.db.execute(
+            "select id, item_id, kind, value, at, origin from interactions where id > ? order by id",
+            [interaction_id])]
+
+    @_locked
     def judged_item_ids(self) -> set[int]:
         """Every item the person has judged (opening an item is not a judgement), and every item with the
         same text as one of those: catalogs repeat entries (MovieLens lists some films twice)."""
         return {row[0] for row in self.db.execute(
             "select id from items where text_hash in (select items.text_hash from interactions"
             " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
+
+    @_locked
+    def same_text_items(self) -> dict[int, tuple[int, ...]]:
+        """Item id -> the other items with the same text, for every item whose text is not its own alone
+        (the twins `judged_item_ids` adds)."""
+        twins: dict[int, tuple[int, ...]] = {}
+        for (ids,) in self.db.execute("select group_concat(id) from items group by text_hash having count(*) > 1"):
+            group = sorted(int(part) for part in ids.split(","))
+            for item in group:
+                twins[item] = tuple(other for other in group if other != item)
+        return twins
 
     @_locked
     def judged_count(self) -> int:
