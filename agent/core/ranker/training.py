@@ -2,19 +2,21 @@
 
 Feedback becomes per-item preference labels; the loss is weighted BPR: a liked item should
 outscore items the person has not rated, and those should outscore disliked ones. Negatives are
-resampled every epoch. Regularisation pulls p_u towards its prior (the onboarding taste
+resampled every epoch, and so are the labelled items an epoch trains on when there are more than
+`TrainingSettings.items_per_epoch`: a refit then costs the same however long the history. Regularisation pulls p_u towards its prior (the onboarding taste
 sentence) and the personal adapter towards the identity. Directions the person pinned (traits)
 are held fixed: updates to p_u are projected off them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from agent.core.ranker.adapters import PersonalAdapter, default_signal_weights
+from agent.core.ranker.history import LabelledRows
 from agent.core.ranker.model import Scorer
 
 @dataclass
@@ -26,6 +28,8 @@ class TrainingSettings:
     l2_adapter: float = 0.1
     l2_signal: float = 0.01  # pulls the weights on the public signals back to their defaults
     seed: int = 0
+    # At most this many labelled items per epoch, drawn afresh each epoch (None: all of them).
+    items_per_epoch: int | None = 256
 
 
 @dataclass(frozen=True)
@@ -37,22 +41,26 @@ class Pairs:
     weight: np.ndarray
 
 
-def sample_pairs(labels: dict[int, float], scorer: Scorer, rng: np.random.Generator,
-                 negatives_per_item: int, only: Iterable[int] | None = None) -> Pairs:
-    """Each labelled item (or each in `only`) is paired with random unlabelled catalog rows,
-    and liked items additionally with disliked ones."""
+def sample_pairs(labels: Mapping[int, float], scorer: Scorer, rng: np.random.Generator,
+                 negatives_per_item: int, only: Iterable[int] | None = None,
+                 items_per_epoch: int | None = None) -> Pairs:
+    """Each labelled item (or each in `only`; at most `items_per_epoch` of them, drawn at random) is
+    paired with random unlabelled catalog rows, and liked items additionally with disliked ones.
+    `labels` may be a `LabelledRows` of this catalog, which saves working out the rows."""
     catalog = scorer.catalog
-    labelled_rows = {catalog.row(i): v for i, v in labels.items() if catalog.row(i) is not None}
-    if not labelled_rows or len(catalog) == 0:
+    view = LabelledRows.over(catalog, labels)
+    labelled = view.rows()
+    if not len(labelled) or len(catalog) == 0:
         return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    subjects = labelled_rows if only is None else {
-        catalog.row(i): labels[i] for i in only if i in labels and catalog.row(i) is not None
-    }
-    taken = np.zeros(len(catalog), bool)
-    taken[list(labelled_rows)] = True
-    free = np.flatnonzero(~taken)
-    rows = np.fromiter(subjects.keys(), np.int64, len(subjects))
-    values = np.fromiter(subjects.values(), np.float64, len(subjects))
+    if only is None:
+        rows = labelled
+    else:
+        wanted = (catalog.row(i) for i in only if i in view)
+        rows = np.array([row for row in dict.fromkeys(wanted) if row is not None], np.int64)
+    if items_per_epoch is not None and len(rows) > items_per_epoch:
+        rows = np.sort(rng.choice(rows, size=items_per_epoch, replace=False))
+    values = view.value[rows]
+    free = np.flatnonzero(~view.labelled)
     win, lose, weight = [], [], []
     if len(free) and len(rows):  # one draw for all subjects: the per-item loop was most of `fit`'s time
         others = rng.choice(free, size=(len(rows), negatives_per_item))
@@ -61,13 +69,12 @@ def sample_pairs(labels: dict[int, float], scorer: Scorer, rng: np.random.Genera
         win.append(np.where(liked, own, others).ravel())
         lose.append(np.where(liked, others, own).ravel())
         weight.append(np.repeat(np.abs(values), negatives_per_item).astype(np.float32))
-    disliked = np.array(sorted(r for r, v in labelled_rows.items() if v < 0), np.int64)
+    disliked = labelled[view.value[labelled] < 0]
     liked_rows, liked_values = rows[values > 0], values[values > 0]
     if len(disliked) and len(liked_rows):
         per_item = min(negatives_per_item, len(disliked))
         chosen = rng.choice(disliked, size=(len(liked_rows), per_item))
-        dislike_of = np.array([-labelled_rows[int(r)] for r in disliked], np.float64)
-        strength = dislike_of[np.searchsorted(disliked, chosen)]
+        strength = -view.value[chosen]
         win.append(np.repeat(liked_rows, per_item))
         lose.append(chosen.ravel())
         weight.append(np.minimum(np.repeat(liked_values, per_item), strength.ravel()).astype(np.float32))
@@ -146,10 +153,11 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
+def fit(adapter: PersonalAdapter, scorer: Scorer, labels: Mapping[int, float],
         settings: TrainingSettings, fixed: np.ndarray | None = None) -> tuple[PersonalAdapter, list[float]]:
     """Full retraining from all labels with Adam, warm-started from `adapter`. Returns the new
     adapter and the loss per epoch; the input adapter is not modified."""
+    labels = LabelledRows.over(scorer.catalog, labels)  # the rows once, not every epoch
     trained = adapter.copy()
     rng = np.random.default_rng(settings.seed)
     params = [trained.p, trained.B, trained.signal_weights]  # A is a fixed projection (PersonalAdapter.fresh)
@@ -158,7 +166,7 @@ def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     history: list[float] = []
     for epoch in range(1, settings.epochs + 1):
-        pairs = sample_pairs(labels, scorer, rng, settings.negatives_per_item)
+        pairs = sample_pairs(labels, scorer, rng, settings.negatives_per_item, items_per_epoch=settings.items_per_epoch)
         if len(pairs.win) == 0:
             break
         loss, grad_p, _, grad_B, grad_w = gradients(trained, scorer, pairs, settings)
@@ -176,14 +184,18 @@ def fit(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float],
     return trained, history
 
 
-def online_update(adapter: PersonalAdapter, scorer: Scorer, labels: dict[int, float], item_id: int,
+def online_update(adapter: PersonalAdapter, scorer: Scorer, labels: Mapping[int, float], item_id: int,
                   rng: np.random.Generator, learning_rate: float, steps: int = 4,
                   replay: int = 16, fixed: np.ndarray | None = None) -> PersonalAdapter:
     """A few SGD steps on the pairs of one new feedback item plus a small replay of older
-    labels, so one like visibly moves the feed without forgetting the rest."""
+    labels (of items in the catalog), so one like visibly moves the feed without forgetting the rest.
+    `labels` may be a `LabelledRows` of the scorer's catalog, which saves working out the rows."""
     updated = adapter.copy()
-    others = [i for i in labels if i != item_id]
-    replayed = list(rng.choice(others, size=min(replay, len(others)), replace=False)) if others else []
+    catalog = scorer.catalog
+    labels = LabelledRows.over(catalog, labels)
+    others = labels.rows()
+    others = others[others != catalog.row(item_id)] if item_id in labels else others
+    replayed = catalog.ids[rng.choice(others, size=min(replay, len(others)), replace=False)] if len(others) else []
     settings = TrainingSettings()
     for _ in range(steps):
         pairs = sample_pairs(labels, scorer, rng, 16, only=[item_id, *replayed])
