@@ -37,7 +37,7 @@ class OwnrecApp(App):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def open_agent(self) -> None:
         try:
-            agent = self.agent or Agent.open()
+            agent = self.agent or Agent.open(background_refit=True)  # the app stays open: refit off the feed's path
             agent.encoder  # load it now, so a missing encoder is reported here, with its fix
             if agent.item_count():
                 agent.ensure_embeddings(lambda done, total: self.call_from_thread(

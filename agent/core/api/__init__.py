@@ -4,9 +4,9 @@ this package's `language`, `lora` and `sync` modules; nothing else imports them.
 
 It owns the store, the settings, the encoder (loaded on first need) and the ranker state, and
 keeps them consistent: items are encoded once per text, feedback updates the personal adapter
-at once and retrains it fully every `ranker.retrain_every` events, and each new adapter version
-is saved atomically before it is used. A lock serialises calls, so TUI workers may call it
-from threads.
+at once and retrains it fully every `ranker.retrain_every` events (in the background if the agent
+was opened so: `refit.py`), and each new adapter version is saved atomically before it is used. A
+lock serialises calls, so TUI workers may call it from threads.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ from agent.core.config import Config
 from agent.core.paths import Home
 from agent.core.encoder import Encoder
 from agent.core.ranker import (
+    RECENT_ITEMS,
     SIGNALS,
     AdapterError,
     Catalog,
+    FeedbackHistory,
+    FeedbackRows,
     GlobalAdapter,
     PersonalAdapter,
     Scorer,
@@ -37,8 +40,6 @@ from agent.core.ranker import (
     mmr,
     load_personal,
     online_update,
-    preference_labels,
-    recent_likes,
     save_personal,
     signal_features,
 )
@@ -60,6 +61,7 @@ from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError,
 from agent.core.api.foundation import FoundationPart, PriorReport
 from agent.core.api.language import LanguageModelPart
 from agent.core.api.lora import LoraPart
+from agent.core.api.refit import RefitPart
 from agent.core.api.sync import SyncPart
 
 if TYPE_CHECKING:
@@ -82,15 +84,19 @@ class FeedbackError(ValueError):
 
 @dataclass(frozen=True)
 class FeedbackResult:
+    """One recorded judgement: how long the update took, whether it fully retrained the personal adapter
+    (`retrained`), or started a full retraining in the background instead (`refitting`)."""
+
     interaction: Interaction
     update_ms: float
     retrained: bool
+    refitting: bool = False
 
 
-class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
+class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
                  models_dir: Path | None = None, seed: int | None = None, llm: "LLM | None" = None,
-                 home: Home | None = None) -> None:
+                 home: Home | None = None, background_refit: bool = False) -> None:
         self.store = store
         self.config = config
         # The person's data folder: where the database is, unless told otherwise.
@@ -104,22 +110,29 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
         self._personal: PersonalAdapter | None = None
         self._global: GlobalAdapter | None = None
         self._traits: Traits | None = None
+        # What the ranker derives from the feedback history, kept up to date event by event (`_feedback_rows`).
+        self._history: FeedbackHistory | None = None
+        self._rows: FeedbackRows | None = None
         self._llm: LLM | None = None  # the chat LLM, once loaded (see the `llm` property)
         self._given_llm = llm  # a model the caller loaded, used instead of loading one from the settings
         self._rng = np.random.default_rng(seed)  # negative sampling in online updates
+        self.background_refit = background_refit  # the periodic full refit in a thread (`refit.py`)
 
     @classmethod
     def open(cls, encoder: Encoder | None = None, *, home: Path | Home | None = None, llm: "LLM | None" = None,
-             seed: int | None = None) -> "Agent":
+             seed: int | None = None, background_refit: bool = False) -> "Agent":
         """The agent of the person whose data folder is `home` (default: OWNREC_HOME, else the user data
-        directory)."""
+        directory). `background_refit`: run the periodic full refit in a thread (for an app that stays open)."""
         home = home if isinstance(home, Home) else Home(Path(home)) if home is not None else Home.default()
         home.folder()
-        return cls(Store.open(home.database), Config(home.config), encoder, seed=seed, llm=llm, home=home)
+        return cls(Store.open(home.database), Config(home.config), encoder, seed=seed, llm=llm, home=home,
+                   background_refit=background_refit)
 
     def close(self) -> None:
+        self.wait_for_refit()
         with self._lock:
             self.store.close()
+            self._history = self._rows = None
 
     # -- models ---------------------------------------------------------------------------
 
@@ -175,7 +188,8 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
             if self._traits is None:
                 self._traits = Traits(self.store, self.home.traits, embed=self.embed, scorer=self.scorer,
                                       personal_adapter=self.personal_adapter,
-                                      save_personal_adapter=self._save_personal)
+                                      save_personal_adapter=self._save_personal,
+                                      labels=lambda: self._feedback_rows().labels)
             return self._traits
 
     def catalog(self) -> Catalog:
@@ -248,11 +262,16 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
         self.home.adapters()
         relative = f"adapters/personal-{time.time_ns()}.npz"
         sha256 = save_personal(adapter, self.home.root / relative)
-        version = self.store.record_adapter("personal", relative, sha256, {"reason": reason, **(meta or {})})
+        with self.store.transaction():  # one commit for the new version and the oldest one's removal
+            version = self.store.record_adapter("personal", relative, sha256, {"reason": reason, **(meta or {})})
+            old = self.store.adapter_versions("personal")[ADAPTER_VERSIONS_KEPT:]
+            for row in old:
+                self.store.forget_adapter_version(row["id"])
         self._personal = adapter
-        for old in self.store.adapter_versions("personal")[ADAPTER_VERSIONS_KEPT:]:
-            (self.home.root / old["path"]).unlink(missing_ok=True)
-            self.store.forget_adapter_version(old["id"])
+        if reason != "feedback":  # a background refit under way must not overwrite this change (refit.py)
+            self._adapter_rewrites += 1
+        for row in old:  # after the commit: a file without its row is harmless, a row without its file is not
+            (self.home.root / row["path"]).unlink(missing_ok=True)
         return version
 
     # -- onboarding ------------------------------------------------------------------------
@@ -306,21 +325,17 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
             size = int(size or self.config.get("feed.size"))
             scorer = self.scorer()
             catalog = scorer.catalog
-            interactions = self.store.interactions()
-            rated = {e.item_id for e in interactions if e.kind != "open"}
-            # An item with the same text as a rated one is the same item to the ranker (catalogs
-            # repeat entries: MovieLens lists some films twice).
-            rated |= self.store.judged_item_ids()
-            liked = recent_likes(interactions)
-            liked_rows = catalog.rows(sorted(liked))
+            # Left out: what was judged, and items with the same text as a judged one (catalogs repeat
+            # entries: MovieLens lists some films twice).
+            rows = self._feedback_rows()
             query_vector = self.encoder.encode([query])[0] if query else None
-            personal = self._feed_adapter(scorer, liked)
+            personal = self._feed_adapter(scorer)
             entries = build_slate(
                 scorer, personal, size,
-                exclude_rows=catalog.rows(sorted(rated)), liked_rows=liked_rows,
+                exclude_rows=rows.excluded_rows(), liked_rows=rows.liked_rows(),
                 diversity=float(self.config.get("feed.diversity")),
                 exploration=0.0 if query else float(self.config.get("feed.exploration")),
-                seed=len(interactions),
+                seed=rows.history.count,
                 query=query_vector, query_weight=QUERY_WEIGHT if query else 0.0,
             )
             wanted = [int(catalog.ids[e.row]) for e in entries]
@@ -344,23 +359,42 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
                                                   candidates=settings.rerank_candidates, weight=settings.rerank_weight)
         return result if feed_rerank is None else feed_rerank.run()
 
-    def _feed_adapter(self, scorer: Scorer, likes: list[int]) -> PersonalAdapter:
-        """The adapter the feed ranks with: steered by the latest of `likes` (`recent_likes`, oldest first;
-        `Scorer.steer`), then with the hidden traits made neutral, so that a hidden trait cannot come back
-        through what was liked last."""
+    def _feed_adapter(self, scorer: Scorer) -> PersonalAdapter:
+        """The adapter the feed ranks with: steered by the latest likes in the catalog (`recent_likes`, oldest
+        first; `Scorer.steer` takes the last RECENT_ITEMS), then with the hidden traits made neutral, so that a
+        hidden trait cannot come back through what was liked last."""
+        history = self._feedback_history()
+        likes = history.latest_likes(RECENT_ITEMS, keep=lambda item: scorer.catalog.row(item) is not None)
         personal = scorer.steer(self.personal_adapter(), scorer.catalog.rows(likes))
         return self.traits.for_ranking(personal) if self.traits.has_hidden() else personal
+
+    def _feedback_history(self) -> FeedbackHistory:
+        """The feedback history as the ranker uses it, caught up with the store: the rows recorded since it last
+        looked, by anyone (feedback, imports, the lab writing to the store), folded in."""
+        if self._history is None:
+            self._history = FeedbackHistory()
+        touched = self._history.add(self.store.interactions_after(self._history.last_id))
+        if self._rows is not None:
+            self._rows.update(touched)
+        return self._history
+
+    def _feedback_rows(self) -> FeedbackRows:
+        """`_feedback_history` over the current catalog's rows (made again when the catalog is)."""
+        history = self._feedback_history()
+        catalog = self.catalog()
+        if self._rows is None or self._rows.catalog is not catalog:
+            self._rows = FeedbackRows(catalog, history, self.store.same_text_items())
+        return self._rows
 
     def scores(self) -> np.ndarray:
         """The ranker's score of every catalog row, as the feed scores them before the slate is built."""
         with self._lock:
-            scorer = self.scorer()
-            return scorer.scores(self._feed_adapter(scorer, recent_likes(self.store.interactions())))
+            return self.scorer().scores(self._feed_adapter(self.scorer()))
 
     def rated_count(self) -> int:
         """How many items the person has judged (opening an item is not a judgement)."""
         with self._lock:
-            return self.store.judged_count()
+            return len(self._feedback_history().judged)
 
     # -- feedback --------------------------------------------------------------------------
 
@@ -379,7 +413,7 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
             self.scorer(), self.personal_adapter()  # loading is not part of the update's time
             started = time.perf_counter()
             interaction = self.store.add_interaction(item.id, kind, value, origin=origin)
-            labels = preference_labels(self.store.interactions())
+            labels = self._feedback_rows().labels
             adapter = self.personal_adapter()
             if kind == "open":
                 # Looking at an item is too weak a signal to re-rank on at once; the next full
@@ -391,21 +425,26 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
                 adapter = online_update(adapter, self.scorer(), labels, item.id, self._rng,
                                         float(self.config.get("ranker.learning_rate")), fixed=held)
             adapter.trained_on += 1
-            retrained = adapter.trained_on % int(self.config.get("ranker.retrain_every")) == 0
+            due = adapter.trained_on % int(self.config.get("ranker.retrain_every")) == 0 or self._refit_due
+            retrained = due and not self.background_refit
+            settings = TrainingSettings(seed=adapter.trained_on)
             if retrained:
-                adapter, _ = fit(adapter, self.scorer(), labels, TrainingSettings(seed=adapter.trained_on), fixed=held)
+                adapter, _ = fit(adapter, self.scorer(), labels, settings, fixed=held)
             if pinned:
                 adapter = self.traits.enforce_pins(adapter)
-            self._save_personal(adapter, "retrain" if retrained else "feedback", {"interaction": interaction.id})
+            meta = {"interaction": interaction.id}
+            self._save_personal(adapter, "retrain" if retrained else "feedback", meta)
+            refitting = due and not retrained and self._start_refit(adapter, settings, held, pinned, meta)
             elapsed = (time.perf_counter() - started) * 1000
             if retrained:
                 self.traits.snapshot()
-            return FeedbackResult(interaction, elapsed, retrained)
+            return FeedbackResult(interaction, elapsed, retrained, refitting)
 
     def retrain(self) -> dict[str, Any]:
-        """Fully retrain the personal adapter from all feedback."""
+        """Fully retrain the personal adapter from all feedback (a background refit under way is dropped)."""
         with self._lock:
-            labels = preference_labels(self.store.interactions())
+            self._refit_due = False
+            labels = self._feedback_rows().labels
             started = time.perf_counter()
             adapter = self.personal_adapter()
             pinned = self.traits.has_pins()
@@ -476,8 +515,10 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart):
     def forget_all(self) -> list[Path]:
         """Delete every piece of personal data: the database, adapters, settings and sync keys. Only
         ownrec's own files are removed, in case OWNREC_HOME points at a shared folder."""
+        self.wait_for_refit()
         with self._lock:
             self.store.close()
+            self._history = self._rows = None
             home = self.home.root
             removed = []
             for path in self.home.owned():

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.core.ranker import GlobalAdapter, preference_labels
+from agent.core.ranker import GlobalAdapter
 from agent.core.sync.consent import LedgerRow, PrivacyTotal, SyncStatus
 from agent.core.sync.scheduler import TICK_SECONDS, RoundReport, SyncScheduler
 
@@ -112,5 +112,6 @@ class SyncPart:
         """What a round trains on: the encoded catalog, the personal adapter (fixed) and the labels."""
         from agent.core.sync.client import LocalTrainingData
 
-        return LocalTrainingData(catalog=self.catalog(), personal=self.personal_adapter(),
-                                 labels=preference_labels(self.store.interactions()))
+        with self._lock:  # the labels are copied: the round trains on them outside the lock
+            return LocalTrainingData(catalog=self.catalog(), personal=self.personal_adapter(),
+                                     labels=dict(self._feedback_rows().labels))

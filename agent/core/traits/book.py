@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,13 +141,16 @@ class Traits:
 
     def __init__(self, store: Store, traits_file: Path, *, embed: Callable[[list[str]], np.ndarray],
                  scorer: Callable[[], Scorer], personal_adapter: Callable[[], PersonalAdapter],
-                 save_personal_adapter: Callable[[PersonalAdapter, str], int]) -> None:
+                 save_personal_adapter: Callable[[PersonalAdapter, str], int],
+                 labels: Callable[[], Mapping[int, float]] | None = None) -> None:
         self.store = store
         self.records = TraitRecords(store)
         self._embed = embed
         self._scorer = scorer
         self._personal_adapter = personal_adapter
         self._save_personal_adapter = save_personal_adapter
+        # The preference labels of all the feedback, if the caller keeps them (else read from the store).
+        self._labels = labels or (lambda: preference_labels(self.store.interactions()))
         self.definitions, self.problems = load_traits(traits_file)
         self._by_id = {t.id: t for t in self.definitions}
         self._poles: tuple[np.ndarray, np.ndarray] | None = None
@@ -196,7 +199,8 @@ class Traits:
             personal = self._personal_adapter()
             space = self.space(personal)
             values = space.values(personal.p)
-            interactions = self.store.interactions()
+            every_label: Mapping[int, float] | None = None
+            interactions: list | None = None  # read only for a trait whose evidence starts later
             catalog = self._scorer().catalog
             edited = self._edited_ids()
             result = []
@@ -207,8 +211,12 @@ class Traits:
                                                _summary(trait.high), None, None, state["pinned"], True, False, [], []))
                     continue
                 since = state["evidence_since"]
-                labels = preference_labels([e for e in interactions if since is None or e.at >= since])
-                rows = [(item_id, catalog.row(item_id)) for item_id in labels]
+                if since is None:
+                    labels = every_label = self._labels() if every_label is None else every_label
+                else:
+                    interactions = self.store.interactions() if interactions is None else interactions
+                    labels = preference_labels([e for e in interactions if e.at >= since])
+                rows = [(item_id, catalog.row(item_id)) for item_id in sorted(labels)]  # whatever the labels' order
                 rows = [(item_id, row) for item_id, row in rows if row is not None]
                 pulls = np.array([labels[i] * (space.percentiles[row, index] - NEUTRAL) for i, row in rows])
                 confidence = 0.0

@@ -134,6 +134,8 @@ class FeedScreen(Screen):
         note = f"{PAST_TENSE[kind]} {title_with_year(item)} · model updated in {result.update_ms:.1f} ms"
         if result.retrained:
             note += " (full retrain)"
+        elif result.refitting:
+            note += " (full retrain under way)"
         recs = agent.recommend()
         self.app.call_from_thread(self._show, ticket, recs, note, agent.rated_count())
 
