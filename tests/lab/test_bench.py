@@ -24,6 +24,12 @@ def test_bench_quick_runs_the_whole_suite_and_rewrites_the_report(prepared_model
     assert figures["ranking_100k"]["items"] == 100_000 and figures["ranking_100k"]["p50_ms"] > 0
     assert figures["ranking_demo"]["items"] == 1682
     assert figures["feedback"]["n"] > 0 and figures["feedback"]["p50_ms"] > 0
+    history = figures["history"]
+    assert history["sizes"] == [100, 1_000, 10_000] and history["items"] == 1682 and history["background_refit"]
+    for size in history["sizes"]:
+        at = history[str(size)]
+        assert size <= at["events"] <= size + 20 and at["feedback"]["n"] == at["feed"]["n"] == 10
+        assert at["feedback"]["p50_ms"] > 0 and at["feed"]["p50_ms"] > 0 and at["full_retrain_labels"] > 0
     assert figures["first_feed"]["median_s"] > 0, figures["first_feed"]
     llm = figures["llm"]
     assert llm["ownrec"]["tokens_per_second"] > 0 and llm["bare"]["tokens_per_second"] > 0, llm
@@ -56,6 +62,9 @@ def test_bench_quick_runs_the_whole_suite_and_rewrites_the_report(prepared_model
     assert "Flower SecAgg+: 8 B/param" in rows[sync_row][1]
     assert judged[sync_row] == ("met" if round_["bytes_sent_per_client_max"] - 4 * round_["parameters"] < 16 * 1024
                                 else "**missed**")
+    with_history = [what for what in rows if "a history of 100 / 1,000 / 10,000 feedback events" in what]
+    assert len(with_history) == 3 and judged[with_history[0]] in ("met", "**missed**")
+    assert rows[with_history[0]][2] == "<= 10 ms p50 with 10,000 events"
     encoding = next(what for what in rows if what.startswith("encoding"))
     assert "sentence-transformers" in rows[encoding][1] and judged[encoding] in ("met", "**missed**")
     chat = next(what for what in rows if what.startswith("chat generation"))
@@ -74,3 +83,19 @@ def test_the_suite_runs_sync_with_100_and_1000_clients_and_quick_with_100(monkey
     suite.run_suite(quick=False, log=lambda m: None)
     suite.run_suite(quick=True, log=lambda m: None, sync_clients=(12,))
     assert asked == [(100,), (100, 1000), (12,)]
+
+
+def test_history_rows_judge_the_figures_at_10000_events():
+    from agent.lab.bench.product import history_rows
+
+    def at(feedback, feed):
+        return {"events": 0, "feedback": {"p50_ms": feedback}, "feed": {"p50_ms": feed}, "full_retrain_s": 0.2,
+                "full_retrain_labels": 1_600}
+
+    history = {"items": 1682, "sizes": [100, 1_000, 10_000], "100": at(30.0, 30.0), "1000": at(9.0, 2.0),
+               "10000": at(9.5, 10.5)}
+    feedback, feed, retrain = history_rows(history)
+    assert feedback.ownrec == "p50 30.0 / 9.0 / **9.5** ms" and feedback.verdict == "met"
+    assert feed.ownrec == "p50 30.0 / 2.0 / **10.5** ms" and feed.verdict == "missed"
+    assert retrain.verdict == "" and "1,600 labelled" in retrain.ownrec
+    assert history_rows(None) == []  # a report from before these figures

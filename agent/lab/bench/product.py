@@ -26,6 +26,7 @@ import numpy as np
 from agent.core import paths
 from agent.core.encoder import Encoder
 from agent.core.ranker import Catalog, GlobalAdapter, PersonalAdapter, Scorer, build_slate
+from agent.lab.bench.history import TARGET_EVENTS, bench_history_on_copy
 from agent.lab.reports import measured_where
 
 Log = Callable[[str], None]
@@ -35,6 +36,8 @@ TARGETS = {
     "encode_speedup": ">= 2x sentence-transformers at mean cosine >= 0.99",
     "rank_100k_p50_ms": "<= 15 ms",
     "feedback_p50_ms": "<= 20 ms",
+    "history_feedback_p50_ms": "<= 10 ms p50 with 10,000 events",
+    "history_feed_p50_ms": "<= 10 ms p50 with 10,000 events",
     "first_feed_s": "<= 2 s",
     "rerank_20_s": "<= 1.5 s for 20 candidates",
 }
@@ -202,6 +205,8 @@ def run_benchmarks(quick: bool = False, log: Log = print) -> dict[str, Any]:
         log("ranking")
         results["ranking_demo"] = bench_ranking(agent.catalog(), 50 if quick else 200)
         results["ranking_100k"] = bench_ranking(_synthetic_catalog(100_000, agent.encoder.dim), 20 if quick else 100)
+        log("feedback and feed with a history of 100, 1,000 and 10,000 events")
+        results["history"] = bench_history_on_copy(agent, home / "history", 10 if quick else 40)
         log("feedback updates")
         results["feedback"] = bench_feedback(agent, 20 if quick else 60)
         log("chat model: ownrec against bare llama-cpp-python")
@@ -256,6 +261,7 @@ def summary_rows(results: dict[str, Any]) -> list[SummaryRow]:
                    "", TARGETS["feedback_p50_ms"], verdict(fb["p50_ms"] <= 20)),
         SummaryRow(f"full retrain ({fb['full_retrain_labels']} rated items)", f"{fb['full_retrain_s']} s"),
     ]
+    rows += history_rows(results.get("history"))
     llm = results.get("llm", {})
     if "ownrec" in llm:
         ours, bare = llm["ownrec"], llm["bare"]
@@ -301,6 +307,32 @@ def summary_rows(results: dict[str, Any]) -> list[SummaryRow]:
     else:
         rows.append(SummaryRow("launch to first feed", f"failed: {ff['error']}", "", TARGETS["first_feed_s"],
                                "not measured"))
+    return rows
+
+
+def history_rows(history: dict[str, Any] | None) -> list[SummaryRow]:
+    """Feedback, feed and full retrain at each history size side by side (none in a report from before them)."""
+    if not history:
+        return []
+    sizes = [str(size) for size in history["sizes"]]
+    events = " / ".join(f"{int(size):,}" for size in sizes)
+    where = f"a history of {events} feedback events (demo catalog, {history['items']:,} items)"
+
+    def figures(what: str) -> str:
+        return " / ".join(f"**{history[s][what]['p50_ms']}**" if int(s) == TARGET_EVENTS else
+                          str(history[s][what]["p50_ms"]) for s in sizes) + " ms"
+
+    at_target = history.get(str(TARGET_EVENTS))
+    rows = []
+    for what, label, key in (("feedback", "feedback → updated model, saved (wall time of `Agent.feedback`)",
+                              "history_feedback_p50_ms"),
+                             ("feed", "feed after it (wall time of `Agent.recommend`)", "history_feed_p50_ms")):
+        ok = at_target is not None and at_target[what]["p50_ms"] <= 10
+        rows.append(SummaryRow(f"{label}, with {where}", f"p50 {figures(what)}", "", TARGETS[key],
+                               verdict(ok) if at_target is not None else "not measured"))
+    retrains = " / ".join(f"{history[s]['full_retrain_s']} s ({history[s]['full_retrain_labels']:,} labelled)"
+                          for s in sizes)
+    rows.append(SummaryRow(f"full retrain with {where}", retrains))
     return rows
 
 
