@@ -15,7 +15,10 @@ from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.federation.accounting import privacy_spent
 from agent.lab.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
 from agent.lab.evaluation.federated import (ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, LARGER_FEDERATION_ITEM_RATE,
-                                        NO_DP_SAME_RATE, larger_federation_name, noise_for_epsilon)
+                                            NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name, larger_federation_name,
+                                            noise_for_epsilon)
+
+DP4 = federated_name("prior", 4.0)
 
 ROW_KEYS = {"name", "hr10_sampled", "ndcg10_sampled", "hr10_full", "ndcg10_full"}
 
@@ -110,27 +113,32 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rows = {row["name"]: row for row in report["rows"]}
-    assert set(rows) >= {"popularity", "ownrec local-only (no federation)", "ownrec federated, no DP",
-                         "ownrec federated, DP epsilon 4"}
+    assert set(rows) >= {"popularity", *SYNC_OFF.values(), NO_DP, DP4, federated_name("text"),
+                         federated_name("text", 4.0)}
     for row in report["rows"]:
         assert ROW_KEYS <= set(row)
         assert 0 <= row["ndcg10_sampled"] <= row["hr10_sampled"] <= 1
         assert row["hr10_full"] <= row["hr10_sampled"]  # 1,600-odd candidates are harder than 100
     mf = next(r for name, r in rows.items() if name.startswith("centralized BPR-MF"))
     assert mf["ndcg10_sampled"] > rows["popularity"]["ndcg10_sampled"]
-    # The federation learns what no single device can: item popularity and a shared view of the items.
-    assert rows["ownrec federated, no DP"]["ndcg10_sampled"] > rows["ownrec local-only (no federation)"]["ndcg10_sampled"]
-    assert rows["ownrec federated, DP epsilon 4"]["epsilon"] == pytest.approx(4.0, abs=0.01)
-    assert rows["ownrec federated, no DP"]["epsilon"] is None  # infinite: no noise
+    # What the public foundation adds with sync off, each part on top of the one before (cross-fitted).
+    text, signals, prior = (rows[SYNC_OFF[key]] for key in ("text", "signals", "prior"))
+    assert text["ndcg10_sampled"] < signals["ndcg10_sampled"] < prior["ndcg10_sampled"]
+    assert prior["ndcg10_sampled"] > rows["popularity"]["ndcg10_sampled"]
+    assert report["settings"]["folds"] == 5 and report["settings"]["signal_weights"]
+    # The federation learns what no single device can: from zero, item popularity and a shared view of the items.
+    assert rows[federated_name("text")]["ndcg10_sampled"] > text["ndcg10_sampled"]
+    assert rows[DP4]["epsilon"] == pytest.approx(4.0, abs=0.01)
+    assert rows[NO_DP]["epsilon"] is None  # infinite: no noise
+    assert rows[NO_DP]["foundation"] == "prior" and rows[federated_name("text")]["foundation"] == "text"
     # Each row runs the coordinator it would deploy; the no-DP row at the DP rows' item rate is the like-for-like.
-    assert rows["ownrec federated, no DP"]["item_learning_rate"] == ITEM_RATE_WITHOUT_NOISE
-    assert rows[NO_DP_SAME_RATE]["item_learning_rate"] == rows["ownrec federated, DP epsilon 4"]["item_learning_rate"] \
-        == ITEM_RATE_WITH_NOISE
-    assert rows[NO_DP_SAME_RATE]["ndcg10_sampled"] != rows["ownrec federated, no DP"]["ndcg10_sampled"]
+    assert rows[NO_DP]["item_learning_rate"] == ITEM_RATE_WITHOUT_NOISE
+    assert rows[NO_DP_SAME_RATE]["item_learning_rate"] == rows[DP4]["item_learning_rate"] == ITEM_RATE_WITH_NOISE
+    assert rows[NO_DP_SAME_RATE]["ndcg10_sampled"] != rows[NO_DP]["ndcg10_sampled"]
     # Epsilon 4 in a federation 8x larger: the same multiplier for each of 1,200 people, so the 150 users'
     # average takes 1/8 of the epsilon-4 row's noise.
     larger = rows[larger_federation_name(8, 150)]
-    dp4 = rows["ownrec federated, DP epsilon 4"]
+    dp4 = rows[DP4]
     assert larger["epsilon"] == pytest.approx(4.0, abs=0.01) and larger["federation_scale"] == 8
     assert larger["noise_multiplier"] == pytest.approx(dp4["noise_multiplier"])
     assert larger["simulated_noise_multiplier"] == pytest.approx(dp4["noise_multiplier"] / 8)
@@ -140,7 +148,7 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     # ownrec's rows score with the latest likes, as the product does, and say what they add.
     for name, row in rows.items():
         assert ("test_by_context" in row) == name.startswith("ownrec"), name
-    fed = rows["ownrec federated, no DP"]
+    fed = rows[NO_DP]
     assert set(fed["test_by_context"]) == {"training", "none"}
     assert len({fed["hr10_sampled"], fed["test_by_context"]["training"]["hr10_sampled"],
                 fed["test_by_context"]["none"]["hr10_sampled"]}) == 3
@@ -149,8 +157,9 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     text = output.read_text()
     assert "<!-- eval:begin -->" in text and "measured outside ownrec" in text
     assert "| model | latest likes (as above) | training items only | none |" in text
-    assert "- The latest likes (on the device, nothing shared) add" in text
+    assert "- Sync off (the default): text only" in text and "cross-fitted" in text
     assert "- DP at epsilon 4 for each of 1,200 people (8x the 150 here" in text
+    assert "| epsilon | exact (GDP) | RDP | noise saved |" in text
     plot = tmp_path / "docs" / "evaluation" / "privacy-utility.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -177,14 +186,14 @@ def test_eval_item_rate_sets_every_federated_rows_coordinator(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     federated = [row for row in rows if row["name"].startswith("ownrec federated")]
-    assert [row["name"] for row in federated] == ["ownrec federated, no DP", "ownrec federated, DP epsilon 4",
-                                                  larger_federation_name(8, 30), "ownrec federated, no DP, 2 rounds"]
+    assert [row["name"] for row in federated] == [federated_name("text"), federated_name("text", 4.0), NO_DP, DP4,
+                                                  larger_federation_name(8, 30), federated_name("prior", rounds=2)]
     assert all(row["item_learning_rate"] == 8 for row in federated)
     # The longer row runs its own rounds, the others the settings' one.
-    assert [row["rounds"] for row in federated] == [1, 1, 1, 2]
+    assert [row["rounds"] for row in federated] == [1, 1, 1, 1, 1, 2]
     assert [h["checkpoint"] for h in federated[-1]["history"]] == ["round 1", "round 2", "fine-tuned"]
     assert federated[-1]["epsilon"] is None  # no noise
-    assert "- With 2 rounds instead of 1 (no DP, item rate 8)" in output.read_text()
+    assert "- 2 rounds from release 0 without noise:" in output.read_text()
     assert "8 in every row" in output.read_text()
 
 
@@ -239,3 +248,28 @@ def test_forked_workers_never_finalize_what_they_inherit(tmp_path):
         gc.enable()
     assert os.getpid() not in children
     assert record.read_text().split() == [str(os.getpid())]  # finalized once, here, before the fork
+
+
+def test_the_foundation_that_scores_a_person_never_saw_their_data():
+    """Cross-fitting: fold f's public signals and release 0 come from the other folds' training interactions, so
+    changing everything the people of fold f did (here: dropping all their training interactions) changes
+    nothing that scores them, while it does change what scores everyone else."""
+    from dataclasses import replace
+
+    from agent.core.ranker.prior import PriorSettings
+    from agent.lab.evaluation.setting import cross_fit, prepare
+
+    setting = prepare(None, 0, lambda _: None)
+    quick = PriorSettings(epochs=1)
+    before = cross_fit(setting, 5, prior=True, log=lambda _: None, prior_settings=quick)
+    protocol = setting.protocol
+    keep = before.fold[protocol.train_user] != 0
+    setting.protocol = replace(protocol, train_user=protocol.train_user[keep], train_item=protocol.train_item[keep],
+                               train_rating=protocol.train_rating[keep], train_time=protocol.train_time[keep])
+    after = cross_fit(setting, 5, prior=True, log=lambda _: None, prior_settings=quick)
+    assert np.array_equal(before.fold, after.fold)
+    assert np.array_equal(before.catalogs[0].signals, after.catalogs[0].signals)
+    assert np.array_equal(before.priors[0], after.priors[0])
+    for f in range(1, 5):  # the other folds' foundations did count fold 0's interactions
+        assert not np.array_equal(before.catalogs[f].signals, after.catalogs[f].signals)
+        assert not np.allclose(before.priors[f], after.priors[f])

@@ -117,10 +117,11 @@ class EvalSettings:
     larger_federation: int = LARGER_FEDERATION  # 0: no such row
     longer_rounds: int = LONGER_ROUNDS          # 0: no such row
     dp_variants: bool = True  # the DP rows that try fewer, denser numbers and fewer rounds with more local work
+    prior_epochs: int = PriorSettings.epochs  # release 0's training (fewer in --quick: it is built once per fold)
 
 
 QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR, longer_rounds=0,
-                     dp_variants=False)
+                     dp_variants=False, prior_epochs=10)
 
 # Measured outside ownrec, on this kind of machine, all 943 users: the project's reference runs, and
 # PFedRec's own code re-run with training negatives a device can know (EVALUATION.md, "PFedRec's 0.72").
@@ -309,7 +310,8 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     t = time.perf_counter()
     log(f"cross-fitting the public foundation over {FOLDS} folds of people")
     foundations["signals"] = cross_fit(setting, FOLDS, prior=False, log=log)
-    foundations["prior"] = cross_fit(setting, FOLDS, prior=True, log=log)
+    foundations["prior"] = cross_fit(setting, FOLDS, prior=True, log=log,
+                                     prior_settings=PriorSettings(epochs=settings.prior_epochs))
     foundation_seconds = time.perf_counter() - t
     starts: dict[str, tuple[list[PersonalAdapter], list[np.ndarray]]] = {}
     for key in FOUNDATIONS:
@@ -364,7 +366,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                          "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT,
                          "recent_decay": RECENT_DECAY, "folds": FOLDS,
                          "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS),
-                         "prior": asdict(PriorSettings()),
+                         "prior": asdict(PriorSettings(epochs=settings.prior_epochs)),
                          "accounting": accounting_comparison(settings.epsilons, settings.rounds)},
             "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}
