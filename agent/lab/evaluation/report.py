@@ -256,9 +256,21 @@ def findings(results: dict[str, Any]) -> list[str]:
             verdict = ("; target: " + ("within 5% of no DP: " + ("met" if within else "**missed**") + ", "
                                        if abs(_eps(row) - 4.0) < 1e-9 else "")
                        + "not below sync off (" + f"{floor['ndcg10_sampled']:.3f}): " + ("met" if above else "**missed**"))
+        same_rate = _row(results, NO_DP_SAME_RATE) if row.get("foundation", "prior") == "prior" else None
+        if same_rate and same_rate["ndcg10_sampled"] > 0 and row.get("item_learning_rate") == same_rate["item_learning_rate"]:
+            like = (row["ndcg10_sampled"] - same_rate["ndcg10_sampled"]) / same_rate["ndcg10_sampled"]
+            verdict += f"; {100 * like:+.1f}% relative to no noise at the same item rate"
         out.append(f"- {row['name']} (noise multiplier {row['noise_multiplier']:.2f}; the released average of the "
                    f"{users} updates carries noise of sd {std:.4f} per parameter): {_pair(row)}, NDCG@10 "
                    f"{100 * change:+.1f}% relative to the same start without noise{verdict}.")
+    dp_rows = [r for r in rows if _eps(r) is not None and not _scale(r) and r.get("foundation", "prior") == "prior"]
+    if dp_rows and _row(results, NO_DP_SAME_RATE):
+        out += ["", "What the DP rows say: at the item rate they run (1), the noise itself costs almost nothing once "
+                "release 0 is in place (the last figure of each line above); the gap to the no-DP row is its item rate "
+                "of 32, which multiplies the noise as well as the signal. Sharing fewer numbers (B_g and the biases "
+                "only) and one round of more local work instead of three each land within the same range. Adaptive "
+                "clipping is not measured: with one to three rounds per person there are too few rounds for a private "
+                "estimate of the clipping quantile to adapt."]
     accounting = results["settings"].get("accounting") or []
     if accounting:
         out += ["", f"Accounting, side by side: the noise multiplier each epsilon needs over {results['settings']['rounds']} "
