@@ -51,12 +51,16 @@ def coordinator() -> None:
               help="The item biases and residuals move this many times further than B_g. Above 1 it pays only "
                    "when the noise is small next to each item's raters: large cohorts (EVALUATION.md, \"The item "
                    "rate\").")
+@click.option("--withhold-noisy/--release-noisy", "withhold_noisy", default=True, show_default=True,
+              help="Withhold a round's average when its noise is expected to be larger than any signal it could "
+                   "carry (norm C): such a release would move every member's shared adapter by noise alone. The "
+                   "reason is logged and sent to the round's clients.")
 @click.option("--log-level", default="info", show_default=True)
 def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path, workers: int,
                       items_file: Path | None, prior_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
                       epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
-                      log_level: str) -> None:
+                      withhold_noisy: bool, log_level: str) -> None:
     """Serve the coordinator over HTTPS until stopped."""
     from agent.server.app import serve
 
@@ -68,7 +72,8 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
         "settings": {"min_cohort": min_cohort, "max_cohort": max_cohort, "checkin_window": checkin_window,
                      "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,
                      "target_delta": target_delta, "epsilon_budget": epsilon_budget,
-                     "server_learning_rate": server_learning_rate, "item_learning_rate": item_learning_rate},
+                     "server_learning_rate": server_learning_rate, "item_learning_rate": item_learning_rate,
+                     "withhold_noisy": withhold_noisy},
     }
     try:
         serve(config, host, port, workers=workers, log_level=log_level)

@@ -17,6 +17,12 @@ Limits, stated plainly:
   because nobody sees a single client's noise in isolation (only the masked sum). Floating-point
   sampling has known subtle flaws for DP (Mironov 2012); the distributed discrete Gaussian
   (Kairouz, Liu and Steinke 2021) is the rigorous alternative and is not implemented here.
+
+Noise against signal (`NoiseCheck`): the average of s clipped updates has norm at most C, whatever they
+are, while the Gaussian noise in that average has an expected norm of about z*C*sqrt(D / (s*n)) over D
+numbers (each of the s survivors added std z*C/sqrt(n)). When the noise is the larger, the average cannot
+say more than its noise: the coordinator withholds such a release, and a device that has too little
+feedback to judge a release adopts only one whose signed figures show the opposite.
 """
 
 from __future__ import annotations
@@ -109,3 +115,44 @@ class DistributedNoise:
             return values.copy()
         generator = rng if rng is not None else secure_generator()
         return values + generator.normal(0.0, self.std_per_client, size=values.shape)
+
+
+def expected_gaussian_norm(std: float, dimension: int) -> float:
+    """E||x|| for x ~ N(0, std^2 I) in `dimension` numbers: std * sqrt(2) * Gamma((D+1)/2) / Gamma(D/2),
+    exactly (a chi distribution's mean; a shade below std * sqrt(D))."""
+    if dimension <= 0 or std == 0.0:
+        return 0.0
+    return std * math.sqrt(2.0) * math.exp(math.lgamma((dimension + 1) / 2.0) - math.lgamma(dimension / 2.0))
+
+
+@dataclass(frozen=True)
+class NoiseCheck:
+    """The Gaussian noise in a cohort's average against the largest signal that average can carry.
+
+    noise_norm    the exact expected L2 norm of the Gaussian noise in the average of `summands` updates of
+                  `parameters` numbers (quantization's rounding adds a little more, not counted)
+    signal_bound  C: an average of updates clipped to C has norm at most C
+    Both are in the cohort average, before the coordinator's learning rates scale its step."""
+
+    noise_norm: float
+    signal_bound: float
+    summands: int
+    parameters: int
+
+    @classmethod
+    def of(cls, noise: DistributedNoise, parameters: int, summands: int) -> NoiseCheck:
+        if summands < 1:
+            raise ConfigurationError(f"an average needs at least one summand, not {summands}")
+        # Every summand added std (z*C)/sqrt(n): the sum has std z*C*sqrt(s/n), the average that over s.
+        std = noise.std_per_client * math.sqrt(summands) / summands
+        return cls(expected_gaussian_norm(std, parameters), noise.clip_norm, summands, parameters)
+
+    @property
+    def noise_dominates(self) -> bool:
+        return self.noise_norm > self.signal_bound
+
+    def reason(self) -> str:
+        """Why a release is withheld, in the words a person is shown."""
+        return (f"its noise (expected norm {self.noise_norm:.3g} in the average of {self.summands} updates of "
+                f"{self.parameters:,} numbers) would be larger than any signal it could carry (at most "
+                f"{self.signal_bound:g}, the clip norm)")

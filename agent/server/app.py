@@ -22,10 +22,12 @@ the app logs only paths, statuses and error codes.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import ipaddress
 import json
 import logging
+import logging.config
 import os
 import re
 from pathlib import Path
@@ -289,11 +291,24 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_le
     """Run the coordinator under uvicorn with TLS (blocks until stopped)."""
     import uvicorn
 
+    from uvicorn.config import LOGGING_CONFIG
+
+    # The coordinator's own lines (a withheld round, a refused request) go where uvicorn's go, in every worker.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["ownrec"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    logging.config.dictConfig(log_config)
     state_dir = Path(config["state_dir"])
     cert_path, key_path = ensure_tls_certificate(state_dir, [host])
     coordinator = build_coordinator(config)  # initialises the database once, before the workers start
+    parameters = coordinator.info()["parameters"]
+    if coordinator.smallest_releasable_cohort(parameters) is None:
+        settings = coordinator.settings
+        log.warning("every round will be withheld: with %s shared numbers, clip norm %g and noise multiplier %g, "
+                    "even a full cohort of %d would carry more noise than signal (--min-cohort/--max-cohort larger, "
+                    "or --release-noisy to publish it anyway)", f"{parameters:,}", settings.clip_norm,
+                    settings.noise_multiplier, settings.max_cohort)
     write_pin(state_dir, f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", coordinator, cert_path)
     os.environ[ENVIRONMENT] = json.dumps(config)
     uvicorn.run("agent.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                ssl_certfile=str(cert_path), ssl_keyfile=str(key_path), log_level=log_level,
+                ssl_certfile=str(cert_path), ssl_keyfile=str(key_path), log_level=log_level, log_config=log_config,
                 access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=KEEP_ALIVE_SECONDS)

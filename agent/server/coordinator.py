@@ -5,7 +5,12 @@ so a stage transition is atomic and several workers sharing a PostgreSQL databas
 background task is needed: deadlines are checked whenever a client asks (the clients' long polls ask
 every 1.5 s), and a stage ends early once every expected client has submitted.
 
-Round states, in order: forming -> advertise -> share -> masked -> unmask -> done; `aborted` from any.
+Round states, in order: forming -> advertise -> share -> masked -> unmask -> done; `aborted` from any;
+`withheld` when the noise in the round's average would be larger than any signal it could carry
+(`NoiseCheck`, with `withhold_noisy` on, the default): decided when the cohort forms, if even a round
+that every member completes would be so (nothing has been uploaded then), or after unmasking, when
+dropouts left too few summands. A withheld round publishes nothing and keeps no sum; one withheld after
+unmasking still counts in the privacy spent, since its noised sum was computed.
 Participants' `stage` column counts the stages they completed (0 checked in .. 4 answered unmasking):
     U1 = advertised keys, U2 = sent share envelopes, U3 = sent a masked input, U4 = answered unmasking.
 A stage that ends with fewer than `min_survivors` participants aborts the round: the noise and the
@@ -17,6 +22,7 @@ stay as they were.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections import defaultdict
@@ -28,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.federation import protocol
 from agent.federation.accounting import privacy_spent
-from agent.federation.clipping import DistributedNoise
+from agent.federation.clipping import DistributedNoise, NoiseCheck
 from agent.federation.errors import ShamirError, SyncError
 from agent.federation.masking import recover_mask_secret, unmask_sum
 from agent.federation.neighbourhood import NeighbourGraph, NeighbourhoodPlan, ThreatModel, plan_neighbourhood
@@ -41,10 +47,11 @@ from agent.server.state import Storage, Transaction
 
 STATES = ("forming", "advertise", "share", "masked", "unmask", "done")
 ACTIVE = ("advertise", "share", "masked", "unmask")
-FINISHED = ("done", "aborted")
+FINISHED = ("done", "withheld", "aborted")
 STAGE_OF_STATE = {"advertise": protocol.Stage.ADVERTISE_KEYS, "share": protocol.Stage.SHARE_KEYS,
                   "masked": protocol.Stage.MASKED_INPUT, "unmask": protocol.Stage.UNMASKING}
 REQUEST_WINDOW_SECONDS = 300.0
+log = logging.getLogger("ownrec.coordinator")
 
 
 def _marks(values) -> str:
@@ -79,6 +86,9 @@ class CoordinatorSettings:
     # rate undoes that, and multiplies the noise those rows take by the same factor, which costs more than
     # it buys under DP (EVALUATION.md, "The item rate"): hence 1 by default.
     item_learning_rate: float = 1.0
+    # Publish no average whose Gaussian noise is expected to be larger than C, the most an average of
+    # clipped updates can carry: such a release moves every device's global adapter by noise alone.
+    withhold_noisy: bool = True
 
     def __post_init__(self) -> None:
         if not 3 <= self.min_cohort <= self.max_cohort:
@@ -185,11 +195,31 @@ class Coordinator:
                 "epsilon": spent.epsilon, "delta": spent.delta, "rounds": spent.rounds,
                 "epsilon_budget": self.settings.epsilon_budget, "target_delta": self.settings.target_delta,
                 "server_learning_rate": self.settings.server_learning_rate,
-                "item_learning_rate": self.settings.item_learning_rate}
+                "item_learning_rate": self.settings.item_learning_rate,
+                "withhold_noisy": self.settings.withhold_noisy}
+
+    def smallest_releasable_cohort(self, parameters: int) -> int | None:
+        """The fewest clients whose completed round is not withheld, up to max_cohort (None: no cohort up to
+        max_cohort can release; every round would be withheld)."""
+        for n in range(self.settings.min_cohort, self.settings.max_cohort + 1):
+            plan = plan_neighbourhood(n, max_dropout_fraction=self.settings.max_dropout_fraction,
+                                      max_corrupt_fraction=self.settings.max_corrupt_fraction)
+            noise = DistributedNoise(self.settings.clip_norm, self.settings.noise_multiplier, plan.min_survivors)
+            if not (self.settings.withhold_noisy and NoiseCheck.of(noise, parameters, n).noise_dominates):
+                return n
+        return None
 
     def _spent(self, tx: Transaction, extra: list[tuple[float, float]]):
         rows = tx.all("select noise_multiplier, clamp_probability from releases where round_id is not null")
-        rows = tuple((float(z), float(p)) for z, p in rows) + tuple(extra)
+        rows = tuple((float(z), float(p)) for z, p in rows)
+        # A round withheld after unmasking (it has summands) was not published, but its noised sum was
+        # computed here: it counts as spent, like a release.
+        for (config_json,) in tx.all("select config from rounds where state = 'withheld' and summands is not null "
+                                     "order by created_at"):
+            config = RoundConfig(**json.loads(config_json))
+            rows += ((config.noise_multiplier,
+                      config.quantization().clamp_failure_probability(config.parameters, config.noise())),)
+        rows += tuple(extra)
         if rows not in self._spent_cache:  # the accountant takes milliseconds; check-ins ask often
             self._spent_cache = {rows: privacy_spent([z for z, _ in rows], self.settings.target_delta,
                                                      [p for _, p in rows])}
@@ -246,7 +276,7 @@ class Coordinator:
         with self.storage.write() as tx:
             self._advance_all(tx, now)
             mine = tx.one("select r.round_id, r.state from participants p join rounds r on r.round_id = p.round_id "
-                          "where p.device_id = ? and r.state not in ('done', 'aborted')", [device])
+                          "where p.device_id = ? and r.state not in ('done', 'withheld', 'aborted')", [device])
             if mine:
                 raise CoordinatorError(409, "already_in_cohort", f"this device is already in round {mine[0]} "
                                        f"({mine[1]}): a client takes part in one cohort at a time")
@@ -296,11 +326,14 @@ class Coordinator:
             delta_after=spent.delta, stage_timeout=settings.stage_timeout)
         tx.execute("update rounds set state = 'advertise', deadline = ?, config = ? where round_id = ?",
                    [now + settings.stage_timeout, json.dumps(asdict(config)), round_id])
+        best_case = NoiseCheck.of(noise, layout.size, n)  # every member completes: the least noise it can have
+        if settings.withhold_noisy and best_case.noise_dominates:
+            self._withhold(tx, round_id, best_case, summed=False)
 
     # -- the state machine ------------------------------------------------------------------------
 
     def _advance_all(self, tx: Transaction, now: float) -> None:
-        for (round_id,) in tx.all("select round_id from rounds where state not in ('done', 'aborted')"):
+        for (round_id,) in tx.all("select round_id from rounds where state not in ('done', 'withheld', 'aborted')"):
             self._advance(tx, round_id, now)
 
     def _advance(self, tx: Transaction, round_id: str, now: float) -> bool:
@@ -350,6 +383,17 @@ class Coordinator:
         self._purge_secrets(tx, round_id)
         tx.execute("delete from masked_inputs where round_id = ?", [round_id])  # never to be summed now
 
+    def _withhold(self, tx: Transaction, round_id: str, check: NoiseCheck, summed: bool) -> None:
+        """End the round without a release. `summed`: its noised sum was computed (it counts as spent; the
+        round keeps its summand count as the mark of that); otherwise nothing was uploaded yet."""
+        reason = check.reason()
+        tx.execute("update rounds set state = 'withheld', reason = ?, summands = ? where round_id = ?",
+                   [reason, check.summands if summed else None, round_id])
+        self._purge_secrets(tx, round_id)
+        tx.execute("delete from masked_inputs where round_id = ?", [round_id])  # never to be summed (again)
+        log.warning("round %s withheld %s: %s", round_id, "after unmasking" if summed else "as its cohort formed",
+                    reason)
+
     def _purge_secrets(self, tx: Transaction, round_id: str) -> None:
         # Revealed shares and envelopes have done their job; keeping them only adds to what a breach exposes.
         tx.execute("delete from revealed_shares where round_id = ?", [round_id])
@@ -382,11 +426,15 @@ class Coordinator:
             self._abort(tx, round_id, f"the sum could not be unmasked: {error}")
             return
         summed = dequantize_sum(total, config.quantization(), len(survivors))
+        noise = config.noise()
+        check = NoiseCheck.of(noise, config.parameters, len(survivors))
+        if self.settings.withhold_noisy and check.noise_dominates:  # dropouts left too few summands
+            self._withhold(tx, round_id, check, summed=True)
+            return
         latest = self._latest_release(tx)
         step = self.settings.server_learning_rate * summed / len(survivors)
         step[latest.layout.item_offset:] *= self.settings.item_learning_rate
         vector = latest.vector + step
-        noise = config.noise()
         clamp = config.quantization().clamp_failure_probability(config.parameters, noise)
         spent = self._spent(tx, [(config.noise_multiplier, clamp)])
         version = latest.version + 1
@@ -395,6 +443,9 @@ class Coordinator:
             "cohort_size": config.cohort_size, "clip_norm": config.clip_norm,
             "noise_multiplier": config.noise_multiplier, "epsilon": spent.epsilon, "delta": spent.delta,
             "rounds": spent.rounds, "target_delta": config.target_delta,
+            # the noise against the signal (`NoiseCheck`): a device can recompute it from these
+            "min_contributors": config.min_contributors, "noise_norm": check.noise_norm,
+            "signal_bound": check.signal_bound,
             # with these, anyone holding the round's sum can check the release: base + step(sum)
             "server_learning_rate": self.settings.server_learning_rate,
             "item_learning_rate": self.settings.item_learning_rate}, latest.layout, vector)
@@ -427,9 +478,10 @@ class Coordinator:
                 self._advance(tx, round_id, now)
         with self.storage.read() as tx:
             index, stage, state, config = self._participant(tx, round_id, device)
-            row = tx.one("select reason, released_version, deadline from rounds where round_id = ?", [round_id])
+            row = tx.one("select reason, released_version, deadline, summands from rounds where round_id = ?",
+                         [round_id])
         return {"round_id": round_id, "state": state, "index": index, "completed_stages": stage,
-                "reason": row[0], "released_version": row[1], "deadline": row[2],
+                "reason": row[0], "released_version": row[1], "deadline": row[2], "summands": row[3],
                 "config": asdict(config) if config else None}
 
     def _require_state(self, state: str, wanted: tuple[str, ...], round_id: str) -> None:

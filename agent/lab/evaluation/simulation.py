@@ -79,7 +79,10 @@ class InProcessFederation:
             min_cohort=cohort_size, max_cohort=cohort_size, checkin_window=3600.0, stage_timeout=3600.0,
             clip_norm=clip_norm, noise_multiplier=noise_multiplier, target_delta=target_delta,
             epsilon_budget=math.inf,  # the experiment reports epsilon; it does not stop at a budget
-            server_learning_rate=server_learning_rate, item_learning_rate=item_learning_rate)
+            server_learning_rate=server_learning_rate, item_learning_rate=item_learning_rate,
+            # The experiments measure what each noise level does to a release, so every round is released,
+            # also those the coordinator's default rule would withhold as more noise than signal.
+            withhold_noisy=False)
         self.policy = ClientPolicy(min_noise_multiplier=0.0, min_cohort=3, max_clip_norm=max(10.0, clip_norm))
         folder.mkdir(parents=True, exist_ok=True)
         self.storage = SQLiteStorage(folder / "coordinator.sqlite3")

@@ -1,0 +1,189 @@
+"""The coordinator withholds an average whose noise would be larger than any signal it could carry
+(`withhold_noisy`, on by default): the rule's figures, and the real coordinator driven in one process by the
+real client stages (no HTTP: tests/unit/test_sync_adoption.py runs federations over HTTPS)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.cli import cli
+from agent.core.sync.client import ClientPolicy, check_round_config
+from agent.federation import protocol
+from agent.federation.clipping import DistributedNoise, NoiseCheck, expected_gaussian_norm
+from agent.federation.layout import SharedLayout
+from agent.federation.neighbourhood import plan_neighbourhood
+from agent.federation.signing import verify_release
+from agent.federation.stages import ClientRound
+from agent.server.app import default_layout
+from agent.server.coordinator import Coordinator, CoordinatorSettings
+from agent.server.state import SQLiteStorage
+
+LAYOUT = SharedLayout.create(384, 16, [f"test:{i}" for i in range(60)], np.random.default_rng(0), residual_rank=32)
+POLICY = ClientPolicy(min_noise_multiplier=0.0, min_cohort=3)
+
+
+# -- the figures --------------------------------------------------------------------------------------
+
+
+def test_the_expected_noise_norm_is_the_mean_norm_of_the_noise_in_the_average():
+    rng = np.random.default_rng(1)
+    noise = DistributedNoise(clip_norm=0.5, noise_multiplier=1.3, min_contributors=4)
+    summands, parameters = 6, 2_000
+    norms = [np.linalg.norm(np.mean([noise.add_to(np.zeros(parameters), rng) for _ in range(summands)], axis=0))
+             for _ in range(300)]
+    check = NoiseCheck.of(noise, parameters, summands)
+    assert check.noise_norm == pytest.approx(np.mean(norms), rel=0.01)
+    assert check.signal_bound == 0.5 and check.noise_dominates
+    # exact, and a shade below the sqrt(D) approximation
+    assert expected_gaussian_norm(2.0, 1) == pytest.approx(2.0 * np.sqrt(2 / np.pi))
+    assert 0 < 2.0 * np.sqrt(61_650) - expected_gaussian_norm(2.0, 61_650) < 3e-3
+
+
+@pytest.mark.parametrize(("cohort", "expected"), [(5, 55.52), (10, 29.68), (943, 0.3145)])
+def test_at_the_default_settings_small_federations_carry_more_noise_than_signal(cohort, expected):
+    # The command's defaults: clip norm 1, noise multiplier 1, the MovieLens-100K vocabulary (61,650 numbers).
+    noise = DistributedNoise(1.0, 1.0, plan_neighbourhood(cohort).min_survivors)
+    check = NoiseCheck.of(noise, default_layout().size, cohort)
+    assert check.noise_norm == pytest.approx(expected, rel=1e-3)
+    assert check.noise_dominates == (cohort < 943)
+
+
+def test_the_rule_is_a_setting_of_the_command_and_on_by_default():
+    assert CoordinatorSettings().withhold_noisy is True
+    text = CliRunner().invoke(cli, ["coordinator", "serve", "--help"], terminal_width=200).output
+    assert "--withhold-noisy / --release-noisy" in text and "[default: withhold-noisy]" in text
+
+
+# -- the coordinator ------------------------------------------------------------------------------------
+
+
+class Federation:
+    """A coordinator in one process and cohorts of `size` clients running the real client stages."""
+
+    def __init__(self, tmp_path, size: int, **settings) -> None:
+        self.storage = SQLiteStorage(tmp_path / "coordinator.sqlite3")
+        self.settings = CoordinatorSettings(min_cohort=size, max_cohort=size, epsilon_budget=1e6, **settings)
+        self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), self.settings, LAYOUT)
+        self.size = size
+        self.rng = np.random.default_rng(7)
+
+    def base(self):
+        return verify_release(self.coordinator.latest_release_bytes(), self.coordinator.public_key)
+
+    def rounds(self, state: str) -> list[tuple]:
+        with self.storage.read() as tx:
+            return tx.all("select round_id, reason, summands, sum_vector from rounds where state = ?", [state])
+
+    def run(self, drop_after_share: int = 0) -> tuple[str, dict]:
+        """One round; the last `drop_after_share` clients leave after sharing their keys. Returns the round
+        id and the round's status as its first client sees it."""
+        coordinator, base = self.coordinator, self.base()
+        devices = [f"device-{self.rng.integers(1 << 62):016x}" for _ in range(self.size)]
+        joined = [coordinator.check_in(d, base.version) for d in devices]
+        round_id = joined[0]["round_id"]
+        status = coordinator.status(round_id, devices[0])
+        if status["state"] != "advertise":
+            return round_id, status
+        config = status["config"]
+        plan, noise, quantization = check_round_config(config, POLICY, base)
+        seed = bytes.fromhex(config["graph_seed"])
+        clients = [ClientRound(round_id, int(j["index"]), seed, plan, noise, quantization,
+                               np.random.default_rng(int(j["index"]))) for j in joined]
+        pairs = list(zip(devices, clients))
+        for device, client in pairs:
+            coordinator.submit(round_id, device, protocol.Stage.ADVERTISE_KEYS, protocol.encode(client.advertise()))
+        for device, client in pairs:
+            message = client.share(coordinator.neighbour_keys(round_id, device))
+            coordinator.submit(round_id, device, protocol.Stage.SHARE_KEYS, protocol.encode(message))
+        staying = pairs[:self.size - drop_after_share]
+        for device, client in staying:
+            delta = self.rng.standard_normal(LAYOUT.size)
+            message = client.masked_input(coordinator.envelopes_for(round_id, device), delta)
+            coordinator.submit(round_id, device, protocol.Stage.MASKED_INPUT, protocol.encode(message))
+        if drop_after_share:  # the stage ends at its deadline without them
+            time.sleep(self.settings.stage_timeout + 0.1)
+            coordinator.status(round_id, staying[0][0])
+        for device, client in staying:
+            message = client.unmasking(coordinator.survivors_for(round_id, device))
+            coordinator.submit(round_id, device, protocol.Stage.UNMASKING, protocol.encode(message))
+        return round_id, coordinator.status(round_id, devices[0])
+
+
+@pytest.fixture
+def federation(tmp_path, request):
+    size, settings = request.param
+    federation = Federation(tmp_path, size, **settings)
+    yield federation
+    federation.storage.close()
+
+
+def noise_in(cohort: int, summands: int, noise_multiplier: float) -> NoiseCheck:
+    return NoiseCheck.of(DistributedNoise(1.0, noise_multiplier, plan_neighbourhood(cohort).min_survivors),
+                         LAYOUT.size, summands)
+
+
+@pytest.mark.parametrize("federation", [(3, {})], indirect=True)
+def test_a_round_whose_noise_dominates_is_withheld_as_its_cohort_forms(federation):
+    round_id, status = federation.run()
+    check = noise_in(3, 3, 1.0)
+    assert check.noise_norm == pytest.approx(30.04, rel=1e-3)
+    assert status["state"] == "withheld" and status["summands"] is None  # nothing was uploaded
+    assert status["reason"] == check.reason()
+    assert status["reason"].startswith("its noise (expected norm 30 in the average of 3 updates of 8,124 numbers) "
+                                       "would be larger than any signal it could carry (at most 1, the clip norm)")
+    assert federation.base().version == 1  # nothing published
+    info = federation.coordinator.info()
+    assert (info["epsilon"], info["rounds"]) == (0.0, 0)  # nothing was summed: nothing is spent
+    assert federation.coordinator.smallest_releasable_cohort(LAYOUT.size) is None
+    # The next check-in opens a new round rather than joining the withheld one.
+    assert federation.run()[0] != round_id
+
+
+@pytest.mark.parametrize("federation", [(3, {"noise_multiplier": 0.02})], indirect=True)
+def test_a_round_whose_signal_bound_dominates_is_released_with_its_figures(federation):
+    _, status = federation.run()
+    assert status["state"] == "done" and status["released_version"] == 2
+    release = federation.base()
+    check = noise_in(3, 3, 0.02)
+    assert check.noise_norm == pytest.approx(0.6008, rel=1e-3)
+    meta = release.metadata
+    assert (meta["noise_norm"], meta["signal_bound"], meta["min_contributors"], meta["summands"]) == (
+        pytest.approx(check.noise_norm), 1.0, 3, 3)
+    assert federation.coordinator.smallest_releasable_cohort(LAYOUT.size) == 3
+
+
+@pytest.mark.parametrize("federation", [(5, {"noise_multiplier": 0.047, "stage_timeout": 0.5})], indirect=True)
+def test_dropouts_that_leave_more_noise_than_signal_withhold_the_round_after_unmasking(federation):
+    full, short = noise_in(5, 5, 0.047), noise_in(5, 4, 0.047)
+    assert full.noise_norm < 1.0 < short.noise_norm  # five would release; four would not
+    round_id, status = federation.run(drop_after_share=1)
+    assert status["state"] == "withheld" and status["summands"] == 4 and status["reason"] == short.reason()
+    ((_, _, summands, sum_vector),) = federation.rounds("withheld")
+    assert summands == 4 and sum_vector is None  # the sum is not kept
+    with federation.storage.read() as tx:
+        assert tx.all("select count(*) from masked_inputs") == [(0,)]
+        assert tx.all("select count(*) from revealed_shares") == [(0,)]
+    assert federation.base().version == 1
+    # The noised sum was computed, so the round counts as spent, and the next round's config says so.
+    info = federation.coordinator.info()
+    assert info["rounds"] == 1 and info["epsilon"] > 0
+    _, status = federation.run()
+    assert status["state"] == "done" and status["released_version"] == 2
+    release = federation.base()
+    assert release.metadata["rounds"] == 2 and release.metadata["epsilon"] > info["epsilon"]
+    assert json.loads(json.dumps(status["config"]))["epsilon_after"] == pytest.approx(release.metadata["epsilon"])
+
+
+@pytest.mark.parametrize("federation", [(3, {"withhold_noisy": False})], indirect=True)
+def test_with_the_rule_off_the_noisy_average_is_published(federation):
+    _, status = federation.run()
+    assert status["state"] == "done"
+    meta = federation.base().metadata
+    assert meta["noise_norm"] > 30 * meta["signal_bound"]
+    assert federation.coordinator.smallest_releasable_cohort(LAYOUT.size) == 3
