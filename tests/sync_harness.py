@@ -4,6 +4,7 @@ loopback port (the `ownrec coordinator serve` command, TLS and all) and syntheti
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import httpx
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.core.api import Agent
+from agent.core.paths import Home
 from agent.core.ranker.adapters import PersonalAdapter
 from agent.core.ranker.model import Catalog
 from agent.core.store import Store
@@ -175,3 +178,55 @@ def run_clients(pin: CoordinatorPin, clients: list[SimulatedClient], policy: Cli
             time.sleep(stagger)
     for thread in threads:
         thread.join(timeout=300)
+
+
+# -- people on the MovieLens demo catalog, for the adoption check ----------------------------------------
+
+
+@dataclass
+class GenrePerson:
+    """A device whose person likes one genre: `agent` holds their likes and dislikes; `test_items` are more
+    films of that genre that were never given to the device (the test's own held-out items)."""
+
+    agent: Agent
+    genre: str
+    test_items: list[int]
+
+    def hit_rate(self, negatives: int = 99, top: int = 10) -> float:
+        """HR@top of the test items, each ranked among `negatives` unrated items drawn with a fixed seed, as the
+        feed scores them (the global adapter in use, steered by the latest likes)."""
+        scores = self.agent.scores()
+        catalog = self.agent.catalog()
+        judged = {e.item_id for e in self.agent.store.interactions()} | set(self.test_items)
+        unrated = np.array([row for row, item in enumerate(catalog.ids) if int(item) not in judged])
+        rng = np.random.default_rng(0)
+        hits = [1 + np.sum(scores[rng.choice(unrated, negatives, replace=False)] > scores[catalog.row(item)]) <= top
+                for item in self.test_items]
+        return float(np.mean(hits))
+
+
+def genre_person(folder: Path, template: Path, encoder, genre: str, seed: int, likes: int = 30,
+                 dislikes: int = 10, tests: int = 20) -> GenrePerson:
+    """An Agent on a copy of the demo template in `folder`, who liked `likes` films of `genre` and disliked
+    `dislikes` films outside it (one event each, oldest first), retrained."""
+    folder.mkdir(parents=True)
+    shutil.copy(template, Home(folder).database)
+    agent = Agent.open(encoder, home=folder, seed=seed)
+    rng = np.random.default_rng(seed)
+    items = agent.store.items()
+    inside = [item.id for item in items if genre in item.metadata.get("genres", [])]
+    outside = [item.id for item in items if genre not in item.metadata.get("genres", [])]
+    assert len(inside) >= likes + tests, f"{genre} has {len(inside)} films, fewer than {likes} + {tests}"
+    chosen = [inside[i] for i in rng.permutation(len(inside))[:likes + tests]]
+    events = [(item, "like") for item in chosen[:likes]]
+    events += [(int(item), "dislike") for item in rng.choice(outside, dislikes, replace=False)]
+    for at, (item, kind) in enumerate(events):
+        agent.store.add_interaction(item, kind, at=float(at + 1))
+    agent.retrain()
+    return GenrePerson(agent, genre, chosen[likes:])
+
+
+def copy_person(person: GenrePerson, folder: Path, encoder) -> GenrePerson:
+    """The same person on a copy of their data folder (`person`'s agent must be closed)."""
+    shutil.copytree(person.agent.home.root, folder)
+    return GenrePerson(Agent.open(encoder, home=folder), person.genre, person.test_items)

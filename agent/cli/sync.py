@@ -4,6 +4,7 @@ privacy it spent (agent.core.sync.consent, through the facade)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import click
 
 from agent.cli.common import SectionedGroup, emit_json, fail_cleanly, open_agent
-from agent.core.api import HOW_TO_JOIN, WHAT_LEAVES, PrivacyTotal, SyncSetupError
+from agent.core.api import HOW_TO_JOIN, WHAT_LEAVES, LedgerRow, PrivacyTotal, SyncSetupError
 
 
 def _sync_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,7 +37,7 @@ def sync() -> None:
     Examples:
       ownrec sync join coordinator-pin.json   # pin the federation's coordinator (from its host)
       ownrec sync on                          # take part: rounds run while the app is open and idle
-      ownrec sync log                         # every upload and the privacy it spent
+      ownrec sync log                         # every upload, the privacy it spent, each new release's check
       ownrec sync off                         # stop at once (a round in flight is cancelled)
 
     With sync on, only clipped, noised and masked changes to the shared adapter leave this device,
@@ -61,6 +62,8 @@ def sync_status(as_json: bool) -> None:
         click.echo(f"coordinator: none pinned ({HOW_TO_JOIN})")
     else:
         click.echo(f"coordinator: {found.coordinator_host}, release-signing key {found.key_fingerprint}")
+        if found.in_use is not None:
+            click.echo(f"shared adapter in use: {found.in_use}")
         click.echo(_privacy_line(found.total))
 
 
@@ -103,23 +106,39 @@ def sync_off() -> None:
 
 @sync.command("log")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of ledger rows.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print an object with uploads (the ledger rows) and events (rounds without a release, and "
+                   "each decision on a new release with its figures).")
 @fail_cleanly
 def sync_log(limit: int, as_json: bool) -> None:
-    """Every upload, newest first, and the privacy it spent.
+    """Every upload, newest first, and the privacy it spent; then what happened to rounds and releases.
 
-    Each row: its round, bytes, pre-clip norm, C, noise, and ε as the coordinator reports it and as this
-    device computes it.
+    Each upload: its round, bytes, pre-clip norm, C, noise, and ε as the coordinator reports it and as this
+    device computes it. Each event: a round the coordinator did not release (and why), or this device's
+    check of a new release against your latest likes (held out): adopted, blended or kept out, with its
+    figures.
     """
     from agent.core.sync import consent
 
     agent = open_agent()
     rows = agent.sync_log(limit)
+    events = agent.sync_events(limit)
     if as_json:
-        emit_json(consent.ledger_as_json(rows))
+        emit_json({"uploads": consent.ledger_as_json(rows), "events": [asdict(e) for e in events]})
         return
+    _print_uploads(rows, {key: agent.sync_privacy(key) for key in dict.fromkeys(row.coordinator_key for row in rows)})
+    if events:
+        click.echo("\nrounds and releases, newest first:")
+        for event in events:
+            when = datetime.fromtimestamp(event.at).strftime("%Y-%m-%d %H:%M")
+            click.echo(f"{when:16}  {event.message}")
+
+
+def _print_uploads(rows: list[LedgerRow], totals: dict[str, PrivacyTotal]) -> None:
+    from agent.core.sync import consent
+
     if not rows:
-        click.echo("no rounds yet: nothing has left this device")
+        click.echo("no uploads yet: nothing derived from your data has left this device")
         return
     click.echo(f"{'when':16}  {'round':8}  {'state':9}  {'bytes':>9}  {'norm':>6}  {'C':>5}  {'noise σ':>8}  "
                f"{'ε server':>8}  {'ε here':>7}")
@@ -128,18 +147,18 @@ def sync_log(limit: int, as_json: bool) -> None:
         click.echo(f"{when:16}  {row.round:8}  {row.state:9}  {row.bytes_sent:>9,}  {row.pre_clip_norm:>6.3f}  "
                    f"{row.clip_norm:>5.2f}  {row.noise_std:>8.4f}  {_epsilon(row.epsilon_server):>8}  "
                    f"{_epsilon(row.epsilon_client):>7}")
-    for key in dict.fromkeys(row.coordinator_key for row in rows):
-        click.echo(f"coordinator {consent.fingerprint(bytes.fromhex(key))}: "
-                   + _privacy_line(agent.sync_privacy(key)))
+    for key, total in totals.items():
+        click.echo(f"coordinator {consent.fingerprint(bytes.fromhex(key))}: " + _privacy_line(total))
 
 
 def _privacy_line(total: PrivacyTotal | None) -> str:
-    if total is None or total.released_rounds == 0:
-        uploads = "" if total is None or not total.uploads else f" ({total.uploads} uploads, none released)"
+    if total is None or total.counted_rounds == 0:
+        uploads = "" if total is None or not total.uploads else \
+            f" ({total.uploads} uploads, each to a round the coordinator aborted unsummed)"
         return f"privacy spent: none yet{uploads}"
     server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
-    return (f"privacy spent: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over {total.released_rounds} "
-            f"released round{'s' if total.released_rounds != 1 else ''} (computed here{server})")
+    return (f"privacy spent: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over {total.rounds_phrase()} "
+            f"(computed here{server})")
 
 
 def _epsilon(value: float | None) -> str:

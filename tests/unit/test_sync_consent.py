@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 import time
 
 import numpy as np
@@ -42,10 +43,24 @@ def server(tmp_path):
     server.stop()
 
 
-def idle_scheduler(agent: Agent) -> SyncScheduler:
+# A federation with so little noise (multiplier 0.02: next to no privacy) that a cohort of three releases an
+# average whose noise is below its signal bound, with the coordinator's default rule on: a device with too
+# few likes to judge a release by adopts such a one (agent.core.sync.adoption). The clients' policy allows it.
+QUIET = replace(POLICY, min_noise_multiplier=0.02)
+
+
+@pytest.fixture
+def quiet_server(tmp_path):
+    server = start_server(tmp_path, min_cohort=3, max_cohort=3, checkin_window=120.0, stage_timeout=60.0,
+                          noise_multiplier=0.02, epsilon_budget=1e6, withhold_noisy=True)
+    yield server
+    server.stop()
+
+
+def idle_scheduler(agent: Agent, policy=POLICY) -> SyncScheduler:
     """A scheduler (not ticking on its own: the test calls tick) that finds the app idle."""
     agent.config.set("sync.idle_seconds", 1)
-    scheduler = agent.sync_scheduler(policy=POLICY)
+    scheduler = agent.sync_scheduler(policy=policy)
     scheduler.last_activity -= 2.0  # the last key press was two seconds ago
     return scheduler
 
@@ -103,7 +118,8 @@ def test_the_scheduler_waits_for_consent_a_pin_idleness_and_the_interval(agent, 
 # -- rounds ------------------------------------------------------------------------------------------
 
 
-def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(agent, server):
+def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(agent, quiet_server):
+    server = quiet_server
     agent.set_sync(True, "cli")
     agent.join_sync(server.state_dir / "coordinator-pin.json")
     personal = agent.personal_adapter()
@@ -111,18 +127,22 @@ def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(ag
     before = before_scorer.scores(personal)
     assert not before_scorer.global_adapter.B.any()  # the identity until a release is loaded
 
-    scheduler = idle_scheduler(agent)
+    scheduler = idle_scheduler(agent, QUIET)
     assert scheduler.tick() == "round starting"
     assert scheduler.tick().startswith("round running")  # one at a time
     others = make_clients(2, make_catalog())
-    run_clients(server.pin, others)  # two simulated people make the cohort of three
+    run_clients(server.pin, others, QUIET)  # two simulated people make the cohort of three
     report = scheduler.wait_for_round(120)
     assert [c.error for c in others] == [None, None]
     assert report.state == "released" and report.released_version == 2, report
+    # Three likes are too few to hold any out; a release whose noise is below its signal bound is adopted
+    # unchecked, and said so.
+    assert report.adoption.startswith("version 2 adopted without a check: too few likes to judge it by (3;")
+    assert agent.sync_status().in_use == "version 2"
 
     (row,) = [dict(r) for r in agent.store.db["sync_ledger"].rows]
     assert row["state"] == "released" and row["release_version"] == 2 and row["cohort_size"] == 3
-    assert row["clip_norm"] == 1.0 and row["noise_multiplier"] == 1.0 and row["pre_clip_norm"] > 0
+    assert row["clip_norm"] == 1.0 and row["noise_multiplier"] == 0.02 and row["pre_clip_norm"] > 0
     assert row["epsilon_client"] == pytest.approx(row["epsilon_server"])
     total = agent.sync_privacy(server.pin.signing_public_key.hex())
     assert (total.released_rounds, total.uploads) == (1, 1)
@@ -162,13 +182,15 @@ def test_turning_sync_off_cancels_the_round_in_flight(agent, server):
     assert scheduler.tick() == "sync is off: no connection is opened"
 
 
-def test_a_tampered_stored_release_is_refused_and_logged(agent, server):
+def test_a_tampered_stored_release_is_refused_and_logged(agent, quiet_server):
+    server = quiet_server
     agent.set_sync(True, "cli")
     agent.join_sync(server.state_dir / "coordinator-pin.json")
-    scheduler = idle_scheduler(agent)
+    scheduler = idle_scheduler(agent, QUIET)
     scheduler.tick()
-    run_clients(server.pin, make_clients(2, make_catalog()))
+    run_clients(server.pin, make_clients(2, make_catalog()), QUIET)
     assert scheduler.wait_for_round(120).state == "released"
+    assert agent.global_adapter().B.any()  # version 2 was adopted
     key = server.pin.signing_public_key.hex()
     (body,) = agent.store.db.execute("select body from sync_releases where coordinator_key = ? and version = 2",
                                      [key]).fetchone()
@@ -177,10 +199,9 @@ def test_a_tampered_stored_release_is_refused_and_logged(agent, server):
     agent.store.db.execute("update sync_releases set body = ? where coordinator_key = ? and version = 2",
                            [bytes(tampered), key])
     agent.refresh_global_adapter()
-    loaded = agent.global_adapter()
-    first = latest_verified_release(agent.store, server.pin)
-    assert first.version == 1  # the refused row is skipped: the release before it is used
-    assert np.array_equal(loaded.B, unflatten(first.layout, first.vector).B)
+    # The refused row is skipped: what was in use before it was adopted (the identity) is used again.
+    assert not agent.global_adapter().B.any()
+    assert latest_verified_release(agent.store, server.pin).version == 1
     refusals = [json.loads(e["payload"]) for e in agent.store.events() if e["kind"] == "global_adapter_refused"]
     assert refusals and refusals[0]["version"] == 2 and "not signed by the pinned" in refusals[0]["problem"]
 
@@ -212,8 +233,8 @@ def test_sync_commands(agent, server):
     assert json.loads(runner.invoke(cli, ["sync", "status", "--json"]).output)["enabled"] is False
     result = runner.invoke(cli, ["sync", "join", str(server.state_dir / "missing.json")])
     assert result.exit_code == 1 and "cannot read the pin file" in result.output
-    assert runner.invoke(cli, ["sync", "log", "--json"]).output.strip() == "[]"
-    assert "no rounds yet" in runner.invoke(cli, ["sync", "log"]).output
+    assert json.loads(runner.invoke(cli, ["sync", "log", "--json"]).output) == {"uploads": [], "events": []}
+    assert "no uploads yet" in runner.invoke(cli, ["sync", "log"]).output
 
 
 def test_sync_log_prints_the_ledger(agent, server):
@@ -228,9 +249,21 @@ def test_sync_log_prints_the_ledger(agent, server):
     (row,) = [dict(r) for r in agent.store.db["sync_ledger"].rows]
     agent.close()
     runner = CliRunner()
-    (shown,) = json.loads(runner.invoke(cli, ["sync", "log", "--json"]).output)
-    assert shown["round_id"] == row["round_id"] and shown["bytes_sent"] == row["bytes_sent"]
-    assert shown["epsilon_client"] == pytest.approx(row["epsilon_client"])
+    shown = json.loads(runner.invoke(cli, ["sync", "log", "--json"]).output)
+    (upload,) = shown["uploads"]
+    assert upload["round_id"] == row["round_id"] and upload["bytes_sent"] == row["bytes_sent"]
+    assert upload["epsilon_client"] == pytest.approx(row["epsilon_client"])
+    # The release of a cohort of three carries far more noise than signal, and three likes are too few to
+    # judge it by: it is kept out, and the log says why with its figures.
+    (decision,) = shown["events"]
+    assert decision["kind"] == "adoption" and decision["state"] == "kept"
+    noise = decision["figures"]["noise"]
+    assert noise["noise_norm"] > 10 * noise["signal_bound"] and noise["summands"] == 3
     text = runner.invoke(cli, ["sync", "log"]).output
     assert row["round_id"][:8] in text and "released" in text and f"{row['bytes_sent']:,}" in text
-    assert f"ε = {row['epsilon_client']:.2f}" in text
+    assert f"ε = {row['epsilon_client']:.2f} at δ = 1e-05 over 1 released round" in text
+    assert (f"version 2 kept out: too few likes to judge it by (3; a check holds out 5 of at least 20), and its "
+            f"noise (expected norm {noise['noise_norm']:.3g}) is larger than any signal it could carry (at most 1); "
+            "still using no release (the identity)") in text
+    status = runner.invoke(cli, ["sync", "status"]).output
+    assert "shared adapter in use: no release (the identity)" in status

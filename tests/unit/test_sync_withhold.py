@@ -1,19 +1,23 @@
 """The coordinator withholds an average whose noise would be larger than any signal it could carry
 (`withhold_noisy`, on by default): the rule's figures, and the real coordinator driven in one process by the
-real client stages (no HTTP: tests/unit/test_sync_adoption.py runs federations over HTTPS)."""
+real client stages, and over HTTPS what the devices are told and count (tests/unit/test_sync_never_worse.py
+runs small federations of real agents)."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sync_harness import POLICY as HARNESS_POLICY
+from sync_harness import make_catalog, make_clients, run_clients, start_server
 
 from agent.cli import cli
-from agent.core.sync.client import ClientPolicy, check_round_config
+from agent.core.sync.client import ClientPolicy, RoundCancelled, RoundWithheld, check_round_config
 from agent.federation import protocol
 from agent.federation.clipping import DistributedNoise, NoiseCheck, expected_gaussian_norm
 from agent.federation.layout import SharedLayout
@@ -187,3 +191,48 @@ def test_with_the_rule_off_the_noisy_average_is_published(federation):
     meta = federation.base().metadata
     assert meta["noise_norm"] > 30 * meta["signal_bound"]
     assert federation.coordinator.smallest_releasable_cohort(LAYOUT.size) == 3
+
+
+# -- what the devices are told, and what they count as spent ------------------------------------------------
+
+
+def test_devices_withheld_after_unmasking_count_their_upload_as_spent(tmp_path):
+    # Five clients at noise multiplier 0.047 over the test vocabulary: five summands would release, four
+    # would not. One leaves after sharing its keys.
+    assert noise_in(5, 5, 0.047).noise_norm < 1.0 < noise_in(5, 4, 0.047).noise_norm
+    clients = make_clients(5, make_catalog(), {4: "share-keys"})
+    server = start_server(tmp_path, min_cohort=5, max_cohort=5, stage_timeout=4.0, noise_multiplier=0.047,
+                          epsilon_budget=1e6, withhold_noisy=True)
+    try:
+        run_clients(server.pin, clients, replace(HARNESS_POLICY, min_noise_multiplier=0.04))
+    finally:
+        server.stop()
+    assert isinstance(clients[4].error, RoundCancelled) and clients[4].ledger == []
+    for client in clients[:4]:
+        assert isinstance(client.error, RoundWithheld) and client.error.summed, repr(client.error)
+        assert str(client.error) == (f"the coordinator did not release round {client.error.round_id[:8]}: "
+                                     f"{noise_in(5, 4, 0.047).reason()} (its noised sum was computed, so this "
+                                     "device's upload counts in the privacy spent)")
+        (row,) = client.ledger
+        assert row["state"] == "withheld" and row["release_version"] is None
+    assert "withheld after unmasking" in server.log()
+
+
+def test_every_upload_counts_as_spent_but_those_to_rounds_the_coordinator_aborted():
+    from agent.core.store import Store
+    from agent.core.sync.consent import privacy_total
+    from agent.federation.accounting import privacy_spent
+
+    store = Store.memory()
+    for at, state in enumerate(["released", "withheld", "cancelled", "aborted", "unknown"]):
+        store.record_upload({"at": float(at), "coordinator_key": "k", "round_id": f"{at:032x}", "state": state,
+                             "bytes_sent": 1, "parameters": 1, "pre_clip_norm": 0.5, "clip_norm": 1.0,
+                             "noise_multiplier": 1.0, "noise_std": 0.5, "cohort_size": 5, "target_delta": 1e-5,
+                             "epsilon_server": 1.0, "delta_server": 1e-5, "epsilon_client": 1.0})
+    assert store.spent_noise_multipliers("k") == [1.0] * 4
+    total = privacy_total(store, "k")
+    assert (total.released_rounds, total.counted_rounds, total.uploads) == (1, 4, 5)
+    assert total.epsilon_client == pytest.approx(privacy_spent([1.0] * 4, 1e-5).epsilon)
+    assert total.rounds_phrase() == ("4 rounds that may have used your updates (1 released, 1 withheld after summing, "
+                                     "1 cancelled after uploading, 1 of unknown outcome)")
+    store.close()

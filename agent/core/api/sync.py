@@ -1,6 +1,7 @@
 """The facade's part for opt-in federated sync (agent.core.sync): consent, the pin, the ledger, the
-scheduler, and the verified global adapter; a part of the facade which `Agent` (agent.core.api) is built from: the state it uses (`store`, `config`, `home`, `_lock`, the
-ranker's state) is the agent's own.
+scheduler, the adoption check and the verified global adapter in use; a part of the facade which `Agent`
+(agent.core.api) is built from: the state it uses (`store`, `config`, `home`, `_lock`, the ranker's state) is
+the agent's own.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.core.ranker import GlobalAdapter
-from agent.core.sync.consent import LedgerRow, PrivacyTotal, SyncStatus
+from agent.core.sync.consent import LedgerRow, PrivacyTotal, SyncEvent, SyncStatus
 from agent.core.sync.scheduler import TICK_SECONDS, RoundReport, SyncScheduler
 
 if TYPE_CHECKING:
+    from agent.core.sync.adoption import Decision
     from agent.core.sync.client import ClientPolicy, CoordinatorPin, LocalTrainingData
 
 
 class SyncPart:
     def _verified_global_adapter(self) -> GlobalAdapter | None:
-        from agent.core.sync import consent
-        from agent.core.sync.client import latest_verified_release
+        """The adopted version (agent.core.sync.adoption), recomputed from stored releases that verify against
+        the pinned key; None for the identity."""
+        from agent.core.sync import adoption, consent
         from agent.core.sync.parameters import unflatten
         from agent.federation.errors import SyncError
 
@@ -37,18 +40,60 @@ class SyncPart:
         def refused(version: int, problem: str) -> None:
             self.store.log_event("global_adapter_refused", {"version": version, "problem": problem})
 
-        release = latest_verified_release(self.store, pin, on_refused=refused)
-        if release is None:
+        loaded = adoption.load_in_use(self.store, pin, refused)
+        if loaded is None:
             return None
+        _, release, vector = loaded
         if release.layout.dim != self.encoder.dim:
             refused(release.version, f"the release is for a {release.layout.dim}-d encoder, this one is "
                                      f"{self.encoder.dim}-d")
             return None
         try:
-            return unflatten(release.layout, release.vector)
+            return unflatten(release.layout, vector)
         except SyncError as error:  # signed, yet not a usable adapter (NaN values): refuse it too
             refused(release.version, str(error))
             return None
+
+    def check_new_release(self) -> "Decision | None":
+        """Decide on the newest verified release not yet decided on (agent.core.sync.adoption): adopt it, a
+        blend of it, or keep the version in use, and log why; the feed then uses what is adopted. None when
+        there is nothing new to decide."""
+        from agent.core.sync import adoption, consent
+        from agent.core.sync.client import latest_verified_release
+
+        with self._lock:
+            if not consent.was_ever_enabled(self.store):
+                return None
+            try:
+                pin = consent.stored_pin(self.home)
+            except consent.SyncSetupError:
+                return None
+            if pin is None:
+                return None
+            key = pin.signing_public_key.hex()
+            current = adoption.in_use(self.store, key)
+            newest = self.store.newest_release_version(key)
+            if newest is None or newest <= current.decided:
+                return None
+            release = latest_verified_release(self.store, pin)
+            if release is None or release.version <= current.decided or release.layout.dim != self.encoder.dim:
+                return None
+            loaded = adoption.load_in_use(self.store, pin, lambda version, problem: None)
+            same_layout = loaded is not None and loaded[1].layout.digest() == release.layout.digest()
+            interactions = self.store.interactions()
+            person = adoption.Person(self.catalog(), self.personal_adapter(), interactions,
+                                     {e.item_id for e in interactions if e.kind != "open"}
+                                     | self.store.judged_item_ids())
+            current_adapter = self.global_adapter()
+        # The refit and the scoring run outside the lock: the feed is not held up by them.
+        decision = adoption.decide(person, current, loaded[2] if same_layout else None, current_adapter, release)
+        with self._lock:
+            if adoption.in_use(self.store, key) != current:
+                return None  # decided meanwhile (another process)
+            adoption.record(self.store, current, decision)
+            if decision.t > 0:
+                self.refresh_global_adapter()
+        return decision
 
     def sync_status(self) -> SyncStatus:
         """Whether sync is on (and was ever asked), the pinned coordinator and the privacy spent with it."""
@@ -87,6 +132,13 @@ class SyncPart:
 
         return consent.ledger(self.store, limit)
 
+    def sync_events(self, limit: int | None = 20) -> list[SyncEvent]:
+        """What happened to rounds and releases, newest first: rounds that ended without a release, and every
+        adoption decision with its figures."""
+        from agent.core.sync import consent
+
+        return consent.events(self.store, limit)
+
     def sync_privacy(self, coordinator_key: str) -> PrivacyTotal:
         """The privacy spent with one coordinator (its hex key) over the released rounds this device took
         part in."""
@@ -101,17 +153,20 @@ class SyncPart:
     def sync_scheduler(self, *, policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
                        on_round_end: Callable[[RoundReport], None] | None = None) -> SyncScheduler:
         """Federated rounds in the background while sync is on and the app is idle (not started: `start()`;
-        stop it before closing the agent). A released round makes the feed use the new shared adapter."""
+        stop it before closing the agent). After each round a new release is checked (`check_new_release`)
+        before the feed uses it."""
         return SyncScheduler(self.store, self.home, self._sync_training_data,
                              idle_seconds=float(self.config.get("sync.idle_seconds")),
                              interval_minutes=float(self.config.get("sync.interval_minutes")),
-                             on_release=self.refresh_global_adapter, policy=policy, tick_seconds=tick_seconds,
+                             check_releases=self.check_new_release, policy=policy, tick_seconds=tick_seconds,
                              on_round_end=on_round_end)
 
     def _sync_training_data(self) -> "LocalTrainingData":
-        """What a round trains on: the encoded catalog, the personal adapter (fixed) and the labels."""
+        """What a round trains on: the encoded catalog, the personal adapter (fixed) and the labels, without
+        the latest likes the adoption check holds out (`adoption.upload_labels`)."""
+        from agent.core.sync.adoption import upload_labels
         from agent.core.sync.client import LocalTrainingData
 
-        with self._lock:  # the labels are copied: the round trains on them outside the lock
+        with self._lock:
             return LocalTrainingData(catalog=self.catalog(), personal=self.personal_adapter(),
-                                     labels=dict(self._feedback_rows().labels))
+                                     labels=upload_labels(self.store.interactions()))

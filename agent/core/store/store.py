@@ -502,10 +502,11 @@ class Store:
             "order by at, id", [coordinator_key]))
 
     @_locked
-    def released_noise_multipliers(self, coordinator_key: str) -> list[float]:
-        """The noise multiplier of every upload to this coordinator whose round was released."""
+    def spent_noise_multipliers(self, coordinator_key: str) -> list[float]:
+        """The noise multiplier of every upload to this coordinator that counts as spent: all but those to
+        rounds the coordinator aborted (agent.core.sync.client)."""
         rows = self.db.execute("select noise_multiplier from sync_ledger where coordinator_key = ? "
-                               "and state = 'released'", [coordinator_key]).fetchall()
+                               "and state != 'aborted'", [coordinator_key]).fetchall()
         return [float(row[0]) for row in rows]
 
     @_locked
@@ -537,6 +538,21 @@ class Store:
         rows = self.db.execute("select version, body from sync_releases where coordinator_key = ? "
                                "order by version desc", [coordinator_key]).fetchall()
         return [(int(version), bytes(body)) for version, body in rows]
+
+    @_locked
+    def stored_release(self, coordinator_key: str, version: int) -> bytes | None:
+        """The signed body of one kept release, or None."""
+        row = self.db.execute("select body from sync_releases where coordinator_key = ? and version = ?",
+                              [coordinator_key, version]).fetchone()
+        return None if row is None else bytes(row[0])
+
+    @_locked
+    def events_of(self, kinds: Iterable[str], limit: int | None = 100) -> list[dict[str, Any]]:
+        """The events of these kinds, newest first."""
+        kinds = list(kinds)
+        sql = (f"select id, at, kind, payload from events where kind in ({', '.join('?' * len(kinds))}) "
+               "order by id desc" + (f" limit {int(limit)}" if limit else ""))
+        return list(self.db.query(sql, kinds)) if kinds else []
 
     @_locked
     def release_count(self) -> int:

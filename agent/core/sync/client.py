@@ -13,7 +13,11 @@ cohort. A coordinator that asks for less privacy is refused before any update is
 
 Every upload is written to the local ledger (`sync_ledger`, migration m004): round, bytes sent, the
 pre-clip norm, C, the noise, and epsilon both as the coordinator reports it and as this client computes
-it over the rounds it took part in. Verified releases are kept in `sync_releases`.
+it over the rounds it took part in. An upload counts as spent unless its round was aborted by the
+coordinator (which then deletes the masked inputs unsummed) or left this client out of the survivors:
+a released round, one withheld after its noised sum was computed (`RoundWithheld`), and one whose end
+this client did not see (cancelled after uploading, a timeout) all count. Verified releases are kept in
+`sync_releases`; whether the feed uses one is `adoption`'s decision.
 """
 
 from __future__ import annotations
@@ -61,7 +65,25 @@ class CoordinatorRefused(SyncError):
 
 
 class RoundAborted(SyncError):
-    """The round ended without a release (too few survivors, a timeout, or this client was dropped)."""
+    """The round ended without a release (too few survivors, a timeout, or this client was dropped).
+    `unused`: the coordinator showed it never summed this client's input (it aborted the round, or did not
+    list this client as a survivor)."""
+
+    def __init__(self, message: str, unused: bool = False) -> None:
+        super().__init__(message)
+        self.unused = unused
+
+
+class RoundWithheld(SyncError):
+    """The coordinator did not release the round: its noise would have been larger than its signal.
+    `summed`: it was decided after the noised sum was computed (the upload counts as spent), not when the
+    cohort formed (nothing was uploaded)."""
+
+    def __init__(self, round_id: str, reason: str, summed: bool) -> None:
+        spent = ("its noised sum was computed, so this device's upload counts in the privacy spent" if summed
+                 else "nothing derived from this device's data was uploaded")
+        super().__init__(f"the coordinator did not release round {round_id[:8]}: {reason} ({spent})")
+        self.round_id, self.reason, self.summed = round_id, reason, summed
 
 
 class RoundCancelled(SyncError):
@@ -113,7 +135,7 @@ class LocalTrainingData:
 class RoundOutcome:
     round_id: str
     index: int
-    state: str                 # released | aborted | cancelled
+    state: str                 # released | withheld | aborted | cancelled | unknown (see the module docstring)
     bytes_sent: int            # request bodies and headers this client sent in the round
     upload_bytes: int          # the four stage messages alone
     pre_clip_norm: float
@@ -256,7 +278,9 @@ class RoundRunner:
             if status["state"] == since:
                 continue
             if status["state"] == "aborted":
-                raise RoundAborted(f"round {round_id} was aborted: {status['reason']}")
+                raise RoundAborted(f"round {round_id} was aborted: {status['reason']}", unused=True)
+            if status["state"] == "withheld":
+                raise RoundWithheld(round_id, status["reason"], summed=status.get("summands") is not None)
             if status["state"] != wanted:
                 raise RoundAborted(f"round {round_id} moved on to {status['state']} without this client "
                                    f"(it missed the {since} deadline and counts as dropped)")
@@ -266,11 +290,11 @@ class RoundRunner:
         return self.store.newest_release_version(self.coordinator_key)
 
     def client_epsilon(self, noise_multiplier: float, target_delta: float) -> float:
-        """This client's own epsilon if this round is released: every released round it uploaded to, plus this one."""
+        """This client's own epsilon after this round: every upload that counts as spent, plus this one."""
         from agent.federation.accounting import privacy_spent  # dp-accounting takes ~1.5 s to import: only for rounds
 
-        released = self.store.released_noise_multipliers(self.coordinator_key)
-        return privacy_spent(released + [noise_multiplier], target_delta).epsilon
+        spent = self.store.spent_noise_multipliers(self.coordinator_key)
+        return privacy_spent(spent + [noise_multiplier], target_delta).epsilon
 
     def run(self, data: LocalTrainingData) -> RoundOutcome:
         started = time.monotonic()
@@ -324,7 +348,7 @@ class RoundRunner:
             # Stage 4: reveal one share per neighbour: the seed of a survivor, the key of a dropout.
             listed = self._get(round_id, "survivors")
             if index not in set(listed["survivors"]):
-                raise RoundAborted("the coordinator does not list this client as a survivor")
+                raise RoundAborted("the coordinator does not list this client as a survivor", unused=True)
             outcome.upload_bytes += self._upload(round_id, "unmasking", stages.unmasking(listed))
             final = self._wait_for(round_id, "unmask", "done", started)
 
@@ -339,8 +363,13 @@ class RoundRunner:
         except RoundCancelled:
             outcome.state = "cancelled"
             raise
-        except SyncError:
-            outcome.state = "aborted"
+        except RoundWithheld:
+            outcome.state = "withheld"
+            raise
+        except SyncError as error:
+            # After the upload, only the coordinator's word that it never summed this input makes it unspent.
+            unused = ledger_id is None or getattr(error, "unused", False)
+            outcome.state = "aborted" if unused else "unknown"
             raise
         finally:
             outcome.bytes_sent = self.link.bytes_sent

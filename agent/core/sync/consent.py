@@ -16,8 +16,9 @@ Nothing here opens a connection: a round needs consent *and* a pin, and only the
 from __future__ import annotations
 
 import hashlib
+import json
 import ssl
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -162,26 +163,48 @@ def ledger(store: "Store", limit: int | None = 20) -> list[LedgerRow]:
 
 @dataclass(frozen=True)
 class PrivacyTotal:
-    """What taking part has cost, with one coordinator: epsilon over the rounds this device uploaded to
-    that were released (computed here, with the exact Gaussian accountant of `accounting`), and the coordinator's own figure."""
+    """What taking part has cost, with one coordinator: epsilon over the uploads that count as spent
+    (computed here, with the exact Gaussian accountant of `accounting`), and the coordinator's own figure.
+    An upload counts unless the coordinator aborted its round (agent.core.sync.client says why)."""
 
     released_rounds: int
     uploads: int
     epsilon_client: float
     delta: float | None
-    epsilon_server: float | None  # as the coordinator reported it with its newest release this device saw
+    epsilon_server: float | None  # as the coordinator reported it for the newest upload that counts
+    counted_rounds: int = 0  # the uploads epsilon is over: released, withheld, or whose end was not seen
+    counted_by_state: dict[str, int] = field(default_factory=dict)
+
+    def rounds_phrase(self) -> str:
+        """The rounds epsilon is over, in words: "2 released rounds", or "3 rounds (2 released, 1 withheld)"."""
+        plural = "s" if self.counted_rounds != 1 else ""
+        if self.counted_rounds == self.released_rounds:
+            return f"{self.released_rounds} released round{plural}"
+        parts = ", ".join(f"{count} {COUNTED_STATES.get(state, state)}"
+                          for state, count in self.counted_by_state.items())
+        return f"{self.counted_rounds} round{plural} that may have used your updates ({parts})"
+
+
+# How each counted ledger state is named in `rounds_phrase`.
+COUNTED_STATES = {"released": "released", "withheld": "withheld after summing",
+                  "cancelled": "cancelled after uploading", "unknown": "of unknown outcome",
+                  "uploaded": "of unknown outcome"}
 
 
 def privacy_total(store: "Store", coordinator_key: str) -> PrivacyTotal:
     from agent.federation.accounting import privacy_spent
 
     rows = store.sync_ledger_for(coordinator_key)
-    released = [row for row in rows if row["state"] == "released"]
-    if not released:
+    counted = [row for row in rows if row["state"] != "aborted"]
+    if not counted:
         return PrivacyTotal(0, len(rows), 0.0, None, None)
-    delta = float(released[-1]["target_delta"])
-    spent = privacy_spent([float(row["noise_multiplier"]) for row in released], delta)
-    return PrivacyTotal(len(released), len(rows), spent.epsilon, delta, released[-1]["epsilon_server"])
+    delta = float(counted[-1]["target_delta"])
+    spent = privacy_spent([float(row["noise_multiplier"]) for row in counted], delta)
+    by_state: dict[str, int] = {}
+    for row in counted:
+        by_state[row["state"]] = by_state.get(row["state"], 0) + 1
+    return PrivacyTotal(by_state.get("released", 0), len(rows), spent.epsilon, delta, counted[-1]["epsilon_server"],
+                        len(counted), by_state)
 
 
 @dataclass(frozen=True)
@@ -193,6 +216,8 @@ class SyncStatus:
     key_fingerprint: str | None
     pin_problem: str | None
     total: PrivacyTotal | None
+    in_use: str | None = None  # the global adapter the feed uses, in words (agent.core.sync.adoption)
+    in_use_steps: tuple[tuple[int, float], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -207,11 +232,44 @@ def status(store: "Store", home: "Home") -> SyncStatus:
         pin, problem = None, str(error)
     if pin is None:
         return SyncStatus(is_enabled(store), was_asked(store), None, None, None, problem, None)
+    from agent.core.sync.adoption import in_use
+
     url = urlparse(pin.url)
+    key = pin.signing_public_key.hex()
+    adopted = in_use(store, key) if was_ever_enabled(store) else None
     return SyncStatus(is_enabled(store), was_asked(store), pin.url, url.netloc, fingerprint(pin.signing_public_key),
-                      None, privacy_total(store, pin.signing_public_key.hex()))
+                      None, privacy_total(store, key), None if adopted is None else adopted.describe(),
+                      () if adopted is None else adopted.steps)
 
 
 def ledger_as_json(rows: list[LedgerRow]) -> list[dict[str, Any]]:
     return [{**asdict(row), "round": row.round} for row in rows]
 
+
+
+@dataclass(frozen=True)
+class SyncEvent:
+    """Something that happened to a round or a release, as the person is shown it: a round that ended
+    without a release (`kind` "round"), or an adoption decision ("adoption", with its figures)."""
+
+    at: float
+    kind: str
+    state: str  # a round's end (withheld, aborted, ...) or a decision (adopted, blended, kept)
+    message: str
+    figures: dict[str, Any]
+
+
+def events(store: "Store", limit: int | None = 20) -> list[SyncEvent]:
+    """Rounds that ended without a release and adoption decisions, newest first."""
+    from agent.core.sync.adoption import EVENT
+
+    shown = []
+    for row in store.events_of(["sync_round", EVENT], None):
+        payload = json.loads(row["payload"])
+        if row["kind"] == EVENT:
+            shown.append(SyncEvent(row["at"], "adoption", payload["action"], payload["message"], payload))
+        elif payload.get("state") not in ("released", None):
+            shown.append(SyncEvent(row["at"], "round", payload["state"], payload["message"], payload))
+        if limit and len(shown) >= limit:
+            break
+    return shown

@@ -10,12 +10,14 @@ when it closes). Every `tick_seconds` it decides, in this order:
     5. too soon            -> the last round started less than `interval_minutes` ago: wait
     6. otherwise           -> start one round (`client.run_round`) in a second thread, with a cancel event
 So at most one round runs at a time and at most one starts per interval (the start time is kept in the
-store, so reopening the app does not start another). A round that ends with a new release calls
-`on_release` (the facade reloads its global adapter and rebuilds its scorer before the next ranking).
+store, so reopening the app does not start another). After a round that was not cancelled, whatever its
+end (a round that fails may still have fetched a newer release to train on), `check_releases` decides on a
+new release before the feed uses it (the facade's adoption check, agent.core.sync.adoption), and the report
+says what it decided.
 
 The scheduler sees the person's store and data folder (`Home`: the pin and the device key), the
 sync.* settings as values, and callables: `training_data` (what the round trains on, read from the
-ranker when a round starts) and `on_release`. The facade (agent.core.api) makes one.
+ranker when a round starts) and `check_releases`. The facade (agent.core.api) makes one.
 """
 
 from __future__ import annotations
@@ -43,14 +45,15 @@ class RoundReport:
     """How the last round this scheduler started ended."""
 
     started_at: float
-    state: str  # released | aborted | cancelled | failed
+    state: str  # released | withheld | aborted | cancelled | failed
     message: str
     released_version: int | None = None
+    adoption: str | None = None  # what the device decided about a new release, in words
 
 
 class SyncScheduler:
     def __init__(self, store: "Store", home: "Home", training_data: Callable[[], "LocalTrainingData"], *,
-                 idle_seconds: float, interval_minutes: float, on_release: Callable[[], None] = lambda: None,
+                 idle_seconds: float, interval_minutes: float, check_releases: Callable[[], Any] = lambda: None,
                  policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
                  on_round_end: Callable[[RoundReport], None] | None = None) -> None:
         self.store = store
@@ -58,7 +61,7 @@ class SyncScheduler:
         self.training_data = training_data
         self.idle_seconds = idle_seconds  # sync.idle_seconds
         self.interval_minutes = interval_minutes  # sync.interval_minutes
-        self.on_release = on_release
+        self.check_releases = check_releases  # returns a decision with a `message`, or None
         self.policy = policy
         self.tick_seconds = tick_seconds
         self.on_round_end = on_round_end
@@ -168,7 +171,7 @@ class SyncScheduler:
             self._round.start()
 
     def _run_round(self, pin: Any, cancel: threading.Event, started: float) -> None:
-        from agent.core.sync.client import RoundCancelled, run_round
+        from agent.core.sync.client import RoundCancelled, RoundWithheld, run_round
 
         def progress(stage: str) -> None:
             self.stage = stage
@@ -178,19 +181,28 @@ class SyncScheduler:
                                 policy=self.policy, cancel=cancel, progress=progress)
             report = RoundReport(started, outcome.state, f"round {outcome.round_id[:8]} {outcome.state}",
                                  outcome.released_version)
-            if outcome.state == "released":
-                self.on_release()
         except RoundCancelled:
             report = RoundReport(started, "cancelled", "the round was cancelled")
+        except RoundWithheld as error:
+            report = RoundReport(started, "withheld", str(error))
         except Exception as error:  # noqa: BLE001 - every failure is reported and logged, none ends the app
             state = "aborted" if isinstance(error, SyncError) else "failed"
             report = RoundReport(started, state, f"{type(error).__name__}: {error}")
-        self.last_report = report
-        self.stage = None
         try:
             self.store.log_event("sync_round", {"state": report.state, "message": report.message,
                                                 "released_version": report.released_version})
-        except Exception:  # noqa: BLE001 - the store may be closing with the app; the report is kept above
+        except Exception:  # noqa: BLE001 - the store may be closing with the app; the report is kept below
             pass
+        if report.state != "cancelled":  # cancelled: sync was turned off, or the app is closing
+            try:
+                decision = self.check_releases()
+                if decision is not None:
+                    report = RoundReport(report.started_at, report.state, f"{report.message}; {decision.message}",
+                                         report.released_version, decision.message)
+            except Exception as error:  # noqa: BLE001 - reported; the version in use stays as it was
+                report = RoundReport(report.started_at, report.state, f"{report.message} (the check of a new "
+                                     f"release failed: {type(error).__name__}: {error})", report.released_version)
+        self.last_report = report
+        self.stage = None
         if self.on_round_end is not None:
             self.on_round_end(report)

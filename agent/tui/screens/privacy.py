@@ -178,9 +178,10 @@ class PrivacyScreen(Screen[bool]):
         if not rows:
             return "No uploads yet: nothing has left this device."
         total = found.total
-        if total is None or total.released_rounds == 0:
-            return f"Privacy spent: none yet ({len(rows)} uploads, none released by this coordinator)."
+        if total is None or total.counted_rounds == 0:
+            aborted = "" if total is None or not total.uploads else \
+                f" ({total.uploads} uploads, each to a round it aborted unsummed)"
+            return f"Privacy spent with this coordinator: none yet{aborted}."
         server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
         return (f"Privacy spent with this coordinator: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over "
-                f"{total.released_rounds} released round{'s' if total.released_rounds != 1 else ''} "
-                f"(computed here{server}).")
+                f"{total.rounds_phrase()} (computed here{server}).")
