@@ -301,12 +301,14 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_le
     cert_path, key_path = ensure_tls_certificate(state_dir, [host])
     coordinator = build_coordinator(config)  # initialises the database once, before the workers start
     parameters = coordinator.info()["parameters"]
-    if coordinator.smallest_releasable_cohort(parameters) is None:
+    needed = coordinator.smallest_releasable_cohort(parameters)
+    if needed is None or needed > coordinator.settings.max_cohort:
         settings = coordinator.settings
         log.warning("every round will be withheld: with %s shared numbers, clip norm %g and noise multiplier %g, "
-                    "even a full cohort of %d would carry more noise than signal (--min-cohort/--max-cohort larger, "
-                    "or --release-noisy to publish it anyway)", f"{parameters:,}", settings.clip_norm,
-                    settings.noise_multiplier, settings.max_cohort)
+                    "even a full cohort of %d would carry more noise than signal; a release needs %s "
+                    "(--min-cohort/--max-cohort, or --release-noisy to publish noisy rounds anyway)",
+                    f"{parameters:,}", settings.clip_norm, settings.noise_multiplier, settings.max_cohort,
+                    "more than 10,000,000" if needed is None else f"a cohort of at least {needed:,}")
     write_pin(state_dir, f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", coordinator, cert_path)
     os.environ[ENVIRONMENT] = json.dumps(config)
     uvicorn.run("agent.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,

@@ -198,16 +198,24 @@ class Coordinator:
                 "item_learning_rate": self.settings.item_learning_rate,
                 "withhold_noisy": self.settings.withhold_noisy}
 
-    def smallest_releasable_cohort(self, parameters: int) -> int | None:
-        """The fewest clients whose completed round is not withheld, up to max_cohort (None: no cohort up to
-        max_cohort can release; every round would be withheld)."""
-        for n in range(self.settings.min_cohort, self.settings.max_cohort + 1):
-            plan = plan_neighbourhood(n, max_dropout_fraction=self.settings.max_dropout_fraction,
-                                      max_corrupt_fraction=self.settings.max_corrupt_fraction)
-            noise = DistributedNoise(self.settings.clip_norm, self.settings.noise_multiplier, plan.min_survivors)
-            if not (self.settings.withhold_noisy and NoiseCheck.of(noise, parameters, n).noise_dominates):
-                return n
-        return None
+    def smallest_releasable_cohort(self, parameters: int, limit: int = 10**7) -> int | None:
+        """The fewest clients (at least min_cohort) whose completed round is not withheld; None if more than
+        `limit`. The noise in a full round's average only falls as the cohort grows, so a bisection finds it."""
+        settings = self.settings
+
+        def releases(n: int) -> bool:
+            plan = plan_neighbourhood(n, max_dropout_fraction=settings.max_dropout_fraction,
+                                      max_corrupt_fraction=settings.max_corrupt_fraction)
+            noise = DistributedNoise(settings.clip_norm, settings.noise_multiplier, plan.min_survivors)
+            return not (settings.withhold_noisy and NoiseCheck.of(noise, parameters, n).noise_dominates)
+
+        low, high = settings.min_cohort, limit
+        if releases(low) or not releases(high):
+            return low if releases(low) else None
+        while high - low > 1:  # releases(high) and not releases(low)
+            middle = (low + high) // 2
+            low, high = (low, middle) if releases(middle) else (middle, high)
+        return high
 
     def _spent(self, tx: Transaction, extra: list[tuple[float, float]]):
         rows = tx.all("select noise_multiplier, clamp_probability from releases where round_id is not null")
@@ -428,9 +436,11 @@ class Coordinator:
         summed = dequantize_sum(total, config.quantization(), len(survivors))
         noise = config.noise()
         check = NoiseCheck.of(noise, config.parameters, len(survivors))
-        if self.settings.withhold_noisy and check.noise_dominates:  # dropouts left too few summands
-            self._withhold(tx, round_id, check, summed=True)
-            return
+        if check.noise_dominates:
+            if self.settings.withhold_noisy:  # dropouts left too few summands
+                self._withhold(tx, round_id, check, summed=True)
+                return
+            log.warning("round %s released though %s (--release-noisy)", round_id, check.reason())
         latest = self._latest_release(tx)
         step = self.settings.server_learning_rate * summed / len(survivors)
         step[latest.layout.item_offset:] *= self.settings.item_learning_rate

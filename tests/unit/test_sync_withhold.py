@@ -144,7 +144,9 @@ def test_a_round_whose_noise_dominates_is_withheld_as_its_cohort_forms(federatio
     assert federation.base().version == 1  # nothing published
     info = federation.coordinator.info()
     assert (info["epsilon"], info["rounds"]) == (0.0, 0)  # nothing was summed: nothing is spent
-    assert federation.coordinator.smallest_releasable_cohort(LAYOUT.size) is None
+    # 8,124 numbers at noise multiplier 1 need a cohort of 108 (the noise falls like 1/sqrt(n * n_min))
+    assert federation.coordinator.smallest_releasable_cohort(LAYOUT.size) == 108
+    assert noise_in(108, 108, 1.0).noise_norm <= 1.0 < noise_in(107, 107, 1.0).noise_norm
     # The next check-in opens a new round rather than joining the withheld one.
     assert federation.run()[0] != round_id
 

@@ -286,13 +286,12 @@ def decide(person: Person, current: InUse, current_vector: np.ndarray | None, cu
         after = current.then(release.version, t).describe()
         return Decision(action=action, t=t, message=message, after=after, **common, **figures)
 
-    name = f"version {release.version}"
+    name = f"version {release.version}" + (" (the coordinator's starting point)" if starting_point(release) else "")
     if len(held) < MIN_HELD_OUT:
         few = (f"too few likes to judge it by ({likes}; a check holds out {MIN_HELD_OUT} of at least "
                f"{MIN_HELD_OUT * HELD_OUT_SHARE})")
         if starting_point(release):
-            return outcome("adopted", 1.0, f"{name} adopted without a check: {few}, and it is the coordinator's "
-                                           "starting point, with no noise in it")
+            return outcome("adopted", 1.0, f"{name} adopted without a check: {few}, and it has no noise in it")
         if noise is not None and not noise.noise_dominates:
             return outcome("adopted", 1.0, f"{name} adopted without a check: {few}, and its signed figures show its "
                                            f"noise (expected norm {noise.noise_norm:.3g}) no larger than any signal "
