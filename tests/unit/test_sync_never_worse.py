@@ -4,10 +4,15 @@ coordinator run as `ownrec coordinator serve` with its defaults (clip norm 1, no
 budget 10, the MovieLens vocabulary of 61,650 shared numbers); only the cohort size is set to the number of
 devices, and for 5 devices the devices' own minimum cohort (10 by default) is lowered to 5.
 
-At these sizes every average carries far more noise than signal. With the coordinator's default rule, every
-round is withheld as its cohort forms and nothing is uploaded. With the rule off (--release-noisy), the
-noisy releases reach the devices, whose adoption check decides. Either way, no device's hit rate on its
-test items (films of its genre it was never given) may fall by more than one test item in HIT_MARGIN."""
+Each device's feed starts from release 0, the public prior the demo builds. At these sizes every average
+carries far more noise than signal. With the coordinator's default rule, every round is withheld as its
+cohort forms and nothing is uploaded; the devices judge the coordinator's starting point (the zero vector, in
+a layout of its own) against release 0. With the rule off (--release-noisy) and the coordinator started from
+the devices' release 0 (--prior), as a federation that refines it, the noisy releases reach the devices,
+whose adoption check decides. Either way, no device's hit rate on its
+test items (films of its genre it was never given, each ranked among 99 unrated films) may fall by more
+than HIT_MARGIN: two of its 20 test items, since any change to the shared adapter, however small, can move
+an item that sits at the 10th place across it. Adopted whole, these releases cost most devices far more."""
 
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ GENRES = ["Horror", "Sci-Fi", "Crime", "Romance", "Children's", "War", "Musical"
           "Adventure"]
 ROUNDS = 2  # at the default budget (epsilon 10 at delta 1e-5) a coordinator releases two rounds of noise 1
 TEST_ITEMS = 20
-HIT_MARGIN = 1 / TEST_ITEMS  # one test item: the resolution of a hit rate over TEST_ITEMS items
+HIT_MARGIN = 2  # test items
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +51,12 @@ def prepared(tmp_path_factory, demo_database, encoder):
 @pytest.fixture
 def federation(request, tmp_path, prepared, encoder):
     devices, withhold = request.param
+    people = [copy_person(person, tmp_path / f"device-{k}", encoder) for k, person in enumerate(prepared[:devices])]
     settings = {"min_cohort": devices, "max_cohort": devices, "checkin_window": 60.0, "stage_timeout": 60.0,
                 "noise_multiplier": 1.0, "clip_norm": 1.0, "epsilon_budget": 10.0, "withhold_noisy": withhold}
+    if not withhold:  # the federation refines the public prior the devices have (`ownrec prior export`)
+        settings["prior"] = people[0].agent.export_prior(tmp_path / "release-0.prior")
     server = start_server(tmp_path, items_file="movielens", **settings)
-    people = [copy_person(person, tmp_path / f"device-{k}", encoder) for k, person in enumerate(prepared[:devices])]
     pin = server.state_dir / "coordinator-pin.json"
     for person in people:
         person.agent.set_sync(True, "cli")
@@ -93,6 +100,7 @@ def policy_for(devices: int) -> ClientPolicy:
 def test_at_the_defaults_the_coordinator_withholds_every_round_and_nothing_is_uploaded(federation):
     server, people = federation
     before = [person.hit_rate() for person in people]
+    assert all(person.agent.prior() is not None for person in people)
     for _ in range(ROUNDS):
         reports = run_round(people, policy_for(len(people)))
         assert {r.state for r in reports} == {"withheld"}, [r.message for r in reports]
@@ -107,12 +115,21 @@ def test_at_the_defaults_the_coordinator_withholds_every_round_and_nothing_is_up
                     "numbers) would be larger than any signal it could carry (at most 1, the clip norm) (nothing "
                     "derived from this device's data was uploaded)") in event["message"]
             assert event["message"].startswith("the coordinator did not release round ")
-        # The coordinator's starting point (the zero vector) was checked, found no worse, and is in use.
+        # The coordinator's starting point (the zero vector) was checked against release 0, with the figures.
         (decision,) = [e for e in events(person) if e["kind"] == "adoption"]
-        assert decision["state"] == "adopted" and decision["figures"]["version"] == 1
-        assert decision["figures"]["held_out"] == min(HELD_OUT_MAX, 30 // 4)
-        assert person.agent.sync_status().in_use == "version 1"
-        assert person.hit_rate() == hit_rate
+        figures = decision["figures"]
+        assert figures["version"] == 1 and figures["held_out"] == min(HELD_OUT_MAX, 30 // 4)
+        assert decision["message"].startswith("version 1 (the coordinator's starting point) ")
+        assert figures["before"] == "no release (release 0, the public prior)"
+        hurts = (figures["candidate"]["outranked"] < figures["in_use"]["outranked"] - 0.002
+                 or figures["candidate"]["mrr"] < 0.95 * figures["in_use"]["mrr"])
+        assert decision["state"] == ("kept" if hurts else "adopted"), decision["message"]
+        assert person.agent.sync_status().in_use == ("no release (release 0, the public prior)" if hurts
+                                                     else "version 1")
+        if hurts:
+            assert person.hit_rate() == hit_rate  # nothing changed
+        else:
+            assert round(TEST_ITEMS * (hit_rate - person.hit_rate())) <= HIT_MARGIN
     assert server.log().count("withheld as its cohort formed") == ROUNDS
 
 
@@ -127,8 +144,10 @@ def test_noisy_releases_do_not_lower_any_devices_hit_rate(federation):
     after = [person.hit_rate() for person in people]
     for person, hit_before, hit_after in zip(people, before, after):
         decisions = [e for e in events(person) if e["kind"] == "adoption"]
-        # one decision per release this device was given: versions 2 and 3 (1 was superseded before any check)
+        # one decision per release this device was given: versions 2 and 3 (1, release 0 itself, was superseded
+        # before any check); blends start from release 0
         assert sorted(d["figures"]["version"] for d in decisions) == list(range(2, 2 + ROUNDS))
+        assert decisions[-1]["figures"]["before"] == "no release (release 0, the public prior)"
         for decision in decisions:
             figures = decision["figures"]
             assert decision["state"] in ("adopted", "blended", "kept")
@@ -137,6 +156,7 @@ def test_noisy_releases_do_not_lower_any_devices_hit_rate(federation):
             assert f"{100 * figures['in_use']['outranked']:.2f}% of unrated items outranked" in decision["message"]
             if decision["state"] != "kept":  # what was adopted does not rank the held-out likes lower
                 assert figures["chosen"]["outranked"] >= figures["in_use"]["outranked"] - 0.002
-        assert hit_after >= hit_before - HIT_MARGIN, (person.genre, hit_before, hit_after, decisions)
+        lost = round(TEST_ITEMS * (hit_before - hit_after))
+        assert lost <= HIT_MARGIN, (person.genre, hit_before, hit_after, decisions)
         status = person.agent.sync_status()
         assert status.in_use is not None and status.total.released_rounds == ROUNDS

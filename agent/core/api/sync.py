@@ -40,7 +40,7 @@ class SyncPart:
         def refused(version: int, problem: str) -> None:
             self.store.log_event("global_adapter_refused", {"version": version, "problem": problem})
 
-        loaded = adoption.load_in_use(self.store, pin, refused)
+        loaded = adoption.load_in_use(self.store, pin, self.prior(), refused)
         if loaded is None:
             return None
         _, release, vector = loaded
@@ -78,28 +78,30 @@ class SyncPart:
             release = latest_verified_release(self.store, pin)
             if release is None or release.version <= current.decided or release.layout.dim != self.encoder.dim:
                 return None
-            loaded = adoption.load_in_use(self.store, pin, lambda version, problem: None)
-            same_layout = loaded is not None and loaded[1].layout.digest() == release.layout.digest()
+            prior = self.prior()
+            loaded = adoption.load_in_use(self.store, pin, prior, lambda version, problem: None)
+            state = adoption.current_for(release, current, loaded, prior, self.global_adapter())
             interactions = self.store.interactions()
             person = adoption.Person(self.catalog(), self.personal_adapter(), interactions,
                                      {e.item_id for e in interactions if e.kind != "open"}
                                      | self.store.judged_item_ids())
-            current_adapter = self.global_adapter()
         # The refit and the scoring run outside the lock: the feed is not held up by them.
-        decision = adoption.decide(person, current, loaded[2] if same_layout else None, current_adapter, release)
+        decision = adoption.decide(person, state, release)
         with self._lock:
             if adoption.in_use(self.store, key) != current:
                 return None  # decided meanwhile (another process)
-            adoption.record(self.store, current, decision)
+            adoption.record(self.store, state.in_use, decision)
             if decision.t > 0:
                 self.refresh_global_adapter()
         return decision
 
     def sync_status(self) -> SyncStatus:
-        """Whether sync is on (and was ever asked), the pinned coordinator and the privacy spent with it."""
+        """Whether sync is on (and was ever asked), the pinned coordinator, the privacy spent with it and the
+        shared adapter in use."""
         from agent.core.sync import consent
 
-        return consent.status(self.store, self.home)
+        return consent.status(self.store, self.home,
+                              "release 0, the public prior" if self.prior() is not None else "the identity")
 
     def sync_enabled(self) -> bool:
         from agent.core.sync import consent

@@ -19,9 +19,11 @@ version in use favours keeping it: the check errs towards keeping. Pinned and hi
 the check's scoring (they would change both versions alike).
 
 The decision, for the newest stored release not yet decided on:
-  1. too few likes to hold out MIN_HELD_OUT: adopt the release only if its signed figures show that its
-     noise was no larger than any signal it could carry (`NoiseCheck`, recomputed here from them), or it has
-     no noise at all (the coordinator's starting point); otherwise keep the version in use;
+  1. too few likes to hold out MIN_HELD_OUT: keep the version in use if the device has release 0 (its public
+     prior) and the release is in another layout (not built on it: nothing says it is better); else adopt
+     the release only if its signed figures show that its noise was no larger than any signal it could carry
+     (`NoiseCheck`, recomputed here from them), or it has no noise at all (the coordinator's starting
+     point); otherwise keep the version in use;
   2. adopt it if it does not hurt: the share outranked falls by at most SHARE_TOLERANCE and the MRR by at
      most MRR_TOLERANCE of the version in use's. A release whose signed figures show more noise than any
      signal it could carry is never taken whole, whatever the held-out likes say (a handful of them can
@@ -33,15 +35,15 @@ The decision, for the newest stored release not yet decided on:
 A release that is kept out is not tried again: the next one is judged against the version in use.
 
 What is in use is never a vector read from disk as if signed: it is a chain of (version, t) steps over
-signed releases, from the identity (the zero vector), kept in the store's state (ADOPTED_STATE) and
-recomputed from releases that verify (`compose`). Every decision is an event (EVENT) with its figures, and
+signed releases (`InUse`), kept in the store's state (ADOPTED_STATE) and recomputed from releases that
+verify and, for a chain that starts with a blend, from the release 0 it started from (`compose`). Every decision is an event (EVENT) with its figures, and
 `ownrec sync log` shows them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +58,7 @@ from agent.federation.errors import SyncError
 if TYPE_CHECKING:
     from agent.core.store import Store
     from agent.core.sync.client import CoordinatorPin
+    from agent.federation.prior import Prior
     from agent.federation.signing import Release
 
 HELD_OUT_MAX = 10
@@ -93,47 +96,70 @@ def upload_labels(interactions: list[Interaction]) -> dict[int, float]:
 
 @dataclass(frozen=True)
 class InUse:
-    """The global adapter the feed uses, as steps over one coordinator's signed releases: from the identity,
-    each (version, t) moves t of the way to that release (t = 1 replaces what came before)."""
+    """The global adapter the feed uses, as steps over one coordinator's signed releases. With no steps the
+    feed uses what it has without a federation: release 0, the public prior built on this device, or else
+    the identity. Each step (version, t) moves t of the way to that release; t = 1 replaces what came before.
+    A chain that starts with a blend starts from `base`: the sha256 of the prior it was blended from, in the
+    releases' layout (None: the identity, the zero vector)."""
 
     coordinator_key: str
     steps: tuple[tuple[int, float], ...] = ()
     decided: int = 0  # the newest release version decided on
+    base: str | None = None
 
-    def then(self, version: int, t: float) -> InUse:
+    def then(self, version: int, t: float, base: str | None = None) -> InUse:
+        """After deciding on `version` with share `t` (`base`: where a first blend starts from)."""
         if t <= 0.0:
-            return InUse(self.coordinator_key, self.steps, version)
-        steps = ((version, 1.0),) if t >= 1.0 else self.steps + ((version, float(t)),)
-        return InUse(self.coordinator_key, steps, version)
-
-    def describe(self) -> str:
+            return InUse(self.coordinator_key, self.steps, version, self.base)
+        if t >= 1.0:
+            return InUse(self.coordinator_key, ((version, 1.0),), version)
         if not self.steps:
-            return "no release (the identity)"
+            return InUse(self.coordinator_key, ((version, float(t)),), version, base)
+        return InUse(self.coordinator_key, self.steps + ((version, float(t)),), version, self.base)
+
+    def describe(self, without: str = "the identity") -> str:
+        """In words; `without` names what the feed uses with no release (release 0, or the identity)."""
+        if not self.steps:
+            return f"no release ({without})"
         (first, t), *rest = self.steps
-        text = f"version {first}" if t >= 1.0 else f"{t:.3g} of version {first}'s change from the identity"
+        origin = "release 0, the public prior" if self.base else "the identity"
+        text = f"version {first}" if t >= 1.0 else f"{t:.3g} of version {first}'s change from {origin}"
         return text + "".join(f", then {t:.3g} of the way to version {v}" for v, t in rest)
 
     def as_state(self) -> dict[str, Any]:
         return {"coordinator_key": self.coordinator_key, "steps": [list(s) for s in self.steps],
-                "decided": self.decided}
+                "decided": self.decided, "base": self.base}
 
 
 def in_use(store: "Store", coordinator_key: str) -> InUse:
-    """What the store records as in use with this coordinator (nothing adopted yet: the identity)."""
+    """What the store records as in use with this coordinator (nothing adopted yet: no steps)."""
     state = store.get_state(ADOPTED_STATE)
     if not state or state.get("coordinator_key") != coordinator_key:
         return InUse(coordinator_key)
-    return InUse(coordinator_key, tuple((int(v), float(t)) for v, t in state["steps"]), int(state["decided"]))
+    return InUse(coordinator_key, tuple((int(v), float(t)) for v, t in state["steps"]), int(state["decided"]),
+                 state.get("base"))
 
 
-def compose(steps: Iterable[tuple[int, float]], releases: dict[int, "Release"]) -> np.ndarray:
-    """The shared vector the steps describe, from these verified releases (all of one layout)."""
+def base_vector(layout_digest: str, size: int, prior: "Prior | None") -> tuple[np.ndarray, str | None]:
+    """Where blends with releases of this layout start when no release is in use: release 0 if the device's
+    prior is in that layout (then the feed already uses it), else the identity; and its digest (or None)."""
+    if prior is not None and prior.layout.digest() == layout_digest:
+        return prior.vector.copy(), prior.digest()
+    return np.zeros(size), None
+
+
+def compose(current: InUse, releases: dict[int, "Release"], prior: "Prior | None") -> np.ndarray:
+    """The shared vector `current` describes, from these verified releases (all of one layout) and the
+    device's prior (SyncError when the chain starts from a prior that is no longer the one kept)."""
     vector: np.ndarray | None = None
     digest = None
-    for version, t in steps:
+    for version, t in current.steps:
         release = releases[version]
         if digest is None:
-            digest, vector = release.layout.digest(), np.zeros(release.layout.size)
+            digest = release.layout.digest()
+            vector, base = base_vector(digest, release.layout.size, prior)
+            if t < 1.0 and base != current.base:
+                raise SyncError("it was blended with a public prior (release 0) that is no longer the one kept")
         elif release.layout.digest() != digest:
             raise SyncError(f"version {version} has another shared layout than the versions before it")
         vector = vector + t * (release.vector - vector)
@@ -142,11 +168,11 @@ def compose(steps: Iterable[tuple[int, float]], releases: dict[int, "Release"]) 
     return vector
 
 
-def load_in_use(store: "Store", pin: "CoordinatorPin",
+def load_in_use(store: "Store", pin: "CoordinatorPin", prior: "Prior | None",
                 on_refused: Callable[[int, str], None]) -> tuple[InUse, "Release", np.ndarray] | None:
     """(what is in use, its newest release, its vector), recomputed from stored releases that verify against
-    the pinned key; None for the identity. A release that fails is refused (`on_refused`) and the steps
-    before it are used: each shorter chain was itself in use once."""
+    the pinned key and from the device's prior; None when no release is in use. A step that fails is refused
+    (`on_refused`) and the steps before it are used: each shorter chain was itself in use once."""
     from agent.federation.signing import verify_release
 
     current = in_use(store, pin.signing_public_key.hex())
@@ -160,7 +186,7 @@ def load_in_use(store: "Store", pin: "CoordinatorPin",
             release = verify_release(body, pin.signing_public_key)
             if release.version != version:
                 raise SyncError(f"the stored row says version {version}, the signed body {release.version}")
-            compose(usable + [(version, t)], {**releases, version: release})
+            compose(replace(current, steps=tuple(usable) + ((version, t),)), {**releases, version: release}, prior)
         except SyncError as error:
             on_refused(version, str(error))
             break
@@ -168,8 +194,8 @@ def load_in_use(store: "Store", pin: "CoordinatorPin",
         usable.append((version, t))
     if not usable:
         return None
-    return (InUse(current.coordinator_key, tuple(usable), current.decided), releases[usable[-1][0]],
-            compose(usable, releases))
+    chain = replace(current, steps=tuple(usable))
+    return chain, releases[usable[-1][0]], compose(chain, releases, prior)
 
 
 # -- the check --------------------------------------------------------------------------------------------
@@ -219,6 +245,7 @@ class Decision:
     blends: tuple[tuple[float, Ranking], ...] = ()
     noise: NoiseCheck | None = None
     coordinator_key: str = ""
+    base: str | None = None  # where a first blend starts from (InUse.base)
 
     def as_event(self) -> dict[str, Any]:
         event = asdict(self)
@@ -271,25 +298,53 @@ def noise_check(release: "Release") -> NoiseCheck | None:
         return None
 
 
-def decide(person: Person, current: InUse, current_vector: np.ndarray | None, current_adapter: GlobalAdapter,
-           release: "Release") -> Decision:
-    """Whether to adopt `release`, a blend of it, or keep `current`, whose adapter is `current_adapter` and
-    whose shared vector is `current_vector` when it is in the release's layout (None: the identity, or a
-    version in another layout, which cannot be blended with it)."""
+@dataclass(frozen=True)
+class Current:
+    """What the feed uses now, as the check needs it."""
+
+    in_use: InUse
+    adapter: GlobalAdapter
+    blend_from: np.ndarray | None  # the shared vector blends with the release start from (None: they cannot)
+    base: str | None               # where a first blend starts: the prior's sha256, or None (the identity)
+    without: str                   # what the feed uses with no release, in words
+    prior_layout: str | None       # the layout digest of the device's prior, if it has one
+
+
+def current_for(release: "Release", recorded: InUse, loaded: tuple[InUse, "Release", np.ndarray] | None,
+                prior: "Prior | None", adapter: GlobalAdapter) -> Current:
+    """`Current` for judging `release`: `recorded` is the stored chain, `loaded` what of it verified
+    (`load_in_use`), `prior` the device's release 0, `adapter` the global adapter the feed uses."""
+    without = "release 0, the public prior" if prior is not None else "the identity"
+    prior_layout = None if prior is None else prior.layout.digest()
+    digest = release.layout.digest()
+    if loaded is not None:
+        chain, newest, vector = loaded
+        return Current(chain, adapter, vector if newest.layout.digest() == digest else None, chain.base, without,
+                       prior_layout)
+    blend_from, base = base_vector(digest, release.layout.size, prior)
+    return Current(replace(recorded, steps=(), base=None), adapter, blend_from, base, without, prior_layout)
+
+
+def decide(person: Person, current: Current, release: "Release") -> Decision:
+    """Whether to adopt `release`, a blend of it, or keep what is in use."""
     held = held_out_likes(person.interactions)
     likes = len(recent_likes(person.interactions))
     noise = noise_check(release)
-    common = {"version": release.version, "held_out": len(held), "likes": likes, "before": current.describe(),
-              "noise": noise, "coordinator_key": current.coordinator_key}
+    in_use_text = current.in_use.describe(current.without)
+    common = {"version": release.version, "held_out": len(held), "likes": likes, "before": in_use_text,
+              "noise": noise, "coordinator_key": current.in_use.coordinator_key, "base": current.base}
 
     def outcome(action: str, t: float, message: str, **figures: Any) -> Decision:
-        after = current.then(release.version, t).describe()
+        after = current.in_use.then(release.version, t, current.base).describe(current.without)
         return Decision(action=action, t=t, message=message, after=after, **common, **figures)
 
     name = f"version {release.version}" + (" (the coordinator's starting point)" if starting_point(release) else "")
     if len(held) < MIN_HELD_OUT:
         few = (f"too few likes to judge it by ({likes}; a check holds out {MIN_HELD_OUT} of at least "
                f"{MIN_HELD_OUT * HELD_OUT_SHARE})")
+        if current.prior_layout is not None and current.prior_layout != release.layout.digest():
+            return outcome("kept", 0.0, f"{name} kept out: {few}, and it is not built on the public prior (release "
+                                        f"0) this device uses; still using {in_use_text}")
         if starting_point(release):
             return outcome("adopted", 1.0, f"{name} adopted without a check: {few}, and it has no noise in it")
         if noise is not None and not noise.noise_dominates:
@@ -299,10 +354,10 @@ def decide(person: Person, current: InUse, current_vector: np.ndarray | None, cu
         why = ("its release does not carry the figures that would show its noise is no larger than its signal"
                if noise is None else f"its noise (expected norm {noise.noise_norm:.3g}) is larger than any signal "
                                      f"it could carry (at most {noise.signal_bound:g})")
-        return outcome("kept", 0.0, f"{name} kept out: {few}, and {why}; still using {current.describe()}")
+        return outcome("kept", 0.0, f"{name} kept out: {few}, and {why}; still using {in_use_text}")
 
-    judge = Judge(person, held, current_adapter)
-    baseline = judge.rank(current_adapter)
+    judge = Judge(person, held, current.adapter)
+    baseline = judge.rank(current.adapter)
     candidate = judge.rank(unflatten(release.layout, release.vector))
     likes_text = f"your {len(held)} latest likes (held out)"
     figures = {"in_use": baseline, "candidate": candidate}
@@ -311,9 +366,9 @@ def decide(person: Person, current: InUse, current_vector: np.ndarray | None, cu
         return outcome("adopted", 1.0, f"{name} adopted: {likes_text} rank no lower with it, within the check's "
                                        f"tolerance ({baseline.text()} → {candidate.text()})",
                        chosen=candidate, **figures)
-    base = current_vector if current_vector is not None else (release.layout.zeros() if not current.steps else None)
-    shares = [] if base is None else ([cap] if cap < 1.0 else []) + [cap * b for b in BLENDS]
-    blends = tuple((t, judge.rank(unflatten(release.layout, base + t * (release.vector - base)))) for t in shares)
+    start = current.blend_from
+    shares = [] if start is None else ([cap] if cap < 1.0 else []) + [cap * b for b in BLENDS]
+    blends = tuple((t, judge.rank(unflatten(release.layout, start + t * (release.vector - start)))) for t in shares)
     passing = [(r.outranked, t, r) for t, r in blends if not r.hurts(baseline)]
     if cap < 1.0:
         lead = (f"{name} carries more noise than any signal it could (expected norm {noise.noise_norm:.3g}, at most "
@@ -329,13 +384,12 @@ def decide(person: Person, current: InUse, current_vector: np.ndarray | None, cu
     tried = ", ".join(f"{t:.3g}" for t, _ in blends)
     why = ("; it cannot be blended with the version in use (another layout)" if not blends
            else f"; each share of its change tried ({tried}) would rank them lower")
-    return outcome("kept", 0.0, f"{lead}{why}: kept it out; still using {current.describe()}",
-                   blends=blends, **figures)
+    return outcome("kept", 0.0, f"{lead}{why}: kept it out; still using {in_use_text}", blends=blends, **figures)
 
 
 def record(store: "Store", current: InUse, decision: Decision) -> InUse:
     """Write the decision to the event log and what is now in use to the state; what is now in use."""
-    now = current.then(decision.version, decision.t)
+    now = current.then(decision.version, decision.t, decision.base)
     with store.transaction():
         store.set_state(ADOPTED_STATE, now.as_state())
         store.log_event(EVENT, decision.as_event())

@@ -225,7 +225,8 @@ class SyncStatus:
         return data
 
 
-def status(store: "Store", home: "Home") -> SyncStatus:
+def status(store: "Store", home: "Home", without: str = "the identity") -> SyncStatus:
+    """`without` names what the feed uses with no release in use (release 0, or the identity)."""
     try:
         pin, problem = stored_pin(home), None
     except SyncSetupError as error:
@@ -238,7 +239,7 @@ def status(store: "Store", home: "Home") -> SyncStatus:
     key = pin.signing_public_key.hex()
     adopted = in_use(store, key) if was_ever_enabled(store) else None
     return SyncStatus(is_enabled(store), was_asked(store), pin.url, url.netloc, fingerprint(pin.signing_public_key),
-                      None, privacy_total(store, key), None if adopted is None else adopted.describe(),
+                      None, privacy_total(store, key), None if adopted is None else adopted.describe(without),
                       () if adopted is None else adopted.steps)
 
 
