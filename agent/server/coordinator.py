@@ -1,22 +1,19 @@
 """The coordinator's round logic: cohorts, the four secure-aggregation stages, recovery, release.
 
-HTTP-free and thread-safe: every public method runs in one `storage.write()` transaction (or a read),
-so a stage transition is atomic and several workers sharing a PostgreSQL database agree on it. No
-background task is needed: deadlines are checked whenever a client asks (the clients' long polls ask
-every 1.5 s), and a stage ends early once every expected client has submitted.
+HTTP-free and thread-safe: every public method runs in one `storage.write()` transaction (or a read), so a stage
+transition is atomic and several workers sharing a PostgreSQL database agree on it. No background task is needed:
+deadlines are checked whenever a client asks (the clients' long polls ask every 1.5 s), and a stage ends early once
+every expected client has submitted.
 
 Round states, in order: forming -> advertise -> share -> masked -> unmask -> done; `aborted` from any;
-`withheld` when the noise in the round's average would be larger than any signal it could carry
-(`NoiseCheck`, with `withhold_noisy` on, the default): decided when the cohort forms, if even a round
-that every member completes would be so (nothing has been uploaded then), or after unmasking, when
-dropouts left too few summands. A withheld round publishes nothing and keeps no sum; one withheld after
-unmasking still counts in the privacy spent, since its noised sum was computed.
-Participants' `stage` column counts the stages they completed (0 checked in .. 4 answered unmasking):
-    U1 = advertised keys, U2 = sent share envelopes, U3 = sent a masked input, U4 = answered unmasking.
-A stage that ends with fewer than `min_survivors` participants aborts the round: the noise and the
-neighbourhood analysis assume at least that many. Every rejection is a CoordinatorError with an HTTP
-status and a specific message, raised before anything is written, so the round and the stored state
-stay as they were.
+`withheld` when the noise in the round's average would exceed any signal it could carry (`NoiseCheck`, on by
+default): decided as the cohort forms (nothing uploaded yet) or after unmasking (too few summands left); a withheld
+round publishes nothing and keeps no sum, and one withheld after unmasking counts in the privacy spent.
+Participants' `stage` column counts the stages they completed (0 checked in .. 4 answered unmasking): U1 =
+advertised keys, U2 = sent share envelopes, U3 = sent a masked input, U4 = answered unmasking.
+A stage that ends with fewer than `min_survivors` participants aborts the round: the noise and the neighbourhood
+analysis assume at least that many. Every rejection is a CoordinatorError with an HTTP status and a specific
+message, raised before anything is written, so the round and the stored state stay as they were.
 """
 
 from __future__ import annotations
@@ -41,8 +38,8 @@ from agent.federation.neighbourhood import NeighbourGraph, NeighbourhoodPlan, Th
 from agent.federation.layout import SharedLayout
 from agent.federation.quantize import QuantizationPlan, dequantize_sum
 from agent.federation.shamir import Share, reconstruct_secret
-from agent.federation.signing import (AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth,
-                                     sign_release, verify_release, verify_request)
+from agent.federation.signing import AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth
+from agent.federation.signing import sign_release, verify_release, verify_request
 from agent.server.state import Storage, Transaction
 
 STATES = ("forming", "advertise", "share", "masked", "unmask", "done")
@@ -144,8 +141,8 @@ class RoundConfig:
 class Coordinator:
     def __init__(self, storage: Storage, signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
                  default_layout: SharedLayout | None = None, initial_vector: np.ndarray | None = None) -> None:
-        """Opens (or on first use initialises, with `default_layout` and `initial_vector` as release 1: a public
-        prior, agent.federation.prior, or by default zeros)."""
+        """Opens (or on first use initialises, with `default_layout` and `initial_vector`, a public prior, or
+        zeros as release 1)."""
         self.storage = storage
         self.signing_key = signing_key
         self.settings = settings
@@ -161,10 +158,9 @@ class Coordinator:
                     raise ValueError("the starting vector holds NaN or infinite values: no client could use it")
                 tx.execute("insert into coordinator_settings (key, value) values ('signing_public_key', ?)",
                            [self.public_key])
-                body = sign_release(signing_key, 1, {"round_id": None, "created": time.time(), "epsilon": 0.0,
-                                                     "delta": 0.0, "rounds": 0,
-                                                     "prior": initial_vector is not None}, default_layout,
-                                    default_layout.zeros() if initial_vector is None else initial_vector)
+                start = default_layout.zeros() if initial_vector is None else initial_vector
+                meta = {"round_id": None, "created": time.time(), "epsilon": 0.0, "delta": 0.0, "rounds": 0}
+                body = sign_release(signing_key, 1, meta | {"prior": initial_vector is not None}, default_layout, start)
                 tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability,"
                            " epsilon, delta, body) values (1, null, ?, null, null, 0, 0, ?)", [time.time(), body])
             elif bytes(stored[0]) != self.public_key:
