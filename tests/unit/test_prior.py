@@ -374,10 +374,14 @@ def test_a_verified_federation_release_takes_over_from_the_prior(encoder, tmp_pa
     agent.refresh_global_adapter()
     # Pinned and consenting, but no release received yet: the prior is what the feed ranks with.
     assert agent.global_adapter().item_bias == unflatten(prior.layout, prior.vector).item_bias
+    # A release that arrives is not used until the device's adoption check takes it: a coordinator's zero
+    # starting point in another layout, judged on too few likes, is kept out and the prior stays in use.
     agent.store.store_release(coordinator.public_key.hex(), 1, coordinator.latest_release_bytes())
     agent.refresh_global_adapter()
-    released = agent.global_adapter()
-    assert released.B.shape == (encoder.dim, 4) and not released.B.any() and released.item_bias == {}
+    agent.check_new_release()
+    agent.refresh_global_adapter()
+    in_use = agent.global_adapter()
+    assert in_use.B.shape == prior.layout.projection.T.shape and in_use.item_bias == unflatten(prior.layout, prior.vector).item_bias
     storage.close()
 
     # A coordinator started from this prior: the device adopting its release 1 ranks as with the prior.
