@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 import re
 import time
@@ -392,6 +393,27 @@ def parse_csv(path: Path, check_header: Callable[[list[str]], None],
                 yield ImportProblem(str(path), line, str(error))
     except csv.Error as error:
         raise ImportFailed(f"{path}: not a readable CSV file (line {reader.line_num}: {error})") from None
+
+
+def parse_jsonl(path: Path, parse_record: Callable[[dict[str, Any]], Any]) -> Iterator[Any]:
+    """Drive a JSONL file: one `parse_record` per JSON object; a line that is not valid JSON, not an object, or
+    that `parse_record` refuses (RowError) becomes a problem with its line. Blank lines are skipped."""
+    # Not splitlines(): JSON strings may hold U+2028 and friends, which it would split on.
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield ImportProblem(str(path), number, f"invalid JSON: {error.msg} (column {error.colno})")
+            continue
+        if not isinstance(record, dict):
+            yield ImportProblem(str(path), number, f"expected a JSON object, got {type(record).__name__}")
+            continue
+        try:
+            yield parse_record(record)
+        except RowError as error:
+            yield ImportProblem(str(path), number, str(error))
 
 
 def require_columns(path: Path, what: str, required: Iterable[str]) -> Callable[[list[str]], None]:

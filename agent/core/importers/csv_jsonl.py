@@ -40,7 +40,6 @@ or not a JSON object; in CSV when a row has more fields than the header.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,6 @@ from typing import Any
 from agent.core.importers.base import (
     Feedback,
     ImportFailed,
-    ImportProblem,
     Parsed,
     ParsedRow,
     RowError,
@@ -59,10 +57,10 @@ from agent.core.importers.base import (
     parse_public_signals,
     parse_rating,
     parse_year,
-    read_text,
     split_labels,
 )
 from agent.core.importers.base import parse_csv as drive_csv
+from agent.core.importers.base import parse_jsonl as drive_jsonl
 from agent.core.store import NewItem
 
 KNOWN = {"id", "title", "text", "description", "year", "genres", "tags", "url", "author", "creator",
@@ -79,24 +77,8 @@ def parse_csv(path: Path) -> Iterator[Parsed]:
 
 
 def parse_jsonl(path: Path) -> Iterator[Parsed]:
-    text = read_text(path)
     default_source = f"jsonl:{Path(path).name}"
-    # Not splitlines(): JSON strings may hold U+2028 and friends, which it would split on.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield ImportProblem(str(path), number, f"invalid JSON: {error.msg} (column {error.colno})")
-            continue
-        if not isinstance(record, dict):
-            yield ImportProblem(str(path), number, f"expected a JSON object, got {type(record).__name__}")
-            continue
-        try:
-            yield parse_record(record, default_source)
-        except RowError as error:
-            yield ImportProblem(str(path), number, str(error))
+    return drive_jsonl(path, lambda record: parse_record(record, default_source))
 
 
 def _present(value: Any) -> bool:

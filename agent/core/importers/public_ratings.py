@@ -18,13 +18,13 @@ A row without a user or an item is reported with its line and skipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.core.importers.base import ImportFailed, ImportProblem, RowError, read_text
+from agent.core.importers.base import ImportFailed, ImportProblem, RowError
 from agent.core.importers.base import parse_csv as drive_csv
+from agent.core.importers.base import parse_jsonl as drive_jsonl
 from agent.core.importers.demo import SOURCE as DEMO_SOURCE
 from agent.core.importers.demo import movielens_ratings
 
@@ -60,7 +60,7 @@ def read_public_ratings(path: Path) -> tuple[list[Interaction], list[ImportProbl
     problems: list[ImportProblem] = []
     entries: Iterator[Any]
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        entries = _jsonl(path)
+        entries = drive_jsonl(path, _interaction)
     else:
         def check(header: list[str]) -> None:
             names = {column.strip().lower() for column in header}
@@ -71,24 +71,6 @@ def read_public_ratings(path: Path) -> tuple[list[Interaction], list[ImportProbl
     for entry in entries:
         (problems if isinstance(entry, ImportProblem) else interactions).append(entry)
     return interactions, problems
-
-
-def _jsonl(path: Path) -> Iterator[Interaction | ImportProblem]:
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield ImportProblem(str(path), number, f"invalid JSON: {error.msg} (column {error.colno})")
-            continue
-        if not isinstance(record, dict):
-            yield ImportProblem(str(path), number, f"expected a JSON object, got {type(record).__name__}")
-            continue
-        try:
-            yield _interaction(record)
-        except RowError as error:
-            yield ImportProblem(str(path), number, str(error))
 
 
 def demo_public_ratings() -> list[Interaction]:
