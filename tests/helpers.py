@@ -11,11 +11,11 @@ from agent.core.api import Agent
 from agent.core.store import NewItem, Store
 
 
-def agent_from_template(template: Path, encoder, llm=None) -> Agent:
+def agent_from_template(template: Path, encoder, llm=None, seed: int | None = None) -> Agent:
     """An Agent on a copy of a prepared database, in this test's own OWNREC_HOME (with `llm`, that model
-    instead of one loaded from the settings)."""
+    instead of one loaded from the settings; with `seed`, its online updates draw the same negatives each run)."""
     shutil.copy(template, paths.database_path())
-    return Agent(Store.open(), Config(), encoder, llm=llm)
+    return Agent(Store.open(), Config(), encoder, llm=llm, seed=seed)
 
 
 async def open_from_feed(pilot, key: str, screen_type):

@@ -29,7 +29,7 @@ def _genre_share(agent, genre, recommendations):
 
 @pytest.mark.parametrize("genre", ["Horror", "Children's", "Documentary"])
 def test_a_simulated_user_who_likes_one_genre_gets_more_of_it(demo_database, encoder, genre):
-    agent = agent_from_template(demo_database, encoder)
+    agent = agent_from_template(demo_database, encoder, seed=0)  # unseeded, Children's sat on the threshold
     agent.config.set("feed.exploration", 0.0)
     items = agent.store.items()
     in_genre = [i.id for i in items if genre in i.metadata["genres"]]
