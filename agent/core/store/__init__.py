@@ -1,18 +1,18 @@
-"""Local SQLite storage (see `store.py`), the conversations kept in it (`conversations.py`) and its numbered
+"""Local SQLite storage (see `store.py`; what it holds as plain data: `records.py`), the conversations kept in it (`conversations.py`) and its numbered
 migrations (see `migrations.py`)."""
 
-from agent.core.store.store import (
+from agent.core.store.records import (
     FEEDBACK_KINDS,
     Interaction,
     Item,
     NewItem,
-    PublicSignals,
-    Store,
     StoreError,
     UnknownItem,
     UpsertResult,
     text_hash,
 )
+from agent.core.store.signals import PublicSignals
+from agent.core.store.store import Store
 from agent.core.store.conversations import Conversation, ConversationNotFound, Conversations, Message
 
 __all__ = [

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.core.store.store import Store, StoreError
+from agent.core.store.records import StoreError
+from agent.core.store.store import Store
 
 TITLE_LENGTH = 60
 

@@ -8,7 +8,6 @@ app's threads (the TUI's workers, the sync scheduler), so every method holds the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import functools
 import sqlite3
@@ -16,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,94 +24,10 @@ import sqlite_utils
 from agent.core import paths
 from agent.core.store.migrations import apply_migrations
 from agent.core.store.signals import PublicSignals
+from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem, StoreError, UnknownItem,
+                                      UpsertResult, interaction_from_row, item_from_row, text_hash)
 
-FEEDBACK_KINDS = ("like", "dislike", "skip", "rating", "open")
-
-
-class StoreError(RuntimeError):
-    pass
-
-
-class UnknownItem(StoreError):
-    pass
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class NewItem:
-    """An item as an importer produces it, before it has a local id."""
-
-    source: str
-    external_id: str
-    title: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    signals: PublicSignals = field(default_factory=PublicSignals)
-
-
-@dataclass(frozen=True)
-class Item:
-    id: int
-    source: str
-    external_id: str
-    title: str
-    text: str
-    text_hash: str
-    metadata: dict[str, Any]
-    signals: PublicSignals = field(default_factory=PublicSignals)
-
-    @property
-    def ref(self) -> str:
-        """A stable, human-typeable reference: `source:external_id`."""
-        return f"{self.source}:{self.external_id}"
-
-    @property
-    def display_title(self) -> str:
-        """The title as people write it ("The Usual Suspects", not "Usual Suspects, The")."""
-        return self.metadata.get("display_title") or self.title
-
-    @property
-    def year(self) -> int | None:
-        year = self.metadata.get("year")
-        return int(year) if year not in (None, "") else None
-
-
-@dataclass(frozen=True)
-class Interaction:
-    id: int
-    item_id: int
-    kind: str
-    value: float | None
-    at: float
-    origin: str
-
-
-@dataclass(frozen=True)
-class UpsertResult:
-    added: int
-    updated: int
-    unchanged: int
-    item_ids: list[int]
-
-
-def _item(row: dict[str, Any]) -> Item:
-    return Item(
-        id=row["id"],
-        source=row["source"],
-        external_id=row["external_id"],
-        title=row["title"],
-        text=row["text"],
-        text_hash=row["text_hash"],
-        metadata=json.loads(row["metadata"] or "{}"),
-        signals=PublicSignals(row.get("popularity"), row.get("avg_rating"), row.get("published")),
-    )
-
-
-def _interaction(row: dict[str, Any]) -> Interaction:
-    return Interaction(row["id"], row["item_id"], row["kind"], row["value"], row["at"], row["origin"])
+REMOVALS_STATE = "feedback_removals"  # state key: how many feedback rows an undo has taken back
 
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -216,7 +130,7 @@ class Store:
         row = self.db.execute("select * from items where id = ?", [item_id]).fetchone()
         if row is None:
             raise UnknownItem(f"no item with id {item_id}")
-        return _item(dict(zip(self._columns("items"), row)))
+        return item_from_row(dict(zip(self._columns("items"), row)))
 
     @_locked
     def resolve_item(self, ref: str | int) -> Item:
@@ -229,7 +143,7 @@ class Store:
         for at in [i for i, c in enumerate(text) if c == ":"]:
             rows = list(self.db["items"].rows_where("source = ? and external_id = ?", [text[:at], text[at + 1:]]))
             if rows:
-                return _item(rows[0])
+                return item_from_row(rows[0])
         raise UnknownItem(
             f"no item {text!r}: use the id shown by `ownrec recommend` or `ownrec items search`, "
             "or source:external_id"
@@ -238,14 +152,14 @@ class Store:
     @_locked
     def items(self, ids: Iterable[int] | None = None) -> list[Item]:
         if ids is None:
-            return [_item(row) for row in self.db["items"].rows_where(order_by="id")]
+            return [item_from_row(row) for row in self.db["items"].rows_where(order_by="id")]
         wanted = list(ids)
         by_id: dict[int, Item] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self.db["items"].rows_where(f"id in ({marks})", chunk):
-                by_id[row["id"]] = _item(row)
+                by_id[row["id"]] = item_from_row(row)
         return [by_id[i] for i in wanted if i in by_id]
 
     @_locked
@@ -261,7 +175,7 @@ class Store:
     def find_by_title(self, title: str, year: int | None = None) -> Item | None:
         """Match an item by title (case-insensitive) and, when given, its year."""
         rows = [
-            _item(row)
+            item_from_row(row)
             for row in self.db["items"].rows_where("lower(title) = lower(?)", [title.strip()], order_by="id")
         ]
         if year is not None:
@@ -279,10 +193,10 @@ class Store:
                 "select items.* from items join items_fts on items.rowid = items_fts.rowid "
                 "where items_fts match ? order by bm25(items_fts, 10.0, 1.0) limit ?"
             )
-            found = [_item(dict(zip(self._columns("items"), row))) for row in self.db.execute(sql, [fts, limit])]
+            found = [item_from_row(dict(zip(self._columns("items"), row))) for row in self.db.execute(sql, [fts, limit])]
         if not found and query.strip():
             found = [
-                _item(row)
+                item_from_row(row)
                 for row in self.db["items"].rows_where(
                     "title like ? or text like ?", [f"%{query.strip()}%"] * 2, limit=limit
                 )
@@ -325,17 +239,50 @@ class Store:
         self.item(item_id)  # a clear error for an unknown item, before the foreign key fires
         self.add_interactions([(item_id, kind, value, at if at is not None else time.time(), origin)])
         row = self.db.execute("select * from interactions order by id desc limit 1").fetchone()
-        return _interaction(dict(zip(self._columns("interactions"), row)))
+        return interaction_from_row(dict(zip(self._columns("interactions"), row)))
+
+    @_locked
+    def remove_interaction(self, interaction_id: int) -> Interaction:
+        """Take back one feedback row (an undo): it is deleted, the count of removals (`feedback_removals`)
+        goes up so that caches of the history know to start again, and the event log keeps what was taken
+        back. StoreError when there is no such row."""
+        with self.db.atomic():
+            row = self.db.execute("select id, item_id, kind, value, at, origin from interactions where id = ?",
+                                  [int(interaction_id)]).fetchone()
+            if row is None:
+                raise StoreError(f"there is no feedback {interaction_id} to take back")
+            removed = Interaction(*row)
+            self.db.execute("delete from interactions where id = ?", [removed.id])
+            self.db.execute("insert or replace into state (key, value) values (?, ?)",
+                            [REMOVALS_STATE, json.dumps(self.feedback_removals() + 1)])
+            self.db.execute("insert into events (at, kind, payload) values (?, ?, ?)",
+                            [time.time(), "feedback_undone", json.dumps({"interaction": removed.id,
+                                                                          "item_id": removed.item_id,
+                                                                          "kind": removed.kind})])
+        return removed
+
+    @_locked
+    def latest_interaction(self) -> Interaction | None:
+        """The feedback row recorded last (by id), if any."""
+        row = self.db.execute("select id, item_id, kind, value, at, origin from interactions"
+                              " order by id desc limit 1").fetchone()
+        return None if row is None else Interaction(*row)
+
+    @_locked
+    def feedback_removals(self) -> int:
+        """How many feedback rows were ever taken back (`remove_interaction`)."""
+        row = self.db.execute("select value from state where key = ?", [REMOVALS_STATE]).fetchone()
+        return int(json.loads(row[0])) if row else 0
 
     @_locked
     def interactions(self) -> list[Interaction]:
-        return [_interaction(row) for row in self.db["interactions"].rows_where(order_by="at, id")]
+        return [interaction_from_row(row) for row in self.db["interactions"].rows_where(order_by="at, id")]
 
     @_locked
     def interactions_after(self, interaction_id: int) -> list[Interaction]:
         """The feedback recorded after the row `interaction_id` (0: all of it), in the order recorded (by
-        id, not by time): what a cache of the history has not seen yet. Feedback rows are never changed or
-        deleted, so this is all that can be new."""
+        id, not by time): what a cache of the history has not seen yet. Feedback rows are never changed, and
+        deleted only by an undo (`remove_interaction`), which a cache sees in `feedback_removals`."""
         return [Interaction(*row) for row in self.db.execute(
             "select id, item_id, kind, value, at, origin from interactions where id > ? order by id",
             [interaction_id])]
