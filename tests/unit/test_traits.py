@@ -227,6 +227,19 @@ def test_pin_holds_the_value_through_feedback_and_retraining(dark_fan):
     assert dark_fan.traits.reading("dark").value > 0.45  # training may move it again
 
 
+def test_a_pin_holds_against_edits_resets_undos_and_forgets_of_other_traits(dark_fan):
+    traits = dark_fan.traits
+    traits.pin("agreeableness")
+    pinned = traits.reading("agreeableness").value
+    for change in (lambda: traits.set("dark", 0.8), lambda: traits.reset("dark"), lambda: traits.set("dark", 0.2),
+                   traits.undo, lambda: traits.set("openness", 0.9), lambda: traits.forget("openness")):
+        change()
+        assert traits.reading("agreeableness").value == pytest.approx(pinned, abs=0.01)
+        assert traits.reading("agreeableness").pinned
+    traits.set("dark", 0.8)  # the edit itself still lands
+    assert traits.reading("dark").value == pytest.approx(0.8, abs=0.02)
+
+
 def test_hidden_traits_leave_ranking_display_and_export(dark_fan):
     feed_before = [r.item.id for r in dark_fan.recommend(20)]
     dark_fan.traits.hide("dark")

@@ -273,7 +273,7 @@ class Traits:
             space = self.space(personal)
             index = self.definitions.index(trait)
             before = float(space.values(personal.p)[index])
-            delta = space.move_to(personal.p, {index: float(value)})
+            delta = space.move_to(personal.p, {**self._pinned_targets(skip=index), index: float(value)})
             reached = float(space.values(personal.p + delta)[index])
             with self.store.transaction():
                 self._move(personal, delta, f"trait {trait.id} set")
@@ -316,6 +316,19 @@ class Traits:
             self._set_state(trait.id, **changes)
             return self._record(trait.id, action, {"before": previous})
 
+    def _pinned_targets(self, skip: int | None = None) -> dict[int, float]:
+        """The pinned traits (but `skip`, the one being edited) and the values they are held at."""
+        return {k: float(self._state(self.definitions[k].id)["pinned_value"]) for k in self._indices("pinned")
+                if k != skip}
+
+    def _holding_pins(self, p: np.ndarray, skip: int | None = None) -> np.ndarray:
+        """The change to `p` that brings every pinned trait (but `skip`) back to its pinned value: an edit of
+        one trait, a reset or an undo never moves another that is pinned."""
+        targets = self._pinned_targets(skip)
+        if not targets:
+            return np.zeros_like(p)
+        return self.space().move_to(p, targets)
+
     def _open_set_deltas(self, trait_id: str) -> np.ndarray | None:
         """The sum of what the person's `set` edits added to p_u since the last reset or forget."""
         total = None
@@ -339,6 +352,7 @@ class Traits:
             before = float(self.space(personal).values(personal.p)[index])
             pushed = self._open_set_deltas(trait.id)
             delta = np.zeros_like(personal.p) if pushed is None else -pushed
+            delta = delta + self._holding_pins(personal.p + delta, skip=index)
             moved = personal.copy()
             moved.p = moved.p + delta
             after = float(self.space(moved).values(moved.p)[index])
@@ -360,6 +374,7 @@ class Traits:
                 moved.p = moved.p - pushed
             space = self.space(moved)
             moved.p = space.without(moved.p, [index])
+            moved.p = moved.p + self._holding_pins(moved.p, skip=index)
             delta = moved.p - personal.p
             snapshots = self.records.snapshots(trait.id)
             previous = self._state(trait.id)
@@ -379,7 +394,10 @@ class Traits:
             edit = _edit(row)
             with self.store.transaction():
                 if "delta" in edit.detail:
-                    self._move(self._personal_adapter(), -np.array(edit.detail["delta"], np.float32),
+                    personal = self._personal_adapter()
+                    back = -np.array(edit.detail["delta"], np.float32)
+                    skip = next((k for k, t in enumerate(self.definitions) if t.id == edit.trait_id), None)
+                    self._move(personal, back + self._holding_pins(personal.p + back, skip=skip),
                                f"undo trait {edit.action}")
                 if "before" in edit.detail:
                     before = edit.detail["before"]

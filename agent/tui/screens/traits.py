@@ -198,10 +198,11 @@ class TraitsScreen(Screen[bool]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         reading = self.current
+        # Every key stays in the footer; one that does nothing for this row is shown dimmed (None).
         if action == "show":
-            return reading is not None and reading.hidden  # only offered for a hidden trait
+            return True if reading is not None and reading.hidden else None
         if action == "hide":
-            return None if reading is None else not reading.hidden
+            return True if reading is not None and not reading.hidden else None
         if action in ("nudge", "set_value", "pin", "reset", "forget"):
             return None if reading is None or (reading.hidden and action != "forget") else True
         return True

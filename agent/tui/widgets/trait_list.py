@@ -1,7 +1,8 @@
 """The traits, one row each under a heading per kind, with a cursor.
 
 A row: name, the low pole's phrase, a bar for the value (0 at the low pole, 1 at the high one)
-with the value printed, a thinner bar for the confidence, a sparkline of the trend and the
+with the value printed, the high pole's phrase (both, so that neither reads as a description of the
+person on its own), a thinner bar for the confidence, a sparkline of the trend and the
 markers (📌 pinned, edited). A hidden trait is one dim line without any number."""
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class TraitRow(Horizontal):
         yield Static(classes="low")
         yield ValueBar(classes="bar")
         yield Static(classes="value")
+        yield Static(classes="high")
         yield ValueBar(classes="confidence-bar")
         yield Static(classes="confidence")
         with Horizontal(classes="trend"):
@@ -85,6 +87,7 @@ class TraitRow(Horizontal):
         self.query_one(".low", Static).update(Text(reading.low, no_wrap=True, overflow="ellipsis", justify="right"))
         self.query_one(".bar", ValueBar).value = reading.value
         self.query_one(".value", Static).update(f"{reading.value:.2f}")
+        self.query_one(".high", Static).update(Text(reading.high, no_wrap=True, overflow="ellipsis"))
         confidence = reading.confidence or 0.0
         self.query_one(".confidence-bar", ValueBar).value = confidence
         self.query_one(".confidence", Static).update(Text(f"{confidence:.0%}", justify="right"))
@@ -115,6 +118,7 @@ class TraitHeading(Horizontal):
         yield Static(Text(title, no_wrap=True), classes="name")
         yield Static(Text(note, no_wrap=True, overflow="ellipsis"), classes="note")
         yield Static("value" if self.labels else "", classes="bar-label")
+        yield Static("", classes="high-label")
         yield Static("sure" if self.labels else "", classes="confidence-label")
         yield Static("trend" if self.labels else "", classes="trend-label")
 
