@@ -44,7 +44,8 @@ def cli(ctx: click.Context) -> None:
 
 # --help lists the sections in this order and each section's commands in the order given.
 SECTIONS: list[tuple[str, list[click.Command]]] = [
-    ("Your feed", [feed.import_, feed.recommend, feed.feedback, feed.taste, traits.traits, feed.retrain, feed.items]),
+    ("Your feed", [feed.import_, feed.recommend, feed.feedback, feed.undo, feed.taste, traits.traits, feed.retrain,
+                   feed.items]),
     ("Chat", [chat.ask, chat.chats, lora.lora]),
     ("Your data and settings", [sync.sync, prior.prior, settings.export, settings.forget, settings.config, settings.models,
                                 settings.doctor]),

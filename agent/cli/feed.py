@@ -53,7 +53,7 @@ def recommend(top: int | None, query: str | None, as_json: bool) -> None:
     if as_json:
         emit_json([
             {"id": r.item.id, "ref": r.item.ref, "title": r.item.display_title, "score": round(r.score, 4),
-             "reason": r.reason, "exploring": r.exploring, "year": r.item.year,
+             "reason": r.reason, "exploring": r.exploring, "seen": r.seen, "year": r.item.year,
              "genres": r.item.metadata.get("genres", [])}
             for r in recommendations
         ])
@@ -62,7 +62,8 @@ def recommend(top: int | None, query: str | None, as_json: bool) -> None:
         click.echo("Nothing to recommend yet: import a catalog first (`ownrec import --demo`).")
     for rank, r in enumerate(recommendations, 1):
         year = f" ({r.item.year})" if r.item.year else ""
-        click.echo(f"{rank:>3}. [{r.item.id}] {r.item.display_title}{year}  {r.score:+.2f}  {r.reason}")
+        seen = " (seen)" if r.seen else ""
+        click.echo(f"{rank:>3}. [{r.item.id}] {r.item.display_title}{year}{seen}  {r.score:+.2f}  {r.reason}")
 
 
 @click.command()
@@ -87,6 +88,21 @@ def feedback(item: str, action: str, stars: float | None) -> None:
     note = " and retrained fully" if result.retrained else ""
     click.echo(f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.display_title};"
                f" updated your model in {result.update_ms:.1f} ms{note}")
+
+
+@click.command()
+@fail_cleanly
+def undo() -> None:
+    """Take back the feedback you gave last (it leaves your history; your model goes back to before it)."""
+    agent = open_agent()
+    last = agent.store.latest_interaction()
+    if last is None:
+        click.echo("nothing to undo: you have not given any feedback")
+        return
+    removed = agent.undo_feedback(last.id)
+    item = agent.store.item(removed.item_id)
+    value = f" {removed.value:g}" if removed.value is not None else ""
+    click.echo(f"took back {removed.kind}{value} for {item.display_title}")
 
 
 @click.command()

@@ -20,7 +20,8 @@ class OwnrecApp(App):
     TITLE = "ownrec"
     SUB_TITLE = "your recommendations, on your machine"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False),
+                Binding("question_mark", "help", "Help", key_display="?")]
 
     def __init__(self, agent: Agent | None = None) -> None:
         super().__init__()
@@ -72,6 +73,15 @@ class OwnrecApp(App):
         """Stop the scheduler and cancel a round in flight (before the agent it uses is closed)."""
         if self.sync_scheduler is not None:
             self.sync_scheduler.stop()
+
+    def action_help(self) -> None:
+        """Every key of the screen in front, with what it does."""
+        from agent.tui.screens.help import HelpScreen, keys_of
+
+        screen = self.screen
+        if not isinstance(screen, HelpScreen):
+            title = getattr(screen, "HELP_TITLE", type(screen).__name__.removesuffix("Screen").lower())
+            self.push_screen(HelpScreen(title, keys_of(screen)))
 
     def show_feed(self) -> None:
         self.switch_screen(FeedScreen())

@@ -62,6 +62,58 @@ async def test_like_removes_the_row_and_reranks(onboarded):
         assert "1 rated" in status(feed)
 
 
+async def test_undo_takes_the_last_rating_back(onboarded):
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        before = refs(feed)
+        first = feed.table.recommendations[0].item
+        await pilot.press("l")
+        await settle(pilot)
+        assert first.ref not in refs(feed)
+        await pilot.press("u")
+        await settle(pilot)
+        assert kinds(onboarded, "like") == []
+        assert refs(feed) == before  # the feed is back where it was: the adapter before the like
+        assert status(feed).startswith(f"took back: liked {first.title} ({first.year})")
+        assert "0 rated" in status(feed)
+        await pilot.press("u")  # nothing left to take back on this screen
+        await settle(pilot)
+        assert refs(feed) == before
+
+
+async def test_home_and_end_go_to_the_first_and_last_item(onboarded):
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        await pilot.press("end")
+        assert feed.table.cursor_row == len(feed.table.recommendations) - 1 > 0
+        await pilot.press("home")
+        assert feed.table.cursor_row == 0
+
+
+async def test_question_mark_lists_every_key_of_the_screen(onboarded):
+    from agent.tui.screens.help import HelpScreen
+
+    app = OwnrecApp(onboarded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        feed = app.screen
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        listed = dict((what, key) for key, what in app.screen.keys)
+        for what, key in {"Like": "l", "Dislike": "d", "Skip": "s", "Undo": "u", "Search": "/", "Traits": "t",
+                          "Chat": "c", "Model": "m", "Privacy": "p", "Quit": "q / ^q", "Help": "?"}.items():
+            assert listed.get(what) == key, (what, listed)
+        assert {"Details", "First item", "Last item", "Cursor down"} <= set(listed), listed
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is feed
+
+
 async def test_dislike_and_skip_keep_the_cursor_index(onboarded):
     app = OwnrecApp(onboarded)
     async with app.run_test(size=SIZE) as pilot:
@@ -146,7 +198,18 @@ async def test_onboarding_picks_favourites_and_a_description(agent):
         await pilot.press("space", "down", "space")
         picked = list(choices.selected)
         assert len(picked) == 2
-        screen.query_one(Input).focus()
+        # A ticked row carries a glyph, not only a colour; an unticked one does not.
+        prompts = [str(choices.get_option_at_index(i).prompt) for i in range(3)]
+        assert prompts[0].startswith("✓ ") and prompts[1].startswith("✓ ") and not prompts[2].startswith("✓")
+        await pilot.press("m")  # more choices, the list keeps what was ticked
+        await settle(pilot)
+        assert choices.option_count == 48 and sorted(choices.selected) == sorted(picked)
+        await pilot.press("slash", *"saffron", "enter")  # a search puts what it finds first
+        await settle(pilot)
+        first = choices.get_option_at_index(0).value
+        assert "saffron" in agent.store.resolve_item(first).title.lower() and choices.has_focus
+        assert sorted(choices.selected) == sorted(picked)
+        screen.query_one("#taste", Input).focus()
         await pilot.press(*"space adventures", "escape")  # leaves the text field, does not skip
         assert app.screen is screen and choices.has_focus
         await pilot.press("ctrl+s")

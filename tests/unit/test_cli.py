@@ -102,6 +102,18 @@ def test_recommend_json_and_feedback_round_trip(run, demo_home):
     assert exported["sync_ledger"] == []  # what was uploaded is part of the person's data too
 
 
+def test_undo_takes_back_the_last_feedback_and_the_feed_returns(run, demo_home):
+    assert run("undo").output.strip() == "nothing to undo: you have not given any feedback"
+    before = json.loads(run("recommend", "--top", "10", "--json").output)
+    run("feedback", str(before[0]["id"]), "like")
+    run("feedback", str(before[1]["id"]), "rate", "2")
+    undone = run("undo")
+    assert undone.exit_code == 0 and undone.output.strip() == f"took back rating 2 for {before[1]['title']}"
+    run("undo")
+    assert json.loads(run("export").output)["interactions"] == []
+    assert json.loads(run("recommend", "--top", "10", "--json").output) == before
+
+
 def test_feedback_errors_are_clear_and_change_nothing(run, demo_home):
     unknown = run("feedback", "no-such:item", "like")
     assert unknown.exit_code == 1 and "no item 'no-such:item'" in unknown.output

@@ -11,9 +11,10 @@ lock serialises calls, so TUI workers may call it from threads.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from agent.core.ranker import (
     mmr,
     load_personal,
     online_update,
+    reason_text,
     save_personal,
     signal_features,
 )
@@ -76,6 +78,7 @@ TASTE_PRIOR_NORM = 8.0
 # How much a request in words counts against the person's taste when the ranker answers it.
 QUERY_WEIGHT = 8.0
 ADAPTER_VERSIONS_KEPT = 10
+EXPLAINING_LIKES = 256  # see `recommend`
 
 
 class FeedbackError(ValueError):
@@ -113,6 +116,7 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
         # What the ranker derives from the feedback history, kept up to date event by event (`_feedback_rows`).
         self._history: FeedbackHistory | None = None
         self._rows: FeedbackRows | None = None
+        self._removals = 0  # the store's feedback_removals when the history was built (an undo restarts it)
         self._llm: LLM | None = None  # the chat LLM, once loaded (see the `llm` property)
         self._given_llm = llm  # a model the caller loaded, used instead of loading one from the settings
         self._rng = np.random.default_rng(seed)  # negative sampling in online updates
@@ -242,9 +246,11 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
     def personal_adapter(self) -> PersonalAdapter:
         with self._lock:
             if self._personal is None:
-                self._personal = self._load_personal() or PersonalAdapter.fresh(
-                    self.encoder.dim, int(self.config.get("ranker.adapter_rank")), self.encoder.model_id)
+                self._personal = self._load_personal() or self._fresh_personal()
             return self._personal
+
+    def _fresh_personal(self) -> PersonalAdapter:
+        return PersonalAdapter.fresh(self.encoder.dim, int(self.config.get("ranker.adapter_rank")), self.encoder.model_id)
 
     def _load_personal(self) -> PersonalAdapter | None:
         for version in self.store.adapter_versions("personal"):
@@ -302,14 +308,29 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
             self.store.set_state("onboarded", True)
             self.store.log_event("onboarded", {"liked": len(liked or []), "described": bool(description)})
 
-    def onboarding_choices(self, count: int = 24) -> list[Item]:
-        """A spread of the catalog to pick favourites from: MMR over the raw item space."""
+    def onboarding_choices(self, count: int = 24, shown: Collection[int] = ()) -> list[Item]:
+        """`count` items to pick favourites from, none of those `shown` already (the screen's "more"): the best
+        known first, by the catalog's public popularity (one of each set of items with the same text), or, in a
+        catalog without it, a spread of the catalog (MMR over the raw item space)."""
         with self._lock:
             catalog = self.catalog()
-            if len(catalog) == 0:
+            left = np.ones(len(catalog), bool)
+            left[catalog.rows(shown)] = False
+            if not left.any():
                 return []
-            rng = np.random.default_rng(7)
-            sample = rng.choice(len(catalog), size=min(len(catalog), 600), replace=False)
+            popularity = catalog.signals[:, 0]
+            if catalog.has_signals and np.ptp(popularity) > 0:
+                twins = self.store.same_text_items()
+                chosen: list[int] = []
+                for row in np.argsort(-popularity, kind="stable"):
+                    if len(chosen) == count:
+                        break
+                    if left[row]:
+                        chosen.append(int(catalog.ids[row]))
+                        left[catalog.rows(twins.get(chosen[-1], ()))] = False
+                return self.store.items(chosen)
+            rows = np.flatnonzero(left)
+            sample = np.random.default_rng(7).choice(rows, size=min(len(rows), 600), replace=False)
             picks = mmr(np.zeros(len(sample)), catalog.X[sample], count, diversity=1.0)
             return self.store.items([int(catalog.ids[sample[p]]) for p in picks])
 
@@ -330,9 +351,12 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
             rows = self._feedback_rows()
             query_vector = self.encoder.encode([query])[0] if query else None
             personal = self._feed_adapter(scorer)
+            # The likes reasons may name and exploration steers away from: the latest EXPLAINING_LIKES, so that a
+            # feed costs the same however long the history.
+            likes = rows.history.latest_likes(EXPLAINING_LIKES, keep=lambda item: catalog.row(item) is not None)
             entries = build_slate(
                 scorer, personal, size,
-                exclude_rows=rows.excluded_rows(), liked_rows=rows.liked_rows(),
+                exclude_rows=rows.excluded_rows(), liked_rows=catalog.rows(likes),
                 diversity=float(self.config.get("feed.diversity")),
                 exploration=0.0 if query else float(self.config.get("feed.exploration")),
                 seed=rows.history.count,
@@ -342,12 +366,14 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
             wanted += [int(catalog.ids[e.because_row]) for e in entries if e.because_row is not None]
             items = {item.id: item for item in self.store.items(dict.fromkeys(wanted))}
             taste = self.store.get_state("taste_description")
+            any_likes = bool(likes)
             result = []
             for entry in entries:
                 item = items[int(catalog.ids[entry.row])]
                 because = items.get(int(catalog.ids[entry.because_row])) if entry.because_row is not None else None
-                result.append(Recommendation(item, entry.score, _reason(entry.exploring, because, query, taste),
-                                             entry.exploring, because))
+                reason = reason_text(entry.explanation, item, because, query=query, taste=taste, any_likes=any_likes)
+                result.append(Recommendation(item, entry.score, reason, entry.exploring, because,
+                                             seen=rows.history.seen(item.id)))
             # A query is the ranker's to answer: the judge's question ignores it.
             if query is None and self.config.get("llm.rerank"):
                 from agent.core.llm.inputs import LLMSettings
@@ -371,8 +397,9 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
     def _feedback_history(self) -> FeedbackHistory:
         """The feedback history as the ranker uses it, caught up with the store: the rows recorded since it last
         looked, by anyone (feedback, imports, the lab writing to the store), folded in."""
-        if self._history is None:
-            self._history = FeedbackHistory()
+        removals = self.store.feedback_removals()
+        if self._history is None or removals != self._removals:  # an undo took a row back: start again
+            self._history, self._rows, self._removals = FeedbackHistory(), None, removals
         touched = self._history.add(self.store.interactions_after(self._history.last_id))
         if self._rows is not None:
             self._rows.update(touched)
@@ -439,6 +466,40 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
             if retrained:
                 self.traits.snapshot()
             return FeedbackResult(interaction, elapsed, retrained, refitting)
+
+    def undo_feedback(self, interaction_id: int) -> Interaction:
+        """Take back one piece of feedback (the feed's undo) and return it. The personal adapter goes back to
+        the version saved just before it when that feedback was the last thing to change the adapter, and is
+        otherwise retrained from the feedback that remains."""
+        self.wait_for_refit()
+        with self._lock:
+            versions = self.store.adapter_versions("personal")
+            removed = self.store.remove_interaction(interaction_id)
+            self._history = self._rows = None
+            metas = [json.loads(version["meta"]) for version in versions]
+            restored, carried = None, {}
+            if metas and metas[0].get("interaction") == removed.id:
+                # The newest version came from this feedback (or from undoing what came after it): go back to the
+                # version before the one this feedback made, or, when that was the first, to a fresh adapter.
+                made = next((k for k, meta in enumerate(metas)
+                             if meta.get("interaction") == removed.id and meta.get("reason") != "undo"), None)
+                try:
+                    if made is not None and made + 1 < len(versions):
+                        restored = load_personal(self.home.root / versions[made + 1]["path"],
+                                                 versions[made + 1]["sha256"])
+                        carried = {k: v for k, v in metas[made + 1].items() if k == "interaction"}
+                    elif made is not None and versions[made]["version"] == 1:
+                        restored = self._fresh_personal()
+                except AdapterError:
+                    restored = None
+            if removed.kind == "open":
+                return removed  # opening an item never changed the adapter at once
+            if restored is not None and restored.dim == self.encoder.dim:
+                # Carries the restored version's feedback, so that undoing that feedback next goes back further.
+                self._save_personal(restored, "undo", {"undone": removed.id, **carried})
+            else:
+                self.retrain()
+            return removed
 
     def retrain(self) -> dict[str, Any]:
         """Fully retrain the personal adapter from all feedback (a background refit under way is dropped)."""
@@ -533,20 +594,8 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart):
             return removed
 
 
-def _reason(exploring: bool, because: Item | None, query: str | None, taste: str | None) -> str:
-    if exploring:
-        return "exploring: unlike what you have rated so far"
-    if query:
-        return f"matches “{query}”" + (f", and you liked {because.display_title}" if because else "")
-    if because is not None:
-        return f"because you liked {because.display_title}"
-    if taste:
-        return f"fits “{taste}”"
-    return "a starting point: rate it to teach ownrec"
-
-
 __all__ = ["HOW_TO_JOIN", "NUDGE", "REACHABLE", "WHAT_LEAVES", "Agent", "Answer", "ChatError", "Conversation",
-           "ConversationNotFound", "Evidence", "FeedbackError", "FeedbackResult", "Item", "LLMUnavailable", "LedgerRow",
+           "ConversationNotFound", "Evidence", "FeedbackError", "FeedbackResult", "Interaction", "Item", "LLMUnavailable", "LedgerRow",
            "LoraOutcome", "LoraTrainingJob", "LoraTrainingSettings", "Message", "Portrait", "PriorReport", "PrivacyTotal",
            "Recommendation", "ReplyStream", "RoundReport", "StoreError", "SyncScheduler", "SyncSetupError",
            "SyncStatus", "TraitEdit", "TraitError", "TraitReading", "Traits"]

@@ -135,6 +135,10 @@ class FeedbackHistory:
         """Every item with any feedback."""
         return iter(self._items)
 
+    def seen(self, item: int) -> bool:
+        """Whether the person has given this item any feedback at all (in the feed: opened it)."""
+        return item in self._items
+
     def liked(self, item: int) -> bool:
         return item in self._likes
 

@@ -131,6 +131,7 @@ class Scorer:
         n = len(catalog)
         self.bias = np.zeros(n, np.float32)
         self.residual: np.ndarray | None = None
+        self._means: tuple | None = None  # the catalog's column means, for `average_parts`
         if global_adapter.item_bias:
             for row, ref in enumerate(catalog.refs):
                 self.bias[row] = global_adapter.item_bias.get(ref, 0.0)
@@ -177,6 +178,43 @@ class Scorer:
             R = self.residual if rows is None else self.residual[rows]
             s += R @ (self.global_adapter.W_v.T @ personal.p)
         return s
+
+    def parts(self, personal: PersonalAdapter, rows: np.ndarray, query: np.ndarray | None = None,
+              query_weight: float = 0.0) -> dict[str, np.ndarray]:
+        """The terms `scores` adds up for the given rows, apart (PARTS; "query" only with a query): they sum
+        to `scores(personal, rows, query, query_weight)`."""
+        rows = np.asarray(rows, np.int64)
+        X = self.catalog.X[rows]
+        out = {"taste": X @ self.effective_query(personal)}
+        if query is not None and query_weight:
+            out["query"] = query_weight * (X @ self.effective_query(personal, np.asarray(query, np.float32)))
+        out["liked_widely"] = self.bias[rows].astype(np.float32)
+        out["people_like_you"] = (self.residual[rows] @ (self.global_adapter.W_v.T @ personal.p)
+                                  if self.residual is not None else np.zeros(len(rows), np.float32))
+        for j, name in enumerate(SIGNALS):
+            out[name] = self.catalog.signals[rows, j] * personal.signal_weights[j]
+        return out
+
+    def average_parts(self, personal: PersonalAdapter, query: np.ndarray | None = None,
+                      query_weight: float = 0.0) -> dict[str, float]:
+        """Each of `parts` for the catalog's average item (the mean of every row's), from the catalog's column
+        means (computed once per scorer): what an explanation measures an item's parts against."""
+        if self._means is None:
+            catalog = self.catalog
+            empty = len(catalog) == 0
+            self._means = (np.zeros(catalog.dim, np.float32) if empty else catalog.X.mean(axis=0),
+                           0.0 if empty else float(self.bias.mean()),
+                           None if self.residual is None or empty else self.residual.mean(axis=0),
+                           np.zeros(len(SIGNALS), np.float32) if empty else catalog.signals.mean(axis=0))
+        x, bias, residual, signals = self._means
+        out = {"taste": float(x @ self.effective_query(personal))}
+        if query is not None and query_weight:
+            out["query"] = float(query_weight * (x @ self.effective_query(personal, np.asarray(query, np.float32))))
+        out["liked_widely"] = bias
+        out["people_like_you"] = 0.0 if residual is None else float(residual @ (self.global_adapter.W_v.T @ personal.p))
+        for j, name in enumerate(SIGNALS):
+            out[name] = float(signals[j] * personal.signal_weights[j])
+        return out
 
     def item_vectors(self, personal: PersonalAdapter, rows: np.ndarray) -> np.ndarray:
         """h_i for the given rows: the items as this person's model sees them."""

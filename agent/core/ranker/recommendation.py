@@ -14,3 +14,4 @@ class Recommendation:
     reason: str
     exploring: bool
     because: Item | None
+    seen: bool = False  # the person has opened it (opening is not a judgement: it stays in the feed)

@@ -1,5 +1,5 @@
 """From scores to a slate: exclude what was rated, diversify with MMR, reserve a small share
-for exploration, and say why each item is there."""
+for exploration, and say why each item is there (`explain`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.ranker.explain import Explanation, explain
 from agent.core.ranker.model import Scorer
 
 
@@ -15,8 +16,13 @@ from agent.core.ranker.model import Scorer
 class SlateEntry:
     row: int  # catalog row
     score: float  # s_ui (plus the query term, if any)
-    because_row: int | None  # the liked item most similar to this one, if any
     exploring: bool  # chosen to learn about the person, not because it scored highest
+    explanation: Explanation  # why it is there
+
+    @property
+    def because_row(self) -> int | None:
+        """The liked item its reason names, if it names one."""
+        return self.explanation.because_row
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:
@@ -98,16 +104,6 @@ def build_slate(scorer: Scorer, personal: PersonalAdapter, size: int, exclude_ro
         slate.insert(at, (row, True))
 
     rows = np.array([row for row, _ in slate], np.int64)
-    because = _because(scorer, personal, rows, liked_rows)
-    return [SlateEntry(int(row), float(scores[row]), because[i], exploring)
+    explanations = explain(scorer, personal, rows, [e for _, e in slate], liked_rows, query, query_weight)
+    return [SlateEntry(int(row), float(scores[row]), exploring, explanations[i])
             for i, (row, exploring) in enumerate(slate)]
-
-
-def _because(scorer: Scorer, personal: PersonalAdapter, rows: np.ndarray, liked_rows: np.ndarray) -> list[int | None]:
-    """For each row, the liked item it is closest to in the person's own item space."""
-    if len(liked_rows) == 0 or len(rows) == 0:
-        return [None] * len(rows)
-    H = _unit_rows(scorer.item_vectors(personal, rows))
-    L = _unit_rows(scorer.item_vectors(personal, liked_rows))
-    nearest = (H @ L.T).argmax(axis=1)
-    return [int(liked_rows[j]) for j in nearest]

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from agent.core.api import Item, Recommendation
+from agent.core.api import Interaction, Item, Recommendation
 from agent.tui.common import PAST_TENSE, reported, title_with_year
 from agent.tui.screens.chat import ChatScreen
 from agent.tui.screens.details import DetailsScreen
@@ -23,6 +23,7 @@ class FeedScreen(Screen):
         Binding("l", "feedback('like')", "Like"),
         Binding("d", "feedback('dislike')", "Dislike"),
         Binding("s", "feedback('skip')", "Skip"),
+        Binding("u", "undo", "Undo"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("t", "traits", "Traits"),
         Binding("c", "chat", "Chat"),
@@ -37,6 +38,8 @@ class FeedScreen(Screen):
         # Every ranking request gets a ticket; an answer older than the one shown is dropped.
         self._tickets = 0
         self._shown = 0
+        # The feedback given last on this screen (its item and stored row), which `u` takes back.
+        self._last: tuple[Item, Interaction] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -61,6 +64,15 @@ class FeedScreen(Screen):
         rec = self.table.current
         if rec is not None:
             self.give(rec.item, kind)
+
+    def action_undo(self) -> None:
+        if self._last is None:
+            self.notify("nothing to undo: no feedback given on this screen yet", markup=False)
+            return
+        item, interaction = self._last
+        self._last = None
+        self._tickets += 1
+        self.take_back(item, interaction, self._tickets)
 
     def action_details(self) -> None:
         rec = self.table.current
@@ -131,11 +143,21 @@ class FeedScreen(Screen):
         except Exception:
             self.app.call_from_thread(self.action_refresh)  # bring back the row dropped in advance
             raise
+        self._last = (item, result.interaction)
         note = f"{PAST_TENSE[kind]} {title_with_year(item)} · model updated in {result.update_ms:.1f} ms"
         if result.retrained:
             note += " (full retrain)"
         elif result.refitting:
             note += " (full retrain under way)"
+        recs = agent.recommend()
+        self.app.call_from_thread(self._show, ticket, recs, note, agent.rated_count())
+
+    @work(thread=True, group="feedback")
+    @reported
+    def take_back(self, item: Item, interaction: Interaction, ticket: int) -> None:
+        agent = self.app.agent
+        agent.undo_feedback(interaction.id)
+        note = f"took back: {PAST_TENSE[interaction.kind]} {title_with_year(item)}"
         recs = agent.recommend()
         self.app.call_from_thread(self._show, ticket, recs, note, agent.rated_count())
 

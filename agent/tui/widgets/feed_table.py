@@ -11,12 +11,16 @@ from agent.core.api import Recommendation
 from agent.tui.common import title_with_year
 
 EXPLORING_MARK = "◆"
+SEEN_MARK = "◦"  # opened before: still in the feed, as opening is not a judgement
 RANK, MARK, SCORE = 3, 1, 5  # fixed column widths; title and reason share the rest
 
 
 class FeedTable(DataTable):
-    # Enter opens the details (DataTable's own enter binding is hidden from the footer).
-    BINDINGS = [Binding("enter", "screen.details", "Details")]
+    # Enter opens the details (DataTable's own enter binding is hidden from the footer). Home and End go to the
+    # first and last item (DataTable's own scroll sideways, which a feed never needs).
+    BINDINGS = [Binding("enter", "screen.details", "Details"),
+                Binding("home", "first", "First item", show=False),
+                Binding("end", "last", "Last item", show=False)]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -38,6 +42,14 @@ class FeedTable(DataTable):
         self.recommendations = [r for r in self.recommendations if r.item.ref != ref]
         self.remove_row(ref)
 
+    def action_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
     def on_resize(self, event: events.Resize) -> None:
         # Column widths depend on the table width, so rebuild when it changes.
         self._rebuild()
@@ -56,8 +68,10 @@ class FeedTable(DataTable):
         for rank, rec in enumerate(self.recommendations, 1):
             self.add_row(
                 Text(str(rank), style="dim", justify="right"),
-                Text(EXPLORING_MARK, style="bold magenta") if rec.exploring else "",
-                Text(title_with_year(rec.item), overflow="ellipsis", no_wrap=True),
+                (Text(EXPLORING_MARK, style="bold magenta") if rec.exploring
+                 else Text(SEEN_MARK, style="dim") if rec.seen else ""),
+                Text(title_with_year(rec.item) + (" · seen" if rec.seen else ""), overflow="ellipsis",
+                     no_wrap=True, style="dim" if rec.seen else ""),
                 Text(rec.reason, style="italic magenta" if rec.exploring else "dim",
                      overflow="ellipsis", no_wrap=True),
                 Text(f"{rec.score:.2f}", justify="right"),
