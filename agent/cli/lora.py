@@ -99,10 +99,18 @@ def lora_train(steps: int, resume: bool, batch: int, as_json: bool) -> None:
     if result.cancelled:
         click.echo(f"stopped at step {result.step}/{result.steps}; `ownrec lora train` resumes")
         return
-    before = "" if result.loss_before is None else f"loss {result.loss_before:.3f} -> {result.loss_after:.3f}, "
+    before = ("" if result.loss_before is None else
+              f"training loss {result.loss_before:.3f} -> {result.loss_after:.3f}, ")
     click.echo(f"personal LoRA v{outcome.version}: {result.counts.get('examples')} examples "
                f"({result.counts.get('positives')} yes, {result.counts.get('negatives')} no, "
                f"{result.counts.get('weak_negatives')} unrated as soft no), {before}{seconds:.0f} s; switched on")
+    if result.held_out_before is not None and result.held_out_after is not None:
+        stopped = (f"; stopped at step {result.step} of {result.steps}, as it no longer improved"
+                   if result.stopped_early else "")
+        click.echo(f"held out (never trained on): {result.held_out} examples, loss {result.held_out_before:.3f} -> "
+                   f"{result.held_out_after:.3f} with the LoRA of step {result.best_step}, the one kept{stopped}")
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
 
 
 @lora.command("status")
@@ -124,6 +132,8 @@ def lora_status(as_json: bool) -> None:
             when = datetime.fromtimestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M")
             loss = (f"loss {row['loss_before']:.3f} -> {row['loss_after']:.3f}"
                     if row.get("loss_before") is not None and row.get("loss_after") is not None else "")
+            if row.get("held_out_before") is not None and row.get("held_out_after") is not None:
+                loss += f", held out {row['held_out_before']:.3f} -> {row['held_out_after']:.3f}"
             damaged = "" if row["intact"] else "  DAMAGED (skipped)"
             click.echo(f"  v{row['version']}  {when}  {row.get('steps')} steps, {row.get('examples')} examples  "
                        f"{loss}{damaged}")

@@ -35,7 +35,7 @@ from agent.core.lora import versions
 from agent.core.lora.base import load_base
 from agent.core.lora.examples import synthetic_examples
 from agent.core.lora.job import TrainingSettings
-from agent.core.lora.train import Tokenized, p_yes, train_examples
+from agent.core.lora.train import PATIENCE, Tokenized, evaluate, p_yes, split_rows, train_examples
 from helpers import agent_from_template
 
 PROFILE = judge.Profile(("Star Voyage (1979)", "Robot Dawn (1984)", "Orbit (1995)"),
@@ -218,7 +218,10 @@ def trained(torch_base):
     examples = synthetic_examples(LIKED, DISLIKED, TRAIN_PROFILE)
     torch_base.reset_lora(0)
     before = p_yes(torch_base, TRAIN_PROFILE, HELD_OUT_LIKED_STYLE)
-    result = train_examples(torch_base, examples, TrainingSettings(steps=8, batch=4, learning_rate=2e-3, threads=1))
+    # All eight trained on: this measures what training does to the model (holding out is tested apart; with
+    # two of eight held out the unseen films' p_yes is noise)
+    result = train_examples(torch_base, examples, TrainingSettings(steps=8, batch=4, learning_rate=2e-3, threads=1,
+                                                                   held_out_share=0.0))
     after = p_yes(torch_base, TRAIN_PROFILE, HELD_OUT_LIKED_STYLE)
     torch_base.reset_lora(0)
     return result, before, after
@@ -239,6 +242,36 @@ def test_the_trained_adapter_moves_llama_cpp_as_it_moves_torch(trained, torch_ba
     assert torch_margin > 0.4  # toward "Yes" for a sci-fi film
     assert llama_margin > 0.5 * torch_margin and abs(llama_margin - torch_margin) < 0.35 * torch_margin
     assert np.corrcoef(torch_delta, llama_delta)[0, 1] > 0.9
+
+
+def test_examples_are_split_by_seed_and_a_few_say_they_are_too_few():
+    from agent.core.lora.train import FEW_EXAMPLES, few_examples_warning, split_rows
+
+    labels = [1.0] * 20 + [0.0] * 10
+    train, held = split_rows(labels, seed=3)
+    assert sorted(train + held) == list(range(30)) and split_rows(labels, seed=3) == (train, held)
+    assert [labels[i] for i in held].count(1.0) == 4 and [labels[i] for i in held].count(0.0) == 2  # both answers
+    assert split_rows(labels, seed=4) != (train, held)
+    assert split_rows([1.0, 0.0, 1.0, 0.0], seed=3) == ([0, 1, 2, 3], [])  # too few to hold any out
+    assert few_examples_warning(FEW_EXAMPLES, 4) is None
+    assert "only 8 examples: too few to learn a taste from (the held-out figure rests on 2 of them)" in \
+        few_examples_warning(8, 2)
+    assert "none could be held out" in few_examples_warning(4, 0)
+
+
+def test_training_holds_examples_out_keeps_the_best_and_stops_when_they_stop_improving(torch_base):
+    examples = synthetic_examples(LIKED, DISLIKED, TRAIN_PROFILE)  # 8 examples: 2 held out, 6 trained on
+    data = Tokenized.of(torch_base, examples)
+    _, held_rows = split_rows(data.labels, 0)
+    settings = TrainingSettings(steps=40, batch=4, learning_rate=2e-2, checkpoint_every=2, threads=1)
+    result = train_examples(torch_base, data, settings)
+    assert result.held_out == 2 and result.warning and "too few" in result.warning
+    # what is kept is the LoRA that did best on the held-out examples, and it is what the model now holds
+    assert result.held_out_after <= result.held_out_before
+    assert evaluate(torch_base, data, rows=held_rows) == pytest.approx(result.held_out_after, abs=1e-5)
+    # six examples are learnt by heart long before 40 steps: the held-out loss stops improving, and it stops
+    assert result.stopped_early and result.step < 40 and result.best_step <= result.step - 2 * PATIENCE
+    torch_base.reset_lora(0)
 
 
 def test_cancel_then_resume_ends_where_an_uninterrupted_run_ends(torch_base, tmp_path):

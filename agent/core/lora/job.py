@@ -31,6 +31,7 @@ class TrainingSettings:
     seed: int = 0
     checkpoint_every: int = 5
     max_grad_norm: float = 1.0
+    held_out_share: float = 0.2  # of each answer's examples, never trained on (train.split_rows; 0: none)
     # torch threads; 0: the llm.threads setting (else OWNREC_THREADS, else all cores). On cores
     # that other work keeps busy, 1 is much faster than 2: torch's thread pool waits at a
     # barrier after every operation, and a descheduled thread stalls all of them.
@@ -57,6 +58,12 @@ class TrainingResult:
     counts: dict[str, int] = field(default_factory=dict)
     weights: Any = None  # LoraWeights when finished
     settings: Any = None  # the TrainingSettings in effect (a resumed run's are the checkpoint's)
+    held_out: int = 0  # examples never trained on (train.split_rows)
+    held_out_before: float | None = None  # their loss before training
+    held_out_after: float | None = None  # ... and with the LoRA that is kept: the best of the checkpoints
+    best_step: int = 0  # the step of that LoRA
+    stopped_early: bool = False  # the held-out loss stopped improving before the last step
+    warning: str | None = None  # too few examples to learn from (train.few_examples_warning)
 
 
 @dataclass
@@ -72,7 +79,9 @@ class Outcome:
         r = self.result
         return {"version": self.version, "path": str(self.path) if self.path else None, "cancelled": r.cancelled,
                 "step": r.step, "steps": r.steps, "resumed_from": r.resumed_from,
-                "loss_before": r.loss_before, "loss_after": r.loss_after,
+                "loss_before": r.loss_before, "loss_after": r.loss_after, "held_out": r.held_out,
+                "held_out_before": r.held_out_before, "held_out_after": r.held_out_after, "best_step": r.best_step,
+                "stopped_early": r.stopped_early, "warning": r.warning,
                 "step_seconds": None if r.step_seconds is None else round(r.step_seconds, 3), **r.counts}
 
 

@@ -116,8 +116,11 @@ class ModelScreen(Screen[bool]):
         table = self.query_one("#lora-versions", DataTable)
         table.clear()
         for row in state["versions"]:
+            # The held-out loss where there is one: the training loss alone falls on any handful of examples.
+            held_before, held_after = row.get("held_out_before"), row.get("held_out_after")
             before, after = row.get("loss_before"), row.get("loss_after")
-            loss = f"{before:.3f} → {after:.3f}" if before is not None and after is not None else "—"
+            loss = (f"held out {held_before:.3f} → {held_after:.3f}" if held_before is not None and held_after is not None
+                    else f"training {before:.3f} → {after:.3f}" if before is not None and after is not None else "—")
             table.add_row(str(row["version"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"])),
                           str(row.get("examples", "—")), str(row.get("steps", "—")), loss,
                           "ok" if row["intact"] else "damaged", key=str(row["version"]))
@@ -156,8 +159,15 @@ class ModelScreen(Screen[bool]):
             return
         if outcome is not None and outcome.version is not None:
             result = outcome.result
-            self.notify(f"version {outcome.version} is on (loss {result.loss_before:.3f} → {result.loss_after:.3f})",
-                        title="personal LoRA trained")
+            if result.held_out_before is not None and result.held_out_after is not None:
+                figure = f"held-out loss {result.held_out_before:.3f} → {result.held_out_after:.3f}"
+            elif result.loss_before is not None and result.loss_after is not None:
+                figure = f"training loss {result.loss_before:.3f} → {result.loss_after:.3f}"
+            else:
+                figure = "no loss measured"
+            self.notify(f"version {outcome.version} is on ({figure})", title="personal LoRA trained")
+            if result.warning:
+                self.notify(result.warning, title="personal LoRA", severity="warning", markup=False)
         elif outcome is not None:
             self.notify(f"stopped at step {outcome.result.step}; t resumes", title="training cancelled")
         self.load_state()
