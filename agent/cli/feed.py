@@ -85,9 +85,12 @@ def feedback(item: str, action: str, stars: float | None) -> None:
     agent = open_agent()
     result = agent.feedback(item, kind, stars, origin="cli")
     item_obj = agent.store.item(result.interaction.item_id)
+    recorded = f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.display_title}"
+    if kind == "open":  # opening is too weak a signal to re-rank on at once (Agent.feedback)
+        click.echo(f"{recorded}; opening an item counts at your model's next full retrain")
+        return
     note = " and retrained fully" if result.retrained else ""
-    click.echo(f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.display_title};"
-               f" updated your model in {result.update_ms:.1f} ms{note}")
+    click.echo(f"{recorded}; updated your model in {result.update_ms:.1f} ms{note}")
 
 
 @click.command()

@@ -190,3 +190,19 @@ def test_snapshot_chat(agent, snap_compare):
         await pilot.pause()
 
     assert snap_compare(OwnrecApp(agent), terminal_size=SNAPSHOT_SIZE, run_before=open_screen)
+
+
+async def test_the_first_feed_says_it_is_loading_the_model_when_reranking_is_on(chatty, loading):
+    chatty.config.set("llm.rerank", "true")
+    app = OwnrecApp(chatty)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(200):  # until the worker is waiting for the model
+            await pilot.pause(0.02)
+            if isinstance(app.screen, FeedScreen) and "loading it first" in status(app.screen):
+                break
+        feed = app.screen
+        assert isinstance(feed, FeedScreen) and status(feed).startswith(
+            "ranking… the language model reranks the top of your feed (llm.rerank is on")
+        loading.set()
+        await settle(pilot)
+        assert feed.table.recommendations and "loading it first" not in status(feed)

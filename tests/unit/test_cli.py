@@ -104,6 +104,9 @@ def test_recommend_json_and_feedback_round_trip(run, demo_home):
 
 def test_undo_takes_back_the_last_feedback_and_the_feed_returns(run, demo_home):
     assert run("undo").output.strip() == "nothing to undo: you have not given any feedback"
+    opened = run("feedback", "50", "open").output  # an open changes no model at once: it does not say so
+    assert "counts at your model's next full retrain" in opened and "updated your model" not in opened
+    assert run("undo").output.strip() == "took back open for Star Wars"
     before = json.loads(run("recommend", "--top", "10", "--json").output)
     run("feedback", str(before[0]["id"]), "like")
     run("feedback", str(before[1]["id"]), "rate", "2")

@@ -130,6 +130,9 @@ class FeedScreen(Screen):
     @reported
     def rank(self, ticket: int, note: str | None = None) -> None:
         agent = self.app.agent
+        if agent.config.get("llm.rerank") and not agent.llm_loaded:  # the first rerank loads the model: say so
+            self.app.call_from_thread(self._working, "ranking… the language model reranks the top of your feed "
+                                                     "(llm.rerank is on; the Model screen, m, turns it off): loading it first")
         recs = agent.recommend()
         self.app.call_from_thread(self._show, ticket, recs, note, agent.rated_count())
 
@@ -160,6 +163,10 @@ class FeedScreen(Screen):
         note = f"took back: {PAST_TENSE[interaction.kind]} {title_with_year(item)}"
         recs = agent.recommend()
         self.app.call_from_thread(self._show, ticket, recs, note, agent.rated_count())
+
+    def _working(self, text: str) -> None:
+        if not self.table.recommendations:  # only before a feed is on screen: later, the feed stays readable
+            self.query_one("#status", Static).update(Text(text))
 
     def _show(self, ticket: int, recs: list[Recommendation], note: str | None, rated: int) -> None:
         if ticket < self._shown:
