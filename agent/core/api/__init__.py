@@ -62,7 +62,7 @@ from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError,
 from agent.core.api.foundation import FoundationPart, PriorReport
 from agent.core.api.language import LanguageModelPart
 from agent.core.api.lora import LoraPart
-from agent.core.api.refit import RefitPart
+from agent.core.api.refit import RefitPart, one_blas_thread
 from agent.core.api.sync import SyncPart
 from agent.core.api.undo import UndoPart
 
@@ -121,6 +121,8 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
         self._given_llm = llm  # a model the caller loaded, used instead of loading one from the settings
         self._rng = np.random.default_rng(seed)  # negative sampling in online updates
         self.background_refit = background_refit  # the periodic full refit in a thread (`refit.py`)
+        if background_refit:
+            one_blas_thread()
 
     @classmethod
     def open(cls, encoder: Encoder | None = None, *, home: Path | Home | None = None, llm: "LLM | None" = None,

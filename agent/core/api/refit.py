@@ -22,6 +22,22 @@ from agent.core.ranker import PersonalAdapter, TrainingSettings, fit
 from agent.core.ranker.training import bound_adapter
 
 
+_BLAS_LIMIT = None
+
+
+def one_blas_thread() -> None:
+    """Keep the numeric library (BLAS, for every thread of this process) to one thread. With a refit in the
+    background, a multi-threaded BLAS lets it take every core and the person's feedback and feed wait behind it
+    (`ownrec bench`, with a history); the ranker's products are small enough that one thread costs them
+    nothing. Process-wide, kept for the process's life; the encoder and the chat model
+    run their own thread pools."""
+    global _BLAS_LIMIT
+    if _BLAS_LIMIT is None:
+        from threadpoolctl import threadpool_limits
+
+        _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
+
+
 def rebase(fitted: PersonalAdapter, start: PersonalAdapter, current: PersonalAdapter) -> PersonalAdapter:
     """A refit from `start` laid over `current` (`start` plus online updates since): current's changes added
     to the refit's, within the adapter's bound."""
