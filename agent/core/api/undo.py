@@ -18,7 +18,6 @@ class UndoPart:
         with self._lock:
             versions = self.store.adapter_versions("personal")
             removed = self.store.remove_interaction(interaction_id)
-            self._history = self._rows = None
             metas = [json.loads(version["meta"]) for version in versions]
             restored, carried = None, {}
             if metas and metas[0].get("interaction") == removed.id:
