@@ -57,7 +57,9 @@ def ask(text: tuple[str, ...], conversation: int | None, top: int | None, as_jso
     The items come from your personal ranker, filtered by what the request asks for (genres,
     years). A small language model (SmolLM2-135M-Instruct by default; `ownrec config set
     llm.model PATH` for another GGUF) writes the reply, which is shown sentence by sentence as
-    each sentence is checked: a sentence naming a title that is not on the list is held back.
+    each sentence is checked: a sentence naming a title that is not on the list, or claiming
+    what your catalog, your ratings or your traits contradict, is held back. "why X?" and
+    "what do you know about me?" are answered from your own data, without the model.
     Conversations stay on this machine: `ownrec chats`.
     """
     reply = open_agent().stream(" ".join(text), conversation_id=conversation, size=top)
@@ -78,9 +80,8 @@ def ask(text: tuple[str, ...], conversation: int | None, top: int | None, as_jso
     click.echo("")
     for line in _item_lines(answer.items_json()):
         click.echo(line)
-    held = len([r for r in answer.removed if r.reason != "repeated"])
-    if held:
-        click.echo(f"\n({held} sentence{'s' if held > 1 else ''} held back: named a title not on this list)", err=True)
+    if answer.held_back:
+        click.echo(f"\n({answer.held_back})", err=True)
     click.echo(f"\nconversation {answer.conversation_id}: continue with `ownrec ask --chat {answer.conversation_id} ...`",
                err=True)
 

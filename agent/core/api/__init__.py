@@ -25,6 +25,7 @@ from agent.core.config import Config
 from agent.core.paths import Home
 from agent.core.encoder import Encoder
 from agent.core.ranker import (
+    EXPLAINING_LIKES,
     RECENT_ITEMS,
     SIGNALS,
     AdapterError,
@@ -59,6 +60,7 @@ from agent.core.lora.job import Outcome as LoraOutcome
 from agent.core.lora.job import TrainingJob as LoraTrainingJob
 from agent.core.lora.job import TrainingSettings as LoraTrainingSettings
 from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits
+from agent.core.api.facts import FactsPart
 from agent.core.api.foundation import FoundationPart, PriorReport
 from agent.core.api.language import LanguageModelPart
 from agent.core.api.lora import LoraPart
@@ -78,7 +80,6 @@ TASTE_PRIOR_NORM = 8.0
 # How much a request in words counts against the person's taste when the ranker answers it.
 QUERY_WEIGHT = 8.0
 ADAPTER_VERSIONS_KEPT = 10
-EXPLAINING_LIKES = 256  # see `recommend`
 
 
 class FeedbackError(ValueError):
@@ -96,7 +97,7 @@ class FeedbackResult:
     refitting: bool = False
 
 
-class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, UndoPart):
+class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, UndoPart, FactsPart):
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
                  models_dir: Path | None = None, seed: int | None = None, llm: "LLM | None" = None,
                  home: Home | None = None, background_refit: bool = False) -> None:

@@ -95,7 +95,9 @@ class LanguageModelPart:
         return keyword_shortlist(text, self.store, self._ranker_answer, int(size or self.config.get("llm.shortlist")))
 
     def _ranker_answer(self, request: str, count: int) -> list[Recommendation]:
-        return self.recommend(count, query=request)
+        """The ranker's answer to a request; an empty one (it asked only against things: "nothing scary") is
+        the feed, and the filters do the rest."""
+        return self.recommend(count, query=request or None)
 
     def _chat_context(self) -> "ChatContext":
         from agent.core.llm.chat import TRAITS_SHOWN, ChatContext
@@ -103,7 +105,8 @@ class LanguageModelPart:
 
         return ChatContext(self.store, llm=lambda: self.llm, llm_loaded=self.llm_loaded, recommend=self._ranker_answer,
                            traits=clearest(self.traits.readings(), TRAITS_SHOWN), trait_words=self._trait_words(),
-                           settings=LLMSettings.read(self.config.get))
+                           settings=LLMSettings.read(self.config.get), standing=self.standing,
+                           summary=self.taste_summary, person=self.person_facts)
 
     def _trait_words(self) -> list[str]:
         """The traits' names and pole words: a reply or a portrait may use them, they name no title."""

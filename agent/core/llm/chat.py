@@ -18,6 +18,7 @@ what the facade (agent.core.api) gathers from the person's data: this module nev
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import weakref
@@ -25,9 +26,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.core.llm.grounding import Grounder, RemovedSpan, SentenceGate, TitleIndex
+from agent.core.llm.answers import (OFF_TOPIC_REPLY, WHY_WITHOUT_TITLE, ItemStanding, TasteSummary, about_me_reply,
+                                    why_reply)
+from agent.core.llm.claims import Claims, PersonFacts
+from agent.core.llm.grounding import Grounder, RemovedSpan, SentenceGate, TitleIndex, title_key
 from agent.core.llm.inputs import Leaning, LLMSettings
-from agent.core.llm.understand import Filters, Vocabulary, apply_filters, understand
+from agent.core.llm.requests import Request, classify, ranking_query, refine, same_series
+from agent.core.llm.understand import Filters, Vocabulary, apply_filters, understand, words_of
 from agent.core.store.conversations import Conversations
 
 if TYPE_CHECKING:
@@ -46,6 +51,11 @@ REPEAT_PENALTY = 1.1  # higher makes the model miscopy titles and years from the
 HISTORY_MESSAGES = 4  # earlier messages of the conversation the model sees
 TRAITS_SHOWN = 3
 POOL_WITH_FILTERS = 400  # ranker candidates to filter; without filters, a few times the shortlist
+
+
+# How a held-back sentence's title problem is told to the person (`Answer.held_back`); other reasons are
+# said as the claim checks word them.
+TITLE_REASONS = {"not in the catalog": "named a title not on this list", "not on the shortlist": "named a title not on this list"}
 
 
 class ChatError(ValueError):
@@ -67,6 +77,15 @@ class Answer:
 
     def items_json(self) -> list[dict[str, Any]]:
         return [_item_json(r) for r in self.items]
+
+    @property
+    def held_back(self) -> str | None:
+        """What was held back of the generated reply and why, in a line; None when nothing was."""
+        reasons = [TITLE_REASONS.get(r.reason, r.reason) for r in self.removed if r.reason != "repeated"]
+        if not reasons:
+            return None
+        counted = "; ".join(dict.fromkeys(reasons))
+        return f"{len(reasons)} sentence{'s' if len(reasons) > 1 else ''} held back: {counted}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -140,12 +159,11 @@ def shortlist_lines(shortlist: list["Recommendation"]) -> list[str]:
     return lines
 
 
-def build_messages(request: str, shortlist: list["Recommendation"], traits: list[tuple[str, str, float]],
-                   history: list[dict[str, str]] | None = None, filters: Filters | None = None) -> list[dict[str, str]]:
+def build_messages(request: str, shortlist: list["Recommendation"], history: list[dict[str, str]] | None = None
+                   ) -> list[dict[str, str]]:
+    """The prompt: the request and the numbered shortlist. The traits are not in it: the ranker has already
+    used them to pick the shortlist, and a reply that repeats them only risks stating them wrongly."""
     parts = [request.strip(), "", "Options:", *shortlist_lines(shortlist)]
-    if traits:
-        parts.append("My taste, as ownrec reads it: " + "; ".join(f"{pole} ({name.lower()} {value:.2f})"
-                                                                for name, pole, value in traits) + ".")
     return [{"role": "system", "content": SYSTEM_PROMPT}, *(history or []),
             {"role": "user", "content": "\n".join(parts)}]
 
@@ -157,6 +175,96 @@ def fallback_reply(shortlist: list["Recommendation"]) -> str:
                 "or ask for something else.")
     names = [f"{r.item.display_title} ({r.item.year})" if r.item.year else r.item.display_title for r in shortlist[:2]]
     return "From your list, I would start with " + " and ".join(names) + "."
+
+
+# -- requests answered from the person's data ----------------------------------------------------
+
+_WHY_PREFIX = re.compile(
+    r"^(?:(?:and|so|but|ok|okay) )?(?:why|how come|what makes you think|explain)(?: (?:did|do|does|would|are|is|was|were"
+    r"|have|has))?(?: (?:you|it|ownrec))?(?: (?:recommend|recommended|suggest|suggested|show|showed|shown|pick|picked"
+    r"|list|listed|put|include|included|choose|chose|rank|ranked|think|like))?(?: me)?"
+    r"(?: (?:i (?:would|will|d|might)|id|ill) (?:like|enjoy|love))?\b")
+_WHY_SUFFIX = re.compile(r"\b(?:to me|for me|in my feed|on my feed|in my list|on my list|in the list|on the list"
+                         r"|here|so high|at all|there)$")
+_LIKE = re.compile(r"\b(?:like|similar to|such as|in the vein of|along the lines of)\b")
+
+
+def _previous(earlier: list) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The conversation's previous request ({"text", "meta"}) and the items its reply listed."""
+    request = next(({"text": m.text, "meta": m.meta} for m in reversed(earlier) if m.role == "user"), None)
+    items = next((m.items for m in reversed(earlier) if m.role == "assistant"), [])
+    return request, list(items or [])
+
+
+def _why_subject(request: str) -> str:
+    words = " ".join(words_of(request))
+    words = _WHY_PREFIX.sub("", words).strip()
+    return _WHY_SUFFIX.sub("", words).strip()
+
+
+def answer_from_data(request: Request, named: list[tuple[int, str, set[int]]], shown: list[dict[str, Any]],
+                     context: "ChatContext") -> tuple[str, list["Recommendation"]]:
+    """The reply (and the items beside it) for a request the person's own data answers."""
+    from agent.core.ranker import Recommendation
+
+    if request.kind == "off_topic":
+        return OFF_TOPIC_REPLY, []
+    if request.kind == "about_me":
+        return about_me_reply(context.summary()), []
+    shown_ids = [int(i["id"]) for i in shown]
+    ids: set[int] = set()
+    subject = _why_subject(request.text)
+    if request.ordinal is not None and shown_ids and -len(shown_ids) <= request.ordinal < len(shown_ids):
+        ids = {shown_ids[request.ordinal]}
+    if not ids and subject:
+        ids = set(catalog_views(context.store)[0].find(subject))
+    if not ids and not subject and named:  # the title was all the request said after "why"
+        ids = max(named, key=lambda found: len(found[1].split()))[2]
+    if not ids:
+        if subject and request.ordinal is None:
+            # A title inside what was asked is only a guess at what was meant: offered, not answered.
+            guesses = [context.standing(min(found[2])).item for found in named if len(found[1]) >= 4]
+            guess = (" Did you mean " + " or ".join(f"“{_titled(i)}”" for i in guesses[:2]) + "?") if guesses else ""
+            return f"I cannot find “{subject}” in your catalog.{guess} " + WHY_WITHOUT_TITLE, []
+        return WHY_WITHOUT_TITLE, []
+    listed = [i for i in shown_ids if i in ids]
+    standings = [context.standing(i) for i in (listed[:1] or sorted(ids))]
+    # Of several items with that title, the one the person judged, else the one ranked highest.
+    best = min(standings, key=lambda s: (s.judgement is None, s.rank is None, s.rank or 0))
+    reason = next((i.get("reason") for i in shown if int(i["id"]) == best.item.id), None)
+    text = why_reply(best, reason)
+    if len(standings) == 1 and len(ids) > 1:
+        text += f" Your catalog has {len(ids)} items with that title; this is the one I listed."
+    elif len(standings) > 1:
+        text += f" Your catalog has {len(standings)} items with that title; this is the one your ranker places highest."
+    if best.judgement is not None:
+        return text, []
+    return text, [Recommendation(best.item, best.score, best.reason, False, best.because, best.opened)]
+
+
+def _titled(item) -> str:
+    return f"{item.display_title} ({item.year})" if item.year else item.display_title
+
+
+def _anchors(request: str, named: list[tuple[int, str, set[int]]]) -> set[str]:
+    """The title keys a request asks for something like ("a film like Alien"): their series is left out."""
+    words = " ".join(words_of(request))
+    match = _LIKE.search(words)
+    if not match:
+        return set()
+    after = len(words[: match.end()].split())
+    return {key for first, key, _ in named if first >= after}
+
+
+def _without(recommend: Recommend, leave_out: set[int], anchors: set[str]) -> Recommend:
+    if not leave_out and not anchors:
+        return recommend
+
+    def answer(request: str, count: int) -> list["Recommendation"]:
+        return [r for r in recommend(request, count + len(leave_out) + 10)
+                if r.item.id not in leave_out and not same_series(title_key(r.item.title), anchors)]
+
+    return answer
 
 
 # -- one exchange -------------------------------------------------------------------------------
@@ -173,6 +281,9 @@ class ChatContext:
     traits: Sequence[Leaning]  # the clearest visible traits, at most TRAITS_SHOWN (the prompt states them)
     trait_words: Sequence[str]  # the traits' names and pole words: a reply may use them, they name no title
     settings: LLMSettings
+    standing: Callable[[int], ItemStanding]  # where an item stands for the person, and why (`Agent.standing`)
+    summary: Callable[[], TasteSummary]  # what ownrec has learned about them (`Agent.taste_summary`)
+    person: Callable[[], PersonFacts]  # what a reply's claims about them are checked against
 
 
 class ReplyStream:
@@ -188,38 +299,62 @@ class ReplyStream:
         started = time.perf_counter()
         self.settings = settings = context.settings
         self.conversations = Conversations(context.store)
+        earlier: list = []
         if conversation_id is not None:
             self.conversations.get(conversation_id)  # a clear error before any work
+            earlier = self.conversations.messages(conversation_id, last=HISTORY_MESSAGES)
         self.conversation_id = conversation_id
+        index, vocabulary = catalog_views(context.store)
+        named = index.mentions(self.request)
+        self.kind = classify(self.request, vocabulary, names_title=any(len(key.split()) > 1 for _, key, _ in named),
+                             continuing=bool(earlier))
+        self.stats: dict[str, Any] = {"kind": self.kind.kind}
+        self.filters, self.relaxed, self.notes = Filters(), [], []
+        self.understanding: dict[str, Any] = {}
+        self.items: list["Recommendation"] = []
+        self.prepared: str | None = None  # a reply built from the person's data: no language model needed
+        self.answer: Answer | None = None
+        self._iterator: Iterator[str] | None = None
+        previous_request, previous_items = _previous(earlier)
+        if self.kind.kind != "recommend":
+            self.llm = None
+            self.prepared, self.items = answer_from_data(self.kind, named, previous_items, context)
+            self.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
+            return
         self.llm = context.llm()  # LLMUnavailable, with its fix, before anything else happens
-        self.stats: dict[str, Any] = {"model": self.llm.model_id, "threads": self.llm.threads}
+        self.stats.update({"model": self.llm.model_id, "threads": self.llm.threads})
         if not context.llm_loaded:
             self.stats["load_seconds"] = round(self.llm.load_seconds, 3)
             self.stats["verification"] = self.llm.verification
-        index, vocabulary = catalog_views(context.store)
         mark = time.perf_counter()
-        self.filters, self.understanding = understand(self.request, vocabulary, self.llm, mode=settings.understand)
+        filters, self.understanding = understand(self.request, vocabulary, self.llm, mode=settings.understand)
+        previous_filters = (previous_request or {}).get("meta", {}).get("filters")
+        self.filters, self.notes = refine(filters, self.kind, previous_filters,
+                                          [i.get("year") for i in previous_items], vocabulary)
+        refined = previous_request["meta"].get("query", previous_request["text"]) \
+            if self.kind.refines and previous_request else None
+        self.query = ranking_query(self.request, refined)
         self.stats["understand_seconds"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
         self.size = int(size or settings.shortlist)
-        self.items, self.relaxed = shortlist(self.request, self.filters, context.recommend, self.size)
+        leave_out = {int(i["id"]) for i in previous_items} if self.kind.refines else set()
+        recommend = _without(context.recommend, leave_out, _anchors(self.request, named))
+        self.items, self.relaxed = shortlist(self.query, self.filters, recommend, self.size)
         self.stats["rank_seconds"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
         self.traits = strongest_traits(context.traits)
-        history = []
-        if conversation_id is not None:
-            earlier = self.conversations.messages(conversation_id, last=HISTORY_MESSAGES)
-            history = [{"role": m.role, "content": m.text} for m in earlier]
-        self.messages = build_messages(self.request, self.items, self.traits, history, self.filters)
+        history = [{"role": m.role, "content": m.text} for m in earlier]
+        self.messages = build_messages(self.request, self.items, history)
         because = {r.because.id for r in self.items if r.because is not None}
         words = [self.request, *vocabulary.genres, *self.filters.mood, *(m["content"] for m in history
                                                                           if m["role"] == "user")]
         words += context.trait_words
-        self.grounder = Grounder(self.items, index, vocabulary=words, context=because)
+        claims = Claims(genres_of={r.item.id: r.item.metadata.get("genres", []) or [] for r in self.items},
+                        catalog_genres=vocabulary.genres, asked_genres=[*self.filters.genres, *self.filters.exclude_genres],
+                        person=context.person(), index=index, instructions=SYSTEM_PROMPT)
+        self.grounder = Grounder(self.items, index, vocabulary=words, context=because, claims=claims)
         self.stats["prompt_seconds"] = round(time.perf_counter() - mark, 3)
         self.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
-        self.answer: Answer | None = None
-        self._iterator: Iterator[str] | None = None
 
     def __iter__(self) -> Iterator[str]:
         if self._iterator is None:
@@ -228,7 +363,6 @@ class ReplyStream:
 
     def _generate(self) -> Iterator[str]:
         settings = self.settings
-        gate = SentenceGate(self.grounder)
         started = time.perf_counter()
         shown: list[str] = []  # exactly what was yielded: the stored reply is its concatenation
 
@@ -241,11 +375,14 @@ class ReplyStream:
                 shown.append(text)
             return text
 
-        if not self.items:  # nothing to talk about: no reason to let the model make something up
-            text = release(fallback_reply([]))
+        if self.prepared is not None or not self.items:  # built from data; or nothing for the model to talk about
+            text = release(self.prepared if self.prepared is not None else " ".join([*self.notes, fallback_reply([])]))
             yield text
             self._store(text, [], [], "")
             return
+        for note in self.notes:  # what could not be applied, said before the reply
+            yield release(note + " ")
+        gate = SentenceGate(self.grounder)
         tokens = self.llm.stream_chat(self.messages, max_tokens=settings.max_tokens, temperature=settings.temperature,
                                       seed=settings.seed, repeat_penalty=REPEAT_PENALTY)
         try:
@@ -273,8 +410,11 @@ class ReplyStream:
 
     def _store(self, reply: str, mentioned: list[int], removed: list[RemovedSpan], raw: str) -> None:
         items = [_item_json(r) for r in self.items]
+        request_meta = {"kind": self.kind.kind, "filters": self.filters.as_dict(), "understanding": self.understanding}
+        if self.kind.kind == "recommend":
+            request_meta["query"] = self.query
         message = self.conversations.record_exchange(
-            self.conversation_id, self.request, {"filters": self.filters.as_dict(), "understanding": self.understanding},
+            self.conversation_id, self.request, request_meta,
             reply, items, {
                 "mentioned": mentioned, "relaxed": self.relaxed, "stats": self.stats,
                 # Why sentences were held back, never what they said: a made-up title is not kept.

@@ -146,6 +146,23 @@ class TitleIndex:
     def find(self, text: str) -> set[int]:
         return self.by_key.get(title_key(text), set())
 
+    def mentions(self, text: str) -> list[tuple[int, str, set[int]]]:
+        """Catalog titles written anywhere in `text`, in any case: (first word, title key, ids), longest
+        first and not overlapping, then in text order. What a request names ("why is star wars in my feed")."""
+        words = _plain_words(text)
+        taken = [False] * len(words)
+        found = []
+        for size in range(min(len(words), self.max_words), 0, -1):
+            for first in range(len(words) - size + 1):
+                if any(taken[first : first + size]):
+                    continue
+                key = " ".join(words[first : first + size])
+                ids = self.by_key.get(key)
+                if ids and (size > 1 or key not in STARTERS | CONNECTORS | COMMON_PROPER):
+                    found.append((first, key, set(ids)))
+                    taken[first : first + size] = [True] * size
+        return sorted(found)
+
     def __len__(self) -> int:
         return len(self.by_key)
 
@@ -417,8 +434,9 @@ class Grounder:
     (small models loop); `repeated` tells the caller it may stop generating."""
 
     def __init__(self, shortlist: Iterable[Any], catalog: TitleIndex | Iterable[Any],
-                 vocabulary: Iterable[str] = (), context: Iterable[int] = ()) -> None:
+                 vocabulary: Iterable[str] = (), context: Iterable[int] = (), claims: Any = None) -> None:
         items = _ids(shortlist)
+        self.claims = claims  # `claims.Claims`: what a sentence says besides titles, checked after them
         index = catalog if isinstance(catalog, TitleIndex) else TitleIndex.from_items(catalog)
         extra = TitleIndex.from_items(items)  # shortlist items are catalog items by definition
         if any(not ids <= index.by_key.get(key, set()) for key, ids in extra.by_key.items()):
@@ -445,9 +463,21 @@ class Grounder:
         verdict = self.checker.check(text)
         if verdict.title is not None:
             return "", [], RemovedSpan(offset, offset + len(text), text, verdict.title, verdict.reason)
+        problem = self.claims.problem(text, verdict.mentioned) if self.claims is not None else None
+        if problem:
+            return "", [], RemovedSpan(offset, offset + len(text), text, "", problem)
         if key:
             seen.add(key)
-        return self._tidy(text), verdict.mentioned, None
+        return self._renumber(self._tidy(text), seen), verdict.mentioned, None
+
+    @staticmethod
+    def _renumber(text: str, seen: set[str]) -> str:
+        """Numbered lines count from 1 in what is shown, whatever was held back before them."""
+        match = _LIST_LINE.match(text)
+        if not match or not isinstance(seen, Kept):
+            return text
+        seen.list_number += 1
+        return f"{match['indent']}{seen.list_number}{text[match.end('number'):]}"
 
     def _tidy(self, text: str) -> str:
         text = _ID_ECHO.sub("", text)
@@ -467,7 +497,7 @@ class Grounder:
         safe: list[str] = []
         mentioned: list[int] = []
         removed: list[RemovedSpan] = []
-        seen: set[str] = set()
+        seen = Kept()
         start = 0
         for end in sentence_ends(text, final=True):
             kept, named, problem = self.check(text[start:end], start, seen)
@@ -480,6 +510,13 @@ class Grounder:
 
 
 _SPACE_THEN_TEXT = re.compile(r"\s\S")
+_LIST_LINE = re.compile(r"^(?P<indent>\s*)(?P<number>\d{1,2})(?=[.)]\s)")
+
+
+class Kept(set):
+    """The sentences kept so far (their folded words, to drop repeats), and the last list number shown."""
+
+    list_number = 0
 _ID_ECHO = re.compile(r"[ \t]*(?:\[\s*(?:id|#)?\s*:?\s*\d+\s*\]|\(\s*(?:id|#)\s*:?\s*\d+\s*\))", re.I)
 
 
@@ -506,7 +543,7 @@ class SentenceGate:
         self.released = ""
         self.unfinished = ""  # a last sentence dropped by close(cut_off=True)
         self.repeated = False  # the text began to repeat itself: the caller may stop generating
-        self._seen: set[str] = set()
+        self._seen = Kept()
 
     def feed(self, piece: str) -> str:
         self.raw += piece

@@ -28,8 +28,8 @@ MAX_GENRES = 40  # the vocabulary offered to the model (its grammar grows with i
 # a genre is always also found by its own name.
 GENRE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "comedy": ("comedies", "funny", "hilarious", "laugh", "laughs", "humor", "humour", "comic", "romcom", "rom com"),
-    "horror": ("scary", "frightening", "terrifying", "spooky", "creepy"),
-    "romance": ("romantic", "love story", "romcom", "rom com"),
+    "horror": ("scary", "frightening", "terrifying", "spooky", "creepy", "gory", "gore", "gruesome"),
+    "romance": ("romantic", "love story", "romcom", "rom com", "sentimental", "sappy", "mushy", "soppy", "schmaltzy"),
     "thriller": ("thrillers", "suspense", "suspenseful"),
     "crime": ("gangster", "gangsters", "heist", "mafia", "mob"),
     "mystery": ("mysteries", "whodunit", "whodunnit", "detective"),
@@ -47,7 +47,8 @@ GENRE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "sci fi": ("science fiction", "scifi", "sf", "space", "futuristic"),
     "science fiction": ("sci fi", "scifi", "sf"),
 }
-NEGATIONS = {"no", "not", "nothing", "without", "avoid", "except", "dont", "never", "nor", "hate"}
+NEGATIONS = {"no", "not", "nothing", "without", "avoid", "except", "dont", "never", "nor", "hate", "less", "fewer"}
+LENGTH_FIELDS = ("runtime", "minutes", "pages", "length", "duration")
 NEGATION_REACH = 3  # words between a negation and the genre word it negates
 TIME_WORDS = {"old", "older", "new", "newer", "recent", "classic", "classics", "modern", "century", "decade",
               "decades", "vintage", "era", "before", "after", "since", "until"}
@@ -108,12 +109,16 @@ class Vocabulary:
     genres: tuple[str, ...]
     year_min: int | None
     year_max: int | None
+    year_middle: int | None = None  # the median item's year: what "older" means with nothing shown yet
+    lengths: bool = False  # whether any item says how long it is (a running time, a page count)
 
     @classmethod
     def from_store(cls, store) -> "Vocabulary":
         counts: Counter[str] = Counter()
         years = []
+        lengths = False
         for _, _, data in store.item_labels():
+            lengths = lengths or any(key in data for key in LENGTH_FIELDS)
             genres = data.get("genres") or []
             if isinstance(genres, str):
                 genres = [genres]
@@ -122,7 +127,8 @@ class Vocabulary:
             if isinstance(year, int) or (isinstance(year, str) and year.isdigit()):
                 years.append(int(year))
         return cls(tuple(g for g, _ in counts.most_common(MAX_GENRES)),
-                   min(years) if years else None, max(years) if years else None)
+                   min(years) if years else None, max(years) if years else None,
+                   sorted(years)[len(years) // 2] if years else None, lengths)
 
     def genre_phrases(self) -> dict[str, list[tuple[str, ...]]]:
         """Each genre -> the word sequences that ask for it."""

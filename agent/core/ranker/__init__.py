@@ -3,7 +3,7 @@
 from agent.core.ranker.adapters import AdapterError, GlobalAdapter, PersonalAdapter, load_personal, save_personal
 from agent.core.ranker.model import RECENT_ITEMS, SIGNALS, Catalog, Scorer, signal_features
 from agent.core.ranker.history import FeedbackHistory, FeedbackRows, LabelledRows
-from agent.core.ranker.explain import Explanation, reason_text
+from agent.core.ranker.explain import EXPLAINING_LIKES, Explanation, explain, reason_text
 from agent.core.ranker.recommendation import Recommendation
 from agent.core.ranker.slate import SlateEntry, build_slate, mmr
 from agent.core.ranker.feedback import (
@@ -16,8 +16,8 @@ from agent.core.ranker.feedback import (
 from agent.core.ranker.training import TrainingSettings, fit, online_update
 
 __all__ = [
-    "RECENT_ITEMS", "SIGNALS", "AdapterError", "Catalog", "Explanation", "FeedbackHistory", "FeedbackRows", "GlobalAdapter",
+    "EXPLAINING_LIKES", "RECENT_ITEMS", "SIGNALS", "AdapterError", "Catalog", "Explanation", "FeedbackHistory", "FeedbackRows", "GlobalAdapter",
     "LabelledRows", "PersonalAdapter", "Recommendation", "Scorer", "SlateEntry",
     "TrainingSettings", "build_slate", "fit", "judgement", "latest_judgements", "load_personal", "mmr", "online_update",
-    "preference_labels", "rating_signal", "reason_text", "recent_likes", "save_personal", "signal_features",
+    "preference_labels", "rating_signal", "reason_text", "explain", "recent_likes", "save_personal", "signal_features",
 ]

@@ -40,6 +40,9 @@ MIN_LEAD = 1e-3
 # leads by at least this share of the reason's lead: a feed that public standing dominates still shows where
 # the person's likes pull.
 TASTE_TOO = 0.3
+# The latest likes a reason may name (and the feed's exploration steers away from): a fixed number, so that a
+# feed costs the same however long the history.
+EXPLAINING_LIKES = 256
 
 
 @dataclass(frozen=True)
