@@ -80,7 +80,9 @@ def models() -> None:
 def _mb(size: int | None) -> str:
     if size is None:
         return "?"
-    return f"{size / 2**30:,.1f} GB" if size >= 2**30 else f"{size / 2**20:,.0f} MB"
+    if size >= 2**30:
+        return f"{size / 2**30:,.1f} GB"
+    return f"{size / 2**20:,.0f} MB" if size >= 2**20 else f"{max(size, 1) / 2**10:,.0f} KB"
 
 
 def _model_summary(model) -> str:
@@ -114,7 +116,7 @@ def models_list(as_json: bool) -> None:
         rows.append(("*" if model.in_use else "", model.name, origin, model.parameters or "-", model.quantization or "-",
                      _mb(model.size), f"{model.context_length:,}" if model.context_length else "-",
                      ("yes" if model.usable else "no") if readable else "-",
-                     {True: "yes", False: "no", None: "?"}[model.fits] if readable else "-"))
+                     {True: "yes", False: "no", None: "?"}[model.fits] if model.usable else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for at, row in enumerate(rows):
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

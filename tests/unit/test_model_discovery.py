@@ -194,8 +194,8 @@ def test_config_set_stores_names_paths_and_default(home, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("ollama:mistral:7b", "no model is called 'ollama:mistral:7b'; there are: ollama:hf.co/bartowski/Tiny-GGUF"),
-    ("mistral", "no model is called 'mistral'; there are: "),
+    ("ollama:mistral:7b", "no model is called 'ollama:mistral:7b'; the ones that can chat: ollama:hf.co/bartowski/"),
+    ("mistral", "no model is called 'mistral'; the ones that can chat: "),
     ("ollama:nomic-embed-text", "cannot be the chat model: it is an embedding model (nomic-bert)"),
     ("lmstudio:lmstudio-community/Tiny-GGUF/broken.gguf", "cannot be the chat model: "),
     ("/nowhere/model.gguf", "/nowhere/model.gguf is not a file"),
@@ -204,6 +204,7 @@ def test_config_set_refuses_what_cannot_chat_in_one_line(home, value, message):
     Config().set("llm.model", "ollama:llama3.2:3b")
     done = CliRunner().invoke(cli, ["config", "set", "llm.model", value])
     assert done.exit_code == 1 and message in done.output, done.output
+    assert "nomic-embed-text" not in done.output or "embedding" in done.output  # never offered as a choice
     assert "Traceback" not in done.output and len(done.output.strip().splitlines()) == 1
     assert Config().get("llm.model") == "ollama:llama3.2:3b"  # unchanged
     with pytest.raises(ConfigError):
@@ -256,3 +257,18 @@ def test_doctor_names_a_missing_or_unusable_chosen_model_and_the_fix(home):
 def test_loading_an_embedding_model_is_refused_before_llama_cpp_sees_it(home):
     with pytest.raises(LLMUnavailable, match="cannot be a chat model: it is an embedding model"):
         LLM.load("ollama:nomic-embed-text")
+
+
+def test_when_no_model_found_can_chat_an_unknown_name_says_so(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    monkeypatch.setattr(folders, "SYSTEM_OLLAMA", tmp_path / "none")
+    ollama_model(home / ".ollama" / "models", "registry.ollama.ai", "library", "nomic-embed-text", "latest",
+                 gguf_bytes(EMBEDDING))
+    with pytest.raises(ConfigError, match="no model is called 'llama3', and none of the models found can chat"):
+        discovery.setting_for("llama3", 2048)
+    monkeypatch.setattr(folders, "SYSTEM_OLLAMA", tmp_path / "none")
+    (home / ".ollama").rename(tmp_path / "moved")
+    with pytest.raises(ConfigError, match="no model is called 'llama3', and none was found in "):
+        discovery.setting_for("llama3", 2048)

@@ -186,8 +186,9 @@ def setting_for(raw: str, context: int, available: int | None = None) -> tuple[s
     if folders.is_name(value):
         try:
             found = folders.resolve(value)
-        except folders.UnknownModel as error:
-            raise ConfigError(f"llm.model: {error}") from None
+        except folders.UnknownModel:
+            searched, candidates = folders.scan()
+            raise ConfigError(f"llm.model: {_unknown(value, candidates, searched, context)}") from None
         model = describe(found.name, found.source, found.path, context, available, found.size or None, found.problem)
         return _usable(found.name, model)
     path = Path(value).expanduser()
@@ -208,7 +209,20 @@ def setting_for(raw: str, context: int, available: int | None = None) -> tuple[s
     if "/" in value or value.startswith((".", "~")) or value.lower().endswith(".gguf"):
         raise ConfigError(f"llm.model: {path} is not a file; give a GGUF file's path, a name from "
                           f"`ownrec models list`, or `default`")
-    raise ConfigError(f"llm.model: {folders.unknown_message(value, candidates, searched)}")
+    raise ConfigError(f"llm.model: {_unknown(value, candidates, searched, context)}")
+
+
+def _unknown(value: str, candidates: list[folders.Candidate], searched: list[folders.Folder], context: int) -> str:
+    """The message for a name that matches nothing, listing only the models that can chat."""
+    usable = [c.name for c in candidates if not c.problem
+              and describe(c.name, c.source, c.path, context, None, c.size or None).usable]
+    if not usable and candidates:
+        return (f"no model is called {value!r}, and none of the models found can chat (see `ownrec models list`); "
+                "`default` is the built-in one")
+    if not usable:
+        return folders.unknown_message(value, [], searched)
+    listed = ", ".join(usable[:12]) + (f" and {len(usable) - 12} more" if len(usable) > 12 else "")
+    return f"no model is called {value!r}; the ones that can chat: {listed}, or `default` (details: `ownrec models list`)"
 
 
 def _usable(stored: str, model: FoundModel) -> tuple[str, FoundModel]:

@@ -211,7 +211,7 @@ def canonical(name: str) -> str:
 
 def resolve(name: str) -> Candidate:
     """The model a name means, looked up afresh: a tag Ollama pulled again is a new blob under the same name.
-    Raises UnknownModel, whose message lists the names there are."""
+    Raises UnknownModel, whose message lists the names found."""
     wanted = canonical(name).lower()
     folders, found = scan()
     for candidate in found:
@@ -224,6 +224,6 @@ def unknown_message(name: str, found: list[Candidate], folders: list[Folder]) ->
     names = [c.name for c in found if not c.problem]
     if names:
         listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
-        return f"no model is called {name!r}; there are: {listed} (details: `ownrec models list`)"
+        return f"no model is called {name!r}; found: {listed} (`ownrec models list` says which can chat)"
     searched = ", ".join(str(f.path) for f in folders)
     return f"no model is called {name!r}, and none was found in {searched} (see `ownrec models list`)"
