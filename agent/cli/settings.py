@@ -59,8 +59,8 @@ def config_set(key: str, value: str) -> None:
             click.echo(f"  note: it needs about {_mb(model.memory_needed)} of memory with a "
                        f"{config.get('llm.context')}-token context, more than is free now; `ownrec ask` will "
                        "say so until enough is", err=True)
-        if model.note:
-            click.echo(f"  note: {model.note}", err=True)
+        if model.note or model.problem:  # the built-in model is chosen even when its package is broken
+            click.echo(f"  note: {model.note or model.problem}", err=True)
 
 
 @config.command("unset")
@@ -87,7 +87,7 @@ def _mb(size: int | None) -> str:
 
 def _model_summary(model) -> str:
     facts = [model.title or Path(model.path).name, model.architecture, model.parameters, model.quantization,
-             _mb(model.size)]
+             _mb(model.size) if model.size else ""]
     return ", ".join(fact for fact in facts if fact)
 
 

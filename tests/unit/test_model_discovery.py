@@ -268,7 +268,6 @@ def test_when_no_model_found_can_chat_an_unknown_name_says_so(tmp_path, monkeypa
                  gguf_bytes(EMBEDDING))
     with pytest.raises(ConfigError, match="no model is called 'llama3', and none of the models found can chat"):
         discovery.setting_for("llama3", 2048)
-    monkeypatch.setattr(folders, "SYSTEM_OLLAMA", tmp_path / "none")
     (home / ".ollama").rename(tmp_path / "moved")
     with pytest.raises(ConfigError, match="no model is called 'llama3', and none was found in "):
         discovery.setting_for("llama3", 2048)

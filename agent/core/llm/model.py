@@ -33,7 +33,7 @@ DEFAULT_SETTINGS = ("", "default")  # llm.model values that mean the built-in mo
 EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
                                      "neo-bert", "modern-bert", "t5encoder"})
 MEMORY_FIX = ("close other programs, use a shorter context (`ownrec config set llm.context 1024`), "
-              "or a smaller GGUF (`ownrec config set llm.model PATH`)")
+              "or a smaller model (`ownrec models list`, then `ownrec config set llm.model NAME`)")
 VERIFIED_FILE = "verified.json"  # in <models dir>/llm: sha256 results keyed by (path, size, mtime)
 
 
