@@ -132,7 +132,10 @@ def _default(context: int, available: int | None) -> FoundModel:
         path = default_model_path()
     except LLMUnavailable as error:
         return FoundModel(DEFAULT_NAME, BUILT_IN, "", 0, title=manifest.NAME, problem=f"{error.problem}; fix: {error.fix}")
-    return _with(describe(DEFAULT_NAME, BUILT_IN, path, context, available), title=manifest.NAME)
+    model = describe(DEFAULT_NAME, BUILT_IN, path, context, available)
+    # What runs is a Q8_0 copy of the packaged file (model.default_runtime_file): say so beside its Q4_1.
+    note = "ownrec runs a Q8_0 copy of this file, made once by `ownrec models prepare` or the first `ownrec ask`" if model.usable else ""
+    return _with(model, title=manifest.NAME, note=model.note or note)
 
 
 def _same_file(a: str, b: Path) -> bool:
