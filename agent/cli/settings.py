@@ -40,9 +40,27 @@ def config_get(key: str) -> None:
 @click.argument("value")
 @fail_cleanly
 def config_set(key: str, value: str) -> None:
-    """Set KEY to VALUE (checked against the setting's type and range)."""
-    stored = Config().set(key, value)
+    """Set KEY to VALUE (checked against the setting's type and range).
+
+    llm.model takes a name from `ownrec models list` (ollama:MODEL:TAG, lmstudio:PUBLISHER/REPO/FILE.gguf),
+    a GGUF file's path, or `default` for the built-in model.
+    """
+    config = Config()
+    model = None
+    if key == "llm.model":
+        from agent.core.llm.discovery import setting_for
+
+        value, model = setting_for(value, int(config.get("llm.context")))
+    stored = config.set(key, value)
     click.echo(f"{key} = {stored!r}")
+    if model is not None:
+        click.echo(f"  {_model_summary(model)}")
+        if model.fits is False:
+            click.echo(f"  note: it needs about {_mb(model.memory_needed)} of memory with a "
+                       f"{config.get('llm.context')}-token context, more than is free now; `ownrec ask` will "
+                       "say so until enough is", err=True)
+        if model.note or model.problem:  # the built-in model is chosen even when its package is broken
+            click.echo(f"  note: {model.note or model.problem}", err=True)
 
 
 @config.command("unset")
@@ -56,7 +74,70 @@ def config_unset(key: str) -> None:
 
 @click.group(cls=SectionedGroup)
 def models() -> None:
-    """Prepare the local models (derived from installed PyPI packages)."""
+    """List the chat models you have (built in, Ollama's, LM Studio's) and prepare the local models."""
+
+
+def _mb(size: int | None) -> str:
+    if size is None:
+        return "?"
+    if size >= 2**30:
+        return f"{size / 2**30:,.1f} GB"
+    return f"{size / 2**20:,.0f} MB" if size >= 2**20 else f"{max(size, 1) / 2**10:,.0f} KB"
+
+
+def _model_summary(model) -> str:
+    facts = [model.title or Path(model.path).name, model.architecture, model.parameters, model.quantization,
+             _mb(model.size) if model.size else ""]
+    return ", ".join(fact for fact in facts if fact)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the models and the folders searched as JSON.")
+@fail_cleanly
+def models_list(as_json: bool) -> None:
+    """The GGUF chat models you already have: the built-in one, Ollama's and LM Studio's.
+
+    Only each file's header is read (nothing is loaded). The one in use (llm.model) is marked `*`;
+    choose another with `ownrec config set llm.model NAME`.
+    """
+    from dataclasses import asdict
+
+    from agent.core.llm.discovery import list_models
+
+    config = Config()
+    found = list_models(str(config.get("llm.model")), int(config.get("llm.context")))
+    if as_json:
+        emit_json(asdict(found))
+        return
+    rows = [("", "NAME", "FROM", "PARAMS", "QUANT", "SIZE", "MAX CTX", "CHAT", "FITS")]
+    for model in found.models:
+        readable = bool(model.architecture)
+        origin = f"{model.source} ({model.title})" if model.source == "built-in" else model.source
+        rows.append(("*" if model.in_use else "", model.name, origin, model.parameters or "-", model.quantization or "-",
+                     _mb(model.size), f"{model.context_length:,}" if model.context_length else "-",
+                     ("yes" if model.usable else "no") if readable else "-",
+                     {True: "yes", False: "no", None: "?"}[model.fits] if model.usable else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for at, row in enumerate(rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        model = found.models[at - 1] if at else None
+        if model is not None and model.problem:
+            click.echo(f"    cannot be used: {model.problem}")
+        elif model is not None and model.note:
+            click.echo(f"    note: {model.note}")
+    free = "unknown" if found.available_memory is None else _mb(found.available_memory)
+    click.echo(f"\nMAX CTX: the longest context the model was trained for; ownrec uses llm.context "
+               f"({found.context:,} tokens).\nFITS: whether the weights and that {found.context:,}-token context fit "
+               f"in the memory free now ({free}).")
+    click.echo("\nFolders searched:")
+    for folder in found.folders:
+        state = (f"{folder.found} model{'s' if folder.found != 1 else ''}" if folder.exists else "not there")
+        click.echo(f"  {folder.source:<8}  {folder.path}  ({folder.why}): {state}")
+    if found.setting_problem:
+        click.echo(f"\n{found.setting_problem}\n  fix: `ownrec config set llm.model NAME` with a NAME above, "
+                   "or `ownrec config unset llm.model` for the built-in model", err=True)
+    else:
+        click.echo("\nUse one: ownrec config set llm.model NAME   (back to the built-in: ownrec config unset llm.model)")
 
 
 @models.command("prepare")

@@ -73,7 +73,9 @@ SETTINGS: dict[str, Setting] = {
                 "Fully retrain the personal adapter after this many feedback events.", 1, 10_000),
         Setting("encoder.batch_size", int, 32, "Texts per encoder batch.", 1, 1024),
         Setting("llm.model", str, "",
-                "A GGUF chat model file for `ownrec ask`; empty: the built-in SmolLM2-135M-Instruct."),
+                "The chat model for `ownrec ask`: a name from `ownrec models list` (ollama:MODEL:TAG, "
+                "lmstudio:PUBLISHER/REPO/FILE.gguf) or a GGUF file's path; empty: the built-in "
+                "SmolLM2-135M-Instruct."),
         Setting("llm.threads", int, 0, "CPU threads for the language model (0: OWNREC_THREADS, else all cores).",
                 0, 256),
         Setting("llm.context", int, 2048, "The language model's context window, in tokens (memory grows with it).",

@@ -79,23 +79,45 @@ def check_demo_data() -> Check:
 
 
 def check_llm() -> Check:
-    """The chat model: the file the settings choose, verified, and llama-cpp-python importable.
-    The model itself is not loaded (that is `ownrec ask`'s job); everything else works without it."""
+    """The chat model: the one llm.model chooses (a name is looked up now), verified, able to chat, fitting in
+    the memory free now, and llama-cpp-python importable. The model itself is not loaded (that is `ownrec
+    ask`'s job); everything else works without it."""
     from agent.core.config import Config
-    from agent.core.llm.model import LLMUnavailable, choose_model, import_llama_cpp, read_gguf_info, verify_default
+    from agent.core.llm.model import (
+        CUSTOM_MODEL_FIX,
+        GGUFError,
+        LLMUnavailable,
+        chat_problem,
+        check_memory,
+        choose_model,
+        import_llama_cpp,
+        read_gguf_info,
+        verify_default,
+    )
 
+    config = Config()
+    setting = str(config.get("llm.model"))
     try:
-        choice = choose_model(str(Config().get("llm.model")))
+        choice = choose_model(setting)
         if choice.is_default:
             verify_default(choice.path, paths.models_dir() / "llm")
-        info = read_gguf_info(choice.path)
+        label = choice.name or (str(choice.path) if not choice.is_default else "the built-in model")
+        try:
+            info = read_gguf_info(choice.path)
+        except GGUFError as error:
+            return Check("chat model", False, f"llm.model chooses {label}, which cannot be read: {error}",
+                         CUSTOM_MODEL_FIX)
+        if problem := chat_problem(info):
+            return Check("chat model", False, f"llm.model chooses {label}, which cannot chat: {problem}",
+                         CUSTOM_MODEL_FIX)
+        check_memory(choice.path, info, int(config.get("llm.context")))
         import_llama_cpp()
     except LLMUnavailable as error:
         return Check("chat model", False, error.problem, error.fix)
-    except Exception as error:  # a header that does not parse, and the like
-        return Check("chat model", False, f"cannot use the chat model: {error}",
-                     "ownrec config unset llm.model (back to the built-in SmolLM2)")
-    return Check("chat model", True, f"{info.name or choice.path.name} ({info.architecture}) at {choice.path}")
+    except Exception as error:  # a file that cannot be opened, and the like
+        return Check("chat model", False, f"cannot use the chat model: {error}", CUSTOM_MODEL_FIX)
+    named = f"{choice.name}: " if choice.name else ""
+    return Check("chat model", True, f"{named}{info.name or choice.path.name} ({info.architecture}) at {choice.path}")
 
 
 def run_checks() -> list[Check]:

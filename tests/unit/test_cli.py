@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.core import paths
+from agent.core.config import Config
 
 
 @pytest.fixture
@@ -190,7 +191,9 @@ def test_doctor_checks_the_chat_model(run, tmp_path):
     assert "[ok ] chat model:" in good.output
     fake = tmp_path / "not-a-model.gguf"
     fake.write_bytes(b"this is not a GGUF file" * 10)
-    assert run("config", "set", "llm.model", str(fake)).exit_code == 0
+    refused = run("config", "set", "llm.model", str(fake))
+    assert refused.exit_code == 1 and "is not a GGUF model" in refused.output
+    Config().set("llm.model", str(fake))  # a file that went bad after it was chosen
     bad = run("doctor")
     assert bad.exit_code == 1 and "[FIX] chat model:" in bad.output and "fix: " in bad.output
 

@@ -24,6 +24,7 @@ class GGUFInfo:
     version: int
     tensor_count: int
     metadata: dict[str, Any]
+    parameter_count: int | None = None  # summed from the tensor shapes, when asked for (`tensors=True`)
 
     @property
     def architecture(self) -> str:
@@ -48,8 +49,9 @@ _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f"
 _STRING, _ARRAY = 8, 9
 
 
-def read_gguf_info(path: Path) -> GGUFInfo:
-    """Parse the header and metadata of a GGUF file (not its tensors); raise GGUFError."""
+def read_gguf_info(path: Path, tensors: bool = False) -> GGUFInfo:
+    """Parse the header and metadata of a GGUF file (not its tensors' data); raise GGUFError.
+    With `tensors`, also read the tensor table to count the parameters (many files do not say it)."""
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size < 24:
@@ -58,12 +60,12 @@ def read_gguf_info(path: Path) -> GGUFInfo:
             if data[:4] != GGUF_MAGIC:
                 raise GGUFError(f"{path} is not a GGUF model (it does not start with the GGUF magic bytes)")
             try:
-                return _parse_header(data, size)
+                return _parse_header(data, size, tensors)
             except (struct.error, UnicodeDecodeError, IndexError) as error:
                 raise GGUFError(f"the header of {path} is truncated or corrupt ({error})") from None
 
 
-def _parse_header(data: mmap.mmap, size: int) -> GGUFInfo:
+def _parse_header(data: mmap.mmap, size: int, tensors: bool = False) -> GGUFInfo:
     (version,) = struct.unpack_from("<I", data, 4)
     if version not in (2, 3):
         raise GGUFError(f"GGUF version {version} is not supported (2 and 3 are)")
@@ -111,4 +113,18 @@ def _parse_header(data: mmap.mmap, size: int) -> GGUFInfo:
             metadata[key] = count  # arrays: their length only
         else:
             raise struct.error(f"unknown value type {kind} for {key}")
-    return GGUFInfo(version, tensor_count, metadata)
+    if not tensors:
+        return GGUFInfo(version, tensor_count, metadata)
+    parameters = 0
+    for _ in range(tensor_count):  # each: name, dimension count, dimensions, element type, data offset
+        _, pos = string(pos)
+        (dims,) = struct.unpack_from("<I", data, pos)
+        if dims > 8:
+            raise struct.error(f"a tensor with {dims} dimensions")
+        shape = struct.unpack_from(f"<{dims}Q", data, pos + 4)
+        pos += 4 + 8 * dims + 4 + 8
+        count = 1
+        for extent in shape:
+            count *= extent
+        parameters += count
+    return GGUFInfo(version, tensor_count, metadata, parameters)

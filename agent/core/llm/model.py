@@ -19,15 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.atomic import sha256_file
-from agent.core.llm import manifest
+from agent.core.llm import folders, manifest
 from agent.core.llm.gguf_header import GGUFError, GGUFInfo, read_gguf_info
 
 DEFAULT_SEED = 42
 DEFAULT_CONTEXT = 2048
-CUSTOM_MODEL_FIX = ("point llm.model at a complete GGUF file (`ownrec config set llm.model PATH`), "
-                    "or use the built-in SmolLM2 again (`ownrec config unset llm.model`)")
+CUSTOM_MODEL_FIX = ("choose a model from `ownrec models list` (`ownrec config set llm.model NAME`), point llm.model "
+                    "at a complete GGUF file (`ownrec config set llm.model PATH`), or use the built-in SmolLM2 "
+                    "again (`ownrec config unset llm.model`)")
+DEFAULT_SETTINGS = ("", "default")  # llm.model values that mean the built-in model
+# Architectures of GGUF files that embed text rather than write it (llama.cpp's encoder-only models), and of
+# vision projectors: llama.cpp would load some of them, and a chat would then fail or print nothing.
+EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
+                                     "neo-bert", "modern-bert", "t5encoder"})
 MEMORY_FIX = ("close other programs, use a shorter context (`ownrec config set llm.context 1024`), "
-              "or a smaller GGUF (`ownrec config set llm.model PATH`)")
+              "or a smaller model (`ownrec models list`, then `ownrec config set llm.model NAME`)")
 VERIFIED_FILE = "verified.json"  # in <models dir>/llm: sha256 results keyed by (path, size, mtime)
 
 
@@ -139,19 +145,44 @@ def default_runtime_file(source: Path, cache_dir: Path | None = None,
 class ModelChoice:
     path: Path
     is_default: bool
+    name: str = ""  # the name llm.model gave (`ollama:…`, `lmstudio:…`), when it gave one
 
 
 def choose_model(setting: str) -> ModelChoice:
-    """The GGUF the `llm.model` setting names; empty means the packaged SmolLM2."""
-    if not setting.strip():
+    """The GGUF the `llm.model` setting names: empty or "default" means the packaged SmolLM2, a name from
+    `ownrec models list` is looked up in Ollama's and LM Studio's folders now (so a tag pulled again still
+    works), anything else is a path."""
+    value = setting.strip()
+    if value.lower() in DEFAULT_SETTINGS:
         return ModelChoice(default_model_path(), True)
-    path = Path(setting.strip()).expanduser()
+    if folders.is_name(value):
+        try:
+            found = folders.resolve(value)
+        except folders.UnknownModel as error:
+            raise LLMUnavailable(f"llm.model is {value!r}, and {error}", CUSTOM_MODEL_FIX) from None
+        if found.problem:
+            raise LLMUnavailable(f"llm.model is {found.name}, which cannot be used: {found.problem}",
+                                 CUSTOM_MODEL_FIX)
+        return ModelChoice(found.path, False, found.name)
+    path = Path(value).expanduser()
     if not path.is_file():
         raise LLMUnavailable(f"llm.model points at {path}, which is not a file", CUSTOM_MODEL_FIX)
     with contextlib.suppress(LLMUnavailable, OSError):
         if path.samefile(default_model_path()):
             return ModelChoice(path, True)
     return ModelChoice(path, False)
+
+
+def chat_problem(info: GGUFInfo) -> str:
+    """Why a GGUF cannot be a chat model, from its header alone ("" when it can)."""
+    architecture = info.architecture
+    if not architecture:
+        return "its header names no architecture"
+    if architecture == "clip":
+        return "it is a vision projector (clip), not a language model"
+    if architecture in EMBEDDING_ARCHITECTURES or f"{architecture}.pooling_type" in info.metadata:
+        return f"it is an embedding model ({architecture}): it turns text into vectors and cannot write replies"
+    return ""
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -305,9 +336,10 @@ class LLM:
         return f"{manifest.NAME}-{manifest.QUANTIZATION}-{manifest.SHA256[:12]}" if is_default else Path(path).name
 
     @classmethod
-    def load(cls, path: Path | None = None, *, threads: int = 0, context: int = DEFAULT_CONTEXT,
+    def load(cls, path: str | Path | None = None, *, threads: int = 0, context: int = DEFAULT_CONTEXT,
              seed: int = DEFAULT_SEED, cache_dir: Path | None = None) -> "LLM":
-        """Load a GGUF (default: the packaged SmolLM2), after checking it and the memory."""
+        """Load a GGUF (default: the packaged SmolLM2; `path` may also be a name from `ownrec models list`),
+        after checking it and the memory."""
         choice = choose_model(str(path) if path else "")
         started = time.perf_counter()
         fix = manifest.REINSTALL_FIX if choice.is_default else CUSTOM_MODEL_FIX
@@ -319,6 +351,8 @@ class LLM:
             raise LLMUnavailable(str(error), fix) from None
         except OSError as error:
             raise LLMUnavailable(f"cannot read {file} ({error.strerror})", fix) from None
+        if problem := chat_problem(info):
+            raise LLMUnavailable(f"{choice.name or file} cannot be a chat model: {problem}", fix)
         check_memory(file, info, context)
         llama_cpp = import_llama_cpp()
         n_threads = resolve_threads(threads)
