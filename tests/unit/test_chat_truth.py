@@ -35,6 +35,8 @@ VOCABULARY = Vocabulary(("Drama", "Comedy", "Action", "Thriller", "Horror", "Rom
     ("what should I watch tonight?", "recommend"),
     ("any good thrillers?", "recommend"),
     ("tarantino", "recommend"),
+    ("why not something funny?", "recommend"),
+    ("explain why Fargo is there", "why"),
 ])
 def test_requests_are_told_apart(text, kind):
     assert classify(text, VOCABULARY).kind == kind
@@ -51,6 +53,8 @@ def test_refinements_keep_the_previous_filters_and_add_their_own():
     first = keyword_filters("a comedy from the 80s", VOCABULARY)
     request = classify("nothing sentimental", VOCABULARY, continuing=True)
     assert request.refines
+    assert not classify("a western", VOCABULARY, continuing=True).refines  # a new request, not a refinement
+    assert classify("what about something older?", VOCABULARY, continuing=True).refines
     filters, notes = refine(keyword_filters(request.text, VOCABULARY), request, first.as_dict(), [], VOCABULARY)
     assert filters.genres == ("Comedy",) and filters.exclude_genres == ("Romance",)
     assert (filters.year_min, filters.year_max) == (1980, 1989) and notes == []

@@ -180,7 +180,7 @@ def fallback_reply(shortlist: list["Recommendation"]) -> str:
 # -- requests answered from the person's data ----------------------------------------------------
 
 _WHY_PREFIX = re.compile(
-    r"^(?:(?:and|so|but|ok|okay) )?(?:why|how come|what makes you think|explain)(?: (?:did|do|does|would|are|is|was|were"
+    r"^(?:(?:and|so|but|ok|okay) )?(?:why|how come|what makes you think|explain why)(?: (?:did|do|does|would|are|is|was|were"
     r"|have|has))?(?: (?:you|it|ownrec))?(?: (?:recommend|recommended|suggest|suggested|show|showed|shown|pick|picked"
     r"|list|listed|put|include|included|choose|chose|rank|ranked|think|like))?(?: me)?"
     r"(?: (?:i (?:would|will|d|might)|id|ill) (?:like|enjoy|love))?\b")

@@ -26,7 +26,7 @@ from agent.core.llm.understand import (DECADE_WORDS, Filters, Vocabulary, fold, 
 
 KINDS = ("recommend", "why", "about_me", "off_topic")
 
-_WHY = re.compile(r"^(?:and |so |but |ok |okay )?(?:why|how come|what makes you think|explain)\b")
+_WHY = re.compile(r"^(?:and |so |but |ok |okay )?(?:why(?! not\b)|how come|what makes you think|explain why)\b")
 _ABOUT_ME = re.compile(
     r"\b(?:(?:know|think|learned|learnt|inferred|believe|say|tell me)\s+(?:about|of)\s+me"
     r"|describe\s+(?:me|my)|about\s+me\b|who\s+am\s+i|what\s+am\s+i\s+like|what\s+kind\s+of\s+\w+\s+am\s+i"
@@ -47,7 +47,8 @@ same again instead""".split())
 # A request that opens with one of these continues the one before it.
 _REFINE_START = {"but", "less", "more", "nothing", "no", "not", "without", "older", "newer", "earlier", "later",
                  "shorter", "longer", "only", "and", "also", "instead", "same", "another", "something", "anything",
-                 "else", "maybe", "rather", "except", "lighter", "darker", "fewer"}
+                 "else", "maybe", "rather", "except", "lighter", "darker", "fewer", "funnier", "scarier", "happier",
+                 "sadder", "cheerier", "calmer", "slower", "faster"}
 _RELATIVE = {"older": "older", "earlier": "older", "oldest": "older", "newer": "newer", "later": "newer",
              "recent": "newer", "newest": "newer", "modern": "newer"}
 _LENGTH = {"shorter": "shorter", "short": "shorter", "quick": "shorter", "quicker": "shorter", "brief": "shorter",
@@ -97,7 +98,8 @@ def classify(text: str, vocabulary: Vocabulary, names_title: bool = False, conti
             return Request("off_topic", request)
     relative = next((_RELATIVE[w] for w in words if w in _RELATIVE), None)
     length = next((_LENGTH[w] for w in words if w in _LENGTH and _length_meant(words, w)), None)
-    refines = continuing and bool(words) and (words[0] in _REFINE_START or len(words) <= 3)
+    refines = continuing and bool(words) and (words[0] in _REFINE_START or words[:2] in (["what", "about"],
+                                                                                           ["how", "about"]))
     return Request("recommend", request, refines=refines, relative_years=relative, length=length)
 
 
