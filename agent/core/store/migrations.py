@@ -190,6 +190,13 @@ def m005_public_signals(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m006_message_state(db: sqlite_utils.Database) -> None:
+    # A reply is stored as it streams: "streaming" while it is written, "complete" when it ended, "interrupted"
+    # when it was stopped (Esc, the app closed) with the text shown so far. Earlier replies were stored whole.
+    db["messages"].add_column("state", str, not_null_default="complete")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied. Each runs in its own
     transaction together with its record, so a crash leaves the schema at a known version."""
