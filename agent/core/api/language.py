@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from agent.core.llm.chat import Answer, ReplyStream
 from agent.core.llm.portrait import Portrait
 from agent.core.ranker import Recommendation
-from agent.core.store import Conversation, Conversations
+from agent.core.store import Conversation, Conversations, Message, UnknownItem
 from agent.core.traits import clearest
 
 if TYPE_CHECKING:
@@ -119,6 +119,19 @@ class LanguageModelPart:
     def conversation(self, conversation_id: int) -> Conversation:
         """One conversation with its messages (ConversationNotFound)."""
         return Conversations(self.store).get(conversation_id)
+
+    def reply_items(self, message: Message) -> list[Recommendation]:
+        """The items a stored reply listed, as the catalog has them now, with the score and reason shown then;
+        items no longer in the catalog are left out. What a reopened conversation shows beside it."""
+        found = []
+        for entry in message.items:
+            try:
+                item = self.store.item(int(entry["id"]))
+            except (UnknownItem, KeyError, TypeError, ValueError):
+                continue
+            found.append(Recommendation(item, float(entry.get("score") or 0.0), str(entry.get("reason") or ""),
+                                        False, None))
+        return found
 
     def delete_conversation(self, conversation_id: int) -> None:
         Conversations(self.store).delete(conversation_id)

@@ -9,11 +9,15 @@
    person's strongest traits (hidden ones never), and writes a short reply, streamed out
    sentence by sentence as each one passes the grounding check (`grounding.py`): a sentence that
    names a title not on the shortlist is never shown.
-4. The exchange is stored as a conversation (agent.core.store.conversations).
+4. The exchange is stored as a conversation (agent.core.store.conversations) as it streams: the request
+   and an empty reply when the iteration starts, each released piece as it is released, and the
+   reply's details when it ends. A reply stopped early (`cancel`, `close`, an error, the iterator
+   dropped) keeps what was released, marked "interrupted". Only released text is ever stored.
 
 `stream(text, context)` returns a `ReplyStream`: its items and filters are ready at once; iterate
-it for the reply's text; its `answer` is complete when the iteration ends. The `ChatContext` is
-what the facade (agent.core.api) gathers from the person's data: this module never sees it.
+it for the reply's text; its `answer` is complete when the iteration ends (None if it was stopped).
+The `ChatContext` is what the facade (agent.core.api) gathers from the person's data: this module
+never sees it.
 """
 
 from __future__ import annotations
@@ -315,6 +319,7 @@ class ReplyStream:
         self.prepared: str | None = None  # a reply built from the person's data: no language model needed
         self.answer: Answer | None = None
         self._iterator: Iterator[str] | None = None
+        self._stop = threading.Event()
         previous_request, previous_items = _previous(earlier)
         if self.kind.kind != "recommend":
             self.llm = None
@@ -358,8 +363,41 @@ class ReplyStream:
 
     def __iter__(self) -> Iterator[str]:
         if self._iterator is None:
-            self._iterator = self._generate()
+            self._iterator = self._saving(self._generate())
         return self._iterator
+
+    def cancel(self) -> None:
+        """Stop generating at the next token, from any thread: the iteration ends, and what was released
+        stays stored, marked interrupted."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop here, from the thread that iterates: the request and the reply released so far stay stored,
+        marked interrupted (a reply never started is stored empty). Nothing after the reply completed."""
+        self.cancel()
+        for _ in self:
+            pass
+
+    def _saving(self, chunks: Iterator[str]) -> Iterator[str]:
+        """`chunks` as they are released, each stored before it is shown, so that a crash keeps what was
+        seen; completed by `_store`, else marked interrupted."""
+        request_meta = {"kind": self.kind.kind, "filters": self.filters.as_dict(), "understanding": self.understanding}
+        if self.kind.kind == "recommend":
+            request_meta["query"] = self.query
+        message = self.conversations.begin_exchange(self.conversation_id, self.request, request_meta,
+                                                    [_item_json(r) for r in self.items])
+        self.conversation_id, self.message_id = message.conversation_id, message.id
+        try:
+            while not self._stop.is_set():
+                chunk = next(chunks, None)
+                if chunk is None or self._stop.is_set():  # a piece released after a stop is never shown
+                    break
+                self.conversations.append(message.id, chunk)
+                yield chunk
+        finally:
+            chunks.close()
+            if self.answer is None:
+                self.conversations.interrupt(message.id, {"relaxed": self.relaxed, "stats": self.stats})
 
     def _generate(self) -> Iterator[str]:
         settings = self.settings
@@ -387,6 +425,8 @@ class ReplyStream:
                                       seed=settings.seed, repeat_penalty=REPEAT_PENALTY)
         try:
             for token in tokens:
+                if self._stop.is_set():
+                    break
                 text = release(gate.feed(token))
                 if text:
                     yield text
@@ -395,6 +435,8 @@ class ReplyStream:
                     break
         finally:
             tokens.close()
+        if self._stop.is_set():  # stopped: nothing more is released, the reply stays interrupted
+            return
         self.stats.update(self.llm.last_stats.as_dict())
         text = release(gate.close(cut_off=self.llm.last_stats.finish_reason == "length"))
         if gate.unfinished:
@@ -409,13 +451,9 @@ class ReplyStream:
         self._store("".join(shown), result.mentioned, result.removed, gate.raw)
 
     def _store(self, reply: str, mentioned: list[int], removed: list[RemovedSpan], raw: str) -> None:
-        items = [_item_json(r) for r in self.items]
-        request_meta = {"kind": self.kind.kind, "filters": self.filters.as_dict(), "understanding": self.understanding}
-        if self.kind.kind == "recommend":
-            request_meta["query"] = self.query
-        message = self.conversations.record_exchange(
-            self.conversation_id, self.request, request_meta,
-            reply, items, {
+        """Complete the reply `_saving` began: `reply` is what it appended."""
+        message = self.conversations.finish(
+            self.message_id, reply, {
                 "mentioned": mentioned, "relaxed": self.relaxed, "stats": self.stats,
                 # Why sentences were held back, never what they said: a made-up title is not kept.
                 "removed": [{"reason": r.reason, "chars": len(r.text)} for r in removed],
@@ -435,8 +473,11 @@ def ask(text: str, context: ChatContext, conversation_id: int | None = None, siz
         on_chunk: Callable[[str], None] | None = None) -> Answer:
     """Answer `text` completely; `on_chunk` sees each piece of the reply as it is released."""
     reply = stream(text, context, conversation_id, size)
-    for chunk in reply:
-        if on_chunk is not None:
-            on_chunk(chunk)
+    try:
+        for chunk in reply:
+            if on_chunk is not None:
+                on_chunk(chunk)
+    finally:
+        reply.close()  # stopped by an error in on_chunk (or ctrl+c): what was shown stays, interrupted
     assert reply.answer is not None
     return reply.answer
