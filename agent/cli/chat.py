@@ -63,14 +63,19 @@ def ask(text: tuple[str, ...], conversation: int | None, top: int | None, as_jso
     Conversations stay on this machine: `ownrec chats`.
     """
     reply = open_agent().stream(" ".join(text), conversation_id=conversation, size=top)
+    try:
+        if as_json:
+            for _ in reply:
+                pass
+        else:
+            for chunk in reply:
+                click.echo(chunk, nl=False)
+    finally:
+        reply.close()  # ctrl+c: the request and the reply shown so far stay stored, marked interrupted
     if as_json:
-        for _ in reply:
-            pass
         assert reply.answer is not None
         emit_json(reply.answer.as_dict())
         return
-    for chunk in reply:
-        click.echo(chunk, nl=False)
     answer = reply.answer
     assert answer is not None
     click.echo()
@@ -104,7 +109,8 @@ def chats_list(as_json: bool) -> None:
         click.echo("no conversations yet: `ownrec ask ...` starts one")
     for c in found:
         when = datetime.fromtimestamp(c.updated).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{c.id:>4}  {when}  {c.message_count:>3} messages  {c.title}")
+        mark = "  (interrupted)" if c.interrupted else ""
+        click.echo(f"{c.id:>4}  {when}  {c.message_count:>3} messages  {c.title}{mark}")
 
 
 @chats.command("show")
@@ -121,6 +127,10 @@ def chats_show(conversation: int, as_json: bool) -> None:
     for message in found.messages:
         when = datetime.fromtimestamp(message.created).strftime("%Y-%m-%d %H:%M")
         click.echo(f"\n[{when}] {'you' if message.role == 'user' else 'ownrec'}: {message.text}")
+        if message.state == "interrupted":
+            click.echo("(interrupted: the reply stopped here)" if message.text else "(interrupted before any reply)")
+        elif message.state == "streaming":
+            click.echo("(unfinished: the reply is still being written)")
         for line in _item_lines(message.items):
             click.echo(line)
 
