@@ -29,6 +29,7 @@ class OwnrecApp(App):
         self.opened_agent = agent is None  # only an agent the app opened is the app's to close
         self.feed_ready = False  # set once the first feed is on screen
         self.lora_job = None  # a personal-LoRA training running in the background (ModelScreen)
+        self.chat_conversation: int | None = None  # the conversation the Chat screen shows when it opens again
         self.sync_scheduler: SyncScheduler | None = None  # federated rounds, only when sync is on and idle
 
     def on_mount(self) -> None:

@@ -5,6 +5,7 @@ test's OWNREC_HOME, and the small catalog of tests/helpers.py."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from helpers import catalog, onboarded_agent, open_from_feed
@@ -206,3 +207,124 @@ async def test_the_first_feed_says_it_is_loading_the_model_when_reranking_is_on(
         loading.set()
         await settle(pilot)
         assert feed.table.recommendations and "loading it first" not in status(feed)
+
+
+# -- conversations kept as they stream, reopened ----------------------------------------------------
+
+
+def scripted(monkeypatch, llm: LLM, first: str, then: str = "", pause: float = 0.0) -> None:
+    """The model's reply replaced: `first`, then `then` a word at a time, `pause` seconds apart."""
+    from agent.core.llm.model import GenerationStats
+
+    def stream_chat(messages, **kwargs):
+        stats = llm.last_stats = GenerationStats()
+        yield first
+        for token in then.split(" "):
+            time.sleep(pause)
+            stats.completion_tokens += 1
+            yield token + " "
+        stats.finish_reason = "stop"
+
+    monkeypatch.setattr(llm, "stream_chat", stream_chat)
+
+
+async def wait_for(pilot, condition, seconds: float = 30) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("waited in vain")
+
+
+FIRST = "These fit a foggy night well. "
+ON_AND_ON = "And " + " ".join(["it goes on"] * 400)  # one sentence that never ends: nothing more is released
+
+
+async def test_esc_while_the_reply_streams_keeps_it_and_chat_reopens_on_it(chatty, llm, loading, monkeypatch):
+    loading.set()
+    scripted(monkeypatch, llm, FIRST, ON_AND_ON, pause=0.02)
+    app = OwnrecApp(chatty)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, screen, REQUEST)
+        await wait_for(pilot, lambda: FIRST.strip() in screen.transcript_text())
+        shortlist = [rec.item.id for rec in screen.items.recommendations]
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, FeedScreen) and app.chat_conversation is not None
+        conversations = Conversations(chatty.store)
+        await wait_for(pilot, lambda: conversations.get(app.chat_conversation).interrupted)
+        stored = conversations.get(app.chat_conversation)
+        assert [(m.role, m.text, m.state) for m in stored.messages] == [
+            ("user", REQUEST, "complete"), ("assistant", FIRST, "interrupted")]  # never the unfinished sentence
+
+        screen = await open_chat(pilot)  # Chat opens again on the same conversation
+        text = screen.transcript_text()
+        assert REQUEST in text and FIRST.strip() in text and "(interrupted: the reply stopped here)" in text
+        assert text.index(REQUEST) < text.index(FIRST.strip()) and "it goes on" not in text
+        assert status(screen).startswith(f"conversation {stored.id} · 2 messages · the last reply was interrupted")
+        assert [rec.item.id for rec in screen.items.recommendations] == shortlist
+
+        scripted(monkeypatch, llm, "Try the first one. ")
+        await send(pilot, screen, "something with cowboys instead")
+        await settle(pilot)
+        assert screen.answers and screen.answers[0].conversation_id == stored.id
+        assert [m.state for m in conversations.get(stored.id).messages] == ["complete", "interrupted", "complete",
+                                                                            "complete"]
+        assert not [n for n in app._notifications if n.severity == "error"]
+
+
+async def test_the_chats_list_reopens_a_past_conversation_and_deletes_one(chatty, llm, loading, monkeypatch):
+    from agent.tui.screens.chats import ChatsScreen
+    from agent.tui.screens.confirm import ConfirmScreen
+    from agent.tui.screens.help import HelpScreen, keys_of
+
+    loading.set()
+    scripted(monkeypatch, llm, "A fine pick for tonight. ")
+    older = chatty.ask("a western with a lone rider")
+    cut = chatty.stream(REQUEST)
+    cut.close()  # stopped before any reply
+    app = OwnrecApp(chatty)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_chat(pilot)
+        assert ("^o", "Chats") in keys_of(screen)  # in the footer and on the help screen
+        screen.items.focus()  # in the input, ? is typed
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen) and ("^o", "Chats") in app.screen.keys
+        await pilot.press("escape", "ctrl+o")
+        await settle(pilot)
+        chats = app.screen
+        assert isinstance(chats, ChatsScreen)
+        assert [c.id for c in chats.conversations] == [cut.conversation_id, older.conversation_id]  # most recent first
+        rows = [[str(cell) for cell in chats.table.get_row_at(row)] for row in range(2)]
+        assert rows[0][1:] == ["2", "interrupted", REQUEST] and rows[1][1:] == ["2", "", "a western with a lone rider"]
+
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        assert app.screen is screen and screen.conversation_id == older.conversation_id
+        text = screen.transcript_text()
+        assert "a western with a lone rider" in text and older.reply in text
+        assert "from your ranker: " + ", ".join(f"{r.item.display_title} ({r.item.year})" for r in older.items) in text
+        await send(pilot, screen, "an older one")
+        await settle(pilot)
+        assert screen.answers[0].conversation_id == older.conversation_id
+        assert Conversations(chatty.store).get(older.conversation_id).message_count == 4
+
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        chats = app.screen
+        assert chats.conversations[0].id == older.conversation_id  # now the latest; the cursor is on it
+        chats.table.focus()
+        await pilot.press("delete")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert [c.id for c in chats.conversations] == [cut.conversation_id]
+        assert status(chats).startswith(f"deleted conversation {older.conversation_id}")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is screen and screen.conversation_id is None and app.chat_conversation is None
+        assert status(screen) == f"conversation {older.conversation_id} was deleted: the next request starts a new one"
+        assert "a western with a lone rider" not in screen.transcript_text()

@@ -3,10 +3,12 @@
 The request goes into the transcript at once; in a thread worker the language model loads (the
 first time only), the ranker's shortlist appears beside the transcript as soon as it is known,
 and the reply streams in sentence by sentence as each one passes the grounding check. The
-exchange continues one conversation until ctrl+n starts a new one. The items take feedback
-(l/d/s) and open in the details (enter). Without a usable language model the problem and its fix
-are shown, and the ranker's items still are. Dismisses with True when feedback was given, so the
-feed re-ranks."""
+exchange continues one conversation until ctrl+n starts a new one; ctrl+o lists past ones
+(ChatsScreen) to reopen or delete. The core stores the reply as it streams, so Esc while it streams
+stops it and keeps what was shown, marked interrupted; Chat opens again on the same conversation,
+its transcript shown (`app.chat_conversation`). The items take feedback (l/d/s) and open in the
+details (enter). Without a usable language model the problem and its fix are shown, and the
+ranker's items still are. Dismisses with True when feedback was given, so the feed re-ranks."""
 
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from agent.core.api import ConversationNotFound, Item, LLMUnavailable, Recommendation
+from agent.core.api import Conversation, ConversationNotFound, Item, LLMUnavailable, Recommendation
 from agent.tui.common import PAST_TENSE, reported, title_with_year
+from agent.tui.screens.chats import ChatsScreen
 
 PLACEHOLDER = "ask for something: \"a cosy mystery from the 70s\" · enter sends"
 HELLO = ("Ask in your own words. The items come from your own ranker; the reply only names items on that "
          "list. tab moves to the items: l/d/s rate one, enter opens it.")
 LOADING = "loading the language model…"
+INTERRUPTED = "(interrupted: the reply stopped here)"
 MARKS = {"like": "♥", "dislike": "✗", "skip": "·"}
 
 
@@ -81,11 +85,12 @@ class ChatScreen(Screen[bool]):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+n", "new_conversation", "New chat"),
+        Binding("ctrl+o", "chats", "Chats"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, conversation_id: int | None = None) -> None:
         super().__init__()
-        self.conversation_id: int | None = None
+        self.conversation_id = conversation_id  # shown and continued; None: the next request starts one
         self.busy = False
         self.feedback_given = False
         self.reply = None  # the latest ReplyStream (None when the model was unavailable)
@@ -93,6 +98,7 @@ class ChatScreen(Screen[bool]):
         self._ticket = 0
         self._reply_widget: Static | None = None
         self._reply_text = ""
+        self._live = None  # the ReplyStream a worker is reading, to stop it on Esc
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -109,7 +115,12 @@ class ChatScreen(Screen[bool]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.conversation_id is not None:
+            self.show_conversation(self.conversation_id)
         self.query_one(Input).focus()
+
+    def on_unmount(self) -> None:
+        self._stop_reply()  # the app is closing: what was shown stays stored, interrupted
 
     @property
     def items(self) -> ChatItems:
@@ -155,22 +166,93 @@ class ChatScreen(Screen[bool]):
         self.status("thinking…" if loaded else LOADING)
         self.answer(self._ticket, text, self.conversation_id)
 
+    def _left(self, sent_in: int | None, stored_in: int | None) -> None:
+        """A reply stopped by Esc was stored in `stored_in` (a new conversation, when `sent_in` was None):
+        Chat opens on it next, unless another conversation was opened meanwhile."""
+        if stored_in is not None and self.app.chat_conversation == sent_in:
+            self.app.chat_conversation = stored_in
+
     def action_back(self) -> None:
         self._ticket += 1  # a reply still on its way is no longer shown
+        self._stop_reply()
+        self.app.chat_conversation = self._current()
         self.dismiss(self.feedback_given)
+
+    def _stop_reply(self) -> None:
+        """Stop a reply being written: the worker ends at the next token; the core keeps what was shown."""
+        live = self._live
+        if live is not None:
+            live.cancel()
+        self.workers.cancel_group(self, "chat")
+
+    def _current(self) -> int | None:
+        """The conversation on screen, including one whose first request is still being answered."""
+        live = self._live
+        return self.conversation_id if live is None or live.conversation_id is None else live.conversation_id
 
     def action_new_conversation(self) -> None:
         if self.busy:
             self.app.notify("wait for the reply before starting a new conversation", title="ownrec",
                             severity="warning")
             return
-        self.conversation_id = None
+        self._set_conversation(None)
         self.reply, self.answers = None, []
         self.transcript.remove_children()
         self.transcript.mount(Static(Text(HELLO), classes="chat-note"))
         self.items.show([])
         self.status("new conversation")
         self.query_one(Input).focus()
+
+    def _set_conversation(self, conversation_id: int | None) -> None:
+        self.conversation_id = self.app.chat_conversation = conversation_id
+
+    def action_chats(self) -> None:
+        if self.busy:
+            self.app.notify("wait for the reply before opening another conversation", title="ownrec",
+                            severity="warning")
+            return
+        chats = ChatsScreen(self.conversation_id)
+
+        def chosen(conversation_id: int | None) -> None:
+            if conversation_id is not None:
+                self.show_conversation(conversation_id)
+            elif self.conversation_id in chats.deleted:
+                deleted = self.conversation_id
+                self.action_new_conversation()
+                self.status(f"conversation {deleted} was deleted: the next request starts a new one")
+            self.query_one(Input).focus()
+
+        self.app.push_screen(chats, chosen)
+
+    def show_conversation(self, conversation_id: int) -> None:
+        """Show a stored conversation's transcript (each reply with the items it listed, the last reply's
+        items beside) and continue it with the next request."""
+        try:
+            conversation = self.app.agent.conversation(conversation_id)
+        except ConversationNotFound:
+            self._set_conversation(None)
+            self.status(f"conversation {conversation_id} is gone (deleted): a new one starts")
+            return
+        self._set_conversation(conversation.id)
+        self.reply, self.answers = None, []
+        self.transcript.remove_children()
+        for message in conversation.messages:
+            if message.role == "user":
+                self._say(message.text, "chat-request")
+                continue
+            if message.text:
+                self._say(message.text, "chat-reply")
+            listed = ", ".join(f"{i['title']} ({i['year']})" if i.get("year") else str(i.get("title"))
+                               for i in message.items)
+            if listed:
+                self._say(f"from your ranker: {listed}", "chat-note")
+            if message.state == "interrupted":
+                self._say(INTERRUPTED if message.text else "(interrupted before any reply)", "chat-note")
+            elif message.state == "streaming":
+                self._say("(unfinished: the reply is still being written or stopped)", "chat-note")
+        replies = [m for m in conversation.messages if m.role == "assistant"]
+        self.items.show(self.app.agent.reply_items(replies[-1]) if replies else [])
+        self.status(_described(conversation) + " · the next request continues it")
 
     def action_feedback(self, kind: str) -> None:
         rec = self.items.current
@@ -229,17 +311,23 @@ class ChatScreen(Screen[bool]):
                 call(self._finished, ticket, None, f"the language model is unavailable · {len(items)} items "
                                                    "from your ranker")
                 return
-            call(self._show_items, ticket, reply.items, reply)
-            call(self._note, ticket, "writing the reply…")
             worker = get_current_worker()
-            chunks = iter(reply)
+            self._live = reply
             try:
-                for chunk in chunks:
+                if worker.is_cancelled:  # left while the model loaded: the request is kept, without a reply
+                    reply.cancel()
+                call(self._show_items, ticket, reply.items, reply)
+                call(self._note, ticket, "writing the reply…")
+                for chunk in reply:
                     if worker.is_cancelled:
-                        return
+                        break
                     call(self._chunk, ticket, chunk)
             finally:
-                chunks.close()  # a reply left unfinished frees the model at once
+                self._live = None
+                reply.close()  # a reply left unfinished frees the model at once, and is kept as interrupted
+            if worker.is_cancelled:
+                call(self._left, conversation_id, reply.conversation_id)
+                return
             call(self._finished, ticket, reply.answer, None)
         except Exception as error:  # never crash: say it, and let the next request through
             if not get_current_worker().is_cancelled:
@@ -279,10 +367,10 @@ class ChatScreen(Screen[bool]):
             return
         self.busy = False
         if lost:  # the conversation was deleted meanwhile (`ownrec chats delete`): the next one starts anew
-            self.conversation_id = None
+            self._set_conversation(None)
         if answer is not None:
             self.answers.append(answer)
-            self.conversation_id = answer.conversation_id
+            self._set_conversation(answer.conversation_id)
             if answer.reply != self._reply_text:  # what was stored is what is shown
                 self._reply_text = ""
                 self._reply_widget = self._reply_widget or self._say("", "chat-reply")
@@ -291,3 +379,9 @@ class ChatScreen(Screen[bool]):
             note = (f"conversation {answer.conversation_id} · {len(answer.items)} items"
                     + (f" · model loaded in {seconds:.1f} s" if seconds is not None else ""))
         self.status(note or "")
+
+
+def _described(conversation: Conversation) -> str:
+    count = conversation.message_count
+    return (f"conversation {conversation.id} · {count} message{'' if count == 1 else 's'}"
+            + (" · the last reply was interrupted" if conversation.interrupted else ""))

@@ -98,7 +98,7 @@ class FeedScreen(Screen):
             if rated:
                 self.action_refresh("re-ranked after your feedback in chat")
 
-        self.app.push_screen(ChatScreen(), back)
+        self.app.push_screen(ChatScreen(self.app.chat_conversation), back)
 
     def action_model(self) -> None:
         from agent.tui.screens.model import ModelScreen
