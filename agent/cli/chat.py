@@ -126,11 +126,12 @@ def chats_show(conversation: int, as_json: bool) -> None:
     click.echo(f"conversation {found.id}: {found.title}")
     for message in found.messages:
         when = datetime.fromtimestamp(message.created).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"\n[{when}] {'you' if message.role == 'user' else 'ownrec'}: {message.text}")
+        text = message.text
         if message.state == "interrupted":
-            click.echo("(interrupted: the reply stopped here)" if message.text else "(interrupted before any reply)")
+            text = f"{text}\n(interrupted: the reply stopped here)" if text else "(interrupted before any reply)"
         elif message.state == "streaming":
-            click.echo("(unfinished: the reply is still being written)")
+            text = f"{text}\n(unfinished: the reply is still being written)" if text else "(the reply is being written)"
+        click.echo(f"\n[{when}] {'you' if message.role == 'user' else 'ownrec'}: {text}")
         for line in _item_lines(message.items):
             click.echo(line)
 

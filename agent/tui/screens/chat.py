@@ -168,9 +168,15 @@ class ChatScreen(Screen[bool]):
 
     def _left(self, sent_in: int | None, stored_in: int | None) -> None:
         """A reply stopped by Esc was stored in `stored_in` (a new conversation, when `sent_in` was None):
-        Chat opens on it next, unless another conversation was opened meanwhile."""
-        if stored_in is not None and self.app.chat_conversation == sent_in:
-            self.app.chat_conversation = stored_in
+        Chat opens on it next, unless another conversation was opened meanwhile; a Chat screen opened
+        again before the reply stopped (llama.cpp stops at the next token) shows how it ended."""
+        if stored_in is None or self.app.chat_conversation not in (sent_in, stored_in):
+            return
+        self.app.chat_conversation = stored_in
+        again = self.app.screen
+        if (isinstance(again, ChatScreen) and again is not self and not again.busy and not again.answers
+                and again.conversation_id in (sent_in, stored_in)):
+            again.show_conversation(stored_in)
 
     def action_back(self) -> None:
         self._ticket += 1  # a reply still on its way is no longer shown
@@ -249,7 +255,7 @@ class ChatScreen(Screen[bool]):
             if message.state == "interrupted":
                 self._say(INTERRUPTED if message.text else "(interrupted before any reply)", "chat-note")
             elif message.state == "streaming":
-                self._say("(unfinished: the reply is still being written or stopped)", "chat-note")
+                self._say("(unfinished: the reply is still being written, or is stopping)", "chat-note")
         replies = [m for m in conversation.messages if m.role == "assistant"]
         self.items.show(self.app.agent.reply_items(replies[-1]) if replies else [])
         self.status(_described(conversation) + " · the next request continues it")
