@@ -221,3 +221,17 @@ def test_off_topic_is_declined_without_the_model(agent):
     assert answer.reply == OFF_TOPIC_REPLY and answer.items == []
     stored = agent.conversation(answer.conversation_id).messages
     assert stored[0].meta["kind"] == "off_topic"
+
+
+def test_a_follow_up_refines_the_latest_request_for_items_not_a_why_question():
+    from agent.core.llm.chat import _previous
+    from agent.core.store import Message
+
+    comedy = [{"id": 1, "year": 1985}, {"id": 2, "year": 1987}]
+    earlier = [Message(1, 1, "user", "a comedy from the 80s", [], 0.0, {"kind": "recommend", "query": "a comedy"}),
+               Message(2, 1, "assistant", "Here.", comedy, 0.0, {}),
+               Message(3, 1, "user", "why the second one?", [], 0.0, {"kind": "why"}),
+               Message(4, 1, "assistant", "I listed it because ...", [{"id": 2, "year": 1987}], 0.0, {})]
+    request, items = _previous(earlier)
+    assert request["text"] == "a comedy from the 80s" and items == comedy
+    assert _previous(earlier[2:]) == (None, [])

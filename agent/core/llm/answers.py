@@ -102,6 +102,8 @@ def about_me_reply(summary: TasteSummary) -> str:
     for trait in summary.traits:
         pole, other = (trait.high, trait.low) if trait.value >= 0.5 else (trait.low, trait.high)
         sentences.append(f"{trait.name} {trait.value:.2f}: what you like sits nearer “{pole}” than “{other}”.")
+    if not summary.traits and summary.judged:
+        sentences.append("None of your trait readings is clear enough yet to tell you about.")
     if summary.traits:
         sentences.append("These readings are about what you like, not who you are; the Traits screen (t) and "
                          "`ownrec traits` show their evidence and let you correct, pin, hide or delete them.")

@@ -53,6 +53,7 @@ SYSTEM_PROMPT = (
 )
 REPEAT_PENALTY = 1.1  # higher makes the model miscopy titles and years from the list; repeats are cut instead
 HISTORY_MESSAGES = 4  # earlier messages of the conversation the model sees
+LOOK_BACK_MESSAGES = 40  # how far back a follow-up looks for the request it refines
 TRAITS_SHOWN = 3
 POOL_WITH_FILTERS = 400  # ranker candidates to filter; without filters, a few times the shortlist
 
@@ -194,10 +195,14 @@ _LIKE = re.compile(r"\b(?:like|similar to|such as|in the vein of|along the lines
 
 
 def _previous(earlier: list) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The conversation's previous request ({"text", "meta"}) and the items its reply listed."""
-    request = next(({"text": m.text, "meta": m.meta} for m in reversed(earlier) if m.role == "user"), None)
-    items = next((m.items for m in reversed(earlier) if m.role == "assistant"), [])
-    return request, list(items or [])
+    """The conversation's latest request for items ({"text", "meta"}) and the items its reply listed: what a
+    refinement refines and "the second one" counts in ("why X?" and the like list nothing to refine)."""
+    for k in range(len(earlier) - 1, -1, -1):
+        message = earlier[k]
+        if message.role == "user" and message.meta.get("kind", "recommend") == "recommend":
+            reply = next((m for m in earlier[k + 1 :] if m.role == "assistant"), None)
+            return {"text": message.text, "meta": message.meta}, list(reply.items or []) if reply else []
+    return None, []
 
 
 def _why_subject(request: str) -> str:
@@ -306,7 +311,7 @@ class ReplyStream:
         earlier: list = []
         if conversation_id is not None:
             self.conversations.get(conversation_id)  # a clear error before any work
-            earlier = self.conversations.messages(conversation_id, last=HISTORY_MESSAGES)
+            earlier = self.conversations.messages(conversation_id, last=LOOK_BACK_MESSAGES)
         self.conversation_id = conversation_id
         index, vocabulary = catalog_views(context.store)
         named = index.mentions(self.request)
@@ -348,7 +353,8 @@ class ReplyStream:
         self.stats["rank_seconds"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
         self.traits = strongest_traits(context.traits)
-        history = [{"role": m.role, "content": m.text} for m in earlier]
+        history = [{"role": m.role, "content": m.text}  # not a reply cut off before it said anything
+                   for m in earlier[-HISTORY_MESSAGES:] if m.text.strip()]
         self.messages = build_messages(self.request, self.items, history)
         because = {r.because.id for r in self.items if r.because is not None}
         words = [self.request, *vocabulary.genres, *self.filters.mood, *(m["content"] for m in history

@@ -26,8 +26,9 @@ from agent.tui.common import PAST_TENSE, reported, title_with_year
 from agent.tui.screens.chats import ChatsScreen
 
 PLACEHOLDER = "ask for something: \"a cosy mystery from the 70s\" · enter sends"
-HELLO = ("Ask in your own words. The items come from your own ranker; the reply only names items on that "
-         "list. tab moves to the items: l/d/s rate one, enter opens it.")
+HELLO = ("Ask for something in your own words, why an item is recommended (“why Heat?”), or what ownrec "
+         "knows about you. The items come from your own ranker; the reply only names items on that list, and what "
+         "it cannot check is held back. tab moves to the items: l/d/s rate one, enter opens it.")
 LOADING = "loading the language model…"
 INTERRUPTED = "(interrupted: the reply stopped here)"
 MARKS = {"like": "♥", "dislike": "✗", "skip": "·"}
@@ -383,7 +384,8 @@ class ChatScreen(Screen[bool]):
                 self._chunk(ticket, answer.reply)
             seconds = answer.stats.get("load_seconds")
             note = (f"conversation {answer.conversation_id} · {len(answer.items)} items"
-                    + (f" · model loaded in {seconds:.1f} s" if seconds is not None else ""))
+                    + (f" · model loaded in {seconds:.1f} s" if seconds is not None else "")
+                    + (f" · {answer.held_back}" if answer.held_back else ""))
         self.status(note or "")
 
 
