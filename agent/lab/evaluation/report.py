@@ -164,6 +164,7 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
                      f"{_f(row['hr10_sampled'])} | "
                      f"{_f(row['ndcg10_sampled'])} | {_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | | | | |")
     lines += context_table(results)
+    lines += people_table(results)
     lines += ["", *findings(results)]
     if plot:
         lines += ["", f"![NDCG@10 against epsilon]({plot})"]
@@ -184,6 +185,26 @@ def context_table(results: dict[str, Any]) -> list[str]:
         lines.append(f"| {row['name']} | " + " | ".join(
             "" if c is None else f"{_f(c['hr10_sampled'])} / {_f(c['ndcg10_sampled'])} ({_f(c['hr10_full'])})"
             for c in cells) + " |")
+    return lines
+
+
+def people_table(results: dict[str, Any]) -> list[str]:
+    """Per federated row: how many people it serves worse than sync off, and, with the device's adoption check,
+    what the devices did with each round's release."""
+    rows = [row for row in results["rows"] if row.get("people_against_sync_off")]
+    if not rows:
+        return []
+    lines = ["", f"Person by person, of {results['settings']['users']}: whose test NDCG@10 fell / rose against sync off "
+             "on the same foundation (the chosen checkpoint), and, with the device's adoption check, the share of "
+             "devices that adopted / blended / kept each round's release (`agent.core.sync.adoption`).", "",
+             "| model | fell / rose (sampled) | fell / rose (full) | adopted / blended / kept per round |",
+             "|---|---|---|---|"]
+    for row in rows:
+        people = row["people_against_sync_off"]
+        rounds = "; ".join(f"{a['adopted']:.2f} / {a['blended']:.2f} / {a['kept']:.2f}"
+                           for a in (h["adoption"] for h in row.get("history", []) if "adoption" in h))
+        lines.append(f"| {row['name']} | {people['sampled']['fell']} / {people['sampled']['rose']} | "
+                     f"{people['full']['fell']} / {people['full']['rose']} | {rounds} |")
     return lines
 
 
