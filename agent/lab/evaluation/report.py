@@ -13,7 +13,7 @@ from typing import Any
 from agent.core.atomic import write_bytes_atomic
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.lab.reports import measured_where, write_section
-from agent.lab.evaluation.federated import (NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name,
+from agent.lab.evaluation.federated import (ADOPTION, NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name,
                                         longer_rounds_name)
 
 EVAL_BEGIN, EVAL_END = "<!-- eval:begin -->", "<!-- eval:end -->"
@@ -257,7 +257,9 @@ def findings(results: dict[str, Any]) -> list[str]:
     for row in rows:
         if _eps(row) is None:
             continue
-        base = fed if row.get("foundation", "prior") == "prior" else fed_zero
+        # A row with the device's adoption check is set against the no-DP row with it: like for like.
+        check = ADOPTION if row["name"].endswith(ADOPTION) else ""
+        base = _row(results, (NO_DP if row.get("foundation", "prior") == "prior" else federated_name("text")) + check)
         floor = prior if row.get("foundation", "prior") == "prior" else text
         if not base or base["ndcg10_sampled"] <= 0:
             continue
@@ -277,7 +279,7 @@ def findings(results: dict[str, Any]) -> list[str]:
             verdict = ("; target: " + ("within 5% of no DP: " + ("met" if within else "**missed**") + ", "
                                        if abs(_eps(row) - 4.0) < 1e-9 else "")
                        + "not below sync off (" + f"{floor['ndcg10_sampled']:.3f}): " + ("met" if above else "**missed**"))
-        same_rate = _row(results, NO_DP_SAME_RATE) if row.get("foundation", "prior") == "prior" else None
+        same_rate = _row(results, NO_DP_SAME_RATE + check) if row.get("foundation", "prior") == "prior" else None
         if same_rate and same_rate["ndcg10_sampled"] > 0 and row.get("item_learning_rate") == same_rate["item_learning_rate"]:
             like = (row["ndcg10_sampled"] - same_rate["ndcg10_sampled"]) / same_rate["ndcg10_sampled"]
             verdict += f"; {100 * like:+.1f}% relative to no noise at the same item rate"
