@@ -97,6 +97,13 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
                    "the noise that so many people's average would carry (0 or 1: no such row).")
 @click.option("--longer-rounds", type=click.IntRange(min=0), default=None,
               help="Also run the no-DP row for this many rounds (0: no such row) [default: 6; --quick: 0].")
+@click.option("--adoption", type=click.Choice(["off", "on", "both"]), default="off", show_default=True,
+              help="Each device's check before it uses a release (adopt it, a blend, or keep the version in use; "
+                   "it holds out the person's latest likes): off (everyone scored with the newest release), on, or "
+                   "both (each federated row twice; the check's rows end in ', device adoption check').")
+@click.option("--only", multiple=True, metavar="TEXT",
+              help="Run only the federated rows whose name ends with TEXT (repeatable), e.g. --only 'release 0, "
+                   "no DP' --only 'release 0, DP epsilon 4'; the baselines and sync-off rows always run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),
               show_default=True, help="The report whose eval section is replaced (the rest is kept); plots go "
@@ -104,8 +111,8 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
 @click.pass_context
 @fail_cleanly
 def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int | None, seed: int,
-               item_rate: float | None, larger_federation: int, longer_rounds: int | None, as_json: bool,
-               output: Path) -> None:
+               item_rate: float | None, larger_federation: int, longer_rounds: int | None, adoption: str,
+               only: tuple[str, ...], as_json: bool, output: Path) -> None:
     """Accuracy on MovieLens-100K: ownrec local, federated, with DP, and two baselines.
 
     The PFedRec protocol: HR@10 and NDCG@10, 1 + 99 sampled and full ranking. Rows: popularity,
@@ -138,6 +145,8 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
     settings = replace(settings, larger_federation=larger_federation)
     if longer_rounds is not None:
         settings = replace(settings, longer_rounds=longer_rounds)
+    settings = replace(settings, adoption={"off": (False,), "on": (True,), "both": (False, True)}[adoption],
+                       only=only)
     with single_blas_thread():
         results = run_evaluation(settings, log=echo_err)
     write_eval_report(results, output)

@@ -58,6 +58,7 @@ from agent.federation.errors import SyncError
 if TYPE_CHECKING:
     from agent.core.store import Store
     from agent.core.sync.client import CoordinatorPin
+    from agent.federation.layout import SharedLayout
     from agent.federation.prior import Prior
     from agent.federation.signing import Release
 
@@ -325,11 +326,34 @@ def current_for(release: "Release", recorded: InUse, loaded: tuple[InUse, "Relea
     return Current(replace(recorded, steps=(), base=None), adapter, blend_from, base, without, prior_layout)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A release as the check judges it: its version, the shared vector the feed would use (in `layout`), what
+    its signed figures say of its noise, and whether it is the coordinator's starting point. On a device that
+    is the release itself (`of`); `ownrec eval` builds one per simulated person, whose vector is their
+    cross-fitted release 0 plus the federation's, so both judge with this one rule (`decide_on`)."""
+
+    version: int
+    layout: "SharedLayout"
+    vector: np.ndarray
+    noise: NoiseCheck | None
+    starting_point: bool
+
+    @classmethod
+    def of(cls, release: "Release") -> Candidate:
+        return cls(release.version, release.layout, release.vector, noise_check(release), starting_point(release))
+
+
 def decide(person: Person, current: Current, release: "Release") -> Decision:
     """Whether to adopt `release`, a blend of it, or keep what is in use."""
+    return decide_on(person, current, Candidate.of(release))
+
+
+def decide_on(person: Person, current: Current, release: Candidate) -> Decision:
+    """`decide` on a release as the check judges it (`Candidate`)."""
     held = held_out_likes(person.interactions)
     likes = len(recent_likes(person.interactions))
-    noise = noise_check(release)
+    noise = release.noise
     in_use_text = current.in_use.describe(current.without)
     common = {"version": release.version, "held_out": len(held), "likes": likes, "before": in_use_text,
               "noise": noise, "coordinator_key": current.in_use.coordinator_key, "base": current.base}
@@ -338,14 +362,14 @@ def decide(person: Person, current: Current, release: "Release") -> Decision:
         after = current.in_use.then(release.version, t, current.base).describe(current.without)
         return Decision(action=action, t=t, message=message, after=after, **common, **figures)
 
-    name = f"version {release.version}" + (" (the coordinator's starting point)" if starting_point(release) else "")
+    name = f"version {release.version}" + (" (the coordinator's starting point)" if release.starting_point else "")
     if len(held) < MIN_HELD_OUT:
         few = (f"too few likes to judge it by ({likes}; a check holds out {MIN_HELD_OUT} of at least "
                f"{MIN_HELD_OUT * HELD_OUT_SHARE})")
         if current.prior_layout is not None and current.prior_layout != release.layout.digest():
             return outcome("kept", 0.0, f"{name} kept out: {few}, and it is not built on the public prior (release "
                                         f"0) this device uses; still using {in_use_text}")
-        if starting_point(release):
+        if release.starting_point:
             return outcome("adopted", 1.0, f"{name} adopted without a check: {few}, and it has no noise in it")
         if noise is not None and not noise.noise_dominates:
             return outcome("adopted", 1.0, f"{name} adopted without a check: {few}, and its signed figures show its "

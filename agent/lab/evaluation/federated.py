@@ -26,6 +26,15 @@ ownrec's rows score as the product does, with the person's latest likes steering
 (`ranker.model`, RECENT_ITEMS): at each held-out item, the interactions the person made before it (for the
 test item, the validation item too; no model trains on it). Each ownrec row also reports its chosen
 checkpoint's test figures with the training items only as context, and with none (`test_by_context`).
+
+With the device's adoption check (`adoption=(True,)` or both; rows named "..., device adoption check"), each
+person keeps their own version in use, as a device does (`adoption.InUse`: steps over the releases), and
+decides on every new release by the product's rule (`adoption.decide_on`, on their latest training likes held
+out: `setting.decide_adoption`): adopt it, a blend, or keep what is in use. They are scored, and fine-tune
+their personal part, under that version; their deltas still train from the newest release (as the sync client
+does) and leave the held-out likes out (`adoption.upload_labels`). Without it (the default, as the rows have
+always been reported) everyone is scored with the newest release: what the federation learned, not what a
+device that can refuse it uses.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +53,12 @@ from agent.lab.protocol.metrics import Evaluation, Metrics, evaluate, evaluate_s
 from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS, PersonalAdapter
 from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.core.ranker.prior import PriorSettings
+from agent.core.sync.adoption import Candidate, InUse, compose, noise_check, starting_point
 from agent.core.sync.parameters import GlobalTrainingSettings
 from agent.federation.layout import SharedLayout
 from agent.federation.accounting import privacy_spent
-from agent.lab.evaluation.setting import (CONTEXTS, Foundation, Log, Setting, cross_fit, fit_personal, local_deltas,
-                                          prepare)
+from agent.lab.evaluation.setting import (CONTEXTS, Foundation, Log, Setting, Shared, cross_fit, decide_adoption,
+                                          fit_personal, local_deltas, prepare, upload_labels_of)
 
 TARGET_DELTA = 1e-4
 # Fixed on a 300-user pilot (layout 2, k = 32, plain averages): deltas of the client's default training have
@@ -80,6 +90,9 @@ def federated_name(foundation: str, epsilon: float | None = None, rounds: int | 
 
 NO_DP = federated_name("prior")
 NO_DP_SAME_RATE = f"{NO_DP}, item rate {ITEM_RATE_WITH_NOISE:g}"
+
+
+ADOPTION = ", device adoption check"
 
 
 def longer_rounds_name(rounds: int) -> str:
@@ -118,6 +131,8 @@ class EvalSettings:
     longer_rounds: int = LONGER_ROUNDS          # 0: no such row
     dp_variants: bool = True  # the DP rows that try fewer, denser numbers and fewer rounds with more local work
     prior_epochs: int = PriorSettings.epochs  # release 0's training (fewer in --quick: it is built once per fold)
+    adoption: tuple[bool, ...] = (False,)  # each federated row without / with the device's adoption check
+    only: tuple[str, ...] = ()  # run only the federated rows whose name ends with one of these (empty: all)
 
 
 QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR, longer_rounds=0,
@@ -179,6 +194,8 @@ class Row:
     foundation: str | None = None  # federated rows: what the federation started from (FOUNDATIONS)
     parameters: int | None = None  # federated rows: how many numbers each device shared
     local_epochs: int | None = None
+    # federated rows: per person, the chosen checkpoint's test NDCG@10 against the same foundation's sync off
+    against_sync_off: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         test = self.evaluation.test
@@ -204,10 +221,12 @@ class Row:
                                       for context, metrics in self.test_by_context.items()}
         if self.history:
             row["history"] = self.history
+        if self.against_sync_off:
+            row["people_against_sync_off"] = self.against_sync_off
         return row
 
 
-def other_contexts(setting: Setting, personal: list[PersonalAdapter], shared: np.ndarray) -> dict[str, Metrics]:
+def other_contexts(setting: Setting, personal: list[PersonalAdapter], shared: Shared) -> dict[str, Metrics]:
     """The test figures of one model with less of the person's latest likes than the product uses."""
     return {context: evaluate_split(setting.scores(personal, shared, "test", context), setting.protocol, "test",
                                     setting.rows) for context in CONTEXTS if context != "latest"}
@@ -225,10 +244,32 @@ class Plan:
     foundation: str = "prior"
     local_epochs: int = GlobalTrainingSettings.epochs  # more local work per round (fewer rounds for the same budget)
     dense: bool = False  # federate only B_g and the item biases (layout 1): fewer, denser shared numbers
+    adoption: bool = False  # each device checks every release before using it (module docstring)
+
+    @property
+    def reuses_first_deltas(self) -> bool:
+        """Whether round 1's deltas are those every such row shares (from zero, the client's default work,
+        on all the training items)."""
+        return not self.dense and self.local_epochs == GlobalTrainingSettings.epochs and not self.adoption
 
 
-def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Path, first_deltas: list[np.ndarray],
-                  log: Log) -> Row:
+def against(row: tuple[np.ndarray, np.ndarray], sync_off: tuple[np.ndarray, np.ndarray]) -> dict[str, dict[str, int]]:
+    """How many people's test NDCG@10 (sampled, full) fell, and rose, against sync off."""
+    return {kind: {"fell": int(np.sum(a < b - 1e-12)), "rose": int(np.sum(a > b + 1e-12))}
+            for kind, a, b in zip(("sampled", "full"), row, sync_off)}
+
+
+def adoption_counts(decisions: list) -> dict[str, float]:
+    """A round's decisions: the share of people who adopted, blended and kept, and the mean share taken."""
+    actions = [d.action for d in decisions]
+    shares = {a: round(actions.count(a) / len(actions), 4) for a in ("adopted", "blended", "kept")}
+    return {**shares, "mean_t": round(float(np.mean([d.t for d in decisions])), 4),
+            "checked": round(float(np.mean([d.in_use is not None for d in decisions])), 4)}
+
+
+def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Path,
+                  first_deltas: list[np.ndarray] | None, log: Log,
+                  sync_off: tuple[np.ndarray, np.ndarray] | None = None) -> Row:
     from agent.lab.evaluation.simulation import InProcessFederation
 
     started = time.perf_counter()
@@ -241,8 +282,12 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
         """The federation's vector in the setting's full layout (residual rows at zero when dense)."""
         return np.concatenate([vector, np.zeros(setting.layout.size - layout.size)])
 
+    # Under the adoption check a device never uploads what it holds out (`adoption.upload_labels`).
+    upload = upload_labels_of(setting) if plan.adoption else None
+
     def deltas_for(vector: np.ndarray, personal: list[PersonalAdapter], round_number: int) -> list[np.ndarray]:
-        return [d[:layout.size] for d in local_deltas(setting, shared(vector), personal, round_number, plan.local_epochs)]
+        return [d[:layout.size] for d in local_deltas(setting, shared(vector), personal, round_number,
+                                                      plan.local_epochs, upload)]
 
     federation = InProcessFederation(folder, layout, setting.size, clip_norm=CLIP_NORM,
                                      noise_multiplier=plan.noise_multiplier / plan.scale, target_delta=TARGET_DELTA,
@@ -250,28 +295,55 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
     try:
         release = federation.latest()
         personal = setting.personal
+        # Under the adoption check: each person's version in use (steps over `releases`), and its vector.
+        releases = {release.version: release}
+        chains = [InUse("in-process")] * setting.size
+        zero = shared(layout.zeros())  # the coordinator's starting point: release 0 alone
+        in_use = [zero] * setting.size
+        vectors: dict[tuple, np.ndarray] = {}  # one array per version in use (`Setting.scores` caches by it)
+
+        def vector_of(chain: InUse) -> np.ndarray:
+            if not chain.steps:
+                return zero
+            if chain.steps not in vectors:
+                vectors[chain.steps] = shared(compose(chain, releases, None))
+            return vectors[chain.steps]
+
         # Only the best checkpoint so far is kept (the first on ties): each one holds every person's adapter.
-        best: tuple[str, Evaluation, list[PersonalAdapter], np.ndarray] | None = None
+        best: tuple[str, Evaluation, list[PersonalAdapter], Shared] | None = None
         history = []
         epsilon = 0.0
         for round_number in range(1, rounds + 1 + 1):
-            if round_number > 1:  # on-device: the personal part catches up with the new global adapter
-                personal = fit_personal(setting, shared(release.vector), finetune_epochs, start=personal)
+            if round_number > 1:  # on-device: the personal part catches up with the global adapter in use
+                personal = fit_personal(setting, in_use if plan.adoption else shared(release.vector), finetune_epochs,
+                                        start=personal)
+            decided = None
             if round_number <= rounds:
-                reuse = round_number == 1 and not plan.dense and plan.local_epochs == GlobalTrainingSettings.epochs
+                reuse = round_number == 1 and plan.reuses_first_deltas and first_deltas is not None
                 deltas = first_deltas if reuse else deltas_for(release.vector, personal, round_number)
                 result = federation.run_round(deltas, release)
                 release, epsilon = result.release, result.epsilon
                 label = f"round {round_number}"
+                if plan.adoption:
+                    releases[release.version] = release
+                    candidate = Candidate(release.version, setting.layout, shared(release.vector), noise_check(release),
+                                          starting_point(release))
+                    decided = decide_adoption(setting, chains, in_use, candidate, personal)
+                    chains = [chain.then(d.version, d.t) for chain, d in zip(chains, decided)]
+                    in_use = [vector_of(chain) for chain in chains]
             else:
                 label = "fine-tuned"
-            evaluation = setting.evaluate(personal, shared(release.vector))
+            scored = in_use if plan.adoption else shared(release.vector)
+            evaluation = setting.evaluate(personal, scored)
             if best is None or evaluation.validation.hr10_sampled > best[1].validation.hr10_sampled:
-                best = (label, evaluation, personal, shared(release.vector))
+                best = (label, evaluation, personal, scored)
             history.append({"checkpoint": label, "validation_hr10": round(evaluation.validation.hr10_sampled, 4),
                             "test_ndcg10": round(evaluation.test.ndcg10_sampled, 4)})
             if round_number <= rounds:
                 history[-1]["median_pre_clip_norm"] = round(float(np.median(result.pre_clip_norms)), 3)
+            if decided is not None:
+                history[-1]["adoption"] = adoption_counts(decided)
+                log(f"  {name}: {label}: the devices' check: {history[-1]['adoption']}")
             log(f"  {name}: {label}: {evaluation.test} (epsilon so far {epsilon:.2f}"
                 + (f" for these {setting.size}; the federation it stands for runs multiplier "
                    f"{plan.noise_multiplier:.3f})" if plan.scale > 1 else ")"))
@@ -283,7 +355,9 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
     return Row(name, best_evaluation, epsilon=epsilon, noise_multiplier=plan.noise_multiplier, item_learning_rate=plan.item_rate,
                federation_scale=plan.scale, rounds=rounds, chosen=chosen, seconds=time.perf_counter() - started,
                history=history, test_by_context=other_contexts(setting, best_personal, best_shared),
-               parameters=layout.size, local_epochs=plan.local_epochs)
+               parameters=layout.size, local_epochs=plan.local_epochs,
+               against_sync_off={} if sync_off is None else against(setting.test_ndcg(best_personal, best_shared),
+                                                                    sync_off))
 
 
 def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) -> dict[str, Any]:
@@ -313,7 +387,8 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     foundations["prior"] = cross_fit(setting, FOLDS, prior=True, log=log,
                                      prior_settings=PriorSettings(epochs=settings.prior_epochs))
     foundation_seconds = time.perf_counter() - t
-    starts: dict[str, tuple[list[PersonalAdapter], list[np.ndarray]]] = {}
+    starts: dict[str, list[PersonalAdapter]] = {}
+    sync_off: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per person, test NDCG@10 (sampled, full)
     for key in FOUNDATIONS:
         t = time.perf_counter()
         setting.foundation = foundations[key]
@@ -324,7 +399,8 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                         test_by_context=other_contexts(setting, personal, zero)))
         log(f"{SYNC_OFF[key]}: {rows[-1].evaluation.test}")
         if key in FROM:
-            starts[key] = (personal, local_deltas(setting, zero, personal, 1))  # round 1 starts from zero in every row
+            starts[key] = personal
+            sync_off[key] = setting.test_ndcg(personal, zero)
 
     fixed = settings.item_rate
     without_noise, with_noise = (ITEM_RATE_WITHOUT_NOISE, ITEM_RATE_WITH_NOISE) if fixed is None else (fixed, fixed)
@@ -349,20 +425,28 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                           LARGER_FEDERATION_ITEM_RATE if fixed is None else fixed, rounds, scale))
     if settings.longer_rounds > rounds:
         plans.append(Plan(longer_rounds_name(settings.longer_rounds), 0.0, without_noise, settings.longer_rounds))
+    if settings.only:
+        plans = [plan for plan in plans if plan.name.endswith(settings.only)]
+    plans = [replace(plan, name=plan.name + (ADOPTION if check else ""), adoption=check)
+             for plan in plans for check in settings.adoption]
+    first: dict[str, list[np.ndarray]] = {}  # round 1 starts from zero in every row that reuses it
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-") as folder:
         for k, plan in enumerate(plans):
             log(f"{plan.name}: {plan.rounds} rounds of {setting.size} clients (noise multiplier "
                 f"{plan.noise_multiplier / plan.scale:.3f}, item rate {plan.item_rate:g})")
             setting.foundation = foundations[plan.foundation]
-            setting.personal, first = starts[plan.foundation]
+            setting.personal = starts[plan.foundation]
+            if plan.reuses_first_deltas and plan.foundation not in first:
+                first[plan.foundation] = local_deltas(setting, zero, setting.personal, 1)
             rows.append(federated_row(setting, plan, settings.finetune_epochs, Path(folder) / f"coordinator-{k}",
-                                      first, log))
+                                      first.get(plan.foundation), log, sync_off[plan.foundation]))
             rows[-1].foundation = plan.foundation
     return {"settings": {"users": setting.size, "rounds": settings.rounds, "parameters": setting.layout.size,
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
                          "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
                          "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds,
+                         "adoption": list(settings.adoption), "only": list(settings.only),
                          "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT,
                          "recent_decay": RECENT_DECAY, "folds": FOLDS,
                          "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS),

@@ -13,7 +13,7 @@ from typing import Any
 from agent.core.atomic import write_bytes_atomic
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.lab.reports import measured_where, write_section
-from agent.lab.evaluation.federated import (NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name,
+from agent.lab.evaluation.federated import (ADOPTION, NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name,
                                         longer_rounds_name)
 
 EVAL_BEGIN, EVAL_END = "<!-- eval:begin -->", "<!-- eval:end -->"
@@ -164,6 +164,7 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
                      f"{_f(row['hr10_sampled'])} | "
                      f"{_f(row['ndcg10_sampled'])} | {_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | | | | |")
     lines += context_table(results)
+    lines += people_table(results)
     lines += ["", *findings(results)]
     if plot:
         lines += ["", f"![NDCG@10 against epsilon]({plot})"]
@@ -184,6 +185,26 @@ def context_table(results: dict[str, Any]) -> list[str]:
         lines.append(f"| {row['name']} | " + " | ".join(
             "" if c is None else f"{_f(c['hr10_sampled'])} / {_f(c['ndcg10_sampled'])} ({_f(c['hr10_full'])})"
             for c in cells) + " |")
+    return lines
+
+
+def people_table(results: dict[str, Any]) -> list[str]:
+    """Per federated row: how many people it serves worse than sync off, and, with the device's adoption check,
+    what the devices did with each round's release."""
+    rows = [row for row in results["rows"] if row.get("people_against_sync_off")]
+    if not rows:
+        return []
+    lines = ["", f"Person by person, of {results['settings']['users']}: whose test NDCG@10 fell / rose against sync off "
+             "on the same foundation (the chosen checkpoint), and, with the device's adoption check, the share of "
+             "devices that adopted / blended / kept each round's release (`agent.core.sync.adoption`).", "",
+             "| model | fell / rose (sampled) | fell / rose (full) | adopted / blended / kept per round |",
+             "|---|---|---|---|"]
+    for row in rows:
+        people = row["people_against_sync_off"]
+        rounds = "; ".join(f"{a['adopted']:.2f} / {a['blended']:.2f} / {a['kept']:.2f}"
+                           for a in (h["adoption"] for h in row.get("history", []) if "adoption" in h))
+        lines.append(f"| {row['name']} | {people['sampled']['fell']} / {people['sampled']['rose']} | "
+                     f"{people['full']['fell']} / {people['full']['rose']} | {rounds} |")
     return lines
 
 
@@ -236,7 +257,9 @@ def findings(results: dict[str, Any]) -> list[str]:
     for row in rows:
         if _eps(row) is None:
             continue
-        base = fed if row.get("foundation", "prior") == "prior" else fed_zero
+        # A row with the device's adoption check is set against the no-DP row with it: like for like.
+        check = ADOPTION if row["name"].endswith(ADOPTION) else ""
+        base = _row(results, (NO_DP if row.get("foundation", "prior") == "prior" else federated_name("text")) + check)
         floor = prior if row.get("foundation", "prior") == "prior" else text
         if not base or base["ndcg10_sampled"] <= 0:
             continue
@@ -256,7 +279,7 @@ def findings(results: dict[str, Any]) -> list[str]:
             verdict = ("; target: " + ("within 5% of no DP: " + ("met" if within else "**missed**") + ", "
                                        if abs(_eps(row) - 4.0) < 1e-9 else "")
                        + "not below sync off (" + f"{floor['ndcg10_sampled']:.3f}): " + ("met" if above else "**missed**"))
-        same_rate = _row(results, NO_DP_SAME_RATE) if row.get("foundation", "prior") == "prior" else None
+        same_rate = _row(results, NO_DP_SAME_RATE + check) if row.get("foundation", "prior") == "prior" else None
         if same_rate and same_rate["ndcg10_sampled"] > 0 and row.get("item_learning_rate") == same_rate["item_learning_rate"]:
             like = (row["ndcg10_sampled"] - same_rate["ndcg10_sampled"]) / same_rate["ndcg10_sampled"]
             verdict += f"; {100 * like:+.1f}% relative to no noise at the same item rate"

@@ -7,6 +7,11 @@ the global adapter at its starting point: that is "ownrec local-only", and the p
 federated rows hold fixed while they learn the global part. Scores are the product's: steered by the
 person's latest likes (`Scorer.steer`), which at a held-out item are the interactions before it (`CONTEXTS`).
 Per-user work runs in worker processes.
+
+The device's adoption check (`agent.core.sync.adoption`), when a federated row runs it, sees a person as the
+device would when a release arrives: their training interactions as likes (`Setting.interactions`); the
+validation and test items come later in time, so they are neither held out, nor trained on, nor "judged"
+(they stay among the unrated items, like every item the person has not rated yet).
 """
 
 from __future__ import annotations
@@ -14,19 +19,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
-from agent.lab.protocol.metrics import Evaluation, evaluate_split
+from agent.lab.protocol.metrics import Evaluation, evaluate_split, held_out_ranks, ndcg
 from agent.lab.protocol.movielens import SPLITS, MovieLens, Protocol, leave_one_out, load_movielens
 from agent.lab.people import worker_pool
 from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS, PersonalAdapter
 from agent.core.ranker.model import Catalog, Scorer, signal_features
 from agent.core.ranker.prior import PriorSettings, PublicInteractions, build_prior
 from agent.core.ranker.training import TrainingSettings, fit
+from agent.core.store import Interaction
+from agent.core.sync.adoption import Candidate, Current, Decision, InUse, Person, decide_on, upload_labels
 from agent.core.sync.parameters import GlobalTrainingSettings, flatten, train_global_delta, unflatten
 from agent.federation.layout import SharedLayout
 
@@ -40,6 +47,13 @@ LAYOUT_SEED = 1234   # the published projection A_g of this experiment's coordin
 # made it just before, though no model ever trains on it), as on a device; "training": the training
 # items only; "none": no context, the model alone.
 CONTEXTS = ("latest", "training", "none")
+# The global part a person is scored with: one shared vector for everyone, or one per taking-part person
+# (each person's version in use, under the adoption check). People with the same version share one array.
+Shared = np.ndarray | Sequence[np.ndarray]
+
+
+def shared_of(shared: Shared, k: int) -> np.ndarray:
+    return shared if isinstance(shared, np.ndarray) else shared[k]
 
 
 @dataclass(frozen=True)
@@ -97,24 +111,39 @@ class Setting:
             items = np.append(items, self.protocol.validation[row])
         return items
 
-    def scores(self, personal: Sequence[PersonalAdapter], shared: np.ndarray, split: str = "validation",
+    def interactions(self, k: int) -> list[Interaction]:
+        """Taking-part user `k`'s feedback as their device holds it during the rounds: a like of each training
+        item at its time, oldest first. Never the validation or test item (they come later)."""
+        row = int(self.rows[k])
+        start, end = np.searchsorted(self.protocol.train_user, [row, row + 1])
+        return [Interaction(j, int(item), "like", None, float(at), "movielens") for j, (item, at) in
+                enumerate(zip(self.protocol.train_item[start:end], self.protocol.train_time[start:end]))]
+
+    def scores(self, personal: Sequence[PersonalAdapter], shared: Shared, split: str = "validation",
                context: str = "latest") -> np.ndarray:
-        """(users, items) scores of every taking-part user under the global adapter `shared`, as the
-        product scores: with the person's latest likes before `split`'s held-out item (`CONTEXTS`)."""
-        scorers: dict[int, Scorer] = {}
+        """(users, items) scores of every taking-part user under the global adapter `shared` (`Shared`), as
+        the product scores: with the person's latest likes before `split`'s held-out item (`CONTEXTS`)."""
+        scorers: dict[tuple[int, int], Scorer] = {}
         out = []
         for k, adapter in enumerate(personal):
             group = -1 if self.foundation is None else int(self.foundation.fold[int(self.rows[k])])
-            if group not in scorers:
-                scorers[group] = self.scorer(k, shared)
-            scorer = scorers[group]
+            vector = shared_of(shared, k)
+            key = (group, id(vector))  # one scorer per fold and version in use
+            if key not in scorers:
+                scorers[key] = self.scorer(k, vector)
+            scorer = scorers[key]
             out.append(scorer.scores(scorer.steer(adapter, self.recent_rows(k, split, context))))
         return np.stack(out)
 
-    def evaluate(self, personal: Sequence[PersonalAdapter], shared: np.ndarray, context: str = "latest") -> Evaluation:
+    def evaluate(self, personal: Sequence[PersonalAdapter], shared: Shared, context: str = "latest") -> Evaluation:
         """Both splits, each held-out item scored with its own context."""
         return Evaluation(*(evaluate_split(self.scores(personal, shared, split, context), self.protocol, split,
                                            self.rows) for split in SPLITS))
+
+    def test_ndcg(self, personal: Sequence[PersonalAdapter], shared: Shared) -> tuple[np.ndarray, np.ndarray]:
+        """Per taking-part user, the test item's NDCG@10, sampled and full: who a row helps and who it hurts."""
+        sampled, full = held_out_ranks(self.scores(personal, shared, "test"), self.protocol, "test", self.rows)
+        return ndcg(sampled), ndcg(full)
 
 
 def prepare(users: int | None, seed: int, log: Log) -> Setting:
@@ -149,12 +178,26 @@ def _fit_one(task: tuple[int, np.ndarray, int, PersonalAdapter | None]) -> Perso
                TrainingSettings(epochs=epochs, seed=int(setting.rows[k])))[0]
 
 
-def _delta_one(task: tuple[int, np.ndarray, PersonalAdapter, int, int]) -> np.ndarray:
-    k, shared, personal, round_number, epochs = task
+def _delta_one(task: tuple[int, np.ndarray, PersonalAdapter, int, int, dict[int, float] | None]) -> np.ndarray:
+    k, shared, personal, round_number, epochs, labels = task
     setting = _SETTING
     catalog, start = setting.base(k)
-    return train_global_delta(setting.layout, start + shared, personal, catalog, setting.labels[k],
+    return train_global_delta(setting.layout, start + shared, personal, catalog,
+                              setting.labels[k] if labels is None else labels,
                               GlobalTrainingSettings(epochs=epochs, seed=round_number * 100_003 + int(setting.rows[k])))
+
+
+def _decide_one(task: tuple[int, np.ndarray, InUse, Candidate, PersonalAdapter]) -> Decision:
+    k, in_use, chain, candidate, personal = task
+    setting = _SETTING
+    catalog, start = setting.base(k)
+    interactions = setting.interactions(k)
+    # What the device judges is its release 0 plus the federation's vector; every release here is in the
+    # setting's layout, so the check's rule for a release in another layout never applies (prior_layout None).
+    current = Current(chain, unflatten(setting.layout, start + in_use), start + in_use, None,
+                      "release 0, the public prior", None)
+    person = Person(catalog, personal, interactions, {event.item_id for event in interactions})
+    return decide_on(person, current, replace(candidate, vector=start + candidate.vector))
 
 
 def cross_fit(setting: Setting, folds: int, prior: bool, log: Log,
@@ -205,16 +248,34 @@ def _map(setting: Setting, function, tasks: list[Any]) -> list[Any]:
         return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (8 * workers()))))
 
 
-def fit_personal(setting: Setting, shared: np.ndarray, epochs: int = TrainingSettings.epochs,
+def fit_personal(setting: Setting, shared: Shared, epochs: int = TrainingSettings.epochs,
                  start: Sequence[PersonalAdapter] | None = None) -> list[PersonalAdapter]:
     """Every user's personal adapter trained on their own training items under global `shared`
     (fresh, or continued from `start`)."""
-    return _map(setting, _fit_one, [(k, shared, epochs, None if start is None else start[k])
+    return _map(setting, _fit_one, [(k, shared_of(shared, k), epochs, None if start is None else start[k])
                                     for k in range(setting.size)])
 
 
 def local_deltas(setting: Setting, shared: np.ndarray, personal: Sequence[PersonalAdapter],
-                 round_number: int, epochs: int = GlobalTrainingSettings.epochs) -> list[np.ndarray]:
+                 round_number: int, epochs: int = GlobalTrainingSettings.epochs,
+                 labels: Sequence[dict[int, float]] | None = None) -> list[np.ndarray]:
     """Every user's Delta phi_g from `shared`, trained as the sync client does (personal part fixed; `epochs`
-    of local work, the client's default unless an experiment asks for more)."""
-    return _map(setting, _delta_one, [(k, shared, personal[k], round_number, epochs) for k in range(setting.size)])
+    of local work, the client's default unless an experiment asks for more) on their training items, or on
+    `labels` (per user: what they upload under the adoption check, `upload_labels_of`)."""
+    return _map(setting, _delta_one, [(k, shared, personal[k], round_number, epochs, None if labels is None
+                                       else labels[k]) for k in range(setting.size)])
+
+
+def upload_labels_of(setting: Setting) -> list[dict[int, float]]:
+    """Per user, what a round trains their delta on under the adoption check: the product's rule
+    (`adoption.upload_labels`), all their training items but the latest likes the check holds out."""
+    return [upload_labels(setting.interactions(k)) for k in range(setting.size)]
+
+
+def decide_adoption(setting: Setting, chains: Sequence[InUse], in_use: Shared, candidate: Candidate,
+                    personal: Sequence[PersonalAdapter]) -> list[Decision]:
+    """Every user's device deciding on `candidate` (its vector: the federation's, in the setting's layout)
+    against their version in use (`chains`, and `in_use` its vector without the foundation), by the product's
+    check (`adoption.decide_on`) on their own held-out latest likes."""
+    return _map(setting, _decide_one, [(k, shared_of(in_use, k), chains[k], candidate, personal[k])
+                                       for k in range(setting.size)])
