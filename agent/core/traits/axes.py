@@ -238,8 +238,12 @@ class TraitSpace:
         pins = {k: self.to_correlation(k, float(np.clip(v, *REACHABLE))) for k, v in held.items() if k != index}
         fixed = [index, *sorted(pins)]
         free = [k for k in range(self.size) if k not in fixed]
-        h = 1e-3  # the others' value per correlation here, so that their moves are weighed in value
+        # The others' value per correlation, so that their moves are weighed in value: here, but at least the
+        # average over the catalog's items (a flat stretch of the calibration would make a move look free that
+        # lands, a little further, where the value is steep).
+        h = 1e-3
         slopes = (self.to_values(np.clip(now + h, -1, 1)) - self.to_values(np.clip(now - h, -1, 1))) / (2 * h)
+        slopes = np.maximum(slopes, ITEM_RANGE / 2 / np.maximum(self.calibration[:, -2], 1e-6))
         carry = (np.linalg.solve(A[np.ix_(free, free)] + OTHERS_WEIGHT * np.diag(slopes[free] ** 2), A[np.ix_(free, fixed)])
                  if free else None)
 
