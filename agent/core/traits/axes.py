@@ -92,7 +92,7 @@ MAX_SPREAD_CHANGE = 1.2
 # What moving another trait's value costs an edit, against rewriting the taste scores: large holds the others
 # still through the edited trait's unique (thin, idiosyncratic) direction and spends the budget on that, small
 # lets correlated traits go along through the shared, broad one.
-OTHERS_WEIGHT = 5.0
+OTHERS_WEIGHT = 25.0
 
 
 def _percentiles(values: np.ndarray) -> np.ndarray:
