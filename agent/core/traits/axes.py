@@ -48,7 +48,9 @@ whenever R^2 nears MAX_EXPLAINED. So the person's edit (1) keeps the variance of
 rest of the taste gives up what the trait span takes, and takes back what it gives); (2) moves the edited trait's
 correlation `step` of the way to its target with the other traits moving the cheapest way: minimising
 dr^T A dr + OTHERS_WEIGHT * sum_k (dv_k/dr_k dr_k)^2, the share of the taste scores' variance the change of the
-trait span rewrites plus the others' moves weighed in value, with pinned traits held exactly; and (3) takes the
+trait span rewrites plus the others' moves weighed in value, with pinned traits held exactly (where the traits
+would then explain more than MAX_EXPLAINED of the taste, the free others give way, towards where they would explain
+least, so that a taste the traits already explain almost wholly can still be edited); and (3) takes the
 largest step in 0..1 for which the change of the total score the feed ranks by (taste, item residual and
 public-signal parts, on an even sample of the catalog) has an sd of at most min(MAX_FEED_CHANGE, FEED_CHANGE *
 |value asked - value now|) of that score's own sd, and that score's sd stays within a factor MAX_SPREAD_CHANGE
