@@ -60,7 +60,11 @@ def test_setting_a_trait_moves_the_others_less_than_a_naive_push(results):
     # and well below a naive push.
     assert methods["product"]["mean_other_change"] < 0.055
     assert methods["naive"]["mean_other_change"] > 1.4 * methods["product"]["mean_other_change"]
-    assert methods["product"]["mean_target_miss"] < 0.01
+    # The product's edit is bounded (TraitSpace.edit): it moves the trait the way asked, as far as one edit may
+    # move the feed, and never rewrites more of the scores than that bound; unbounded, it reaches the target.
+    assert methods["product"]["min_progress"] > 0 and methods["product"]["mean_progress"] > 0.2
+    assert methods["product"]["max_score_change"] <= 0.3 + 1e-3
+    assert methods["unbounded"]["mean_target_miss"] < 0.01
     through = results["edits"]["through_agent"]
     assert through["traits"] == len(results["traits"])
     assert through["mean_other_change"] < 0.05 and through["max_undo_error"] < 1e-3

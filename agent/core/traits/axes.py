@@ -37,14 +37,37 @@ dual basis of the trait directions in the catalog's own metric, applied to corre
 push along a_t would drag every correlated trait along. Together the traits may explain at most
 MAX_EXPLAINED of the spread of scores (or what they already explain); when holding every other
 trait would break that, the others move as little as the bound allows (least squares on their
-values), and a target beyond reach even then goes as far as it can. Hiding
+values), and a target beyond reach even then goes as far as it can. That exact edit (`move_to`) is what
+pins, hiding and forgetting use; the person's own edits are bounded (next paragraph).
+
+A bounded edit (`edit`, what `Traits.set` does). Holding every other trait exactly forces the change through the
+edited trait's unique direction, the part of its axis the other axes do not explain: thin in the catalog (the
+more so the more the other axes explain this one), so it takes a large weight, rewrites the feed
+along idiosyncratic text (titles with grim words), and the rescaling by S above grows the spread of scores
+whenever R^2 nears MAX_EXPLAINED. So the person's edit (1) keeps the variance of the taste scores as it was (the
+rest of the taste gives up what the trait span takes, and takes back what it gives); (2) moves the edited trait's
+correlation `step` of the way to its target with the other traits moving the cheapest way: minimising
+dr^T A dr + OTHERS_WEIGHT * sum_k (dv_k/dr_k dr_k)^2, the share of the taste scores' variance the change of the
+trait span rewrites plus the others' moves weighed in value, with pinned traits held exactly (where the traits
+would then explain more than MAX_EXPLAINED of the taste, the free others give way, towards where they would explain
+least, so that a taste the traits already explain almost wholly can still be edited); and (3) takes the
+largest step in 0..1 for which the change of the total score the feed ranks by (taste, item residual and
+public-signal parts, on an even sample of the catalog) has an sd of at most min(MAX_FEED_CHANGE, FEED_CHANGE *
+|value asked - value now|) of that score's own sd, and that score's sd stays within a factor MAX_SPREAD_CHANGE
+of what it was. Why this bound: the sd of the change over the sd of the scores is how much of the ranking an edit
+rewrites, so capping it in proportion to the step asked makes a small edit replace little of the feed and an edit
+of 0.3 at most about half of its top 20; and the sd of a sum is at most the sum of the sds, so the scores stay on
+their scale. The trade-off: near the ends of the scale, where a step of value is a large step of correlation, an
+edit stops short of its target and records (and says) the value it reached; asking again goes further.
+
+Hiding
 sets a trait neutral in the q used for ranking the same way; pinning projects training steps off
 w_t and restores the pinned value after each training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +84,17 @@ MAX_EXPLAINED = 0.95
 CALIBRATION_POINTS = 201  # quantiles of the items' |correlations| kept per trait
 ITEM_RANGE = 0.8  # the share of the half-scale the catalog's items span (0.1..0.9); beyond: to 0 and 1
 CALIBRATION_ITEMS = 4000  # items the calibration reads (an even sample of a larger catalog)
+# How far one edit (`TraitSpace.edit`) may move the feed: the sd over the catalog of the change it makes to the
+# total score the feed ranks by, as a share of that score's own sd, per unit of value asked (an edit of 0.3: 0.3),
+FEED_CHANGE = 1.0
+# and at most this share, however large the step asked: a bigger change is made by asking again.
+MAX_FEED_CHANGE = 0.3
+# The sd of the total score after an edit stays within this factor of before (either way).
+MAX_SPREAD_CHANGE = 1.2
+# What moving another trait's value costs an edit, against rewriting the taste scores: large holds the others
+# still through the edited trait's unique (thin, idiosyncratic) direction and spends the budget on that, small
+# lets correlated traits go along through the shared, broad one.
+OTHERS_WEIGHT = 25.0
 
 
 def _percentiles(values: np.ndarray) -> np.ndarray:
@@ -110,6 +144,8 @@ class TraitSpace:
     item_cov: np.ndarray  # (d, d) Cov(x): the spread of scores q . x is sqrt(q Cov(x) q)
     to_preference: np.ndarray  # (d, d) q = to_preference @ p
     calibration: np.ndarray  # (K, CALIBRATION_POINTS + 1) |r| knots: 0, item-taste quantiles, 1
+    scorer: Scorer | None = field(default=None, repr=False)  # what an edit's change to the feed is measured with
+    personal: PersonalAdapter | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, scorer: Scorer, personal: PersonalAdapter, high: np.ndarray, low: np.ndarray) -> "TraitSpace":
@@ -130,7 +166,8 @@ class TraitSpace:
         return cls(axes=axes.astype(np.float32), spread=spread.astype(np.float32),
                    percentiles=_percentiles(positions), covariant=covariant, text_dirs=text_dirs,
                    position_cov_inverse=position_cov_inverse, to_preference=to_preference, item_cov=item_cov,
-                   calibration=_calibration(scorer.catalog.X.astype(np.float64), covariant, spread, item_cov))
+                   calibration=_calibration(scorer.catalog.X.astype(np.float64), covariant, spread, item_cov),
+                   scorer=scorer, personal=personal)
 
     @property
     def size(self) -> int:
@@ -172,6 +209,102 @@ class TraitSpace:
         scale = np.sqrt(rest_variance / (1.0 - float(y @ inverse @ y)))
         moved = self.text_dirs.T @ (inverse @ y) * scale + rest
         return np.linalg.solve(self.to_preference, moved - q).astype(np.float32)
+
+    def edit(self, p: np.ndarray, index: int, value: float, held: dict[int, float] | None = None) -> np.ndarray:
+        """The change to p for the person's own edit of trait `index` towards `value`, bounded (see the module
+        docstring, "A bounded edit"): the traits in `held` (pins) read their values exactly, the taste scores keep
+        their spread, and the feed's total score changes by at most the edit's budget; within it the trait goes
+        as far towards `value` as it can. Needs a space built with its scorer."""
+        held = held or {}
+        q = self.preference(p)
+        now = self._correlations(q)
+        inverse = self.position_cov_inverse
+        A = self.spread[:, None] * inverse * self.spread[None, :]
+        gamma = inverse @ (self.covariant @ q)
+        rest = q - self.text_dirs.T @ gamma
+        rest_variance = max(float(rest @ self.item_cov @ rest), 0.0)
+        variance = max(float(q @ self.item_cov @ q), SPREAD_FLOOR ** 2)
+        scale = np.sqrt(variance + SPREAD_FLOOR ** 2)  # what correlations are measured against, kept as it is
+        cap = max(MAX_EXPLAINED, 1.0 - rest_variance / variance) * variance / scale ** 2
+
+        def with_correlations(r: np.ndarray) -> np.ndarray:
+            """q with the traits reading r and the taste scores' variance kept: the rest of the taste gives up
+            (or takes back) what the trait span takes (gives)."""
+            span = self.text_dirs.T @ (inverse @ (self.spread * r)) * scale
+            room = max(variance - scale ** 2 * float(r @ A @ r), 0.0)
+            return span + (np.sqrt(room / rest_variance) * rest if rest_variance > 1e-12 else 0.0)
+
+        value = float(np.clip(value, *REACHABLE))
+        asked = abs(value - float(self.to_values(now)[index]))
+        wanted = self.to_correlation(index, value)
+        pins = {k: self.to_correlation(k, float(np.clip(v, *REACHABLE))) for k, v in held.items() if k != index}
+        fixed = [index, *sorted(pins)]
+        free = [k for k in range(self.size) if k not in fixed]
+        # The others' value per correlation, so that their moves are weighed in value: here, but at least the
+        # average over the catalog's items (a flat stretch of the calibration would make a move look free that
+        # lands, a little further, where the value is steep).
+        h = 1e-3
+        slopes = (self.to_values(np.clip(now + h, -1, 1)) - self.to_values(np.clip(now - h, -1, 1))) / (2 * h)
+        slopes = np.maximum(slopes, ITEM_RANGE / 2 / np.maximum(self.calibration[:, -2], 1e-6))
+        carry = (np.linalg.solve(A[np.ix_(free, free)] + OTHERS_WEIGHT * np.diag(slopes[free] ** 2), A[np.ix_(free, fixed)])
+                 if free else None)
+
+        def correlations(step: float) -> np.ndarray:
+            """The cheapest move (taste change plus the others' weighed moves) with trait `index` `step` of the
+            way to its target and the pins where they are held."""
+            r = now.copy()
+            r[index] = now[index] + step * (wanted - now[index])
+            for k, target in pins.items():
+                r[k] = target
+            if free:
+                r[free] = now[free] - carry @ (r[fixed] - now[fixed])
+                if float(r @ A @ r) > cap:  # the others give way, towards where they would explain least
+                    least = r.copy()
+                    least[free] = -np.linalg.solve(A[np.ix_(free, free)], A[np.ix_(free, fixed)] @ r[fixed])
+                    low, high = 0.0, 1.0
+                    for _ in range(30):
+                        mid = (low + high) / 2
+                        mixed = least + mid * (r - least)
+                        low, high = (mid, high) if float(mixed @ A @ mixed) <= cap else (low, mid)
+                    r = least + low * (r - least)
+            return r
+
+        rows = self._score_rows()
+        person = self.personal.copy()
+        person.p = np.asarray(p, np.float32)
+        before = self.scorer.scores(person, rows)
+        spread = max(float(before.std()), 1e-9)
+        budget = min(MAX_FEED_CHANGE, FEED_CHANGE * asked) * spread
+
+        def delta_at(step: float) -> np.ndarray | None:
+            r = correlations(step)
+            if step > 0 and float(r @ A @ r) > cap:
+                return None
+            delta = np.linalg.solve(self.to_preference, with_correlations(r) - q)
+            person.p = (np.asarray(p, np.float64) + delta).astype(np.float32)
+            after = self.scorer.scores(person, rows)
+            if step > 0 and (float((after - before).std()) > budget
+                             or not 1 / MAX_SPREAD_CHANGE <= float(after.std()) / spread <= MAX_SPREAD_CHANGE):
+                return None
+            return delta
+
+        best = delta_at(1.0)
+        if best is None:
+            low, high = 0.0, 1.0
+            best = delta_at(0.0)
+            for _ in range(30):
+                mid = (low + high) / 2
+                found = delta_at(mid)
+                if found is None:
+                    high = mid
+                else:
+                    low, best = mid, found
+        return best.astype(np.float32)
+
+    def _score_rows(self) -> np.ndarray:
+        """An even sample of the catalog's rows to measure a change of scores on (all of a small catalog)."""
+        n = len(self.scorer.catalog)
+        return np.unique(np.linspace(0, n - 1, min(n, CALIBRATION_ITEMS)).astype(np.int64))
 
     def _closest_reachable(self, now: np.ndarray, targets: dict[int, float], inverse: np.ndarray) -> np.ndarray:
         """Correlations with the targets set and the others as close to `now` as the constraint

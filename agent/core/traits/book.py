@@ -29,6 +29,8 @@ from agent.core.traits.catalog import TraitDef, TraitProblem, load_traits
 EVIDENCE_SHOWN = 5
 TREND_POINTS = 30
 NUDGE = 0.05
+# An edit that stops this far or more from what was asked says so (TraitSpace.edit bounds how far one may go).
+SHORT_OF_ASKED = 0.005
 
 
 class TraitError(ValueError):
@@ -115,6 +117,8 @@ class TraitEdit:
             "reset": f"reset to inferred {d.get('to', 0):.2f} (was {d.get('from', 0):.2f})",
             "forget": "forgotten: reset, neutral, its evidence and history dropped",
         }.get(self.action, self.action)
+        if self.action == "set" and "asked" in d and abs(d["asked"] - d.get("to", d["asked"])) >= SHORT_OF_ASKED:
+            text += f"; asked {d['asked']:.2f}, as far as one edit may move the feed"
         return text + (" (undone)" if self.undone else "")
 
 
@@ -262,7 +266,8 @@ class Traits:
         self._save_personal_adapter(moved, reason)
 
     def set(self, name: str, value: float) -> TraitEdit:
-        """Move p_u along the trait's dual vector until the trait reads `value`."""
+        """Move p_u towards the trait reading `value`, as far as one edit may move the feed
+        (`TraitSpace.edit`); the edit records, and says, the value reached."""
         trait = self.resolve(name)
         if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0 or math.isnan(value):
             raise TraitError(f"a trait value is a number from 0 to 1, not {value!r}")
@@ -273,7 +278,7 @@ class Traits:
             space = self.space(personal)
             index = self.definitions.index(trait)
             before = float(space.values(personal.p)[index])
-            delta = space.move_to(personal.p, {**self._pinned_targets(skip=index), index: float(value)})
+            delta = space.edit(personal.p, index, float(value), held=self._pinned_targets(skip=index))
             reached = float(space.values(personal.p + delta)[index])
             with self.store.transaction():
                 self._move(personal, delta, f"trait {trait.id} set")

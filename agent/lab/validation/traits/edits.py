@@ -11,7 +11,7 @@ import numpy as np
 from agent.lab.validation.traits.common import EDIT_BOUNDS, EDIT_STEP, rounded
 
 
-EDIT_METHODS = ("product", "exact_dual", "naive")
+EDIT_METHODS = ("product", "unbounded", "exact_dual", "naive")
 
 
 def _push_along_axis(space, p: np.ndarray, t: int, target: float) -> np.ndarray | None:
@@ -49,7 +49,8 @@ def edit_effects(space, adapter, scorer, step: float = EDIT_STEP) -> dict[str, A
     """For every trait, set it `step` up and down (within EDIT_BOUNDS) and measure how far the
     other traits' values move and how much the person's scores change (sd of the change across the
     catalog over the sd of the scores), for:
-    - product: `space.move_to`, what `ownrec traits set` does;
+    - product: `space.edit`, what `ownrec traits set` does (bounded: it may stop short of the target);
+    - unbounded: `space.move_to`, the exact edit without that bound;
     - exact_dual: `move_to` with no tolerance, where the space has one (a stricter variant);
     - naive: a push of p along the trait's own axis, scaled to reach the same target."""
     p = adapter.p
@@ -63,11 +64,13 @@ def edit_effects(space, adapter, scorer, step: float = EDIT_STEP) -> dict[str, A
         moved.p = (p + delta).astype(np.float32)
         return float((scorer.scores(moved) - scores).std()) / spread
 
-    methods = {"product": lambda t, target: space.move_to(p, {t: target}),
+    methods = {"product": lambda t, target: space.edit(p, t, target),
+               "unbounded": lambda t, target: space.move_to(p, {t: target}),
                "naive": lambda t, target: _push_along_axis(space, p, t, target)}
     if "tolerance" in inspect.signature(space.move_to).parameters:
         methods["exact_dual"] = lambda t, target: space.move_to(p, {t: target}, tolerance=0.0)
-    out: dict[str, Any] = {m: {"others": [], "miss": [], "scores": [], "unreachable": 0} for m in EDIT_METHODS}
+    out: dict[str, Any] = {m: {"others": [], "miss": [], "progress": [], "scores": [], "unreachable": 0}
+                           for m in EDIT_METHODS}
     drag = np.zeros((K, K))  # naive: summed |change of trait k| when trait t is set (row t)
     moves = np.zeros(K)
     for t in range(K):
@@ -84,6 +87,7 @@ def edit_effects(space, adapter, scorer, step: float = EDIT_STEP) -> dict[str, A
                 after = space.values(p + delta).astype(np.float64)
                 out[name]["others"].append(float(np.abs(after - values)[others].mean()))
                 out[name]["miss"].append(float(abs(after[t] - target)))
+                out[name]["progress"].append(float((after[t] - values[t]) / (target - values[t])))
                 out[name]["scores"].append(disruption(np.asarray(delta, np.float64)))
                 if name == "naive":
                     drag[t] += np.abs(after - values)
@@ -106,10 +110,13 @@ def aggregate_edits(per_user: list[dict[str, Any]], trait_ids: list[str]) -> dic
             continue
         miss = np.concatenate([e[name]["miss"] for e in per_user])
         scores = np.concatenate([e[name]["scores"] for e in per_user])
+        progress = np.concatenate([e[name]["progress"] for e in per_user])
         methods[name] = {"edits": int(len(others)), "unreachable": int(sum(e[name]["unreachable"] for e in per_user)),
                          "mean_other_change": rounded(others.mean(), 6),
                          "p90_other_change": rounded(np.percentile(others, 90), 6), "max_other_change": rounded(others.max(), 6),
-                         "mean_target_miss": rounded(miss.mean(), 6), "score_change": rounded(np.median(scores), 4)}
+                         "mean_target_miss": rounded(miss.mean(), 6), "score_change": rounded(np.median(scores), 4),
+                         "mean_progress": rounded(progress.mean(), 4), "min_progress": rounded(progress.min(), 4),
+                         "max_score_change": rounded(scores.max(), 4)}
     return {
         "users": len(per_user),
         "step": EDIT_STEP,

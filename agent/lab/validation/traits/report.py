@@ -211,8 +211,9 @@ def to_markdown(results: dict[str, Any]) -> str:
         "### (c) Setting one trait: how much do the others move?",
         "",
         f"For {edits['users']} of the MovieLens users, every trait set {edits['step']} up and down (kept within "
-        f"{EDIT_BOUNDS[0]}..{EDIT_BOUNDS[1]}; {methods['product']['edits']} edits): with `TraitSpace.move_to` "
-        "(what `ownrec traits set` does)"
+        f"{EDIT_BOUNDS[0]}..{EDIT_BOUNDS[1]}; {methods['product']['edits']} edits): with `TraitSpace.edit` "
+        "(what `ownrec traits set` does: bounded, it stops short where reaching the target would move the feed too "
+        "far), with `move_to` (the same edit unbounded)"
         + (", with its exact-dual variant (no tolerance: every other trait held exactly)" if "exact_dual" in methods
            else "")
         + ", and, for comparison, by a naive push of p along the trait's own axis, scaled (by bisection) to reach "
@@ -223,7 +224,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         "| method | others' mean change | p90 | worst | target missed by (mean) | score change |",
         "|---|---|---|---|---|---|",
     ]
-    labels = {"product": "`move_to` (the product's edit)", "exact_dual": "exact dual basis",
+    labels = {"product": "`edit` (the product's, bounded)", "unbounded": "`move_to` (unbounded)",
+              "exact_dual": "exact dual basis",
               "naive": "naive push along the axis"}
     for name, m in methods.items():
         unreachable = f" ({m['unreachable']} targets out of reach)" if m.get("unreachable") else ""
