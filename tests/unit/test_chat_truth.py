@@ -110,6 +110,8 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
     ("Star Wars (1977) is pure space adventure.", True),  # "Wars" in the title is no genre claim
     ("Since you liked Casablanca, try Heat (1995).", True),
     ("Since you liked Night of the Living Dead, try Heat (1995).", False),  # disliked
+    ("Heat (1995) is close to Casablanca, which you liked.", True),  # the feed's words: the title before the claim
+    ("Heat (1995) is close to Star Wars (1977), which you liked.", False),  # opened, not liked
     ("You loved Heat (1995), so here it is again.", False),  # never rated
     ("You have watched Star Wars (1977) already.", True),  # opened
     ("As you enjoyed them, try Heat (1995).", False),  # cannot be checked

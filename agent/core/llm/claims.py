@@ -4,7 +4,7 @@ that claims something the person's data contradicts, or that cannot be checked, 
 - genres: a catalog genre said in a sentence that names shortlist items must be a genre of one of them (or
   one the request asked for or against): "Withnail and I - Comedy, Horror" goes when the catalog says
   Comedy;
-- the person's history: "you liked / loved / enjoyed X" needs X liked now (the one rule), "you rated /
+- the person's history: "you liked / loved / enjoyed X" (or "X, which you liked") needs X liked now (the one rule), "you rated /
   watched / saw X" needs X judged or opened, "you disliked X" needs X disliked; such a claim about
   something it cannot check (a pronoun, a genre the likes do not have) goes too;
 - traits: a trait's name with a figure must state the reading's own value, a pole's words must be the pole
@@ -105,9 +105,16 @@ class Claims:
         for claim in _HISTORY_CLAIM.finditer(lowered):
             verb = claim.group(1) or claim.group().split()[-1]
             after = lowered[claim.end():]
-            # The claim's object: the first title right after the verb ("since you liked X, try Y" claims X only).
-            named = [ids for first, key, ids in self.index.mentions(after)
-                     if first <= OBJECT_REACH and (len(key.split()) > 1 or key not in STARTERS)][:1]
+            # The claim's object: the first title right after the verb ("since you liked X, try Y" claims X only),
+            # or, in "X, which you liked" (the feed's reasons word it so), the title right before.
+            before = re.match(r"^(.*?)\s*\b(?:which|that)\s*$", lowered[:claim.start()])
+            if before:
+                words = len(before.group(1).split())
+                named = [ids for first, key, ids in self.index.mentions(before.group(1))
+                         if first + len(key.split()) == words and (len(key.split()) > 1 or key not in STARTERS)][-1:]
+            else:
+                named = [ids for first, key, ids in self.index.mentions(after)
+                         if first <= OBJECT_REACH and (len(key.split()) > 1 or key not in STARTERS)][:1]
             if verb in _LIKED_WORDS:
                 ok_ids = self.liked
             elif verb in _DISLIKED_WORDS:
