@@ -331,6 +331,8 @@ class Verifier:
         for claim in [*_HISTORY.finditer(lowered), *_REVERSED.finditer(lowered)]:
             verb = claim.group(1)
             reversed_ = claim.re is _REVERSED
+            if not reversed_ and re.search(r"\b(?:which|that) $", lowered[:claim.start()]):
+                continue  # "X, which you liked" is the reversed form's, about X
             if reversed_:
                 before = reply[:claim.start()].rstrip(" ,")
                 target = next((m for m in found if m.end == len(before)), None)
