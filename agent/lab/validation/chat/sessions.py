@@ -83,6 +83,8 @@ def run_person(agent: "Agent", spec: SimulatedPerson, log: Callable[[str], None]
                                  "failures": verdict.failures})
                 log(f"{spec.name}: {step.text!r} -> {said.kind} ({len(said.items)} items, {seconds:.1f} s, "
                     f"{verdict.verified}/{verdict.checked} verified)")
+                for failure in verdict.failures:
+                    log(f"  failed: {failure['check']}: {_cut(failure['text'])} ({failure['why']})")
                 conversation_id = answered.conversation_id
                 previous = said
             else:
