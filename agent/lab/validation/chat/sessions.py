@@ -19,7 +19,7 @@ from agent.lab.validation.chat.verify import Catalog, Person, Said, Verdict, Ver
 if TYPE_CHECKING:
     from agent.core.api import Agent
 
-BEGIN, END = "<!-- ownrec eval chat: begin -->", "<!-- ownrec eval chat: end -->"
+BEGIN, END = "<!-- chat:begin -->", "<!-- chat:end -->"
 PIN_TOLERANCE = 0.005  # a pinned reading further than this from where it was pinned has moved
 EDIT = 0.3
 TOP = 20
