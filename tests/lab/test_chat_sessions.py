@@ -122,7 +122,7 @@ def _said(reply: str, items=(1, 3), kind: str = "recommend", reasons: dict | Non
 
 
 def test_a_true_reply_passes():
-    reply = ("Heat (1995) is a tense crime film, and since you liked Star Wars, Annie Hall (1977) is a romantic "
+    reply = ("Heat (1995) is close to Star Wars..., which you liked. ""Heat (1995) is a tense crime film, and since you liked Star Wars, Annie Hall (1977) is a romantic "
              "comedy to try. You have watched Annie Hall already. Agreeableness 0.68: what you like sits nearer "
              "“warm, kind and heartwarming” than “cynical, cold and ruthless”.")
     verdict = Verifier(_person()).verify(_said(reply), "recommend")

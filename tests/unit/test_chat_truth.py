@@ -29,6 +29,8 @@ VOCABULARY = Vocabulary(("Drama", "Comedy", "Action", "Thriller", "Horror", "Rom
     ("what's the capital of France?", "off_topic"),
     ("who won the world cup in 2010", "recommend"),  # a year is something a catalog can be filtered by
     ("hello", "off_topic"),
+    ("good morning", "off_topic"),  # a greeting: no items
+    ("a good night in", "recommend"),
     ("how do I bake bread?", "off_topic"),
     ("something funny from the 80s", "recommend"),
     ("a film like Alien but less scary", "recommend"),

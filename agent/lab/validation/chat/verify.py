@@ -198,7 +198,7 @@ def mentions(text: str, catalog: Catalog, extra_words: Iterable[str] = ()) -> li
             end = words[first + size - 1][2]
             key = norm(text[start:end])
             ids = catalog.by_title.get(key)
-            if not ids or not head[0].isupper():
+            if not ids or not (head[0].isupper() or head[0].isdigit()):
                 continue
             if size == 1 or len(key.split()) == 1:
                 year_follows = _YEAR_AFTER.match(text, end) is not None
@@ -333,9 +333,9 @@ class Verifier:
             reversed_ = claim.re is _REVERSED
             if not reversed_ and re.search(r"\b(?:which|that) $", lowered[:claim.start()]):
                 continue  # "X, which you liked" is the reversed form's, about X
-            if reversed_:
-                before = reply[:claim.start()].rstrip(" ,")
-                target = next((m for m in found if m.end == len(before)), None)
+            if reversed_:  # the title right before it, give or take punctuation ("When Harry Met Sally..., which")
+                target = next((m for m in reversed(found) if m.end <= claim.start()
+                               and re.fullmatch(r"[\s.,;:…!]*", reply[m.end:claim.start()])), None)
             else:
                 after = [m for m in found if claim.end() <= m.start <= claim.end() + 30]
                 target = after[0] if after else None
