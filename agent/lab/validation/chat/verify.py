@@ -249,7 +249,7 @@ class Verifier:
             verdict.check(not said.items, "off-topic request got no items", said.request,
                           f"{len(said.items)} items shown")
         for item in said.items:
-            self._reason(item, verdict)
+            self.check_reason(item, verdict)
         found = mentions(said.reply, self.catalog, self.trait_words)
         self._titles(said, found, previous, verdict)
         self._years(said.reply, found, verdict)
@@ -265,7 +265,7 @@ class Verifier:
     def _liked_title(self, key: str) -> bool:
         return bool(self.catalog.by_title.get(key, set()) & self.person.liked)
 
-    def _reason(self, item: dict[str, Any], verdict: Verdict) -> None:
+    def check_reason(self, item: dict[str, Any], verdict: Verdict) -> None:
         reason = item.get("reason") or ""
         named = [m.group(1) for m in re.finditer(r"because you liked (.+?)$", reason)]
         named += [m.group(1) for m in re.finditer(r"close to (.+?), which you liked", reason)]
@@ -427,7 +427,7 @@ class Verifier:
         for m in re.finditer(r"I cannot find “(.+?)” in your catalog", reply):
             verdict.check(norm(m.group(1)) not in self.catalog.by_title, "why: a missing title is missing", m.group())
         for m in re.finditer(r"Its main reason: (.+?)\.(?:\s|$)", reply):
-            self._reason({"id": said.items[0]["id"] if said.items else -1, "title": said.items[0]["title"]
+            self.check_reason({"id": said.items[0]["id"] if said.items else -1, "title": said.items[0]["title"]
                           if said.items else "", "reason": m.group(1)}, verdict)
 
     def _about_me(self, reply: str, verdict: Verdict) -> None:
@@ -455,5 +455,5 @@ def verify_feed(agent: "Agent", person: Person, size: int = 20) -> Verdict:
     verdict = Verdict()
     checker = Verifier(person)
     for r in agent.recommend(size):
-        checker._reason({"id": r.item.id, "title": r.item.display_title, "reason": r.reason}, verdict)
+        checker.check_reason({"id": r.item.id, "title": r.item.display_title, "reason": r.reason}, verdict)
     return verdict
