@@ -92,6 +92,8 @@ def classify(text: str, vocabulary: Vocabulary, names_title: bool = False, conti
         return Request("why", request, ordinal=ordinal)
     if _ABOUT_ME.search(folded):
         return Request("about_me", request)
+    if words and set(words) <= _GREETINGS:  # "good morning" greets, even in a catalog with a film of that name
+        return Request("off_topic", request)
     if not _asks_for_catalog(request, words, vocabulary, names_title):
         if _is_question(request, words) or (words and set(words) <= _GREETINGS):
             return Request("off_topic", request)
