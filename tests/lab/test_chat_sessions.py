@@ -134,6 +134,9 @@ def test_a_true_reply_passes():
     ("Since you loved The Shining, try Heat (1995).", "history claim is true"),  # disliked
     ("As you enjoyed them, try Heat (1995).", "history claim is true"),  # cannot be checked
     ("Heat (1994) is tense.", "year is the title's year"),
+    ("Heat! (1994) is tense.", "year is the title's year"),
+    ("The film was released in 1957, so it is a classic.", "a year said is the item's"),
+    ("Try Heat, out in 1977.", "a year said is the item's"),
     ("Heat (1995) is a great comedy.", "genre is the titles' genre"),
     ("The Silent Horizon (1999) is a hidden gem.", "a titled year names a catalog item"),
     ("Try The Shining (1980) tonight.", "title named is shown or liked"),  # neither shown nor liked

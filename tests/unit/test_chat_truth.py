@@ -42,6 +42,11 @@ def test_requests_are_told_apart(text, kind):
     assert classify(text, VOCABULARY).kind == kind
 
 
+def test_a_greeting_is_one_even_when_a_title_says_it():
+    assert classify("good morning", VOCABULARY, names_title=True).kind == "off_topic"  # MovieLens has "Good Morning"
+    assert classify("good morning vietnam", VOCABULARY, names_title=True).kind == "recommend"
+
+
 def test_why_reads_an_ordinal_of_the_previous_answer():
     assert classify("why the second one?", VOCABULARY).ordinal == 1
     assert classify("why number 3", VOCABULARY).ordinal == 2
@@ -102,7 +107,8 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
                          TRAITS, HIDDEN)
     claims = Claims(genres_of={i.id: i.metadata["genres"] for i in shortlist}, catalog_genres=VOCABULARY.genres,
                     asked_genres=[], person=person, index=index,
-                    instructions="You are ownrec, a recommender on the person's own computer.")
+                    instructions="You are ownrec, a recommender on the person's own computer.",
+                    years_of={i.id: i.year for i in shortlist}, request="something from 1977")
     return Grounder(shortlist, index, claims=claims, context=[5])  # the prompt showed Casablanca as a like
 
 
@@ -125,6 +131,10 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
     ("You lean to cynical, cold and ruthless stories like Heat (1995).", False),  # the other pole
     ("Heat (1995) is dark, grim and bleak.", False),  # a hidden trait's words
     ("You are ownrec, a recommender on the person's own computer.", False),
+    ("The film was released in 1957, so it is a classic.", False),  # no item on the list is from 1957
+    ("Heat came out in 1995.", True),
+    ("Heat came out in 1987.", False),  # that is Withnail and I's year
+    ("Star Wars is from 1977, as you asked.", True),
 ])
 def test_claims_are_checked_sentence_by_sentence(sentence, kept):
     grounding = _grounder().ground(sentence)
@@ -221,3 +231,10 @@ def test_off_topic_is_declined_without_the_model(agent):
     assert answer.reply == OFF_TOPIC_REPLY and answer.items == []
     stored = agent.conversation(answer.conversation_id).messages
     assert stored[0].meta["kind"] == "off_topic"
+
+
+def test_a_year_after_a_title_ending_in_an_exclamation_mark_is_the_catalogs():
+    # "!" ends a sentence, but not before the title's year: the year is checked (and corrected) with its title.
+    item = _item(6, "That Thing You Do!", 1996, ["Comedy"])
+    grounder = Grounder([item], TitleIndex.from_items([*CATALOG, item]))
+    assert grounder.ground("Try That Thing You Do! (2008) tonight.").safe_text == "Try That Thing You Do! (1996) tonight."

@@ -45,7 +45,7 @@ GENRE_FORMS = {
     "Sci-Fi": ["sci fi", "science fiction"], "Thriller": ["thriller", "thrillers"], "War": ["war"],
     "Western": ["western", "westerns"],
 }
-_YEAR_AFTER = re.compile(r"\s*\((\d{4})\)")
+_YEAR_AFTER = re.compile(r"[!?.…]?\s*\((\d{4})\)")
 _HISTORY = re.compile(r"\byou(?: have| ve| had| d)?(?: (?:already|also|really|previously|once|just|recently|"
                       r"clearly|obviously))? (liked|loved|enjoyed|adored|rated|watched|saw|seen|disliked|hated)\b")
 _REVERSED = re.compile(r"\b(?:which|that) you(?: have| ve)? (liked|loved|enjoyed|rated|watched|disliked)\b")
@@ -254,6 +254,8 @@ class Verifier:
         self._titles(said, found, previous, verdict)
         self._years(said.reply, found, verdict)
         self._genres(said, found, verdict)
+        if said.kind == "recommend":
+            self._bare_years(said, found, verdict)
         self._history(said.reply, found, verdict)
         self._traits(said.reply, found, verdict)
         if said.kind == "why":
@@ -293,10 +295,11 @@ class Verifier:
                           "a catalog title neither shown nor liked")
 
     def _years(self, reply: str, found: list[Mention], verdict: Verdict) -> None:
-        named_at = {m.end: m for m in found}
         for year in re.finditer(r"\((1[89]\d\d|20\d\d)\)", reply):
             before = reply[:year.start()].rstrip()
-            mention = named_at.get(len(before))
+            # The title right before it, give or take its own punctuation ("That Thing You Do! (1996)").
+            mention = next((m for m in reversed(found) if m.end <= year.start()
+                            and re.fullmatch(r"[\s!?.,:…]*", reply[m.end:year.start()])), None)
             context = reply[max(0, year.start() - 60): year.end()]
             if mention is None:
                 head = re.search(r"((?:[A-Z0-9][\w'’:&.-]*[\s,]+(?:(?:of|the|and|a|an|in|on|to|for|with|from)\s+)*)"
@@ -307,6 +310,21 @@ class Verifier:
             years = {self.catalog.entries[i].year for i in mention.ids}
             verdict.check(int(year.group(1)) in years, "year is the title's year", context,
                           f"the catalog says {sorted(y for y in years if y)}")
+
+    def _bare_years(self, said: Said, found: list[Mention], verdict: Verdict) -> None:
+        """A year said outside a title's parentheses: the year of a title in its sentence, else of a shown item,
+        or one the request asked for (a year, or within a decade: "the 80s", "the 1950s")."""
+        asked = {int(y) for y in re.findall(r"\b(1[89]\d\d|20\d\d)\b", said.request)}
+        for decade in re.findall(r"\b(?:19)?([1-9]0)s\b", said.request):
+            asked |= set(range(1900 + int(decade), 1910 + int(decade)))
+        shown = {self.catalog.entries[int(i["id"])].year for i in said.items if int(i["id"]) in self.catalog.entries}
+        for start, sentence in sentences(said.reply):
+            inside = [m for m in found if start <= m.start < start + len(sentence)]
+            years = {self.catalog.entries[i].year for m in inside for i in m.ids} if inside else shown
+            bare = re.sub(r"\(\s*\d{4}\s*\)", " ", sentence)
+            for year in re.finditer(r"(?<![\d'’])(1[89]\d\d|20\d\d)(?![\ds])", bare):
+                verdict.check(int(year.group(1)) in years | asked, "a year said is the item's", sentence.strip(),
+                              f"{year.group(1)} is no year of {'the titles named' if inside else 'the items shown'}")
 
     def _genres(self, said: Said, found: list[Mention], verdict: Verdict) -> None:
         asked = set(said.asked_genres)
