@@ -256,3 +256,32 @@ def traits_validate(quick: bool, as_json: bool, output: Path) -> None:
     results = run_validation(quick=quick, log=echo_err)
     markdown = write_report(results, output)
     emit_json(results) if as_json else click.echo(markdown)
+
+
+@eval_group.command("chat")
+@click.option("--max-tokens", type=click.IntRange(16, 2048), default=None,
+              help="The longest generated reply, in tokens [default: the llm.max_tokens setting's default].")
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="llama.cpp threads [default: llm.threads].")
+@click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A demo database prepared earlier (the lab's demo template), to skip encoding the catalog.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("EVALUATION.md"),
+              show_default=True, help="The report whose chat section is replaced (the rest is kept).")
+@fail_cleanly
+def eval_chat(max_tokens: int | None, threads: int | None, template: Path | None, as_json: bool, output: Path) -> None:
+    """Does the chat say only what is true, from the right source?
+
+    Scripted sessions of simulated people on the demo catalog, through the real answer path and the
+    default language model; every answer checked by an independent verifier (titles, years, genres,
+    "you liked X", traits, reasons, why- and about-me figures), pinned traits checked after every step.
+    Also reports what a +0.3 trait edit does to the top 20. About half an hour on 2 busy cores."""
+    from agent.lab.people import single_blas_thread
+    from agent.lab.validation.chat import sessions
+
+    with single_blas_thread():
+        results = sessions.run_sessions(log=echo_err, max_tokens=max_tokens, threads=threads, template=template)
+    section = sessions.write_report(results, output)
+    if as_json:
+        emit_json(sessions.as_json(results))
+    else:
+        click.echo(section)

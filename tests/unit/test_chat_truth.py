@@ -29,6 +29,8 @@ VOCABULARY = Vocabulary(("Drama", "Comedy", "Action", "Thriller", "Horror", "Rom
     ("what's the capital of France?", "off_topic"),
     ("who won the world cup in 2010", "recommend"),  # a year is something a catalog can be filtered by
     ("hello", "off_topic"),
+    ("good morning", "off_topic"),  # a greeting: no items
+    ("a good night in", "recommend"),
     ("how do I bake bread?", "off_topic"),
     ("something funny from the 80s", "recommend"),
     ("a film like Alien but less scary", "recommend"),
@@ -40,6 +42,11 @@ VOCABULARY = Vocabulary(("Drama", "Comedy", "Action", "Thriller", "Horror", "Rom
 ])
 def test_requests_are_told_apart(text, kind):
     assert classify(text, VOCABULARY).kind == kind
+
+
+def test_a_greeting_is_one_even_when_a_title_says_it():
+    assert classify("good morning", VOCABULARY, names_title=True).kind == "off_topic"  # MovieLens has "Good Morning"
+    assert classify("good morning vietnam", VOCABULARY, names_title=True).kind == "recommend"
 
 
 def test_why_reads_an_ordinal_of_the_previous_answer():
@@ -104,7 +111,8 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
                          TRAITS, HIDDEN)
     claims = Claims(genres_of={i.id: i.metadata["genres"] for i in shortlist}, catalog_genres=VOCABULARY.genres,
                     asked_genres=[], person=person, index=index,
-                    instructions="You are ownrec, a recommender on the person's own computer.")
+                    instructions="You are ownrec, a recommender on the person's own computer.",
+                    years_of={i.id: i.year for i in shortlist}, request="something from 1977")
     return Grounder(shortlist, index, claims=claims, context=[5])  # the prompt showed Casablanca as a like
 
 
@@ -114,6 +122,8 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
     ("Star Wars (1977) is pure space adventure.", True),  # "Wars" in the title is no genre claim
     ("Since you liked Casablanca, try Heat (1995).", True),
     ("Since you liked Night of the Living Dead, try Heat (1995).", False),  # disliked
+    ("Heat (1995) is close to Casablanca, which you liked.", True),  # the feed's words: the title before the claim
+    ("Heat (1995) is close to Star Wars (1977), which you liked.", False),  # opened, not liked
     ("You loved Heat (1995), so here it is again.", False),  # never rated
     ("You have watched Star Wars (1977) already.", True),  # opened
     ("As you enjoyed them, try Heat (1995).", False),  # cannot be checked
@@ -125,6 +135,10 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
     ("You lean to cynical, cold and ruthless stories like Heat (1995).", False),  # the other pole
     ("Heat (1995) is dark, grim and bleak.", False),  # a hidden trait's words
     ("You are ownrec, a recommender on the person's own computer.", False),
+    ("The film was released in 1957, so it is a classic.", False),  # no item on the list is from 1957
+    ("Heat came out in 1995.", True),
+    ("Heat came out in 1987.", False),  # that is Withnail and I's year
+    ("Star Wars is from 1977, as you asked.", True),
 ])
 def test_claims_are_checked_sentence_by_sentence(sentence, kept):
     grounding = _grounder().ground(sentence)
@@ -235,3 +249,10 @@ def test_a_follow_up_refines_the_latest_request_for_items_not_a_why_question():
     request, items = _previous(earlier)
     assert request["text"] == "a comedy from the 80s" and items == comedy
     assert _previous(earlier[2:]) == (None, [])
+
+
+def test_a_year_after_a_title_ending_in_an_exclamation_mark_is_the_catalogs():
+    # "!" ends a sentence, but not before the title's year: the year is checked (and corrected) with its title.
+    item = _item(6, "That Thing You Do!", 1996, ["Comedy"])
+    grounder = Grounder([item], TitleIndex.from_items([*CATALOG, item]))
+    assert grounder.ground("Try That Thing You Do! (2008) tonight.").safe_text == "Try That Thing You Do! (1996) tonight."

@@ -362,7 +362,9 @@ class ReplyStream:
         words += context.trait_words
         claims = Claims(genres_of={r.item.id: r.item.metadata.get("genres", []) or [] for r in self.items},
                         catalog_genres=vocabulary.genres, asked_genres=[*self.filters.genres, *self.filters.exclude_genres],
-                        person=context.person(), index=index, instructions=SYSTEM_PROMPT)
+                        person=context.person(), index=index, instructions=SYSTEM_PROMPT,
+                        years_of={r.item.id: r.item.year for r in self.items}, request=self.request,
+                        asked_years=(self.filters.year_min, self.filters.year_max))
         self.grounder = Grounder(self.items, index, vocabulary=words, context=because, claims=claims)
         self.stats["prompt_seconds"] = round(time.perf_counter() - mark, 3)
         self.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)

@@ -4,11 +4,13 @@ that claims something the person's data contradicts, or that cannot be checked, 
 - genres: a catalog genre said in a sentence that names shortlist items must be a genre of one of them (or
   one the request asked for or against): "Withnail and I - Comedy, Horror" goes when the catalog says
   Comedy;
-- the person's history: "you liked / loved / enjoyed X" needs X liked now (the one rule), "you rated /
+- the person's history: "you liked / loved / enjoyed X" (or "X, which you liked") needs X liked now (the one rule), "you rated /
   watched / saw X" needs X judged or opened, "you disliked X" needs X disliked; such a claim about
   something it cannot check (a pronoun, a genre the likes do not have) goes too;
 - traits: a trait's name with a figure must state the reading's own value, a pole's words must be the pole
   the person leans to, and a hidden trait is never mentioned;
+- years: a year said outside a title's parentheses must be a named item's (or, naming none, a shortlist
+  item's) or one the request asked for;
 - an echo of the instructions ("You are ownrec, a recommender ...") is not a reply.
 """
 
@@ -27,6 +29,7 @@ _HISTORY_CLAIM = re.compile(
 _LIKED_WORDS = {"liked", "loved", "enjoyed", "favourite", "favorite", "favourites", "favorites", "likes"}
 _DISLIKED_WORDS = {"disliked", "hated"}
 _NUMBER = re.compile(r"(?<![\d.])(?:0?\.\d+|[01]\.\d+)(?![\d.])")
+_BARE_YEAR = re.compile(r"(?<![\d'’])((?:1[89]|20)\d\d)(?!s|\d)")
 ECHO_WORDS = 5  # a run of this many words from the instructions is an echo
 OBJECT_REACH = 3  # words between a history verb and the title it claims ("you liked the film X")
 
@@ -57,7 +60,9 @@ class PersonFacts:
 
 class Claims:
     def __init__(self, *, genres_of: dict[int, Sequence[str]], catalog_genres: Iterable[str],
-                 asked_genres: Iterable[str], person: PersonFacts, index: TitleIndex, instructions: str = "") -> None:
+                 asked_genres: Iterable[str], person: PersonFacts, index: TitleIndex, instructions: str = "",
+                 years_of: dict[int, int | None] | None = None, asked_years: tuple[int | None, int | None] = (None, None),
+                 request: str = "") -> None:
         history, liked_genres = person.history, person.liked_genres
         traits, hidden_traits = person.traits, person.hidden_traits
         self.genres_of = {item: {g.lower() for g in genres} for item, genres in genres_of.items()}
@@ -77,6 +82,9 @@ class Claims:
         for key, ids in index.by_key.items():
             for item in ids & self.genres_of.keys():
                 self.keys_of.setdefault(item, []).append(key)
+        self.years_of = years_of  # None: years are not checked
+        self.asked_years = asked_years
+        self.request_years = {int(y) for y in _BARE_YEAR.findall(request)}
         words = _words(instructions)
         self.echoes = {" ".join(words[k : k + ECHO_WORDS]) for k in range(len(words) - ECHO_WORDS + 1)}
 
@@ -86,7 +94,23 @@ class Claims:
         folded = " " + " ".join(words) + " "
         if any(" ".join(words[k : k + ECHO_WORDS]) in self.echoes for k in range(len(words) - ECHO_WORDS + 1)):
             return "echoes the instructions"
-        return self._traits(folded, sentence.lower()) or self._history(sentence) or self._genres(folded, mentioned)
+        return (self._traits(folded, sentence.lower()) or self._history(sentence) or self._genres(folded, mentioned)
+                or self._years(sentence, mentioned))
+
+    def _years(self, sentence: str, mentioned: Sequence[int]) -> str | None:
+        """A year said outside a title's parentheses ("the film was released in 1957") must be the year of an item
+        the sentence names, or of a shortlist item when it names none, or one the request asked for."""
+        if self.years_of is None:
+            return None
+        bare = re.sub(r"\(\s*(?:1[89]|20)\d\d\s*\)", " ", sentence)  # a title's year: corrected, not held back
+        items = mentioned or list(self.years_of)
+        allowed = {self.years_of.get(item) for item in items} | self.request_years
+        low, high = self.asked_years
+        for year in (int(y) for y in _BARE_YEAR.findall(bare)):
+            if year in allowed or ((low is not None or high is not None) and (low or 0) <= year <= (high or 9999)):
+                continue
+            return "gives a year the catalog does not"
+        return None
 
     def _genres(self, folded: str, mentioned: Sequence[int]) -> str | None:
         if not mentioned:
@@ -105,9 +129,16 @@ class Claims:
         for claim in _HISTORY_CLAIM.finditer(lowered):
             verb = claim.group(1) or claim.group().split()[-1]
             after = lowered[claim.end():]
-            # The claim's object: the first title right after the verb ("since you liked X, try Y" claims X only).
-            named = [ids for first, key, ids in self.index.mentions(after)
-                     if first <= OBJECT_REACH and (len(key.split()) > 1 or key not in STARTERS)][:1]
+            # The claim's object: the first title right after the verb ("since you liked X, try Y" claims X only),
+            # or, in "X, which you liked" (the feed's reasons word it so), the title right before.
+            before = re.match(r"^(.*?)\s*\b(?:which|that)\s*$", lowered[:claim.start()])
+            if before:
+                words = len(before.group(1).split())
+                named = [ids for first, key, ids in self.index.mentions(before.group(1))
+                         if first + len(key.split()) == words and (len(key.split()) > 1 or key not in STARTERS)][-1:]
+            else:
+                named = [ids for first, key, ids in self.index.mentions(after)
+                         if first <= OBJECT_REACH and (len(key.split()) > 1 or key not in STARTERS)][:1]
             if verb in _LIKED_WORDS:
                 ok_ids = self.liked
             elif verb in _DISLIKED_WORDS:

@@ -68,6 +68,8 @@ _EXPLICIT = [re.compile(p) for p in (
     r"\*\*([^*\n]{1,120})\*\*", r"(?<![\w*])\*([^*\s][^*\n]{0,119})\*(?![\w*])", r"(?<![\w_])_([^_\n]{1,120})_(?![\w_])",
 )]
 _LIST_HEAD = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(?P<head>[^\n]+?)(?=\s+[-–—]\s|\s*[(:]|\s*$)")
+_YEAR_AFTER_TITLE = re.compile(r"\(\s*(?:1[89]|20)\d\d\s*\)")
+_YEAR_AFTER_TITLE_PREFIX = re.compile(r"\(\s*(?:[12](?:[0-9](?:\d\d?)?)?)?")
 _LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,2}$")
 
 
@@ -215,6 +217,11 @@ def _next_end(text: str, start: int) -> int | None:
         if not before or before[-1] not in ".!?…":
             continue
         following = text[end]
+        if following == "(":  # a year after a title that ends in "!" or "?" ("That Thing You Do! (1996)") is the title's
+            if _YEAR_AFTER_TITLE.match(text, end):
+                continue
+            if _YEAR_AFTER_TITLE_PREFIX.fullmatch(text, end):
+                return None  # undecided until the rest of the text shows whether a year follows
         if not (following.isupper() or following.isdigit() or following in "\"“‘«*([-•"):
             continue
         word = re.search(r"([\w.]*)[.!?…]+$", before)

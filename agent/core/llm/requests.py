@@ -33,8 +33,8 @@ _ABOUT_ME = re.compile(
     r"|my\s+(?:taste|tastes|personality|profile|traits|preferences))\b")
 _QUESTION_START = {"what", "whats", "who", "whos", "where", "wheres", "when", "how", "hows", "is", "are", "can",
                    "could", "do", "does", "did", "will", "would", "should", "which", "tell", "explain", "define"}
-_GREETINGS = {"hi", "hello", "hey", "thanks", "thank", "you", "bye", "goodbye", "morning", "evening", "ok", "okay",
-              "cheers", "yo", "there"}
+_GREETINGS = {"hi", "hello", "hey", "thanks", "thank", "you", "bye", "goodbye", "good", "morning", "afternoon",
+              "evening", "night", "ok", "okay", "cheers", "yo", "there", "howdy", "hiya", "greetings"}
 # Words that ask for something from a catalog of films, books or feeds: a request with any of them is for
 # the ranker, however it is phrased.
 _INTENT = set("""recommend recommendation recommendations suggest suggestion suggestions watch watching watched read
@@ -93,6 +93,8 @@ def classify(text: str, vocabulary: Vocabulary, names_title: bool = False, conti
         return Request("why", request, ordinal=ordinal)
     if _ABOUT_ME.search(folded):
         return Request("about_me", request)
+    if words and set(words) <= _GREETINGS:  # "good morning" greets, even in a catalog with a film of that name
+        return Request("off_topic", request)
     if not _asks_for_catalog(request, words, vocabulary, names_title):
         if _is_question(request, words) or (words and set(words) <= _GREETINGS):
             return Request("off_topic", request)
