@@ -71,6 +71,15 @@ def test_onboarding_records_likes_and_taste(agent):
     assert agent.store.get_state("taste_description") == "films about subjects"
 
 
+def test_someone_who_has_rated_items_is_not_onboarded_again(agent):
+    agent.store.upsert_items(_films([f"Film about subject {i}." for i in range(10)]))
+    agent.ensure_embeddings()
+    agent.feedback(agent.store.items()[0].ref, "open")  # opening judges nothing
+    assert agent.needs_onboarding()
+    agent.feedback(agent.store.items()[1].ref, "like")
+    assert not agent.needs_onboarding()
+
+
 def test_an_interrupted_write_leaves_the_previous_file(tmp_path, monkeypatch):
     target = tmp_path / "adapter.npz"
     write_bytes_atomic(target, b"version one")

@@ -286,8 +286,10 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
     # -- onboarding ------------------------------------------------------------------------
 
     def needs_onboarding(self) -> bool:
+        """Whether to greet the person with onboarding: not yet done, and nothing judged yet (someone who rated
+        items from the command line or an import is no newcomer)."""
         with self._lock:
-            return not self.store.get_state("onboarded", False)
+            return not self.store.get_state("onboarded", False) and not self._feedback_history().judged
 
     def describe_taste(self, text: str) -> None:
         """Seed the user vector from a sentence ("slow, thoughtful science fiction")."""
