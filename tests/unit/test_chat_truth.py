@@ -256,3 +256,10 @@ def test_a_year_after_a_title_ending_in_an_exclamation_mark_is_the_catalogs():
     item = _item(6, "That Thing You Do!", 1996, ["Comedy"])
     grounder = Grounder([item], TitleIndex.from_items([*CATALOG, item]))
     assert grounder.ground("Try That Thing You Do! (2008) tonight.").safe_text == "Try That Thing You Do! (1996) tonight."
+
+
+def test_a_year_after_a_liked_title_shown_as_context_is_the_catalogs():
+    casablanca, heat = CATALOG[4], CATALOG[1]
+    grounder = Grounder([heat], TitleIndex.from_items(CATALOG), context=[casablanca])
+    text = "Since you liked Casablanca (1950), try Heat (1995)."
+    assert grounder.ground(text).safe_text == "Since you liked Casablanca (1942), try Heat (1995)."

@@ -356,7 +356,7 @@ class ReplyStream:
         history = [{"role": m.role, "content": m.text}  # not a reply cut off before it said anything
                    for m in earlier[-HISTORY_MESSAGES:] if m.text.strip()]
         self.messages = build_messages(self.request, self.items, history)
-        because = {r.because.id for r in self.items if r.because is not None}
+        because = list({r.because.id: r.because for r in self.items if r.because is not None}.values())
         words = [self.request, *vocabulary.genres, *self.filters.mood, *(m["content"] for m in history
                                                                           if m["role"] == "user")]
         words += context.trait_words

@@ -441,8 +441,11 @@ class Grounder:
     (small models loop); `repeated` tells the caller it may stop generating."""
 
     def __init__(self, shortlist: Iterable[Any], catalog: TitleIndex | Iterable[Any],
-                 vocabulary: Iterable[str] = (), context: Iterable[int] = (), claims: Any = None) -> None:
+                 vocabulary: Iterable[str] = (), context: Iterable[Any] = (), claims: Any = None) -> None:
         items = _ids(shortlist)
+        # Context: ids, or items (then a year written after one of their titles is corrected too).
+        shown = [c for c in context if not isinstance(c, int)]
+        context = {c if isinstance(c, int) else c.id for c in context}
         self.claims = claims  # `claims.Claims`: what a sentence says besides titles, checked after them
         index = catalog if isinstance(catalog, TitleIndex) else TitleIndex.from_items(catalog)
         extra = TitleIndex.from_items(items)  # shortlist items are catalog items by definition
@@ -454,12 +457,13 @@ class Grounder:
             merged.max_words = max(index.max_words, extra.max_words)
             index = merged
         self.index = index
-        self.years = {item.id: item.year for item in items if getattr(item, "year", None)}
+        self.years = {item.id: item.year for item in [*items, *shown] if getattr(item, "year", None)}
         shortlist_keys = []
         for key, ids in extra.by_key.items():
             if len(key.split()) >= 2 or len(key) >= 6:
                 shortlist_keys.extend((key, item_id) for item_id in sorted(ids))
         self.allowed = {item.id for item in items}
+        self.dated = self.allowed | {item.id for item in shown}  # titles whose year `_tidy` corrects
         self.checker = _Checker(index, self.allowed, set(context), _vocabulary(vocabulary), shortlist_keys)
 
     def check(self, text: str, offset: int, seen: set[str]) -> tuple[str, list[int], RemovedSpan | None]:
@@ -491,7 +495,7 @@ class Grounder:
         for year in reversed(list(_YEAR_PARENS.finditer(text))):
             before = _plain_words(text[: year.start()])
             for first in range(max(0, len(before) - self.index.max_words), len(before)):
-                ids = self.index.by_key.get(title_key(" ".join(before[first:])), set()) & self.allowed
+                ids = self.index.by_key.get(title_key(" ".join(before[first:])), set()) & self.dated
                 if ids:
                     years = sorted({self.years[i] for i in ids if i in self.years})
                     written = int(year.group().strip("() "))
