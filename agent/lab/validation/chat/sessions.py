@@ -114,7 +114,8 @@ def act(agent: "Agent", step: Act, spec: SimulatedPerson, previous: Said | None)
 
 def measure_edit(agent: "Agent", spec: SimulatedPerson) -> dict[str, Any]:
     """A +0.3 edit of one trait (-0.3 when there is no room above): how much of the top 20 it replaces, and
-    the scores' range before and after. Reported only: trait edits are being reworked."""
+    the scores' range before and after. Reported only: the trait tests hold the bound
+    (tests/unit/test_traits.py)."""
     before = agent.recommend(TOP)
     scores_before = agent.scores()
     reading = agent.traits.reading(spec.edited)
@@ -226,8 +227,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "Requests answered from another source than expected:", ""]
         lines += [f"- “{r['request']}” ({r['person']}): expected {r['expected']}, answered as {r['kind']}"
                   for r in results["wrong_source"]]
-    lines += ["", "A +0.3 edit of one trait (reported only; trait edits are being reworked): the share of the feed's "
-              "top 20 it replaces, and the range of the ranker's scores before and after.", "",
+    lines += ["", "A +0.3 edit of one trait (a bounded edit: it may stop short of what was asked, see \"reached\"): "
+              "the share of the feed's top 20 it replaces, and the range of the ranker's scores before and after.", "",
               "| person | trait | from -> asked (reached) | top 20 replaced | scores before | scores after | spread ratio |",
               "|---|---|---|---|---|---|---|"]
     for p in results["people"]:
