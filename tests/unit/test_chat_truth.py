@@ -263,3 +263,9 @@ def test_a_year_after_a_liked_title_shown_as_context_is_the_catalogs():
     grounder = Grounder([heat], TitleIndex.from_items(CATALOG), context=[casablanca])
     text = "Since you liked Casablanca (1950), try Heat (1995)."
     assert grounder.ground(text).safe_text == "Since you liked Casablanca (1942), try Heat (1995)."
+
+
+def test_a_request_with_undecodable_bytes_is_answered_not_a_traceback(agent):
+    answer = agent.ask("why Heat\udced\udca0?")
+    assert answer.reply.startswith("Your ranker places Heat (1995)")  # the bytes that were not text are no word
+    assert "\ufffd" in agent.conversation(answer.conversation_id).title

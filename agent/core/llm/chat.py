@@ -302,7 +302,9 @@ class ReplyStream:
 
     def __init__(self, text: str, context: ChatContext, conversation_id: int | None = None,
                  size: int | None = None) -> None:
-        self.request = " ".join((text or "").split())
+        # Undecodable bytes from a terminal arrive as lone surrogates, which SQLite cannot store: shown as U+FFFD.
+        text = (text or "").encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        self.request = " ".join(text.split())
         if not self.request:
             raise ChatError("ask something: `ownrec ask \"a funny film from the 80s\"`")
         started = time.perf_counter()
