@@ -84,3 +84,22 @@ def demo_database(tmp_path_factory, encoder) -> Path:
 def anyio_backend() -> str:
     """Async tests (Textual's Pilot) run on asyncio."""
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def llm(llm_cache_dir):
+    """The default chat model, loaded once per test module (a module may override it, e.g. with one thread)."""
+    from agent.core.llm import LLM
+
+    return LLM.load(cache_dir=llm_cache_dir)
+
+
+@pytest.fixture
+def demo_agent(demo_database, encoder, llm, ownrec_home):
+    """A copy of the demo template with the module's model, shared."""
+    from helpers import agent_from_template
+
+    ownrec_home.mkdir(parents=True, exist_ok=True)
+    agent = agent_from_template(demo_database, encoder, llm)
+    yield agent
+    agent.close()

@@ -26,11 +26,6 @@ pytestmark = pytest.mark.anyio
 
 
 
-@pytest.fixture(scope="module")
-def llm(llm_cache_dir) -> LLM:
-    return LLM.load(cache_dir=llm_cache_dir)
-
-
 @pytest.fixture
 def agent(encoder) -> Agent:
     agent = onboarded_agent(encoder, catalog())

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-import pytest
 import sqlite_utils
 from click.testing import CliRunner
 
@@ -23,23 +22,9 @@ from agent.cli import cli
 from agent.core.llm import LLM, Conversations
 from agent.core.llm.model import GenerationStats
 from agent.core.store import Store, migrations
-from helpers import agent_from_template
 
 REQUEST = "a crime thriller from the 90s"
 INVENTED = "The Silent Horizon"
-
-
-@pytest.fixture(scope="module")
-def llm(llm_cache_dir) -> LLM:
-    return LLM.load(cache_dir=llm_cache_dir)
-
-
-@pytest.fixture
-def demo_agent(demo_database, encoder, llm, ownrec_home):
-    ownrec_home.mkdir(parents=True, exist_ok=True)
-    agent = agent_from_template(demo_database, encoder, llm)
-    yield agent
-    agent.close()
 
 
 def scripted(monkeypatch, llm: LLM, text: str, pause: float = 0.0) -> None:

