@@ -68,9 +68,11 @@ def start_server(tmp_path: Path, db_url: str | None = None, items_file: Path | s
     db_url = db_url or f"sqlite:///{state_dir / 'coordinator.sqlite3'}"
     # The protocol's tests run cohorts of 3 to 20 over this small vocabulary, whose averages carry more noise
     # than signal: the coordinator would withhold them (`withhold_noisy`), so these tests publish them; the
-    # tests of that rule turn it back on.
+    # tests of that rule turn it back on. They also check the release against the exact average of what the
+    # clients sent, so the coordinator's shrinkage (tests/unit/test_shrinkage.py) is off unless a test asks.
     options = {"min_cohort": 20, "max_cohort": 20, "checkin_window": 30.0, "stage_timeout": 30.0,
-               "noise_multiplier": 1.0, "clip_norm": 1.0, "epsilon_budget": 50.0, "withhold_noisy": False, **settings}
+               "noise_multiplier": 1.0, "clip_norm": 1.0, "epsilon_budget": 50.0, "withhold_noisy": False,
+               "shrink_noise": False, **settings}
     command = [sys.executable, "-m", "agent.cli", "coordinator", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--state-dir", str(state_dir), "--db", db_url, "--log-level", "warning"]
     if items_file is None:
@@ -82,6 +84,8 @@ def start_server(tmp_path: Path, db_url: str | None = None, items_file: Path | s
     for name, value in options.items():
         if name == "withhold_noisy":
             command.append("--withhold-noisy" if value else "--release-noisy")
+        elif name == "shrink_noise":
+            command.append("--shrink-noise" if value else "--no-shrink-noise")
         else:
             command += [f"--{name.replace('_', '-')}", str(value)]
     log_path = tmp_path / "coordinator.log"  # a file, not a pipe: nobody reads a pipe while the server runs

@@ -55,12 +55,15 @@ def coordinator() -> None:
               help="Withhold a round's average when its noise is expected to be larger than any signal it could "
                    "carry (norm C): such a release would move every member's shared adapter by noise alone. The "
                    "reason is logged and sent to the round's clients.")
+@click.option("--shrink-noise/--no-shrink-noise", "shrink_noise", default=True, show_default=True,
+              help="Shrink a noised average towards zero, B_g, the item part and each item's row apart, as far as "
+                   "its known noise says it carries no signal (post-processing: no privacy cost).")
 @click.option("--log-level", default="info", show_default=True)
 def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path, workers: int,
                       items_file: Path | None, prior_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
                       epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
-                      withhold_noisy: bool, log_level: str) -> None:
+                      withhold_noisy: bool, shrink_noise: bool, log_level: str) -> None:
     """Serve the coordinator over HTTPS until stopped."""
     from agent.server.app import serve
 
@@ -73,7 +76,7 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
                      "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,
                      "target_delta": target_delta, "epsilon_budget": epsilon_budget,
                      "server_learning_rate": server_learning_rate, "item_learning_rate": item_learning_rate,
-                     "withhold_noisy": withhold_noisy},
+                     "withhold_noisy": withhold_noisy, "shrink_noise": shrink_noise},
     }
     try:
         serve(config, host, port, workers=workers, log_level=log_level)

@@ -138,6 +138,7 @@ class NoiseCheck:
     signal_bound: float
     summands: int
     parameters: int
+    std: float = 0.0  # the noise's standard deviation per number of the average
 
     @classmethod
     def of(cls, noise: DistributedNoise, parameters: int, summands: int) -> NoiseCheck:
@@ -145,7 +146,7 @@ class NoiseCheck:
             raise ConfigurationError(f"an average needs at least one summand, not {summands}")
         # Every summand added std (z*C)/sqrt(n): the sum has std z*C*sqrt(s/n), the average that over s.
         std = noise.std_per_client * math.sqrt(summands) / summands
-        return cls(expected_gaussian_norm(std, parameters), noise.clip_norm, summands, parameters)
+        return cls(expected_gaussian_norm(std, parameters), noise.clip_norm, summands, parameters, std)
 
     @property
     def noise_dominates(self) -> bool:

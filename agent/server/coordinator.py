@@ -38,6 +38,7 @@ from agent.federation.neighbourhood import NeighbourGraph, NeighbourhoodPlan, Th
 from agent.federation.layout import SharedLayout
 from agent.federation.quantize import QuantizationPlan, dequantize_sum
 from agent.federation.shamir import Share, reconstruct_secret
+from agent.federation.shrinkage import shrink_blocks
 from agent.federation.signing import AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth
 from agent.federation.signing import sign_release, verify_release, verify_request
 from agent.server.state import Storage, Transaction
@@ -86,6 +87,9 @@ class CoordinatorSettings:
     # Publish no average whose Gaussian noise is expected to be larger than C, the most an average of
     # clipped updates can carry: such a release moves every device's global adapter by noise alone.
     withhold_noisy: bool = True
+    # Shrink each block of a noised average (B_g; each item's row) against the round's known noise before
+    # applying it (`shrinkage.shrink_blocks`): rows that carry mostly noise are not published as signal.
+    shrink_noise: bool = True
 
     def __post_init__(self) -> None:
         if not 3 <= self.min_cohort <= self.max_cohort:
@@ -192,7 +196,7 @@ class Coordinator:
                 "epsilon_budget": self.settings.epsilon_budget, "target_delta": self.settings.target_delta,
                 "server_learning_rate": self.settings.server_learning_rate,
                 "item_learning_rate": self.settings.item_learning_rate,
-                "withhold_noisy": self.settings.withhold_noisy}
+                "withhold_noisy": self.settings.withhold_noisy, "shrink_noise": self.settings.shrink_noise}
 
     def smallest_releasable_cohort(self, parameters: int, limit: int = 10**7) -> int | None:
         """The fewest clients (at least min_cohort) whose completed round is not withheld; None if more than
@@ -438,8 +442,16 @@ class Coordinator:
                 return
             log.warning("round %s released though %s (--release-noisy)", round_id, check.reason())
         latest = self._latest_release(tx)
-        step = self.settings.server_learning_rate * summed / len(survivors)
+        average = summed / len(survivors)
+        if self.settings.shrink_noise:
+            shrunk = shrink_blocks(average, latest.layout, check.std)
+            average = shrunk.vector
+            log.info("round %s: shrinkage kept the item part x%.3f, %.0f%% of its rows (mean factor %.3f), B_g x%.3f",
+                     round_id, shrunk.items_factor, 100 * shrunk.items_kept, shrunk.mean_item_factor,
+                     shrunk.adapter_factor)
+        step = self.settings.server_learning_rate * average
         step[latest.layout.item_offset:] *= self.settings.item_learning_rate
+
         vector = latest.vector + step
         clamp = config.quantization().clamp_failure_probability(config.parameters, noise)
         spent = self._spent(tx, [(config.noise_multiplier, clamp)])
@@ -454,7 +466,8 @@ class Coordinator:
             "signal_bound": check.signal_bound,
             # with these, anyone holding the round's sum can check the release: base + step(sum)
             "server_learning_rate": self.settings.server_learning_rate,
-            "item_learning_rate": self.settings.item_learning_rate}, latest.layout, vector)
+            "item_learning_rate": self.settings.item_learning_rate,
+            "shrink_noise": self.settings.shrink_noise, "noise_std": check.std}, latest.layout, vector)
         tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability, epsilon,"
                    " delta, body) values (?, ?, ?, ?, ?, ?, ?, ?)",
                    [version, round_id, now, config.noise_multiplier, clamp, spent.epsilon, spent.delta, body])
