@@ -123,7 +123,10 @@ class EvalSettings:
     # same epsilon needs sqrt(3/5) of the noise per round.
     rounds: int = 3
     epsilons: tuple[float, ...] = (1.0, 4.0, 8.0)
-    finetune_epochs: int = 20
+    # After each round the personal part is refit under the new global part: 0 fits it afresh exactly as sync
+    # off does (so an unchanged global part gives sync off's adapter, and a release that adds nothing costs
+    # nothing); N > 0 continues N epochs from where it was, which over rounds over-trains it.
+    finetune_epochs: int = 0
     bpr: BPRConfig = BPRConfig()
     seed: int = 0
     item_rate: float | None = None  # None: ITEM_RATE_WITHOUT_NOISE / ITEM_RATE_WITH_NOISE; else every row's
@@ -135,7 +138,7 @@ class EvalSettings:
     only: tuple[str, ...] = ()  # run only the federated rows whose name ends with one of these (empty: all)
 
 
-QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), finetune_epochs=10, bpr=QUICK_BPR, longer_rounds=0,
+QUICK = EvalSettings(users=150, rounds=2, epsilons=(4.0,), bpr=QUICK_BPR, longer_rounds=0,
                      dp_variants=False, prior_epochs=10)
 
 # Measured outside ownrec, on this kind of machine, all 943 users: the project's reference runs, and
@@ -245,6 +248,7 @@ class Plan:
     local_epochs: int = GlobalTrainingSettings.epochs  # more local work per round (fewer rounds for the same budget)
     dense: bool = False  # federate only B_g and the item biases (layout 1): fewer, denser shared numbers
     adoption: bool = False  # each device checks every release before using it (module docstring)
+    shrink: bool = True  # the coordinator shrinks a noised average's blocks against its noise (as deployed)
 
     @property
     def reuses_first_deltas(self) -> bool:
@@ -282,6 +286,14 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
         """The federation's vector in the setting's full layout (residual rows at zero when dense)."""
         return np.concatenate([vector, np.zeros(setting.layout.size - layout.size)])
 
+    def refit(global_part: Shared, start: list[PersonalAdapter], people: list[int] | None = None
+              ) -> list[PersonalAdapter]:
+        """The personal part under a new global part: `finetune_epochs` more from where it was, or (0) fitted
+        afresh exactly as sync off fits it, so that an unchanged global part gives sync off's adapter."""
+        if finetune_epochs:
+            return fit_personal(setting, global_part, finetune_epochs, start=start, people=people)
+        return fit_personal(setting, global_part, people=people)
+
     # Under the adoption check a device never uploads what it holds out (`adoption.upload_labels`).
     upload = upload_labels_of(setting) if plan.adoption else None
 
@@ -291,13 +303,15 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
 
     federation = InProcessFederation(folder, layout, setting.size, clip_norm=CLIP_NORM,
                                      noise_multiplier=plan.noise_multiplier / plan.scale, target_delta=TARGET_DELTA,
-                                     item_learning_rate=plan.item_rate, seed=setting.seed)
+                                     item_learning_rate=plan.item_rate, shrink_noise=plan.shrink,
+                                     seed=setting.seed)
     try:
         release = federation.latest()
         personal = setting.personal
         # Under the adoption check: each person's version in use (steps over `releases`), and its vector.
         releases = {release.version: release}
         chains = [InUse("in-process")] * setting.size
+        fitted_on = list(chains)  # the version in use each person's personal part was last fitted under
         zero = shared(layout.zeros())  # the coordinator's starting point: release 0 alone
         in_use = [zero] * setting.size
         vectors: dict[tuple, np.ndarray] = {}  # one array per version in use (`Setting.scores` caches by it)
@@ -314,9 +328,19 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
         history = []
         epsilon = 0.0
         for round_number in range(1, rounds + 1 + 1):
-            if round_number > 1:  # on-device: the personal part catches up with the global adapter in use
-                personal = fit_personal(setting, in_use if plan.adoption else shared(release.vector), finetune_epochs,
-                                        start=personal)
+            if round_number > 1 and not plan.adoption:
+                # on-device: the personal part catches up with the global adapter in use
+                personal = refit(shared(release.vector), personal)
+            elif round_number > 1:
+                # Only a device whose version in use changed has anything to catch up with: one that kept it
+                # keeps its personal part as it was (as sync off), so keeping every release costs nothing.
+                moved = [k for k in range(setting.size) if chains[k].steps != fitted_on[k].steps]
+                if moved:
+                    refitted = refit([in_use[k] for k in moved], [personal[k] for k in moved], moved)
+                    personal = list(personal)
+                    for k, adapter in zip(moved, refitted):
+                        personal[k] = adapter
+                fitted_on = list(chains)
             decided = None
             if round_number <= rounds:
                 reuse = round_number == 1 and plan.reuses_first_deltas and first_deltas is not None
@@ -444,6 +468,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     return {"settings": {"users": setting.size, "rounds": settings.rounds, "parameters": setting.layout.size,
                          "residual_rank": setting.layout.residual_rank, "epsilons": list(settings.epsilons),
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
+                         "shrink_noise": True,
                          "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
                          "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds,
                          "adoption": list(settings.adoption), "only": list(settings.only),

@@ -131,9 +131,15 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
            if s.get("item_rate") is None else f"{s['item_rate']:g} in every row: `--item-rate`")
         + "). DP rows add the distributed "
         "Gaussian noise whose multiplier gives each user the stated epsilon over the rounds (exact Gaussian accountant, "
-        f"delta {s['target_delta']:g}; every user joins every round, no sampling amplification claimed). After the "
-        f"rounds each person fine-tunes their personal adapter ({s['finetune_epochs']} epochs, on-device, no noise). "
-        "ownrec's rows score as the product does: the person's latest likes steer their user vector (u = p + "
+        f"delta {s['target_delta']:g}; every user joins every round, no sampling amplification claimed). "
+        + ("The coordinator shrinks each noised average against its known noise before applying it (B_g, all item "
+           "rows together, each item's row: positive-part James-Stein; post-processing). "
+           if s.get("shrink_noise") else "")
+        + ("After each round each person refits their personal adapter under the new global part exactly as sync "
+           "off fits it (on-device, no noise). " if not s['finetune_epochs'] else
+           f"After each round each person fine-tunes their personal adapter ({s['finetune_epochs']} more epochs, "
+           "on-device, no noise). ")
+        + "ownrec's rows score as the product does: the person's latest likes steer their user vector (u = p + "
         f"{s.get('recent_weight', 2.0):g} x the mean of the {s.get('recent_items', 3)} latest liked items' vectors"
         + (f", weighted by recency: the newest 1, each older one {s['recent_decay']:g} times the next"
            if s.get("recent_decay", 1.0) != 1.0 else "") + "; computed on the "

@@ -249,11 +249,13 @@ def _map(setting: Setting, function, tasks: list[Any]) -> list[Any]:
 
 
 def fit_personal(setting: Setting, shared: Shared, epochs: int = TrainingSettings.epochs,
-                 start: Sequence[PersonalAdapter] | None = None) -> list[PersonalAdapter]:
-    """Every user's personal adapter trained on their own training items under global `shared`
-    (fresh, or continued from `start`)."""
-    return _map(setting, _fit_one, [(k, shared_of(shared, k), epochs, None if start is None else start[k])
-                                    for k in range(setting.size)])
+                 start: Sequence[PersonalAdapter] | None = None,
+                 people: Sequence[int] | None = None) -> list[PersonalAdapter]:
+    """Every user's (or only `people`'s, in that order) personal adapter trained on their own training items
+    under global `shared` (fresh, or continued from `start`; both given per listed person, or one shared vector)."""
+    chosen = range(setting.size) if people is None else people
+    return _map(setting, _fit_one, [(k, shared_of(shared, j), epochs, None if start is None else start[j])
+                                    for j, k in enumerate(chosen)])
 
 
 def local_deltas(setting: Setting, shared: np.ndarray, personal: Sequence[PersonalAdapter],

@@ -74,12 +74,13 @@ class InProcessFederation:
 
     def __init__(self, folder: Path, layout: SharedLayout, cohort_size: int, *, clip_norm: float,
                  noise_multiplier: float, target_delta: float = 1e-4, server_learning_rate: float = 1.0,
-                 item_learning_rate: float = 1.0, seed: int = 0) -> None:
+                 item_learning_rate: float = 1.0, shrink_noise: bool = True, seed: int = 0) -> None:
         self.settings = CoordinatorSettings(
             min_cohort=cohort_size, max_cohort=cohort_size, checkin_window=3600.0, stage_timeout=3600.0,
             clip_norm=clip_norm, noise_multiplier=noise_multiplier, target_delta=target_delta,
             epsilon_budget=math.inf,  # the experiment reports epsilon; it does not stop at a budget
             server_learning_rate=server_learning_rate, item_learning_rate=item_learning_rate,
+            shrink_noise=shrink_noise,
             # The experiments measure what each noise level does to a release, so every round is released,
             # also those the coordinator's default rule would withhold as more noise than signal.
             withhold_noisy=False)
