@@ -142,7 +142,7 @@ async def test_without_a_coordinator_the_screen_says_how_to_join(agent):
         screen = await open_privacy(pilot)
         assert "none pinned" in text(screen, "#coordinator") and "ownrec sync join PATH" in text(screen, "#coordinator")
         assert screen.query_one("#ledger", DataTable).row_count == 0
-        assert text(screen, "#total") == "No uploads yet: nothing has left this device."
+        assert text(screen, "#total") == "No uploads yet: nothing derived from your data has left this device."
         await pilot.press("o", "y")
         await settle(pilot)
         assert consent.is_enabled(agent.store)

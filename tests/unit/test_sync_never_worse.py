@@ -60,7 +60,7 @@ def federation(request, tmp_path, prepared, encoder):
     pin = server.state_dir / "coordinator-pin.json"
     for person in people:
         person.agent.set_sync(True, "cli")
-        person.agent.join_sync(pin)
+        person.agent.join_sync(pin, server.token)
     yield server, people
     for person in people:
         person.agent.close()

@@ -72,7 +72,8 @@ class PrivacyScreen(Screen[bool]):
         table.border_title = "uploads, newest first"
         for label, key in (("when", "at"), ("round", "round"), ("state", "state"), ("bytes", "bytes"),
                            ("pre-clip norm", "norm"), ("C", "clip"), ("noise σ (z)", "noise"),
-                           ("ε server", "eps_server"), ("ε here", "eps_client")):
+                           ("ε server", "eps_server"), ("ε here", "eps_client"),
+                           ("round ε honest/worst", "eps_round")):
             table.add_column(label, key=key)
         self.load()
         self.set_interval(REFRESH_SECONDS, self._refresh_while_on)
@@ -163,6 +164,9 @@ class PrivacyScreen(Screen[bool]):
             line = f"Rounds: {now}"
             if scheduler.last_report is not None:
                 line += f" · last: {scheduler.last_report.message}"
+        if found.enabled and found.blocked is not None:
+            line += ("\nNo rounds until you join again: " if found.blocked_for_good
+                     else "\nThe last round could not form: ") + found.blocked
         self.query_one("#scheduler", Static).update(Text(line))
         table = self.query_one("#ledger", DataTable)
         table.clear()
@@ -170,13 +174,15 @@ class PrivacyScreen(Screen[bool]):
             table.add_row(datetime.fromtimestamp(row.at).strftime("%Y-%m-%d %H:%M"), row.round, row.state,
                           f"{row.bytes_sent:,}", f"{row.pre_clip_norm:.3f}", f"{row.clip_norm:g}",
                           f"{row.noise_std:.4f} ({row.noise_multiplier:g})", _epsilon(row.epsilon_server),
-                          _epsilon(row.epsilon_client), key=f"{row.coordinator_key}:{row.round_id}")
+                          _epsilon(row.epsilon_client),
+                          f"{_epsilon(row.epsilon_round_honest)}/{_epsilon(row.epsilon_round_worst)}",
+                          key=f"{row.coordinator_key}:{row.round_id}")
         self.query_one("#total", Static).update(Text(self._total_line(found, rows)))
 
     @staticmethod
     def _total_line(found: SyncStatus, rows: list[LedgerRow]) -> str:
         if not rows:
-            return "No uploads yet: nothing has left this device."
+            return "No uploads yet: nothing derived from your data has left this device."
         total = found.total
         if total is None or total.counted_rounds == 0:
             aborted = "" if total is None or not total.uploads else \
