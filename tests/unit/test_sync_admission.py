@@ -28,7 +28,7 @@ from agent.federation.signing import public_bytes, verify_release
 from agent.federation.stages import ClientRound
 from sync_harness import POLICY, TRAINING, make_catalog, make_clients, make_person, run_clients
 from test_sync_attacks import Manual, refused
-from test_sync_round import query, server_for
+from test_sync_round import db_url, query, server_for  # noqa: F401 - db_url: a fixture (SQLite, PostgreSQL)
 
 
 def admin(server, *args: str) -> subprocess.CompletedProcess:
@@ -48,8 +48,8 @@ def checkin(server, key: Ed25519PrivateKey, token: str | None):
         link.close()
 
 
-def test_only_enrolled_devices_register_with_capped_expiring_revocable_codes_stored_hashed(tmp_path):
-    with server_for(tmp_path, None, min_cohort=10, max_cohort=10, checkin_window=300.0) as server:
+def test_only_enrolled_devices_register_with_capped_expiring_revocable_codes_stored_hashed(tmp_path, db_url):  # noqa: F811
+    with server_for(tmp_path, db_url, min_cohort=10, max_cohort=10, checkin_window=300.0) as server:
         devices_before = query(server, "select count(*) from devices")
         stranger = Ed25519PrivateKey.generate()
         refused(lambda: checkin(server, stranger, None), 403, "not_enrolled", "sync join PIN_FILE --token CODE")
@@ -89,8 +89,8 @@ def test_only_enrolled_devices_register_with_capped_expiring_revocable_codes_sto
         assert unknown.returncode == 1 and "no enrolment token 'nothing'" in unknown.stderr
 
 
-def test_registration_and_check_in_are_rate_limited_per_address_and_per_code(tmp_path):
-    with server_for(tmp_path, None, min_cohort=10, max_cohort=10, checkin_window=300.0,
+def test_registration_and_check_in_are_rate_limited_per_address_and_per_code(tmp_path, db_url):  # noqa: F811
+    with server_for(tmp_path, db_url, min_cohort=10, max_cohort=10, checkin_window=300.0,
                     registrations_per_hour=4, checkins_per_hour=6) as server:
         code = admin(server, "enrol", "--devices", "100").stdout.strip()
         # The harness's own code was issued before: the limits bind per address, whatever the code.

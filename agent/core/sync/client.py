@@ -11,6 +11,14 @@ threshold and neighbourhood are what `plan_neighbourhood` gives for that cohort,
 only `min_survivors` contributors, and that the quantization plan is the finest no-wrap plan for the
 cohort. A coordinator that asks for less privacy is refused before any update is computed.
 
+Before that, the client reads what the coordinator announces (`/v1/info`): a coordinator whose cohorts are all
+smaller than this device's minimum, or whose privacy budget is spent, is named as the reason no round can
+include it (`RoundCannotForm`), before any training or check-in. The first check-in carries the enrolment code
+the operator gave the person (the coordinator admits only enrolled devices). The device's privacy floor
+(`ClientPolicy.max_round_epsilon`, `floor_noise`): it adds at least the noise that keeps its epsilon for the
+round within that bound even if every other member were fake, and refuses a round whose quantization has no
+room for it. Every request a run sent is logged by kind (`SENT_EVENT`), what `ownrec sync log` lists.
+
 Every upload is written to the local ledger (`sync_ledger`, migration m004): round, bytes sent, the
 pre-clip norm, C, the noise, and epsilon both as the coordinator reports it and as this client computes
 it over the rounds it took part in. An upload counts as spent unless its round was aborted by the

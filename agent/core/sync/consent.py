@@ -297,7 +297,8 @@ def ledger_as_json(rows: list[LedgerRow]) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class SyncEvent:
     """Something that happened to a round or a release, as the person is shown it: a round that ended
-    without a release (`kind` "round"), or an adoption decision ("adoption", with its figures)."""
+    without a release (`kind` "round"), an adoption decision ("adoption", with its figures), or what one
+    contact with the coordinator sent ("sent": requests by kind, bytes)."""
 
     at: float
     kind: str

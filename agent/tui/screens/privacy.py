@@ -72,8 +72,7 @@ class PrivacyScreen(Screen[bool]):
         table.border_title = "uploads, newest first"
         for label, key in (("when", "at"), ("round", "round"), ("state", "state"), ("bytes", "bytes"),
                            ("pre-clip norm", "norm"), ("C", "clip"), ("noise σ (z)", "noise"),
-                           ("ε server", "eps_server"), ("ε here", "eps_client"),
-                           ("round ε honest/worst", "eps_round")):
+                           ("ε server", "eps_server"), ("ε here", "eps_client")):
             table.add_column(label, key=key)
         self.load()
         self.set_interval(REFRESH_SECONDS, self._refresh_while_on)
@@ -174,9 +173,7 @@ class PrivacyScreen(Screen[bool]):
             table.add_row(datetime.fromtimestamp(row.at).strftime("%Y-%m-%d %H:%M"), row.round, row.state,
                           f"{row.bytes_sent:,}", f"{row.pre_clip_norm:.3f}", f"{row.clip_norm:g}",
                           f"{row.noise_std:.4f} ({row.noise_multiplier:g})", _epsilon(row.epsilon_server),
-                          _epsilon(row.epsilon_client),
-                          f"{_epsilon(row.epsilon_round_honest)}/{_epsilon(row.epsilon_round_worst)}",
-                          key=f"{row.coordinator_key}:{row.round_id}")
+                          _epsilon(row.epsilon_client), key=f"{row.coordinator_key}:{row.round_id}")
         self.query_one("#total", Static).update(Text(self._total_line(found, rows)))
 
     @staticmethod
@@ -189,5 +186,9 @@ class PrivacyScreen(Screen[bool]):
                 f" ({total.uploads} uploads, each to a round it aborted unsummed)"
             return f"Privacy spent with this coordinator: none yet{aborted}."
         server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
+        newest = rows[0]
+        alone = "" if newest.epsilon_round_worst is None else (
+            f" The newest upload's round alone: ε = {_epsilon(newest.epsilon_round_honest)} with an honest cohort, "
+            f"at most {_epsilon(newest.epsilon_round_worst)} even if every other member were fake.")
         return (f"Privacy spent with this coordinator: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over "
-                f"{total.rounds_phrase()} (computed here{server}).")
+                f"{total.rounds_phrase()} (computed here{server}).{alone}")
