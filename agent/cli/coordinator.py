@@ -143,14 +143,21 @@ def coordinator_enrol(devices: int, expires: str, note: str, out_file: Path | No
         raise click.BadParameter(str(error), param_hint="--expires") from None
     storage = _open_storage(state_dir, db_url)
     try:
+        handle = None
+        if out_file is not None:  # opened first: a file that cannot be written leaves no code issued
+            import os
+
+            try:
+                descriptor = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.fchmod(descriptor, 0o600)  # also when the file was there before, with other permissions
+            except OSError as error:
+                raise click.ClickException(f"cannot write the code to {out_file}: {error.strerror}") from None
+            handle = os.fdopen(descriptor, "w")
         code, token = admission.issue_token(storage, devices, lifetime, note)
     finally:
         storage.close()
-    if out_file is not None:
-        import os
-
-        descriptor = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
+    if handle is not None:
+        with handle:
             handle.write(code + "\n")
     click.echo(code)
     click.echo(f"token {token.token_id}: enrols up to {devices} device{'s' if devices != 1 else ''} until "
@@ -192,5 +199,5 @@ def coordinator_revoke(token: str, state_dir: Path, db_url: str | None) -> None:
         raise click.ClickException(str(error)) from None
     finally:
         storage.close()
-    click.echo(f"revoked token {revoked.token_id}: it enrols no more devices, and the {revoked.devices} it "
-               "enrolled can no longer check in")
+    click.echo(f"revoked token {revoked.token_id}: it enrols no more devices"
+               + (f", and the {revoked.devices} device(s) it enrolled can no longer check in" if revoked.devices else ""))

@@ -83,7 +83,7 @@ def test_only_enrolled_devices_register_with_capped_expiring_revocable_codes_sto
         assert bad.returncode == 2 and "a duration is a positive number with a unit" in bad.stderr
 
         revoked = admin(server, "revoke", token_id)
-        assert revoked.returncode == 0 and "the 2 it enrolled can no longer check in" in revoked.stdout
+        assert revoked.returncode == 0 and "the 2 device(s) it enrolled can no longer check in" in revoked.stdout
         refused(lambda: checkin(server, second, None), 403, "enrolment_revoked")
         unknown = admin(server, "revoke", "nothing")
         assert unknown.returncode == 1 and "no enrolment token 'nothing'" in unknown.stderr

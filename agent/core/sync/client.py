@@ -289,24 +289,17 @@ def floor_noise(noise: DistributedNoise, quantization: QuantizationPlan, policy:
     """The noise this device adds in a round: its distributed share, raised to its privacy floor
     (`accounting.device_noise`); PolicyViolation if the round's quantization has no room for it (its clamp
     would cut this device's noise more often than the plan's bound allows)."""
-    from agent.federation.accounting import device_noise
+    from agent.federation.accounting import device_noise, gaussian_epsilon
 
     own = device_noise(noise, policy.max_round_epsilon, target_delta)
     room = (quantization.clamp_bound - noise.clip_norm) / TAIL_SIGMAS  # the per-device std the plan provides for
-    if own.std_per_client > room * (1.0 + 1e-9):
+    if own.std_per_client > room * (1.0 + 1e-9):  # only with a floor: the room is at least the share
         raise PolicyViolation(
             f"keeping this round within epsilon {policy.max_round_epsilon:g} for this device even if every other "
             f"member were fake (sync.max_round_epsilon) needs noise of std {own.std_per_client:.4g} per number; the "
-            f"coordinator made room for {room:.4g} (it allows devices a floor of epsilon "
-            f"{_room_phrase(noise, quantization, target_delta)})")
+            f"coordinator made room for {room:.4g} (a floor of epsilon "
+            f"{gaussian_epsilon(room / noise.clip_norm, target_delta):.3g} per round)")
     return own
-
-
-def _room_phrase(noise: DistributedNoise, quantization: QuantizationPlan, target_delta: float) -> str:
-    from agent.federation.accounting import gaussian_epsilon
-
-    room = (quantization.clamp_bound - noise.clip_norm) / TAIL_SIGMAS
-    return f"{gaussian_epsilon(room / noise.clip_norm, target_delta):.3g} per round" if room > 0 else "none"
 
 
 class RoundRunner:
