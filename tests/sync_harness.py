@@ -44,10 +44,20 @@ class Server:
     state_dir: Path
     db_url: str
     log_path: Path
+    token: str | None = None  # an enrolment code for every simulated device (`enrol`)
 
     def log(self) -> str:
         """What the coordinator has written (its uvicorn and ownrec lines)."""
         return self.log_path.read_text()
+
+    def enrol(self, devices: int = 1, expires: str = "1d") -> str:
+        """A fresh enrolment code, issued by the operator's command against this coordinator's database."""
+        result = subprocess.run([sys.executable, "-m", "agent.cli", "coordinator", "enrol", "--devices", str(devices),
+                                 "--expires", expires, "--state-dir", str(self.state_dir), "--db", self.db_url],
+                                capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"enrol failed: {result.stderr}")
+        return result.stdout.strip()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -70,8 +80,11 @@ def start_server(tmp_path: Path, db_url: str | None = None, items_file: Path | s
     # than signal: the coordinator would withhold them (`withhold_noisy`), so these tests publish them; the
     # tests of that rule turn it back on. They also check the release against the exact average of what the
     # clients sent, so the coordinator's shrinkage (tests/unit/test_shrinkage.py) is off unless a test asks.
+    # Many simulated devices share one address (and one enrolment code): the rate limits are raised out of
+    # their way, except where a test is about them.
     options = {"min_cohort": 20, "max_cohort": 20, "checkin_window": 30.0, "stage_timeout": 30.0,
                "noise_multiplier": 1.0, "clip_norm": 1.0, "epsilon_budget": 50.0, "withhold_noisy": False,
+               "registrations_per_hour": 100_000, "checkins_per_hour": 100_000,
                "shrink_noise": False, **settings}
     command = [sys.executable, "-m", "agent.cli", "coordinator", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--state-dir", str(state_dir), "--db", db_url, "--log-level", "warning"]
@@ -102,7 +115,9 @@ def start_server(tmp_path: Path, db_url: str | None = None, items_file: Path | s
                 import ssl
                 httpx.get(pin.url + "/v1/info", verify=ssl.create_default_context(cadata=pin.tls_certificate),
                           timeout=2).raise_for_status()
-                return Server(process, pin, state_dir, db_url, log_path)
+                server = Server(process, pin, state_dir, db_url, log_path)
+                server.token = server.enrol(devices=1000)
+                return server
             except (httpx.HTTPError, ValueError):
                 pass
         time.sleep(0.2)
@@ -141,6 +156,7 @@ class SimulatedClient:
     outcome: RoundOutcome | None = None
     error: BaseException | None = None
     ledger: list | None = None
+    events: list | None = None
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(50_000 + self.seed)
@@ -152,11 +168,13 @@ def make_clients(count: int, catalog: Catalog, drop_after: dict[int, str] | None
                             cancel=threading.Event(), drop_after=drop_after.get(i)) for i in range(count)]
 
 
-def run_clients(pin: CoordinatorPin, clients: list[SimulatedClient], policy: ClientPolicy = POLICY,
-                stagger: float = 0.0, link_class: Callable[[SimulatedClient], type[CoordinatorLink]] | None = None
-                ) -> None:
-    """Each client in its own thread, over its own HTTPS connection, with its own ledger. `link_class`
-    may give a client another link class (a misbehaving one, for attack tests)."""
+def run_clients(server: Server, clients: list[SimulatedClient], policy: ClientPolicy = POLICY,
+                stagger: float = 0.0, link_class: Callable[[SimulatedClient], type[CoordinatorLink]] | None = None,
+                token: str | None = None) -> None:
+    """Each client in its own thread, over its own HTTPS connection, with its own ledger, enrolled with
+    `token` (default: the server's code for the simulated devices). `link_class` may give a client another
+    link class (a misbehaving one, for attack tests)."""
+    pin, token = server.pin, token or server.token
 
     def one(client: SimulatedClient) -> None:
         store = Store.memory()
@@ -167,11 +185,13 @@ def run_clients(pin: CoordinatorPin, clients: list[SimulatedClient], policy: Cli
                 client.cancel.set()  # the device goes away right after this upload
 
         try:
-            client.outcome = RoundRunner(link, store, policy, client.cancel, progress, client.rng()).run(client.data)
+            client.outcome = RoundRunner(link, store, policy, client.cancel, progress, client.rng(),
+                                         enrolment_token=token).run(client.data)
         except BaseException as error:  # noqa: BLE001 - recorded for the test to assert on
             client.error = error
         finally:
             client.ledger = [dict(row) for row in store.db["sync_ledger"].rows]
+            client.events = store.events(100)
             link.close()
             store.close()
 

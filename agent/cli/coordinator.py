@@ -17,9 +17,13 @@ def coordinator() -> None:
     Examples:
       ownrec coordinator serve --state-dir ./coord          # SQLite in ./coord, TLS on 0.0.0.0:8443
       ownrec coordinator serve --db postgresql://u@h/db --workers 4 --state-dir ./coord
+      ownrec coordinator enrol --devices 1 --expires 7d     # a code for one device to join with
+      ownrec coordinator tokens                             # every code's id, use and expiry
+      ownrec coordinator revoke 3f9a1c2e                    # no more devices with it (nor check-ins)
 
     The state directory holds the release-signing key, the self-signed TLS certificate and
-    coordinator-pin.json: what a client pins to join (URL, signing key, certificate).
+    coordinator-pin.json: what a client pins to join (URL, signing key, certificate). Only devices
+    enrolled with a code from `enrol` are admitted (`ownrec sync join PIN_FILE --token CODE`).
     """
 
 
@@ -58,12 +62,22 @@ def coordinator() -> None:
 @click.option("--shrink-noise/--no-shrink-noise", "shrink_noise", default=True, show_default=True,
               help="Shrink a noised average towards zero, B_g, the item part and each item's row apart, as far as "
                    "its known noise says it carries no signal (post-processing: no privacy cost).")
+@click.option("--max-round-epsilon", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="The device floor to make room for: devices may add enough noise of their own that a round costs "
+                   "them at most this epsilon even if every other member were fake; the noise figures (what is "
+                   "withheld, what a release says) count that noise. 0: room for the distributed share only (a "
+                   "device whose floor needs more refuses the round).")
+@click.option("--registrations-per-hour", type=click.IntRange(1), default=20, show_default=True,
+              help="Device registrations allowed per client address and per enrolment code, per hour.")
+@click.option("--checkins-per-hour", type=click.IntRange(1), default=600, show_default=True,
+              help="Check-ins allowed per client address, and per enrolment code for each device it may enrol.")
 @click.option("--log-level", default="info", show_default=True)
 def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path, workers: int,
                       items_file: Path | None, prior_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
                       epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
-                      withhold_noisy: bool, shrink_noise: bool, log_level: str) -> None:
+                      withhold_noisy: bool, max_round_epsilon: float, registrations_per_hour: int,
+                      checkins_per_hour: int, shrink_noise: bool, log_level: str) -> None:
     """Serve the coordinator over HTTPS until stopped."""
     from agent.server.app import serve
 
@@ -76,9 +90,118 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
                      "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,
                      "target_delta": target_delta, "epsilon_budget": epsilon_budget,
                      "server_learning_rate": server_learning_rate, "item_learning_rate": item_learning_rate,
-                     "withhold_noisy": withhold_noisy, "shrink_noise": shrink_noise},
+                     "withhold_noisy": withhold_noisy, "max_round_epsilon": max_round_epsilon or None,
+                     "registrations_per_hour": registrations_per_hour, "checkins_per_hour": checkins_per_hour,
+                     "shrink_noise": shrink_noise},
     }
     try:
         serve(config, host, port, workers=workers, log_level=log_level)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+
+
+def _storage_options(fn):
+    fn = click.option("--db", "db_url", help="sqlite:///path or postgresql://... (default: SQLite in the state "
+                      "directory).")(fn)
+    return click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("coordinator"),
+                        show_default=True, help="The coordinator's state directory.")(fn)
+
+
+def _open_storage(state_dir: Path, db_url: str | None):
+    from agent.server.state import open_storage
+
+    if db_url is None and not (state_dir / "coordinator.sqlite3").exists():
+        raise click.ClickException(f"no coordinator database in {state_dir}: pass the --state-dir (or --db) that "
+                                   "`ownrec coordinator serve` uses")
+    try:
+        return open_storage(db_url or f"sqlite:///{state_dir.resolve() / 'coordinator.sqlite3'}")
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _when(seconds: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
+
+
+@coordinator.command("enrol")
+@click.option("--devices", type=click.IntRange(1, 1_000_000), default=1, show_default=True,
+              help="How many distinct devices the code may enrol (1: single use).")
+@click.option("--expires", default="7d", show_default=True, help="Until when the code enrols devices: 30m, 12h, "
+              "7d, 2w. Devices it enrolled stay enrolled.")
+@click.option("--note", default="", help="A reminder of whom the code is for (shown by `tokens`).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the code to this file (mode 0600), for `ownrec sync join --token-file`.")
+@_storage_options
+def coordinator_enrol(devices: int, expires: str, note: str, out_file: Path | None, state_dir: Path,
+                      db_url: str | None) -> None:
+    """Issue an enrolment code: devices join with it (`ownrec sync join PIN_FILE --token CODE`).
+
+    The code is shown once: only its hash is stored, so a copy of the database enrols nobody."""
+    from agent.server import admission
+
+    try:
+        lifetime = admission.parse_duration(expires)
+    except admission.AdmissionError as error:
+        raise click.BadParameter(str(error), param_hint="--expires") from None
+    storage = _open_storage(state_dir, db_url)
+    try:
+        handle = None
+        if out_file is not None:  # opened first: a file that cannot be written leaves no code issued
+            import os
+
+            try:
+                descriptor = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.fchmod(descriptor, 0o600)  # also when the file was there before, with other permissions
+            except OSError as error:
+                raise click.ClickException(f"cannot write the code to {out_file}: {error.strerror}") from None
+            handle = os.fdopen(descriptor, "w")
+        code, token = admission.issue_token(storage, devices, lifetime, note)
+    finally:
+        storage.close()
+    if handle is not None:
+        with handle:
+            handle.write(code + "\n")
+    click.echo(code)
+    click.echo(f"token {token.token_id}: enrols up to {devices} device{'s' if devices != 1 else ''} until "
+               f"{_when(token.expires_at)}" + (f", written to {out_file}" if out_file else ""), err=True)
+
+
+@coordinator.command("tokens")
+@_storage_options
+def coordinator_tokens(state_dir: Path, db_url: str | None) -> None:
+    """The enrolment codes issued (by id: the codes themselves are not kept), their use and expiry."""
+    from agent.server import admission
+
+    storage = _open_storage(state_dir, db_url)
+    try:
+        tokens = admission.list_tokens(storage)
+    finally:
+        storage.close()
+    if not tokens:
+        click.echo("no enrolment codes yet: `ownrec coordinator enrol` issues one")
+        return
+    click.echo(f"{'id':8}  {'state':7}  {'devices':>9}  {'issued':16}  {'expires':16}  note")
+    for token in tokens:
+        click.echo(f"{token.token_id:8}  {token.state():7}  {f'{token.devices}/{token.max_devices}':>9}  "
+                   f"{_when(token.created_at):16}  {_when(token.expires_at):16}  {token.note}")
+
+
+@coordinator.command("revoke")
+@click.argument("token")
+@_storage_options
+def coordinator_revoke(token: str, state_dir: Path, db_url: str | None) -> None:
+    """Revoke an enrolment code (its id from `tokens`, or the code): it enrols no more devices, and the
+    devices it enrolled can no longer check in."""
+    from agent.server import admission
+
+    storage = _open_storage(state_dir, db_url)
+    try:
+        revoked = admission.revoke_token(storage, token)
+    except admission.AdmissionError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        storage.close()
+    click.echo(f"revoked token {revoked.token_id}: it enrols no more devices"
+               + (f", and the {revoked.devices} device(s) it enrolled can no longer check in" if revoked.devices else ""))

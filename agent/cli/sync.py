@@ -35,7 +35,7 @@ def sync() -> None:
 
     \b
     Examples:
-      ownrec sync join coordinator-pin.json   # pin the federation's coordinator (from its host)
+      ownrec sync join coordinator-pin.json --token CODE   # pin the coordinator, with your enrolment code
       ownrec sync on                          # take part: rounds run while the app is open and idle
       ownrec sync log                         # every upload, the privacy it spent, each new release's check
       ownrec sync off                         # stop at once (a round in flight is cancelled)
@@ -62,6 +62,11 @@ def sync_status(as_json: bool) -> None:
         click.echo(f"coordinator: none pinned ({HOW_TO_JOIN})")
     else:
         click.echo(f"coordinator: {found.coordinator_host}, release-signing key {found.key_fingerprint}")
+        if found.enrolment_pending:
+            click.echo("enrolment: a code waits to be sent with this device's first check-in")
+        if found.blocked is not None:
+            click.echo(("no rounds until you join again: " if found.blocked_for_good else
+                        "the last round could not form: ") + found.blocked)
         if found.in_use is not None:
             click.echo(f"shared adapter in use: {found.in_use}")
         click.echo(_privacy_line(found.total))
@@ -69,17 +74,34 @@ def sync_status(as_json: bool) -> None:
 
 @sync.command("join")
 @click.argument("pin_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PIN_FILE")
+@click.option("--token", help="The enrolment code from the federation's operator (`ownrec coordinator enrol`).")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A file holding the enrolment code (`ownrec coordinator enrol --out`).")
 @fail_cleanly
 @_sync_errors
-def sync_join(pin_file: Path) -> None:
-    """Pin a coordinator: PIN_FILE is the coordinator-pin.json that `ownrec coordinator serve` writes."""
+def sync_join(pin_file: Path, token: str | None, token_file: Path | None) -> None:
+    """Pin a coordinator: PIN_FILE is the coordinator-pin.json that `ownrec coordinator serve` writes; the
+    coordinator admits this device only with an enrolment code from its operator.
+
+    Nothing is sent now: the code goes with this device's first check-in, once sync is on."""
     from agent.core.sync import consent
 
+    if token is not None and token_file is not None:
+        raise click.UsageError("give the enrolment code with --token or --token-file, not both")
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise click.ClickException(f"cannot read the enrolment code from {token_file}: {error}") from None
     consent.read_pin(pin_file)  # a pin file that cannot be used is refused before the database is opened
+    if token is not None:
+        consent.check_enrolment_code(token)
     agent = open_agent()
-    pin = agent.join_sync(pin_file)
+    pin = agent.join_sync(pin_file, token)
     enabled = agent.sync_enabled()
     click.echo(f"pinned the coordinator at {pin.url}\n  release-signing key {consent.fingerprint(pin.signing_public_key)}")
+    click.echo("  enrolment code kept: it goes with this device's first check-in" if token is not None else
+               "  no enrolment code: the coordinator admits only enrolled devices (--token CODE from its operator)")
     click.echo("sync is on: rounds run while the app is open and idle" if enabled
                else "sync is still off: `ownrec sync on` to take part")
 
@@ -113,10 +135,12 @@ def sync_off() -> None:
 def sync_log(limit: int, as_json: bool) -> None:
     """Every upload, newest first, and the privacy it spent; then what happened to rounds and releases.
 
-    Each upload: its round, bytes, pre-clip norm, C, noise, and ε as the coordinator reports it and as this
-    device computes it. Each event: a round the coordinator did not release (and why), or this device's
-    check of a new release against your latest likes (held out): adopted, blended or kept out, with its
-    figures.
+    Each upload: its round, bytes, pre-clip norm, C, the noise this device added, ε as the coordinator
+    reports it and as this device computes it, and this round's ε alone: with an honest cohort, and in the
+    worst case (every other member fake, this device's noise the only noise). Each event: everything a
+    contact with the coordinator sent (key registration and check-ins included), a round that could not
+    form or was not released (and why), or this device's check of a new release against your latest likes
+    (held out): adopted, blended or kept out, with its figures.
     """
     from agent.core.sync import consent
 
@@ -128,7 +152,7 @@ def sync_log(limit: int, as_json: bool) -> None:
         return
     _print_uploads(rows, {key: agent.sync_privacy(key) for key in dict.fromkeys(row.coordinator_key for row in rows)})
     if events:
-        click.echo("\nrounds and releases, newest first:")
+        click.echo("\nwhat was sent, rounds and releases, newest first:")
         for event in events:
             when = datetime.fromtimestamp(event.at).strftime("%Y-%m-%d %H:%M")
             click.echo(f"{when:16}  {event.message}")
@@ -141,12 +165,13 @@ def _print_uploads(rows: list[LedgerRow], totals: dict[str, PrivacyTotal]) -> No
         click.echo("no uploads yet: nothing derived from your data has left this device")
         return
     click.echo(f"{'when':16}  {'round':8}  {'state':9}  {'bytes':>9}  {'norm':>6}  {'C':>5}  {'noise σ':>8}  "
-               f"{'ε server':>8}  {'ε here':>7}")
+               f"{'ε server':>8}  {'ε here':>7}  {'round ε honest/worst':>20}")
     for row in rows:
         when = datetime.fromtimestamp(row.at).strftime("%Y-%m-%d %H:%M")
+        alone = f"{_epsilon(row.epsilon_round_honest)}/{_epsilon(row.epsilon_round_worst)}"
         click.echo(f"{when:16}  {row.round:8}  {row.state:9}  {row.bytes_sent:>9,}  {row.pre_clip_norm:>6.3f}  "
                    f"{row.clip_norm:>5.2f}  {row.noise_std:>8.4f}  {_epsilon(row.epsilon_server):>8}  "
-                   f"{_epsilon(row.epsilon_client):>7}")
+                   f"{_epsilon(row.epsilon_client):>7}  {alone:>20}")
     for key, total in totals.items():
         click.echo(f"coordinator {consent.fingerprint(bytes.fromhex(key))}: " + _privacy_line(total))
 

@@ -100,6 +100,15 @@ SETTINGS: dict[str, Setting] = {
                 "Federated sync (when on): start at most one round per this many minutes.", 1.0, 10_080.0),
         Setting("sync.idle_seconds", float, 30.0,
                 "Federated sync (when on): start a round only after no key was pressed for this long.", 1.0, 3600.0),
+        # A cohort of 10 leaves each member's update mixed with at least 6 others (after 30% dropouts); a small
+        # group that trusts its members can go down to 3, the fewest the protocol allows.
+        Setting("sync.min_cohort", int, 10,
+                "Federated sync: take part only in cohorts of at least this many devices.", 3, 100_000),
+        # Epsilon 10 is where the coordinator's default makes room (`--max-round-epsilon`): a stricter device
+        # refuses rounds of a coordinator that makes less room, a laxer one adds only its share.
+        Setting("sync.max_round_epsilon", float, 10.0,
+                "Federated sync: add enough noise that one round costs this device at most this epsilon, even if "
+                "every other member of its cohort were fake.", 0.1, 1000.0),
     ]
 }
 

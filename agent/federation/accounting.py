@@ -15,16 +15,23 @@ delta 1e-4 it needs 8% more noise for the same epsilon 4.
 
 The coordinator accounts over every round it released (a bound for anyone who took part in all of
 them); a client accounts over the rounds it took part in, from its own ledger. Both use this module.
+
+A device's privacy floor (`device_noise`): with fakes in its cohort (devices a dishonest operator enrolled,
+adding no noise), the sum's noise can be as little as this device's own share. A device therefore adds at
+least the noise that keeps its epsilon for the round within its bound on its own (`worst_case_round_epsilon`).
+Noise beyond the distributed share only makes the sum more private than the accounting above says.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dp_accounting.pld.privacy_loss_mechanism import GaussianPrivacyLoss
 
+from agent.federation.clipping import DistributedNoise
 from agent.federation.errors import ConfigurationError
 
 _RELATIVE_TOLERANCE = 1e-9
@@ -74,3 +81,44 @@ def privacy_spent(noise_multipliers: Sequence[float], target_delta: float,
     clamp = float(sum(clamp_failure_probabilities))
     extra = (1.0 + math.exp(min(epsilon, 700.0))) * clamp if clamp else 0.0
     return PrivacySpent(epsilon=epsilon, delta=target_delta + extra, rounds=len(noise_multipliers))
+
+
+@functools.lru_cache(maxsize=256)
+def noise_multiplier_for_epsilon(epsilon: float, target_delta: float) -> float:
+    """The smallest noise multiplier z (to a relative 1e-9, rounded up) at which one Gaussian mechanism is
+    (epsilon, delta)-DP: the inverse of `gaussian_epsilon`."""
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise ConfigurationError(f"epsilon must be a positive number, not {epsilon!r}")
+    low, high = 0.0, 1.0
+    while gaussian_epsilon(high, target_delta) > epsilon:
+        low, high = high, high * 2.0
+    while high - low > _RELATIVE_TOLERANCE * high:
+        middle = (low + high) / 2.0
+        if gaussian_epsilon(middle, target_delta) > epsilon:
+            low = middle
+        else:
+            high = middle
+    return high  # epsilon(high) <= the bound
+
+
+def device_noise(noise: DistributedNoise, max_round_epsilon: float | None, target_delta: float) -> DistributedNoise:
+    """The noise one device adds under a privacy floor: its distributed share z*C/sqrt(n), raised where that
+    is not enough for the device's own noise alone to keep the round within `max_round_epsilon` (as if every
+    other member of the cohort were fake and added none). The result's `std_per_client` is that noise; its
+    noise multiplier is not what an honest cohort's accounting uses (that stays `noise`'s, a lower bound on
+    the noise of a sum with more than the distributed share in it)."""
+    if max_round_epsilon is None:
+        return noise
+    # A hair above the bound's noise, so that rounding in z*C/sqrt(n) never takes the reported epsilon over it.
+    floor = (noise_multiplier_for_epsilon(float(max_round_epsilon), target_delta) * (1.0 + 1e-6)
+             * math.sqrt(noise.min_contributors))
+    if floor <= noise.noise_multiplier:
+        return noise
+    return DistributedNoise(noise.clip_norm, floor, noise.min_contributors)
+
+
+def worst_case_round_epsilon(noise: DistributedNoise, target_delta: float) -> float:
+    """A device's epsilon for one round when its own noise (`std_per_client`) is the only noise in the sum."""
+    if noise.std_per_client == 0.0:
+        return math.inf
+    return gaussian_epsilon(noise.std_per_client / noise.clip_norm, target_delta)

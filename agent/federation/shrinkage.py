@@ -67,3 +67,14 @@ def shrink_blocks(average: np.ndarray, layout: SharedLayout, noise_std: float) -
     vector[residual_start:] = (residuals * factors[:, None]).reshape(-1)
     return Shrunk(vector, float(np.mean(factors > 0)) if count else 1.0, items_factor,
                   float(np.mean(factors)) if count else 1.0, adapter_factor)
+
+
+def release_step(average: np.ndarray, layout: SharedLayout, noise_std: float, *, server_rate: float,
+                 item_rate: float, shrink: bool) -> np.ndarray:
+    """How a release moves the shared vector, given a round's average: shrunk against its noise (if `shrink`),
+    times `server_rate`, and the item part `item_rate` times further. Anyone holding the round's sum and the
+    release's figures can recompute a release with it."""
+    step = shrink_blocks(average, layout, noise_std).vector if shrink else np.array(average, dtype=np.float64)
+    step *= server_rate
+    step[layout.item_offset:] *= item_rate
+    return step

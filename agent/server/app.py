@@ -6,7 +6,8 @@ Endpoints (all under /v1; JSON unless noted; the stage uploads are the binary me
 signature covers the path and query exactly as received, and the body.
     GET  /v1/info                              public: signing key, latest version, privacy spent
     GET  /v1/releases/latest                   public: the latest signed release (binary)
-    POST /v1/checkin                           {"device_public": hex, "base_version": int} -> round, index
+    POST /v1/checkin                           {"device_public": hex, "base_version": int, "enrolment_token":
+                                               code (until enrolled)} -> round, index; only enrolled devices
     GET  /v1/rounds/{id}/status?since=S&wait=T  long poll: returns when the state differs from S (or after T s)
     POST /v1/rounds/{id}/advertise-keys        stage 1
     GET  /v1/rounds/{id}/neighbour-keys        the advertised keys of this client's neighbours
@@ -92,14 +93,17 @@ def create_app(coordinator: Coordinator) -> Starlette:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def authenticate(request: Request, body: bytes, register_public: bytes | None = None) -> str:
+    async def authenticate(request: Request, body: bytes, register_public: bytes | None = None,
+                           enrolment_token: str | None = None) -> str:
         headers = {k.lower(): v for k, v in request.headers.items()}
         # The client signs the request target exactly as it sent it: the raw path and the raw query.
         path = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")
         target = (path + (b"?" + query if query else b"")).decode("latin-1")
+        # The peer address, as uvicorn gives it (behind a proxy, the proxy's: see docs/threat-model.md).
+        address = request.client.host if request.client else None
         return await run_in_threadpool(coordinator.authenticate, request.method, target, body, headers,
-                                       register_public)
+                                       register_public, enrolment_token, address)
 
     def round_id_of(request: Request) -> str:
         round_id = request.path_params["round_id"]
@@ -119,12 +123,14 @@ def create_app(coordinator: Coordinator) -> Starlette:
             payload = json.loads(body)
             device_public = bytes.fromhex(payload["device_public"])
             base_version = payload.get("base_version")
-            if len(device_public) != 32 or not (base_version is None or isinstance(base_version, int)):
+            token = payload.get("enrolment_token")
+            if len(device_public) != 32 or not (base_version is None or isinstance(base_version, int)) \
+                    or not (token is None or (isinstance(token, str) and len(token) <= 64)):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise CoordinatorError(400, "malformed_checkin", 'a check-in is {"device_public": 64 hex characters, '
-                                   '"base_version": integer}') from None
-        device = await authenticate(request, body, register_public=device_public)
+                                   '"base_version": integer, "enrolment_token": the code, until enrolled}') from None
+        device = await authenticate(request, body, register_public=device_public, enrolment_token=token)
         result = await run_in_threadpool(coordinator.check_in, device, base_version)
         notify()
         return JSONResponse(result)
@@ -304,11 +310,13 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_le
     needed = coordinator.smallest_releasable_cohort(parameters)
     if needed is None or needed > coordinator.settings.max_cohort:
         settings = coordinator.settings
-        log.warning("every round will be withheld: with %s shared numbers, clip norm %g and noise multiplier %g, "
+        floor = ("" if settings.max_round_epsilon is None else
+                 f" and room for devices' privacy floor of epsilon {settings.max_round_epsilon:g} a round")
+        log.warning("every round will be withheld: with %s shared numbers, clip norm %g and noise multiplier %g%s, "
                     "even a full cohort of %d would carry more noise than signal; a release needs %s "
-                    "(--min-cohort/--max-cohort, or --release-noisy to publish noisy rounds anyway)",
-                    f"{parameters:,}", settings.clip_norm, settings.noise_multiplier, settings.max_cohort,
-                    "more than 10,000,000" if needed is None else f"a cohort of at least {needed:,}")
+                    "(--min-cohort/--max-cohort, --max-round-epsilon, or --release-noisy to publish noisy rounds "
+                    "anyway)", f"{parameters:,}", settings.clip_norm, settings.noise_multiplier, floor,
+                    settings.max_cohort, "more than 10,000,000" if needed is None else f"a cohort of at least {needed:,}")
     write_pin(state_dir, f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", coordinator, cert_path)
     os.environ[ENVIRONMENT] = json.dumps(config)
     uvicorn.run("agent.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,

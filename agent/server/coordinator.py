@@ -2,8 +2,7 @@
 
 HTTP-free and thread-safe: every public method runs in one `storage.write()` transaction (or a read), so a stage
 transition is atomic and several workers sharing a PostgreSQL database agree on it. No background task is needed:
-deadlines are checked whenever a client asks (the clients' long polls ask every 1.5 s), and a stage ends early once
-every expected client has submitted.
+deadlines are checked whenever a client asks (long polls ask every 1.5 s); a stage ends early once all have submitted.
 
 Round states, in order: forming -> advertise -> share -> masked -> unmask -> done; `aborted` from any;
 `withheld` when the noise in the round's average would exceed any signal it could carry (`NoiseCheck`, on by
@@ -30,7 +29,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.federation import protocol
-from agent.federation.accounting import privacy_spent
+from agent.federation.accounting import device_noise, privacy_spent
 from agent.federation.clipping import DistributedNoise, NoiseCheck
 from agent.federation.errors import ShamirError, SyncError
 from agent.federation.masking import recover_mask_secret, unmask_sum
@@ -38,9 +37,11 @@ from agent.federation.neighbourhood import NeighbourGraph, NeighbourhoodPlan, Th
 from agent.federation.layout import SharedLayout
 from agent.federation.quantize import QuantizationPlan, dequantize_sum
 from agent.federation.shamir import Share, reconstruct_secret
-from agent.federation.shrinkage import shrink_blocks
+from agent.federation.shrinkage import release_step
 from agent.federation.signing import AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth
 from agent.federation.signing import sign_release, verify_release, verify_request
+from agent.server import admission
+from agent.server.settings import CoordinatorSettings
 from agent.server.state import Storage, Transaction
 
 STATES = ("forming", "advertise", "share", "masked", "unmask", "done")
@@ -63,43 +64,6 @@ class CoordinatorError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-@dataclass(frozen=True)
-class CoordinatorSettings:
-    min_cohort: int = 20           # a round forms only with at least this many clients
-    max_cohort: int = 20           # ...and forms at once when this many have checked in
-    checkin_window: float = 30.0   # after the first check-in, form with >= min_cohort once this passes
-    stage_timeout: float = 30.0    # each of the four stages ends after this many seconds
-    clip_norm: float = 1.0
-    noise_multiplier: float = 1.0
-    target_delta: float = 1e-5
-    epsilon_budget: float = 10.0   # no round is started whose release would take epsilon above this
-    max_dropout_fraction: float = 0.3
-    max_corrupt_fraction: float = 0.05
-    server_learning_rate: float = 1.0  # global += rate * (cohort average of the deltas)
-    # The item biases and residuals take `item_learning_rate` times the server step. Every person's delta
-    # carries B_g, but an item's row learns who likes it only from the deltas of the people who rated it,
-    # and the cohort average divides that by everyone (a film rated by 50 of 943 people: by 19). A larger
-    # rate undoes that, and multiplies the noise those rows take by the same factor, which costs more than
-    # it buys under DP (EVALUATION.md, "The item rate"): hence 1 by default.
-    item_learning_rate: float = 1.0
-    # Publish no average whose Gaussian noise is expected to be larger than C, the most an average of
-    # clipped updates can carry: such a release moves every device's global adapter by noise alone.
-    withhold_noisy: bool = True
-    # Shrink each block of a noised average (B_g; each item's row) against the round's known noise before
-    # applying it (`shrinkage.shrink_blocks`): rows that carry mostly noise are not published as signal.
-    shrink_noise: bool = True
-
-    def __post_init__(self) -> None:
-        if not 3 <= self.min_cohort <= self.max_cohort:
-            raise ValueError(f"need 3 <= min_cohort ({self.min_cohort}) <= max_cohort ({self.max_cohort})")
-        for name in ("checkin_window", "stage_timeout", "clip_norm", "epsilon_budget", "server_learning_rate",
-                     "item_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
-        if self.noise_multiplier < 0 or not 0 < self.target_delta < 1:
-            raise ValueError("noise_multiplier must be >= 0 and target_delta in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -126,6 +90,7 @@ class RoundConfig:
     epsilon_after: float   # the coordinator's epsilon over all its releases, this round included
     delta_after: float
     stage_timeout: float
+    max_round_epsilon: float | None = None  # the device floor the quantization and noise figures make room for
 
     def plan(self) -> NeighbourhoodPlan:
         return NeighbourhoodPlan(cohort_size=self.cohort_size, degree=self.degree, threshold=self.threshold,
@@ -133,7 +98,12 @@ class RoundConfig:
                                  threat_model=ThreatModel.CURIOUS_SERVER)
 
     def noise(self) -> DistributedNoise:
+        """The distributed noise the accounting counts: z*C/sqrt(n) from each of at least n honest devices."""
         return DistributedNoise(self.clip_norm, self.noise_multiplier, self.min_contributors)
+
+    def device_noise(self) -> DistributedNoise:
+        """The most noise a device adds in this round: its share raised to the announced floor."""
+        return device_noise(self.noise(), self.max_round_epsilon, self.target_delta)
 
     def quantization(self) -> QuantizationPlan:
         return QuantizationPlan(clamp_bound=self.clamp_bound, scale=self.scale, max_summands=self.max_summands)
@@ -190,13 +160,20 @@ class Coordinator:
         with self.storage.read() as tx:
             release = self._latest_release(tx)
             spent = self._spent(tx, [])
+            spent_next = self._spent(tx, [(self.settings.noise_multiplier, 0.0)])
         return {"signing_public_key": self.public_key.hex(), "latest_version": release.version,
                 "layout_digest": release.layout.digest(), "parameters": release.layout.size,
                 "epsilon": spent.epsilon, "delta": spent.delta, "rounds": spent.rounds,
                 "epsilon_budget": self.settings.epsilon_budget, "target_delta": self.settings.target_delta,
                 "server_learning_rate": self.settings.server_learning_rate,
                 "item_learning_rate": self.settings.item_learning_rate,
-                "withhold_noisy": self.settings.withhold_noisy, "shrink_noise": self.settings.shrink_noise}
+                "withhold_noisy": self.settings.withhold_noisy,
+                # what a device checks before taking part (agent.core.sync.client)
+                "min_cohort": self.settings.min_cohort, "max_cohort": self.settings.max_cohort,
+                "checkin_window": self.settings.checkin_window, "noise_multiplier": self.settings.noise_multiplier,
+                "clip_norm": self.settings.clip_norm, "max_round_epsilon": self.settings.max_round_epsilon,
+                "budget_exhausted": spent_next.epsilon > self.settings.epsilon_budget,
+                "shrink_noise": self.settings.shrink_noise}
 
     def smallest_releasable_cohort(self, parameters: int, limit: int = 10**7) -> int | None:
         """The fewest clients (at least min_cohort) whose completed round is not withheld; None if more than
@@ -206,7 +183,8 @@ class Coordinator:
         def releases(n: int) -> bool:
             plan = plan_neighbourhood(n, max_dropout_fraction=settings.max_dropout_fraction,
                                       max_corrupt_fraction=settings.max_corrupt_fraction)
-            noise = DistributedNoise(settings.clip_norm, settings.noise_multiplier, plan.min_survivors)
+            noise = device_noise(DistributedNoise(settings.clip_norm, settings.noise_multiplier, plan.min_survivors),
+                                 settings.max_round_epsilon, settings.target_delta)
             return not (settings.withhold_noisy and NoiseCheck.of(noise, parameters, n).noise_dominates)
 
         low, high = settings.min_cohort, limit
@@ -226,20 +204,25 @@ class Coordinator:
                                      "order by created_at"):
             config = RoundConfig(**json.loads(config_json))
             rows += ((config.noise_multiplier,
-                      config.quantization().clamp_failure_probability(config.parameters, config.noise())),)
+                      config.quantization().clamp_failure_probability(config.parameters, config.device_noise())),)
         rows += tuple(extra)
-        if rows not in self._spent_cache:  # the accountant takes milliseconds; check-ins ask often
-            self._spent_cache = {rows: privacy_spent([z for z, _ in rows], self.settings.target_delta,
-                                                     [p for _, p in rows])}
+        if rows not in self._spent_cache:  # the accountant takes milliseconds; check-ins and /info ask often
+            if len(self._spent_cache) >= 8:
+                self._spent_cache.clear()
+            self._spent_cache[rows] = privacy_spent([z for z, _ in rows], self.settings.target_delta,
+                                                    [p for _, p in rows])
         return self._spent_cache[rows]
 
     # -- authentication -------------------------------------------------------------------------
 
     def authenticate(self, method: str, target: str, body: bytes, headers: dict[str, str],
-                     register_public: bytes | None = None) -> str:
+                     register_public: bytes | None = None, enrolment_token: str | None = None,
+                     address: str | None = None) -> str:
         """The device id of a correctly signed, fresh, never-seen request; CoordinatorError otherwise.
-        `target` is the path and query as received (what the client signed). At check-in
-        (`register_public` given) an unknown device is registered with that key."""
+        `target` is the path and query as received (what the client signed). At check-in (`register_public`
+        given) the device must be enrolled: an unknown device is registered with that key only with a valid
+        `enrolment_token` (`admission`), and check-ins and registrations are rate-limited per client `address`
+        and per token."""
         value = headers.get(AUTH_HEADER)
         if value is None:
             raise CoordinatorError(401, "unauthenticated", f"missing authentication header {AUTH_HEADER!r}")
@@ -254,6 +237,7 @@ class Coordinator:
         if not age <= REQUEST_WINDOW_SECONDS:
             raise CoordinatorError(401, "bad_timestamp", f"the request timestamp is {age:.0f} s off the coordinator's "
                                    f"clock (window {REQUEST_WINDOW_SECONDS:.0f} s): replayed or clock skew")
+        refusal = None
         with self.storage.write() as tx:
             row = tx.one("select public_key from devices where device_id = ?", [device])
             public = bytes(row[0]) if row else register_public
@@ -271,9 +255,14 @@ class Coordinator:
                           "on conflict do nothing", [device, nonce, now]) != 1:
                 raise CoordinatorError(409, "replayed_request", "this request (device, nonce) was already received: "
                                        "replay refused")
-            if row is None:
-                tx.execute("insert into devices (device_id, public_key, registered_at) values (?, ?, ?)",
-                           [device, public, now])
+            if register_public is not None:
+                # A refusal from here on is raised after the commit: the nonce and the rate-limit buckets a
+                # refused attempt used up must stay used up.
+                refused = admission.admit(tx, self.settings, device, public, row is None, enrolment_token,
+                                          address or "unknown", now)
+                refusal = None if refused is None else CoordinatorError(*refused)
+        if refusal is not None:
+            raise refusal
         return device
 
     # -- check-in and round formation ------------------------------------------------------------
@@ -319,7 +308,9 @@ class Coordinator:
         settings = self.settings
         plan = plan_neighbourhood(n, max_dropout_fraction=settings.max_dropout_fraction,
                                   max_corrupt_fraction=settings.max_corrupt_fraction)
-        noise = DistributedNoise(settings.clip_norm, settings.noise_multiplier, plan.min_survivors)
+        # Room in the quantization, and the noise figures, for devices that add their floor's noise.
+        noise = device_noise(DistributedNoise(settings.clip_norm, settings.noise_multiplier, plan.min_survivors),
+                             settings.max_round_epsilon, settings.target_delta)
         quantization = QuantizationPlan.for_cohort(noise, n)
         layout = self._latest_release(tx).layout
         clamp = quantization.clamp_failure_probability(layout.size, noise)
@@ -331,7 +322,8 @@ class Coordinator:
             min_contributors=plan.min_survivors, clamp_bound=quantization.clamp_bound, scale=quantization.scale,
             max_summands=quantization.max_summands, parameters=layout.size, layout_digest=layout.digest(),
             base_version=base_version, target_delta=settings.target_delta, epsilon_after=spent.epsilon,
-            delta_after=spent.delta, stage_timeout=settings.stage_timeout)
+            delta_after=spent.delta, stage_timeout=settings.stage_timeout,
+            max_round_epsilon=settings.max_round_epsilon)
         tx.execute("update rounds set state = 'advertise', deadline = ?, config = ? where round_id = ?",
                    [now + settings.stage_timeout, json.dumps(asdict(config)), round_id])
         best_case = NoiseCheck.of(noise, layout.size, n)  # every member completes: the least noise it can have
@@ -404,8 +396,8 @@ class Coordinator:
 
     def _purge_secrets(self, tx: Transaction, round_id: str) -> None:
         # Revealed shares and envelopes have done their job; keeping them only adds to what a breach exposes.
-        tx.execute("delete from revealed_shares where round_id = ?", [round_id])
-        tx.execute("delete from envelopes where round_id = ?", [round_id])
+        for table in ("revealed_shares", "envelopes"):
+            tx.execute(f"delete from {table} where round_id = ?", [round_id])
 
     def _finish(self, tx: Transaction, round_id: str, config: RoundConfig, now: float) -> None:
         """Reconstruct the seeds and dropped keys, unmask the sum, apply the average, sign the release."""
@@ -434,7 +426,7 @@ class Coordinator:
             self._abort(tx, round_id, f"the sum could not be unmasked: {error}")
             return
         summed = dequantize_sum(total, config.quantization(), len(survivors))
-        noise = config.noise()
+        noise = config.device_noise()
         check = NoiseCheck.of(noise, config.parameters, len(survivors))
         if check.noise_dominates:
             if self.settings.withhold_noisy:  # dropouts left too few summands
@@ -442,17 +434,9 @@ class Coordinator:
                 return
             log.warning("round %s released though %s (--release-noisy)", round_id, check.reason())
         latest = self._latest_release(tx)
-        average = summed / len(survivors)
-        if self.settings.shrink_noise:
-            shrunk = shrink_blocks(average, latest.layout, check.std)
-            average = shrunk.vector
-            log.info("round %s: shrinkage kept the item part x%.3f, %.0f%% of its rows (mean factor %.3f), B_g x%.3f",
-                     round_id, shrunk.items_factor, 100 * shrunk.items_kept, shrunk.mean_item_factor,
-                     shrunk.adapter_factor)
-        step = self.settings.server_learning_rate * average
-        step[latest.layout.item_offset:] *= self.settings.item_learning_rate
-
-        vector = latest.vector + step
+        vector = latest.vector + release_step(
+            summed / len(survivors), latest.layout, check.std, server_rate=self.settings.server_learning_rate,
+            item_rate=self.settings.item_learning_rate, shrink=self.settings.shrink_noise)
         clamp = config.quantization().clamp_failure_probability(config.parameters, noise)
         spent = self._spent(tx, [(config.noise_multiplier, clamp)])
         version = latest.version + 1
@@ -462,12 +446,13 @@ class Coordinator:
             "noise_multiplier": config.noise_multiplier, "epsilon": spent.epsilon, "delta": spent.delta,
             "rounds": spent.rounds, "target_delta": config.target_delta,
             # the noise against the signal (`NoiseCheck`): a device can recompute it from these
-            "min_contributors": config.min_contributors, "noise_norm": check.noise_norm,
-            "signal_bound": check.signal_bound,
-            # with these, anyone holding the round's sum can check the release: base + step(sum)
-            "server_learning_rate": self.settings.server_learning_rate,
-            "item_learning_rate": self.settings.item_learning_rate,
-            "shrink_noise": self.settings.shrink_noise, "noise_std": check.std}, latest.layout, vector)
+            "min_contributors": config.min_contributors, "noise_norm": check.noise_norm, "signal_bound": check.signal_bound,
+            # noise_norm counts the noise devices add under this floor; the epsilon counts only the
+            # distributed share (z), less noise than that: the release is at least as private as it says.
+            "max_round_epsilon": config.max_round_epsilon, "device_noise_std": noise.std_per_client,
+            # with these, anyone holding the round's sum can check the release: base + shrinkage.release_step(sum)
+            "server_learning_rate": self.settings.server_learning_rate, "shrink_noise": self.settings.shrink_noise,
+            "item_learning_rate": self.settings.item_learning_rate, "noise_std": check.std}, latest.layout, vector)
         tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability, epsilon,"
                    " delta, body) values (?, ?, ?, ?, ?, ?, ?, ?)",
                    [version, round_id, now, config.noise_multiplier, clamp, spent.epsilon, spent.delta, body])
@@ -499,9 +484,11 @@ class Coordinator:
             index, stage, state, config = self._participant(tx, round_id, device)
             row = tx.one("select reason, released_version, deadline, summands from rounds where round_id = ?",
                          [round_id])
+            checked_in = tx.one("select count(*) from participants where round_id = ?", [round_id])[0]
         return {"round_id": round_id, "state": state, "index": index, "completed_stages": stage,
                 "reason": row[0], "released_version": row[1], "deadline": row[2], "summands": row[3],
-                "config": asdict(config) if config else None}
+                "config": asdict(config) if config else None,  # while forming: how far from min_cohort
+                "checked_in": int(checked_in), "min_cohort": self.settings.min_cohort}
 
     def _require_state(self, state: str, wanted: tuple[str, ...], round_id: str) -> None:
         if state in FINISHED:

@@ -1,6 +1,7 @@
 """The coordinator's storage: one small interface, SQLite by default, PostgreSQL for several workers.
 
-What is stored (and nothing else): registered device public keys and the request nonces seen within
+What is stored (and nothing else): registered device public keys, the enrolment token each was admitted
+with (tokens are stored as hashes, `admission`), rate-limit buckets, and the request nonces seen within
 the replay window; per round its public configuration, the participants' public keys and progress,
 the sealed share envelopes (ciphertext the coordinator cannot open), the masked input vectors, the
 shares revealed in the unmasking stage (deleted once the round ends), and the unmasked cohort sum;
@@ -28,6 +29,15 @@ SCHEMA = [
     """create table if not exists coordinator_settings (key text primary key, value {blob} not null)""",
     """create table if not exists devices (
         device_id text primary key, public_key {blob} not null, registered_at double precision not null)""",
+    # Admission (`admission`): only a hash of each code; which token enrolled which device; rate-limit buckets.
+    """create table if not exists enrolment_tokens (
+        token_id text primary key, token_hash text not null unique, created_at double precision not null,
+        expires_at double precision not null, max_devices bigint not null, devices bigint not null,
+        revoked_at double precision, note text)""",
+    """create table if not exists device_enrolments (
+        device_id text primary key, token_id text not null, enrolled_at double precision not null)""",
+    """create table if not exists rate_limits (
+        bucket text primary key, level double precision not null, updated_at double precision not null)""",
     """create table if not exists request_nonces (
         device_id text not null, nonce text not null, seen_at double precision not null,
         primary key (device_id, nonce))""",

@@ -69,6 +69,11 @@ def took_part(agent, tmp_path) -> Agent:
             "bytes_sent": sent, "parameters": 7826, "pre_clip_norm": norm, "clip_norm": 1.0, "noise_multiplier": z,
             "noise_std": z / 14 ** 0.5, "cohort_size": 20, "target_delta": 1e-5, "epsilon_server": eps_server,
             "delta_server": 1e-5, "epsilon_client": eps_client, "release_version": version})
+    # The newest upload has this round's own figures (older rows predate them): with an honest cohort, and
+    # at worst (this device's noise alone).
+    agent.store.db["sync_ledger"].update(agent.store.db.execute(
+        "select id from sync_ledger where round_id like '9abcdef0%'").fetchone()[0],
+        {"epsilon_round_honest": 3.49, "epsilon_round_worst": 9.95})
     agent.set_sync(False, "tui")
     return agent
 
@@ -102,7 +107,9 @@ async def test_p_shows_the_coordinator_the_ledger_and_the_privacy_spent(took_par
         ]
         spent = privacy_spent([1.0, 1.2], 1e-5).epsilon  # the released rounds only
         assert text(screen, "#total") == (f"Privacy spent with this coordinator: ε = {spent:.2f} at δ = 1e-05 over 2 "
-                                          "released rounds (computed here; the coordinator reports ε = 6.10).")
+                                          "released rounds (computed here; the coordinator reports ε = 6.10). The "
+                                          "newest upload's round alone: ε = 3.49 with an honest cohort, at most 9.95 "
+                                          "even if every other member were fake.")
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, FeedScreen)
@@ -142,11 +149,28 @@ async def test_without_a_coordinator_the_screen_says_how_to_join(agent):
         screen = await open_privacy(pilot)
         assert "none pinned" in text(screen, "#coordinator") and "ownrec sync join PATH" in text(screen, "#coordinator")
         assert screen.query_one("#ledger", DataTable).row_count == 0
-        assert text(screen, "#total") == "No uploads yet: nothing has left this device."
+        assert text(screen, "#total") == "No uploads yet: nothing derived from your data has left this device."
         await pilot.press("o", "y")
         await settle(pilot)
         assert consent.is_enabled(agent.store)
         assert "no coordinator is pinned" in [n.message for n in app._notifications][-1]
+
+
+async def test_the_screen_says_why_no_round_can_form(agent, tmp_path):
+    from agent.core.sync.client import BLOCKED_STATE
+
+    pin(agent, tmp_path)
+    agent.set_sync(True, "tui")
+    # As the client records it when the coordinator announces its budget is spent: asking again cannot help,
+    # so the scheduler starts nothing (and opens no connection) until the person joins again.
+    message = "the coordinator's privacy budget is spent (epsilon 9.97 of 10): it starts no more rounds"
+    agent.store.set_state(BLOCKED_STATE, {"coordinator_key": SIGNING_KEY.hex(), "code": "budget_exhausted",
+                                          "message": message, "retry": False, "at": AT})
+    app = OwnrecApp(agent)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_privacy(pilot)
+        assert text(screen, "#scheduler").endswith(f"\nNo rounds until you join again: {message}")
+        assert app.sync_scheduler.tick() == f"no rounds: {message}" and not app.sync_scheduler.round_running
 
 
 async def test_onboarding_can_join_the_federation(encoder):

@@ -132,7 +132,8 @@ async def test_with_sync_on_the_app_connects_to_the_coordinator_and_off_cancels(
         agent = agent_from_template(demo_database, encoder)
         agent.finish_onboarding(description="dark science fiction")
         agent.config.set("sync.idle_seconds", IDLE_SECONDS)
-        agent.join_sync(server.state_dir / "coordinator-pin.json")
+        agent.config.set("sync.min_cohort", 3)  # the coordinator's cohorts are of three
+        agent.join_sync(server.state_dir / "coordinator-pin.json", server.token)
         agent.set_sync(True, "cli")
         coordinator = (urlparse(server.pin.url).hostname, urlparse(server.pin.url).port)
         attempts = record_connections(monkeypatch)  # from here: the harness's own start-up probe is not counted

@@ -28,13 +28,15 @@ from test_sync_round import (db_url, expected_contributions, query, released,  #
 class Manual:
     """One client, stage by stage, with the same primitives the product client uses."""
 
-    def __init__(self, pin: CoordinatorPin) -> None:
+    def __init__(self, server) -> None:
         self.key = Ed25519PrivateKey.generate()
-        self.link = CoordinatorLink(pin, self.key)
+        self.link = CoordinatorLink(server.pin, self.key)
+        self.token = server.token
         self.channel, self.mask, self.seed = generate_keypair(), generate_keypair(), masking.new_self_mask_seed()
 
     def check_in(self, base_version: int) -> None:
-        body = json.dumps({"device_public": public_bytes(self.key).hex(), "base_version": base_version}).encode()
+        body = json.dumps({"device_public": public_bytes(self.key).hex(), "base_version": base_version,
+                           "enrolment_token": self.token}).encode()
         joined = self.link.request("POST", "/v1/checkin", body).json()
         self.round_id, self.index = joined["round_id"], joined["index"]
         self.round = bytes.fromhex(self.round_id)
@@ -99,7 +101,7 @@ def unauthenticated_variants(key: Ed25519PrivateKey, path: str) -> list[tuple[di
 
 def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # noqa: F811
     with server_for(tmp_path, db_url, min_cohort=3, max_cohort=3) as server:
-        clients = [Manual(server.pin) for _ in range(3)]
+        clients = [Manual(server) for _ in range(3)]
         base = clients[0].link.latest_release()
         for client in clients:
             client.check_in(base.version)
@@ -111,7 +113,7 @@ def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # no
         # A client in two cohorts, and a stale or unknown round id.
         refused(lambda: first.check_in(base.version), 409, "already_in_cohort")
         # A device arriving while the round runs, and check-ins that are not what the coordinator expects.
-        late = Manual(server.pin)
+        late = Manual(server)
         refused(lambda: late.check_in(base.version), 409, "round_in_progress")
         for body in (b"not json", b'{"device_public": "00", "base_version": 1}',
                      json.dumps({"device_public": public_bytes(late.key).hex(), "base_version": "1"}).encode(),
@@ -137,7 +139,7 @@ def test_attacks_are_refused_and_leave_the_round_intact(tmp_path, db_url):  # no
         tampered = first.link.http.post(path, content=advertise[:-1] + bytes([advertise[-1] ^ 1]), headers=headers)
         assert tampered.status_code == 401 and tampered.json()["error"] == "bad_signature"
         # A request from a device that never checked in.
-        stranger = Manual(server.pin)
+        stranger = Manual(server)
         stranger.round_id = first.round_id
         refused(lambda: stranger.status(), 401, "unknown_device")
         # Authentication headers that are missing, of the old four-header form, stale, non-canonical, or
@@ -288,7 +290,7 @@ def test_a_client_refuses_a_badly_signed_or_stale_release(tmp_path):
 def test_no_round_starts_beyond_the_privacy_budget(tmp_path):
     # One round at z = 1 costs epsilon 4.38 at delta 1e-5: a budget of 3 allows none.
     with server_for(tmp_path, None, min_cohort=3, max_cohort=3, epsilon_budget=3.0) as server:
-        client = Manual(server.pin)
+        client = Manual(server)
         refused(lambda: client.check_in(1), 403, "budget_exhausted", "budget of 3.0")
         assert query(server, "select count(*) from rounds") == [(0,)]
         assert query(server, "select version from releases") == [(1,)]
@@ -316,7 +318,7 @@ def test_a_tampered_envelope_is_refused_by_its_receiver_and_the_round_still_rele
     tamperer = clients[4]
     TamperingLink.victims = []
     with server_for(tmp_path, None, stage_timeout=30.0) as server:
-        run_clients(server.pin, clients, link_class=lambda c: TamperingLink if c is tamperer else CoordinatorLink)
+        run_clients(server, clients, link_class=lambda c: TamperingLink if c is tamperer else CoordinatorLink)
         assert [repr(c.error) for c in clients if c.error] == []
         (victim_index,) = TamperingLink.victims
         by_index = {c.outcome.index: c for c in clients}

@@ -45,14 +45,15 @@ def server(tmp_path):
 
 # A federation with so little noise (multiplier 0.02: next to no privacy) that a cohort of three releases an
 # average whose noise is below its signal bound, with the coordinator's default rule on: a device with too
-# few likes to judge a release by adopts such a one (agent.core.sync.adoption). The clients' policy allows it.
-QUIET = replace(POLICY, min_noise_multiplier=0.02)
+# few likes to judge a release by adopts such a one (agent.core.sync.adoption). The clients' policy allows it,
+# without the privacy floor that would add noise of their own (and that the coordinator would count).
+QUIET = replace(POLICY, min_noise_multiplier=0.02, max_round_epsilon=None)
 
 
 @pytest.fixture
 def quiet_server(tmp_path):
     server = start_server(tmp_path, min_cohort=3, max_cohort=3, checkin_window=120.0, stage_timeout=60.0,
-                          noise_multiplier=0.02, epsilon_budget=1e6, withhold_noisy=True)
+                          noise_multiplier=0.02, epsilon_budget=1e6, withhold_noisy=True, max_round_epsilon=0)
     yield server
     server.stop()
 
@@ -105,7 +106,7 @@ def test_the_scheduler_waits_for_consent_a_pin_idleness_and_the_interval(agent, 
     assert scheduler.tick() == "sync is off: no connection is opened"
     agent.set_sync(True, "cli")
     assert scheduler.tick() == "no coordinator pinned: `ownrec sync join PATH`"
-    agent.join_sync(server.state_dir / "coordinator-pin.json")
+    agent.join_sync(server.state_dir / "coordinator-pin.json", server.token)
     scheduler.touch()
     assert scheduler.tick() == "waiting until the app is idle for 1 s"
     agent.store.set_state(LAST_START_STATE, time.time() - 30 * 60)  # a round started half an hour ago
@@ -121,7 +122,7 @@ def test_the_scheduler_waits_for_consent_a_pin_idleness_and_the_interval(agent, 
 def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(agent, quiet_server):
     server = quiet_server
     agent.set_sync(True, "cli")
-    agent.join_sync(server.state_dir / "coordinator-pin.json")
+    agent.join_sync(server.state_dir / "coordinator-pin.json", server.token)
     personal = agent.personal_adapter()
     before_scorer = agent.scorer()
     before = before_scorer.scores(personal)
@@ -131,7 +132,7 @@ def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(ag
     assert scheduler.tick() == "round starting"
     assert scheduler.tick().startswith("round running")  # one at a time
     others = make_clients(2, make_catalog())
-    run_clients(server.pin, others, QUIET)  # two simulated people make the cohort of three
+    run_clients(server, others, QUIET)  # two simulated people make the cohort of three
     report = scheduler.wait_for_round(120)
     assert [c.error for c in others] == [None, None]
     assert report.state == "released" and report.released_version == 2, report
@@ -162,7 +163,7 @@ def test_a_round_from_the_scheduler_loads_the_release_and_rebuilds_the_scorer(ag
 
 def test_turning_sync_off_cancels_the_round_in_flight(agent, server):
     agent.set_sync(True, "tui")
-    agent.join_sync(server.state_dir / "coordinator-pin.json")
+    agent.join_sync(server.state_dir / "coordinator-pin.json", server.token)
     scheduler = idle_scheduler(agent)
     scheduler.tick_seconds = 0.2
     scheduler.start()  # ticking on its own, as in the app
@@ -185,10 +186,10 @@ def test_turning_sync_off_cancels_the_round_in_flight(agent, server):
 def test_a_tampered_stored_release_is_refused_and_logged(agent, quiet_server):
     server = quiet_server
     agent.set_sync(True, "cli")
-    agent.join_sync(server.state_dir / "coordinator-pin.json")
+    agent.join_sync(server.state_dir / "coordinator-pin.json", server.token)
     scheduler = idle_scheduler(agent, QUIET)
     scheduler.tick()
-    run_clients(server.pin, make_clients(2, make_catalog()), QUIET)
+    run_clients(server, make_clients(2, make_catalog()), QUIET)
     assert scheduler.wait_for_round(120).state == "released"
     assert agent.global_adapter().B.any()  # version 2 was adopted
     key = server.pin.signing_public_key.hex()
@@ -207,7 +208,7 @@ def test_a_tampered_stored_release_is_refused_and_logged(agent, quiet_server):
 
 
 def test_without_consent_a_stored_release_is_not_used(agent, server):
-    agent.join_sync(server.state_dir / "coordinator-pin.json")  # pinned, never turned on
+    agent.join_sync(server.state_dir / "coordinator-pin.json", server.token)  # pinned, never turned on
     agent.store.db.execute("insert into sync_releases (coordinator_key, version, received_at, body) values "
                            "(?, 1, 0, ?)", [server.pin.signing_public_key.hex(), b"whatever"])
     assert not agent.global_adapter().B.any()
@@ -239,10 +240,10 @@ def test_sync_commands(agent, server):
 
 def test_sync_log_prints_the_ledger(agent, server):
     agent.set_sync(True, "cli")
-    agent.join_sync(server.state_dir / "coordinator-pin.json")
+    agent.join_sync(server.state_dir / "coordinator-pin.json", server.token)
     scheduler = idle_scheduler(agent)
     scheduler.tick()
-    others = threading.Thread(target=run_clients, args=(server.pin, make_clients(2, make_catalog())))
+    others = threading.Thread(target=run_clients, args=(server, make_clients(2, make_catalog())))
     others.start()
     assert scheduler.wait_for_round(120).state == "released"
     others.join(60)
@@ -255,7 +256,7 @@ def test_sync_log_prints_the_ledger(agent, server):
     assert upload["epsilon_client"] == pytest.approx(row["epsilon_client"])
     # The release of a cohort of three carries far more noise than signal, and three likes are too few to
     # judge it by: it is kept out, and the log says why with its figures.
-    (decision,) = shown["events"]
+    (decision,) = [e for e in shown["events"] if e["kind"] == "adoption"]
     assert decision["kind"] == "adoption" and decision["state"] == "kept"
     noise = decision["figures"]["noise"]
     assert noise["noise_norm"] > 10 * noise["signal_bound"] and noise["summands"] == 3

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from agent.core.sync.client import RoundAborted, RoundCancelled
+from agent.federation.accounting import device_noise, gaussian_epsilon
 from agent.federation.clipping import DistributedNoise, clip_to_norm
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.core.sync.parameters import train_global_delta
@@ -66,10 +67,12 @@ def query(server, sql: str) -> list[tuple]:
                 for row in connection.execute(sql).fetchall()]
 
 
-def expected_contributions(clients, base_vector, layout, cohort_size: int, clip_norm=1.0, noise_multiplier=1.0):
-    """Each client's clipped and noised delta, recomputed here from its data and its seeded generator."""
+def expected_contributions(clients, base_vector, layout, cohort_size: int, clip_norm=1.0, noise_multiplier=1.0,
+                           max_round_epsilon=10.0):
+    """Each client's clipped and noised delta, recomputed here from its data and its seeded generator: its
+    distributed share raised to the privacy floor that the coordinator and the clients share by default."""
     plan = plan_neighbourhood(cohort_size)
-    noise = DistributedNoise(clip_norm, noise_multiplier, plan.min_survivors)
+    noise = device_noise(DistributedNoise(clip_norm, noise_multiplier, plan.min_survivors), max_round_epsilon, 1e-5)
     vectors = {}
     for client in clients:
         delta = train_global_delta(layout, base_vector, client.data.personal, client.data.catalog,
@@ -90,7 +93,7 @@ def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
     # `ownrec coordinator serve --server-learning-rate 0.5 --item-learning-rate 4`: B_g moves half the cohort
     # average, the item rows twice it.
     with server_for(tmp_path, db_url, server_learning_rate=0.5, item_learning_rate=4) as server:
-        run_clients(server.pin, clients)
+        run_clients(server, clients)
         errors = [repr(c.error) for c in clients if c.error]
         assert not errors, errors
         assert {c.outcome.state for c in clients} == {"released"}
@@ -116,7 +119,12 @@ def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
             (row,) = client.ledger
             assert row["state"] == "released" and row["release_version"] == 2
             assert row["clip_norm"] == 1.0 and row["noise_multiplier"] == 1.0
-            assert row["noise_std"] == pytest.approx(1.0 / np.sqrt(plan_neighbourhood(20).min_survivors))
+            # The distributed share (1/sqrt(14) per number) is below this device's floor: at epsilon 10 for the
+            # round with no other noise in the sum, it adds about 0.5.
+            assert 1.0 / np.sqrt(plan_neighbourhood(20).min_survivors) < 0.49 < row["noise_std"] < 0.51
+            assert row["epsilon_round_worst"] == pytest.approx(gaussian_epsilon(row["noise_std"], 1e-5))
+            assert 9.99 < row["epsilon_round_worst"] <= 10.0
+            assert row["epsilon_round_honest"] == pytest.approx(gaussian_epsilon(1.0, 1e-5))  # 4.38
             assert row["pre_clip_norm"] == pytest.approx(np.linalg.norm(train_global_delta(
                 base.layout, base.vector, client.data.personal, catalog, client.data.labels, TRAINING)))
             assert row["epsilon_client"] == pytest.approx(row["epsilon_server"]) and 4 < row["epsilon_server"] < 6
@@ -128,7 +136,12 @@ def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
             if server.db_url.startswith("sqlite") else {name for (name,) in query(
                 server, "select tablename from pg_tables where schemaname = 'public'")}
         assert tables == {"coordinator_lock", "coordinator_settings", "devices", "request_nonces", "rounds",
-                          "participants", "envelopes", "masked_inputs", "revealed_shares", "releases"}
+                          "participants", "envelopes", "masked_inputs", "revealed_shares", "releases",
+                          "enrolment_tokens", "device_enrolments", "rate_limits"}
+        # Enrolment codes are kept only as hashes: nothing in the database is the code itself.
+        ((stored_hash, devices),) = query(server, "select token_hash, devices from enrolment_tokens")
+        assert devices == 20 and server.token.replace("-", "") not in stored_hash.upper()
+        assert all(server.token not in str(row) for row in query(server, "select * from enrolment_tokens"))
         masked = [np.frombuffer(bytes(v), "<u4") for (v,) in query(server, "select vector from masked_inputs")]
         assert len(masked) == 20
         limit = quantization.per_client_limit
@@ -158,7 +171,7 @@ def test_a_round_survives_30_percent_dropouts(tmp_path, db_url, dropouts):
     drops = DROPOUTS[dropouts]
     clients = make_clients(20, catalog, drops)
     with server_for(tmp_path, db_url, stage_timeout=6.0) as server:
-        run_clients(server.pin, clients)
+        run_clients(server, clients)
         for client in clients:
             if client.drop_after:
                 assert isinstance(client.error, RoundCancelled)
@@ -178,7 +191,7 @@ def test_below_the_threshold_the_round_aborts_and_nothing_changes(tmp_path, db_u
     catalog = make_catalog()
     clients = make_clients(20, catalog, {i: "share-keys" for i in range(7)})  # 13 left, 14 needed
     with server_for(tmp_path, db_url, stage_timeout=4.0) as server:
-        run_clients(server.pin, clients)
+        run_clients(server, clients)
         for client in clients[7:]:
             assert isinstance(client.error, RoundAborted), repr(client.error)
             assert "fewer than the 14" in str(client.error)
@@ -202,7 +215,7 @@ def test_two_workers_share_one_postgresql(tmp_path):
         url = urlunparse(urlparse(POSTGRES_URL)._replace(path=f"/{name}"))
         clients = make_clients(20, make_catalog())
         with server_for(tmp_path, url, workers=2) as server:  # requests land on either worker
-            run_clients(server.pin, clients)
+            run_clients(server, clients)
             assert [c.error for c in clients] == [None] * 20
             assert query(server, "select version from releases order by version") == [(1,), (2,)]
             assert query(server, "select summands from rounds") == [(20,)]

@@ -115,12 +115,22 @@ class SyncPart:
 
         return consent.set_enabled(self.store, on, origin)
 
-    def join_sync(self, pin_file: Path) -> "CoordinatorPin":
+    def join_sync(self, pin_file: Path, token: str | None = None) -> "CoordinatorPin":
         """Pin the coordinator `pin_file` describes (checked, then copied into the data folder, replacing
-        any earlier pin); SyncSetupError when it cannot be used. Joining alone sends nothing."""
+        any earlier pin), with the enrolment code `token` from its operator; SyncSetupError when either cannot
+        be used. Joining alone sends nothing; it clears what stopped rounds with the earlier pin."""
         from agent.core.sync import consent
 
-        return consent.join(self.home, pin_file)
+        pin = consent.join(self.home, pin_file, token)
+        consent.clear_blocked(self.store)
+        return pin
+
+    def sync_policy(self) -> "ClientPolicy":
+        """This device's rules for taking part in a round, from the sync.* settings."""
+        from agent.core.sync.client import ClientPolicy
+
+        return ClientPolicy(min_cohort=int(self.config.get("sync.min_cohort")),
+                            max_round_epsilon=float(self.config.get("sync.max_round_epsilon")))
 
     def sync_pin(self) -> "CoordinatorPin | None":
         """The pinned coordinator, or None (SyncSetupError when the pin file is damaged)."""
@@ -160,7 +170,8 @@ class SyncPart:
         return SyncScheduler(self.store, self.home, self._sync_training_data,
                              idle_seconds=float(self.config.get("sync.idle_seconds")),
                              interval_minutes=float(self.config.get("sync.interval_minutes")),
-                             check_releases=self.check_new_release, policy=policy, tick_seconds=tick_seconds,
+                             check_releases=self.check_new_release, policy=policy or self.sync_policy(),
+                             tick_seconds=tick_seconds,
                              on_round_end=on_round_end)
 
     def _sync_training_data(self) -> "LocalTrainingData":

@@ -197,6 +197,15 @@ def m006_message_state(db: sqlite_utils.Database) -> None:
     db["messages"].add_column("state", str, not_null_default="complete")
 
 
+@migration
+def m007_sync_round_epsilon(db: sqlite_utils.Database) -> None:
+    # Each upload's epsilon for its round alone: with every other member of the cohort honest (the distributed
+    # noise z*C the accounting counts), and in the worst case, this device's own noise the only noise in the
+    # sum (its privacy floor, agent.federation.accounting.device_noise). Earlier rows have neither.
+    for column in ("epsilon_round_honest", "epsilon_round_worst"):
+        db["sync_ledger"].add_column(column, float)
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied. Each runs in its own
     transaction together with its record, so a crash leaves the schema at a known version."""

@@ -436,7 +436,8 @@ class Store:
     def sync_ledger(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The uploads, newest first (every coordinator), as the person is shown them."""
         sql = ("select at, round_id, state, bytes_sent, parameters, pre_clip_norm, clip_norm, noise_multiplier, "
-               "noise_std, cohort_size, epsilon_server, epsilon_client, release_version, coordinator_key "
+               "noise_std, cohort_size, epsilon_server, epsilon_client, release_version, coordinator_key, "
+               "epsilon_round_honest, epsilon_round_worst "
                "from sync_ledger order by at desc, id desc")
         return list(self.db.query(sql + (f" limit {int(limit)}" if limit else "")))
 

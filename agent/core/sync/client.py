@@ -11,6 +11,14 @@ threshold and neighbourhood are what `plan_neighbourhood` gives for that cohort,
 only `min_survivors` contributors, and that the quantization plan is the finest no-wrap plan for the
 cohort. A coordinator that asks for less privacy is refused before any update is computed.
 
+Before that, the client reads what the coordinator announces (`/v1/info`): a coordinator whose cohorts are all
+smaller than this device's minimum, or whose privacy budget is spent, is named as the reason no round can
+include it (`RoundCannotForm`), before any training or check-in. The first check-in carries the enrolment code
+the operator gave the person (the coordinator admits only enrolled devices). The device's privacy floor
+(`ClientPolicy.max_round_epsilon`, `floor_noise`): it adds at least the noise that keeps its epsilon for the
+round within that bound even if every other member were fake, and refuses a round whose quantization has no
+room for it. Every request a run sent is logged by kind (`SENT_EVENT`), what `ownrec sync log` lists.
+
 Every upload is written to the local ledger (`sync_ledger`, migration m004): round, bytes sent, the
 pre-clip norm, C, the noise, and epsilon both as the coordinator reports it and as this client computes
 it over the rounds it took part in. An upload counts as spent unless its round was aborted by the
@@ -43,7 +51,7 @@ from agent.federation.clipping import DistributedNoise
 from agent.federation.errors import PolicyViolation, SyncError
 from agent.federation.neighbourhood import NeighbourhoodPlan, ThreatModel, plan_neighbourhood
 from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delta
-from agent.federation.quantize import QuantizationPlan
+from agent.federation.quantize import TAIL_SIGMAS, QuantizationPlan
 from agent.federation.stages import ClientRound
 from agent.federation.signing import Release, public_bytes, sign_request, verify_release
 
@@ -90,6 +98,34 @@ class RoundCancelled(SyncError):
     """The caller cancelled the round (sync turned off, app closing)."""
 
 
+class RoundCannotForm(SyncError):
+    """No round can include this device, for a reason it can name before anything derived from the person's
+    data is uploaded: `code` is the coordinator's refusal (not_enrolled, budget_exhausted, rate_limited, ...)
+    or this device's own (cohort_too_small, not_formed, declined). `retry`: whether trying again later can
+    help without the person or the operator doing something (a new enrolment code, a new budget)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry = code not in STOPPING_CODES
+
+
+# Refusals that asking again cannot change: the scheduler stops starting rounds with this coordinator until
+# the person joins again (`ownrec sync join`), and says why.
+STOPPING_CODES = frozenset({"not_enrolled", "bad_enrolment_token", "enrolment_revoked", "budget_exhausted"})
+# What each kind of request carries, in the words `ownrec sync log` shows.
+SENT_WORDS = {
+    "release": "fetch the latest release (public)", "info": "read the coordinator's announced settings (public)",
+    "checkin": "check in (this device's public key and the release version it trained on)",
+    "status": "ask how the round stands", "advertise-keys": "this round's two public keys",
+    "neighbour-keys": "fetch the neighbours' public keys", "share-keys": "key shares sealed for each neighbour",
+    "envelopes": "fetch the sealed shares for this device", "masked-input": "the clipped, noised, masked update",
+    "survivors": "fetch who completed the round", "unmasking": "one key share per neighbour"}
+ENROLMENT_FILE = "enrolment-token"  # in the data folder's sync/, beside the device key
+BLOCKED_STATE = "sync_blocked"  # the store's state: why rounds with the pinned coordinator cannot form
+SENT_EVENT = "sync_sent"  # one event per contact: everything this device sent, request by request kind
+
+
 @dataclass(frozen=True)
 class CoordinatorPin:
     """What the person pinned when joining: where the coordinator is, its TLS certificate (the only one
@@ -113,7 +149,10 @@ class CoordinatorPin:
 @dataclass(frozen=True)
 class ClientPolicy:
     min_noise_multiplier: float = 0.5
-    min_cohort: int = 10
+    min_cohort: int = 10  # the app's setting sync.min_cohort
+    # The privacy floor (the app's sync.max_round_epsilon): this device adds enough noise of its own that a
+    # round costs it at most this epsilon even if every other member of its cohort were fake. None: no floor.
+    max_round_epsilon: float | None = 10.0
     max_clip_norm: float = 10.0
     max_dropout_fraction: float = 0.3   # must match the coordinator's: the client recomputes the plan
     max_corrupt_fraction: float = 0.05
@@ -142,6 +181,8 @@ class RoundOutcome:
     released_version: int | None = None
     epsilon_server: float | None = None
     epsilon_client: float | None = None
+    epsilon_round_honest: float | None = None  # this round alone, every other member honest (the accounting)
+    epsilon_round_worst: float | None = None   # this round alone, this device's own noise the only noise
     refused_envelopes: list[int] = field(default_factory=list)
     release: Release | None = None
 
@@ -231,12 +272,34 @@ def check_round_config(config: dict[str, Any], policy: ClientPolicy, release: Re
                               f"is not the one this client computes (degree {plan.degree}, threshold {plan.threshold})")
     if int(config["min_contributors"]) != plan.min_survivors:
         raise PolicyViolation("the noise must be split over exactly the minimum number of survivors")
+    from agent.federation.accounting import device_noise  # dp-accounting takes ~1.5 s to import: only for rounds
+
     noise = DistributedNoise(float(config["clip_norm"]), float(config["noise_multiplier"]), plan.min_survivors)
-    quantization = QuantizationPlan.for_cohort(noise, n)
+    room = config.get("max_round_epsilon")  # the device floor the coordinator made room for
+    quantization = QuantizationPlan.for_cohort(
+        device_noise(noise, None if room is None else float(room), float(config["target_delta"])), n)
     if (quantization.clamp_bound, quantization.scale, quantization.max_summands) != (
             float(config["clamp_bound"]), float(config["scale"]), int(config["max_summands"])):
         raise PolicyViolation("the round's quantization plan is not the no-wrap plan for its cohort")
     return plan, noise, quantization
+
+
+def floor_noise(noise: DistributedNoise, quantization: QuantizationPlan, policy: ClientPolicy,
+                target_delta: float) -> DistributedNoise:
+    """The noise this device adds in a round: its distributed share, raised to its privacy floor
+    (`accounting.device_noise`); PolicyViolation if the round's quantization has no room for it (its clamp
+    would cut this device's noise more often than the plan's bound allows)."""
+    from agent.federation.accounting import device_noise, gaussian_epsilon
+
+    own = device_noise(noise, policy.max_round_epsilon, target_delta)
+    room = (quantization.clamp_bound - noise.clip_norm) / TAIL_SIGMAS  # the per-device std the plan provides for
+    if own.std_per_client > room * (1.0 + 1e-9):  # only with a floor: the room is at least the share
+        raise PolicyViolation(
+            f"keeping this round within epsilon {policy.max_round_epsilon:g} for this device even if every other "
+            f"member were fake (sync.max_round_epsilon) needs noise of std {own.std_per_client:.4g} per number; the "
+            f"coordinator made room for {room:.4g} (a floor of epsilon "
+            f"{gaussian_epsilon(room / noise.clip_norm, target_delta):.3g} per round)")
+    return own
 
 
 class RoundRunner:
@@ -244,7 +307,8 @@ class RoundRunner:
 
     def __init__(self, link: CoordinatorLink, store: "Store", policy: ClientPolicy,
                  cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None,
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, enrolment_token: str | None = None,
+                 on_enrolled: Callable[[], None] | None = None) -> None:
         self.link = link
         self.store = store  # the ledger of uploads and the releases kept (migration m004)
         self.policy = policy
@@ -252,6 +316,9 @@ class RoundRunner:
         self.progress = progress or (lambda stage: None)
         self.rng = rng  # None: noise and rounding from the OS CSPRNG (tests pass a seeded generator)
         self.coordinator_key = link.pin.signing_public_key.hex()
+        self.enrolment_token = enrolment_token  # sent with the check-in until the coordinator has enrolled this key
+        self.on_enrolled = on_enrolled or (lambda: None)  # the check-in with the token was accepted
+        self._token_sent = False
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -269,9 +336,14 @@ class RoundRunner:
         return self.link.request("GET", f"/v1/rounds/{round_id}/{what}").json()
 
     def _wait_for(self, round_id: str, since: str, wanted: str, started: float) -> dict[str, Any]:
+        status: dict[str, Any] = {}
         while True:
             self._check_cancel()
             if time.monotonic() - started > self.policy.round_timeout:
+                if since == "forming" and "checked_in" in status:
+                    raise RoundCannotForm("not_formed", f"no cohort formed within {self.policy.round_timeout:.0f} s: "
+                                          f"{status['checked_in']} device(s) had checked in, and the coordinator "
+                                          f"forms a cohort from {status['min_cohort']}")
                 raise RoundAborted(f"round {round_id} took longer than {self.policy.round_timeout:.0f} s")
             status = self.link.request("GET", f"/v1/rounds/{round_id}/status",
                                        params={"since": since, "wait": POLL_SECONDS}).json()
@@ -297,6 +369,30 @@ class RoundRunner:
         return privacy_spent(spent + [noise_multiplier], target_delta).epsilon
 
     def run(self, data: LocalTrainingData) -> RoundOutcome:
+        """One round; every request it sent is logged (`SENT_EVENT`) however it ends."""
+        before = {kind: list(tally) for kind, tally in self.link.sent_by_kind.items()}
+        try:
+            return self._run(data)
+        except RoundCannotForm as error:
+            self.store.set_state(BLOCKED_STATE, {"coordinator_key": self.coordinator_key, "code": error.code,
+                                                 "message": str(error), "retry": error.retry, "at": time.time()})
+            raise
+        finally:
+            self._log_sent(before)
+
+    def _check_info(self, info: dict[str, Any]) -> None:
+        """What the coordinator announces, against this device's policy, before anything else is sent."""
+        if info.get("budget_exhausted"):
+            raise RoundCannotForm("budget_exhausted", f"the coordinator's privacy budget is spent (epsilon "
+                                  f"{info['epsilon']:.2f} of {info['epsilon_budget']:g}): it starts no more rounds, "
+                                  "so this device stops asking")
+        largest = info.get("max_cohort")
+        if largest is not None and int(largest) < self.policy.min_cohort:
+            raise RoundCannotForm("cohort_too_small", f"the coordinator forms cohorts of {info['min_cohort']} to "
+                                  f"{largest} devices, and this device takes part only in cohorts of at least "
+                                  f"{self.policy.min_cohort} (the setting sync.min_cohort): no round can include it")
+
+    def _run(self, data: LocalTrainingData) -> RoundOutcome:
         started = time.monotonic()
         self._check_cancel()
         base = self.link.latest_release()
@@ -305,12 +401,26 @@ class RoundRunner:
             raise PolicyViolation(f"the coordinator offers version {base.version}, older than the {known} already "
                                   f"loaded: refusing a rollback")
         self._store_release(base)
+        self._check_info(self.link.request("GET", "/v1/info", signed=False).json())
         delta = train_global_delta(base.layout, base.vector, data.personal, data.catalog, data.labels,
                                    self.policy.training)
         self._check_cancel()
-        checkin = json.dumps({"device_public": public_bytes(self.link.device_key).hex(),
-                              "base_version": base.version}).encode()
-        joined = self.link.request("POST", "/v1/checkin", checkin).json()
+        request = {"device_public": public_bytes(self.link.device_key).hex(), "base_version": base.version}
+        if self.enrolment_token:
+            request["enrolment_token"] = self.enrolment_token
+            self._token_sent = True
+        try:
+            joined = self.link.request("POST", "/v1/checkin", json.dumps(request).encode()).json()
+        except CoordinatorRefused as refusal:
+            if refusal.code in STOPPING_CODES | {"rate_limited", "round_in_progress"}:
+                raise RoundCannotForm(refusal.code, f"the coordinator refused this device's check-in: "
+                                      f"{str(refusal).split(': ', 1)[-1]}") from None
+            raise
+        if self.enrolment_token:
+            self.enrolment_token = None
+            self.on_enrolled()
+        if (self.store.get_state(BLOCKED_STATE) or {}).get("coordinator_key") == self.coordinator_key:
+            self.store.set_state(BLOCKED_STATE, None)
         round_id, index = joined["round_id"], int(joined["index"])
         self.progress("checked-in")
         outcome = RoundOutcome(round_id=round_id, index=index, state="running", bytes_sent=0, upload_bytes=0,
@@ -319,12 +429,25 @@ class RoundRunner:
         try:
             status = self._wait_for(round_id, "forming", "advertise", started)
             config = status["config"]
-            plan, noise, quantization = check_round_config(config, self.policy, base)
-            epsilon_client = self.client_epsilon(noise.noise_multiplier, float(config["target_delta"]))
+            target_delta = float(config["target_delta"])
+            try:
+                plan, noise, quantization = check_round_config(config, self.policy, base)
+                own = floor_noise(noise, quantization, self.policy, target_delta)
+            except PolicyViolation as violation:
+                raise RoundCannotForm("declined", f"this device declined round {round_id[:8]}: {violation}") from None
+            epsilon_client = self.client_epsilon(noise.noise_multiplier, target_delta)
             if self.policy.epsilon_budget is not None and epsilon_client > self.policy.epsilon_budget:
-                raise PolicyViolation(f"this round would take this client's epsilon to {epsilon_client:.2f}, above "
-                                      f"its budget of {self.policy.epsilon_budget}")
-            stages = ClientRound(round_id, index, bytes.fromhex(config["graph_seed"]), plan, noise, quantization,
+                raise RoundCannotForm("declined", f"this device declined round {round_id[:8]}: it would take this "
+                                      f"device's epsilon to {epsilon_client:.2f}, above its budget of "
+                                      f"{self.policy.epsilon_budget}")
+            from agent.federation.accounting import gaussian_epsilon, worst_case_round_epsilon
+
+            # This round alone: with every other member honest, the noise is at least the accounting's z*C;
+            # with every other member fake, it is this device's own noise.
+            outcome.epsilon_round_honest = (gaussian_epsilon(noise.noise_multiplier, target_delta)
+                                            if noise.noise_multiplier > 0 else float("inf"))
+            outcome.epsilon_round_worst = worst_case_round_epsilon(own, target_delta)
+            stages = ClientRound(round_id, index, bytes.fromhex(config["graph_seed"]), plan, own, quantization,
                                  self.rng)
 
             # Stage 1: advertise this round's public keys.
@@ -341,7 +464,8 @@ class RoundRunner:
             outcome.pre_clip_norm, outcome.refused_envelopes = stages.pre_clip_norm, stages.refused_envelopes
             outcome.upload_bytes += self._upload(round_id, "masked-input", masked)
             outcome.bytes_sent = self.link.bytes_sent
-            ledger_id = self._record_upload(round_id, config, noise, stages.pre_clip_norm, outcome, epsilon_client)
+            ledger_id = self._record_upload(round_id, config, noise, own, stages.pre_clip_norm, outcome,
+                                            epsilon_client)
             outcome.epsilon_server, outcome.epsilon_client = float(config["epsilon_after"]), epsilon_client
             self._wait_for(round_id, "masked", "unmask", started)
 
@@ -379,15 +503,35 @@ class RoundRunner:
                     "release_version": outcome.released_version, "epsilon_server": outcome.epsilon_server})
         return outcome
 
-    def _record_upload(self, round_id: str, config: dict[str, Any], noise: DistributedNoise, pre_clip_norm: float,
-                       outcome: RoundOutcome, epsilon_client: float) -> int:
+    def _record_upload(self, round_id: str, config: dict[str, Any], noise: DistributedNoise, own: DistributedNoise,
+                       pre_clip_norm: float, outcome: RoundOutcome, epsilon_client: float) -> int:
+        """The ledger row: `noise` is the round's distributed noise (what the accounting counts), `own` what this
+        device added (its share, or more under its privacy floor)."""
         return self.store.record_upload({
             "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "uploaded",
             "bytes_sent": outcome.bytes_sent, "parameters": int(config["parameters"]),
             "pre_clip_norm": pre_clip_norm, "clip_norm": noise.clip_norm, "noise_multiplier": noise.noise_multiplier,
-            "noise_std": noise.std_per_client, "cohort_size": int(config["cohort_size"]),
+            "noise_std": own.std_per_client, "cohort_size": int(config["cohort_size"]),
             "target_delta": float(config["target_delta"]), "epsilon_server": float(config["epsilon_after"]),
-            "delta_server": float(config["delta_after"]), "epsilon_client": epsilon_client})
+            "delta_server": float(config["delta_after"]), "epsilon_client": epsilon_client,
+            "epsilon_round_honest": outcome.epsilon_round_honest, "epsilon_round_worst": outcome.epsilon_round_worst})
+
+    def _log_sent(self, before: dict[str, list[int]]) -> None:
+        """One event with every request this run sent, by kind: what `ownrec sync log` shows as sent."""
+        sent = {kind: [tally[0] - before.get(kind, [0, 0])[0], tally[1] - before.get(kind, [0, 0])[1]]
+                for kind, tally in self.link.sent_by_kind.items()}
+        sent = {kind: tally for kind, tally in sent.items() if tally[0]}
+        if not sent:
+            return
+        requests, size = sum(t[0] for t in sent.values()), sum(t[1] for t in sent.values())
+        parts = [f"{SENT_WORDS.get(kind, kind)} ×{tally[0]}" for kind, tally in sent.items()]
+        if self._token_sent:
+            parts.append("the enrolment code, with the first check-in, to register this device's key")
+        self.store.log_event(SENT_EVENT, {
+            "coordinator_key": self.coordinator_key, "requests": requests, "bytes": size, "by_kind": sent,
+            "enrolment_token_sent": self._token_sent,
+            "message": f"sent {requests} request{'s' if requests != 1 else ''} ({size:,} bytes) to the coordinator: "
+                       + "; ".join(parts)})
 
     def _store_release(self, release: Release) -> None:
         self.store.store_release(self.coordinator_key, release.version, release.raw)
@@ -430,7 +574,12 @@ def run_round(store: "Store", pin: CoordinatorPin, data: LocalTrainingData, devi
     device key at `device_key` (made on the first round). Setting `cancel` stops the round at the next
     step (within POLL_SECONDS while waiting); the ledger records how far it got."""
     link = CoordinatorLink(pin, load_or_create_device_key(device_key))
+    # The enrolment code `ownrec sync join --token` kept beside the device key: sent until the coordinator has
+    # enrolled the key, then forgotten (it could enrol another device while its cap allows).
+    token_file = Path(device_key).parent / ENROLMENT_FILE
+    token = token_file.read_text(encoding="utf-8").strip() if token_file.exists() else None
     try:
-        return RoundRunner(link, store, policy or ClientPolicy(), cancel, progress).run(data)
+        return RoundRunner(link, store, policy or ClientPolicy(), cancel, progress, enrolment_token=token or None,
+                           on_enrolled=lambda: token_file.unlink(missing_ok=True)).run(data)
     finally:
         link.close()

@@ -8,6 +8,8 @@ Where things live (one place each):
                  `ownrec sync join PATH` from the pin file `ownrec coordinator serve` writes: URL,
                  release-signing key, TLS certificate.
     device key   `sync/device.key` beside it (created by the client on the first round).
+    enrolment    `sync/enrolment-token` beside it: the code from the federation's operator (`ownrec sync
+                 join PATH --token CODE`), sent with the first check-in and deleted once the key is enrolled.
 
 Nothing here opens a connection: a round needs consent *and* a pin, and only the scheduler
 (`agent.core.sync.scheduler`) starts one. Checking a pin file reads the certificate locally.
@@ -35,7 +37,7 @@ WHAT_LEAVES = ("With sync on, only clipped, noised and masked changes to the sha
                "encrypted, to the coordinator you pinned; never your ratings, items, traits or personal adapter.")
 THREAT_MODEL = "docs/threat-model.md"
 HOW_TO_JOIN = ("ask the federation's host for the coordinator-pin.json that `ownrec coordinator serve` writes "
-               "into its state directory, then run `ownrec sync join PATH`")
+               "into its state directory and an enrolment code, then run `ownrec sync join PATH --token CODE`")
 
 
 class SyncSetupError(SyncError):
@@ -84,11 +86,34 @@ def read_pin(path: Path) -> tuple[str, "CoordinatorPin"]:
     return text, check_pin_text(text, str(path))
 
 
-def join(home: "Home", path: Path) -> "CoordinatorPin":
-    """Check the pin file at `path` and keep a copy in the data folder `home` (replacing any earlier pin).
-    Consent is separate: joining alone sends nothing."""
+def enrolment_path(home: "Home") -> Path:
+    from agent.core.sync.client import ENROLMENT_FILE
+
+    return home.sync() / ENROLMENT_FILE
+
+
+def check_enrolment_code(code: str) -> str:
+    """The code as the operator issued it (`ownrec coordinator enrol`), checked for its shape only."""
+    cleaned = code.strip()
+    if not cleaned or len(cleaned) > 64 or not all(c.isalnum() or c == "-" for c in cleaned):
+        raise SyncSetupError(f"{code!r} is not an enrolment code: it looks like XXXX-XXXX-XXXX-XXXX-XXXX, from "
+                             "the federation's operator (`ownrec coordinator enrol`)")
+    return cleaned
+
+
+def join(home: "Home", path: Path, token: str | None = None) -> "CoordinatorPin":
+    """Check the pin file at `path` and keep a copy in the data folder `home` (replacing any earlier pin), with
+    the enrolment code `token` the coordinator admits this device with (replacing any earlier one; without
+    one, an earlier one is dropped: it belonged to the earlier pin). Consent is separate: joining alone sends
+    nothing."""
     text, pin = read_pin(path)
+    code = None if token is None else check_enrolment_code(token)
     write_text_atomic(pin_path(home), text)
+    if code is None:
+        enrolment_path(home).unlink(missing_ok=True)
+    else:
+        write_text_atomic(enrolment_path(home), code + "\n")
+        enrolment_path(home).chmod(0o600)
     return pin
 
 
@@ -150,6 +175,8 @@ class LedgerRow:
     epsilon_client: float | None
     release_version: int | None
     coordinator_key: str
+    epsilon_round_honest: float | None = None  # this round alone, every other member honest
+    epsilon_round_worst: float | None = None   # this round alone, every other member fake (this device's floor)
 
     @property
     def round(self) -> str:
@@ -218,6 +245,9 @@ class SyncStatus:
     total: PrivacyTotal | None
     in_use: str | None = None  # the global adapter the feed uses, in words (agent.core.sync.adoption)
     in_use_steps: tuple[tuple[int, float], ...] = ()
+    blocked: str | None = None  # why rounds with this coordinator cannot form, as the last attempt found
+    blocked_for_good: bool = False  # ...and asking again cannot help: no rounds are started until `sync join`
+    enrolment_pending: bool = False  # an enrolment code waits to be sent with the first check-in
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -238,9 +268,25 @@ def status(store: "Store", home: "Home", without: str = "the identity") -> SyncS
     url = urlparse(pin.url)
     key = pin.signing_public_key.hex()
     adopted = in_use(store, key) if was_ever_enabled(store) else None
+    found = blocked(store, key)
     return SyncStatus(is_enabled(store), was_asked(store), pin.url, url.netloc, fingerprint(pin.signing_public_key),
                       None, privacy_total(store, key), None if adopted is None else adopted.describe(without),
-                      () if adopted is None else adopted.steps)
+                      () if adopted is None else adopted.steps, None if found is None else found["message"],
+                      found is not None and not found.get("retry", True), enrolment_path(home).exists())
+
+
+def blocked(store: "Store", coordinator_key: str) -> dict[str, Any] | None:
+    """Why rounds with this coordinator cannot form, as the client last found (code, message, retry), or None."""
+    from agent.core.sync.client import BLOCKED_STATE
+
+    found = store.get_state(BLOCKED_STATE)
+    return found if found and found.get("coordinator_key") == coordinator_key else None
+
+
+def clear_blocked(store: "Store") -> None:
+    from agent.core.sync.client import BLOCKED_STATE
+
+    store.set_state(BLOCKED_STATE, None)
 
 
 def ledger_as_json(rows: list[LedgerRow]) -> list[dict[str, Any]]:
@@ -251,7 +297,8 @@ def ledger_as_json(rows: list[LedgerRow]) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class SyncEvent:
     """Something that happened to a round or a release, as the person is shown it: a round that ended
-    without a release (`kind` "round"), or an adoption decision ("adoption", with its figures)."""
+    without a release (`kind` "round"), an adoption decision ("adoption", with its figures), or what one
+    contact with the coordinator sent ("sent": requests by kind, bytes)."""
 
     at: float
     kind: str
@@ -261,14 +308,17 @@ class SyncEvent:
 
 
 def events(store: "Store", limit: int | None = 20) -> list[SyncEvent]:
-    """Rounds that ended without a release and adoption decisions, newest first."""
+    """Rounds that ended without a release, adoption decisions and everything each contact sent, newest first."""
     from agent.core.sync.adoption import EVENT
+    from agent.core.sync.client import SENT_EVENT
 
     shown = []
-    for row in store.events_of(["sync_round", EVENT], None):
+    for row in store.events_of(["sync_round", EVENT, SENT_EVENT], None):
         payload = json.loads(row["payload"])
         if row["kind"] == EVENT:
             shown.append(SyncEvent(row["at"], "adoption", payload["action"], payload["message"], payload))
+        elif row["kind"] == SENT_EVENT:
+            shown.append(SyncEvent(row["at"], "sent", "sent", payload["message"], payload))
         elif payload.get("state") not in ("released", None):
             shown.append(SyncEvent(row["at"], "round", payload["state"], payload["message"], payload))
         if limit and len(shown) >= limit:

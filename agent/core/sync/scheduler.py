@@ -45,7 +45,7 @@ class RoundReport:
     """How the last round this scheduler started ended."""
 
     started_at: float
-    state: str  # released | withheld | aborted | cancelled | failed
+    state: str  # released | withheld | not formed | aborted | cancelled | failed
     message: str
     released_version: int | None = None
     adoption: str | None = None  # what the device decided about a new release, in words
@@ -146,6 +146,10 @@ class SyncScheduler:
         if pin is None:
             self.phase = "no coordinator pinned: `ownrec sync join PATH`"
             return self.phase
+        stopped = consent.blocked(store, pin.signing_public_key.hex())
+        if stopped is not None and not stopped.get("retry", True):  # asking again cannot help (client.STOPPING_CODES)
+            self.phase = f"no rounds: {stopped['message']}"
+            return self.phase
         idle_for = float(self.idle_seconds)
         if time.monotonic() - self.last_activity < idle_for:
             self.phase = f"waiting until the app is idle for {idle_for:.0f} s"
@@ -171,7 +175,7 @@ class SyncScheduler:
             self._round.start()
 
     def _run_round(self, pin: Any, cancel: threading.Event, started: float) -> None:
-        from agent.core.sync.client import RoundCancelled, RoundWithheld, run_round
+        from agent.core.sync.client import RoundCancelled, RoundCannotForm, RoundWithheld, run_round
 
         def progress(stage: str) -> None:
             self.stage = stage
@@ -185,6 +189,8 @@ class SyncScheduler:
             report = RoundReport(started, "cancelled", "the round was cancelled")
         except RoundWithheld as error:
             report = RoundReport(started, "withheld", str(error))
+        except RoundCannotForm as error:
+            report = RoundReport(started, "not formed", str(error))
         except Exception as error:  # noqa: BLE001 - every failure is reported and logged, none ends the app
             state = "aborted" if isinstance(error, SyncError) else "failed"
             report = RoundReport(started, state, f"{type(error).__name__}: {error}")

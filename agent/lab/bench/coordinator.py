@@ -118,7 +118,9 @@ def _start_coordinator(folder: Path, clients: int, stage_timeout: float, items_f
                "--checkin-window", str(stage_timeout), "--stage-timeout", str(stage_timeout),
                # The bench measures a round to its signed release; a small cohort's average would be withheld
                # (more noise than signal), which ends the round before the release is signed and verified.
-               "--release-noisy", "--log-level", "warning"]
+               "--release-noisy", "--log-level", "warning",
+               # Every simulated device checks in from this one address with one enrolment code.
+               "--registrations-per-hour", str(max(20, 2 * clients)), "--checkins-per-hour", str(max(600, 4 * clients))]
     with open(log_path, "wb") as log_file:  # a file, not a pipe: a full pipe would stall the server
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file)
     try:
@@ -157,8 +159,18 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def _enrol(state_dir: Path, devices: int) -> str:
+    """An enrolment code for the simulated devices, from the operator's command."""
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "coordinator", "enrol", "--devices", str(devices),
+                             "--expires", "1d", "--state-dir", str(state_dir)], capture_output=True, text=True,
+                            timeout=120)
+    if result.returncode != 0:
+        raise SyncBenchFailed(f"enrolling the simulated devices failed: {result.stderr[-2000:]}")
+    return result.stdout.strip()
+
+
 def _start_workers(folder: Path, pin_path: Path, items_file: Path, spans: list[tuple[int, int]], seed: int,
-                   timeout: float, ramp: float) -> list[tuple[subprocess.Popen, Path]]:
+                   timeout: float, ramp: float, token: str) -> list[tuple[subprocess.Popen, Path]]:
     environment = {**os.environ, **SINGLE_THREADED_BLAS}  # read by OpenBLAS when numpy loads in the worker
     workers = []
     for number, (first, count) in enumerate(spans):
@@ -167,7 +179,7 @@ def _start_workers(folder: Path, pin_path: Path, items_file: Path, spans: list[t
             process = subprocess.Popen(
                 [sys.executable, "-m", "agent.lab.bench.coordinator_clients", "--pin", str(pin_path), "--items", str(items_file),
                  "--first", str(first), "--count", str(count), "--seed", str(seed), "--timeout", str(timeout),
-                 "--ramp", str(ramp)],
+                 "--ramp", str(ramp), "--token", token],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=environment, text=True)
         workers.append((process, log_path))
     for process, log_path in workers:
@@ -196,7 +208,7 @@ def bench_sync_round(clients: int, *, workers: int | None = None, stage_timeout:
         try:
             log(f"sync round: {clients} clients over {len(spans)} worker processes, stage timeout {stage_timeout:.0f} s")
             started_workers = _start_workers(folder, folder / "coordinator" / "coordinator-pin.json", items_file,
-                                             spans, seed, stage_timeout, ramp)
+                                             spans, seed, stage_timeout, ramp, _enrol(folder / "coordinator", clients))
             rss_before = _memory_bytes(server.pid, "VmRSS")
             cpu_before = _cpu_seconds(server.pid)
             started = time.perf_counter()

@@ -1,7 +1,7 @@
 """A worker process of `ownrec bench sync`: many simulated clients, one thread and one HTTPS connection each.
 
-    python -m agent.lab.bench.coordinator_clients --pin PIN --items FILE --first I --count M [--seed S] [--timeout T]
-                                         [--ramp R]
+    python -m agent.lab.bench.coordinator_clients --pin PIN --items FILE --token CODE --first I --count M
+                                         [--seed S] [--timeout T] [--ramp R]
 
 Runs clients I .. I+M-1 (the product's `RoundRunner`, each with its own in-memory ledger and device key)
 on synthetic people over a synthetic MovieLens-sized catalog, starting them over R seconds (devices do
@@ -55,7 +55,7 @@ def synthetic_person(catalog: Catalog, seed: int, index: int) -> LocalTrainingDa
     return LocalTrainingData(catalog, personal, {int(i): float(rng.choice([-1.0, 1.0])) for i in rated})
 
 
-def run_clients(pin: CoordinatorPin, people: list[LocalTrainingData], timeout: float, ramp: float
+def run_clients(pin: CoordinatorPin, people: list[LocalTrainingData], timeout: float, ramp: float, token: str
                 ) -> list[dict[str, Any]]:
     """One round for each person, the clients starting evenly over `ramp` seconds; the outcome (or the
     error) of each."""
@@ -68,7 +68,7 @@ def run_clients(pin: CoordinatorPin, people: list[LocalTrainingData], timeout: f
             store = Store.memory()
             link = CoordinatorLink(pin, Ed25519PrivateKey.generate(), timeout=timeout)
             try:
-                outcome = RoundRunner(link, store, policy).run(people[position])
+                outcome = RoundRunner(link, store, policy, enrolment_token=token).run(people[position])
                 results[position] = {"state": outcome.state, "bytes_sent": outcome.bytes_sent,
                                      "upload_bytes": outcome.upload_bytes, "connect_retries": retries,
                                      "released_version": outcome.released_version,
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="HTTP timeout; the round's is 6x this")
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which this worker's clients start")
     parser.add_argument("--items", required=True, help="the coordinator's item vocabulary, one ref per line")
+    parser.add_argument("--token", required=True, help="the enrolment code the simulated devices join with")
     args = parser.parse_args(argv)
 
     pin = CoordinatorPin.from_file(args.pin)
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     if not sys.stdin.readline():
         return  # the parent went away before the start
     wall_started, cpu_started = time.perf_counter(), time.process_time()
-    results = run_clients(pin, people, args.timeout, args.ramp)
+    results = run_clients(pin, people, args.timeout, args.ramp, args.token)
     print(json.dumps({"clients": results, "wall_seconds": time.perf_counter() - wall_started,
                       "cpu_seconds": time.process_time() - cpu_started}), flush=True)
 

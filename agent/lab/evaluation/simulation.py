@@ -83,7 +83,9 @@ class InProcessFederation:
             shrink_noise=shrink_noise,
             # The experiments measure what each noise level does to a release, so every round is released,
             # also those the coordinator's default rule would withhold as more noise than signal.
-            withhold_noisy=False)
+            withhold_noisy=False,
+            # The experiments measure the protocol's distributed noise at each multiplier: no device floor.
+            max_round_epsilon=None)
         self.policy = ClientPolicy(min_noise_multiplier=0.0, min_cohort=3, max_clip_norm=max(10.0, clip_norm))
         folder.mkdir(parents=True, exist_ok=True)
         self.storage = SQLiteStorage(folder / "coordinator.sqlite3")

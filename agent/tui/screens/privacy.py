@@ -163,6 +163,9 @@ class PrivacyScreen(Screen[bool]):
             line = f"Rounds: {now}"
             if scheduler.last_report is not None:
                 line += f" · last: {scheduler.last_report.message}"
+        if found.enabled and found.blocked is not None:
+            line += ("\nNo rounds until you join again: " if found.blocked_for_good
+                     else "\nThe last round could not form: ") + found.blocked
         self.query_one("#scheduler", Static).update(Text(line))
         table = self.query_one("#ledger", DataTable)
         table.clear()
@@ -176,12 +179,16 @@ class PrivacyScreen(Screen[bool]):
     @staticmethod
     def _total_line(found: SyncStatus, rows: list[LedgerRow]) -> str:
         if not rows:
-            return "No uploads yet: nothing has left this device."
+            return "No uploads yet: nothing derived from your data has left this device."
         total = found.total
         if total is None or total.counted_rounds == 0:
             aborted = "" if total is None or not total.uploads else \
                 f" ({total.uploads} uploads, each to a round it aborted unsummed)"
             return f"Privacy spent with this coordinator: none yet{aborted}."
         server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
+        newest = rows[0]
+        alone = "" if newest.epsilon_round_worst is None else (
+            f" The newest upload's round alone: ε = {_epsilon(newest.epsilon_round_honest)} with an honest cohort, "
+            f"at most {_epsilon(newest.epsilon_round_worst)} even if every other member were fake.")
         return (f"Privacy spent with this coordinator: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over "
-                f"{total.rounds_phrase()} (computed here{server}).")
+                f"{total.rounds_phrase()} (computed here{server}).{alone}")
