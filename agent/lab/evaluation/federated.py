@@ -57,6 +57,7 @@ from agent.core.sync.adoption import Candidate, InUse, compose, noise_check, sta
 from agent.core.sync.parameters import GlobalTrainingSettings
 from agent.federation.layout import SharedLayout
 from agent.federation.accounting import privacy_spent
+from agent.lab.evaluation.signal import signal_and_noise
 from agent.lab.evaluation.setting import (CONTEXTS, Foundation, Log, Setting, Shared, cross_fit, decide_adoption,
                                           fit_personal, local_deltas, prepare, upload_labels_of)
 
@@ -454,6 +455,12 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     plans = [replace(plan, name=plan.name + (ADOPTION if check else ""), adoption=check)
              for plan in plans for check in settings.adoption]
     first: dict[str, list[np.ndarray]] = {}  # round 1 starts from zero in every row that reuses it
+    signal = None
+    if settings.epsilons:  # what round 1's average carries from release 0, against each epsilon's noise
+        setting.foundation, setting.personal = foundations["prior"], starts["prior"]
+        first["prior"] = local_deltas(setting, zero, setting.personal, 1)
+        signal = signal_and_noise(first["prior"], setting.layout, CLIP_NORM,
+                                  {eps: noise_for_epsilon(eps, rounds) for eps in settings.epsilons})
     with tempfile.TemporaryDirectory(prefix="ownrec-eval-") as folder:
         for k, plan in enumerate(plans):
             log(f"{plan.name}: {plan.rounds} rounds of {setting.size} clients (noise multiplier "
@@ -477,7 +484,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                          "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS),
                          "prior": asdict(PriorSettings(epochs=settings.prior_epochs)),
                          "accounting": accounting_comparison(settings.epsilons, settings.rounds)},
-            "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS,
+            "rows": [row.as_dict() for row in rows], "reference_rows": REFERENCE_ROWS, "signal": signal,
             "seconds": round(time.perf_counter() - started, 1), "measured": measured}
 
 

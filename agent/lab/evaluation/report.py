@@ -300,6 +300,7 @@ def findings(results: dict[str, Any]) -> list[str]:
                 "only) and one round of more local work instead of three each land within the same range. Adaptive "
                 "clipping is not measured: with one to three rounds per person there are too few rounds for a private "
                 "estimate of the clipping quantile to adapt."]
+    out += signal_markdown(results.get("signal"))
     accounting = results["settings"].get("accounting") or []
     if accounting:
         out += ["", f"Accounting, side by side: the noise multiplier each epsilon needs over {results['settings']['rounds']} "
@@ -308,6 +309,27 @@ def findings(results: dict[str, Any]) -> list[str]:
                 "| epsilon | exact (GDP) | RDP | noise saved |", "|---|---|---|---|"]
         out += [f"| {a['epsilon']:g} | {a['exact']:.3f} | {a['rdp']:.3f} | {100 * (1 - a['exact'] / a['rdp']):.1f}% |"
                 for a in accounting]
+    return out
+
+
+def signal_markdown(signal: dict[str, Any] | None) -> list[str]:
+    """The table of `signal.signal_and_noise`: what round 1's average carries against each epsilon's noise."""
+    if not signal:
+        return []
+    norm = signal["signal_norm"]
+    out = ["", f"What a round's average carries against its noise (`agent/lab/evaluation/signal.py`): round 1 from "
+           f"release 0, the {signal['people']:,} people's deltas clipped to C as uploaded (median norm before "
+           f"clipping {signal['median_norm_before_clipping']:.2f}); their plain average has norm {norm['B_g']:.3f} "
+           f"in B_g and {norm['items']:.3f} in the item rows. Errors are against that average, for one draw of "
+           "each epsilon's noise: as it came, and after the coordinator's shrinkage (publishing nothing would be "
+           "off by the signal's own norm).", "",
+           "| epsilon | noise sd per number | noise norm B_g / items | item rows above their noise | error B_g: "
+           "raw / shrunk | error items: raw / shrunk | shrink factor B_g / items |", "|---|---|---|---|---|---|---|"]
+    for e in signal["epsilons"]:
+        out.append(f"| {e['epsilon']:g} | {e['noise_std']:.4f} | {e['noise_norm']['B_g']:.2f} / "
+                   f"{e['noise_norm']['items']:.2f} | {100 * e['rows_above_noise']:.1f}% | {e['raw_error']['B_g']:.3f} / "
+                   f"{e['shrunk_error']['B_g']:.3f} | {e['raw_error']['items']:.3f} / {e['shrunk_error']['items']:.3f} | "
+                   f"{e['adapter_factor']:.3f} / {e['items_factor']:.3f} |")
     return out
 
 
