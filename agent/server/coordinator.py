@@ -39,7 +39,7 @@ from agent.federation.layout import SharedLayout
 from agent.federation.quantize import QuantizationPlan, dequantize_sum
 from agent.federation.shamir import Share, reconstruct_secret
 from agent.federation.signing import AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth
-from agent.federation.signing import sign_release, verify_release, verify_request
+from agent.federation.signing import sign_release, sign_round_outcome, verify_release, verify_request
 from agent.server.state import Storage, Transaction
 
 STATES = ("forming", "advertise", "share", "masked", "unmask", "done")
@@ -57,11 +57,12 @@ def _marks(values) -> str:
 
 
 class CoordinatorError(Exception):
-    """A refused request: `status` is the HTTP status, `code` a stable machine-readable reason."""
+    """A refused request: `status` is the HTTP status, `code` a stable machine-readable reason, and
+    `retry_after` (seconds), when given, when the client should ask again (sent as Retry-After)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
 @dataclass(frozen=True)
@@ -287,12 +288,14 @@ class Coordinator:
             running = tx.one("select round_id, deadline from rounds where state in "
                              "('advertise', 'share', 'masked', 'unmask')")
             if running:
+                ends = max(0.0, running[1] - now) + 4 * self.settings.stage_timeout
                 raise CoordinatorError(409, "round_in_progress", f"round {running[0]} is running; check in again "
-                                       f"after it ends (at the latest in {max(0.0, running[1] - now) + 4 * self.settings.stage_timeout:.0f} s)")
+                                       f"after it ends (at the latest in {ends:.0f} s)", retry_after=ends)
             latest = self._latest_release(tx)
             if base_version is not None and base_version != latest.version:
                 raise CoordinatorError(409, "stale_base", f"you trained on version {base_version}; the current "
-                                       f"global adapter is version {latest.version}: fetch it and train again")
+                                       f"global adapter is version {latest.version}: fetch it and train again",
+                                       retry_after=0.0)
             if self._spent(tx, [(self.settings.noise_multiplier, 0.0)]).epsilon > self.settings.epsilon_budget:
                 raise CoordinatorError(403, "budget_exhausted", "another round would take epsilon above the "
                                        f"configured budget of {self.settings.epsilon_budget}: no more rounds")
@@ -474,7 +477,8 @@ class Coordinator:
         config = RoundConfig(**json.loads(round_row[1])) if round_row[1] else None
         return int(me[0]), int(me[1]), round_row[0], config
 
-    def status(self, round_id: str, device: str) -> dict[str, Any]:
+    def _advance_if_due(self, round_id: str, device: str) -> None:
+        """Move the round on if a deadline has passed (reading first: most asks find nothing due)."""
         now = time.time()
         with self.storage.read() as tx:
             _, _, state, _ = self._participant(tx, round_id, device)
@@ -482,6 +486,9 @@ class Coordinator:
         if state not in FINISHED and now >= deadline:
             with self.storage.write() as tx:
                 self._advance(tx, round_id, now)
+
+    def status(self, round_id: str, device: str) -> dict[str, Any]:
+        self._advance_if_due(round_id, device)
         with self.storage.read() as tx:
             index, stage, state, config = self._participant(tx, round_id, device)
             row = tx.one("select reason, released_version, deadline, summands from rounds where round_id = ?",
@@ -598,3 +605,21 @@ class Coordinator:
         if row is None:
             raise CoordinatorError(404, "unknown_round", f"there is no round {round_id}")
         return {"state": row[0], "reason": row[1], "released_version": row[2], "summands": row[3]}
+
+    def round_outcome(self, round_id: str, device: str) -> dict[str, str]:
+        """This device's outcome in the round, signed (`signing.sign_round_outcome`): `summed` is true when its
+        masked input went into a sum this coordinator computed (a release, or a round withheld after
+        unmasking), false when it never will (the round aborted and deleted the inputs, or ended without this
+        device among the survivors), and null while the round is still running."""
+        self._advance_if_due(round_id, device)
+        with self.storage.read() as tx:
+            _, stage, state, _ = self._participant(tx, round_id, device)
+            reason, released_version, summands = tx.one(
+                "select reason, released_version, summands from rounds where round_id = ?", [round_id])
+        # The survivors `_finish` sums are the participants that reached stage 3 (their masked input stored).
+        summed = None if state not in FINISHED else (state in ("done", "withheld") and summands is not None
+                                                     and stage >= 3)
+        return sign_round_outcome(self.signing_key, {
+            "round_id": round_id, "device_id": device, "state": state, "summed": summed,
+            "released_version": released_version, "reason": reason, "completed_stages": stage,
+            "at": time.time()})

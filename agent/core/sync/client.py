@@ -11,13 +11,16 @@ threshold and neighbourhood are what `plan_neighbourhood` gives for that cohort,
 only `min_survivors` contributors, and that the quantization plan is the finest no-wrap plan for the
 cohort. A coordinator that asks for less privacy is refused before any update is computed.
 
-Every upload is written to the local ledger (`sync_ledger`, migration m004): round, bytes sent, the
+Every upload is in the local ledger (`sync_ledger`, migrations m004 and m007): round, bytes sent, the
 pre-clip norm, C, the noise, and epsilon both as the coordinator reports it and as this client computes
-it over the rounds it took part in. An upload counts as spent unless its round was aborted by the
-coordinator (which then deletes the masked inputs unsummed) or left this client out of the survivors:
-a released round, one withheld after its noised sum was computed (`RoundWithheld`), and one whose end
-this client did not see (cancelled after uploading, a timeout) all count. Verified releases are kept in
-`sync_releases`; whether the feed uses one is `adoption`'s decision.
+it over the rounds it took part in. The row is committed as "pending" *before* the masked input is sent,
+so no crash, exit or `sync off` can leave an update that may be summed out of the ledger; a pending row
+counts as spent. It is settled from the coordinator's record of the round: within the round when this
+client sees its end (released; withheld after summing; aborted, the inputs deleted unsummed; or dropped,
+this client not among the survivors), otherwise at the next contact, from the round's signed outcome
+(`settle_pending`, GET /v1/rounds/{id}/outcome). Only "aborted" and "dropped" spend nothing
+(`UNSPENT_LEDGER_STATES`). Verified releases are kept in `sync_releases`; whether the feed uses one is
+`adoption`'s decision.
 """
 
 from __future__ import annotations
@@ -57,19 +60,20 @@ UNSENT_HEADERS = ("accept", "accept-encoding", "connection", "user-agent")
 
 
 class CoordinatorRefused(SyncError):
-    """The coordinator answered with an error status; `code` is its machine-readable reason."""
+    """The coordinator answered with an error status; `code` is its machine-readable reason, `retry_after`
+    the seconds after which it asked to be asked again (None: it named no time)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"the coordinator refused ({status} {code}): {message}")
-        self.status, self.code = status, code
+        self.status, self.code, self.reason, self.retry_after = status, code, message, retry_after
 
 
 class RoundAborted(SyncError):
     """The round ended without a release (too few survivors, a timeout, or this client was dropped).
-    `unused`: the coordinator showed it never summed this client's input (it aborted the round, or did not
-    list this client as a survivor)."""
+    `unused`: the coordinator showed it never summed this client's input: the ledger state that says how
+    ("aborted": it aborted the round; "dropped": it did not list this client as a survivor), else None."""
 
-    def __init__(self, message: str, unused: bool = False) -> None:
+    def __init__(self, message: str, unused: str | None = None) -> None:
         super().__init__(message)
         self.unused = unused
 
@@ -195,8 +199,11 @@ class CoordinatorLink:
         if response.status_code >= 400:
             try:
                 data = response.json()
-                raise CoordinatorRefused(response.status_code, data.get("error", "error"), data.get("message", ""))
-            except (ValueError, AttributeError):
+                retry = data.get("retry_after", response.headers.get("retry-after"))
+                retry_after = None if retry is None else max(0.0, float(retry))
+                raise CoordinatorRefused(response.status_code, data.get("error", "error"), data.get("message", ""),
+                                         retry_after)
+            except (ValueError, AttributeError, TypeError):
                 raise CoordinatorRefused(response.status_code, "http_error", response.text[:200]) from None
         return response
 
@@ -257,8 +264,9 @@ class RoundRunner:
         if self.cancel.is_set():
             raise RoundCancelled("the round was cancelled")
 
-    def _upload(self, round_id: str, stage: str, message: protocol.Message) -> int:
-        self._check_cancel()
+    def _upload(self, round_id: str, stage: str, message: protocol.Message, check_cancel: bool = True) -> int:
+        if check_cancel:
+            self._check_cancel()
         body = protocol.encode(message)
         self.link.request("POST", f"/v1/rounds/{round_id}/{stage}", body)
         self.progress(stage)
@@ -278,7 +286,7 @@ class RoundRunner:
             if status["state"] == since:
                 continue
             if status["state"] == "aborted":
-                raise RoundAborted(f"round {round_id} was aborted: {status['reason']}", unused=True)
+                raise RoundAborted(f"round {round_id} was aborted: {status['reason']}", unused="aborted")
             if status["state"] == "withheld":
                 raise RoundWithheld(round_id, status["reason"], summed=status.get("summands") is not None)
             if status["state"] != wanted:
@@ -296,6 +304,47 @@ class RoundRunner:
         spent = self.store.spent_noise_multipliers(self.coordinator_key)
         return privacy_spent(spent + [noise_multiplier], target_delta).epsilon
 
+    def settle_pending(self) -> list[tuple[str, str]]:
+        """Settle every pending upload to this coordinator from its signed record of the round; the
+        (round id, state) of each settled. A round still running, or a record that cannot be had or does
+        not verify, leaves the row pending (still counted as spent)."""
+        from agent.federation.signing import device_id_of, verify_round_outcome
+
+        device = device_id_of(public_bytes(self.link.device_key))
+        settled = []
+        for row in self.store.pending_uploads(self.coordinator_key):
+            self._check_cancel()
+            round_id = row["round_id"]
+            try:
+                signed = self.link.request("GET", f"/v1/rounds/{round_id}/outcome").json()
+                record = verify_round_outcome(signed, self.link.pin.signing_public_key, round_id, device)
+            except (SyncError, httpx.HTTPError, ValueError):
+                continue  # asked again at the next contact
+            if record["summed"] is None:
+                continue
+            state = self._settled_state(record)
+            changes = {"state": state, "settled_at": time.time(), "outcome": self._outcome_words(record)}
+            if state == "released":
+                changes["release_version"] = record["released_version"]
+            self.store.update_upload(row["id"], changes)
+            settled.append((round_id, state))
+        return settled
+
+    @staticmethod
+    def _settled_state(record: dict[str, Any]) -> str:
+        if record["summed"]:
+            return "released" if record["state"] == "done" else "withheld"
+        return "aborted" if record["state"] == "aborted" else "dropped"
+
+    @staticmethod
+    def _outcome_words(record: dict[str, Any]) -> str:
+        if record["summed"]:
+            return (f"summed into release {record['released_version']}" if record["state"] == "done"
+                    else f"summed, then withheld: {record['reason']}")
+        if record["state"] == "aborted":
+            return f"never summed: the round was aborted ({record['reason']})"
+        return "never summed: the coordinator did not receive this device's masked input in time"
+
     def run(self, data: LocalTrainingData) -> RoundOutcome:
         started = time.monotonic()
         self._check_cancel()
@@ -305,6 +354,7 @@ class RoundRunner:
             raise PolicyViolation(f"the coordinator offers version {base.version}, older than the {known} already "
                                   f"loaded: refusing a rollback")
         self._store_release(base)
+        self.settle_pending()  # the next contact after a round whose end this device did not see
         delta = train_global_delta(base.layout, base.vector, data.personal, data.catalog, data.labels,
                                    self.policy.training)
         self._check_cancel()
@@ -316,6 +366,7 @@ class RoundRunner:
         outcome = RoundOutcome(round_id=round_id, index=index, state="running", bytes_sent=0, upload_bytes=0,
                                pre_clip_norm=float("nan"))
         ledger_id = None
+        settled_as: tuple[str, str] | None = None  # (ledger state, in words) once the coordinator said
         try:
             status = self._wait_for(round_id, "forming", "advertise", started)
             config = status["config"]
@@ -337,18 +388,22 @@ class RoundRunner:
             self._wait_for(round_id, "share", "masked", started)
 
             # Stage 3: open the neighbours' envelopes, then clip, noise, quantize and mask the update.
+            # The ledger row is committed before the masked input is sent: whatever happens to this process
+            # from here on, the update that may be summed is counted as spent until the coordinator's record
+            # says otherwise.
             masked = stages.masked_input(self._get(round_id, "envelopes"), delta)
             outcome.pre_clip_norm, outcome.refused_envelopes = stages.pre_clip_norm, stages.refused_envelopes
-            outcome.upload_bytes += self._upload(round_id, "masked-input", masked)
+            self._check_cancel()
             outcome.bytes_sent = self.link.bytes_sent
             ledger_id = self._record_upload(round_id, config, noise, stages.pre_clip_norm, outcome, epsilon_client)
+            outcome.upload_bytes += self._upload(round_id, "masked-input", masked, check_cancel=False)
             outcome.epsilon_server, outcome.epsilon_client = float(config["epsilon_after"]), epsilon_client
             self._wait_for(round_id, "masked", "unmask", started)
 
             # Stage 4: reveal one share per neighbour: the seed of a survivor, the key of a dropout.
             listed = self._get(round_id, "survivors")
             if index not in set(listed["survivors"]):
-                raise RoundAborted("the coordinator does not list this client as a survivor", unused=True)
+                raise RoundAborted("the coordinator does not list this client as a survivor", unused="dropped")
             outcome.upload_bytes += self._upload(round_id, "unmasking", stages.unmasking(listed))
             final = self._wait_for(round_id, "unmask", "done", started)
 
@@ -360,29 +415,39 @@ class RoundRunner:
             outcome.state, outcome.release, outcome.released_version = "released", release, release.version
             outcome.epsilon_server = float(release.metadata["epsilon"])
             self.progress("released")
-        except RoundCancelled:
+        except RoundCancelled as error:
             outcome.state = "cancelled"
+            if ledger_id is not None:
+                raise RoundCancelled(f"{error} after its upload was entered in the ledger: it counts as spent until "
+                                     "the coordinator's record settles it at the next contact") from None
             raise
-        except RoundWithheld:
-            outcome.state = "withheld"
+        except RoundWithheld as error:
+            outcome.state, settled_as = "withheld", ("withheld", str(error))
             raise
         except SyncError as error:
             # After the upload, only the coordinator's word that it never summed this input makes it unspent.
-            unused = ledger_id is None or getattr(error, "unused", False)
-            outcome.state = "aborted" if unused else "unknown"
+            unused = getattr(error, "unused", None)
+            outcome.state = "aborted" if ledger_id is None or unused else "unknown"
+            if unused:
+                settled_as = (unused, f"never summed: {error}")
             raise
         finally:
             outcome.bytes_sent = self.link.bytes_sent
             if ledger_id is not None:
-                self.store.update_upload(ledger_id, {
-                    "state": outcome.state, "bytes_sent": outcome.bytes_sent,
-                    "release_version": outcome.released_version, "epsilon_server": outcome.epsilon_server})
+                changes: dict[str, Any] = {"bytes_sent": outcome.bytes_sent}
+                if outcome.state == "released":
+                    settled_as = ("released", f"summed into release {outcome.released_version}")
+                if settled_as is not None:  # the coordinator's record, seen in the round; else it stays pending
+                    changes |= {"state": settled_as[0], "outcome": settled_as[1], "settled_at": time.time(),
+                                "release_version": outcome.released_version,
+                                "epsilon_server": outcome.epsilon_server}
+                self.store.update_upload(ledger_id, changes)
         return outcome
 
     def _record_upload(self, round_id: str, config: dict[str, Any], noise: DistributedNoise, pre_clip_norm: float,
                        outcome: RoundOutcome, epsilon_client: float) -> int:
         return self.store.record_upload({
-            "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "uploaded",
+            "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "pending",
             "bytes_sent": outcome.bytes_sent, "parameters": int(config["parameters"]),
             "pre_clip_norm": pre_clip_norm, "clip_norm": noise.clip_norm, "noise_multiplier": noise.noise_multiplier,
             "noise_std": noise.std_per_client, "cohort_size": int(config["cohort_size"]),
