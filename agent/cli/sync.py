@@ -104,6 +104,91 @@ def sync_off() -> None:
     click.echo("sync off: ownrec opens no network connection (`ownrec sync on` to take part again)")
 
 
+# `ownrec sync run` exit codes, for scripts, cron and the service units (packaging/systemd, packaging/launchd).
+EXIT_RELEASED = 0
+EXIT_FAILED = 1  # an error this device could not act on (a network error, a damaged store)
+EXIT_OFF = 3  # sync is off (or was turned off during the round): nothing was sent
+EXIT_NOT_JOINED = 4  # no usable coordinator pin
+EXIT_NOT_NOW = 5  # the app is in use, the interval has not passed, or the coordinator's retry time has not come
+EXIT_REFUSED = 6  # the coordinator or this device's policy refused the round
+EXIT_NO_RELEASE = 7  # the round ended without a release (withheld, aborted)
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
+RUN_EXIT_CODES = {"released": EXIT_RELEASED, "withheld": EXIT_NO_RELEASE, "aborted": EXIT_NO_RELEASE,
+                  "refused": EXIT_REFUSED, "cancelled": EXIT_OFF, "failed": EXIT_FAILED}
+DECISION_EXIT_CODES = {"off": EXIT_OFF, "not_joined": EXIT_NOT_JOINED, "busy": EXIT_NOT_NOW, "wait": EXIT_NOT_NOW}
+FOREVER_RECHECK_SECONDS = 30.0  # --forever re-reads the consent and the pin at least this often
+
+
+@sync.command("run")
+@click.option("--forever", is_flag=True,
+              help="Keep going: a round whenever the rules allow, at the coordinator's retry times when it "
+                   "refuses one; waits (without a connection) while sync is off or no coordinator is pinned.")
+@fail_cleanly
+def sync_run(forever: bool) -> None:
+    """Run a round now if sync is on, a coordinator is pinned, the app is idle and the interval has passed
+    (the rules of the app's scheduler); one line says what happened.
+
+    \b
+    Exit codes: 0 a round released; 3 sync is off (nothing sent); 4 no coordinator pinned;
+    5 not now (the app is in use, the interval or the coordinator's retry time has not come);
+    6 the round was refused (by the coordinator or by this device's policy); 7 the round ended
+    without a release; 1 another failure; 130 interrupted (Ctrl-C, SIGTERM): a round in flight is
+    cancelled and any upload it made stays counted as spent until the coordinator's record settles it.
+    """
+    import signal
+    import time
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a service manager's stop: like Ctrl-C
+    agent = open_agent()
+    scheduler = agent.sync_scheduler(in_app=False)
+    shown_kind = None
+    try:
+        while True:
+            decision, report = scheduler.run_once()
+            code = DECISION_EXIT_CODES.get(decision.kind) if report is None else RUN_EXIT_CODES[report.state]
+            if report is not None or decision.kind != shown_kind or not forever:
+                click.echo(_run_line(agent, decision, report))
+                shown_kind = decision.kind
+            if not forever:
+                raise SystemExit(code)
+            if report is not None and report.refusal == "budget_exhausted":
+                click.echo("the coordinator's privacy budget is spent: it starts no more rounds; stopping", err=True)
+                raise SystemExit(code)
+            wait = scheduler.decide().wait_seconds
+            time.sleep(FOREVER_RECHECK_SECONDS if wait is None else min(max(wait, 0.5), FOREVER_RECHECK_SECONDS))
+    except KeyboardInterrupt:
+        report = scheduler.last_report
+        cancelled = report is not None and report.state == "cancelled"
+        click.echo("interrupted" + (f": {report.message}" if cancelled else ""), err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        agent.close()
+
+
+def _run_line(agent: Any, decision: Any, report: Any) -> str:
+    """One line for what `sync run` decided or how its round ended; the privacy figures from the ledger."""
+    if report is None:
+        if decision.kind == "off":
+            return "sync is off: nothing was sent (`ownrec sync on` to take part)"
+        if decision.kind == "not_joined":
+            return f"not joined: {decision.phase}"
+        return f"not now: {decision.phase}"
+    total = agent.sync_privacy(decision.pin.signing_public_key.hex())
+    # The round's end, then what it cost, then what the device decided about a new release (if it checked).
+    adoption = "" if report.adoption is None else f"; {report.adoption}"
+    ended = report.message.removesuffix(adoption)
+    if report.state == "refused":
+        retry = "" if report.retry_after is None else \
+            f"; next check-in in {report.retry_after:.0f} s (the coordinator's retry time)"
+        return f"round refused: {ended}{retry}{adoption}"
+    prefix = {"released": "", "cancelled": "sync turned off: ", "failed": "round failed: "}.get(
+        report.state, "round ended without a release: ")
+    return f"{prefix}{ended}; {_privacy_line(total)}{adoption}"
+
+
 @sync.command("log")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True,
