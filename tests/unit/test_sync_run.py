@@ -201,3 +201,24 @@ def test_ctrl_c_cancels_the_round_and_exits_cleanly(person, tmp_path):
         agent.close()
     finally:
         server.stop()
+
+
+def test_the_service_units_run_sync_run_and_count_its_outcomes_as_success():
+    import configparser
+    import plistlib
+    from pathlib import Path
+
+    from agent.cli.sync import EXIT_NO_RELEASE
+
+    packaging = Path(__file__).parent.parent.parent / "packaging"
+    service = configparser.ConfigParser(strict=False, interpolation=None)
+    service.read(packaging / "systemd" / "ownrec-sync.service")
+    assert service["Service"]["ExecStart"].endswith("/ownrec sync run")
+    assert service["Service"]["Type"] == "oneshot"
+    success = {int(code) for code in service["Service"]["SuccessExitStatus"].split()}
+    assert success == {EXIT_OFF, EXIT_NOT_JOINED, EXIT_NOT_NOW, EXIT_REFUSED, EXIT_NO_RELEASE}
+    timer = configparser.ConfigParser(strict=False, interpolation=None)
+    timer.read(packaging / "systemd" / "ownrec-sync.timer")
+    assert timer["Install"]["WantedBy"] == "timers.target" and timer["Timer"]["OnUnitActiveSec"] == "15min"
+    launchd = plistlib.loads((packaging / "launchd" / "org.ownrec.sync.plist").read_bytes())
+    assert launchd["ProgramArguments"][1:] == ["sync", "run"] and launchd["StartInterval"] == 900
