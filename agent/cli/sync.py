@@ -232,6 +232,9 @@ def _print_uploads(rows: list[LedgerRow], totals: dict[str, PrivacyTotal]) -> No
         click.echo(f"{when:16}  {row.round:8}  {row.state:9}  {row.bytes_sent:>9,}  {row.pre_clip_norm:>6.3f}  "
                    f"{row.clip_norm:>5.2f}  {row.noise_std:>8.4f}  {_epsilon(row.epsilon_server):>8}  "
                    f"{_epsilon(row.epsilon_client):>7}")
+    if any(row.state == "pending" for row in rows):
+        click.echo("pending: this device did not see how the round ended; counted as spent until the coordinator's "
+                   "signed record of the round settles it, at the next round")
     for key, total in totals.items():
         click.echo(f"coordinator {consent.fingerprint(bytes.fromhex(key))}: " + _privacy_line(total))
 
@@ -239,7 +242,7 @@ def _print_uploads(rows: list[LedgerRow], totals: dict[str, PrivacyTotal]) -> No
 def _privacy_line(total: PrivacyTotal | None) -> str:
     if total is None or total.counted_rounds == 0:
         uploads = "" if total is None or not total.uploads else \
-            f" ({total.uploads} uploads, each to a round the coordinator aborted unsummed)"
+            f" ({total.uploads} uploads, none of them summed by the coordinator)"
         return f"privacy spent: none yet{uploads}"
     server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
     return (f"privacy spent: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over {total.rounds_phrase()} "

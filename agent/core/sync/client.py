@@ -422,7 +422,9 @@ class RoundRunner:
                                      "the coordinator's record settles it at the next contact") from None
             raise
         except RoundWithheld as error:
-            outcome.state, settled_as = "withheld", ("withheld", str(error))
+            outcome.state = "withheld"
+            if error.summed:
+                settled_as = ("withheld", str(error))
             raise
         except SyncError as error:
             # After the upload, only the coordinator's word that it never summed this input makes it unspent.
