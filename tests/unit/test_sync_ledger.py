@@ -170,3 +170,24 @@ def test_the_outcome_is_signed_by_the_pinned_key_and_only_for_a_member(tmp_path)
             stranger.close()
     finally:
         server.stop()
+
+
+def test_the_pending_row_states_the_bytes_of_the_masked_input_it_precedes(tmp_path):
+    """Written before the masked input is sent, the row already counts the bytes that sending puts on the wire."""
+    server = start_server(tmp_path, min_cohort=4, max_cohort=4, checkin_window=120.0, stage_timeout=4.0)
+    try:
+        device = Device(tmp_path, server.state_dir / "coordinator-pin.json")
+        process = device.start("round", "masked-input")
+        cohort = threading.Thread(target=run_clients, args=(server.pin, make_clients(3, make_catalog())))
+        cohort.start()
+        for line in process.stdout:
+            if line.startswith("paused"):
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        cohort.join(120)
+        (row,) = device.ledger(server.pin.signing_public_key.hex())[0]
+        parameters = row["parameters"]
+        assert row["state"] == "pending" and row["bytes_sent"] > 4 * parameters  # the masked vector is in it
+    finally:
+        server.stop()

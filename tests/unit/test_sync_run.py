@@ -222,3 +222,29 @@ def test_the_service_units_run_sync_run_and_count_its_outcomes_as_success():
     assert timer["Install"]["WantedBy"] == "timers.target" and timer["Timer"]["OnUnitActiveSec"] == "15min"
     launchd = plistlib.loads((packaging / "launchd" / "org.ownrec.sync.plist").read_bytes())
     assert launchd["ProgramArguments"][1:] == ["sync", "run"] and launchd["StartInterval"] == 900
+
+
+def test_one_run_is_one_round_even_when_the_interval_has_passed_by_its_end(person, tmp_path):
+    from sync_harness import POLICY
+
+    server = start_server(tmp_path, min_cohort=3, max_cohort=3, checkin_window=120.0)
+    try:
+        agent = Agent.open()
+        agent.join_sync(server.state_dir / "coordinator-pin.json")
+        agent.set_sync(True, "cli")
+        scheduler = agent.sync_scheduler(in_app=False, policy=POLICY)
+        scheduler.interval_minutes = 0  # another round would be due the moment this one ends
+        others = threading.Thread(target=run_clients, args=(server.pin, make_clients(2, make_catalog())))
+        others.start()
+        decision, report = scheduler.run_once()
+        others.join(120)
+        assert decision.kind == "start" and report.state == "released", report
+        time.sleep(1.0)
+        assert not scheduler.round_running
+        with sqlite3.connect(server.db_url[len("sqlite:///"):]) as db:
+            assert db.execute("select count(*) from participants").fetchone()[0] == 3  # one check-in from here
+        assert [json.loads(e["payload"])["state"] for e in agent.store.events() if e["kind"] == "sync_round"] \
+            == ["released"]
+        agent.close()
+    finally:
+        server.stop()

@@ -185,11 +185,20 @@ class CoordinatorLink:
         return (len(request.method) + len(request.url.raw_path) + len(b"  HTTP/1.1\r\n")
                 + sum(len(k) + len(v) + 4 for k, v in request.headers.raw) + 2 + len(request.content))
 
-    def request(self, method: str, path: str, body: bytes = b"", params: dict[str, Any] | None = None,
-                signed: bool = True) -> httpx.Response:
+    def build(self, method: str, path: str, body: bytes = b"", params: dict[str, Any] | None = None,
+              signed: bool = True) -> httpx.Request:
+        """A request ready to `send` (its `wire_size` is what sending it adds to `bytes_sent`)."""
         request = self.http.build_request(method, path, content=body or None, params=params)
         if signed:  # over the target exactly as sent: path and query
             request.headers.update(sign_request(self.device_key, method, request.url.raw_path.decode("ascii"), body))
+        return request
+
+    def request(self, method: str, path: str, body: bytes = b"", params: dict[str, Any] | None = None,
+                signed: bool = True) -> httpx.Response:
+        return self.send(self.build(method, path, body, params, signed))
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
         size = self.wire_size(request)
         self.bytes_sent += size
         tally = self.sent_by_kind.setdefault(self.request_kind(path), [0, 0])
@@ -264,11 +273,16 @@ class RoundRunner:
         if self.cancel.is_set():
             raise RoundCancelled("the round was cancelled")
 
-    def _upload(self, round_id: str, stage: str, message: protocol.Message, check_cancel: bool = True) -> int:
-        if check_cancel:
-            self._check_cancel()
+    def _upload(self, round_id: str, stage: str, message: protocol.Message,
+                before_sending: Callable[[int], None] | None = None) -> int:
+        """Send one stage's message; `before_sending(bytes_sent once it is sent)` runs first, and a cancel
+        is then no longer checked (what it recorded is about to be true)."""
         body = protocol.encode(message)
-        self.link.request("POST", f"/v1/rounds/{round_id}/{stage}", body)
+        request = self.link.build("POST", f"/v1/rounds/{round_id}/{stage}", body)
+        self._check_cancel()
+        if before_sending is not None:
+            before_sending(self.link.bytes_sent + self.link.wire_size(request))
+        self.link.send(request)
         self.progress(stage)
         return len(body)
 
@@ -393,10 +407,14 @@ class RoundRunner:
             # says otherwise.
             masked = stages.masked_input(self._get(round_id, "envelopes"), delta)
             outcome.pre_clip_norm, outcome.refused_envelopes = stages.pre_clip_norm, stages.refused_envelopes
-            self._check_cancel()
-            outcome.bytes_sent = self.link.bytes_sent
-            ledger_id = self._record_upload(round_id, config, noise, stages.pre_clip_norm, outcome, epsilon_client)
-            outcome.upload_bytes += self._upload(round_id, "masked-input", masked, check_cancel=False)
+
+            def record(bytes_sent: int) -> None:
+                nonlocal ledger_id
+                outcome.bytes_sent = bytes_sent  # the masked input included: it is sent right after
+                ledger_id = self._record_upload(round_id, config, noise, stages.pre_clip_norm, outcome,
+                                                epsilon_client)
+
+            outcome.upload_bytes += self._upload(round_id, "masked-input", masked, before_sending=record)
             outcome.epsilon_server, outcome.epsilon_client = float(config["epsilon_after"]), epsilon_client
             self._wait_for(round_id, "masked", "unmask", started)
 

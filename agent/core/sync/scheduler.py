@@ -156,17 +156,21 @@ class SyncScheduler:
         """One decision (the module docstring's list); returns and records it as `phase`."""
         self.ticks += 1
         if self.round_running:
-            if not consent.is_enabled(self.store) and self.cancel_round():
-                self.phase = "sync turned off: cancelling the round in flight"
-            else:
-                self.phase = f"round running ({self.stage or 'starting'})"
-            return self.phase
+            return self._watch_round()
         self._write_activity()
         self.decision = self.decide()
         self.phase = self.decision.phase
         if self.decision.kind == "start":
             self._start_round(self.decision.pin)
             self.phase = "round starting"
+        return self.phase
+
+    def _watch_round(self) -> str:
+        """Step 1 of the module docstring's list: cancel the round in flight if sync was turned off."""
+        if not consent.is_enabled(self.store) and self.cancel_round():
+            self.phase = "sync turned off: cancelling the round in flight"
+        else:
+            self.phase = f"round running ({self.stage or 'starting'})"
         return self.phase
 
     def decide(self) -> Decision:
@@ -212,9 +216,10 @@ class SyncScheduler:
             self._activity_written = at
 
     def run_once(self) -> tuple[Decision, RoundReport | None]:
-        """Headless: one decision and, if it starts a round, that round to its end (the decision's ticks
-        go on meanwhile, so `ownrec sync off` cancels it). A KeyboardInterrupt while it runs cancels the
-        round, waits for it to stop (within the client's poll interval) and is raised again."""
+        """Headless: one decision and, if it starts a round, that round to its end (watched meanwhile as a
+        tick watches it, so `ownrec sync off` cancels it; no second round starts). A KeyboardInterrupt
+        while it runs cancels the round, waits for it to stop (within the client's poll interval) and is
+        raised again."""
         self.tick()
         decision = self.decision
         assert decision is not None
@@ -225,7 +230,7 @@ class SyncScheduler:
         try:
             while self.round_running:
                 time.sleep(min(self.tick_seconds, 0.2))
-                self.tick()
+                self._watch_round()
         except KeyboardInterrupt:
             self.cancel_round()
             stop_by = time.monotonic() + 60.0
