@@ -183,7 +183,7 @@ def _run_line(agent: Any, decision: Any, report: Any) -> str:
     if report.state == "refused":
         retry = "" if report.retry_after is None else \
             f"; next check-in in {report.retry_after:.0f} s (the coordinator's retry time)"
-        return f"round refused: {ended}{retry}{adoption}"
+        return f"round {ended}{retry}{adoption}"
     prefix = {"released": "", "cancelled": "sync turned off: ", "failed": "round failed: "}.get(
         report.state, "round ended without a release: ")
     return f"{prefix}{ended}; {_privacy_line(total)}{adoption}"

@@ -280,11 +280,13 @@ class Coordinator:
         now = time.time()
         with self.storage.write() as tx:
             self._advance_all(tx, now)
-            mine = tx.one("select r.round_id, r.state from participants p join rounds r on r.round_id = p.round_id "
-                          "where p.device_id = ? and r.state not in ('done', 'withheld', 'aborted')", [device])
+            mine = tx.one("select r.round_id, r.state, r.deadline from participants p join rounds r on "
+                          "r.round_id = p.round_id where p.device_id = ? and r.state not in ('done', 'withheld', "
+                          "'aborted')", [device])
             if mine:
                 raise CoordinatorError(409, "already_in_cohort", f"this device is already in round {mine[0]} "
-                                       f"({mine[1]}): a client takes part in one cohort at a time")
+                                       f"({mine[1]}): a client takes part in one cohort at a time",
+                                       retry_after=max(0.0, mine[2] - now) + 4 * self.settings.stage_timeout)
             running = tx.one("select round_id, deadline from rounds where state in "
                              "('advertise', 'share', 'masked', 'unmask')")
             if running:

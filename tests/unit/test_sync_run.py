@@ -154,7 +154,7 @@ def test_a_refused_check_in_comes_back_at_the_coordinators_retry_time(person, tm
         # The coordinator's time: the running stage's deadline, plus four stage timeouts at most.
         waited = retry_at - time.time()
         assert 4 * 20 < waited <= 5 * 20 + 1
-        assert result.output.startswith("round refused: the coordinator refused: round ")
+        assert result.output.startswith("round refused by the coordinator: round ")
         assert "(round_in_progress); next check-in in " in result.output, result.output
         assert "s (the coordinator's retry time)" in result.output
         # Not a whole interval (60 min): until that time, and no longer.
@@ -198,6 +198,16 @@ def test_ctrl_c_cancels_the_round_and_exits_cleanly(person, tmp_path):
         assert agent.store.db["sync_ledger"].count == 0  # nothing derived from data was uploaded
         (event,) = [json.loads(e["payload"]) for e in agent.store.events() if e["kind"] == "sync_round"]
         assert event["state"] == "cancelled"
+        agent.store.set_state(LAST_START_STATE, time.time() - 3600)
+        agent.close()
+        # The coordinator still counts it in the forming cohort: it says so, and when to come back (the cohort's
+        # check-in deadline, plus the four stages at most).
+        result = sync_run()
+        assert result.exit_code == EXIT_REFUSED
+        assert result.output.startswith("round refused by the coordinator: this device is already in round ")
+        assert "(already_in_cohort); next check-in in " in result.output
+        agent = Agent.open()
+        assert 300 - 30 < agent.store.get_state(RETRY_AT_STATE) - time.time() <= 300 + 4 * 30
         agent.close()
     finally:
         server.stop()

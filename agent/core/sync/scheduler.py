@@ -271,10 +271,10 @@ class SyncScheduler:
         except CoordinatorRefused as error:
             if error.retry_after is not None:  # come back then, not after a whole interval
                 self.store.set_state(RETRY_AT_STATE, time.time() + max(error.retry_after, MIN_RETRY_SECONDS))
-            report = RoundReport(started, "refused", f"the coordinator refused: {error.reason} ({error.code})",
+            report = RoundReport(started, "refused", f"refused by the coordinator: {error.reason} ({error.code})",
                                  refusal=error.code, retry_after=error.retry_after)
         except PolicyViolation as error:
-            report = RoundReport(started, "refused", f"this device refused the round: {error}", refusal="policy")
+            report = RoundReport(started, "refused", f"refused by this device's policy: {error}", refusal="policy")
         except Exception as error:  # noqa: BLE001 - every failure is reported and logged, none ends the app
             state = "aborted" if isinstance(error, SyncError) else "failed"
             report = RoundReport(started, state, f"{type(error).__name__}: {error}")
