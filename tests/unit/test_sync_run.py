@@ -258,3 +258,43 @@ def test_one_run_is_one_round_even_when_the_interval_has_passed_by_its_end(perso
         agent.close()
     finally:
         server.stop()
+
+
+def test_forever_comes_back_at_the_retry_time_and_takes_part(person, tmp_path):
+    server = start_server(tmp_path, min_cohort=10, max_cohort=10, checkin_window=120.0, stage_timeout=6.0)
+    try:
+        runner = CliRunner()
+        runner.invoke(cli, ["sync", "join", str(server.state_dir / "coordinator-pin.json")])
+        runner.invoke(cli, ["sync", "on"])
+        # A round of ten others is running; one left after checking in, so its first stage waits 6 s.
+        first = threading.Thread(target=run_clients, args=(server.pin, make_clients(10, make_catalog(),
+                                                                                    {0: "checked-in"})))
+        first.start()
+        with sqlite3.connect(server.db_url[len("sqlite:///"):]) as db:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not db.execute(
+                    "select 1 from rounds where state = 'advertise'").fetchone():
+                time.sleep(0.05)
+        process = subprocess.Popen([sys.executable, "-m", "agent.cli", "sync", "run", "--forever"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": os.getcwd()})
+        try:
+            refused = process.stdout.readline()
+            refused_at = time.monotonic()
+            assert refused.startswith("round refused by the coordinator: round "), refused
+            retry = float(refused.split("next check-in in ")[1].split(" s")[0])
+            assert 0 < retry <= 6 + 4 * 6
+            first.join(120)
+            # Nine more people check in; the device comes back at its retry time (not an hour later) and makes ten.
+            second = threading.Thread(target=run_clients, args=(server.pin, make_clients(9, make_catalog())))
+            second.start()
+            released = process.stdout.readline()
+            assert " released as version " in released and "; privacy spent: ε = " in released, released
+            assert time.monotonic() - refused_at < retry + 60
+            second.join(120)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        assert process.returncode == EXIT_INTERRUPTED and "Traceback" not in err, err
+    finally:
+        server.stop()
