@@ -191,3 +191,25 @@ def test_the_pending_row_states_the_bytes_of_the_masked_input_it_precedes(tmp_pa
         assert row["state"] == "pending" and row["bytes_sent"] > 4 * parameters  # the masked vector is in it
     finally:
         server.stop()
+
+
+def test_migration_m007_makes_every_upload_whose_end_was_not_seen_pending(tmp_path, monkeypatch):
+    import sqlite_utils
+
+    from agent.core.store import migrations
+
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    with monkeypatch.context() as patched:  # the schema as it was before m007
+        patched.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:6])
+        migrations.apply_migrations(old)
+    states = ["released", "uploaded", "cancelled", "unknown", "aborted", "withheld"]
+    for at, state in enumerate(states):
+        old["sync_ledger"].insert({"at": float(at), "coordinator_key": "k", "round_id": f"{at:032x}", "state": state,
+                                   "noise_multiplier": 1.0, "target_delta": 1e-5})
+    old.close()
+    store = Store.open(path)
+    rows = list(store.db.query("select state, settled_at from sync_ledger order by at"))
+    store.close()
+    assert [row["state"] for row in rows] == ["released", "pending", "pending", "pending", "aborted", "withheld"]
+    assert [row["settled_at"] for row in rows] == [0.0, None, None, None, 4.0, 5.0]
