@@ -126,6 +126,100 @@ def sync_off() -> None:
     click.echo("sync off: ownrec opens no network connection (`ownrec sync on` to take part again)")
 
 
+# `ownrec sync run` exit codes, for scripts, cron and the service units (packaging/systemd, packaging/launchd).
+EXIT_RELEASED = 0
+EXIT_FAILED = 1  # an error this device could not act on (a network error, a damaged store)
+EXIT_OFF = 3  # sync is off (or was turned off during the round): nothing was sent
+EXIT_NOT_JOINED = 4  # no usable coordinator pin
+EXIT_NOT_NOW = 5  # the app is in use, the interval has not passed, or the coordinator's retry time has not come
+EXIT_REFUSED = 6  # the coordinator or this device's policy refused the round, or no round could include it
+EXIT_NO_RELEASE = 7  # the round ended without a release (withheld, aborted)
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
+RUN_EXIT_CODES = {"released": EXIT_RELEASED, "withheld": EXIT_NO_RELEASE, "aborted": EXIT_NO_RELEASE,
+                  "refused": EXIT_REFUSED, "not formed": EXIT_REFUSED, "cancelled": EXIT_OFF, "failed": EXIT_FAILED}
+DECISION_EXIT_CODES = {"off": EXIT_OFF, "not_joined": EXIT_NOT_JOINED, "stopped": EXIT_REFUSED, "busy": EXIT_NOT_NOW,
+                       "wait": EXIT_NOT_NOW}
+FOREVER_RECHECK_SECONDS = 30.0  # --forever re-reads the consent and the pin at least this often
+
+
+@sync.command("run")
+@click.option("--forever", is_flag=True,
+              help="Keep going: a round whenever the rules allow, at the coordinator's retry times when it "
+                   "refuses one; waits (without a connection) while sync is off or no coordinator is pinned; "
+                   "stops when asking the coordinator again cannot help (not enrolled, its budget spent).")
+@fail_cleanly
+def sync_run(forever: bool) -> None:
+    """Run a round now if sync is on, a coordinator is pinned, the app is idle and the interval has passed
+    (the rules of the app's scheduler); one line says what happened.
+
+    \b
+    Exit codes: 0 a round released; 3 sync is off (nothing sent); 4 no coordinator pinned;
+    5 not now (the app is in use, the interval or the coordinator's retry time has not come);
+    6 the round was refused (by the coordinator or by this device's policy) or could not form, or no
+    round can start with this coordinator until you join again; 7 the round ended
+    without a release; 1 another failure; 130 interrupted (Ctrl-C, SIGTERM): a round in flight is
+    cancelled and any upload it made stays counted as spent until the coordinator's record settles it.
+    """
+    import signal
+    import time
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a service manager's stop: like Ctrl-C
+    agent = open_agent()
+    scheduler = agent.sync_scheduler(in_app=False)
+    shown_kind = None
+    try:
+        while True:
+            decision, report = scheduler.run_once()
+            code = DECISION_EXIT_CODES.get(decision.kind) if report is None else RUN_EXIT_CODES[report.state]
+            if report is not None or decision.kind != shown_kind or not forever:
+                total = None if report is None else agent.sync_privacy(decision.pin.signing_public_key.hex())
+                click.echo(_run_line(decision, report, total))
+                shown_kind = decision.kind
+            if not forever:
+                raise SystemExit(code)
+            after = scheduler.decide()
+            if after.kind == "stopped":  # asking again cannot help (client.STOPPING_CODES): its budget spent, ...
+                click.echo("stopping: no round can start with this coordinator until you join again "
+                           "(`ownrec sync status` says why)", err=True)
+                raise SystemExit(code)
+            wait = after.wait_seconds
+            time.sleep(FOREVER_RECHECK_SECONDS if wait is None else min(max(wait, 0.5), FOREVER_RECHECK_SECONDS))
+    except KeyboardInterrupt:
+        report = scheduler.last_report
+        cancelled = report is not None and report.state == "cancelled"
+        click.echo("interrupted" + (f": {report.message}" if cancelled else ""), err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        agent.close()
+
+
+def _run_line(decision: Any, report: Any, total: PrivacyTotal | None) -> str:
+    """One line for what `sync run` decided or how its round ended; `total`: the ledger's privacy figures
+    with this coordinator, after the round."""
+    if report is None:
+        if decision.kind == "off":
+            return "sync is off: nothing was sent (`ownrec sync on` to take part)"
+        if decision.kind == "not_joined":
+            return f"not joined: {decision.phase}"
+        if decision.kind == "stopped":
+            return decision.phase
+        return f"not now: {decision.phase}"
+    # The round's end, then what it cost, then what the device decided about a new release (if it checked).
+    adoption = "" if report.adoption is None else f"; {report.adoption}"
+    ended = report.message.removesuffix(adoption)
+    if report.state in ("refused", "not formed"):
+        retry = "" if report.retry_after is None else \
+            f"; next check-in in {report.retry_after:.0f} s (the coordinator's retry time)"
+        return f"round {ended}{retry}{adoption}" if report.state == "refused" else \
+            f"round not formed: {ended}{retry}{adoption}"
+    prefix = {"released": "", "cancelled": "sync turned off: ", "failed": "round failed: "}.get(
+        report.state, "round ended without a release: ")
+    return f"{prefix}{ended}; {_privacy_line(total)}{adoption}"
+
+
 @sync.command("log")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True,
@@ -172,6 +266,9 @@ def _print_uploads(rows: list[LedgerRow], totals: dict[str, PrivacyTotal]) -> No
         click.echo(f"{when:16}  {row.round:8}  {row.state:9}  {row.bytes_sent:>9,}  {row.pre_clip_norm:>6.3f}  "
                    f"{row.clip_norm:>5.2f}  {row.noise_std:>8.4f}  {_epsilon(row.epsilon_server):>8}  "
                    f"{_epsilon(row.epsilon_client):>7}  {alone:>20}")
+    if any(row.state == "pending" for row in rows):
+        click.echo("pending: this device did not see how the round ended; counted as spent until the coordinator's "
+                   "signed record of the round settles it, at the next round")
     for key, total in totals.items():
         click.echo(f"coordinator {consent.fingerprint(bytes.fromhex(key))}: " + _privacy_line(total))
 
@@ -179,7 +276,7 @@ def _print_uploads(rows: list[LedgerRow], totals: dict[str, PrivacyTotal]) -> No
 def _privacy_line(total: PrivacyTotal | None) -> str:
     if total is None or total.counted_rounds == 0:
         uploads = "" if total is None or not total.uploads else \
-            f" ({total.uploads} uploads, each to a round the coordinator aborted unsummed)"
+            f" ({total.uploads} uploads, none of them summed by the coordinator)"
         return f"privacy spent: none yet{uploads}"
     server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
     return (f"privacy spent: ε = {total.epsilon_client:.2f} at δ = {total.delta:g} over {total.rounds_phrase()} "

@@ -19,6 +19,11 @@ Releases. The coordinator signs each new global adapter with its Ed25519 key:
 A client verifies against the coordinator public key it pinned when it joined, checks that the version
 increases, and only then loads it: neither the network nor a stranger with the coordinator's address
 can make it load an adapter the coordinator did not sign, or roll it back to an older one.
+
+Round outcomes. What the coordinator's record says of one device in one round (was its masked input
+summed?), signed with the same key over OUTCOME_LABEL | canonical JSON, and naming the round and the
+device: the device settles its ledger from it, and keeps a record it can show to anyone who trusts the
+coordinator's key.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from agent.federation.layout import SharedLayout
 
 REQUEST_LABEL = b"ownrec/sync/v2/request"
 RELEASE_LABEL = b"ownrec/sync/v1/release"
+OUTCOME_LABEL = b"ownrec/sync/v1/round-outcome"
 RELEASE_MAGIC = b"ORRL\x01"
 SIGNATURE_BYTES = 64
 NONCE_BYTES = 16
@@ -204,3 +210,27 @@ def verify_release(data: bytes, coordinator_key: bytes, *, newer_than: int | Non
                            f"refusing a rollback")
     vector.setflags(write=False)
     return Release(version=version, metadata=metadata, layout=layout, vector=vector, raw=data)
+
+
+def _canonical(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_round_outcome(key: Ed25519PrivateKey, record: dict[str, Any]) -> dict[str, str]:
+    """{"record": canonical JSON text, "signature": hex}: what the outcome endpoint answers."""
+    text = _canonical(record)
+    return {"record": text.decode(), "signature": key.sign(OUTCOME_LABEL + text).hex()}
+
+
+def verify_round_outcome(signed: Any, coordinator_key: bytes, round_id: str, device_id: str) -> dict[str, Any]:
+    """The record in `signed` if the pinned key signed it and it is about this round and this device;
+    SignatureError otherwise."""
+    try:
+        text, signature = signed["record"].encode(), bytes.fromhex(signed["signature"])
+        Ed25519PublicKey.from_public_bytes(coordinator_key).verify(signature, OUTCOME_LABEL + text)
+        record = json.loads(text)
+    except (KeyError, TypeError, AttributeError, ValueError, InvalidSignature):
+        raise SignatureError("the round outcome is not signed by the pinned coordinator key") from None
+    if not isinstance(record, dict) or (record.get("round_id"), record.get("device_id")) != (round_id, device_id):
+        raise SignatureError(f"the signed outcome is not about round {round_id} and this device")
+    return record

@@ -149,11 +149,13 @@ def token_of_device(tx: Transaction, device: str) -> tuple[Any, ...] | None:
 
 
 class Refusal(NamedTuple):
-    """A refused check-in, as the coordinator answers it: HTTP status, error code, message."""
+    """A refused check-in, as the coordinator answers it: HTTP status, error code, message, and the seconds
+    after which asking again can succeed (None: not by waiting)."""
 
     status: int
     code: str
     message: str
+    retry_after: float | None = None
 
 
 def admit(tx: Transaction, limits: CoordinatorSettings, device: str, public: bytes, new_key: bool, code: str | None, address: str,
@@ -166,7 +168,7 @@ def admit(tx: Transaction, limits: CoordinatorSettings, device: str, public: byt
         wait = take(tx, bucket, per_hour, now)
         if wait is None:
             return None
-        return Refusal(429, "rate_limited", f"too many {what}: try again in {wait:.0f} s")
+        return Refusal(429, "rate_limited", f"too many {what}: try again in {wait:.0f} s", retry_after=wait)
 
     refusal = limited(f"checkin:address:{address}", limits.checkins_per_hour, "check-ins from this address")
     if refusal:

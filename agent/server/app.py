@@ -16,7 +16,9 @@ signature covers the path and query exactly as received, and the body.
     POST /v1/rounds/{id}/masked-input          stage 3
     GET  /v1/rounds/{id}/survivors             who sent a masked input and who dropped
     POST /v1/rounds/{id}/unmasking             stage 4
-A refused request gets a 4xx status and {"error": code, "message": text}. Vectors never reach a log:
+    GET  /v1/rounds/{id}/outcome               signed: was this device's masked input summed (any time later)
+A refused request gets a 4xx status and {"error": code, "message": text}, with "retry_after" (seconds,
+also as a Retry-After header) when the client should come back later. Vectors never reach a log:
 the app logs only paths, statuses and error codes.
 """
 
@@ -29,6 +31,7 @@ import ipaddress
 import json
 import logging
 import logging.config
+import math
 import os
 import re
 from pathlib import Path
@@ -180,7 +183,12 @@ def create_app(coordinator: Coordinator) -> Starlette:
     async def refused(request: Request, error: Exception) -> Response:
         assert isinstance(error, CoordinatorError)
         log.info("refused %s %s: %s %s", request.method, request.url.path, error.status, error.code)
-        return JSONResponse({"error": error.code, "message": error.message}, status_code=error.status)
+        body: dict[str, Any] = {"error": error.code, "message": error.message}
+        headers = {}
+        if error.retry_after is not None:
+            body["retry_after"] = round(error.retry_after, 1)
+            headers["retry-after"] = str(math.ceil(error.retry_after))  # HTTP wants whole seconds
+        return JSONResponse(body, status_code=error.status, headers=headers)
 
     routes = [
         Route("/v1/info", info, methods=["GET"]),
@@ -190,6 +198,7 @@ def create_app(coordinator: Coordinator) -> Starlette:
         Route("/v1/rounds/{round_id}/neighbour-keys", reader("neighbour_keys"), methods=["GET"]),
         Route("/v1/rounds/{round_id}/envelopes", reader("envelopes_for"), methods=["GET"]),
         Route("/v1/rounds/{round_id}/survivors", reader("survivors_for"), methods=["GET"]),
+        Route("/v1/rounds/{round_id}/outcome", reader("round_outcome"), methods=["GET"]),
         Route("/v1/rounds/{round_id}/{stage}", upload, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={CoordinatorError: refused})

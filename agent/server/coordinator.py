@@ -37,10 +37,11 @@ from agent.federation.neighbourhood import NeighbourGraph, NeighbourhoodPlan, Th
 from agent.federation.layout import SharedLayout
 from agent.federation.quantize import QuantizationPlan, dequantize_sum
 from agent.federation.shamir import Share, reconstruct_secret
-from agent.federation.shrinkage import release_step
 from agent.federation.signing import AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth
 from agent.federation.signing import sign_release, verify_release, verify_request
 from agent.server import admission
+from agent.server.outcome import device_outcome
+from agent.server.release import build_release, smallest_releasable_cohort
 from agent.server.settings import CoordinatorSettings
 from agent.server.state import Storage, Transaction
 
@@ -59,11 +60,12 @@ def _marks(values) -> str:
 
 
 class CoordinatorError(Exception):
-    """A refused request: `status` is the HTTP status, `code` a stable machine-readable reason."""
+    """A refused request: `status` is the HTTP status, `code` a stable machine-readable reason, and
+    `retry_after` (seconds), when given, when the client should ask again (sent as Retry-After)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
 @dataclass(frozen=True)
@@ -176,24 +178,8 @@ class Coordinator:
                 "shrink_noise": self.settings.shrink_noise}
 
     def smallest_releasable_cohort(self, parameters: int, limit: int = 10**7) -> int | None:
-        """The fewest clients (at least min_cohort) whose completed round is not withheld; None if more than
-        `limit`. The noise in a full round's average only falls as the cohort grows, so a bisection finds it."""
-        settings = self.settings
-
-        def releases(n: int) -> bool:
-            plan = plan_neighbourhood(n, max_dropout_fraction=settings.max_dropout_fraction,
-                                      max_corrupt_fraction=settings.max_corrupt_fraction)
-            noise = device_noise(DistributedNoise(settings.clip_norm, settings.noise_multiplier, plan.min_survivors),
-                                 settings.max_round_epsilon, settings.target_delta)
-            return not (settings.withhold_noisy and NoiseCheck.of(noise, parameters, n).noise_dominates)
-
-        low, high = settings.min_cohort, limit
-        if releases(low) or not releases(high):
-            return low if releases(low) else None
-        while high - low > 1:  # releases(high) and not releases(low)
-            middle = (low + high) // 2
-            low, high = (low, middle) if releases(middle) else (middle, high)
-        return high
+        """The fewest clients (at least min_cohort) whose completed round is not withheld (`release`)."""
+        return smallest_releasable_cohort(self.settings, parameters, limit)
 
     def _spent(self, tx: Transaction, extra: list[tuple[float, float]]):
         rows = tx.all("select noise_multiplier, clamp_probability from releases where round_id is not null")
@@ -272,20 +258,24 @@ class Coordinator:
         now = time.time()
         with self.storage.write() as tx:
             self._advance_all(tx, now)
-            mine = tx.one("select r.round_id, r.state from participants p join rounds r on r.round_id = p.round_id "
-                          "where p.device_id = ? and r.state not in ('done', 'withheld', 'aborted')", [device])
+            mine = tx.one("select r.round_id, r.state, r.deadline from participants p join rounds r on "
+                          "r.round_id = p.round_id where p.device_id = ? and r.state not in ('done', 'withheld', "
+                          "'aborted')", [device])
             if mine:
                 raise CoordinatorError(409, "already_in_cohort", f"this device is already in round {mine[0]} "
-                                       f"({mine[1]}): a client takes part in one cohort at a time")
+                                       f"({mine[1]}): a client takes part in one cohort at a time",
+                                       retry_after=max(0.0, mine[2] - now) + 4 * self.settings.stage_timeout)
             running = tx.one("select round_id, deadline from rounds where state in "
                              "('advertise', 'share', 'masked', 'unmask')")
             if running:
+                ends = max(0.0, running[1] - now) + 4 * self.settings.stage_timeout
                 raise CoordinatorError(409, "round_in_progress", f"round {running[0]} is running; check in again "
-                                       f"after it ends (at the latest in {max(0.0, running[1] - now) + 4 * self.settings.stage_timeout:.0f} s)")
+                                       f"after it ends (at the latest in {ends:.0f} s)", retry_after=ends)
             latest = self._latest_release(tx)
             if base_version is not None and base_version != latest.version:
                 raise CoordinatorError(409, "stale_base", f"you trained on version {base_version}; the current "
-                                       f"global adapter is version {latest.version}: fetch it and train again")
+                                       f"global adapter is version {latest.version}: fetch it and train again",
+                                       retry_after=0.0)
             if self._spent(tx, [(self.settings.noise_multiplier, 0.0)]).epsilon > self.settings.epsilon_budget:
                 raise CoordinatorError(403, "budget_exhausted", "another round would take epsilon above the "
                                        f"configured budget of {self.settings.epsilon_budget}: no more rounds")
@@ -434,25 +424,11 @@ class Coordinator:
                 return
             log.warning("round %s released though %s (--release-noisy)", round_id, check.reason())
         latest = self._latest_release(tx)
-        vector = latest.vector + release_step(
-            summed / len(survivors), latest.layout, check.std, server_rate=self.settings.server_learning_rate,
-            item_rate=self.settings.item_learning_rate, shrink=self.settings.shrink_noise)
         clamp = config.quantization().clamp_failure_probability(config.parameters, noise)
         spent = self._spent(tx, [(config.noise_multiplier, clamp)])
         version = latest.version + 1
-        body = sign_release(self.signing_key, version, {
-            "round_id": round_id, "base_version": latest.version, "created": now, "summands": len(survivors),
-            "cohort_size": config.cohort_size, "clip_norm": config.clip_norm,
-            "noise_multiplier": config.noise_multiplier, "epsilon": spent.epsilon, "delta": spent.delta,
-            "rounds": spent.rounds, "target_delta": config.target_delta,
-            # the noise against the signal (`NoiseCheck`): a device can recompute it from these
-            "min_contributors": config.min_contributors, "noise_norm": check.noise_norm, "signal_bound": check.signal_bound,
-            # noise_norm counts the noise devices add under this floor; the epsilon counts only the
-            # distributed share (z), less noise than that: the release is at least as private as it says.
-            "max_round_epsilon": config.max_round_epsilon, "device_noise_std": noise.std_per_client,
-            # with these, anyone holding the round's sum can check the release: base + shrinkage.release_step(sum)
-            "server_learning_rate": self.settings.server_learning_rate, "shrink_noise": self.settings.shrink_noise,
-            "item_learning_rate": self.settings.item_learning_rate, "noise_std": check.std}, latest.layout, vector)
+        body = build_release(self.signing_key, self.settings, latest, config, summed / len(survivors),
+                             len(survivors), check, spent, now)
         tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability, epsilon,"
                    " delta, body) values (?, ?, ?, ?, ?, ?, ?, ?)",
                    [version, round_id, now, config.noise_multiplier, clamp, spent.epsilon, spent.delta, body])
@@ -472,7 +448,8 @@ class Coordinator:
         config = RoundConfig(**json.loads(round_row[1])) if round_row[1] else None
         return int(me[0]), int(me[1]), round_row[0], config
 
-    def status(self, round_id: str, device: str) -> dict[str, Any]:
+    def _advance_if_due(self, round_id: str, device: str) -> None:
+        """Move the round on if a deadline has passed (reading first: most asks find nothing due)."""
         now = time.time()
         with self.storage.read() as tx:
             _, _, state, _ = self._participant(tx, round_id, device)
@@ -480,6 +457,9 @@ class Coordinator:
         if state not in FINISHED and now >= deadline:
             with self.storage.write() as tx:
                 self._advance(tx, round_id, now)
+
+    def status(self, round_id: str, device: str) -> dict[str, Any]:
+        self._advance_if_due(round_id, device)
         with self.storage.read() as tx:
             index, stage, state, config = self._participant(tx, round_id, device)
             row = tx.one("select reason, released_version, deadline, summands from rounds where round_id = ?",
@@ -598,3 +578,11 @@ class Coordinator:
         if row is None:
             raise CoordinatorError(404, "unknown_round", f"there is no round {round_id}")
         return {"state": row[0], "reason": row[1], "released_version": row[2], "summands": row[3]}
+
+    def round_outcome(self, round_id: str, device: str) -> dict[str, str]:
+        """This device's outcome in the round, signed (`outcome.device_outcome`); it moves the round on first."""
+        self._advance_if_due(round_id, device)
+        with self.storage.read() as tx:
+            _, stage, state, _ = self._participant(tx, round_id, device)
+            row = tx.one("select reason, released_version, summands from rounds where round_id = ?", [round_id])
+        return device_outcome(self.signing_key, round_id, device, state, state in FINISHED, stage, *row)

@@ -32,10 +32,12 @@ def test_a_failing_migration_leaves_no_partial_schema(monkeypatch):
         db["half_done"].create({"id": int}, pk="id")
         raise RuntimeError("crash mid-migration")
 
-    monkeypatch.setattr("agent.core.store.migrations.MIGRATIONS", [*MIGRATIONS, m999_broken])
-    with pytest.raises(RuntimeError):
-        Store.open()
-    monkeypatch.undo()
+    # A context of its own: undoing the whole monkeypatch would also undo OWNREC_HOME (conftest), and the
+    # second open would reach the real data folder.
+    with monkeypatch.context() as patched:
+        patched.setattr("agent.core.store.migrations.MIGRATIONS", [*MIGRATIONS, m999_broken])
+        with pytest.raises(RuntimeError):
+            Store.open()
     store = Store.open()  # migrations before the broken one stay applied
     assert "half_done" not in store.db.table_names()
     assert "m999_broken" not in {row["name"] for row in store.db["_migrations"].rows}

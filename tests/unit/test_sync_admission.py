@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.cli import cli
+from agent.cli.sync import EXIT_REFUSED
 from agent.core.store import Store
 from agent.core.sync import consent
 from agent.core.sync.client import (BLOCKED_STATE, SENT_EVENT, ClientPolicy, CoordinatorLink, RoundCannotForm,
@@ -101,7 +102,9 @@ def test_registration_and_check_in_are_rate_limited_per_address_and_per_code(tmp
             checkin(server, key, code)
         error = refused(lambda: checkin(server, keys[2], code), 429, "rate_limited",
                         "too many device registrations from this address")
-        assert "try again in" in str(error)
+        # ...with the bucket's wait as the time to come back, which the device's scheduler honours.
+        assert error.retry_after is not None and error.retry_after > 0
+        assert f"try again in {error.retry_after:.0f} s" in str(error)
         assert query(server, "select count(*) from device_enrolments") == [(2,)]
         # Check-ins: 6 an hour from this address; the five attempts above used five.
         refused(lambda: checkin(server, keys[0], None), 409, "already_in_cohort")
@@ -275,6 +278,13 @@ def test_a_spent_budget_is_announced_and_the_device_stops_asking(tmp_path, encod
         log = runner.invoke(cli, ["sync", "log"]).output
         assert "sent 2 requests" in log and "read the coordinator's announced settings (public) ×1" in log
         assert "the coordinator's privacy budget is spent" in log
+        # Headless, the same: one attempt says so, and --forever stops instead of asking again.
+        once = runner.invoke(cli, ["sync", "run"])
+        assert once.exit_code == EXIT_REFUSED, once.output
+        assert once.stdout.startswith("no rounds: the coordinator's privacy budget is spent")
+        forever = runner.invoke(cli, ["sync", "run", "--forever"])
+        assert forever.exit_code == EXIT_REFUSED and forever.stdout == once.stdout
+        assert forever.stderr.startswith("stopping: no round can start with this coordinator until you join again")
 
 
 # -- the parts, on their own ---------------------------------------------------------------------------

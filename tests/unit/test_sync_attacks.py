@@ -302,14 +302,14 @@ class TamperingLink(CoordinatorLink):
 
     victims: list[int] = []
 
-    def request(self, method, path, body=b"", params=None, signed=True):
+    def build(self, method, path, body=b"", params=None, signed=True):
         if path.endswith("/share-keys"):
             message = protocol.decode(body)
             TamperingLink.victims.append(message.envelopes[0].receiver)
             flipped = bytearray(body)
             flipped[protocol.HEADER.size + protocol.COUNT.size + 4 + envelope.NONCE_BYTES + 5] ^= 0x40
             body = bytes(flipped)
-        return super().request(method, path, body, params, signed)
+        return super().build(method, path, body, params, signed)
 
 
 def test_a_tampered_envelope_is_refused_by_its_receiver_and_the_round_still_releases(tmp_path):

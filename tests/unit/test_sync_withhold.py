@@ -223,21 +223,21 @@ def test_devices_withheld_after_unmasking_count_their_upload_as_spent(tmp_path):
     assert "withheld after unmasking" in server.log()
 
 
-def test_every_upload_counts_as_spent_but_those_to_rounds_the_coordinator_aborted():
+def test_every_upload_counts_as_spent_but_those_the_coordinator_never_summed():
     from agent.core.store import Store
     from agent.core.sync.consent import privacy_total
     from agent.federation.accounting import privacy_spent
 
     store = Store.memory()
-    for at, state in enumerate(["released", "withheld", "cancelled", "aborted", "unknown"]):
+    for at, state in enumerate(["released", "withheld", "pending", "aborted", "pending", "dropped"]):
         store.record_upload({"at": float(at), "coordinator_key": "k", "round_id": f"{at:032x}", "state": state,
                              "bytes_sent": 1, "parameters": 1, "pre_clip_norm": 0.5, "clip_norm": 1.0,
                              "noise_multiplier": 1.0, "noise_std": 0.5, "cohort_size": 5, "target_delta": 1e-5,
                              "epsilon_server": 1.0, "delta_server": 1e-5, "epsilon_client": 1.0})
     assert store.spent_noise_multipliers("k") == [1.0] * 4
     total = privacy_total(store, "k")
-    assert (total.released_rounds, total.counted_rounds, total.uploads) == (1, 4, 5)
+    assert (total.released_rounds, total.counted_rounds, total.uploads) == (1, 4, 6)
     assert total.epsilon_client == pytest.approx(privacy_spent([1.0] * 4, 1e-5).epsilon)
     assert total.rounds_phrase() == ("4 rounds that may have used your updates (1 released, 1 withheld after summing, "
-                                     "1 cancelled after uploading, 1 of unknown outcome)")
+                                     "2 awaiting the coordinator's record, counted as spent)")
     store.close()

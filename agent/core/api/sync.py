@@ -163,16 +163,17 @@ class SyncPart:
         return self.store.release_count()
 
     def sync_scheduler(self, *, policy: "ClientPolicy | None" = None, tick_seconds: float = TICK_SECONDS,
-                       on_round_end: Callable[[RoundReport], None] | None = None) -> SyncScheduler:
+                       on_round_end: Callable[[RoundReport], None] | None = None,
+                       in_app: bool = True) -> SyncScheduler:
         """Federated rounds in the background while sync is on and the app is idle (not started: `start()`;
-        stop it before closing the agent). After each round a new release is checked (`check_new_release`)
+        stop it before closing the agent), or headless (`in_app` False: `run_once`, waiting for the app's
+        idleness as kept in the store). After each round a new release is checked (`check_new_release`)
         before the feed uses it."""
         return SyncScheduler(self.store, self.home, self._sync_training_data,
                              idle_seconds=float(self.config.get("sync.idle_seconds")),
                              interval_minutes=float(self.config.get("sync.interval_minutes")),
                              check_releases=self.check_new_release, policy=policy or self.sync_policy(),
-                             tick_seconds=tick_seconds,
-                             on_round_end=on_round_end)
+                             tick_seconds=tick_seconds, on_round_end=on_round_end, in_app=in_app)
 
     def _sync_training_data(self) -> "LocalTrainingData":
         """What a round trains on: the encoded catalog, the personal adapter (fixed) and the labels, without

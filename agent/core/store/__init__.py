@@ -12,10 +12,11 @@ from agent.core.store.records import (
     text_hash,
 )
 from agent.core.store.signals import PublicSignals
-from agent.core.store.store import Store
+from agent.core.store.store import UNSPENT_LEDGER_STATES, Store
 from agent.core.store.conversations import Conversation, ConversationNotFound, Conversations, Message
 
 __all__ = [
     "FEEDBACK_KINDS", "Conversation", "ConversationNotFound", "Conversations", "Interaction", "Item", "Message",
-    "NewItem", "PublicSignals", "Store", "StoreError", "UnknownItem", "UpsertResult", "text_hash",
+    "NewItem", "PublicSignals", "Store", "StoreError", "UNSPENT_LEDGER_STATES", "UnknownItem", "UpsertResult",
+    "text_hash",
 ]

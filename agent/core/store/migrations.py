@@ -151,7 +151,7 @@ def m004_sync_ledger(db: sqlite_utils.Database) -> None:
             "at": float,
             "coordinator_key": str,  # hex Ed25519 key the coordinator signs releases with
             "round_id": str,
-            "state": str,  # uploaded | released | aborted | cancelled
+            "state": str,  # uploaded | released | aborted | cancelled (m007: pending | released | withheld | aborted | dropped)
             "bytes_sent": int,  # request bodies and headers sent in the round
             "parameters": int,
             "pre_clip_norm": float,
@@ -204,6 +204,20 @@ def m007_sync_round_epsilon(db: sqlite_utils.Database) -> None:
     # sum (its privacy floor, agent.federation.accounting.device_noise). Earlier rows have neither.
     for column in ("epsilon_round_honest", "epsilon_round_worst"):
         db["sync_ledger"].add_column(column, float)
+
+
+@migration
+def m008_sync_ledger_settlement(db: sqlite_utils.Database) -> None:
+    # A ledger row is now written as "pending" before the masked input leaves the device, and settled from the
+    # coordinator's signed record of the round (agent.core.sync.client): "released" or "withheld" (summed, so
+    # spent), "aborted" or "dropped" (never summed). The states that meant "the end was not seen here" become
+    # pending, to be settled at the next contact like any other.
+    if "settled_at" in db["sync_ledger"].columns_dict:
+        return  # a database that ran this before it was renumbered after m007_sync_round_epsilon (as m007)
+    db["sync_ledger"].add_column("settled_at", float)
+    db["sync_ledger"].add_column("outcome", str)  # the coordinator's word on the round, as shown in the log
+    db.execute("update sync_ledger set state = 'pending' where state in ('uploaded', 'cancelled', 'unknown')")
+    db.execute("update sync_ledger set settled_at = at where state != 'pending'")
 
 
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:

@@ -27,6 +27,9 @@ from agent.core.store.signals import PublicSignals
 from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem, StoreError, UnknownItem,
                                       UpsertResult, interaction_from_row, item_from_row, text_hash)
 
+# Ledger states of uploads the coordinator's record shows were never summed: they spent no privacy. Every other
+# state counts, "pending" (no word from the coordinator yet) included.
+UNSPENT_LEDGER_STATES = ("aborted", "dropped")
 REMOVALS_STATE = "feedback_removals"  # state key: how many feedback rows an undo has taken back
 
 
@@ -437,7 +440,7 @@ class Store:
         """The uploads, newest first (every coordinator), as the person is shown them."""
         sql = ("select at, round_id, state, bytes_sent, parameters, pre_clip_norm, clip_norm, noise_multiplier, "
                "noise_std, cohort_size, epsilon_server, epsilon_client, release_version, coordinator_key, "
-               "epsilon_round_honest, epsilon_round_worst "
+               "epsilon_round_honest, epsilon_round_worst, settled_at, outcome "
                "from sync_ledger order by at desc, id desc")
         return list(self.db.query(sql + (f" limit {int(limit)}" if limit else "")))
 
@@ -452,21 +455,30 @@ class Store:
     @_locked
     def spent_noise_multipliers(self, coordinator_key: str) -> list[float]:
         """The noise multiplier of every upload to this coordinator that counts as spent: all but those to
-        rounds the coordinator aborted (agent.core.sync.client)."""
+        rounds whose inputs the coordinator's record shows it never summed (agent.core.sync.client)."""
         rows = self.db.execute("select noise_multiplier from sync_ledger where coordinator_key = ? "
-                               "and state != 'aborted'", [coordinator_key]).fetchall()
+                               f"and state not in {UNSPENT_LEDGER_STATES}", [coordinator_key]).fetchall()
         return [float(row[0]) for row in rows]
 
     @_locked
+    def pending_uploads(self, coordinator_key: str) -> list[dict[str, Any]]:
+        """The id and round of every upload to this coordinator not yet settled from its record, oldest first."""
+        return list(self.db.query("select id, round_id from sync_ledger where coordinator_key = ? and "
+                                  "state = 'pending' order by at, id", [coordinator_key]))
+
+    @_locked
     def record_upload(self, row: dict[str, Any]) -> int:
-        """Add one upload to the ledger; its row id."""
-        table = self.db["sync_ledger"]
-        table.insert(row)
-        return int(table.last_pk)
+        """Add one upload to the ledger, committed before this returns (the client sends nothing that could be
+        summed before its row is on disk); its row id."""
+        with self.db.atomic():
+            table = self.db["sync_ledger"]
+            table.insert(row)
+            return int(table.last_pk)
 
     @_locked
     def update_upload(self, upload_id: int, changes: dict[str, Any]) -> None:
-        self.db["sync_ledger"].update(upload_id, changes)
+        with self.db.atomic():
+            self.db["sync_ledger"].update(upload_id, changes)
 
     @_locked
     def store_release(self, coordinator_key: str, version: int, body: bytes) -> None:

@@ -19,20 +19,22 @@ the operator gave the person (the coordinator admits only enrolled devices). The
 round within that bound even if every other member were fake, and refuses a round whose quantization has no
 room for it. Every request a run sent is logged by kind (`SENT_EVENT`), what `ownrec sync log` lists.
 
-Every upload is written to the local ledger (`sync_ledger`, migration m004): round, bytes sent, the
+Every upload is in the local ledger (`sync_ledger`, migrations m004, m007 and m008): round, bytes sent, the
 pre-clip norm, C, the noise, and epsilon both as the coordinator reports it and as this client computes
-it over the rounds it took part in. An upload counts as spent unless its round was aborted by the
-coordinator (which then deletes the masked inputs unsummed) or left this client out of the survivors:
-a released round, one withheld after its noised sum was computed (`RoundWithheld`), and one whose end
-this client did not see (cancelled after uploading, a timeout) all count. Verified releases are kept in
-`sync_releases`; whether the feed uses one is `adoption`'s decision.
+it over the rounds it took part in. The row is committed as "pending" *before* the masked input is sent,
+so no crash, exit or `sync off` can leave an update that may be summed out of the ledger; a pending row
+counts as spent. It is settled from the coordinator's record of the round: within the round when this
+client sees its end (released; withheld after summing; aborted, the inputs deleted unsummed; or dropped,
+this client not among the survivors), otherwise at the next contact, from the round's signed outcome
+(`settle_pending`, GET /v1/rounds/{id}/outcome). Only "aborted" and "dropped" spend nothing
+(`UNSPENT_LEDGER_STATES`). Verified releases are kept in `sync_releases`; whether the feed uses one is
+`adoption`'s decision.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +47,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.core.ranker.adapters import PersonalAdapter
+from agent.core.sync.link import CoordinatorLink, CoordinatorPin, CoordinatorRefused
 from agent.core.ranker.model import Catalog
 from agent.federation import protocol
 from agent.federation.clipping import DistributedNoise
@@ -53,31 +56,20 @@ from agent.federation.neighbourhood import NeighbourhoodPlan, ThreatModel, plan_
 from agent.core.sync.parameters import GlobalTrainingSettings, train_global_delta
 from agent.federation.quantize import TAIL_SIGMAS, QuantizationPlan
 from agent.federation.stages import ClientRound
-from agent.federation.signing import Release, public_bytes, sign_request, verify_release
+from agent.federation.signing import Release, public_bytes, verify_release
 
 if TYPE_CHECKING:
     from agent.core.store import Store
 
 POLL_SECONDS = 4.0  # each long poll returns within this, so a cancellation takes effect within it
-# httpx sends these by default; HTTP/1.1 keeps the connection alive without being asked, the coordinator
-# compresses nothing and answers every client alike: ~100 bytes a request saved.
-UNSENT_HEADERS = ("accept", "accept-encoding", "connection", "user-agent")
-
-
-class CoordinatorRefused(SyncError):
-    """The coordinator answered with an error status; `code` is its machine-readable reason."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"the coordinator refused ({status} {code}): {message}")
-        self.status, self.code = status, code
 
 
 class RoundAborted(SyncError):
     """The round ended without a release (too few survivors, a timeout, or this client was dropped).
-    `unused`: the coordinator showed it never summed this client's input (it aborted the round, or did not
-    list this client as a survivor)."""
+    `unused`: the coordinator showed it never summed this client's input: the ledger state that says how
+    ("aborted": it aborted the round; "dropped": it did not list this client as a survivor), else None."""
 
-    def __init__(self, message: str, unused: bool = False) -> None:
+    def __init__(self, message: str, unused: str | None = None) -> None:
         super().__init__(message)
         self.unused = unused
 
@@ -104,10 +96,13 @@ class RoundCannotForm(SyncError):
     or this device's own (cohort_too_small, not_formed, declined). `retry`: whether trying again later can
     help without the person or the operator doing something (a new enrolment code, a new budget)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None,
+                 refused_check_in: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.retry = code not in STOPPING_CODES
+        self.retry_after = retry_after  # the coordinator's time to come back (seconds), when it named one
+        self.refused_check_in = refused_check_in  # the coordinator refused the check-in (else: announced, or ours)
 
 
 # Refusals that asking again cannot change: the scheduler stops starting rounds with this coordinator until
@@ -120,30 +115,11 @@ SENT_WORDS = {
     "status": "ask how the round stands", "advertise-keys": "this round's two public keys",
     "neighbour-keys": "fetch the neighbours' public keys", "share-keys": "key shares sealed for each neighbour",
     "envelopes": "fetch the sealed shares for this device", "masked-input": "the clipped, noised, masked update",
-    "survivors": "fetch who completed the round", "unmasking": "one key share per neighbour"}
+    "survivors": "fetch who completed the round", "unmasking": "one key share per neighbour",
+    "outcome": "ask how an earlier round ended for this device (its signed record)"}
 ENROLMENT_FILE = "enrolment-token"  # in the data folder's sync/, beside the device key
 BLOCKED_STATE = "sync_blocked"  # the store's state: why rounds with the pinned coordinator cannot form
 SENT_EVENT = "sync_sent"  # one event per contact: everything this device sent, request by request kind
-
-
-@dataclass(frozen=True)
-class CoordinatorPin:
-    """What the person pinned when joining: where the coordinator is, its TLS certificate (the only one
-    trusted for this connection) and the Ed25519 key its releases must be signed with."""
-
-    url: str
-    signing_public_key: bytes
-    tls_certificate: str
-
-    @classmethod
-    def from_json(cls, text: str) -> CoordinatorPin:
-        data = json.loads(text)
-        return cls(url=data["url"], signing_public_key=bytes.fromhex(data["signing_public_key"]),
-                   tls_certificate=data["tls_certificate"])
-
-    @classmethod
-    def from_file(cls, path: Path) -> CoordinatorPin:
-        return cls.from_json(Path(path).read_text())
 
 
 @dataclass(frozen=True)
@@ -185,65 +161,6 @@ class RoundOutcome:
     epsilon_round_worst: float | None = None   # this round alone, this device's own noise the only noise
     refused_envelopes: list[int] = field(default_factory=list)
     release: Release | None = None
-
-
-class CoordinatorLink:
-    """HTTPS to one pinned coordinator, every request signed by the device key.
-
-    `bytes_sent` counts what this client writes at the HTTP layer, exactly as HTTP/1.1 puts it on the
-    connection (request line, headers, blank line, body; TLS records and handshakes come on top);
-    `sent_by_kind` splits it by what the request is for (`request_kind`): [requests, bytes]."""
-
-    def __init__(self, pin: CoordinatorPin, device_key: Ed25519PrivateKey, timeout: float = 60.0) -> None:
-        context = ssl.create_default_context(cadata=pin.tls_certificate)  # trust this certificate and nothing else
-        self.http = httpx.Client(base_url=pin.url, verify=context, timeout=httpx.Timeout(timeout, connect=10.0))
-        for unneeded in UNSENT_HEADERS:  # httpx's defaults: the coordinator reads none of them
-            self.http.headers.pop(unneeded, None)
-        self.pin = pin
-        self.device_key = device_key
-        self.bytes_sent = 0
-        self.sent_by_kind: dict[str, list[int]] = {}
-
-    def close(self) -> None:
-        self.http.close()
-
-    @staticmethod
-    def request_kind(path: str) -> str:
-        """checkin, release, info, or a round's endpoint (status, advertise-keys, envelopes, ...)."""
-        parts = path.split("?", 1)[0].strip("/").split("/")
-        if len(parts) == 4 and parts[:2] == ["v1", "rounds"]:
-            return parts[3]
-        return {"releases": "release"}.get(parts[1], parts[1]) if len(parts) > 1 else path
-
-    @staticmethod
-    def wire_size(request: httpx.Request) -> int:
-        """The bytes HTTP/1.1 writes for `request`: "METHOD target HTTP/1.1\r\n", "name: value\r\n" per
-        header, "\r\n", the body."""
-        return (len(request.method) + len(request.url.raw_path) + len(b"  HTTP/1.1\r\n")
-                + sum(len(k) + len(v) + 4 for k, v in request.headers.raw) + 2 + len(request.content))
-
-    def request(self, method: str, path: str, body: bytes = b"", params: dict[str, Any] | None = None,
-                signed: bool = True) -> httpx.Response:
-        request = self.http.build_request(method, path, content=body or None, params=params)
-        if signed:  # over the target exactly as sent: path and query
-            request.headers.update(sign_request(self.device_key, method, request.url.raw_path.decode("ascii"), body))
-        size = self.wire_size(request)
-        self.bytes_sent += size
-        tally = self.sent_by_kind.setdefault(self.request_kind(path), [0, 0])
-        tally[0] += 1
-        tally[1] += size
-        response = self.http.send(request)
-        if response.status_code >= 400:
-            try:
-                data = response.json()
-                raise CoordinatorRefused(response.status_code, data.get("error", "error"), data.get("message", ""))
-            except (ValueError, AttributeError):
-                raise CoordinatorRefused(response.status_code, "http_error", response.text[:200]) from None
-        return response
-
-    def latest_release(self, newer_than: int | None = None) -> Release:
-        body = self.request("GET", "/v1/releases/latest", signed=False).content
-        return verify_release(body, self.pin.signing_public_key, newer_than=newer_than)
 
 
 def check_round_config(config: dict[str, Any], policy: ClientPolicy, release: Release) -> tuple[
@@ -324,10 +241,16 @@ class RoundRunner:
         if self.cancel.is_set():
             raise RoundCancelled("the round was cancelled")
 
-    def _upload(self, round_id: str, stage: str, message: protocol.Message) -> int:
-        self._check_cancel()
+    def _upload(self, round_id: str, stage: str, message: protocol.Message,
+                before_sending: Callable[[int], None] | None = None) -> int:
+        """Send one stage's message; `before_sending(bytes_sent once it is sent)` runs first, and a cancel
+        is then no longer checked (what it recorded is about to be true)."""
         body = protocol.encode(message)
-        self.link.request("POST", f"/v1/rounds/{round_id}/{stage}", body)
+        request = self.link.build("POST", f"/v1/rounds/{round_id}/{stage}", body)
+        self._check_cancel()
+        if before_sending is not None:
+            before_sending(self.link.bytes_sent + self.link.wire_size(request))
+        self.link.send(request)
         self.progress(stage)
         return len(body)
 
@@ -350,7 +273,7 @@ class RoundRunner:
             if status["state"] == since:
                 continue
             if status["state"] == "aborted":
-                raise RoundAborted(f"round {round_id} was aborted: {status['reason']}", unused=True)
+                raise RoundAborted(f"round {round_id} was aborted: {status['reason']}", unused="aborted")
             if status["state"] == "withheld":
                 raise RoundWithheld(round_id, status["reason"], summed=status.get("summands") is not None)
             if status["state"] != wanted:
@@ -367,6 +290,47 @@ class RoundRunner:
 
         spent = self.store.spent_noise_multipliers(self.coordinator_key)
         return privacy_spent(spent + [noise_multiplier], target_delta).epsilon
+
+    def settle_pending(self) -> list[tuple[str, str]]:
+        """Settle every pending upload to this coordinator from its signed record of the round; the
+        (round id, state) of each settled. A round still running, or a record that cannot be had or does
+        not verify, leaves the row pending (still counted as spent)."""
+        from agent.federation.signing import device_id_of, verify_round_outcome
+
+        device = device_id_of(public_bytes(self.link.device_key))
+        settled = []
+        for row in self.store.pending_uploads(self.coordinator_key):
+            self._check_cancel()
+            round_id = row["round_id"]
+            try:
+                signed = self.link.request("GET", f"/v1/rounds/{round_id}/outcome").json()
+                record = verify_round_outcome(signed, self.link.pin.signing_public_key, round_id, device)
+            except (SyncError, httpx.HTTPError, ValueError):
+                continue  # asked again at the next contact
+            if record["summed"] is None:
+                continue
+            state = self._settled_state(record)
+            changes = {"state": state, "settled_at": time.time(), "outcome": self._outcome_words(record)}
+            if state == "released":
+                changes["release_version"] = record["released_version"]
+            self.store.update_upload(row["id"], changes)
+            settled.append((round_id, state))
+        return settled
+
+    @staticmethod
+    def _settled_state(record: dict[str, Any]) -> str:
+        if record["summed"]:
+            return "released" if record["state"] == "done" else "withheld"
+        return "aborted" if record["state"] == "aborted" else "dropped"
+
+    @staticmethod
+    def _outcome_words(record: dict[str, Any]) -> str:
+        if record["summed"]:
+            return (f"summed into release {record['released_version']}" if record["state"] == "done"
+                    else f"summed, then withheld: {record['reason']}")
+        if record["state"] == "aborted":
+            return f"never summed: the round was aborted ({record['reason']})"
+        return "never summed: the coordinator did not receive this device's masked input in time"
 
     def run(self, data: LocalTrainingData) -> RoundOutcome:
         """One round; every request it sent is logged (`SENT_EVENT`) however it ends."""
@@ -401,6 +365,9 @@ class RoundRunner:
             raise PolicyViolation(f"the coordinator offers version {base.version}, older than the {known} already "
                                   f"loaded: refusing a rollback")
         self._store_release(base)
+        # The next contact after a round whose end this device did not see: settled first, also when the
+        # coordinator then turns out to start no more rounds.
+        self.settle_pending()
         self._check_info(self.link.request("GET", "/v1/info", signed=False).json())
         delta = train_global_delta(base.layout, base.vector, data.personal, data.catalog, data.labels,
                                    self.policy.training)
@@ -413,8 +380,8 @@ class RoundRunner:
             joined = self.link.request("POST", "/v1/checkin", json.dumps(request).encode()).json()
         except CoordinatorRefused as refusal:
             if refusal.code in STOPPING_CODES | {"rate_limited", "round_in_progress"}:
-                raise RoundCannotForm(refusal.code, f"the coordinator refused this device's check-in: "
-                                      f"{str(refusal).split(': ', 1)[-1]}") from None
+                raise RoundCannotForm(refusal.code, f"refused by the coordinator: {refusal.reason} ({refusal.code})",
+                                      refusal.retry_after, refused_check_in=True) from None
             raise
         if self.enrolment_token:
             self.enrolment_token = None
@@ -426,6 +393,7 @@ class RoundRunner:
         outcome = RoundOutcome(round_id=round_id, index=index, state="running", bytes_sent=0, upload_bytes=0,
                                pre_clip_norm=float("nan"))
         ledger_id = None
+        settled_as: tuple[str, str] | None = None  # (ledger state, in words) once the coordinator said
         try:
             status = self._wait_for(round_id, "forming", "advertise", started)
             config = status["config"]
@@ -460,19 +428,26 @@ class RoundRunner:
             self._wait_for(round_id, "share", "masked", started)
 
             # Stage 3: open the neighbours' envelopes, then clip, noise, quantize and mask the update.
+            # The ledger row is committed before the masked input is sent: whatever happens to this process
+            # from here on, the update that may be summed is counted as spent until the coordinator's record
+            # says otherwise.
             masked = stages.masked_input(self._get(round_id, "envelopes"), delta)
             outcome.pre_clip_norm, outcome.refused_envelopes = stages.pre_clip_norm, stages.refused_envelopes
-            outcome.upload_bytes += self._upload(round_id, "masked-input", masked)
-            outcome.bytes_sent = self.link.bytes_sent
-            ledger_id = self._record_upload(round_id, config, noise, own, stages.pre_clip_norm, outcome,
-                                            epsilon_client)
+
+            def record(bytes_sent: int) -> None:
+                nonlocal ledger_id
+                outcome.bytes_sent = bytes_sent  # the masked input included: it is sent right after
+                ledger_id = self._record_upload(round_id, config, noise, own, stages.pre_clip_norm, outcome,
+                                                epsilon_client)
+
+            outcome.upload_bytes += self._upload(round_id, "masked-input", masked, before_sending=record)
             outcome.epsilon_server, outcome.epsilon_client = float(config["epsilon_after"]), epsilon_client
             self._wait_for(round_id, "masked", "unmask", started)
 
             # Stage 4: reveal one share per neighbour: the seed of a survivor, the key of a dropout.
             listed = self._get(round_id, "survivors")
             if index not in set(listed["survivors"]):
-                raise RoundAborted("the coordinator does not list this client as a survivor", unused=True)
+                raise RoundAborted("the coordinator does not list this client as a survivor", unused="dropped")
             outcome.upload_bytes += self._upload(round_id, "unmasking", stages.unmasking(listed))
             final = self._wait_for(round_id, "unmask", "done", started)
 
@@ -484,23 +459,35 @@ class RoundRunner:
             outcome.state, outcome.release, outcome.released_version = "released", release, release.version
             outcome.epsilon_server = float(release.metadata["epsilon"])
             self.progress("released")
-        except RoundCancelled:
+        except RoundCancelled as error:
             outcome.state = "cancelled"
+            if ledger_id is not None:
+                raise RoundCancelled(f"{error} after its upload was entered in the ledger: it counts as spent until "
+                                     "the coordinator's record settles it at the next contact") from None
             raise
-        except RoundWithheld:
+        except RoundWithheld as error:
             outcome.state = "withheld"
+            if error.summed:
+                settled_as = ("withheld", str(error))
             raise
         except SyncError as error:
             # After the upload, only the coordinator's word that it never summed this input makes it unspent.
-            unused = ledger_id is None or getattr(error, "unused", False)
-            outcome.state = "aborted" if unused else "unknown"
+            unused = getattr(error, "unused", None)
+            outcome.state = "aborted" if ledger_id is None or unused else "unknown"
+            if unused:
+                settled_as = (unused, f"never summed: {error}")
             raise
         finally:
             outcome.bytes_sent = self.link.bytes_sent
             if ledger_id is not None:
-                self.store.update_upload(ledger_id, {
-                    "state": outcome.state, "bytes_sent": outcome.bytes_sent,
-                    "release_version": outcome.released_version, "epsilon_server": outcome.epsilon_server})
+                changes: dict[str, Any] = {"bytes_sent": outcome.bytes_sent}
+                if outcome.state == "released":
+                    settled_as = ("released", f"summed into release {outcome.released_version}")
+                if settled_as is not None:  # the coordinator's record, seen in the round; else it stays pending
+                    changes |= {"state": settled_as[0], "outcome": settled_as[1], "settled_at": time.time(),
+                                "release_version": outcome.released_version,
+                                "epsilon_server": outcome.epsilon_server}
+                self.store.update_upload(ledger_id, changes)
         return outcome
 
     def _record_upload(self, round_id: str, config: dict[str, Any], noise: DistributedNoise, own: DistributedNoise,
@@ -508,7 +495,7 @@ class RoundRunner:
         """The ledger row: `noise` is the round's distributed noise (what the accounting counts), `own` what this
         device added (its share, or more under its privacy floor)."""
         return self.store.record_upload({
-            "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "uploaded",
+            "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "pending",
             "bytes_sent": outcome.bytes_sent, "parameters": int(config["parameters"]),
             "pre_clip_norm": pre_clip_norm, "clip_norm": noise.clip_norm, "noise_multiplier": noise.noise_multiplier,
             "noise_std": own.std_per_client, "cohort_size": int(config["cohort_size"]),

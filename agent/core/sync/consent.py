@@ -177,6 +177,8 @@ class LedgerRow:
     coordinator_key: str
     epsilon_round_honest: float | None = None  # this round alone, every other member honest
     epsilon_round_worst: float | None = None   # this round alone, every other member fake (this device's floor)
+    settled_at: float | None = None  # when the coordinator's record settled it; None while pending
+    outcome: str | None = None  # the coordinator's word on the round, in words
 
     @property
     def round(self) -> str:
@@ -192,14 +194,15 @@ def ledger(store: "Store", limit: int | None = 20) -> list[LedgerRow]:
 class PrivacyTotal:
     """What taking part has cost, with one coordinator: epsilon over the uploads that count as spent
     (computed here, with the exact Gaussian accountant of `accounting`), and the coordinator's own figure.
-    An upload counts unless the coordinator aborted its round (agent.core.sync.client says why)."""
+    An upload counts unless the coordinator's record shows it never summed it (agent.core.sync.client says
+    why); one still pending counts."""
 
     released_rounds: int
     uploads: int
     epsilon_client: float
     delta: float | None
     epsilon_server: float | None  # as the coordinator reported it for the newest upload that counts
-    counted_rounds: int = 0  # the uploads epsilon is over: released, withheld, or whose end was not seen
+    counted_rounds: int = 0  # the uploads epsilon is over: released, withheld after summing, or pending
     counted_by_state: dict[str, int] = field(default_factory=dict)
 
     def rounds_phrase(self) -> str:
@@ -214,15 +217,15 @@ class PrivacyTotal:
 
 # How each counted ledger state is named in `rounds_phrase`.
 COUNTED_STATES = {"released": "released", "withheld": "withheld after summing",
-                  "cancelled": "cancelled after uploading", "unknown": "of unknown outcome",
-                  "uploaded": "of unknown outcome"}
+                  "pending": "awaiting the coordinator's record, counted as spent"}
 
 
 def privacy_total(store: "Store", coordinator_key: str) -> PrivacyTotal:
+    from agent.core.store import UNSPENT_LEDGER_STATES
     from agent.federation.accounting import privacy_spent
 
     rows = store.sync_ledger_for(coordinator_key)
-    counted = [row for row in rows if row["state"] != "aborted"]
+    counted = [row for row in rows if row["state"] not in UNSPENT_LEDGER_STATES]
     if not counted:
         return PrivacyTotal(0, len(rows), 0.0, None, None)
     delta = float(counted[-1]["target_delta"])

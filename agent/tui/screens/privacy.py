@@ -183,7 +183,7 @@ class PrivacyScreen(Screen[bool]):
         total = found.total
         if total is None or total.counted_rounds == 0:
             aborted = "" if total is None or not total.uploads else \
-                f" ({total.uploads} uploads, each to a round it aborted unsummed)"
+                f" ({total.uploads} uploads, none of them summed by the coordinator)"
             return f"Privacy spent with this coordinator: none yet{aborted}."
         server = "" if total.epsilon_server is None else f"; the coordinator reports ε = {total.epsilon_server:.2f}"
         newest = rows[0]
