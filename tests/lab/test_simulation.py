@@ -12,10 +12,11 @@ from agent.lab.evaluation.simulation import InProcessFederation
 
 
 def federation(tmp_path, cohort: int, noise_multiplier: float, clip_norm: float = 1.0,
-               item_learning_rate: float = 1.0) -> InProcessFederation:
+               item_learning_rate: float = 1.0, shrink_noise: bool = True) -> InProcessFederation:
     layout = SharedLayout.create(64, 8, [f"test:{i}" for i in range(200)], np.random.default_rng(0))
     return InProcessFederation(tmp_path / "coordinator", layout, cohort, clip_norm=clip_norm,
-                               noise_multiplier=noise_multiplier, item_learning_rate=item_learning_rate, seed=1)
+                               noise_multiplier=noise_multiplier, item_learning_rate=item_learning_rate,
+                               shrink_noise=shrink_noise, seed=1)
 
 
 def test_without_noise_the_release_is_the_average_of_the_clipped_deltas(tmp_path):
@@ -52,7 +53,7 @@ def test_the_item_rows_take_the_item_learning_rate_and_b_g_the_plain_average(tmp
 
 
 def test_with_noise_the_release_carries_the_distributed_noise(tmp_path):
-    sim = federation(tmp_path, 10, 2.0)
+    sim = federation(tmp_path, 10, 2.0, shrink_noise=False)
     base = sim.latest()
     deltas = [np.zeros(base.layout.size) for _ in range(10)]
     result = sim.run_round(deltas, base)
@@ -61,6 +62,16 @@ def test_with_noise_the_release_carries_the_distributed_noise(tmp_path):
     observed = float(np.std(result.release.vector - base.vector))
     assert observed == pytest.approx(expected, rel=0.35)
     assert np.isfinite(result.epsilon) and result.epsilon > 0
+    sim.close()
+
+
+def test_as_deployed_a_release_of_pure_noise_is_shrunk_to_about_nothing(tmp_path):
+    sim = federation(tmp_path, 10, 2.0)
+    base = sim.latest()
+    result = sim.run_round([np.zeros(base.layout.size) for _ in range(10)], base)
+    expected = 2.0 / np.sqrt(plan_neighbourhood(10).min_survivors) * np.sqrt(10) / 10
+    assert float(np.std(result.release.vector - base.vector)) < 0.1 * expected
+    assert result.release.metadata["shrink_noise"] is True
     sim.close()
 
 
