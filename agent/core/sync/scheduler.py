@@ -227,14 +227,15 @@ class SyncScheduler:
         tick watches it, so `ownrec sync off` cancels it; no second round starts). A KeyboardInterrupt
         while it runs cancels the round, waits for it to stop (within the client's poll interval) and is
         raised again."""
-        self.tick()
-        decision = self.decision
-        assert decision is not None
-        if decision.kind != "start":
-            return decision, None
         # Sleeping, not Thread.join: a join that a KeyboardInterrupt breaks into can leave the thread reported
-        # as ended while it still runs, and the round's end would then go unrecorded.
+        # as ended while it still runs, and the round's end would then go unrecorded. The tick is inside the
+        # try too: an interrupt that lands just after it started a round must cancel that round as well.
         try:
+            self.tick()
+            decision = self.decision
+            assert decision is not None
+            if decision.kind != "start":
+                return decision, None
             while self.round_running:
                 time.sleep(min(self.tick_seconds, 0.2))
                 self._watch_round()
