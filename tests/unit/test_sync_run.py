@@ -56,6 +56,14 @@ def coordinator_devices(server) -> int:
         return db.execute("select count(*) from devices").fetchone()[0]
 
 
+def join_and_turn_on(runner: CliRunner, server, min_cohort: int | None = None) -> None:
+    """The person joins `server` with its enrolment code (taking part in cohorts of `min_cohort`) and turns sync on."""
+    runner.invoke(cli, ["sync", "join", str(server.state_dir / "coordinator-pin.json"), "--token", server.token])
+    if min_cohort is not None:
+        runner.invoke(cli, ["config", "set", "sync.min_cohort", str(min_cohort)])
+    runner.invoke(cli, ["sync", "on"])
+
+
 def test_with_sync_off_it_opens_no_connection_at_all(person, tmp_path):
     server = start_server(tmp_path, min_cohort=3, max_cohort=3)
     try:
@@ -101,8 +109,7 @@ def test_a_headless_round_releases_and_every_figure_shown_is_the_ledgers(person,
     server = start_server(tmp_path, min_cohort=10, max_cohort=10, checkin_window=120.0, stage_timeout=60.0)
     try:
         runner = CliRunner()
-        runner.invoke(cli, ["sync", "join", str(server.state_dir / "coordinator-pin.json"), "--token", server.token])
-        runner.invoke(cli, ["sync", "on"])
+        join_and_turn_on(runner, server)
         others = threading.Thread(target=run_clients, args=(server, make_clients(9, make_catalog())))
         others.start()
         result = sync_run()
@@ -135,9 +142,7 @@ def test_a_refused_check_in_comes_back_at_the_coordinators_retry_time(person, tm
     server = start_server(tmp_path, min_cohort=3, max_cohort=3, checkin_window=120.0, stage_timeout=20.0)
     try:
         runner = CliRunner()
-        runner.invoke(cli, ["sync", "join", str(server.state_dir / "coordinator-pin.json"), "--token", server.token])
-        runner.invoke(cli, ["config", "set", "sync.min_cohort", "3"])  # cohorts of three
-        runner.invoke(cli, ["sync", "on"])
+        join_and_turn_on(runner, server, min_cohort=3)  # cohorts of three
         # A round of three others is running (one of them left after check-in: the stage waits its 20 s out).
         others = make_clients(3, make_catalog(), {0: "checked-in"})
         running = threading.Thread(target=run_clients, args=(server, others))
@@ -180,9 +185,7 @@ def test_ctrl_c_cancels_the_round_and_exits_cleanly(person, tmp_path):
     server = start_server(tmp_path, min_cohort=3, max_cohort=3, checkin_window=300.0)
     try:
         runner = CliRunner()
-        runner.invoke(cli, ["sync", "join", str(server.state_dir / "coordinator-pin.json"), "--token", server.token])
-        runner.invoke(cli, ["config", "set", "sync.min_cohort", "3"])  # cohorts of three
-        runner.invoke(cli, ["sync", "on"])
+        join_and_turn_on(runner, server, min_cohort=3)  # cohorts of three
         process = subprocess.Popen([sys.executable, "-m", "agent.cli", "sync", "run", "--forever"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "PYTHONPATH": os.getcwd()})
@@ -266,8 +269,7 @@ def test_forever_comes_back_at_the_retry_time_and_takes_part(person, tmp_path):
     server = start_server(tmp_path, min_cohort=10, max_cohort=10, checkin_window=120.0, stage_timeout=6.0)
     try:
         runner = CliRunner()
-        runner.invoke(cli, ["sync", "join", str(server.state_dir / "coordinator-pin.json"), "--token", server.token])
-        runner.invoke(cli, ["sync", "on"])
+        join_and_turn_on(runner, server)
         # A round of ten others is running; one left after checking in, so its first stage waits 6 s.
         first = threading.Thread(target=run_clients, args=(server, make_clients(10, make_catalog(),
                                                                                     {0: "checked-in"})))
