@@ -149,10 +149,11 @@ def test_with_too_few_likes_only_a_release_vouched_for_by_its_figures_is_adopted
         assert decision.message.startswith("version 2 adopted without a check: too few likes to judge it by (12; a "
                                            "check holds out 5 of at least 20), and its signed figures show its noise "
                                            "(expected norm 0.314) no larger than any signal it could carry (at most 1)")
-        decision = decide(person.agent, release(person.agent, 2, 0.0, **NOISY))
+        lift = genre_biases(person.agent, "Sci-Fi", 1.0)  # a change that an identical release would not make
+        decision = decide(person.agent, release(person.agent, 2, lift, **NOISY))
         assert decision.action == "kept"
         assert "its noise (expected norm 55.5) is larger than any signal" in decision.message
-        decision = decide(person.agent, release(person.agent, 2, 0.0))  # no figures: nothing vouches for it
+        decision = decide(person.agent, release(person.agent, 2, lift))  # no figures: nothing vouches for it
         assert decision.action == "kept" and "does not carry the figures" in decision.message
         decision = decide(person.agent, release(person.agent, 1, 0.0, round_id=None))
         assert decision.action == "adopted" and "the coordinator's starting point" in decision.message
@@ -257,3 +258,13 @@ def test_a_blend_whose_release_no_longer_verifies_falls_back_to_what_was_in_use_
         assert refused[0]["version"] == 3 and "not signed by the pinned" in refused[0]["problem"]
     finally:
         agent.close()
+
+
+def test_a_release_identical_to_what_is_in_use_is_taken_as_changing_nothing(horror):
+    # As a DP round shrunk to nothing releases: the shared numbers in use, unchanged. No ranking is run,
+    # and the message claims no check.
+    decision = decide(horror.agent, release(horror.agent, 2, horror.agent.prior().layout.zeros(), **NOISY))
+    assert decision.action == "adopted" and decision.t == 1.0 and decision.after == "version 2"
+    assert decision.in_use is None and decision.candidate is None
+    assert decision.message == ("version 2 adopted: its shared numbers are exactly those of what is in use, "
+                                "no release (release 0, the public prior), so it changes nothing in your feed")

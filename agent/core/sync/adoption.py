@@ -363,6 +363,14 @@ def decide_on(person: Person, current: Current, release: Candidate) -> Decision:
         return Decision(action=action, t=t, message=message, after=after, **common, **figures)
 
     name = f"version {release.version}" + (" (the coordinator's starting point)" if release.starting_point else "")
+    # blend_from is the feed's own vector unless the device keeps a prior in another layout (then it is zeros).
+    feed_vector = current.blend_from if current.in_use.steps or current.base is not None or \
+        current.prior_layout is None else None
+    if feed_vector is not None and np.array_equal(release.vector, feed_vector):
+        # Nothing to judge: a round whose noise drowned its signal can release exactly what is in use. Taking
+        # it keeps the device on the newest version, and saying "rank no lower" would claim a check not run.
+        return outcome("adopted", 1.0, f"{name} adopted: its shared numbers are exactly those of what is in "
+                                       f"use, {in_use_text}, so it changes nothing in your feed")
     if len(held) < MIN_HELD_OUT:
         few = (f"too few likes to judge it by ({likes}; a check holds out {MIN_HELD_OUT} of at least "
                f"{MIN_HELD_OUT * HELD_OUT_SHARE})")
