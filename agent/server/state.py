@@ -62,6 +62,13 @@ SCHEMA = [
         version bigint primary key, round_id text, created_at double precision not null,
         noise_multiplier double precision, clamp_probability double precision, epsilon double precision,
         delta double precision, body {blob} not null)""",
+    # Observability (`observability`, `metrics`): each stage's end, written with the state change that ends it,
+    # and the refused requests counted by reason, so every worker's /metrics reports the same totals.
+    """create table if not exists round_stage_ends (
+        round_id text not null, stage text not null, ended_at double precision not null,
+        seconds double precision not null, survivors bigint not null, primary key (round_id, stage))""",
+    """create table if not exists refusal_counts (
+        code text not null, status bigint not null, refusals bigint not null, primary key (code, status))""",
 ]
 
 
