@@ -30,6 +30,9 @@ def coordinator() -> None:
 @coordinator.command("serve")
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@click.option("--public-url", help="The address clients reach this coordinator at, https://NAME[:PORT]: the pin "
+              "file gives it and the TLS certificate covers NAME. Needed when --host is 0.0.0.0 (a container, NAT): "
+              "without it the pin says https://127.0.0.1:PORT.")
 @click.option("--db", "db_url", help="sqlite:///path or postgresql://... (default: SQLite in the state directory).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("coordinator"),
               show_default=True, help="Signing key, TLS certificate and the pin file for clients.")
@@ -78,7 +81,7 @@ def coordinator() -> None:
 @click.option("--metrics-token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="GET /metrics then needs `Authorization: Bearer <the file's first line>` (without it /metrics is "
                    "open to anyone who can reach the port; /healthz always is).")
-def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path, workers: int,
+def coordinator_serve(host: str, port: int, public_url: str | None, db_url: str | None, state_dir: Path, workers: int,
                       items_file: Path | None, prior_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
                       epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
@@ -93,6 +96,7 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
         "state_dir": str(state_dir), "db": db_url or f"sqlite:///{state_dir / 'coordinator.sqlite3'}",
         "items_file": str(items_file.resolve()) if items_file else None,
         "prior": str(prior_file.resolve()) if prior_file else None,
+        "public_url": public_url,
         "metrics_token_file": str(metrics_token_file.resolve()) if metrics_token_file else None,
         "settings": {"min_cohort": min_cohort, "max_cohort": max_cohort, "checkin_window": checkin_window,
                      "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,

@@ -38,6 +38,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -352,6 +353,23 @@ def app_from_environment() -> Starlette:
 KEEP_ALIVE_SECONDS = 300
 
 
+def public_address(host: str, port: int, public_url: str | None) -> tuple[str, list[str]]:
+    """The URL clients are given in the pin file, and the names the TLS certificate must cover. Bound to every
+    address (0.0.0.0, as in a container or behind NAT), the coordinator cannot know the name clients reach
+    it by: `public_url` says it; without it the pin says 127.0.0.1 (clients on this machine only)."""
+    if public_url is None:
+        return f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", [host]
+    parsed = urlparse(public_url)
+    try:
+        parsed.port
+    except ValueError:
+        parsed = parsed._replace(netloc="")  # a port that is not a number: reported below
+    if parsed.scheme != "https" or not parsed.hostname or parsed.path not in ("", "/") or parsed.query:
+        raise ValueError(f"the public URL {public_url!r} is not https://NAME[:PORT], the address clients reach this "
+                         "coordinator at")
+    return public_url.rstrip("/"), [host, parsed.hostname]
+
+
 def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_level: str = "info",
           log_format: str = "auto") -> None:
     """Run the coordinator under uvicorn with TLS (blocks until stopped). `log_format`: json, text, or auto
@@ -369,7 +387,8 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_le
     logging.config.dictConfig(log_config)
     read_metrics_token(config.get("metrics_token_file"))  # a bad token file stops the start, not each worker
     state_dir = Path(config["state_dir"])
-    cert_path, key_path = ensure_tls_certificate(state_dir, [host])
+    url, names = public_address(host, port, config.get("public_url"))
+    cert_path, key_path = ensure_tls_certificate(state_dir, names)
     coordinator = build_coordinator(config)  # initialises the database once, before the workers start
     parameters = coordinator.info()["parameters"]
     needed = coordinator.smallest_releasable_cohort(parameters)
@@ -382,7 +401,7 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_le
                     "(--min-cohort/--max-cohort, --max-round-epsilon, or --release-noisy to publish noisy rounds "
                     "anyway)", f"{parameters:,}", settings.clip_norm, settings.noise_multiplier, floor,
                     settings.max_cohort, "more than 10,000,000" if needed is None else f"a cohort of at least {needed:,}")
-    write_pin(state_dir, f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", coordinator, cert_path)
+    write_pin(state_dir, url, coordinator, cert_path)
     os.environ[ENVIRONMENT] = json.dumps(config)
     uvicorn.run("agent.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 ssl_certfile=str(cert_path), ssl_keyfile=str(key_path), log_level=log_level, log_config=log_config,
