@@ -85,8 +85,7 @@ def stage_ended(tx: Any, round_id: str, stage: str, survivors: int, now: float) 
     tx.execute(STAGE_ENDS_SQL, [round_id, stage, now, seconds, survivors])
     if stage == "forming":
         _event(logging.INFO, f"round {round_id} formed with a cohort of {survivors} after {seconds:.1f} s",
-               event="cohort_formed", round_id=round_id, cohort_size=survivors, stage=stage, seconds=seconds,
-               survivors=survivors)
+               event="cohort_formed", round_id=round_id, cohort_size=survivors, seconds=seconds)
     else:
         _event(logging.INFO, f"round {round_id}: the {stage} stage ended after {seconds:.1f} s with {survivors} "
                "survivors", event="stage_ended", round_id=round_id, stage=stage, seconds=seconds, survivors=survivors)

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.federation.signing import device_id_of, public_bytes, sign_request
 from agent.server.coordinator import Coordinator
 from agent.server.metrics import health
+from agent.server.observability import FIELDS
 from agent.server.settings import CoordinatorSettings
 from agent.server.state import SQLiteStorage
 from agent.server.app import default_layout, load_or_create_signing_key
@@ -127,7 +128,7 @@ def test_a_round_and_two_refusals_show_in_the_metrics_and_the_json_log(tmp_path)
     (opened,) = [e for e in events if e["event"] == "round_opened"]
     round_id = opened["round_id"]
     (formed,) = [e for e in events if e["event"] == "cohort_formed"]
-    assert (formed["round_id"], formed["cohort_size"], formed["stage"]) == (round_id, 3, "forming")
+    assert (formed["round_id"], formed["cohort_size"]) == (round_id, 3) and formed["seconds"] >= 0
     ended = [e for e in events if e["event"] == "stage_ended"]
     assert [(e["stage"], e["survivors"]) for e in ended] == [(s, 3) for s in STAGES[1:]]
     assert all(e["seconds"] >= 0 and e["round_id"] == round_id for e in ended)
@@ -145,8 +146,7 @@ def test_a_round_and_two_refusals_show_in_the_metrics_and_the_json_log(tmp_path)
     text = server.log()
     assert server.token not in text
     assert not any(public_bytes(c.key).hex() in text for c in clients)
-    allowed = {"time", "level", "logger", "message", "pid", "exception"} | set(
-        __import__("agent.server.observability", fromlist=["FIELDS"]).FIELDS)
+    allowed = {"time", "level", "logger", "message", "pid", "exception"} | set(FIELDS)
     assert all(set(line) <= allowed for line in lines)
     assert max(len(line) for line in text.splitlines()) < 1000
 
@@ -192,7 +192,7 @@ def test_two_workers_on_postgresql_report_the_same_totals(tmp_path):
         url = urlunparse(urlparse(POSTGRES_URL)._replace(path=f"/{name}"))
         server = start_server(tmp_path, url, workers=2, **ROUND)
         try:
-            clients = run_round(server)
+            run_round(server)
             base = refusals(scrape(server), "unauthenticated", 401)
             for _ in range(12):
                 assert get(server, f"/v1/rounds/{'0' * 32}/status").status_code == 401
@@ -213,7 +213,6 @@ def test_two_workers_on_postgresql_report_the_same_totals(tmp_path):
                 admin.execute(f"alter database {name} with allow_connections true")
             assert get(server, "/healthz").status_code == 200  # a worker reconnects by itself
             assert refusals(scrape(server), "unauthenticated", 401) == base + 12
-            del clients
         finally:
             server.stop()
         pids = {line["pid"] for line in log_lines(server) if line.get("event") == "request_refused"}
