@@ -361,10 +361,11 @@ def public_address(host: str, port: int, public_url: str | None) -> tuple[str, l
         return f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", [host]
     parsed = urlparse(public_url)
     try:
-        parsed.port
-    except ValueError:
-        parsed = parsed._replace(netloc="")  # a port that is not a number: reported below
-    if parsed.scheme != "https" or not parsed.hostname or parsed.path not in ("", "/") or parsed.query:
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError:  # a port that is not a number, or out of range
+        port_ok = False
+    if parsed.scheme != "https" or not parsed.hostname or not port_ok or parsed.path not in ("", "/") \
+            or parsed.query:
         raise ValueError(f"the public URL {public_url!r} is not https://NAME[:PORT], the address clients reach this "
                          "coordinator at")
     return public_url.rstrip("/"), [host, parsed.hostname]

@@ -5,7 +5,8 @@ with (tokens are stored as hashes, `admission`), rate-limit buckets, and the req
 the replay window; per round its public configuration, the participants' public keys and progress,
 the sealed share envelopes (ciphertext the coordinator cannot open), the masked input vectors, the
 shares revealed in the unmasking stage (deleted once the round ends), and the unmasked cohort sum;
-the signed releases of the global adapter. No individual update is ever stored unmasked.
+the signed releases of the global adapter; for the metrics, when each stage of a round ended and how many
+completed it, and how many requests were refused for each reason. No individual update is ever stored unmasked.
 
 Both backends run the same SQL (written with `?` placeholders; the PostgreSQL backend rewrites them).
 `write()` is one transaction holding the coordinator-wide lock: SQLite takes its database write lock
