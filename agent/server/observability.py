@@ -10,7 +10,8 @@ request body, an update, a key or a token: the fields are the ones named here.
 A round event is noted inside the coordinator's write transaction, but a refused request rolls that transaction
 back (the coordinator refuses before it writes, `coordinator`). So during a request the events wait in the
 request's record (`RequestLogMiddleware`) and are logged only once the request succeeded; outside a request
-(a test or a tool driving the Coordinator directly) they are logged at once.
+(a test or a tool driving the Coordinator directly) they are logged at once. A request its client cut off
+mid-way may lose its lines; the metrics, read from the database, still count what it committed.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def stage_ended(tx: Any, round_id: str, stage: str, survivors: int, now: float) 
     (previous,) = tx.one("select max(ended_at) from round_stage_ends where round_id = ?", [round_id])
     if previous is None:
         (previous,) = tx.one("select created_at from rounds where round_id = ?", [round_id])
-    seconds = max(0.0, now - float(previous))
+    seconds = round(max(0.0, now - float(previous)), 3)
     tx.execute(STAGE_ENDS_SQL, [round_id, stage, now, seconds, survivors])
     if stage == "forming":
         _event(logging.INFO, f"round {round_id} formed with a cohort of {survivors} after {seconds:.1f} s",
@@ -144,6 +145,7 @@ class RefusalCounter:
                            "excluded.refusals", [(code, status, n) for (code, status), n in sorted(counts.items())])
 
     async def record(self, code: str, status: int) -> None:
+        # Imported here: the coordinator imports this module for its round events, and stays HTTP-free.
         from starlette.concurrency import run_in_threadpool
 
         self._pending[(code, status)] += 1

@@ -220,3 +220,32 @@ def test_two_workers_on_postgresql_report_the_same_totals(tmp_path):
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
             admin.execute(f"drop database if exists {name} with (force)")
+
+
+def test_auto_log_format_is_text_on_a_terminal_and_json_otherwise():
+    from agent.server.observability import resolve_log_format
+
+    primary, secondary = os.openpty()
+    read, write = os.pipe()
+    try:
+        with open(secondary, "w", closefd=False) as terminal, open(write, "w", closefd=False) as pipe:
+            assert resolve_log_format("auto", terminal) == "text"
+            assert resolve_log_format("auto", pipe) == "json"
+            assert resolve_log_format("text", pipe) == "text"
+    finally:
+        for descriptor in (primary, secondary, read, write):
+            os.close(descriptor)
+    with pytest.raises(ValueError, match="unknown log format 'yaml'"):
+        resolve_log_format("yaml")
+
+
+def test_a_json_line_carries_only_the_named_fields():
+    import logging
+
+    from agent.server.observability import JsonFormatter
+
+    record = logging.LogRecord("ownrec.coordinator", logging.INFO, __file__, 1, "round %s opened", ("ab",), None)
+    record.ownrec = {"event": "round_opened", "round_id": "ab", "vector": [0.5] * 4, "token": "SECRET"}
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "round ab opened" and (line["event"], line["round_id"]) == ("round_opened", "ab")
+    assert "vector" not in line and "token" not in line and line["level"] == "info" and line["pid"] == os.getpid()
