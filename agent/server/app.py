@@ -21,7 +21,7 @@ signature covers the path and query exactly as received, and the body.
     GET  /metrics                              Prometheus text format (`metrics`); a bearer token if configured
 A refused request gets a 4xx status and {"error": code, "message": text}, with "retry_after" (seconds,
 also as a Retry-After header) when the client should come back later. Vectors never reach a log: the app
-logs round events and refusals (`observability`), one JSON object a line unless the terminal is a person's.
+logs round events and refusals (`observability`): JSON lines, or text on a terminal.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agent.federation import protocol
