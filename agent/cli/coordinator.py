@@ -30,6 +30,9 @@ def coordinator() -> None:
 @coordinator.command("serve")
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@click.option("--public-url", help="The address clients reach this coordinator at, https://NAME[:PORT]: the pin "
+              "file gives it and the TLS certificate covers NAME. Needed when --host is 0.0.0.0 (a container, NAT): "
+              "without it the pin says https://127.0.0.1:PORT.")
 @click.option("--db", "db_url", help="sqlite:///path or postgresql://... (default: SQLite in the state directory).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("coordinator"),
               show_default=True, help="Signing key, TLS certificate and the pin file for clients.")
@@ -72,12 +75,19 @@ def coordinator() -> None:
 @click.option("--checkins-per-hour", type=click.IntRange(1), default=600, show_default=True,
               help="Check-ins allowed per client address, and per enrolment code for each device it may enrol.")
 @click.option("--log-level", default="info", show_default=True)
-def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path, workers: int,
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto", show_default=True,
+              help="json: one JSON object a line (round events, refusals, uvicorn's lines); text: for reading; auto: "
+                   "text on a terminal, json otherwise (a journal, a container log, a file).")
+@click.option("--metrics-token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="GET /metrics then needs `Authorization: Bearer <the file's first line>` (without it /metrics is "
+                   "open to anyone who can reach the port; /healthz always is).")
+def coordinator_serve(host: str, port: int, public_url: str | None, db_url: str | None, state_dir: Path, workers: int,
                       items_file: Path | None, prior_file: Path | None, min_cohort: int, max_cohort: int, checkin_window: float,
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
                       epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
                       withhold_noisy: bool, max_round_epsilon: float, registrations_per_hour: int,
-                      checkins_per_hour: int, shrink_noise: bool, log_level: str) -> None:
+                      checkins_per_hour: int, shrink_noise: bool, log_level: str, log_format: str,
+                      metrics_token_file: Path | None) -> None:
     """Serve the coordinator over HTTPS until stopped."""
     from agent.server.app import serve
 
@@ -86,6 +96,8 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
         "state_dir": str(state_dir), "db": db_url or f"sqlite:///{state_dir / 'coordinator.sqlite3'}",
         "items_file": str(items_file.resolve()) if items_file else None,
         "prior": str(prior_file.resolve()) if prior_file else None,
+        "public_url": public_url,
+        "metrics_token_file": str(metrics_token_file.resolve()) if metrics_token_file else None,
         "settings": {"min_cohort": min_cohort, "max_cohort": max_cohort, "checkin_window": checkin_window,
                      "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,
                      "target_delta": target_delta, "epsilon_budget": epsilon_budget,
@@ -95,7 +107,7 @@ def coordinator_serve(host: str, port: int, db_url: str | None, state_dir: Path,
                      "shrink_noise": shrink_noise},
     }
     try:
-        serve(config, host, port, workers=workers, log_level=log_level)
+        serve(config, host, port, workers=workers, log_level=log_level, log_format=log_format)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
 

@@ -17,9 +17,11 @@ signature covers the path and query exactly as received, and the body.
     GET  /v1/rounds/{id}/survivors             who sent a masked input and who dropped
     POST /v1/rounds/{id}/unmasking             stage 4
     GET  /v1/rounds/{id}/outcome               signed: was this device's masked input summed (any time later)
+    GET  /healthz                              public: 200 {"status": "ok", ...} or 503 if the database is down
+    GET  /metrics                              Prometheus text format (`metrics`); a bearer token if configured
 A refused request gets a 4xx status and {"error": code, "message": text}, with "retry_after" (seconds,
-also as a Retry-After header) when the client should come back later. Vectors never reach a log:
-the app logs only paths, statuses and error codes.
+also as a Retry-After header) when the client should come back later. Vectors never reach a log: the app
+logs round events and refusals (`observability`): JSON lines, or text on a terminal.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,6 +47,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -52,6 +57,7 @@ from agent.federation import protocol
 from agent.federation.neighbourhood import MAX_SPARSE_DEGREE
 from agent.federation.layout import SharedLayout
 from agent.federation.prior import Prior
+from agent.server import metrics, observability
 from agent.server.coordinator import STATES, Coordinator, CoordinatorError, CoordinatorSettings
 from agent.server.state import open_storage
 
@@ -67,7 +73,8 @@ RECHECK_SECONDS = 1.5
 MOVIELENS_ITEMS = 1682
 
 
-def create_app(coordinator: Coordinator) -> Starlette:
+def create_app(coordinator: Coordinator, metrics_token: str | None = None) -> Starlette:
+    """`metrics_token`: when given, GET /metrics needs `Authorization: Bearer <it>`."""
     parameters = coordinator.info()["parameters"]
     upload_limit = protocol.HEADER.size + max(protocol.LENGTH.size + 4 * parameters,
                                               protocol.COUNT.size + MAX_SPARSE_DEGREE * protocol.ENVELOPE_ENTRY.size)
@@ -105,8 +112,10 @@ def create_app(coordinator: Coordinator) -> Starlette:
         target = (path + (b"?" + query if query else b"")).decode("latin-1")
         # The peer address, as uvicorn gives it (behind a proxy, the proxy's: see docs/threat-model.md).
         address = request.client.host if request.client else None
-        return await run_in_threadpool(coordinator.authenticate, request.method, target, body, headers,
-                                       register_public, enrolment_token, address)
+        device = await run_in_threadpool(coordinator.authenticate, request.method, target, body, headers,
+                                         register_public, enrolment_token, address)
+        observability.note_device(device)
+        return device
 
     def round_id_of(request: Request) -> str:
         round_id = request.path_params["round_id"]
@@ -180,11 +189,35 @@ def create_app(coordinator: Coordinator) -> Starlette:
             return JSONResponse(await run_in_threadpool(getattr(coordinator, method_name), round_id, device))
         return endpoint
 
+    async def healthz(request: Request) -> Response:
+        status_code, body = await run_in_threadpool(metrics.health, coordinator)
+        return JSONResponse(body, status_code=status_code)
+
+    registry = metrics.metrics_registry(coordinator)
+
+    async def prometheus(request: Request) -> Response:
+        if metrics_token is not None and not metrics.bearer_token_matches(request.headers.get("authorization"),
+                                                                          metrics_token):
+            raise CoordinatorError(401, "metrics_unauthorized", "/metrics needs the operator's bearer token "
+                                   "(Authorization: Bearer ...; --metrics-token-file)")
+        try:
+            text = await run_in_threadpool(metrics.exposition, registry)
+        except Exception as error:  # noqa: BLE001 - the database is down: say so, as /healthz does
+            raise CoordinatorError(503, "database_unavailable", "the metrics cannot be read: the database did "
+                                   f"not answer ({type(error).__name__})") from None
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    refusals = observability.RefusalCounter(coordinator.storage)
+
     async def refused(request: Request, error: Exception) -> Response:
+        headers = dict(getattr(error, "headers", None) or {})  # 405's Allow
+        if isinstance(error, HTTPException):  # no such route, or not with that method (Starlette's own)
+            code = {404: "no_such_endpoint", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
+            error = CoordinatorError(error.status_code, code, f"{request.method} {request.url.path}: {error.detail}")
         assert isinstance(error, CoordinatorError)
-        log.info("refused %s %s: %s %s", request.method, request.url.path, error.status, error.code)
+        observability.request_refused(request.scope, request.headers, error.code, error.status)
+        await refusals.record(error.code, error.status)
         body: dict[str, Any] = {"error": error.code, "message": error.message}
-        headers = {}
         if error.retry_after is not None:
             body["retry_after"] = round(error.retry_after, 1)
             headers["retry-after"] = str(math.ceil(error.retry_after))  # HTTP wants whole seconds
@@ -200,8 +233,11 @@ def create_app(coordinator: Coordinator) -> Starlette:
         Route("/v1/rounds/{round_id}/survivors", reader("survivors_for"), methods=["GET"]),
         Route("/v1/rounds/{round_id}/outcome", reader("round_outcome"), methods=["GET"]),
         Route("/v1/rounds/{round_id}/{stage}", upload, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={CoordinatorError: refused})
+    return Starlette(routes=routes, exception_handlers={CoordinatorError: refused, HTTPException: refused},
+                     middleware=[Middleware(observability.RequestLogMiddleware)])
 
 
 # -- keys, certificate and configuration on disk ----------------------------------------------------
@@ -290,9 +326,24 @@ def build_coordinator(config: dict[str, Any]) -> Coordinator:
                        default_layout=layout, initial_vector=initial)
 
 
+def read_metrics_token(path: str | Path | None) -> str | None:
+    """The bearer token /metrics asks for, from the first line of `path` (None: /metrics is open)."""
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as error:
+        raise ValueError(f"cannot read the metrics token file {path}: {error.strerror}") from None
+    if len(token) < 16:
+        raise ValueError(f"the metrics token in {path} is {len(token)} characters: use at least 16 "
+                         "(e.g. `openssl rand -hex 32 > FILE`)")
+    return token
+
+
 def app_from_environment() -> Starlette:
     """The uvicorn factory for several workers: each worker builds its app from the same JSON config."""
-    return create_app(build_coordinator(json.loads(os.environ[ENVIRONMENT])))
+    config = json.loads(os.environ[ENVIRONMENT])
+    return create_app(build_coordinator(config), read_metrics_token(config.get("metrics_token_file")))
 
 
 # uvicorn closes an idle connection after 5 s by default. A client in a round is busy between requests (training,
@@ -302,18 +353,43 @@ def app_from_environment() -> Starlette:
 KEEP_ALIVE_SECONDS = 300
 
 
-def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_level: str = "info") -> None:
-    """Run the coordinator under uvicorn with TLS (blocks until stopped)."""
+def public_address(host: str, port: int, public_url: str | None) -> tuple[str, list[str]]:
+    """The URL clients are given in the pin file, and the names the TLS certificate must cover. Bound to every
+    address (0.0.0.0, as in a container or behind NAT), the coordinator cannot know the name clients reach
+    it by: `public_url` says it; without it the pin says 127.0.0.1 (clients on this machine only)."""
+    if public_url is None:
+        return f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", [host]
+    parsed = urlparse(public_url)
+    try:
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError:  # a port that is not a number, or out of range
+        port_ok = False
+    if parsed.scheme != "https" or not parsed.hostname or not port_ok or parsed.path not in ("", "/") \
+            or parsed.query:
+        raise ValueError(f"the public URL {public_url!r} is not https://NAME[:PORT], the address clients reach this "
+                         "coordinator at")
+    return public_url.rstrip("/"), [host, parsed.hostname]
+
+
+def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_level: str = "info",
+          log_format: str = "auto") -> None:
+    """Run the coordinator under uvicorn with TLS (blocks until stopped). `log_format`: json, text, or auto
+    (`observability.resolve_log_format`: text on a terminal, JSON otherwise)."""
     import uvicorn
 
     from uvicorn.config import LOGGING_CONFIG
 
-    # The coordinator's own lines (a withheld round, a refused request) go where uvicorn's go, in every worker.
+    # The coordinator's own lines (round events, refused requests) go where uvicorn's go, in every worker.
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["ownrec"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    if observability.resolve_log_format(log_format) == "json":
+        for name in ("default", "access"):
+            log_config["formatters"][name] = {"()": "agent.server.observability.JsonFormatter"}
     logging.config.dictConfig(log_config)
+    read_metrics_token(config.get("metrics_token_file"))  # a bad token file stops the start, not each worker
     state_dir = Path(config["state_dir"])
-    cert_path, key_path = ensure_tls_certificate(state_dir, [host])
+    url, names = public_address(host, port, config.get("public_url"))
+    cert_path, key_path = ensure_tls_certificate(state_dir, names)
     coordinator = build_coordinator(config)  # initialises the database once, before the workers start
     parameters = coordinator.info()["parameters"]
     needed = coordinator.smallest_releasable_cohort(parameters)
@@ -326,7 +402,7 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_le
                     "(--min-cohort/--max-cohort, --max-round-epsilon, or --release-noisy to publish noisy rounds "
                     "anyway)", f"{parameters:,}", settings.clip_norm, settings.noise_multiplier, floor,
                     settings.max_cohort, "more than 10,000,000" if needed is None else f"a cohort of at least {needed:,}")
-    write_pin(state_dir, f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}", coordinator, cert_path)
+    write_pin(state_dir, url, coordinator, cert_path)
     os.environ[ENVIRONMENT] = json.dumps(config)
     uvicorn.run("agent.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 ssl_certfile=str(cert_path), ssl_keyfile=str(key_path), log_level=log_level, log_config=log_config,

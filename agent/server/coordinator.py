@@ -39,7 +39,7 @@ from agent.federation.quantize import QuantizationPlan, dequantize_sum
 from agent.federation.shamir import Share, reconstruct_secret
 from agent.federation.signing import AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth
 from agent.federation.signing import sign_release, verify_release, verify_request
-from agent.server import admission
+from agent.server import admission, observability
 from agent.server.outcome import device_outcome
 from agent.server.release import build_release, smallest_releasable_cohort
 from agent.server.settings import CoordinatorSettings
@@ -285,6 +285,7 @@ class Coordinator:
                 tx.execute("insert into rounds (round_id, state, created_at, deadline, base_version) "
                            "values (?, 'forming', ?, ?, ?)", [round_id, now, now + self.settings.checkin_window,
                                                               latest.version])
+                observability.round_opened(round_id)
             else:
                 round_id = forming[0]
             count = tx.one("select count(*) from participants where round_id = ?", [round_id])[0]
@@ -295,6 +296,7 @@ class Coordinator:
 
     def _form(self, tx: Transaction, round_id: str, base_version: int, now: float) -> None:
         n = tx.one("select count(*) from participants where round_id = ?", [round_id])[0]
+        observability.stage_ended(tx, round_id, "forming", n, now)
         settings = self.settings
         plan = plan_neighbourhood(n, max_dropout_fraction=settings.max_dropout_fraction,
                                   max_corrupt_fraction=settings.max_corrupt_fraction)
@@ -354,6 +356,7 @@ class Coordinator:
             submitted = sum(c for stage, c in counts.items() if stage >= position)
             if submitted < expected and now < deadline:
                 return changed
+            observability.stage_ended(tx, round_id, state, submitted, now)
             min_survivors = config.plan().min_survivors
             if submitted < min_survivors:
                 self._abort(tx, round_id, f"only {submitted} of {config.cohort_size} clients completed the "
@@ -372,6 +375,7 @@ class Coordinator:
         tx.execute("update rounds set state = 'aborted', reason = ? where round_id = ?", [reason, round_id])
         self._purge_secrets(tx, round_id)
         tx.execute("delete from masked_inputs where round_id = ?", [round_id])  # never to be summed now
+        observability.round_ended(round_id, "aborted", reason)
 
     def _withhold(self, tx: Transaction, round_id: str, check: NoiseCheck, summed: bool) -> None:
         """End the round without a release. `summed`: its noised sum was computed (it counts as spent; the
@@ -381,8 +385,7 @@ class Coordinator:
                    [reason, check.summands if summed else None, round_id])
         self._purge_secrets(tx, round_id)
         tx.execute("delete from masked_inputs where round_id = ?", [round_id])  # never to be summed (again)
-        log.warning("round %s withheld %s: %s", round_id, "after unmasking" if summed else "as its cohort formed",
-                    reason)
+        observability.round_ended(round_id, "withheld", reason, summands=check.summands if summed else None)
 
     def _purge_secrets(self, tx: Transaction, round_id: str) -> None:
         # Revealed shares and envelopes have done their job; keeping them only adds to what a breach exposes.
@@ -434,6 +437,7 @@ class Coordinator:
                    [version, round_id, now, config.noise_multiplier, clamp, spent.epsilon, spent.delta, body])
         tx.execute("update rounds set state = 'done', released_version = ?, sum_vector = ?, summands = ? "
                    "where round_id = ?", [version, total.astype("<u4").tobytes(), len(survivors), round_id])
+        observability.round_ended(round_id, "done", version=version, summands=len(survivors))
         self._purge_secrets(tx, round_id)
 
     # -- what clients see ------------------------------------------------------------------------

@@ -5,7 +5,8 @@ with (tokens are stored as hashes, `admission`), rate-limit buckets, and the req
 the replay window; per round its public configuration, the participants' public keys and progress,
 the sealed share envelopes (ciphertext the coordinator cannot open), the masked input vectors, the
 shares revealed in the unmasking stage (deleted once the round ends), and the unmasked cohort sum;
-the signed releases of the global adapter. No individual update is ever stored unmasked.
+the signed releases of the global adapter; for the metrics, when each stage of a round ended and how many
+completed it, and how many requests were refused for each reason. No individual update is ever stored unmasked.
 
 Both backends run the same SQL (written with `?` placeholders; the PostgreSQL backend rewrites them).
 `write()` is one transaction holding the coordinator-wide lock: SQLite takes its database write lock
@@ -62,6 +63,13 @@ SCHEMA = [
         version bigint primary key, round_id text, created_at double precision not null,
         noise_multiplier double precision, clamp_probability double precision, epsilon double precision,
         delta double precision, body {blob} not null)""",
+    # Observability (`observability`, `metrics`): each stage's end, written with the state change that ends it,
+    # and the refused requests counted by reason, so every worker's /metrics reports the same totals.
+    """create table if not exists round_stage_ends (
+        round_id text not null, stage text not null, ended_at double precision not null,
+        seconds double precision not null, survivors bigint not null, primary key (round_id, stage))""",
+    """create table if not exists refusal_counts (
+        code text not null, status bigint not null, refusals bigint not null, primary key (code, status))""",
 ]
 
 

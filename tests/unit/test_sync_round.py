@@ -137,7 +137,7 @@ def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
                 server, "select tablename from pg_tables where schemaname = 'public'")}
         assert tables == {"coordinator_lock", "coordinator_settings", "devices", "request_nonces", "rounds",
                           "participants", "envelopes", "masked_inputs", "revealed_shares", "releases",
-                          "enrolment_tokens", "device_enrolments", "rate_limits"}
+                          "enrolment_tokens", "device_enrolments", "rate_limits", "round_stage_ends", "refusal_counts"}
         # Enrolment codes are kept only as hashes: nothing in the database is the code itself.
         ((stored_hash, devices),) = query(server, "select token_hash, devices from enrolment_tokens")
         assert devices == 20 and server.token.replace("-", "") not in stored_hash.upper()
