@@ -22,7 +22,10 @@ def config() -> None:
 @fail_cleanly
 def config_list() -> None:
     """Every setting, its value, and what it does."""
-    for setting, value, is_set in Config().items():
+    config = Config(lenient=True)
+    if config.problems:
+        click.echo(str(config.problem_error()), err=True)
+    for setting, value, is_set in config.items():
         origin = "" if is_set else " (default)"
         click.echo(f"{setting.key} = {value!r}{origin}\n    {setting.help}")
 
@@ -32,7 +35,7 @@ def config_list() -> None:
 @fail_cleanly
 def config_get(key: str) -> None:
     """Print the value of KEY."""
-    click.echo(Config().get(key))
+    click.echo(Config(lenient=True).get(key))
 
 
 @config.command("set")
@@ -45,7 +48,7 @@ def config_set(key: str, value: str) -> None:
     llm.model takes a name from `ownrec models list` (ollama:MODEL:TAG, lmstudio:PUBLISHER/REPO/FILE.gguf),
     a GGUF file's path, or `default` for the built-in model.
     """
-    config = Config()
+    config = Config(lenient=True)  # the way to repair a bad entry of a hand-edited file
     model = None
     if key == "llm.model":
         from agent.core.llm.discovery import setting_for
@@ -68,7 +71,7 @@ def config_set(key: str, value: str) -> None:
 @fail_cleanly
 def config_unset(key: str) -> None:
     """Return KEY to its default."""
-    Config().unset(key)
+    Config(lenient=True).unset(key)
     click.echo(f"{key} reset to its default")
 
 
