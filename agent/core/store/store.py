@@ -22,6 +22,7 @@ import numpy as np
 import sqlite_utils
 
 from agent.core import paths
+from agent.core.store.damage import DatabaseDamaged, is_damage, quick_check
 from agent.core.store.migrations import apply_migrations
 from agent.core.store.signals import PublicSignals
 from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem, StoreError, UnknownItem,
@@ -40,7 +41,12 @@ def _locked(method: Method) -> Method:
     @functools.wraps(method)
     def run(self: "Store", *args: Any, **kwargs: Any) -> Any:
         with self.lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as error:
+                if is_damage(error):  # damage the check at open did not see (an index out of step, say)
+                    raise DatabaseDamaged(self.path, [str(error)], at_open=False) from None
+                raise
 
     return run  # type: ignore[return-value]
 
@@ -53,10 +59,15 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | None = None) -> "Store":
+        """The store in `path`; DatabaseDamaged, before anything is written, when SQLite's check finds the
+        file damaged."""
         path = Path(path) if path else paths.database_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(str(path), check_same_thread=False)
+            if problems := quick_check(conn):
+                conn.close()
+                raise DatabaseDamaged(path, problems)
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
