@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from agent import __version__
-from agent.cli import chat, coordinator, feed, lab, lora, prior, settings, sync, traits
+from agent.cli import chat, coordinator, feed, lab, lora, prior, recovery, settings, sync, traits
 from agent.cli.common import SectionedGroup
 from agent.core.api import Agent
 
@@ -48,7 +48,7 @@ SECTIONS: list[tuple[str, list[click.Command]]] = [
                    feed.items]),
     ("Chat", [chat.ask, chat.chats, lora.lora]),
     ("Your data and settings", [sync.sync, prior.prior, settings.export, settings.forget, settings.config, settings.models,
-                                settings.doctor]),
+                                settings.doctor, recovery.recover]),
     (LAB, [lab.bench, lab.eval_group, lab.audit]),
     (OPERATORS, [coordinator.coordinator]),
 ]

@@ -192,8 +192,19 @@ def doctor(as_json: bool) -> None:
               help="Write to this file instead of standard output.")
 @fail_cleanly
 def export(output: Path | None) -> None:
-    """Write all your personal data (feedback, items, settings, model parameters) as JSON."""
-    data = json.dumps(open_agent().export(), indent=2, ensure_ascii=False)
+    """Write all your personal data (feedback, items, settings, model parameters) as JSON.
+
+    From a damaged database, writes every row still readable, says what was lost, and exits with 1.
+    """
+    from agent.cli.recovery import table_lines
+    from agent.core.api import Agent
+    from agent.core.store import DatabaseDamaged
+
+    try:
+        exported, recovery = open_agent().export(), None
+    except DatabaseDamaged:
+        exported, recovery = Agent.export_readable()
+    data = json.dumps(exported, indent=2, ensure_ascii=False)
     if output is None:
         click.echo(data)
     else:
@@ -201,6 +212,13 @@ def export(output: Path | None) -> None:
 
         write_text_atomic(output, data)
         click.echo(f"wrote {output}", err=True)
+    if recovery is not None:
+        echo_err(f"The database {recovery.source} is damaged: this export holds only the rows that could be read "
+                 "(its `recovered_from_damage` says the same):")
+        for line in table_lines(recovery):
+            echo_err(line)
+        raise click.ClickException("the export is incomplete because the database is damaged; `ownrec recover` "
+                                   "saves the same rows into a new database you can switch to")
 
 
 @click.command()

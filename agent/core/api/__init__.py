@@ -544,6 +544,19 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
             data["format"] = "ownrec-export-1"
             return data
 
+    @classmethod
+    def export_readable(cls, home: Home | None = None) -> tuple[dict[str, Any], Any]:
+        """`export()` of a damaged database: every row still readable, with `recovered_from_damage` saying
+        what was lost; and the Recovery (agent.core.store.recover). The damaged file is not written."""
+        from agent.core.api.salvage import damage_summary, readable_copy
+
+        home = home or Home.default()
+        with readable_copy(home) as (store, recovery):
+            agent = cls(store, Config(home.config), home=home)
+            data = agent.export()
+            agent.wait_for_refit()
+        return data | {"recovered_from_damage": damage_summary(home, recovery)}, recovery
+
     def forget_all(self) -> list[Path]:
         """Delete every piece of personal data: the database, adapters, settings and sync keys. Only
         ownrec's own files are removed, in case OWNREC_HOME points at a shared folder."""
