@@ -25,12 +25,13 @@ from agent.core import paths
 from agent.core.store.damage import DatabaseDamaged, is_damage, quick_check
 from agent.core.store.migrations import apply_migrations
 from agent.core.store.signals import PublicSignals
-from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem, StoreError, UnknownItem,
+from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem, SearchError, StoreError, UnknownItem,
                                       UpsertResult, interaction_from_row, item_from_row, text_hash)
 
 # Ledger states of uploads the coordinator's record shows were never summed: they spent no privacy. Every other
 # state counts, "pending" (no word from the coordinator yet) included.
 UNSPENT_LEDGER_STATES = ("aborted", "dropped")
+SEARCH_MAX_CHARACTERS = 500  # far more than any title; a paste of a whole page is refused, not searched
 REMOVALS_STATE = "feedback_removals"  # state key: how many feedback rows an undo has taken back
 
 
@@ -198,7 +199,16 @@ class Store:
 
     @_locked
     def search_items(self, query: str, limit: int = 20) -> list[Item]:
-        """Full-text search over titles and texts; falls back to a substring match."""
+        """Full-text search over titles and texts; falls back to a substring match. SearchError for a query
+        longer than SEARCH_MAX_CHARACTERS (SQLite's pattern matching slows to a crawl, then refuses) or one
+        that is not text."""
+        if len(query) > SEARCH_MAX_CHARACTERS:
+            raise SearchError(f"a search is at most {SEARCH_MAX_CHARACTERS} characters, and this one has "
+                              f"{len(query):,}: search for a few words of the title or description")
+        if (bad := next((c for c in query if not c.isprintable() and not c.isspace()), None)) is not None:
+            raise SearchError(f"the search has a character that is not text ({bad!r}, at character "
+                              f"{query.index(bad) + 1}): type it again (if it came from the command line, check "
+                              "that the terminal uses UTF-8)")
         words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
         found: list[Item] = []
         if words:
@@ -209,10 +219,12 @@ class Store:
             )
             found = [item_from_row(dict(zip(self._columns("items"), row))) for row in self.db.execute(sql, [fts, limit])]
         if not found and query.strip():
+            # The person's % and _ are characters to find, not LIKE's wildcards.
+            literal = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             found = [
                 item_from_row(row)
                 for row in self.db["items"].rows_where(
-                    "title like ? or text like ?", [f"%{query.strip()}%"] * 2, limit=limit
+                    "title like ? escape '\\' or text like ? escape '\\'", [f"%{literal}%"] * 2, limit=limit
                 )
             ]
         return found
