@@ -57,7 +57,7 @@ class Home:
         """Every file and folder ownrec may create here: what forgetting everything removes (the folder
         may be shared with other things, which are left alone)."""
         return [self.database, Path(f"{self.database}-wal"), Path(f"{self.database}-shm"), self.config, self.traits,
-                self.root / "adapters", self.root / "exports", self.root / "sync"]
+                self.root / "adapters", self.root / "exports", self.root / "sync", self.root / "logs"]
 
 
 def data_dir() -> Path:
