@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent.core import paths
 from agent.core.store import Store
-from tests.helpers import catalog, onboarded_agent
+from helpers import catalog, onboarded_agent
+from helpers import run_ownrec as ownrec
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLES = ["items", "interactions", "embeddings", "adapters", "events", "state"]
-
-
-def ownrec(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], env=env, capture_output=True, text=True,
-                          cwd=paths.data_dir(), timeout=300)
 
 
 def counts(database: Path) -> dict[str, int]:
