@@ -9,8 +9,11 @@ from pathlib import Path
 import click
 
 from agent.cli.common import SectionedGroup, echo_err, emit_json, fail_cleanly, open_agent
+from agent.cli.recovery import table_lines
 from agent.core import paths
-from agent.core.config import SETTINGS, Config
+from agent.core.api import Agent
+from agent.core.config import SETTINGS, Config, ConfigError
+from agent.core.store import DatabaseDamaged
 
 
 @click.group(cls=SectionedGroup)
@@ -196,10 +199,6 @@ def export(output: Path | None) -> None:
 
     From a damaged database, writes every row still readable, says what was lost, and exits with 1.
     """
-    from agent.cli.recovery import table_lines
-    from agent.core.api import Agent
-    from agent.core.store import DatabaseDamaged
-
     try:
         exported, recovery = open_agent().export(), None
     except DatabaseDamaged:
@@ -230,5 +229,10 @@ def forget(everything: bool, yes: bool) -> None:
     home = paths.data_dir()
     if not yes:
         click.confirm(f"Delete everything ownrec knows about you in {home}?", abort=True)
-    removed = open_agent().forget_all()
+    try:
+        agent = open_agent()
+    except (DatabaseDamaged, ConfigError):  # forgetting needs neither a readable database nor valid settings
+        removed = paths.Home.default().remove_owned()
+    else:
+        removed = agent.forget_all()
     click.echo(f"deleted {len(removed)} files and folders from {home}")

@@ -210,3 +210,13 @@ def test_damage_met_after_the_check_is_reported_as_damage(original):
     with pytest.raises(DatabaseDamaged, match="SQLite says: database disk image is malformed. The step that met"):
         store.interactions()
     store.close()
+
+
+def test_forget_all_deletes_a_damaged_database_and_what_recover_made(original):
+    database = paths.database_path()
+    damage_page(database, middle_page(database))
+    assert ownrec("recover").returncode == 0
+    paths.config_path().write_text("[feed\n")  # and the settings broken too: forgetting needs neither
+    result = ownrec("forget", "--all", "--yes")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert not database.exists() and not list(paths.data_dir().glob("ownrec*"))

@@ -11,7 +11,6 @@ lock serialises calls, so TUI workers may call it from threads.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -564,18 +563,7 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
         with self._lock:
             self.store.close()
             self._history = self._rows = None
-            home = self.home.root
-            removed = []
-            for path in self.home.owned():
-                if path.is_dir():
-                    shutil.rmtree(path)
-                    removed.append(path)
-                elif path.exists():
-                    path.unlink()
-                    removed.append(path)
-            if home.exists() and not any(home.iterdir()):
-                home.rmdir()
-            return removed
+            return self.home.remove_owned()
 
 
 __all__ = ["HOW_TO_JOIN", "NUDGE", "REACHABLE", "WHAT_LEAVES", "Agent", "Answer", "ChatError", "Conversation",
