@@ -174,7 +174,7 @@ def models_prepare(force: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 def doctor(as_json: bool) -> None:
-    """Check the models, the database and the versions, and say what to fix."""
+    """Check the models, the settings, the database and the versions, and say what to fix."""
     from agent.core.doctor import run_checks
 
     checks = run_checks()

@@ -82,12 +82,13 @@ def _source_tables(reader: sqlite3.Connection) -> dict[str, list[str]]:
     """The damaged file's tables and their columns; StoreError when even its list of tables is unreadable."""
     try:
         names = [row[0] for row in reader.execute("select name from sqlite_schema where type = 'table'")]
-        known = {row[0] for row in reader.execute("select name from _migrations")} if "_migrations" in names else set()
         columns = {name: [row[1] for row in reader.execute(f"pragma table_info({_quote(name)})")] for name in names}
     except sqlite3.DatabaseError as error:
         if not is_damage(error):
             raise
         raise StoreError(f"nothing can be recovered: even the list of the database's tables is unreadable ({error})")
+    # Which schema versions made it (a damaged record of them is skipped like any other damaged rows).
+    known = {row[0] for row in _readable_rows(reader, "_migrations", '"name"', [])} if "_migrations" in names else set()
     unknown = known - {fn.__name__ for fn in MIGRATIONS}
     if unknown:
         raise StoreError(f"the database was made by a newer ownrec (it has {', '.join(sorted(unknown))}): recover "
