@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def config_list() -> None:
     for setting, value, is_set in config.items():
         origin = "" if is_set else " (default)"
         click.echo(f"{setting.key} = {value!r}{origin}\n    {setting.help}")
+    for key, problem in config.problems.items():
+        click.echo(f"{key}: refused, {problem.removeprefix(key + ': ')}")
 
 
 @config.command("get")
@@ -203,7 +206,8 @@ def export(output: Path | None) -> None:
         exported, recovery = open_agent().export(), None
     except DatabaseDamaged:
         exported, recovery = Agent.export_readable()
-    data = json.dumps(exported, indent=2, ensure_ascii=False)
+    exported, not_finite = _finite(exported, "")
+    data = json.dumps(exported, indent=2, ensure_ascii=False, allow_nan=False)
     if output is None:
         click.echo(data)
     else:
@@ -211,6 +215,10 @@ def export(output: Path | None) -> None:
 
         write_text_atomic(output, data)
         click.echo(f"wrote {output}", err=True)
+    if not_finite:
+        shown = ", ".join(not_finite[:5]) + (f" and {len(not_finite) - 5} more" if len(not_finite) > 5 else "")
+        echo_err(f"note: {len(not_finite)} stored value{'s' if len(not_finite) > 1 else ''} not a finite number "
+                 f"(NaN or infinity, which JSON cannot hold) written as null: {shown}")
     if recovery is not None:
         echo_err(f"The database {recovery.source} is damaged: this export holds only the rows that could be read "
                  "(its `recovered_from_damage` says the same):")
@@ -218,6 +226,19 @@ def export(output: Path | None) -> None:
             echo_err(line)
         raise click.ClickException("the export is incomplete because the database is damaged; `ownrec recover` "
                                    "saves the same rows into a new database you can switch to")
+
+
+def _finite(value, where: str) -> tuple[object, list[str]]:
+    """`value` with every NaN and infinity replaced by None, and where each was (`items[3].published`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [where]
+    if isinstance(value, dict):
+        pairs = [(key, _finite(item, f"{where}.{key}" if where else str(key))) for key, item in value.items()]
+        return {key: kept for key, (kept, _) in pairs}, [spot for _, (_, spots) in pairs for spot in spots]
+    if isinstance(value, list):
+        parts = [_finite(item, f"{where}[{at}]") for at, item in enumerate(value)]
+        return [kept for kept, _ in parts], [spot for _, spots in parts for spot in spots]
+    return value, []
 
 
 @click.command()

@@ -136,3 +136,28 @@ def test_usage_errors_and_help_keep_their_exit_codes(monkeypatch, capsys):
     assert code == 2 and "Invalid value for '--top'" in said
     code, said = _run_main(monkeypatch, capsys, "feedback", "999999", "like")
     assert code == 1 and "no item" in said
+
+
+def test_export_writes_valid_json_when_a_stored_number_is_not_finite(tmp_path):
+    """A rating stored as infinity (by an older version, or by hand) is written as null and named."""
+    import json
+
+    from click.testing import CliRunner
+
+    store = _store_with("Nebula Protocol")
+    store.add_interactions([(store.item_ids()[0], "rating", float("inf"), 1.0, "test")])
+    store.close()
+    target = tmp_path / "export.json"
+    result = CliRunner().invoke(agent.cli.cli, ["export", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(target.read_text())["interactions"][0]["value"] is None  # strict JSON: no Infinity
+    assert "1 stored value not a finite number (NaN or infinity, which JSON cannot hold) written as null: " \
+           "interactions[0].value" in result.output
+
+
+def test_config_list_shows_a_refused_entry():
+    from click.testing import CliRunner
+
+    paths.config_path().write_text("[feed]\nexploration = nan\n")
+    result = CliRunner().invoke(agent.cli.cli, ["config", "list"])
+    assert result.exit_code == 0 and "feed.exploration: refused, nan is not a finite number" in result.output
