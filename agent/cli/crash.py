@@ -16,8 +16,7 @@ from pathlib import Path
 import click
 
 from agent.core import paths
-from agent.core.store import DatabaseDamaged
-from agent.core.store.damage import is_damage
+from agent.core.api.salvage import DatabaseDamaged, is_damage
 
 EXIT_FAILED = 1
 

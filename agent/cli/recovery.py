@@ -11,8 +11,8 @@ import click
 
 from agent.cli.common import fail_cleanly
 from agent.core import paths
-from agent.core.store import DatabaseDamaged, Store
-from agent.core.store.recover import Recovery, recover as recover_database
+from agent.core.api.salvage import Recovery, damage_of
+from agent.core.api.salvage import recover as recover_database
 
 
 def table_lines(recovery: Recovery) -> list[str]:
@@ -25,15 +25,6 @@ def table_lines(recovery: Recovery) -> list[str]:
             notes = f" ({'; '.join(table.notes)})" if table.notes else ""
             lines.append(f"  {table.table:<{width}}  {table.recovered:>9,} recovered, {lost} lost{notes}")
     return lines
-
-
-def _damage_of(database: Path) -> list[str]:
-    """What SQLite's check says is wrong with the database ([]: nothing)."""
-    try:
-        Store.open(database).close()
-    except DatabaseDamaged as damage:
-        return damage.problems
-    return []
 
 
 @click.command()
@@ -50,7 +41,7 @@ def recover(output: Path | None) -> None:
     database = paths.database_path()
     if not database.exists():
         raise click.ClickException(f"there is no database at {database}: nothing to recover")
-    problems = _damage_of(database)
+    problems = damage_of(database)
     if not problems:
         click.echo(f"{database} passes SQLite's check: it is not damaged, and nothing was written.")
         return

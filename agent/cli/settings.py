@@ -14,7 +14,7 @@ from agent.cli.recovery import table_lines
 from agent.core import paths
 from agent.core.api import Agent
 from agent.core.config import SETTINGS, Config, ConfigError
-from agent.core.store import DatabaseDamaged
+from agent.core.api.salvage import DatabaseDamaged
 
 
 @click.group(cls=SectionedGroup)

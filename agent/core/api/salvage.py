@@ -1,4 +1,5 @@
-"""What `ownrec export` can still give from a damaged database: a recovered copy in a scratch folder (so the
+"""A damaged database, as the CLI sees it: how to tell (`DatabaseDamaged`, `damage_of`, `is_damage`), `ownrec
+recover` (`recover`), and what `ownrec export` can still give: a recovered copy in a scratch folder (so the
 damaged file is never written), and what was lost."""
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from typing import Any
 
 from agent.core.paths import Home
 from agent.core.store import Store
+from agent.core.store.damage import DatabaseDamaged, damage_of, is_damage
 from agent.core.store.recover import Recovery, recover
+
+__all__ = ["DatabaseDamaged", "Recovery", "damage_of", "damage_summary", "is_damage", "readable_copy", "recover"]
 
 
 @contextmanager

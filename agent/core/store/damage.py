@@ -55,3 +55,15 @@ def quick_check(conn: sqlite3.Connection) -> list[str]:
             raise
         return [str(error)]
     return [] if lines == ["ok"] else [line for line in lines if line != "*** in database main ***"]
+
+
+def damage_of(path: Path) -> list[str]:
+    """What SQLite's check says is wrong with the database file at `path` ([]: nothing), read without
+    changing it (no migration runs, unlike opening a Store)."""
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return quick_check(conn)
+    except sqlite3.DatabaseError as error:  # not a database at all
+        return [str(error)]
+    finally:
+        conn.close()
