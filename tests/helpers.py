@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from agent.core import paths
 from agent.core.config import Config
 from agent.core.api import Agent
 from agent.core.store import NewItem, Store
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_ownrec(*args: str) -> subprocess.Popen:
+    """`ownrec ARGS` in a process of its own, on this test's OWNREC_HOME (and OWNREC_MODELS), as a person runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "agent.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=paths.data_dir())
+
+
+def run_ownrec(*args: str) -> subprocess.CompletedProcess:
+    """`ownrec ARGS` run to its end in a process of its own: exit code, standard output and error."""
+    process = start_ownrec(*args)
+    out, err = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def agent_from_template(template: Path, encoder, llm=None, seed: int | None = None) -> Agent:

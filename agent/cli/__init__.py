@@ -7,12 +7,13 @@ commands; this module is the root group that gathers them, the person's first.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import click
 
 from agent import __version__
-from agent.cli import chat, coordinator, feed, lab, lora, prior, settings, sync, traits
+from agent.cli import chat, coordinator, feed, lab, lora, prior, recovery, settings, sync, traits
 from agent.cli.common import SectionedGroup
 from agent.core.api import Agent
 
@@ -48,7 +49,7 @@ SECTIONS: list[tuple[str, list[click.Command]]] = [
                    feed.items]),
     ("Chat", [chat.ask, chat.chats, lora.lora]),
     ("Your data and settings", [sync.sync, prior.prior, settings.export, settings.forget, settings.config, settings.models,
-                                settings.doctor]),
+                                settings.doctor, recovery.recover]),
     (LAB, [lab.bench, lab.eval_group, lab.audit]),
     (OPERATORS, [coordinator.coordinator]),
 ]
@@ -58,5 +59,28 @@ for _section, _commands in SECTIONS:
 traits.traits.add_command(lab.traits_validate, section=LAB)
 
 
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+
 def main() -> None:
-    cli(prog_name="ownrec")
+    """`ownrec`: the root group, with a last net under it. The errors a person can act on have their own
+    messages (`common.fail_cleanly`); anything else ends in one paragraph naming the command and the log file
+    that holds the traceback (`crash.py`), never a traceback on the terminal."""
+    from agent.cli.crash import report_unexpected, tolerant_output
+
+    tolerant_output()
+    try:
+        code = cli.main(prog_name="ownrec", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort as error:
+        if isinstance(error.__context__, KeyboardInterrupt):
+            sys.exit(EXIT_INTERRUPTED)
+        click.echo("Aborted!", err=True)  # end of input at a question
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:  # the net: reported, logged, exit 1
+        sys.exit(report_unexpected(error, sys.argv[1:], cli))
+    sys.exit(code if isinstance(code, int) else 0)

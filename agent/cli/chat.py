@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from agent.cli.common import SectionedGroup, emit_json, fail_cleanly, open_agent
+from agent.cli.common import TEXT, SectionedGroup, emit_json, fail_cleanly, open_agent
 from agent.core.api import ChatError, LLMUnavailable
 
 
@@ -38,7 +38,7 @@ def _item_lines(items: list[dict[str, Any]]) -> list[str]:
 
 
 @click.command()
-@click.argument("text", nargs=-1, required=True)
+@click.argument("text", nargs=-1, required=True, type=TEXT)
 @click.option("--chat", "conversation", type=int, metavar="ID", help="Continue conversation ID (`ownrec chats list`).")
 @click.option("--top", "-n", type=click.IntRange(1, 20), help="How many items to show (default: llm.shortlist).")
 @click.option("--json", "as_json", is_flag=True,

@@ -56,6 +56,25 @@ class SectionedGroup(click.Group):
                                         for name, command in commands])
 
 
+class Text(click.ParamType):
+    """Free text from the command line: refused, with what to do, when it holds a lone surrogate (bytes that
+    are not UTF-8, which Python keeps as such), since nothing downstream (SQLite, the encoder, the terminal)
+    can take one."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        bad = next((at for at, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
+        if bad is not None:
+            self.fail(f"{text!r} is not valid text: character {bad + 1} is a byte that is not UTF-8. Type it "
+                      "again, and check that the terminal uses UTF-8 (`locale` shows LANG and LC_ALL)", param, ctx)
+        return text
+
+
+TEXT = Text()
+
+
 def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The errors a person can act on (EXPECTED_ERRORS) end the command with one line and exit code 1."""
 

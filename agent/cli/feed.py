@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from agent.cli.common import SectionedGroup, emit_json, fail_cleanly, open_agent, report_progress
+from agent.cli.common import TEXT, SectionedGroup, emit_json, fail_cleanly, open_agent, report_progress
 
 
 @click.command("import")
@@ -44,7 +44,7 @@ def import_(path: Path | None, format_: str | None, demo: bool) -> None:
 
 @click.command()
 @click.option("--top", "-n", type=click.IntRange(1, 500), help="How many items (default: feed.size).")
-@click.option("--query", "-q", help="What you are in the mood for, in your own words.")
+@click.option("--query", "-q", type=TEXT, help="What you are in the mood for, in your own words.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {id, ref, title, score, reason}.")
 @fail_cleanly
 def recommend(top: int | None, query: str | None, as_json: bool) -> None:
@@ -67,7 +67,7 @@ def recommend(top: int | None, query: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("item")
+@click.argument("item", type=TEXT)
 @click.argument("action", type=click.Choice(["like", "dislike", "skip", "open", "rate"]))
 @click.argument("stars", type=float, required=False)
 @fail_cleanly
@@ -109,7 +109,7 @@ def undo() -> None:
 
 
 @click.command()
-@click.argument("description")
+@click.argument("description", type=TEXT)
 @fail_cleanly
 def taste(description: str) -> None:
     """Describe your taste in a sentence, to steer the feed before (or beside) feedback."""
@@ -134,7 +134,7 @@ def items() -> None:
 
 
 @items.command("search")
-@click.argument("text")
+@click.argument("text", type=TEXT)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of items.")
 @fail_cleanly

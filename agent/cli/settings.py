@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from agent.cli.common import SectionedGroup, echo_err, emit_json, fail_cleanly, open_agent
+from agent.cli.recovery import table_lines
 from agent.core import paths
-from agent.core.config import SETTINGS, Config
+from agent.core.api import Agent
+from agent.core.config import SETTINGS, Config, ConfigError
+from agent.core.api.salvage import DatabaseDamaged
 
 
 @click.group(cls=SectionedGroup)
@@ -22,9 +26,14 @@ def config() -> None:
 @fail_cleanly
 def config_list() -> None:
     """Every setting, its value, and what it does."""
-    for setting, value, is_set in Config().items():
+    config = Config(lenient=True)
+    if config.problems:
+        click.echo(str(config.problem_error()), err=True)
+    for setting, value, is_set in config.items():
         origin = "" if is_set else " (default)"
         click.echo(f"{setting.key} = {value!r}{origin}\n    {setting.help}")
+    for key, problem in config.problems.items():
+        click.echo(f"{key}: refused, {problem.removeprefix(key + ': ')}")
 
 
 @config.command("get")
@@ -32,7 +41,7 @@ def config_list() -> None:
 @fail_cleanly
 def config_get(key: str) -> None:
     """Print the value of KEY."""
-    click.echo(Config().get(key))
+    click.echo(Config(lenient=True).get(key))
 
 
 @config.command("set")
@@ -45,7 +54,7 @@ def config_set(key: str, value: str) -> None:
     llm.model takes a name from `ownrec models list` (ollama:MODEL:TAG, lmstudio:PUBLISHER/REPO/FILE.gguf),
     a GGUF file's path, or `default` for the built-in model.
     """
-    config = Config()
+    config = Config(lenient=True)  # the way to repair a bad entry of a hand-edited file
     model = None
     if key == "llm.model":
         from agent.core.llm.discovery import setting_for
@@ -68,7 +77,7 @@ def config_set(key: str, value: str) -> None:
 @fail_cleanly
 def config_unset(key: str) -> None:
     """Return KEY to its default."""
-    Config().unset(key)
+    Config(lenient=True).unset(key)
     click.echo(f"{key} reset to its default")
 
 
@@ -168,7 +177,7 @@ def models_prepare(force: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 def doctor(as_json: bool) -> None:
-    """Check the models, the database and the versions, and say what to fix."""
+    """Check the models, the settings, the database and the versions, and say what to fix."""
     from agent.core.doctor import run_checks
 
     checks = run_checks()
@@ -189,8 +198,16 @@ def doctor(as_json: bool) -> None:
               help="Write to this file instead of standard output.")
 @fail_cleanly
 def export(output: Path | None) -> None:
-    """Write all your personal data (feedback, items, settings, model parameters) as JSON."""
-    data = json.dumps(open_agent().export(), indent=2, ensure_ascii=False)
+    """Write all your personal data (feedback, items, settings, model parameters) as JSON.
+
+    From a damaged database, writes every row still readable, says what was lost, and exits with 1.
+    """
+    try:
+        exported, recovery = open_agent().export(), None
+    except DatabaseDamaged:
+        exported, recovery = Agent.export_readable()
+    exported, not_finite = _finite(exported, "")
+    data = json.dumps(exported, indent=2, ensure_ascii=False, allow_nan=False)
     if output is None:
         click.echo(data)
     else:
@@ -198,6 +215,30 @@ def export(output: Path | None) -> None:
 
         write_text_atomic(output, data)
         click.echo(f"wrote {output}", err=True)
+    if not_finite:
+        shown = ", ".join(not_finite[:5]) + (f" and {len(not_finite) - 5} more" if len(not_finite) > 5 else "")
+        echo_err(f"note: {len(not_finite)} stored value{'s' if len(not_finite) > 1 else ''} not a finite number "
+                 f"(NaN or infinity, which JSON cannot hold) written as null: {shown}")
+    if recovery is not None:
+        echo_err(f"The database {recovery.source} is damaged: this export holds only the rows that could be read "
+                 "(its `recovered_from_damage` says the same):")
+        for line in table_lines(recovery):
+            echo_err(line)
+        raise click.ClickException("the export is incomplete because the database is damaged; `ownrec recover` "
+                                   "saves the same rows into a new database you can switch to")
+
+
+def _finite(value, where: str) -> tuple[object, list[str]]:
+    """`value` with every NaN and infinity replaced by None, and where each was (`items[3].published`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [where]
+    if isinstance(value, dict):
+        pairs = [(key, _finite(item, f"{where}.{key}" if where else str(key))) for key, item in value.items()]
+        return {key: kept for key, (kept, _) in pairs}, [spot for _, (_, spots) in pairs for spot in spots]
+    if isinstance(value, list):
+        parts = [_finite(item, f"{where}[{at}]") for at, item in enumerate(value)]
+        return [kept for kept, _ in parts], [spot for _, spots in parts for spot in spots]
+    return value, []
 
 
 @click.command()
@@ -209,5 +250,10 @@ def forget(everything: bool, yes: bool) -> None:
     home = paths.data_dir()
     if not yes:
         click.confirm(f"Delete everything ownrec knows about you in {home}?", abort=True)
-    removed = open_agent().forget_all()
+    try:
+        agent = open_agent()
+    except (DatabaseDamaged, ConfigError):  # forgetting needs neither a readable database nor valid settings
+        removed = paths.Home.default().remove_owned()
+    else:
+        removed = agent.forget_all()
     click.echo(f"deleted {len(removed)} files and folders from {home}")

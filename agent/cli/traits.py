@@ -9,7 +9,7 @@ from datetime import datetime
 
 import click
 
-from agent.cli.common import SectionedGroup, emit_json, fail_cleanly, open_agent
+from agent.cli.common import TEXT, SectionedGroup, emit_json, fail_cleanly, open_agent
 
 
 @click.group(cls=SectionedGroup, invoke_without_command=True)
@@ -51,7 +51,7 @@ def traits(ctx: click.Context, as_json: bool) -> None:
 
 
 @traits.command("set")
-@click.argument("name")
+@click.argument("name", type=TEXT)
 @click.argument("value", type=float)
 @fail_cleanly
 def traits_set(name: str, value: float) -> None:
@@ -62,7 +62,7 @@ def traits_set(name: str, value: float) -> None:
 
 def _trait_edit(action: str, help_text: str) -> click.Command:
     @traits.command(action, help=help_text)
-    @click.argument("name")
+    @click.argument("name", type=TEXT)
     @fail_cleanly
     def command(name: str) -> None:
         edit = getattr(open_agent().traits, action)(name)
@@ -91,7 +91,7 @@ def traits_undo() -> None:
 
 
 @traits.command("history")
-@click.argument("name", required=False)
+@click.argument("name", required=False, type=TEXT)
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
 def traits_history(name: str | None, as_json: bool) -> None:

@@ -7,6 +7,8 @@ are refused with a message that says what would be accepted.
 
 from __future__ import annotations
 
+import math
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,12 @@ from agent.core.atomic import write_text_atomic
 
 
 class ConfigError(ValueError):
-    pass
+    """A bad setting: what is wrong (`problem`) and, when there is one, the command or edit that fixes it."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem}; fix: {fix}" if fix else problem)
 
 
 @dataclass(frozen=True)
@@ -50,13 +57,24 @@ class Setting:
             value = float(value)
         if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
             raise ConfigError(f"{self.key}: expected {self.type.__name__}, got {type(raw).__name__} {raw!r}")
+        # NaN passes every comparison below and an infinity is no setting: refuse both before the range check.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self.key}: {raw!r} is not a finite number; give one{self._range()}")
         if self.minimum is not None and value < self.minimum:
             raise ConfigError(f"{self.key}: {value} is below the minimum {self.minimum}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(f"{self.key}: {value} is above the maximum {self.maximum}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{self.key}: {value!r} is not one of {', '.join(self.choices)}")
+        if isinstance(value, str) and not value.isprintable():
+            raise ConfigError(f"{self.key}: {raw!r} has characters a settings file cannot hold (control characters "
+                              "or a lone surrogate)")
         return value
+
+    def _range(self) -> str:
+        if self.minimum is not None and self.maximum is not None:
+            return f" from {self.minimum} to {self.maximum}"
+        return f" of at least {self.minimum}" if self.minimum is not None else ""
 
 
 SETTINGS: dict[str, Setting] = {
@@ -144,11 +162,21 @@ def setting(key: str) -> Setting:
 
 
 class Config:
-    """The settings file, read once; `set` and `unset` write it back atomically."""
+    """The settings file, read once; `set` and `unset` write it back atomically.
 
-    def __init__(self, path: Path | None = None) -> None:
+    A file with a bad entry (an unknown key, a value out of range or not finite) is refused with every problem,
+    its key and the file named (ConfigError), unless `lenient`: then the bad entries are kept aside (`problems`),
+    written back unchanged, and `get` of one of them raises; that is how `ownrec config set` and `unset` repair
+    a hand-edited file. A file that is not TOML at all is refused either way (there would be nothing to keep).
+    """
+
+    def __init__(self, path: Path | None = None, *, lenient: bool = False) -> None:
         self.path = path or paths.config_path()
+        self.problems: dict[str, str] = {}  # key -> what is wrong with its entry in the file
+        self._kept: dict[str, Any] = {}  # the bad entries, as found, so that writing the file loses nothing
         self._values = self._read()
+        if self.problems and not lenient:
+            raise self.problem_error()
 
     def _read(self) -> dict[str, Any]:
         if not self.path.exists():
@@ -156,16 +184,30 @@ class Config:
         try:
             raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{self.path}: not valid TOML ({error}); fix or delete the file") from None
+            where = shlex.quote(str(self.path))
+            raise ConfigError(f"{self.path} is not valid TOML ({error})",
+                              f"correct that line, or set the file aside and start again from the defaults: "
+                              f"`mv {where} {shlex.quote(str(self.path) + '.broken')}`") from None
         values = {}
         for key, value in _flatten(raw).items():
             try:
                 values[key] = setting(key).parse(value)
             except ConfigError as error:
-                raise ConfigError(f"{self.path}: {error}") from None
+                self.problems[key] = str(error)
+                self._kept[key] = value
         return values
 
+    def problem_error(self) -> ConfigError:
+        """Every bad entry of the file, with the commands that fix it."""
+        fixes = [f"`ownrec config unset {key}`" if key in SETTINGS else f"delete {key} from the file"
+                 for key in self.problems]
+        return ConfigError("; ".join(f"{self.path}: {problem}" for problem in self.problems.values()),
+                           f"{', '.join(fixes)} (back to the default), or `ownrec config set KEY VALUE`")
+
     def get(self, key: str) -> Any:
+        if key in self.problems:
+            raise ConfigError(f"{self.path}: {self.problems[key]}",
+                              f"`ownrec config unset {key}` or `ownrec config set {key} VALUE`")
         return self._values.get(key, setting(key).default)
 
     def is_set(self, key: str) -> bool:
@@ -175,17 +217,25 @@ class Config:
     def set(self, key: str, raw: Any) -> Any:
         value = setting(key).parse(raw)
         self._values[key] = value
+        self._forget_problem(key)
         self._write()
         return value
 
     def unset(self, key: str) -> None:
-        setting(key)
+        if key not in self.problems:  # an unknown key found in the file may be unset too: that deletes it
+            setting(key)
         self._values.pop(key, None)
+        self._forget_problem(key)
         self._write()
+
+    def _forget_problem(self, key: str) -> None:
+        self.problems.pop(key, None)
+        self._kept.pop(key, None)
 
     def items(self) -> list[tuple[Setting, Any, bool]]:
         """Every setting with its current value and whether the user set it."""
-        return [(s, self.get(k), k in self._values) for k, s in sorted(SETTINGS.items())]
+        return [(s, self._values.get(k, s.default), k in self._values) for k, s in sorted(SETTINGS.items())
+                if k not in self.problems]
 
     def _write(self) -> None:
-        write_text_atomic(self.path, tomli_w.dumps(_nest(self._values)))
+        write_text_atomic(self.path, tomli_w.dumps(_nest(self._values | self._kept)))

@@ -51,23 +51,45 @@ def check_encoder() -> Check:
 
 def check_database() -> Check:
     from agent.core.store import Store, StoreError
+    from agent.core.store.damage import RECOVER_COMMAND, DatabaseDamaged
 
     path = paths.database_path()
     try:
         store = Store.open(path)
+        try:
+            health = store.health()
+            result = health["integrity"]
+            detail = (f"{path}: {store.item_count()} items, {store.interaction_count()} feedback events, "
+                      f"journal {health['journal_mode']}, migrations {len(health['migrations'])}")
+        finally:
+            store.close()
+    except DatabaseDamaged as error:
+        return Check("database", False, f"{path} is damaged; SQLite's quick_check says: {'; '.join(error.problems)}",
+                     f"`{RECOVER_COMMAND}` copies everything readable into a new database (the damaged file is "
+                     "left as it is) and says how to switch to it")
     except StoreError as error:
         return Check("database", False, str(error), f"move {path} aside, or `ownrec forget --all`")
-    try:
-        health = store.health()
-        result = health["integrity"]
-        detail = (f"{path}: {store.item_count()} items, {store.interaction_count()} feedback events, "
-                  f"journal {health['journal_mode']}, migrations {len(health['migrations'])}")
-    finally:
-        store.close()
     if result != "ok":
         return Check("database", False, f"{path}: integrity check says {result}",
-                     "export what you can (`ownrec export`), then `ownrec forget --all`")
+                     f"`{RECOVER_COMMAND}` copies everything readable into a new database and says how to switch to it")
     return Check("database", True, detail)
+
+
+def check_settings() -> Check:
+    """config.toml: TOML at all, every key known, every value of its type, finite and in its range."""
+    from agent.core.config import Config, ConfigError
+
+    path = paths.config_path()
+    try:
+        config = Config(lenient=True)
+    except ConfigError as error:  # not TOML: its message names the line and how to start again
+        return Check("settings", False, error.problem, error.fix)
+    if config.problems:
+        error = config.problem_error()
+        return Check("settings", False, error.problem, error.fix)
+    changed = sum(is_set for _, _, is_set in config.items())
+    return Check("settings", True, f"{path}: {changed} of {len(config.items())} settings changed from their defaults"
+                 if path.exists() else f"all defaults (no {path})")
 
 
 def check_demo_data() -> Check:
@@ -82,7 +104,7 @@ def check_llm() -> Check:
     """The chat model: the one llm.model chooses (a name is looked up now), verified, able to chat, fitting in
     the memory free now, and llama-cpp-python importable. The model itself is not loaded (that is `ownrec
     ask`'s job); everything else works without it."""
-    from agent.core.config import Config
+    from agent.core.config import Config, ConfigError
     from agent.core.llm.model import (
         CUSTOM_MODEL_FIX,
         GGUFError,
@@ -95,8 +117,12 @@ def check_llm() -> Check:
         verify_default,
     )
 
-    config = Config()
-    setting = str(config.get("llm.model"))
+    try:
+        config = Config()
+        setting = str(config.get("llm.model"))
+    except ConfigError:
+        return Check("chat model", False, "cannot tell which model to use until the settings are fixed (see settings)",
+                     "fix the settings first")
     try:
         choice = choose_model(setting)
         if choice.is_default:
@@ -121,4 +147,4 @@ def check_llm() -> Check:
 
 
 def run_checks() -> list[Check]:
-    return [check_versions(), check_encoder(), check_database(), check_demo_data(), check_llm()]
+    return [check_versions(), check_encoder(), check_settings(), check_database(), check_demo_data(), check_llm()]

@@ -9,6 +9,7 @@ the first and never needs to touch the second.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +56,25 @@ class Home:
 
     def owned(self) -> list[Path]:
         """Every file and folder ownrec may create here: what forgetting everything removes (the folder
-        may be shared with other things, which are left alone)."""
+        may be shared with other things, which are left alone). `ownrec recover`'s new database and the
+        damaged one set aside are the person's data too."""
         return [self.database, Path(f"{self.database}-wal"), Path(f"{self.database}-shm"), self.config, self.traits,
-                self.root / "adapters", self.root / "exports", self.root / "sync"]
+                self.root / "adapters", self.root / "exports", self.root / "sync", self.root / "logs",
+                *sorted(self.root.glob("ownrec-recovered-*.db")), *sorted(self.root.glob("ownrec.db*.damaged"))]
+
+    def remove_owned(self) -> list[Path]:
+        """Delete everything `owned` that exists (and the folder, if that leaves it empty); what was deleted."""
+        removed = []
+        for path in self.owned():
+            if path.is_dir():
+                shutil.rmtree(path)
+                removed.append(path)
+            elif path.exists():
+                path.unlink()
+                removed.append(path)
+        if self.root.exists() and not any(self.root.iterdir()):
+            self.root.rmdir()
+        return removed
 
 
 def data_dir() -> Path:

@@ -26,6 +26,7 @@ def test_set_persists_as_toml_and_parses_strings():
     ("feed.size", "many", "not a valid int"),
     ("feed.size", "0", "below the minimum"),
     ("feed.exploration", "0.9", "above the maximum"),
+    ("feed.exploration", "nan", "not a finite number"),
 ])
 def test_bad_keys_and_values_are_refused_and_nothing_changes(key, value, message):
     config = Config()

@@ -11,7 +11,6 @@ lock serialises calls, so TUI workers may call it from threads.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -544,6 +543,19 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
             data["format"] = "ownrec-export-1"
             return data
 
+    @classmethod
+    def export_readable(cls, home: Home | None = None) -> tuple[dict[str, Any], Any]:
+        """`export()` of a damaged database: every row still readable, with `recovered_from_damage` saying
+        what was lost; and the Recovery (agent.core.store.recover). The damaged file is not written."""
+        from agent.core.api.salvage import damage_summary, readable_copy
+
+        home = home or Home.default()
+        with readable_copy(home) as (store, recovery):
+            agent = cls(store, Config(home.config), home=home)
+            data = agent.export()
+            agent.wait_for_refit()
+        return data | {"recovered_from_damage": damage_summary(home, recovery)}, recovery
+
     def forget_all(self) -> list[Path]:
         """Delete every piece of personal data: the database, adapters, settings and sync keys. Only
         ownrec's own files are removed, in case OWNREC_HOME points at a shared folder."""
@@ -551,18 +563,7 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
         with self._lock:
             self.store.close()
             self._history = self._rows = None
-            home = self.home.root
-            removed = []
-            for path in self.home.owned():
-                if path.is_dir():
-                    shutil.rmtree(path)
-                    removed.append(path)
-                elif path.exists():
-                    path.unlink()
-                    removed.append(path)
-            if home.exists() and not any(home.iterdir()):
-                home.rmdir()
-            return removed
+            return self.home.remove_owned()
 
 
 __all__ = ["HOW_TO_JOIN", "NUDGE", "REACHABLE", "WHAT_LEAVES", "Agent", "Answer", "ChatError", "Conversation",

@@ -11,12 +11,13 @@ from agent.core.store.records import (
     UpsertResult,
     text_hash,
 )
+from agent.core.store.damage import DatabaseDamaged
 from agent.core.store.signals import PublicSignals
 from agent.core.store.store import UNSPENT_LEDGER_STATES, Store
 from agent.core.store.conversations import Conversation, ConversationNotFound, Conversations, Message
 
 __all__ = [
-    "FEEDBACK_KINDS", "Conversation", "ConversationNotFound", "Conversations", "Interaction", "Item", "Message",
+    "FEEDBACK_KINDS", "Conversation", "DatabaseDamaged", "ConversationNotFound", "Conversations", "Interaction", "Item", "Message",
     "NewItem", "PublicSignals", "Store", "StoreError", "UNSPENT_LEDGER_STATES", "UnknownItem", "UpsertResult",
     "text_hash",
 ]

@@ -21,6 +21,10 @@ class UnknownItem(StoreError):
     pass
 
 
+class SearchError(StoreError):
+    """A search that cannot be run as given (too long, or not text)."""
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

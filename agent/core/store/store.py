@@ -22,14 +22,16 @@ import numpy as np
 import sqlite_utils
 
 from agent.core import paths
+from agent.core.store.damage import DatabaseDamaged, is_damage, quick_check
 from agent.core.store.migrations import apply_migrations
 from agent.core.store.signals import PublicSignals
-from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem, StoreError, UnknownItem,
+from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem, SearchError, StoreError, UnknownItem,
                                       UpsertResult, interaction_from_row, item_from_row, text_hash)
 
 # Ledger states of uploads the coordinator's record shows were never summed: they spent no privacy. Every other
 # state counts, "pending" (no word from the coordinator yet) included.
 UNSPENT_LEDGER_STATES = ("aborted", "dropped")
+SEARCH_MAX_CHARACTERS = 500  # far more than any title; a paste of a whole page is refused, not searched
 REMOVALS_STATE = "feedback_removals"  # state key: how many feedback rows an undo has taken back
 
 
@@ -40,7 +42,12 @@ def _locked(method: Method) -> Method:
     @functools.wraps(method)
     def run(self: "Store", *args: Any, **kwargs: Any) -> Any:
         with self.lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as error:
+                if is_damage(error):  # damage the check at open did not see (an index out of step, say)
+                    raise DatabaseDamaged(self.path, [str(error)], at_open=False) from None
+                raise
 
     return run  # type: ignore[return-value]
 
@@ -53,10 +60,15 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | None = None) -> "Store":
+        """The store in `path`; DatabaseDamaged, before anything is written, when SQLite's check finds the
+        file damaged."""
         path = Path(path) if path else paths.database_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(str(path), check_same_thread=False)
+            if problems := quick_check(conn):
+                conn.close()
+                raise DatabaseDamaged(path, problems)
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
@@ -187,7 +199,16 @@ class Store:
 
     @_locked
     def search_items(self, query: str, limit: int = 20) -> list[Item]:
-        """Full-text search over titles and texts; falls back to a substring match."""
+        """Full-text search over titles and texts; falls back to a substring match. SearchError for a query
+        longer than SEARCH_MAX_CHARACTERS (SQLite's pattern matching slows to a crawl, then refuses) or one
+        that is not text."""
+        if len(query) > SEARCH_MAX_CHARACTERS:
+            raise SearchError(f"a search is at most {SEARCH_MAX_CHARACTERS} characters, and this one has "
+                              f"{len(query):,}: search for a few words of the title or description")
+        if (bad := next((c for c in query if not c.isprintable() and not c.isspace()), None)) is not None:
+            raise SearchError(f"the search has a character that is not text ({bad!r}, at character "
+                              f"{query.index(bad) + 1}): type it again (if it came from the command line, check "
+                              "that the terminal uses UTF-8)")
         words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
         found: list[Item] = []
         if words:
@@ -198,10 +219,12 @@ class Store:
             )
             found = [item_from_row(dict(zip(self._columns("items"), row))) for row in self.db.execute(sql, [fts, limit])]
         if not found and query.strip():
+            # The person's % and _ are characters to find, not LIKE's wildcards.
+            literal = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             found = [
                 item_from_row(row)
                 for row in self.db["items"].rows_where(
-                    "title like ? or text like ?", [f"%{query.strip()}%"] * 2, limit=limit
+                    "title like ? escape '\\' or text like ? escape '\\'", [f"%{literal}%"] * 2, limit=limit
                 )
             ]
         return found
