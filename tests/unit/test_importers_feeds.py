@@ -113,11 +113,16 @@ def test_rss_1_0(store, tmp_path):
     assert item.metadata == {"url": "https://r.example.org/1", "published": "2024-05-01T12:00:00+00:00"}
 
 
-def test_not_xml_fails_and_writes_nothing(store, tmp_path):
+def test_a_broken_feed_is_read_as_far_as_it_goes_and_the_break_is_reported(store, tmp_path):
     broken = write(tmp_path / "broken.xml", "<rss><channel><item><title>A</title></item>\n<oops></rss>")
-    with pytest.raises(ImportFailed, match=r"broken\.xml: not well-formed XML \(line 2"):
-        import_file(store, broken)
-    with pytest.raises(ImportFailed, match="not well-formed XML"):
+    report = import_file(store, broken)
+    assert [(p.line, p.message.split(";")[0]) for p in report.problems] == [
+        (2, "not well-formed XML (line 2: mismatched tag)")]
+    assert [item.title for item in store.items()] == ["A"]
+
+
+def test_not_a_feed_fails_and_writes_nothing(store, tmp_path):
+    with pytest.raises(ImportFailed, match=r"plain\.rss: not an RSS or Atom feed; it is not well-formed XML \(line 1"):
         import_file(store, write(tmp_path / "plain.rss", "just text"))
     with pytest.raises(ImportFailed, match=r"not an RSS or Atom feed \(the root element is <html>\)"):
         import_file(store, write(tmp_path / "page.xml", "<html><body/></html>"))

@@ -40,6 +40,7 @@ or not a JSON object; in CSV when a row has more fields than the header.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from agent.core.importers.base import (
     Parsed,
     ParsedRow,
     RowError,
+    Understood,
     derive_id,
     item_text,
     parse_date,
@@ -59,12 +61,13 @@ from agent.core.importers.base import (
     parse_year,
     split_labels,
 )
-from agent.core.importers.base import parse_csv as drive_csv
-from agent.core.importers.base import parse_jsonl as drive_jsonl
+from agent.core.importers.reading import parse_csv as drive_csv
+from agent.core.importers.reading import parse_jsonl as drive_jsonl
 from agent.core.store import NewItem
 
 KNOWN = {"id", "title", "text", "description", "year", "genres", "tags", "url", "author", "creator",
-         "source", "feedback", "rating", "at", "date", "popularity", "rating_count", "avg_rating", "published"}
+         "source", "feedback", "rating", "at", "date", "popularity", "rating_count", "avg_rating", "published",
+         "kind"}
 
 
 def parse_csv(path: Path) -> Iterator[Parsed]:
@@ -73,12 +76,14 @@ def parse_csv(path: Path) -> Iterator[Parsed]:
             raise ImportFailed(f"{path}: no title column in the header (line 1); a generic CSV needs "
                                "at least `title` (see the README), or pass --format")
 
-    return drive_csv(path, check, lambda record: parse_record(record, f"csv:{Path(path).name}"))
+    return itertools.chain([Understood("a generic CSV file (the columns the README lists)")],
+                           drive_csv(path, check, lambda record: parse_record(record, f"csv:{Path(path).name}")))
 
 
 def parse_jsonl(path: Path) -> Iterator[Parsed]:
     default_source = f"jsonl:{Path(path).name}"
-    return drive_jsonl(path, lambda record: parse_record(record, default_source))
+    return itertools.chain([Understood("a generic JSONL file (the keys the README lists)")],
+                           drive_jsonl(path, lambda record: parse_record(record, default_source)))
 
 
 def _present(value: Any) -> bool:
@@ -117,7 +122,8 @@ def parse_record(raw: dict[str, Any], default_source: str) -> ParsedRow:
     description = _string(record.get("text")) or _string(record.get("description"))
     metadata: dict[str, Any] = {"year": year, "genres": genres, "tags": tags,
                                 "url": _string(record.get("url")),
-                                "author": _string(record.get("author")) or _string(record.get("creator"))}
+                                "author": _string(record.get("author")) or _string(record.get("creator")),
+                                "kind": _string(record.get("kind")).lower()}
     feedback = None
     if kind is not None:
         feedback = Feedback(kind, rating if kind == "rating" else None, parse_date(when))

@@ -21,6 +21,7 @@ import numpy as np
 
 from agent.core.ranker.feedback import (
     JUDGEMENT_KINDS,
+    UNJUDGED_KINDS,
     WEAK_SIGNAL,
     add_weak_signal,
     event_order,
@@ -68,7 +69,7 @@ class _ItemState:
                     self.weak = add_weak_signal(self.weak, earlier)
         if event.kind in JUDGEMENT_KINDS and (self.verdict_at is None or key > self.verdict_at):
             self.verdict, self.verdict_at = judgement(event), key
-        if event.kind != "open":
+        if event.kind not in UNJUDGED_KINDS:
             self.judged = True
 
 
