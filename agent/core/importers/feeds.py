@@ -181,7 +181,10 @@ def read_feed(path: Path, data: bytes) -> Any:
     refuse_entities(path, data)
     data, removed = _trim(data)
     # A stream, never a str: feedparser fetches a str that looks like a URL and opens one that names a file.
-    result = feedparser.parse(io.BytesIO(data))
+    try:
+        result = feedparser.parse(io.BytesIO(data))
+    except Exception as error:  # noqa: BLE001 - a third-party parser on hostile bytes: whatever it raises
+        raise ImportFailed(f"{path}: not readable as a feed ({type(error).__name__}: {error})") from None
     declared = re.match(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?<\?xml", _ascii_view(data[:64])) is not None
     result["line_shift"] = removed - (0 if declared else 1)
     if not result.get("version") and not result.get("entries"):

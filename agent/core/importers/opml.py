@@ -56,6 +56,10 @@ def _local(base: Path, address: str) -> Path | None:
     return base / address
 
 
+def _count(number: int, noun: str, plural: str = "s") -> str:
+    return f"{number} {noun}{'' if number == 1 else plural}"
+
+
 def parse(path: Path) -> Iterator[Parsed]:
     path = Path(path)
     outlines = [(line, attributes) for line, attributes in _outlines(path, read_bytes(path))
@@ -63,6 +67,7 @@ def parse(path: Path) -> Iterator[Parsed]:
     local = [(line, _local(path.parent, attributes["xmlUrl"].strip()), attributes["xmlUrl"].strip())
              for line, attributes in outlines]
     files = [(line, file, address) for line, file, address in local if file is not None]
+    readable = sum(1 for _, file, _ in files if file.is_file())
     web = len(local) - len(files)
     if not files:
         raise ImportFailed(
@@ -70,8 +75,9 @@ def parse(path: Path) -> Iterator[Parsed]:
             f"{'es' if len(local) != 1 else ''} and ownrec downloads nothing (it opens no network connection): "
             "save each feed as a file and import it, or list the files' paths in the OPML" if local
             else f"{path}: an OPML file with no feeds in it (no outline has an xmlUrl)")
-    yield Understood(f"an OPML subscription list of {len(local)} feeds ({len(files)} files read, "
-                     f"{web} web addresses not downloaded)")
+    yield Understood(f"an OPML subscription list of {_count(len(local), 'feed')}: {_count(readable, 'file')} read, "
+                     f"{_count(len(files) - readable, 'file')} missing, {_count(web, 'web address', 'es')} "
+                     "not downloaded")
     for line, file, address in local:
         if file is None:
             yield ImportProblem(str(path), line, f"{address}: a web address; ownrec downloads nothing, so save the "

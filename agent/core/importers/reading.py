@@ -27,6 +27,9 @@ csv.field_size_limit(1 << 30)
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
+ENCODING_NAMES = {"cp1252": "Windows-1252 (latin-1)"}
+
+
 def read_bytes(path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -49,7 +52,7 @@ def decode(path: Path, data: bytes, legacy: str | None = None) -> tuple[str, str
             line = data.count(b"\n", 0, error.start) + 1
             raise ImportFailed(f"{path}: not UTF-8 text (line {line}, byte {error.start}); save it as UTF-8") from None
     try:
-        return data.decode(legacy), f"text in {legacy} (it is not UTF-8)"
+        return data.decode(legacy), f"text in {ENCODING_NAMES.get(legacy, legacy)} (it is not UTF-8)"
     except UnicodeDecodeError:
         # Windows-1252 leaves five bytes undefined; latin-1 defines every byte.
         return data.decode("latin-1"), "text in latin-1 (it is not UTF-8)"
