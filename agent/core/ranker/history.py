@@ -75,7 +75,7 @@ class _ItemState:
 
 class FeedbackHistory:
     """The derived state of a feedback history (see the module): `labels` equals `preference_labels`,
-    `judged` the items with any feedback but an open, `recent_likes()` equals `recent_likes` and
+    `judged` the items with any feedback but an open or a want, `recent_likes()` equals `recent_likes` and
     `latest_judgements()` equals `latest_judgements`, for the events added so far. Events are added once
     each (`add`); `last_id` is the largest id seen, so a store can be asked for what came after it."""
 
