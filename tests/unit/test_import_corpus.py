@@ -132,6 +132,8 @@ CORPUS = [
          Imported({"catalog only": 3}, (3,), problem="never closes")),
     Case("field.csv", text("title,text\nA,short\nB," + "x" * 10_000_000 + "\nC,ok\n"),
          Imported({"catalog only": 2}, (3,), problem="at most")),
+    Case("one-bad-byte.csv", b"title,year\nGood,2001\nBad\xe9,2002\nAlso,2003\n",
+         Imported({"catalog only": 2}, (3,), problem="the byte 0xe9, which is not UTF-8")),
     Case("nul.csv", text("title,year\nA\x00B,2001\nC,2002\n"), Imported({"catalog only": 2})),
     Case("log.jsonl", text('{"title": "ok"}\n' + DEEP + '\n{"title": "\\ud800"}\n{"title": "n", "x": NaN}\n'
                            '{"title": "i", "at": 1e400, "feedback": "like"}\n'),
@@ -141,7 +143,7 @@ CORPUS = [
          Imported({}, (2, 8, 11, 12))),
     # -- whole files refused, with what is wrong ------------------------------------------------------------
     Case("empty.csv", b"", Refused("empty file")),
-    Case("binary.csv", bytes(range(256)) * 4, Refused(r"not UTF-8 text \(line 2, byte 128\); save it as UTF-8")),
+    Case("binary.csv", bytes(range(256)) * 40, Refused(r"not UTF-8 text \(line 2, byte 128\); save it as UTF-8")),
     Case("bomb.xml", text(BOMB), Refused("line 2 declares an external or nested XML entity")),
     Case("xxe.xml", text('<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
                          "<rss><channel><item><title>&x;</title></item></channel></rss>"),

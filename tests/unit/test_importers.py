@@ -152,9 +152,15 @@ def test_csv_without_title_column_or_not_utf8_fails(store, tmp_path):
     with pytest.raises(ImportFailed, match=r"x\.csv: no title column"):
         import_file(store, no_title)
     latin = tmp_path / "latin.csv"
-    latin.write_bytes("title\nAm\xe9lie\n".encode("latin-1"))
-    with pytest.raises(ImportFailed, match="not UTF-8"):
-        import_file(store, latin)
+    latin.write_bytes("title\n".encode() + "".join(f"Am\xe9lie {n}\n" for n in range(11)).encode("latin-1"))
+    with pytest.raises(ImportFailed, match=r"not UTF-8 text \(line 2, byte 8\); save it as UTF-8"):
+        import_file(store, latin)  # more than a few lines: the file is in another encoding
+    latin.write_bytes("title\nAm\xe9lie\nHeat\n".encode("latin-1"))
+    report = import_file(store, latin)  # one damaged line: that row is refused, not the file
+    assert [(p.line, p.message) for p in report.problems] == [
+        (2, "holds the byte 0xe9, which is not UTF-8 text; save the file as UTF-8")]
+    assert [item.title for item in store.items()] == ["Heat"]
+    store = Store.memory()
     with pytest.raises(ImportFailed, match="empty file"):
         import_file(store, write(tmp_path / "empty.csv", ""), format="csv")
     with pytest.raises(ImportFailed, match="no such file"):

@@ -41,14 +41,25 @@ def read_bytes(path: Path) -> bytes:
         raise ImportFailed(f"{path}: can't read it ({error.strerror or error})") from None
 
 
+# How many lines may hold bytes that are not UTF-8 before the file, not those lines, is refused: a few bad
+# bytes are damage (those rows are reported), more mean the file is in another encoding.
+MAX_NON_UTF8_LINES = 10
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
 def decode(path: Path, data: bytes, legacy: str | None = None) -> tuple[str, str | None]:
-    """The file's text, and a note when it was not UTF-8. `legacy` is the encoding the format is known to
+    """The file's text, and a note when it was not all UTF-8. `legacy` is the encoding the format is known to
     ship in besides UTF-8 (IMDb's exports are Windows-1252); without one, text that is not UTF-8 is refused
-    rather than guessed at."""
+    rather than guessed at, unless only a few lines hold such bytes: they are kept as escapes, and the rows
+    holding them are refused (`check_text`)."""
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as error:
         if legacy is None:
+            text = data.decode("utf-8-sig", errors="surrogateescape")
+            damaged = sum(1 for line in physical_lines(text) if _ESCAPED.search(line))
+            if damaged <= MAX_NON_UTF8_LINES:
+                return text, f"{damaged} line{'s' if damaged != 1 else ''} with bytes that are not UTF-8"
             line = data.count(b"\n", 0, error.start) + 1
             raise ImportFailed(f"{path}: not UTF-8 text (line {line}, byte {error.start}); save it as UTF-8") from None
     try:
@@ -239,9 +250,7 @@ def _one(path: Path, line: int, parse: Callable[[], Any]) -> Iterator[Any]:
         yield ImportProblem(str(path), line, str(error))
         return
     except UnicodeEncodeError as error:
-        bad = error.object[error.start:error.end]
-        yield ImportProblem(str(path), line, f"holds {bad!r}, half of a UTF-16 pair and no text; fix the file's "
-                            "encoding")
+        yield ImportProblem(str(path), line, _not_text(error))
         return
     except ImportFailed:
         raise
@@ -252,6 +261,13 @@ def _one(path: Path, line: int, parse: Callable[[], Any]) -> Iterator[Any]:
     yield result
 
 
+def _not_text(error: UnicodeEncodeError) -> str:
+    bad = error.object[error.start:error.end]
+    if _ESCAPED.fullmatch(bad[:1]):
+        return f"holds the byte 0x{ord(bad[0]) - 0xDC00:02x}, which is not UTF-8 text; save the file as UTF-8"
+    return f"holds {bad!r}, half of a UTF-16 pair and no text; fix the file's encoding"
+
+
 def check_text(row: ParsedRow) -> None:
     """Refuse a row the store could not keep as it is: a lone surrogate is no text, NaN no number."""
     item = row.item
@@ -259,8 +275,7 @@ def check_text(row: ParsedRow) -> None:
         json.dumps([item.source, item.external_id, item.title, item.text, item.metadata],
                    allow_nan=False, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as error:
-        bad = error.object[error.start:error.end]
-        raise RowError(f"holds {bad!r}, half of a UTF-16 pair and no text; fix the file's encoding") from None
+        raise RowError(_not_text(error)) from None
     except (ValueError, TypeError):
         raise RowError("holds a value that is not a finite number (NaN or Infinity)") from None
 
