@@ -30,7 +30,7 @@ def import_(path: Path | None, format_: str | None, scale: str | None, demo: boo
       goodreads    the Goodreads library export CSV
       imdb         IMDb ratings, watchlist and list exports (UTF-8 or latin-1)
       trakt        Trakt export JSON files (ratings, watched, history, watchlist)
-      simkl        the Simkl backup JSON
+      simkl        the Simkl backup (JSON or CSV)
       rss          RSS or Atom files, as a news catalog
       opml         a feed reader's subscription list: its feeds that are files
 

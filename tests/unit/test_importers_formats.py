@@ -142,3 +142,20 @@ def test_the_cli_says_what_it_read(tmp_path, prepared_models_dir):
     again = CliRunner().invoke(cli, ["import", str(write(tmp_path / "ten.csv", "title,rating\nC,4\n")),
                                      "--scale", "10"], catch_exceptions=False)
     assert "ratings read out of 10 (given with --scale), stored as 0.5-5 stars." in again.output
+
+
+def test_simkl_csv_backup(store, tmp_path):
+    path = write(tmp_path / "simkl_backup.csv",
+                 "SIMKL_ID,Title,Type,Year,Watchlist,LastEpWatched,WatchedDate,Rating,Memo,TVDB,TMDB,IMDB\n"
+                 "9001,Heat,movie,1995,completed,,18-12-2023 21:50:41,8,,,949,tt0113277\n"
+                 "9002,Some Show,tv,2016,watching,S03E04,2024-06-20,,,777001,4242,tt1000002\n"
+                 "9003,Some Anime,anime,2021,plantowatch,,,,,,,\n"
+                 "9004,Odd,podcast,2021,completed,,,,,,,\n")
+    assert detect_format(path) == "simkl"
+    report = import_file(store, path)
+    assert (report.understood, dict(report.taken_as)) == ("a Simkl CSV backup", {"rated": 1, "watching": 1, "wanted": 1})
+    assert [(p.line, p.message) for p in report.problems] == [(5, "unknown Type 'podcast': expected movie, tv or anime")]
+    events = {title: (kind, value, at) for title, kind, value, at, _ in feedback(store)}
+    assert events["Heat"] == ("rating", 4.0, ts("2023-12-18T21:50:41"))
+    assert events["Some Show"] == ("open", None, ts("2024-06-20"))
+    assert events["Some Anime"][:2] == ("want", None)  # undated: recorded at the import's time

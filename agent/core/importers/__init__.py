@@ -44,8 +44,9 @@ def _csv_format(head: str) -> str | None:
     if letterboxd.is_list(head):
         return "letterboxd"
     columns = set(csv_header(head))
-    for name, module in (("letterboxd", letterboxd), ("goodreads", goodreads), ("imdb", imdb)):
-        if set(module.COLUMNS) <= columns:
+    for name, required in (("letterboxd", letterboxd.COLUMNS), ("goodreads", goodreads.COLUMNS),
+                           ("imdb", imdb.COLUMNS), ("simkl", trakt.SIMKL_COLUMNS)):
+        if set(required) <= columns:
             return name
     if "title" in {column.lower() for column in columns}:
         return "csv"

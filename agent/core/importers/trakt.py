@@ -12,7 +12,9 @@ and `ids`: `trakt`, `slug`, `imdb`, `tmdb`, ...), plus what it records:
 Simkl's backup is one JSON object whose `movies`, `shows` and `anime` arrays hold records with the title
 under `movie` or `show`, a `status` and a `user_rating` (1-10): a rating when rated; else `plantowatch`
 is `want`, `dropped` a `skip`, and `completed`, `watching` or `hold` watched (`open`); the date is
-`last_watched_at`, else `added_to_watchlist_at`.
+`last_watched_at`, else `added_to_watchlist_at`. Its CSV backup (Settings > Download backup, CSV) has the
+columns `SIMKL_ID, Title, Type, Year, Watchlist, LastEpWatched, WatchedDate, Rating, Memo, TVDB, TMDB,
+IMDB`: `Watchlist` is the status, `Type` movie, tv or anime, `WatchedDate` ISO or DD-MM-YYYY [HH:MM:SS].
 
 Items have source `trakt` or `simkl`, external id `<kind>/<id>` from the service's own id (else IMDb's,
 else the slug), kind film, show or episode, so that they only match items of their own kind. Ratings are
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,7 @@ from agent.core.importers.base import (
     parse_rating,
     parse_year,
 )
-from agent.core.importers.reading import decode, drive, json_array, read_bytes
+from agent.core.importers.reading import decode, drive, json_array, parse_csv, read_bytes, require_columns
 from agent.core.store import NewItem
 
 KINDS = {"movie": "film", "show": "show", "anime": "show", "episode": "episode", "season": "season"}
@@ -126,11 +129,40 @@ def simkl_record(record: Any, list_name: str) -> ParsedRow:
     return ParsedRow(item, Feedback(kind, None, at), match_title=True, taken_as=taken_as)
 
 
+SIMKL_COLUMNS = ("SIMKL_ID", "Title", "Type", "Watchlist")
+SIMKL_TYPES = {"movie": "movie", "tv": "show", "tv show": "show", "show": "show", "anime": "anime"}
+
+
+def _simkl_date(value: str) -> float | None:
+    try:
+        return parse_date(value)
+    except RowError:
+        for layout in ("%d-%m-%Y %H:%M:%S", "%d-%m-%Y"):
+            try:
+                return datetime.strptime(value.strip(), layout).replace(tzinfo=timezone.utc).timestamp()
+            except ValueError:
+                continue
+        raise
+
+
+def simkl_row(row: dict[str, str]) -> ParsedRow:
+    kind_name = SIMKL_TYPES.get(row["Type"].strip().lower())
+    if kind_name is None:
+        raise RowError(f"unknown Type {row['Type']!r}: expected movie, tv or anime")
+    media = {"title": row["Title"], "year": row.get("Year") or None,
+             "ids": {"simkl": row["SIMKL_ID"], "imdb": row.get("IMDB", ""), "tmdb": row.get("TMDB", "")}}
+    record = {"status": row["Watchlist"], "user_rating": row.get("Rating") or None,
+              "last_watched_at": _simkl_date(row.get("WatchedDate", "")), "show" if kind_name != "movie" else "movie": media}
+    return simkl_record(record, "anime" if kind_name == "anime" else kind_name + "s")
+
+
 def parse_simkl(path: Path) -> Iterator[Parsed]:
     path = Path(path)
     text, _ = decode(path, read_bytes(path))
     if not text.lstrip("\ufeff \t\r\n").startswith("{"):
-        raise ImportFailed(f"{path}: not a Simkl backup (expected a JSON object with movies, shows or anime)")
+        yield Understood("a Simkl CSV backup", Scale(10, "Simkl's 1-10"))
+        yield from parse_csv(path, require_columns(path, "Simkl backup", SIMKL_COLUMNS), simkl_row)
+        return
     yield Understood("a Simkl backup", Scale(10, "Simkl's 1-10"))
     found = False
     for list_name in SIMKL_LISTS:
