@@ -259,3 +259,14 @@ def test_a_plain_entity_and_a_netscape_doctype_are_fine_and_nothing_is_fetched(s
                   "<rss version='2.0'><channel><item><title>Mine &copy;</title></item></channel></rss>")
     import_file(store, plain)
     assert "Mine (c)" in by_title(store)
+
+
+@pytest.mark.parametrize("raw, title", [
+    ("Tom &amp;amp; Jerry &amp;eacute;t&amp;eacute;", "Tom & Jerry été"), ("AT&amp;T", "AT&T"), ("a &lt; b", "a < b"),
+    ("&amp;#8217;quoted&amp;#8217;", "\u2019quoted\u2019"), ("Caf&#233;", "Café"),
+    ("<![CDATA[Tom &amp; Jerry]]>", "Tom & Jerry"), ("&lt;b&gt;Bold&lt;/b&gt; news", "Bold news"),
+])
+def test_rss_titles_come_out_as_text(store, tmp_path, raw, title):
+    path = write(tmp_path / "t.xml", f"<rss version='2.0'><channel><item><title>{raw}</title></item></channel></rss>")
+    import_file(store, path)
+    assert [item.title for item in store.items()] == [title]
