@@ -159,3 +159,19 @@ def test_simkl_csv_backup(store, tmp_path):
     assert events["Heat"] == ("rating", 4.0, ts("2023-12-18T21:50:41"))
     assert events["Some Show"] == ("open", None, ts("2024-06-20"))
     assert events["Some Anime"][:2] == ("want", None)  # undated: recorded at the import's time
+
+
+def test_the_old_imdb_export_in_latin_1(store, tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(('"position","const","created","modified","description","Title","Title type","Directors",'
+                      '"You rated","IMDb Rating","Runtime (mins)","Year","Genres","Num. Votes",'
+                      '"Release Date (month/day/year)","URL"\n'
+                      '"1","tt0113277","Sun Mar  1 00:00:00 2015","","","Heat","Feature Film","Michael Mann","8","8.3",'
+                      '"170","1995","action, crime","300000","1995-12-15","http://www.imdb.com/title/tt0113277/"\n'
+                      '"2","tt0000003","Tue Jan 20 00:00:00 2015","","","Léon","Feature Film","Luc Besson","9","8.5",'
+                      '"110","1994","crime","1","1994-09-14","http://www.imdb.com/title/tt0000003/"\n').encode("latin-1"))
+    assert detect_format(path) == "imdb"
+    report = import_file(store, path)
+    assert (report.understood, report.notes) == ("an IMDb ratings export", ["text in Windows-1252 (latin-1) (it is not UTF-8)"])
+    assert feedback(store) == sorted([("Heat", "rating", 4.0, ts("2015-03-01"), "import:imdb"),
+                                      ("Léon", "rating", 4.5, ts("2015-01-20"), "import:imdb")])

@@ -45,9 +45,11 @@ def _csv_format(head: str) -> str | None:
         return "letterboxd"
     columns = set(csv_header(head))
     for name, required in (("letterboxd", letterboxd.COLUMNS), ("goodreads", goodreads.COLUMNS),
-                           ("imdb", imdb.COLUMNS), ("simkl", trakt.SIMKL_COLUMNS)):
+                           ("simkl", trakt.SIMKL_COLUMNS)):
         if set(required) <= columns:
             return name
+    if imdb.is_imdb(list(columns)):
+        return "imdb"
     if "title" in {column.lower() for column in columns}:
         return "csv"
     return None
