@@ -26,10 +26,11 @@ def _outlines(path: Path, data: bytes) -> list[tuple[int, dict[str, str]]]:
     feeds.refuse_entities(path, data)
     parser = expat.ParserCreate()
     found: list[tuple[int, dict[str, str]]] = []
-    root: list[str] = []
+    root: list[str] = []  # the first element's name, once seen
 
     def start(name: str, attributes: dict[str, str]) -> None:
-        root.append(name) if not root else None
+        if not root:
+            root.append(name)
         if name == "outline":
             found.append((parser.CurrentLineNumber, attributes))
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from agent.core.importers.base import (
     SCALES,
     Feedback,
+    ImportFailed,
     ImportProblem,
     ImportReport,
     Parsed,
@@ -23,12 +25,12 @@ from agent.core.importers.base import (
     find_existing,
     item_kind,
 )
-from agent.core.store import Store, UpsertResult
+from agent.core.store import NewItem, Store, UpsertResult
 
 BATCH = 500
 
 
-def apply_rows(store: Store, path: object, fmt: str, entries: Iterable[Parsed],
+def apply_rows(store: Store, path: Path | str, fmt: str, entries: Iterable[Parsed],
                now: float | None = None, scale: int | None = None) -> ImportReport:
     """Write the good rows in one transaction and report the problems.
 
@@ -83,7 +85,7 @@ def _on_scale(rows: list[ParsedRow], report: ImportReport, fixed: Scale | None, 
         return rows
     if given is not None:
         if given not in SCALES:
-            raise ValueError(f"scale {given} is not one of {', '.join(map(str, SCALES))}")
+            raise ImportFailed(f"{report.path}: --scale {given}: use one of {', '.join(map(str, SCALES))}")
         report.scale = Scale(given, "given with --scale")
     else:
         report.scale = fixed or detect_scale(values)
@@ -110,7 +112,7 @@ def _count(report: ImportReport, result: UpsertResult) -> None:
 def _resolve_items(store: Store, rows: list[ParsedRow], report: ImportReport) -> dict[tuple[str, str], int]:
     ids: dict[tuple[str, str], int] = {}
     counted: set[int] = set()
-    catalog: dict[tuple[str, str], object] = {}
+    catalog: dict[tuple[str, str], NewItem] = {}
     for row in rows:
         if not row.match_title:
             catalog[row.key] = row.item
