@@ -15,7 +15,8 @@ from agent.core.importers import FORMATS, SCALES
 @click.option("--format", "format_", type=click.Choice(list(FORMATS)),
               help="The file's format; detected from its name and first lines when omitted.")
 @click.option("--scale", type=click.Choice([str(scale) for scale in SCALES]),
-              help="What the best rating in the file is (5, 10 or 100); detected when omitted.")
+              help="What the best rating in the file is (5, 10 or 100); when omitted, the format's own "
+                   "(IMDb, Trakt and Simkl 10) or the one its ratings show.")
 @click.option("--demo", is_flag=True, help="Import the demo catalog: the 1,682 MovieLens-100K films.")
 @fail_cleanly
 def import_(path: Path | None, format_: str | None, scale: str | None, demo: bool) -> None:

@@ -38,7 +38,7 @@ def _outlines(path: Path, data: bytes) -> list[tuple[int, dict[str, str]]]:
     try:
         parser.Parse(data, True)
     except expat.ExpatError as error:
-        raise ImportFailed(f"{path}: not well-formed XML (line {error.lineno}: "
+        raise ImportFailed(f"{path}: not an OPML file: not well-formed XML (line {error.lineno}: "
                            f"{expat.ErrorString(error.code)})") from None
     except (ValueError, RecursionError, ET.ParseError) as error:
         raise ImportFailed(f"{path}: not readable XML ({error})") from None

@@ -218,7 +218,7 @@ def json_array(path: Path, text: str, position: int = 0) -> Iterator[tuple[int, 
     while position < len(text) and text[position] in " \t\r\n\ufeff":
         position += 1
     if text[position:position + 1] != "[":
-        raise ImportFailed(f"{path}: expected a JSON array ([...]) of records")
+        raise ImportFailed(f"{path}: expected a JSON array ([...]) of records, as a Trakt export is")
     position += 1
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
