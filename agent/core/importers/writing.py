@@ -53,7 +53,7 @@ def apply_rows(store: Store, path: Path | str, fmt: str, entries: Iterable[Parse
             (report.problems if isinstance(entry, ImportProblem) else rows).append(entry)
     report.understood = understood.what if understood else ""
     rows = _on_scale(rows, report, understood.scale if understood else None, scale)
-    report.problems.sort(key=lambda problem: problem.line)
+    report.problems.sort(key=lambda problem: (problem.path != report.path, problem.path, problem.line))
     for row in rows:
         report.taken_as[row.label] += 1
     with store.transaction():
