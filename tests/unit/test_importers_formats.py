@@ -126,6 +126,9 @@ def test_a_want_teaches_the_ranker_nothing_and_leaves_the_item_in_the_feed(store
     assert latest_judgements(events) == {alien: True}
     history = FeedbackHistory(events)
     assert history.labels == {alien: 1.0} and history.judged == {alien}
+    assert not history.seen(heat)  # on a watchlist is not watched: the feed does not mark it seen
+    history.add([Interaction(3, heat, "open", None, 3.0, "tui")])
+    assert history.seen(heat) and history.judged == {alien}
     store.add_interactions([(heat, "want", None, 1.0, "import:letterboxd")])
     assert store.judged_item_ids() == set() and store.judged_count() == 0
 
