@@ -228,6 +228,7 @@ def test_xml_bombs_and_external_entities_are_refused_before_parsing(store, tmp_p
         "remote.xml": '<!DOCTYPE r [\n<!ENTITY x PUBLIC "-//x" "http://example.invalid/x.dtd">]>'
                       "<rss><channel><item><title>&x;</title></item></channel></rss>",
         "parameter.xml": '<!DOCTYPE r [\n<!ENTITY % p SYSTEM "http://example.invalid/p.dtd"> %p;]><rss/>',
+        "charref.xml": '<!DOCTYPE r [\n<!ENTITY a "x"><!ENTITY b "&#38;a;&#38;a;">]><rss/>',
     }
     for name, case in cases.items():
         text, line = case if isinstance(case, tuple) else (case, 2)

@@ -48,11 +48,12 @@ from agent.core.importers.base import (
 from agent.core.importers.reading import read_bytes
 from agent.core.store import NewItem, PublicSignals
 
-# An entity declaration ownrec accepts: a name and a literal value that refers to no other entity (a
-# character reference alone is fine). Anything else, external (SYSTEM/PUBLIC), parameter (%) or nested, is
-# refused: nested entities are how an XML bomb grows, external ones how a file reads other files.
+# An entity declaration ownrec accepts: a name and a literal value that refers to no other entity: plain
+# text, or one character reference alone (several could spell "&#38;lol;" and reference one after all).
+# Anything else, external (SYSTEM/PUBLIC), parameter (%) or nested, is refused: nested entities are how an
+# XML bomb grows, external ones how a file reads other files.
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
-_SAFE_ENTITY = re.compile(rb"""<!ENTITY\s+[\w.:-]+\s+("(?:[^"&%<]|&\#\w+;)*"|'(?:[^'&%<]|&\#\w+;)*')\s*>""",
+_SAFE_ENTITY = re.compile(rb"""<!ENTITY\s+[\w.:-]+\s+("[^"&%<]*"|'[^'&%<]*'|"&\#\w+;"|'&\#\w+;')\s*>""",
                           re.IGNORECASE)
 VERSIONS = {"rss090": "an RSS 0.90 feed", "rss091n": "an RSS 0.91 feed", "rss091u": "an RSS 0.91 feed",
             "rss092": "an RSS 0.92 feed", "rss093": "an RSS 0.93 feed", "rss094": "an RSS 0.94 feed",
