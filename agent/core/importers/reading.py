@@ -24,7 +24,7 @@ MAX_FIELD = 1_000_000
 # instead of failing the whole reader.
 csv.field_size_limit(1 << 30)
 
-_LINE_END = re.compile(r"\r\n|\r|\n")
+_PHYSICAL_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 ENCODING_NAMES = {"cp1252": "Windows-1252 (latin-1)"}
@@ -82,12 +82,7 @@ def csv_header(text: str) -> list[str]:
 
 def physical_lines(text: str) -> list[str]:
     """Physical lines with their ends, split where the csv module splits them (\\r\\n, \\r or \\n)."""
-    parts = _LINE_END.split(text)
-    ends = _LINE_END.findall(text)
-    lines = [part + end for part, end in zip(parts, ends)]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
+    return _PHYSICAL_LINE.findall(text)
 
 
 def _never_closes(lines: list[str]) -> bool:
@@ -148,6 +143,7 @@ def parse_csv(path: Path, check_header: Callable[[list[str]], None],
     if note:
         yield Understood("", notes=(note,))
     lines = physical_lines(text)[skip_lines:]
+    del text  # the lines hold it now; a large file is not kept twice
     records = _records(path, lines, skip_lines + 1)
     header: list[str] | None = None
     for entry in records:
