@@ -247,3 +247,19 @@ def test_no_bytes_in_any_format_raise_anything_but_import_failed(tmp_path, prefi
     assert store.item_count() == report.items_added
     assert store.interaction_count() == report.feedback_added
     assert sum(report.taken_as.values()) >= report.feedback_added
+
+
+def test_a_file_found_unusable_after_rows_were_written_leaves_none_of_them(tmp_path, monkeypatch):
+    from agent.core.importers import writing
+
+    monkeypatch.setattr(writing, "FLUSH", 2)  # rows are written two at a time, long before the break
+    records = [{"rating": 8, "rated_at": "2024-01-01T00:00:00Z", "movie": movie(f"Film {n}", 2000, n)} for n in range(9)]
+    path = tmp_path / "ratings.json"
+    path.write_bytes(trakt(records)[:-40])  # cut inside the last record
+    store = Store.memory()
+    with pytest.raises(ImportFailed, match="not readable JSON at line"):
+        import_file(store, path)
+    assert (store.item_count(), store.interaction_count()) == (0, 0)
+    path.write_bytes(trakt(records))
+    report = import_file(store, path)
+    assert (report.items_added, report.feedback_added, store.item_count()) == (9, 9, 9)

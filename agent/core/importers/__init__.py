@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agent.core.importers import csv_jsonl, feeds, goodreads, imdb, letterboxd, opml, trakt
-from agent.core.importers.base import SCALES, ImportFailed, ImportProblem, ImportReport, Parsed
+from agent.core.importers.base import SCALES, ImportFailed, ImportProblem, ImportReport, Parsed, Scale
 from agent.core.importers.demo import import_demo, movielens_ratings, movielens_users
 from agent.core.importers.reading import csv_header
-from agent.core.importers.writing import apply_rows
+from agent.core.importers.writing import apply_rows, scan_scale
 from agent.core.store import Store
 
 PARSERS: dict[str, Callable[[Path], Iterator[Parsed]]] = {
@@ -33,6 +33,8 @@ PARSERS: dict[str, Callable[[Path], Iterator[Parsed]]] = {
     "opml": opml.parse,
 }
 FORMATS = tuple(PARSERS)
+# The formats whose ratings have no scale of their own: it is read from the ratings, in a first pass.
+SCALE_FROM_RATINGS = ("csv", "jsonl")
 
 __all__ = [
     "FORMATS", "SCALES", "ImportFailed", "ImportProblem", "ImportReport", "detect_format", "import_demo",
@@ -127,4 +129,8 @@ def import_file(store: Store, path: Path, format: str | None = None, scale: int 
         raise ImportFailed(f"{path}: unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if scale is not None and scale not in SCALES:
         raise ImportFailed(f"--scale {scale}: use one of {', '.join(map(str, SCALES))} (the best rating)")
-    return apply_rows(store, path, format, PARSERS[format](path), scale=scale)
+    parse = PARSERS[format]
+    read_on = Scale(scale, "given with --scale") if scale is not None else None
+    if read_on is None and format in SCALE_FROM_RATINGS:
+        read_on = scan_scale(parse(path))
+    return apply_rows(store, path, format, parse(path), scale=read_on)
