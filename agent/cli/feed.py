@@ -7,36 +7,53 @@ from pathlib import Path
 import click
 
 from agent.cli.common import TEXT, SectionedGroup, emit_json, fail_cleanly, open_agent, report_progress
+from agent.core.importers import FORMATS, SCALES
 
 
 @click.command("import")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--format", "format_", type=click.Choice(["csv", "jsonl", "letterboxd", "goodreads", "rss"]),
-              help="The file's format; detected from its name and header when omitted.")
+@click.option("--format", "format_", type=click.Choice(list(FORMATS)),
+              help="The file's format; detected from its name and first lines when omitted.")
+@click.option("--scale", type=click.Choice([str(scale) for scale in SCALES]),
+              help="What the best rating in the file is (5, 10 or 100); when omitted, the format's own "
+                   "(IMDb, Trakt and Simkl 10) or the one its ratings show.")
 @click.option("--demo", is_flag=True, help="Import the demo catalog: the 1,682 MovieLens-100K films.")
 @fail_cleanly
-def import_(path: Path | None, format_: str | None, demo: bool) -> None:
+def import_(path: Path | None, format_: str | None, scale: str | None, demo: bool) -> None:
     """Add a catalog or your history from PATH, or the demo catalog with --demo.
 
     \b
     Formats:
       csv, jsonl   catalogs or history: columns id, title, text|description, year,
-                   genres|tags, url, author, and for history feedback, rating, at
-      letterboxd   Letterboxd export CSVs (ratings.csv, diary.csv, watched.csv, likes)
+                   genres|tags, url, author, kind, and for history feedback, rating, at
+      letterboxd   Letterboxd export CSVs (ratings, diary, watched, reviews, likes,
+                   watchlist) and its lists
       goodreads    the Goodreads library export CSV
-      rss          RSS 2.0 or Atom files, as a news catalog
+      imdb         IMDb ratings, watchlist and list exports (UTF-8 or latin-1)
+      trakt        Trakt export JSON files (ratings, watched, history, watchlist)
+      simkl        the Simkl backup (JSON or CSV)
+      rss          RSS or Atom files, as a news catalog
+      opml         a feed reader's subscription list: its feeds that are files
 
-    A malformed row is reported with its file and line and skipped; the good rows of a
+    Each import says what it read the file as, what it took each row as (rated,
+    liked, watched, wanted, catalog only) and the scale it read ratings on. A
+    malformed row is reported with its file and line and skipped; the good rows of a
     file are imported together. Importing the same file again changes nothing.
+    ownrec downloads nothing: feeds come from files.
     """
     if demo == (path is not None):
         raise click.UsageError("give either PATH or --demo")
+    if demo and (format_ or scale):
+        raise click.UsageError("--format and --scale are for PATH, not --demo")
     agent = open_agent()
     if demo:
         report = agent.import_demo(progress=report_progress("encoding"),
                                    prior_progress=report_progress("learning release 0 from the public ratings (epochs)"))
     else:
-        report = agent.import_file(path, format_, progress=report_progress("encoding"))
+        report = agent.import_file(path, format_, progress=report_progress("encoding"),
+                                   scale=int(scale) if scale else None)
+    for line in report.understanding():
+        click.echo(line)
     for problem in report.problems:
         click.echo(f"skipped {problem}", err=True)
     click.echo(report.summary())

@@ -34,6 +34,7 @@ from agent.core.ranker import (
     GlobalAdapter,
     PersonalAdapter,
     Scorer,
+    UNJUDGED_KINDS,
     TrainingSettings,
     build_slate,
     fit,
@@ -446,9 +447,9 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
             interaction = self.store.add_interaction(item.id, kind, value, origin=origin)
             labels = self._feedback_rows().labels
             adapter = self.personal_adapter()
-            if kind == "open":
-                # Looking at an item is too weak a signal to re-rank on at once; the next full
-                # retraining counts it.
+            if kind in UNJUDGED_KINDS:
+                # Looking at an item is too weak a signal to re-rank on at once (the next full
+                # retraining counts it); wanting one teaches nothing.
                 return FeedbackResult(interaction, (time.perf_counter() - started) * 1000, False)
             pinned = self.traits.has_pins()
             held = self.traits.hold_directions(adapter) if pinned else None
@@ -499,11 +500,12 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
         """How many items the catalog holds."""
         return self.store.item_count()
 
-    def import_file(self, path: Path, format: str | None = None, progress: Progress | None = None):
+    def import_file(self, path: Path, format: str | None = None, progress: Progress | None = None,
+                    scale: int | None = None):
         from agent.core.importers import import_file
 
         with self._lock:
-            report = import_file(self.store, Path(path), format)
+            report = import_file(self.store, Path(path), format, scale)
             self._catalog = self._scorer = None
         self.ensure_embeddings(progress)
         self._learn_from_import(report)

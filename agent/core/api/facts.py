@@ -81,7 +81,7 @@ class FactsPart:
         with self._lock:
             history = self._feedback_history()
             judgements = history.latest_judgements()
-            opened = frozenset(item for item in history.items() if item not in judgements)
+            opened = frozenset(item for item in history.items() if item not in judgements and history.seen(item))
             genres: set[str] = set()
             for item in self.store.items(history.recent_likes()):
                 genres.update(str(g) for g in item.metadata.get("genres", []) or [])

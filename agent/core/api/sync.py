@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.core.ranker import GlobalAdapter
+from agent.core.ranker import UNJUDGED_KINDS, GlobalAdapter
 from agent.core.sync.consent import LedgerRow, PrivacyTotal, SyncEvent, SyncStatus
 from agent.core.sync.scheduler import TICK_SECONDS, RoundReport, SyncScheduler
 
@@ -83,7 +83,7 @@ class SyncPart:
             state = adoption.current_for(release, current, loaded, prior, self.global_adapter())
             interactions = self.store.interactions()
             person = adoption.Person(self.catalog(), self.personal_adapter(), interactions,
-                                     {e.item_id for e in interactions if e.kind != "open"}
+                                     {e.item_id for e in interactions if e.kind not in UNJUDGED_KINDS}
                                      | self.store.judged_item_ids())
         # The refit and the scoring run outside the lock: the feed is not held up by them.
         decision = adoption.decide(person, state, release)

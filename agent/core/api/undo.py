@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from agent.core.ranker import AdapterError, load_personal
+from agent.core.ranker import UNJUDGED_KINDS, AdapterError, load_personal
 from agent.core.store import Interaction
 
 
@@ -34,8 +34,8 @@ class UndoPart:
                         restored = self._fresh_personal()
                 except AdapterError:
                     restored = None
-            if removed.kind == "open":
-                return removed  # opening an item never changed the adapter at once
+            if removed.kind in UNJUDGED_KINDS:
+                return removed  # opening or wanting an item never changed the adapter at once
             if restored is not None and restored.dim == self.encoder.dim:
                 # Carries the restored version's feedback, so that undoing that feedback next goes back further.
                 self._save_personal(restored, "undo", {"undone": removed.id, **carried})

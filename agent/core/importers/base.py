@@ -1,30 +1,24 @@
-"""What every importer shares: the report and problem types, the field parsers, and `apply_rows`,
-the one step that writes a parsed file to the store.
+"""What every importer shares: the types a parser yields, and the field parsers.
 
-A parser yields, per record, either a `ParsedRow` (an item plus optional feedback) or an
-`ImportProblem` (file, line, what is wrong). It raises `ImportFailed` only when the whole file is
-unusable. `apply_rows` then writes all good rows of the file in one transaction.
+A parser yields, per record, either a `ParsedRow` (an item plus optional feedback) or an `ImportProblem`
+(file, line, what is wrong), and once an `Understood` (what it took the file for, and the scale its ratings
+are on when the format says). It raises `ImportFailed` only when the whole file is unusable.
+`reading` drives CSV, JSONL and JSON files; `writing.apply_rows` writes a parsed file to the store.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import math
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from agent.core.problems import FileProblem
-from agent.core.store import FEEDBACK_KINDS, Item, NewItem, PublicSignals, Store, UpsertResult
-
-BATCH = 500
+from agent.core.store import FEEDBACK_KINDS, Item, NewItem, PublicSignals, Store
 
 
 class ImportFailed(ValueError):
@@ -38,6 +32,40 @@ class RowError(ValueError):
 ImportProblem = FileProblem  # a malformed row: reported with its file and line, then skipped
 
 
+@dataclass(frozen=True)
+class Scale:
+    """The scale a file's ratings are on: `top` is the best rating (5, 10 or 100); `why` says how it is known."""
+
+    top: float
+    why: str
+
+    @property
+    def low(self) -> float:
+        return 0.5 if self.top == 5 else 1.0
+
+    def stars(self, value: float) -> float:
+        """`value` on 0.5-5 stars, the scale feedback is stored on."""
+        return max(0.5, min(5.0, value * 5.0 / self.top))
+
+
+SCALES = (5, 10, 100)
+
+
+@dataclass(frozen=True)
+class Understood:
+    """What a parser took its file for ("a Letterboxd diary export"), the scale of its ratings when the
+    format fixes it (None: read from the ratings themselves), and notes such as the encoding it was read in."""
+
+    what: str
+    scale: Scale | None = None
+    notes: tuple[str, ...] = ()
+
+
+# What each kind of feedback says a row was taken as, unless the parser says better ("watched", "read").
+TAKEN_AS = {"rating": "rated", "like": "liked", "dislike": "disliked", "skip": "skipped", "open": "opened",
+            "want": "wanted", None: "catalog only"}
+
+
 @dataclass
 class ImportReport:
     path: str
@@ -48,6 +76,10 @@ class ImportReport:
     feedback_added: int = 0
     feedback_duplicates: int = 0
     problems: list[ImportProblem] = field(default_factory=list)
+    understood: str = ""  # "a Letterboxd diary export"
+    notes: list[str] = field(default_factory=list)  # the encoding it was read in, ...
+    taken_as: Counter[str] = field(default_factory=Counter)  # "rated" -> how many rows
+    scale: Scale | None = None  # None: the file held no ratings
 
     def summary(self) -> str:
         problems = len(self.problems)
@@ -57,11 +89,23 @@ class ImportReport:
             f"{self.feedback_duplicates} already present; {problems} problem{'' if problems == 1 else 's'}"
         )
 
+    def understanding(self) -> list[str]:
+        """What the import took the file and its rows for, in sentences: shown before the summary."""
+        lines = [f"{self.path}: read as {self.understood or 'a ' + self.format + ' file'}"
+                 + "".join(f"; {note}" for note in self.notes) + "."]
+        if self.taken_as:
+            counts = ", ".join(f"{count} {label}" for label, count in self.taken_as.most_common())
+            lines.append(f"  rows taken as: {counts}.")
+        if self.scale is not None:
+            stored = "" if self.scale.top == 5 else ", stored as 0.5-5 stars"
+            lines.append(f"  ratings read out of {self.scale.top:g} ({self.scale.why}){stored}.")
+        return lines
+
 
 @dataclass(frozen=True)
 class Feedback:
     kind: str
-    value: float | None = None
+    value: float | None = None  # a rating, on the file's own scale until `apply_rows` converts it
     at: float | None = None  # None: undated, recorded at import time
 
 
@@ -69,104 +113,34 @@ class Feedback:
 class ParsedRow:
     item: NewItem
     feedback: Feedback | None = None
-    # History imports (Letterboxd, Goodreads) first look for an existing item with the same title
-    # and year, so a rating lands on the catalog item the user already has.
+    # History imports (Letterboxd, Goodreads, IMDb, ...) first look for an existing item with the same
+    # title, year and kind, so a rating lands on the catalog item the person already has.
     match_title: bool = False
+    taken_as: str | None = None  # what the row counts as in the report; default from the feedback kind
+    line: int = 0  # where the record starts in its file; the readers set it
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.item.source, self.item.external_id)
 
-
-Parsed = ParsedRow | ImportProblem
-
-
-# -- writing ---------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.taken_as or TAKEN_AS[self.feedback.kind if self.feedback else None]
 
 
-def apply_rows(store: Store, path: Path | str, fmt: str, entries: Iterable[Parsed],
-               now: float | None = None) -> ImportReport:
-    """Write the good rows in one transaction and report the problems.
-
-    Items are upserted by (source, external_id); when a file repeats an id, its last row wins.
-    Dated feedback already present with the same (item, kind, at) is a duplicate. Undated feedback
-    gets the import time and is a duplicate when the item already has feedback of the same kind
-    and value, so re-importing an undated history changes nothing.
-    """
-    report = ImportReport(str(path), fmt)
-    rows: list[ParsedRow] = []
-    for entry in entries:  # parse the whole file first: an ImportFailed must leave no writes
-        (report.problems if isinstance(entry, ImportProblem) else rows).append(entry)
-    with store.transaction():
-        ids = _resolve_items(store, rows, report)
-        _add_feedback(store, rows, ids, report, time.time() if now is None else now, f"import:{fmt}")
-    return report
+Parsed = ParsedRow | ImportProblem | Understood
 
 
-def _count(report: ImportReport, result: UpsertResult) -> None:
-    report.items_added += result.added
-    report.items_updated += result.updated
-    report.items_unchanged += result.unchanged
+# What an item is, for matching across catalogs: a history's film matches films only, a book books only.
+SOURCE_KINDS = {"movielens-100k": "film", "letterboxd": "film", "goodreads": "book"}
 
 
-def _resolve_items(store: Store, rows: list[ParsedRow], report: ImportReport) -> dict[tuple[str, str], int]:
-    ids: dict[tuple[str, str], int] = {}
-    counted: set[int] = set()
-    catalog: dict[tuple[str, str], NewItem] = {}
-    for row in rows:
-        if not row.match_title:
-            catalog[row.key] = row.item
-            continue
-        if row.key in ids:
-            continue
-        # Resolved row by row so that a film logged twice in one diary finds the item added by
-        # its first entry.
-        found = find_existing(store, row.item.title, row.item.metadata.get("year"))
-        if found is not None:
-            ids[row.key] = found.id
-            if found.id not in counted:
-                report.items_unchanged += 1
-        else:
-            result = store.upsert_items([row.item])
-            _count(report, result)
-            ids[row.key] = result.item_ids[0]
-        counted.add(ids[row.key])
-    keys = list(catalog)
-    for start in range(0, len(keys), BATCH):
-        chunk = keys[start : start + BATCH]
-        result = store.upsert_items(catalog[key] for key in chunk)
-        _count(report, result)
-        ids.update(zip(chunk, result.item_ids))
-    return ids
-
-
-def _add_feedback(store: Store, rows: list[ParsedRow], ids: dict[tuple[str, str], int],
-                  report: ImportReport, now: float, origin: str) -> None:
-    dated: set[tuple[int, str, float]] = set()
-    undated: set[tuple[int, str, float | None]] | None = None
-    pending: list[tuple[int, str, float | None, float, str]] = []
-    for row in rows:
-        feedback = row.feedback
-        if feedback is None:
-            continue
-        item_id = ids[row.key]
-        if feedback.at is None:
-            if undated is None:
-                undated = {(i.item_id, i.kind, i.value) for i in store.interactions()}
-            key = (item_id, feedback.kind, feedback.value)
-            duplicate = key in undated
-            undated.add(key)
-            at = now
-        else:
-            at = feedback.at
-            duplicate = (item_id, feedback.kind, at) in dated or store.has_interaction(item_id, feedback.kind, at)
-            dated.add((item_id, feedback.kind, at))
-        if duplicate:
-            report.feedback_duplicates += 1
-        else:
-            pending.append((item_id, feedback.kind, feedback.value, at, origin))
-    for start in range(0, len(pending), BATCH):
-        report.feedback_added += store.add_interactions(pending[start : start + BATCH])
+def item_kind(source: str, metadata: dict[str, Any]) -> str | None:
+    """"film", "show", "book", ... from the item's metadata `kind`, else from its source; None when unknown."""
+    kind = metadata.get("kind")
+    if isinstance(kind, str) and kind.strip():
+        return kind.strip().lower()
+    return SOURCE_KINDS.get(source) or SOURCE_KINDS.get(source.split(":", 1)[0])
 
 
 # -- titles ----------------------------------------------------------------------------------
@@ -197,9 +171,13 @@ def title_variants(title: str) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
-def find_existing(store: Store, title: str, year: int | None) -> Item | None:
+def find_existing(store: Store, title: str, year: int | None, kind: str | None) -> Item | None:
+    """The first item titled `title` (either article form) in `year` whose kind is `kind`: a film never
+    matches a book of the same name. An item of unknown kind matches nothing, and nothing matches it."""
+    if kind is None:
+        return None
     for variant in title_variants(title):
-        found = store.find_by_title(variant, year)
+        found = store.find_by_title(variant, year, where=lambda item: item_kind(item.source, item.metadata) == kind)
         if found is not None:
             return found
     return None
@@ -239,23 +217,34 @@ def parse_year(value: Any) -> int | None:
         raise RowError(f"bad year {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RowError(f"bad year {value!r}: expected a whole number like 1995") from None
-    if not number.is_integer() or abs(number) > 9999:
+    if not math.isfinite(number) or not number.is_integer() or abs(number) > 9999:
         raise RowError(f"bad year {value!r}: expected a whole number like 1995")
     return int(number)
 
 
 def parse_rating(value: Any) -> float | None:
+    """A rating on the file's own scale: a finite number above 0. Its range is checked once the scale is
+    known (`writing.apply_rows`)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         rating = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RowError(f"rating {value!r} is not a number") from None
-    if not 0.5 <= rating <= 5:
-        raise RowError(f"rating {value!r} is out of range: use 0.5 to 5")
+    if not math.isfinite(rating) or rating <= 0:
+        raise RowError(f"rating {value!r} is not a rating: use a number above 0 (stars, or out of 10 or 100)")
     return rating
+
+
+def _moment(seconds: float, value: Any) -> float:
+    """`seconds` when it is a time a calendar can show (years 1-9999), else the row is refused."""
+    try:
+        datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise RowError(f"bad date {value!r}: not a date between the years 1 and 9999") from None
+    return float(seconds)
 
 
 def parse_date(value: Any) -> float | None:
@@ -263,22 +252,25 @@ def parse_date(value: Any) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _moment(value, value)
     text = str(value).strip()
     try:
-        return float(text)
-    except ValueError:
+        return _moment(float(text), value)
+    except (ValueError, OverflowError):
         pass
     if re.fullmatch(r"\d{4}/\d{1,2}/\d{1,2}", text):
         text = "-".join(part.zfill(2) for part in text.split("/"))
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         raise RowError(f"bad date {value!r}: use ISO 8601 (2024-03-01 or 2024-03-01T20:15:00Z) "
                        "or unix seconds") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        raise RowError(f"bad date {value!r}: not a date between the years 1 and 9999") from None
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -313,7 +305,10 @@ def parse_public_signals(popularity: Any = None, avg_rating: Any = None, publish
                 raise RowError(f"published {published!r} is not a year")
             when = datetime(int(text), 1, 1, tzinfo=timezone.utc).timestamp()
         else:
-            when = parse_date(published)
+            try:
+                when = parse_date(published)
+            except RowError as error:
+                raise RowError(f"{error} (in published)") from None
     try:
         return PublicSignals(count, rating, when)
     except ValueError as error:
@@ -339,86 +334,3 @@ def split_labels(value: Any) -> list[str]:
         text = str(value)
         parts = text.split("|") if "|" in text else text.split(",")
     return list(dict.fromkeys(part.strip() for part in parts if part.strip()))
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-def read_text(path: Path) -> str:
-    try:
-        # newline="": the csv module must see quoted "\r\n" and "\r" untranslated.
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise ImportFailed(f"{path}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise ImportFailed(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
-    except OSError as error:
-        raise ImportFailed(f"{path}: can't read it ({error.strerror or error})") from None
-
-
-def csv_header(text: str) -> list[str]:
-    try:
-        return [cell.strip() for cell in next(csv.reader(io.StringIO(text)), [])]
-    except csv.Error:
-        return []
-
-
-def parse_csv(path: Path, check_header: Callable[[list[str]], None],
-              parse_record: Callable[[dict[str, str]], ParsedRow]) -> Iterator[Parsed]:
-    """Drive a CSV file: header on line 1, then one `parse_record` per row.
-
-    A problem's line is the physical line where its record starts (a quoted field may span
-    lines). Blank rows are skipped; a row with more fields than the header is a problem, missing
-    trailing fields are empty.
-    """
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
-    try:
-        header = [cell.strip() for cell in next(reader, [])]
-        if not any(header):
-            raise ImportFailed(f"{path}: empty file, expected a CSV header on line 1")
-        check_header(header)
-        start = reader.line_num + 1
-        for row in reader:
-            line, start = start, reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) > len(header):
-                yield ImportProblem(str(path), line, f"{len(row)} fields but the header has {len(header)}")
-                continue
-            record = dict(zip(header, [cell.strip() for cell in row] + [""] * (len(header) - len(row))))
-            try:
-                yield parse_record(record)
-            except RowError as error:
-                yield ImportProblem(str(path), line, str(error))
-    except csv.Error as error:
-        raise ImportFailed(f"{path}: not a readable CSV file (line {reader.line_num}: {error})") from None
-
-
-def parse_jsonl(path: Path, parse_record: Callable[[dict[str, Any]], Any]) -> Iterator[Any]:
-    """Drive a JSONL file: one `parse_record` per JSON object; a line that is not valid JSON, not an object, or
-    that `parse_record` refuses (RowError) becomes a problem with its line. Blank lines are skipped."""
-    # Not splitlines(): JSON strings may hold U+2028 and friends, which it would split on.
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield ImportProblem(str(path), number, f"invalid JSON: {error.msg} (column {error.colno})")
-            continue
-        if not isinstance(record, dict):
-            yield ImportProblem(str(path), number, f"expected a JSON object, got {type(record).__name__}")
-            continue
-        try:
-            yield parse_record(record)
-        except RowError as error:
-            yield ImportProblem(str(path), number, str(error))
-
-
-def require_columns(path: Path, what: str, required: Iterable[str]) -> Callable[[list[str]], None]:
-    def check(header: list[str]) -> None:
-        missing = [column for column in required if column not in header]
-        if missing:
-            raise ImportFailed(f"{path}: not a {what} file: the header lacks {', '.join(missing)}")
-    return check

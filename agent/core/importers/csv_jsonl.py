@@ -22,9 +22,14 @@ Columns / keys:
   uses them as a prior whose weight the person's own model learns): `popularity` or `rating_count` (how
   many people rated, read or watched it; a number >= 0), `avg_rating` (the public average rating, 0-5
   stars), `published` (when it came out: an ISO 8601 date, unix seconds or a bare year).
-- `feedback`: optional; one of like, dislike, skip, rating, open.
-- `rating`: optional number 0.5-5. A rating without `feedback` means feedback=rating; it is
-  recorded only with feedback rating.
+- `kind`: optional; what the item is (film, book, show, ...), stored as metadata `kind`. History
+  (Letterboxd, Goodreads, IMDb, ...) is matched only to items of its own kind, so a catalog whose
+  items should receive it names their kind.
+- `feedback`: optional; one of like, dislike, skip, rating, open, want (on a watchlist: never a like
+  or a watch).
+- `rating`: optional number above 0, on the file's scale: 0.5-5 stars, out of 10 or out of 100, as
+  given with --scale or shown by the ratings (`writing.apply_rows`); stored as 0.5-5 stars. A
+  rating without `feedback` means feedback=rating; it is recorded only with feedback rating.
 - `at` or `date`: when the feedback happened: ISO 8601 date or datetime (`2024-03-01`,
   `2024-03-01T20:15:00+01:00`; without a zone it is UTC) or unix seconds (a plain number).
   Default: the import time. On a row without feedback, it is kept in metadata as given.
@@ -33,13 +38,16 @@ Any other column goes into the item's metadata under its own name (empty CSV cel
 The text the encoder reads is "Title (year). Genres, tags. Description", from what exists.
 
 A row is reported (file and line) and skipped when: the title is missing, the year is not a
-whole number, the rating is not a number or outside 0.5-5, feedback is not a known kind or is
-`rating` without a rating, the date is not parseable; in JSONL also when a line is not valid JSON
-or not a JSON object; in CSV when a row has more fields than the header.
+whole number, the rating is not a finite number or is outside its scale, feedback is not a known
+kind or is `rating` without a rating, the date is not a date (NaN, infinity or past the year 9999
+included); in JSONL also when a line is not valid JSON (NaN included), is nested too deeply or is not
+a JSON object; in CSV when a row has more fields than the header, a field over 1,000,000
+characters, or a quote that never closes (reported at its line; the lines after it are read).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +58,7 @@ from agent.core.importers.base import (
     Parsed,
     ParsedRow,
     RowError,
+    Understood,
     derive_id,
     item_text,
     parse_date,
@@ -59,12 +68,13 @@ from agent.core.importers.base import (
     parse_year,
     split_labels,
 )
-from agent.core.importers.base import parse_csv as drive_csv
-from agent.core.importers.base import parse_jsonl as drive_jsonl
+from agent.core.importers.reading import parse_csv as drive_csv
+from agent.core.importers.reading import parse_jsonl as drive_jsonl
 from agent.core.store import NewItem
 
 KNOWN = {"id", "title", "text", "description", "year", "genres", "tags", "url", "author", "creator",
-         "source", "feedback", "rating", "at", "date", "popularity", "rating_count", "avg_rating", "published"}
+         "source", "feedback", "rating", "at", "date", "popularity", "rating_count", "avg_rating", "published",
+         "kind"}
 
 
 def parse_csv(path: Path) -> Iterator[Parsed]:
@@ -73,12 +83,14 @@ def parse_csv(path: Path) -> Iterator[Parsed]:
             raise ImportFailed(f"{path}: no title column in the header (line 1); a generic CSV needs "
                                "at least `title` (see the README), or pass --format")
 
-    return drive_csv(path, check, lambda record: parse_record(record, f"csv:{Path(path).name}"))
+    return itertools.chain([Understood("a generic CSV file (the columns the README lists)")],
+                           drive_csv(path, check, lambda record: parse_record(record, f"csv:{Path(path).name}")))
 
 
 def parse_jsonl(path: Path) -> Iterator[Parsed]:
     default_source = f"jsonl:{Path(path).name}"
-    return drive_jsonl(path, lambda record: parse_record(record, default_source))
+    return itertools.chain([Understood("a generic JSONL file (the keys the README lists)")],
+                           drive_jsonl(path, lambda record: parse_record(record, default_source)))
 
 
 def _present(value: Any) -> bool:
@@ -117,7 +129,8 @@ def parse_record(raw: dict[str, Any], default_source: str) -> ParsedRow:
     description = _string(record.get("text")) or _string(record.get("description"))
     metadata: dict[str, Any] = {"year": year, "genres": genres, "tags": tags,
                                 "url": _string(record.get("url")),
-                                "author": _string(record.get("author")) or _string(record.get("creator"))}
+                                "author": _string(record.get("author")) or _string(record.get("creator")),
+                                "kind": _string(record.get("kind")).lower()}
     feedback = None
     if kind is not None:
         feedback = Feedback(kind, rating if kind == "rating" else None, parse_date(when))

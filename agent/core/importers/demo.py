@@ -20,6 +20,7 @@ that simulate users; they never touch the store.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,11 +31,12 @@ from agent.core.importers.base import (
     ImportReport,
     Parsed,
     ParsedRow,
-    apply_rows,
+    Understood,
     display_title,
     item_text,
-    read_text,
 )
+from agent.core.importers.reading import read_text
+from agent.core.importers.writing import apply_rows
 from agent.core.store import NewItem, PublicSignals, Store
 
 SOURCE = "movielens-100k"
@@ -90,7 +92,8 @@ def parse_items(path: Path, counts: dict[str, tuple[int, float]] | None = None) 
 
 def import_demo(store: Store) -> ImportReport:
     path = dataset_file("item")
-    return apply_rows(store, path, "demo", parse_items(path, public_counts()))
+    understood = Understood("the MovieLens-100K demo catalog of films")
+    return apply_rows(store, path, "demo", itertools.chain([understood], parse_items(path, public_counts())))
 
 
 def movielens_ratings() -> list[tuple[int, str, float, float]]:

@@ -16,8 +16,9 @@ Items are books: text "Title by Author (year).", metadata author, year, isbn and
 average over all its readers (not the person's own rating). Like Letterboxd, a book is first matched to an
 existing item by title and year; otherwise it is added.
 
-Feedback: `rating` when My Rating > 0; else none on the to-read shelf (the book is added only);
-else `open` (read, currently reading, or a custom shelf).
+Feedback: `rating` when My Rating > 0 (on Goodreads' 1-5 stars); else `want` on the to-read shelf
+(wanting to read a book is neither reading nor liking it); else `open` (read, currently reading, or a
+custom shelf), reported as read, reading or shelved.
 
 A row is reported and skipped when Book Id or Title is missing, or My Rating, a year or a date
 is malformed.
@@ -33,13 +34,14 @@ from agent.core.importers.base import (
     Parsed,
     ParsedRow,
     RowError,
-    parse_csv,
+    Scale,
+    Understood,
     parse_date,
     parse_public_signals,
     parse_year,
-    require_columns,
     sentence,
 )
+from agent.core.importers.reading import parse_csv, require_columns
 from agent.core.store import NewItem
 
 COLUMNS = ("Book Id", "Title", "Author", "My Rating", "Exclusive Shelf")
@@ -59,6 +61,7 @@ def _stars(value: str) -> int:
 
 def parse(path: Path) -> Iterator[Parsed]:
     path = Path(path)
+    yield Understood("a Goodreads library export (books)", Scale(5, "Goodreads' 1-5 stars"))
 
     def record(row: dict[str, str]) -> ParsedRow:
         book_id, title, author = row["Book Id"], row["Title"], row["Author"]
@@ -82,11 +85,10 @@ def parse(path: Path) -> Iterator[Parsed]:
                        f"{byline} ({year})." if year is not None else sentence(byline),
                        {key: value for key, value in metadata.items() if value not in (None, "")}, signals)
         if stars:
-            feedback = Feedback("rating", float(stars), at)
-        elif shelf == "to-read":
-            feedback = None
-        else:
-            feedback = Feedback("open", None, at)
-        return ParsedRow(item, feedback, match_title=True)
+            return ParsedRow(item, Feedback("rating", float(stars), at), match_title=True)
+        if shelf == "to-read":
+            return ParsedRow(item, Feedback("want", None, at), match_title=True)
+        shelved = {"read": "read", "currently-reading": "reading"}.get(shelf, "shelved")
+        return ParsedRow(item, Feedback("open", None, at), match_title=True, taken_as=shelved)
 
-    return parse_csv(path, require_columns(path, "Goodreads export", COLUMNS), record)
+    yield from parse_csv(path, require_columns(path, "Goodreads export", COLUMNS), record)

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.core.importers.base import ImportFailed, ImportProblem, RowError
-from agent.core.importers.base import parse_csv as drive_csv
-from agent.core.importers.base import parse_jsonl as drive_jsonl
+from agent.core.importers.base import ImportFailed, ImportProblem, RowError, Understood
+from agent.core.importers.reading import parse_csv as drive_csv
+from agent.core.importers.reading import parse_jsonl as drive_jsonl
 from agent.core.importers.demo import SOURCE as DEMO_SOURCE
 from agent.core.importers.demo import movielens_ratings
 
@@ -69,6 +69,8 @@ def read_public_ratings(path: Path) -> tuple[list[Interaction], list[ImportProbl
                                    "and `id`) in its header (line 1)")
         entries = drive_csv(path, check, _interaction)
     for entry in entries:
+        if isinstance(entry, Understood):
+            continue
         (problems if isinstance(entry, ImportProblem) else interactions).append(entry)
     return interactions, problems
 

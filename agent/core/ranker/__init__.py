@@ -7,6 +7,7 @@ from agent.core.ranker.explain import EXPLAINING_LIKES, Explanation, explain, re
 from agent.core.ranker.recommendation import Recommendation
 from agent.core.ranker.slate import SlateEntry, build_slate, mmr
 from agent.core.ranker.feedback import (
+    UNJUDGED_KINDS,
     judgement,
     latest_judgements,
     preference_labels,
@@ -18,6 +19,6 @@ from agent.core.ranker.training import TrainingSettings, fit, online_update
 __all__ = [
     "EXPLAINING_LIKES", "RECENT_ITEMS", "SIGNALS", "AdapterError", "Catalog", "Explanation", "FeedbackHistory", "FeedbackRows", "GlobalAdapter",
     "LabelledRows", "PersonalAdapter", "Recommendation", "Scorer", "SlateEntry",
-    "TrainingSettings", "build_slate", "fit", "judgement", "latest_judgements", "load_personal", "mmr", "online_update",
+    "TrainingSettings", "UNJUDGED_KINDS", "build_slate", "fit", "judgement", "latest_judgements", "load_personal", "mmr", "online_update",
     "preference_labels", "rating_signal", "reason_text", "explain", "recent_likes", "save_personal", "signal_features",
 ]

@@ -21,6 +21,9 @@ LIKED_STARS = 4.0
 DISLIKED_STARS = 2.0
 # The kinds of feedback that judge an item (`latest_judgements`); opens and skips do not.
 JUDGEMENT_KINDS = ("like", "dislike", "rating")
+# The kinds that leave an item unjudged, so that it stays in the feed: opening it, and wanting it (on a
+# watchlist or a to-read shelf). A want is not a like and not a watch: it carries no label at all.
+UNJUDGED_KINDS = ("open", "want")
 
 
 def event_order(event: Interaction) -> tuple[float, int]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from agent.core.ranker.feedback import (
     JUDGEMENT_KINDS,
+    UNJUDGED_KINDS,
     WEAK_SIGNAL,
     add_weak_signal,
     event_order,
@@ -38,7 +39,7 @@ class _ItemState:
     """One item's share of the history: its latest event, its latest stated preference and judgement, and
     its weak signals (kept in time order, to add them up again when an older one arrives)."""
 
-    __slots__ = ("latest", "stated", "stated_at", "verdict", "verdict_at", "weak", "weak_events", "judged")
+    __slots__ = ("latest", "stated", "stated_at", "verdict", "verdict_at", "weak", "weak_events", "judged", "seen")
 
     def __init__(self) -> None:
         self.latest: Key | None = None
@@ -49,6 +50,7 @@ class _ItemState:
         self.weak = 0.0
         self.weak_events: list[tuple[Key, Interaction]] = []
         self.judged = False
+        self.seen = False  # any feedback but a want: wanting an item is not having seen it
 
     def add(self, event: Interaction, key: Key) -> None:
         if self.latest is None or key > self.latest:
@@ -68,13 +70,15 @@ class _ItemState:
                     self.weak = add_weak_signal(self.weak, earlier)
         if event.kind in JUDGEMENT_KINDS and (self.verdict_at is None or key > self.verdict_at):
             self.verdict, self.verdict_at = judgement(event), key
-        if event.kind != "open":
+        if event.kind not in UNJUDGED_KINDS:
             self.judged = True
+        if event.kind != "want":
+            self.seen = True
 
 
 class FeedbackHistory:
     """The derived state of a feedback history (see the module): `labels` equals `preference_labels`,
-    `judged` the items with any feedback but an open, `recent_likes()` equals `recent_likes` and
+    `judged` the items with any feedback but an open or a want, `recent_likes()` equals `recent_likes` and
     `latest_judgements()` equals `latest_judgements`, for the events added so far. Events are added once
     each (`add`); `last_id` is the largest id seen, so a store can be asked for what came after it."""
 
@@ -136,8 +140,10 @@ class FeedbackHistory:
         return iter(self._items)
 
     def seen(self, item: int) -> bool:
-        """Whether the person has given this item any feedback at all (in the feed: opened it)."""
-        return item in self._items
+        """Whether the person has given this item any feedback but a want (in the feed: opened it). An item
+        only on a watchlist has not been seen."""
+        state = self._items.get(item)
+        return state is not None and state.seen
 
     def liked(self, item: int) -> bool:
         return item in self._likes

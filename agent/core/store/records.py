@@ -10,7 +10,9 @@ from typing import Any
 
 from agent.core.store.signals import PublicSignals
 
-FEEDBACK_KINDS = ("like", "dislike", "skip", "rating", "open")
+# "want": on a watchlist or a to-read shelf; wanting to see something says nothing yet about liking it, so
+# the ranker learns nothing from it (agent.core.ranker.feedback) and it never counts as a judgement.
+FEEDBACK_KINDS = ("like", "dislike", "skip", "rating", "open", "want")
 
 
 class StoreError(RuntimeError):

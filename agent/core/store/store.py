@@ -187,14 +187,17 @@ class Store:
         return self.db["items"].count
 
     @_locked
-    def find_by_title(self, title: str, year: int | None = None) -> Item | None:
-        """Match an item by title (case-insensitive) and, when given, its year."""
+    def find_by_title(self, title: str, year: int | None = None,
+                      where: Callable[[Item], bool] | None = None) -> Item | None:
+        """Match an item by title (case-insensitive) and, when given, its year and the test `where`."""
         rows = [
             item_from_row(row)
             for row in self.db["items"].rows_where("lower(title) = lower(?)", [title.strip()], order_by="id")
         ]
         if year is not None:
             rows = [item for item in rows if item.year == year]
+        if where is not None:
+            rows = [item for item in rows if where(item)]
         return rows[0] if rows else None
 
     @_locked
@@ -319,7 +322,7 @@ class Store:
         same text as one of those: catalogs repeat entries (MovieLens lists some films twice)."""
         return {row[0] for row in self.db.execute(
             "select id from items where text_hash in (select items.text_hash from interactions"
-            " join items on items.id = interactions.item_id where interactions.kind != 'open')")}
+            " join items on items.id = interactions.item_id where interactions.kind not in ('open', 'want'))")}
 
     @_locked
     def same_text_items(self) -> dict[int, tuple[int, ...]]:
@@ -335,7 +338,7 @@ class Store:
     @_locked
     def judged_count(self) -> int:
         """How many distinct items the person has judged (opening an item is not a judgement)."""
-        return self.db.execute("select count(distinct item_id) from interactions where kind != 'open'").fetchone()[0]
+        return self.db.execute("select count(distinct item_id) from interactions where kind not in ('open', 'want')").fetchone()[0]
 
     @_locked
     def interaction_count(self) -> int:
