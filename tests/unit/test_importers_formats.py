@@ -127,8 +127,11 @@ def test_a_want_teaches_the_ranker_nothing_and_leaves_the_item_in_the_feed(store
     history = FeedbackHistory(events)
     assert history.labels == {alien: 1.0} and history.judged == {alien}
     assert not history.seen(heat)  # on a watchlist is not watched: the feed does not mark it seen
+    assert history.wanted(heat) and not history.wanted(alien)  # the feed's reason says "on your want list"
     history.add([Interaction(3, heat, "open", None, 3.0, "tui")])
-    assert history.seen(heat) and history.judged == {alien}
+    assert history.seen(heat) and history.judged == {alien} and history.wanted(heat)
+    history.add([Interaction(4, heat, "dislike", None, 4.0, "tui")])
+    assert not history.wanted(heat)  # judged since: no longer only wanted
     store.add_interactions([(heat, "want", None, 1.0, "import:letterboxd")])
     assert store.judged_item_ids() == set() and store.judged_count() == 0
 

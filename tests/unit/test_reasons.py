@@ -94,6 +94,18 @@ def test_opening_an_item_never_makes_it_a_reason_for_itself_or_others(demo_datab
     assert [r.item.id for r in slate if r.seen] == [star_wars.id]
 
 
+def test_a_wanted_item_stays_in_the_feed_and_its_reason_says_it_is_on_the_want_list(demo_database, encoder):
+    agent = agent_from_template(demo_database, encoder, seed=0)
+    star_wars = agent.search("Star Wars")[0]
+    agent.feedback(star_wars.id, "want")
+    slate = agent.recommend(50)
+    wanted = [r for r in slate if r.reason.endswith("; on your want list")]
+    assert [r.item.id for r in wanted] == [star_wars.id] and not wanted[0].seen
+    _check_reasons(agent, slate)
+    agent.feedback(star_wars.id, "dislike")  # judged: it leaves the feed
+    assert star_wars.id not in {r.item.id for r in agent.recommend(50)}
+
+
 def test_reasons_spread_over_likes_that_explain_an_item_about_as_well(demo_database, encoder):
     agent = agent_from_template(demo_database, encoder, seed=0)
     agent.config.set("feed.exploration", 0.0)

@@ -39,7 +39,8 @@ class _ItemState:
     """One item's share of the history: its latest event, its latest stated preference and judgement, and
     its weak signals (kept in time order, to add them up again when an older one arrives)."""
 
-    __slots__ = ("latest", "stated", "stated_at", "verdict", "verdict_at", "weak", "weak_events", "judged", "seen")
+    __slots__ = ("latest", "stated", "stated_at", "verdict", "verdict_at", "weak", "weak_events", "judged", "seen",
+                 "wanted")
 
     def __init__(self) -> None:
         self.latest: Key | None = None
@@ -51,6 +52,7 @@ class _ItemState:
         self.weak_events: list[tuple[Key, Interaction]] = []
         self.judged = False
         self.seen = False  # any feedback but a want: wanting an item is not having seen it
+        self.wanted = False
 
     def add(self, event: Interaction, key: Key) -> None:
         if self.latest is None or key > self.latest:
@@ -74,6 +76,8 @@ class _ItemState:
             self.judged = True
         if event.kind != "want":
             self.seen = True
+        else:
+            self.wanted = True
 
 
 class FeedbackHistory:
@@ -144,6 +148,12 @@ class FeedbackHistory:
         only on a watchlist has not been seen."""
         state = self._items.get(item)
         return state is not None and state.seen
+
+    def wanted(self, item: int) -> bool:
+        """Whether the item is on the person's want list (a watchlist or to-read shelf they imported) and
+        not judged since."""
+        state = self._items.get(item)
+        return state is not None and state.wanted and not state.judged
 
     def liked(self, item: int) -> bool:
         return item in self._likes
