@@ -376,9 +376,8 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
             for entry in entries:
                 item = items[int(catalog.ids[entry.row])]
                 because = items.get(int(catalog.ids[entry.because_row])) if entry.because_row is not None else None
-                reason = reason_text(entry.explanation, item, because, query=query, taste=taste, any_likes=any_likes)
-                if rows.history.wanted(item.id):  # a fact, not why it ranks here: a want teaches the ranker nothing
-                    reason += "; on your want list"
+                reason = reason_text(entry.explanation, item, because, query=query, taste=taste, any_likes=any_likes,
+                                     wanted=rows.history.wanted(item.id))
                 result.append(Recommendation(item, entry.score, reason, entry.exploring, because,
                                              seen=rows.history.seen(item.id)))
             # A query is the ranker's to answer: the judge's question ignores it.

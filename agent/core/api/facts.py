@@ -53,7 +53,7 @@ class FactsPart:
             because = self.store.item(int(catalog.ids[explanation.because_row])) \
                 if explanation.because_row is not None else None
             reason = reason_text(explanation, item, because, query=None, taste=self.store.get_state("taste_description"),
-                                 any_likes=bool(likes))
+                                 any_likes=bool(likes), wanted=history.wanted(item.id))
             return ItemStanding(item, None, history.seen(item.id), rank, candidates, None, float(scores[row]), reason,
                                 because)
 

@@ -109,13 +109,14 @@ def _closest_like(scorer: Scorer, row: int, liked_rows: np.ndarray, similarity: 
 
 
 def reason_text(explanation: Explanation, item: Item, because: Item | None, *, query: str | None,
-                taste: str | None, any_likes: bool) -> str:
+                taste: str | None, any_likes: bool, wanted: bool = False) -> str:
     """The reason in words. Every figure is the item's own public data; every liked item is one the person
-    likes now."""
+    likes now. `wanted`: the item is on the person's want list, said as a fact, not as why it ranks here (a
+    want teaches the ranker nothing)."""
     text = _main_reason(explanation, item, because, query=query, taste=taste, any_likes=any_likes)
     if explanation.taste_too and because is not None:
         text += f"; close to {because.display_title}, which you liked"
-    return text
+    return text + ("; on your want list" if wanted else "")
 
 
 def _main_reason(explanation: Explanation, item: Item, because: Item | None, *, query: str | None,
