@@ -177,15 +177,19 @@ class SQLiteStorage:
 
 
 class PostgresStorage:
-    """A psycopg 3 connection per thread; a write locks only the rows it names (the module docstring)."""
+    """A small pool of psycopg 3 connections (at most `max_connections` per process, each lent to one
+    transaction at a time: uvicorn's thread pool has 40 threads a worker, and a connection per thread would
+    take PostgreSQL's whole allowance with a few workers); a write locks only the rows it names (the module
+    docstring). Transactions never nest, so a thread holds at most one connection."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, max_connections: int = 10) -> None:
         import psycopg  # imported here: SQLite deployments need not have it
 
         self._psycopg = psycopg
         self.url = url
-        self._local = threading.local()
+        self._idle: list[Any] = []
         self._connections: list[Any] = []
+        self._available = threading.BoundedSemaphore(max_connections)
         self._guard = threading.Lock()
         with self.write() as tx:
             tx.execute("select pg_advisory_xact_lock(4242)")  # two workers starting together create the schema once
@@ -196,25 +200,29 @@ class PostgresStorage:
             for lock_id in (1, *LOCK_IDS.values()):
                 tx.execute("insert into coordinator_lock (id, held_at) values (?, 0) on conflict do nothing", [lock_id])
 
-    def _connection(self) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None or connection.closed:
-            connection = self._psycopg.connect(self.url, autocommit=True)
-            self._local.connection = connection
+    @contextmanager
+    def _lent(self) -> Iterator[Any]:
+        with self._available:
             with self._guard:
-                self._connections.append(connection)
-        return connection
+                connection = self._idle.pop() if self._idle else None
+            if connection is None or connection.closed:
+                connection = self._psycopg.connect(self.url, autocommit=True)
+                with self._guard:
+                    self._connections.append(connection)
+            try:
+                yield connection
+            finally:
+                with self._guard:
+                    self._idle.append(connection)
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
-        connection = self._connection()
-        with connection.transaction():
+        with self._lent() as connection, connection.transaction():
             yield _Cursor(connection, rewrite=True)
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        connection = self._connection()
-        with connection.transaction():
+        with self._lent() as connection, connection.transaction():
             yield _Cursor(connection, rewrite=True)
 
     def close(self) -> None:
@@ -222,6 +230,7 @@ class PostgresStorage:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+            self._idle.clear()
 
 
 def open_storage(url: str) -> SQLiteStorage | PostgresStorage:
