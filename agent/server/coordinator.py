@@ -109,6 +109,10 @@ class Coordinator:
                 tx.execute("update rounds set period = ?, noise_multiplier = ?, clamp_probability = ? "
                            "where round_id = ?", [round_id, config.noise_multiplier, config.clamp_probability(),
                                                   round_id])
+            # ...and what they kept: masked inputs of ended rounds, the sums of released ones.
+            tx.execute(f"delete from masked_inputs where round_id in (select round_id from rounds where state in "
+                       f"({_marks(FINISHED)}))", list(FINISHED))
+            tx.execute("update rounds set sum_vector = null where state = 'done' and sum_vector is not null")
             self._latest = self._latest_release(tx)
 
     # -- releases and accounting --------------------------------------------------------------

@@ -83,6 +83,8 @@ def measure(label: str, devices: int, seconds: float, settings: dict[str, Any], 
         items_file.write_text("\n".join(f"bench:{i}" for i in range(VOCABULARY)) + "\n")
         server, server_log = _serve(folder, db_url, server_workers, settings, items_file)
         processes: list[tuple[subprocess.Popen, Path]] = []
+        # A device gives up a round that has not released within its period, four stages and a check-in window.
+        round_timeout = settings["release_period"] + 5 * settings["stage_timeout"] + 2 * settings["checkin_window"]
         try:
             token = _enrol(folder / "coordinator", devices) if not db_url else _enrol_db(folder, db_url, devices)
             environment = {**os.environ, **SINGLE_THREADED_BLAS}
@@ -93,7 +95,7 @@ def measure(label: str, devices: int, seconds: float, settings: dict[str, Any], 
                         [sys.executable, "-m", "agent.lab.bench.throughput_clients", "--pin",
                          str(folder / "coordinator" / "coordinator-pin.json"), "--items", str(items_file),
                          "--token", token, "--first", str(first), "--count", str(count), "--duration", str(seconds),
-                         "--dropout", str(dropout)],
+                         "--dropout", str(dropout), "--round-timeout", str(round_timeout)],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=environment, text=True),
                         log_path))
             for process, log_path in processes:

@@ -2,7 +2,7 @@
 again for a while, as `ownrec sync run --forever` does.
 
     python -m agent.lab.bench.throughput_clients --pin PIN --items FILE --token CODE --first I --count M
-                                                 --duration SECONDS [--dropout P] [--seed S]
+                                                 --duration SECONDS [--dropout P] [--round-timeout T] [--seed S]
 
 Each device (one thread, one HTTPS connection, its own key and in-memory ledger) runs the product client
 (`RoundRunner`) round after round, training each time on the latest release. A refused check-in is retried
@@ -39,13 +39,13 @@ BACK_AFTER_LEAVING_SECONDS = 3.0
 
 
 def run_devices(pin: CoordinatorPin, people: list, duration: float, token: str, dropout: float,
-                seed: int) -> dict[str, Any]:
+                seed: int, round_timeout: float) -> dict[str, Any]:
     ended: list[tuple[float, str]] = []
     refusals: Counter = Counter()
     errors: list[str] = []
     examples: dict[str, str] = {}  # the first refusal of each code, in words
     guard = threading.Lock()
-    policy = ClientPolicy(min_cohort=3, round_timeout=600.0)
+    policy = ClientPolicy(min_cohort=3, round_timeout=round_timeout)
     started = time.monotonic()
 
     def one(position: int, person) -> None:
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--round-timeout", type=float, default=600.0, help="a device gives a round up after this")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     refs = [line.strip() for line in open(args.items, encoding="utf-8") if line.strip()]
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if not sys.stdin.readline():
         return
     print(json.dumps(run_devices(CoordinatorPin.from_file(args.pin), people, args.duration, args.token,
-                                 args.dropout, args.seed)), flush=True)
+                                 args.dropout, args.seed, args.round_timeout)), flush=True)
 
 
 if __name__ == "__main__":
