@@ -273,8 +273,9 @@ class Coordinator:
             closes = periods.period_end(self.settings, cohorts)
             if closes is not None and now >= closes:
                 wait = max(0.0, periods.release_at(self.settings, cohorts) - now)
-                raise CoordinatorError(409, "release_pending", f"the cohorts on version {version} are complete; "
-                                       f"check in again for the next release, expected in {wait:.0f} s",
+                raise CoordinatorError(409, "release_pending", f"the release period on version {version} has closed "
+                                       f"(no more cohorts open on it): check in again for the next release, "
+                                       f"expected in {wait:.0f} s",
                                        retry_after=wait)
             forming = secrets.token_bytes(16).hex()
             tx.execute("insert into rounds (round_id, state, created_at, deadline, base_version) "

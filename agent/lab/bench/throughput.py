@@ -154,7 +154,8 @@ def _fresh_database(postgres_url: str) -> tuple[str, str]:
     name = f"ownrec_bench_{secrets.token_hex(6)}"
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         admin.execute(f"create database {name}")
-    return name, urlunparse(urlparse(postgres_url)._replace(path=f"/{name}"))
+    parts = urlparse(postgres_url)
+    return name, urlunparse((parts.scheme, parts.netloc, f"/{name}", parts.params, parts.query, parts.fragment))
 
 
 def _drop_database(postgres_url: str, name: str) -> None:
