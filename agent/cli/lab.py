@@ -62,6 +62,8 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
                    "against concurrent cohorts (PostgreSQL, 3 workers); writes no report.")
 @click.option("--devices", type=click.IntRange(3), default=120, show_default=True, help="--throughput: devices.")
 @click.option("--cohort", type=click.IntRange(3), default=10, show_default=True, help="--throughput: cohort size.")
+@click.option("--concurrent", type=click.IntRange(2), default=8, show_default=True,
+              help="--throughput: the most cohorts the PostgreSQL coordinator runs at once.")
 @click.option("--stage-timeout", type=click.FloatRange(min=1), default=15.0, show_default=True,
               help="--throughput: the coordinators' stage timeout (a stage with a dropout waits it out).")
 @click.option("--dropout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
@@ -70,7 +72,8 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
               help="--throughput: a PostgreSQL server to create a throwaway database on [env OWNREC_TEST_POSTGRES_URL].")
 @fail_cleanly
 def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, output: Path, throughput: float | None,
-               devices: int, cohort: int, stage_timeout: float, dropout: float, postgres_url: str | None) -> None:
+               devices: int, cohort: int, concurrent: int, stage_timeout: float, dropout: float,
+               postgres_url: str | None) -> None:
     """One federated round on loopback: wall time, coordinator CPU and memory, bytes per client.
 
     Runs `ownrec coordinator serve` and the simulated clients (the product client, one thread and
@@ -89,8 +92,8 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
             raise click.ClickException("--throughput compares against PostgreSQL with 3 workers: give --postgres-url "
                                        "(or set OWNREC_TEST_POSTGRES_URL; packaging/postgres.sh starts a server)")
         try:
-            results = run_throughput_bench(postgres_url, throughput, devices, cohort, stage_timeout=stage_timeout,
-                                           dropout=dropout, log=echo_err)
+            results = run_throughput_bench(postgres_url, throughput, devices, cohort, concurrent=concurrent,
+                                           stage_timeout=stage_timeout, dropout=dropout, log=echo_err)
         except SyncBenchFailed as error:
             raise click.ClickException(str(error)) from None
         emit_json(results) if as_json else click.echo(throughput_markdown(results))
