@@ -10,7 +10,8 @@ each leaves a round midway with probability `dropout` (then its stage waits out 
 
 A device-round is one device's update summed into a published release, counted from the coordinator's
 database (the summands of its released cohorts). The rate is device-rounds over the time from the start to
-the last release (no round starts after `seconds`; those under way finish).
+the last release (no round starts after `seconds`; those under way finish). Cohorts summed but waiting for a
+release due after the devices stopped are not counted: with periods, the figure is a lower bound.
 """
 
 from __future__ import annotations
