@@ -74,6 +74,13 @@ def coordinator() -> None:
               help="Device registrations allowed per client address and per enrolment code, per hour.")
 @click.option("--checkins-per-hour", type=click.IntRange(1), default=600, show_default=True,
               help="Check-ins allowed per client address, and per enrolment code for each device it may enrol.")
+@click.option("--max-concurrent-rounds", type=click.IntRange(1), default=4, show_default=True,
+              help="Cohorts running at once (1: one after another). More use more workers (--workers, PostgreSQL).")
+@click.option("--release-period", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds after the first cohort on a release opens during which more cohorts open; then one "
+                   "release combines their sums. 0: every cohort is released on its own.")
+@click.option("--keep-releases", type=click.IntRange(1), default=10, show_default=True,
+              help="Release bodies kept in the database (older ones are deleted; devices fetch only the latest).")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto", show_default=True,
               help="json: one JSON object a line (round events, refusals, uvicorn's lines); text: for reading; auto: "
@@ -86,8 +93,8 @@ def coordinator_serve(host: str, port: int, public_url: str | None, db_url: str 
                       stage_timeout: float, clip_norm: float, noise_multiplier: float, target_delta: float,
                       epsilon_budget: float, server_learning_rate: float, item_learning_rate: float,
                       withhold_noisy: bool, max_round_epsilon: float, registrations_per_hour: int,
-                      checkins_per_hour: int, shrink_noise: bool, log_level: str, log_format: str,
-                      metrics_token_file: Path | None) -> None:
+                      checkins_per_hour: int, shrink_noise: bool, max_concurrent_rounds: int, release_period: float,
+                      keep_releases: int, log_level: str, log_format: str, metrics_token_file: Path | None) -> None:
     """Serve the coordinator over HTTPS until stopped."""
     from agent.server.app import serve
 
@@ -104,7 +111,8 @@ def coordinator_serve(host: str, port: int, public_url: str | None, db_url: str 
                      "server_learning_rate": server_learning_rate, "item_learning_rate": item_learning_rate,
                      "withhold_noisy": withhold_noisy, "max_round_epsilon": max_round_epsilon or None,
                      "registrations_per_hour": registrations_per_hour, "checkins_per_hour": checkins_per_hour,
-                     "shrink_noise": shrink_noise},
+                     "shrink_noise": shrink_noise, "max_concurrent_rounds": max_concurrent_rounds,
+                     "release_period": release_period, "keep_releases": keep_releases},
     }
     try:
         serve(config, host, port, workers=workers, log_level=log_level, log_format=log_format)

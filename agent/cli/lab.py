@@ -57,8 +57,23 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
               show_default=True, help="The Markdown report whose sync section is replaced (the rest is kept).")
+@click.option("--throughput", type=click.FloatRange(min=10), default=None, metavar="SECONDS",
+              help="Instead: device-rounds per hour for this long each, one cohort at a time (SQLite, 1 worker) "
+                   "against concurrent cohorts (PostgreSQL, 3 workers); writes no report.")
+@click.option("--devices", type=click.IntRange(3), default=120, show_default=True, help="--throughput: devices.")
+@click.option("--cohort", type=click.IntRange(3), default=10, show_default=True, help="--throughput: cohort size.")
+@click.option("--concurrent", type=click.IntRange(2), default=8, show_default=True,
+              help="--throughput: the most cohorts the PostgreSQL coordinator runs at once.")
+@click.option("--stage-timeout", type=click.FloatRange(min=1), default=15.0, show_default=True,
+              help="--throughput: the coordinators' stage timeout (a stage with a dropout waits it out).")
+@click.option("--dropout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+              help="--throughput: the chance a device leaves a round midway.")
+@click.option("--postgres-url", envvar="OWNREC_TEST_POSTGRES_URL", default=None,
+              help="--throughput: a PostgreSQL server to create a throwaway database on [env OWNREC_TEST_POSTGRES_URL].")
 @fail_cleanly
-def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, output: Path) -> None:
+def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, output: Path, throughput: float | None,
+               devices: int, cohort: int, concurrent: int, stage_timeout: float, dropout: float,
+               postgres_url: str | None) -> None:
     """One federated round on loopback: wall time, coordinator CPU and memory, bytes per client.
 
     Runs `ownrec coordinator serve` and the simulated clients (the product client, one thread and
@@ -70,6 +85,19 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
     from agent.lab.bench.coordinator import SyncBenchFailed, run_sync_bench, sync_markdown
     from agent.lab.bench.runner import write_sync_report
 
+    if throughput is not None:
+        from agent.lab.bench.throughput import run_throughput_bench, throughput_markdown
+
+        if not postgres_url:
+            raise click.ClickException("--throughput compares against PostgreSQL with 3 workers: give --postgres-url "
+                                       "(or set OWNREC_TEST_POSTGRES_URL; packaging/postgres.sh starts a server)")
+        try:
+            results = run_throughput_bench(postgres_url, throughput, devices, cohort, concurrent=concurrent,
+                                           stage_timeout=stage_timeout, dropout=dropout, log=echo_err)
+        except SyncBenchFailed as error:
+            raise click.ClickException(str(error)) from None
+        emit_json(results) if as_json else click.echo(throughput_markdown(results))
+        return
     try:
         results = run_sync_bench(clients, log=echo_err, workers=workers)
     except SyncBenchFailed as error:

@@ -127,19 +127,22 @@ def take(tx: Transaction, bucket: str, per_hour: float, now: float) -> float | N
     """Take one request from the token bucket `bucket` (capacity `per_hour`, refilled at per_hour / 3600 a
     second). None if allowed; otherwise the seconds until one is."""
     rate = per_hour / 3600.0
-    row = tx.one("select level, updated_at from rate_limits where bucket = ?", [bucket])
-    level = per_hour if row is None else min(per_hour, float(row[0]) + max(0.0, now - float(row[1])) * rate)
+    # A full bucket if there is none; then the row locked (PostgreSQL), so two workers never both spend the
+    # same request.
+    tx.execute("insert into rate_limits (bucket, level, updated_at) values (?, ?, ?) on conflict do nothing",
+               [bucket, per_hour, now])
+    row = tx.one(f"select level, updated_at from rate_limits where bucket = ?{tx.for_update}", [bucket])
+    level = min(per_hour, float(row[0]) + max(0.0, now - float(row[1])) * rate)
     allowed = level >= 1.0
     level = level - 1.0 if allowed else level
-    if row is None:
-        tx.execute("insert into rate_limits (bucket, level, updated_at) values (?, ?, ?)", [bucket, level, now])
-    else:
-        tx.execute("update rate_limits set level = ?, updated_at = ? where bucket = ?", [level, now, bucket])
+    tx.execute("update rate_limits set level = ?, updated_at = ? where bucket = ?", [level, now, bucket])
     return None if allowed else math.ceil((1.0 - level) / rate)
 
 
-def find_token(tx: Transaction, code: str) -> tuple[Any, ...] | None:
-    return tx.one(f"select {_TOKEN_COLUMNS} from enrolment_tokens where token_hash = ?", [hash_code(code)])
+def find_token(tx: Transaction, code: str, lock: bool = False) -> tuple[Any, ...] | None:
+    """The token's row; `lock`: locked until the transaction ends (its device count is about to change)."""
+    return tx.one(f"select {_TOKEN_COLUMNS} from enrolment_tokens where token_hash = ?{tx.for_update if lock else ''}",
+                  [hash_code(code)])
 
 
 def token_of_device(tx: Transaction, device: str) -> tuple[Any, ...] | None:
@@ -182,7 +185,7 @@ def admit(tx: Transaction, limits: CoordinatorSettings, device: str, public: byt
         if not code:
             return Refusal(403, "not_enrolled", "this device is not enrolled: this coordinator admits only devices "
                            "enrolled with a code from its operator (`ownrec sync join PIN_FILE --token CODE`)")
-        token = find_token(tx, code)
+        token = find_token(tx, code, lock=True)
         if token is None:
             return Refusal(403, "bad_enrolment_token", "the enrolment code is not one this coordinator issued "
                            "(or was mistyped)")

@@ -1,13 +1,25 @@
-"""The coordinator's round logic: cohorts, the four secure-aggregation stages, recovery, release.
+"""The coordinator's round logic: cohorts, the four secure-aggregation stages, recovery, release periods.
 
-HTTP-free and thread-safe: every public method runs in one `storage.write()` transaction (or a read), so a stage
-transition is atomic and several workers sharing a PostgreSQL database agree on it. No background task is needed:
-deadlines are checked whenever a client asks (long polls ask every 1.5 s); a stage ends early once all have submitted.
+HTTP-free and thread-safe: every public method runs in `storage.write()` transactions (or reads) that lock
+only what they change (`state`), so several workers sharing a PostgreSQL database run different cohorts'
+stages at once and agree on each transition. No background task is needed: deadlines are checked whenever
+a client asks (long polls ask every 1.5 s, check-ins look at every overdue cohort); a stage ends early once
+all have submitted.
 
-Round states, in order: forming -> advertise -> share -> masked -> unmask -> done; `aborted` from any;
-`withheld` when the noise in the round's average would exceed any signal it could carry (`NoiseCheck`, on by
-default): decided as the cohort forms (nothing uploaded yet) or after unmasking (too few summands left); a withheld
-round publishes nothing and keeps no sum, and one withheld after unmasking counts in the privacy spent.
+Cohorts run concurrently (`periods` describes how they become releases): a check-in joins the forming
+cohort, or opens one if none is forming, fewer than `max_concurrent_rounds` are running and the period on
+the latest release is still open; otherwise it is refused with the time to come back (`retry_after`:
+when a running cohort should end, or when the period's release is expected). A device takes part in at most
+one summed cohort per period. Locks, in this order only: membership (check-in, forming, publishing a
+release) -> round rows (in round id order when several) -> admission rows; a stage submission or status
+advance locks its round alone, so stages of different cohorts never wait for each other.
+
+Round states (`cohort`): forming -> advertise -> share -> masked -> unmask -> summed -> done; `aborted` from any
+before summed; `withheld` when the noise in the cohort's average would exceed any signal it could carry
+(`NoiseCheck`, on by default): decided as the cohort forms (nothing uploaded yet) or after unmasking (too
+few summands left); a withheld cohort goes into no release and keeps no sum, and one withheld after
+unmasking counts in the privacy spent. Once summed, a cohort's masked inputs, envelopes and revealed shares
+are deleted; its sum is kept until its period's release is published.
 Participants' `stage` column counts the stages they completed (0 checked in .. 4 answered unmasking): U1 =
 advertised keys, U2 = sent share envelopes, U3 = sent a masked input, U4 = answered unmasking.
 A stage that ends with fewer than `min_survivors` participants aborts the round: the noise and the neighbourhood
@@ -21,35 +33,30 @@ import json
 import logging
 import secrets
 import time
-from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.federation import protocol
-from agent.federation.accounting import device_noise, privacy_spent
+from agent.federation.accounting import device_noise
 from agent.federation.clipping import DistributedNoise, NoiseCheck
 from agent.federation.errors import ShamirError, SyncError
-from agent.federation.masking import recover_mask_secret, unmask_sum
-from agent.federation.neighbourhood import NeighbourGraph, NeighbourhoodPlan, ThreatModel, plan_neighbourhood
+from agent.federation.neighbourhood import plan_neighbourhood
 from agent.federation.layout import SharedLayout
-from agent.federation.quantize import QuantizationPlan, dequantize_sum
-from agent.federation.shamir import Share, reconstruct_secret
+from agent.federation.quantize import QuantizationPlan
 from agent.federation.signing import AUTH_HEADER, MalformedAuth, SignatureError, device_id_of, parse_request_auth
 from agent.federation.signing import sign_release, verify_release, verify_request
-from agent.server import admission, observability
+from agent.server import admission, observability, periods
+from agent.server.cohort import ACTIVE, FINISHED, RUNNING, STAGE_OF_STATE, STATES, RoundConfig, expected_end
+from agent.server.cohort import unmask_cohort
 from agent.server.outcome import device_outcome
-from agent.server.release import build_release, smallest_releasable_cohort
+from agent.server.release import smallest_releasable_cohort
 from agent.server.settings import CoordinatorSettings
 from agent.server.state import Storage, Transaction
 
-STATES = ("forming", "advertise", "share", "masked", "unmask", "done")
-ACTIVE = ("advertise", "share", "masked", "unmask")
-FINISHED = ("done", "withheld", "aborted")
-STAGE_OF_STATE = {"advertise": protocol.Stage.ADVERTISE_KEYS, "share": protocol.Stage.SHARE_KEYS,
-                  "masked": protocol.Stage.MASKED_INPUT, "unmask": protocol.Stage.UNMASKING}
+__all__ = ["ACTIVE", "FINISHED", "STAGE_OF_STATE", "STATES", "Coordinator", "CoordinatorError", "RoundConfig"]
 REQUEST_WINDOW_SECONDS = 300.0
 log = logging.getLogger("ownrec.coordinator")
 
@@ -68,52 +75,6 @@ class CoordinatorError(Exception):
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
-@dataclass(frozen=True)
-class RoundConfig:
-    """Everything public about a formed round; sent to its participants and stored with it."""
-
-    round_id: str
-    cohort_size: int
-    degree: int
-    threshold: int
-    max_dropouts: int
-    max_corrupt: int
-    graph_seed: str
-    clip_norm: float
-    noise_multiplier: float
-    min_contributors: int
-    clamp_bound: float
-    scale: float
-    max_summands: int
-    parameters: int
-    layout_digest: str
-    base_version: int
-    target_delta: float
-    epsilon_after: float   # the coordinator's epsilon over all its releases, this round included
-    delta_after: float
-    stage_timeout: float
-    max_round_epsilon: float | None = None  # the device floor the quantization and noise figures make room for
-
-    def plan(self) -> NeighbourhoodPlan:
-        return NeighbourhoodPlan(cohort_size=self.cohort_size, degree=self.degree, threshold=self.threshold,
-                                 max_dropouts=self.max_dropouts, max_corrupt=self.max_corrupt,
-                                 threat_model=ThreatModel.CURIOUS_SERVER)
-
-    def noise(self) -> DistributedNoise:
-        """The distributed noise the accounting counts: z*C/sqrt(n) from each of at least n honest devices."""
-        return DistributedNoise(self.clip_norm, self.noise_multiplier, self.min_contributors)
-
-    def device_noise(self) -> DistributedNoise:
-        """The most noise a device adds in this round: its share raised to the announced floor."""
-        return device_noise(self.noise(), self.max_round_epsilon, self.target_delta)
-
-    def quantization(self) -> QuantizationPlan:
-        return QuantizationPlan(clamp_bound=self.clamp_bound, scale=self.scale, max_summands=self.max_summands)
-
-    def graph(self) -> NeighbourGraph:
-        return NeighbourGraph.from_seed(self.plan(), bytes.fromhex(self.graph_seed), bytes.fromhex(self.round_id))
-
-
 class Coordinator:
     def __init__(self, storage: Storage, signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
                  default_layout: SharedLayout | None = None, initial_vector: np.ndarray | None = None) -> None:
@@ -124,7 +85,7 @@ class Coordinator:
         self.settings = settings
         self.public_key = signing_key.public_key().public_bytes_raw()
         self._release_cache = None
-        self._spent_cache: dict[tuple, Any] = {}
+        self._spent = periods.SpentCache()
         with storage.write() as tx:
             stored = tx.one("select value from coordinator_settings where key = 'signing_public_key'")
             if stored is None:
@@ -141,6 +102,17 @@ class Coordinator:
                            " epsilon, delta, body) values (1, null, ?, null, null, 0, 0, ?)", [time.time(), body])
             elif bytes(stored[0]) != self.public_key:
                 raise ValueError("this database was created with another signing key: its releases would not verify")
+            # Sums computed before release periods existed: each was a composition step of its own.
+            for round_id, config_json in tx.all("select round_id, config from rounds where summands is not null "
+                                                "and period is null"):
+                config = RoundConfig(**json.loads(config_json))
+                tx.execute("update rounds set period = ?, noise_multiplier = ?, clamp_probability = ? "
+                           "where round_id = ?", [round_id, config.noise_multiplier, config.clamp_probability(),
+                                                  round_id])
+            # ...and what they kept: masked inputs of ended rounds, the sums of released ones.
+            tx.execute(f"delete from masked_inputs where round_id in (select round_id from rounds where state in "
+                       f"({_marks(FINISHED)}))", list(FINISHED))
+            tx.execute("update rounds set sum_vector = null where state = 'done' and sum_vector is not null")
             self._latest = self._latest_release(tx)
 
     # -- releases and accounting --------------------------------------------------------------
@@ -161,11 +133,14 @@ class Coordinator:
     def info(self) -> dict[str, Any]:
         with self.storage.read() as tx:
             release = self._latest_release(tx)
-            spent = self._spent(tx, [])
-            spent_next = self._spent(tx, [(self.settings.noise_multiplier, 0.0)])
+            spent = self._spent.spent(tx, self.settings.target_delta)
+            spent_next = self._spent.spent(tx, self.settings.target_delta, self._next_step(release.version))
         return {"signing_public_key": self.public_key.hex(), "latest_version": release.version,
                 "layout_digest": release.layout.digest(), "parameters": release.layout.size,
+                # `rounds`: the composition steps counted, one per release period (`periods`), not per cohort
                 "epsilon": spent.epsilon, "delta": spent.delta, "rounds": spent.rounds,
+                "max_concurrent_rounds": self.settings.max_concurrent_rounds,
+                "release_period": self.settings.release_period,
                 "epsilon_budget": self.settings.epsilon_budget, "target_delta": self.settings.target_delta,
                 "server_learning_rate": self.settings.server_learning_rate,
                 "item_learning_rate": self.settings.item_learning_rate,
@@ -181,23 +156,9 @@ class Coordinator:
         """The fewest clients (at least min_cohort) whose completed round is not withheld (`release`)."""
         return smallest_releasable_cohort(self.settings, parameters, limit)
 
-    def _spent(self, tx: Transaction, extra: list[tuple[float, float]]):
-        rows = tx.all("select noise_multiplier, clamp_probability from releases where round_id is not null")
-        rows = tuple((float(z), float(p)) for z, p in rows)
-        # A round withheld after unmasking (it has summands) was not published, but its noised sum was
-        # computed here: it counts as spent, like a release.
-        for (config_json,) in tx.all("select config from rounds where state = 'withheld' and summands is not null "
-                                     "order by created_at"):
-            config = RoundConfig(**json.loads(config_json))
-            rows += ((config.noise_multiplier,
-                      config.quantization().clamp_failure_probability(config.parameters, config.device_noise())),)
-        rows += tuple(extra)
-        if rows not in self._spent_cache:  # the accountant takes milliseconds; check-ins and /info ask often
-            if len(self._spent_cache) >= 8:
-                self._spent_cache.clear()
-            self._spent_cache[rows] = privacy_spent([z for z, _ in rows], self.settings.target_delta,
-                                                    [p for _, p in rows])
-        return self._spent_cache[rows]
+    def _next_step(self, version: int) -> tuple[str, float, float]:
+        """A cohort on `version` at the configured noise, as `SpentCache.spent` counts it in (clamp aside)."""
+        return str(version), self.settings.noise_multiplier, 0.0
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -254,45 +215,75 @@ class Coordinator:
     # -- check-in and round formation ------------------------------------------------------------
 
     def check_in(self, device: str, base_version: int | None = None) -> dict[str, Any]:
-        """Join the forming cohort (opening one if none is forming and no round is running)."""
+        """Join the forming cohort, or open one (the module docstring says when); CoordinatorError if neither."""
         now = time.time()
+        self._advance_overdue(now)
+        self.publish_if_due(now)
         with self.storage.write() as tx:
-            self._advance_all(tx, now)
+            tx.lock("membership")
             mine = tx.one("select r.round_id, r.state, r.deadline from participants p join rounds r on "
-                          "r.round_id = p.round_id where p.device_id = ? and r.state not in ('done', 'withheld', "
-                          "'aborted')", [device])
+                          f"r.round_id = p.round_id where p.device_id = ? and r.state in ({_marks(RUNNING)})",
+                          [device, *RUNNING])
             if mine:
                 raise CoordinatorError(409, "already_in_cohort", f"this device is already in round {mine[0]} "
                                        f"({mine[1]}): a client takes part in one cohort at a time",
-                                       retry_after=max(0.0, mine[2] - now) + 4 * self.settings.stage_timeout)
-            running = tx.one("select round_id, deadline from rounds where state in "
-                             "('advertise', 'share', 'masked', 'unmask')")
-            if running:
-                ends = max(0.0, running[1] - now) + 4 * self.settings.stage_timeout
-                raise CoordinatorError(409, "round_in_progress", f"round {running[0]} is running; check in again "
-                                       f"after it ends (at the latest in {ends:.0f} s)", retry_after=ends)
+                                       retry_after=max(0.0, expected_end(mine[1], mine[2],
+                                                                         self.settings.stage_timeout) - now))
             latest = self._latest_release(tx)
             if base_version is not None and base_version != latest.version:
                 raise CoordinatorError(409, "stale_base", f"you trained on version {base_version}; the current "
                                        f"global adapter is version {latest.version}: fetch it and train again",
                                        retry_after=0.0)
-            if self._spent(tx, [(self.settings.noise_multiplier, 0.0)]).epsilon > self.settings.epsilon_budget:
+            if self._spent.spent(tx, self.settings.target_delta, self._next_step(latest.version)).epsilon > \
+                    self.settings.epsilon_budget:
                 raise CoordinatorError(403, "budget_exhausted", "another round would take epsilon above the "
                                        f"configured budget of {self.settings.epsilon_budget}: no more rounds")
-            forming = tx.one("select round_id from rounds where state = 'forming'")
-            if forming is None:
-                round_id = secrets.token_bytes(16).hex()
-                tx.execute("insert into rounds (round_id, state, created_at, deadline, base_version) "
-                           "values (?, 'forming', ?, ?, ?)", [round_id, now, now + self.settings.checkin_window,
-                                                              latest.version])
-                observability.round_opened(round_id)
-            else:
-                round_id = forming[0]
-            count = tx.one("select count(*) from participants where round_id = ?", [round_id])[0]
+            cohorts = periods.period_cohorts(tx, latest.version)
+            release_at = periods.release_at(self.settings, cohorts)
+            if tx.one("select 1 from participants p join rounds r on r.round_id = p.round_id where p.device_id = ? "
+                      "and r.base_version = ? and r.period is not null and p.stage >= 3", [device, latest.version]):
+                raise CoordinatorError(409, "already_in_period", f"this device's update is already summed for the "
+                                       f"release after version {latest.version}: one cohort per release period",
+                                       retry_after=max(0.0, release_at - now) if release_at else
+                                       expected_end("forming", now + self.settings.checkin_window,
+                                                    self.settings.stage_timeout) - now)
+            forming = self._cohort_to_join(tx, latest.version, cohorts, now)
+            count = tx.one("select count(*) from participants where round_id = ?", [forming])[0]
             tx.execute("insert into participants (round_id, idx, device_id, stage) values (?, ?, ?, 0)",
-                       [round_id, count + 1, device])
-            self._advance(tx, round_id, now)
-            return {"round_id": round_id, "index": count + 1, "base_version": latest.version}
+                       [forming, count + 1, device])
+            self._advance(tx, forming, now)
+            return {"round_id": forming, "index": count + 1, "base_version": latest.version}
+
+    def _cohort_to_join(self, tx: Transaction, version: int, cohorts: list[tuple], now: float) -> str:
+        """The forming cohort on `version` (locked), or a new one if one may open (under the membership lock)."""
+        for _ in range(2):  # a status poll may have formed the cohort before its lock was ours: look again
+            forming = next((round_id for round_id, state, _, _ in cohorts if state == "forming"), None)
+            if forming is not None:
+                tx.lock_round(forming)
+                if tx.one("select state from rounds where round_id = ?", [forming])[0] == "forming":
+                    return forming
+                cohorts = periods.period_cohorts(tx, version)
+                continue
+            running = [(state, deadline) for _, state, _, deadline in cohorts if state in ACTIVE]
+            if len(running) >= self.settings.max_concurrent_rounds:
+                ends = min(expected_end(state, deadline, self.settings.stage_timeout) for state, deadline in running)
+                raise CoordinatorError(409, "round_in_progress", f"{len(running)} cohort(s) are running, the "
+                                       f"most this coordinator runs at once; check in again when one ends (at "
+                                       f"the latest in {max(0.0, ends - now):.0f} s)", retry_after=max(0.0, ends - now))
+            closes = periods.period_end(self.settings, cohorts)
+            if closes is not None and now >= closes:
+                wait = max(0.0, periods.release_at(self.settings, cohorts) - now)
+                raise CoordinatorError(409, "release_pending", f"the release period on version {version} has closed "
+                                       f"(no more cohorts open on it): check in again for the next release, "
+                                       f"expected in {wait:.0f} s",
+                                       retry_after=wait)
+            forming = secrets.token_bytes(16).hex()
+            tx.execute("insert into rounds (round_id, state, created_at, deadline, base_version) "
+                       "values (?, 'forming', ?, ?, ?)", [forming, now, now + self.settings.checkin_window, version])
+            observability.round_opened(forming)
+            return forming
+        raise CoordinatorError(409, "round_in_progress", "the cohort formed as this device checked in: check in "
+                               "again", retry_after=0.0)
 
     def _form(self, tx: Transaction, round_id: str, base_version: int, now: float) -> None:
         n = tx.one("select count(*) from participants where round_id = ?", [round_id])[0]
@@ -306,7 +297,7 @@ class Coordinator:
         quantization = QuantizationPlan.for_cohort(noise, n)
         layout = self._latest_release(tx).layout
         clamp = quantization.clamp_failure_probability(layout.size, noise)
-        spent = self._spent(tx, [(settings.noise_multiplier, clamp)])
+        spent = self._spent.spent(tx, settings.target_delta, (str(base_version), settings.noise_multiplier, clamp))
         config = RoundConfig(
             round_id=round_id, cohort_size=n, degree=plan.degree, threshold=plan.threshold,
             max_dropouts=plan.max_dropouts, max_corrupt=plan.max_corrupt, graph_seed=secrets.token_bytes(32).hex(),
@@ -324,9 +315,31 @@ class Coordinator:
 
     # -- the state machine ------------------------------------------------------------------------
 
-    def _advance_all(self, tx: Transaction, now: float) -> None:
-        for (round_id,) in tx.all("select round_id from rounds where state not in ('done', 'withheld', 'aborted')"):
-            self._advance(tx, round_id, now)
+    def _advance_overdue(self, now: float) -> None:
+        """Move on every running cohort past its deadline (one nobody polls any more would otherwise hold its
+        place among the concurrent cohorts, and its period's release), each in its own transaction."""
+        with self.storage.read() as tx:
+            overdue = [r for (r,) in tx.all(f"select round_id from rounds where state in ({_marks(RUNNING)}) and "
+                                            "deadline <= ? order by round_id", [*RUNNING, now])]
+        for round_id in overdue:
+            with self.storage.write() as tx:
+                tx.lock_round(round_id)
+                self._advance(tx, round_id, now)
+
+    def publish_if_due(self, now: float | None = None) -> int | None:
+        """Publish the current period's release if it is due (`periods`); its version, or None."""
+        now = time.time() if now is None else now
+        with self.storage.read() as tx:  # most calls find nothing due: decide that without a lock
+            latest = self._latest_release(tx)
+            cohorts = periods.period_cohorts(tx, latest.version)
+            due = periods.release_at(self.settings, cohorts)
+            if due is None or now < periods.period_end(self.settings, cohorts) or \
+                    any(state in RUNNING for _, state, _, _ in cohorts):
+                return None
+        with self.storage.write() as tx:
+            tx.lock("membership")
+            return periods.publish_if_due(tx, self.signing_key, self.settings, self._latest_release(tx),
+                                          self._spent, now)
 
     def _advance(self, tx: Transaction, round_id: str, now: float) -> bool:
         """Move the round on as far as its submissions and deadlines allow; True if its state changed."""
@@ -336,7 +349,7 @@ class Coordinator:
             if row is None:
                 return changed  # an unknown round: the caller reports it
             state, deadline, base_version, config_json = row
-            if state in FINISHED:
+            if state in FINISHED or state == "summed":
                 return changed
             counts = dict(tx.all("select stage, count(*) from participants where round_id = ? group by stage",
                                  [round_id]))
@@ -346,6 +359,10 @@ class Coordinator:
                     self._form(tx, round_id, base_version, now)
                     changed = True
                     continue
+                if now >= deadline and self._period_waits(tx, base_version, now):
+                    self._abort(tx, round_id, f"only {total} devices had checked in when the release period closed "
+                                f"(a cohort needs {self.settings.min_cohort}); the period's release goes ahead")
+                    return True
                 if now >= deadline:  # too few so far: keep the window open for more
                     tx.execute("update rounds set deadline = ? where round_id = ?",
                                [now + self.settings.checkin_window, round_id])
@@ -371,10 +388,15 @@ class Coordinator:
                        [STATES[position + 1], now + config.stage_timeout, round_id])
             changed = True
 
+    def _period_waits(self, tx: Transaction, version: int, now: float) -> bool:
+        """Whether summed cohorts on `version` wait for a release that only a forming cohort holds back."""
+        cohorts = periods.period_cohorts(tx, version)
+        closes = periods.period_end(self.settings, cohorts)
+        return closes is not None and now >= closes and any(state == "summed" for _, state, _, _ in cohorts)
+
     def _abort(self, tx: Transaction, round_id: str, reason: str) -> None:
         tx.execute("update rounds set state = 'aborted', reason = ? where round_id = ?", [reason, round_id])
-        self._purge_secrets(tx, round_id)
-        tx.execute("delete from masked_inputs where round_id = ?", [round_id])  # never to be summed now
+        self._purge_secrets(tx, round_id)  # the masked inputs: never to be summed now
         observability.round_ended(round_id, "aborted", reason)
 
     def _withhold(self, tx: Transaction, round_id: str, check: NoiseCheck, summed: bool) -> None:
@@ -383,61 +405,35 @@ class Coordinator:
         reason = check.reason()
         tx.execute("update rounds set state = 'withheld', reason = ?, summands = ? where round_id = ?",
                    [reason, check.summands if summed else None, round_id])
-        self._purge_secrets(tx, round_id)
-        tx.execute("delete from masked_inputs where round_id = ?", [round_id])  # never to be summed (again)
+        if summed:
+            periods.record_sum(tx, round_id, RoundConfig(**json.loads(tx.one(
+                "select config from rounds where round_id = ?", [round_id])[0])))
+        self._purge_secrets(tx, round_id)  # the masked inputs: never to be summed (again)
         observability.round_ended(round_id, "withheld", reason, summands=check.summands if summed else None)
 
     def _purge_secrets(self, tx: Transaction, round_id: str) -> None:
-        # Revealed shares and envelopes have done their job; keeping them only adds to what a breach exposes.
-        for table in ("revealed_shares", "envelopes"):
+        # Revealed shares, envelopes and masked inputs have done their job once the round is summed or ends;
+        # keeping them only adds to what a breach exposes and to what the coordinator stores.
+        for table in ("revealed_shares", "envelopes", "masked_inputs"):
             tx.execute(f"delete from {table} where round_id = ?", [round_id])
 
     def _finish(self, tx: Transaction, round_id: str, config: RoundConfig, now: float) -> None:
-        """Reconstruct the seeds and dropped keys, unmask the sum, apply the average, sign the release."""
-        rows = tx.all("select idx, stage, mask_public from participants where round_id = ?", [round_id])
-        mask_publics = {int(idx): bytes(pk) for idx, stage, pk in rows if stage >= 2}
-        survivors = {int(idx) for idx, stage, _ in rows if stage >= 3}
-        dropped = set(mask_publics) - survivors
-        graph = config.graph()
-        plan = config.plan()
-        shares: dict[tuple[int, int], list[Share]] = defaultdict(list)
-        for holder, owner, kind, value in tx.all(
-                "select holder, owner, kind, value from revealed_shares where round_id = ?", [round_id]):
-            shares[(owner, kind)].append(Share.from_value_bytes(int(holder), bytes(value)))
+        """Reconstruct the seeds and dropped keys and unmask the cohort's sum, kept for its period's release."""
         try:
-            seeds = {u: reconstruct_secret(shares[(u, protocol.ShareKind.SELF_MASK_SEED)], plan.threshold)
-                     for u in survivors}
-            neighbours_of = {d: graph.neighbours(d) for d in dropped}
-            dropped_keys = {d: recover_mask_secret(shares[(d, protocol.ShareKind.MASK_KEY)], plan.threshold,
-                                                   mask_publics[d])
-                            for d in dropped if survivors & set(neighbours_of[d])}
-            inputs = {int(idx): np.frombuffer(bytes(vector), dtype="<u4").astype(np.uint32) for idx, vector in tx.all(
-                "select idx, vector from masked_inputs where round_id = ?", [round_id]) if int(idx) in survivors}
-            total = unmask_sum(inputs, round_id=bytes.fromhex(round_id), mask_publics=mask_publics,
-                               neighbours_of=neighbours_of, self_mask_seeds=seeds, dropped_mask_secrets=dropped_keys)
+            total, survivors = unmask_cohort(tx, round_id, config)
         except (SyncError, ShamirError) as error:
             self._abort(tx, round_id, f"the sum could not be unmasked: {error}")
             return
-        summed = dequantize_sum(total, config.quantization(), len(survivors))
-        noise = config.device_noise()
-        check = NoiseCheck.of(noise, config.parameters, len(survivors))
+        check = NoiseCheck.of(config.device_noise(), config.parameters, len(survivors))
         if check.noise_dominates:
             if self.settings.withhold_noisy:  # dropouts left too few summands
                 self._withhold(tx, round_id, check, summed=True)
                 return
             log.warning("round %s released though %s (--release-noisy)", round_id, check.reason())
-        latest = self._latest_release(tx)
-        clamp = config.quantization().clamp_failure_probability(config.parameters, noise)
-        spent = self._spent(tx, [(config.noise_multiplier, clamp)])
-        version = latest.version + 1
-        body = build_release(self.signing_key, self.settings, latest, config, summed / len(survivors),
-                             len(survivors), check, spent, now)
-        tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability, epsilon,"
-                   " delta, body) values (?, ?, ?, ?, ?, ?, ?, ?)",
-                   [version, round_id, now, config.noise_multiplier, clamp, spent.epsilon, spent.delta, body])
-        tx.execute("update rounds set state = 'done', released_version = ?, sum_vector = ?, summands = ? "
-                   "where round_id = ?", [version, total.astype("<u4").tobytes(), len(survivors), round_id])
-        observability.round_ended(round_id, "done", version=version, summands=len(survivors))
+        tx.execute("update rounds set state = 'summed', sum_vector = ?, summands = ? where round_id = ?",
+                   [total.astype("<u4").tobytes(), len(survivors), round_id])
+        periods.record_sum(tx, round_id, config)
+        observability.round_ended(round_id, "summed", summands=len(survivors))
         self._purge_secrets(tx, round_id)
 
     # -- what clients see ------------------------------------------------------------------------
@@ -458,9 +454,12 @@ class Coordinator:
         with self.storage.read() as tx:
             _, _, state, _ = self._participant(tx, round_id, device)
             deadline = tx.one("select deadline from rounds where round_id = ?", [round_id])[0]
-        if state not in FINISHED and now >= deadline:
+        if state in RUNNING and now >= deadline:
             with self.storage.write() as tx:
+                tx.lock_round(round_id)
                 self._advance(tx, round_id, now)
+        if state in RUNNING or state == "summed":
+            self.publish_if_due(now)
 
     def status(self, round_id: str, device: str) -> dict[str, Any]:
         self._advance_if_due(round_id, device)
@@ -469,7 +468,12 @@ class Coordinator:
             row = tx.one("select reason, released_version, deadline, summands from rounds where round_id = ?",
                          [round_id])
             checked_in = tx.one("select count(*) from participants where round_id = ?", [round_id])[0]
+            release_at = None
+            if state == "summed":  # when its period's release is expected
+                version = tx.one("select base_version from rounds where round_id = ?", [round_id])[0]
+                release_at = periods.release_at(self.settings, periods.period_cohorts(tx, version))
         return {"round_id": round_id, "state": state, "index": index, "completed_stages": stage,
+                "release_at": release_at,
                 "reason": row[0], "released_version": row[1], "deadline": row[2], "summands": row[3],
                 "config": asdict(config) if config else None,  # while forming: how far from min_cohort
                 "checked_in": int(checked_in), "min_cohort": self.settings.min_cohort}
@@ -520,6 +524,7 @@ class Coordinator:
         """Validate and store one stage's message; True if the round moved on (so pollers should look)."""
         now = time.time()
         with self.storage.write() as tx:
+            tx.lock_round(round_id)
             self._advance(tx, round_id, now)
             index, done, state, config = self._participant(tx, round_id, device)
             wanted = {protocol.Stage.ADVERTISE_KEYS: "advertise", protocol.Stage.SHARE_KEYS: "share",
@@ -558,7 +563,10 @@ class Coordinator:
                 tx.execute("update participants set stage = 3 where round_id = ? and idx = ?", [round_id, index])
             else:
                 self._store_shares(tx, round_id, index, neighbours, message)
-            return self._advance(tx, round_id, now)
+            moved = self._advance(tx, round_id, now)
+        if moved and stage == protocol.Stage.UNMASKING:
+            self.publish_if_due(now)  # the cohort may have been the last its period's release waited for
+        return moved
 
     def _store_shares(self, tx: Transaction, round_id: str, index: int, neighbours: set[int],
                       message: protocol.UnmaskingShares) -> None:

@@ -1,8 +1,8 @@
 """The coordinator's structured logs: round events and refused requests, one JSON object a line (or text).
 
 Round events (logger `ownrec.coordinator`): `round_opened`, `cohort_formed` (cohort size), `stage_ended` (stage,
-seconds, survivors), and the end of a round: `round_released` (version), `round_withheld` or `round_aborted`
-(reason). Each stage end is also written to `round_stage_ends`, in the transaction that ends the stage, for the
+seconds, survivors), and the end of a round: `round_summed` (its sum waits for its period's release),
+`round_withheld` or `round_aborted` (reason); then `release_published` (version, the cohorts it combined). Each stage end is also written to `round_stage_ends`, in the transaction that ends the stage, for the
 metrics (`metrics`). A refused request logs `request_refused`: code, HTTP status, method, route, path, client
 address and the device id once the request's signature is verified (`claimed_device` when it was not). Never a
 request body, an update, a key or a token: the fields are the ones named here.
@@ -31,7 +31,7 @@ from agent.federation.signing import AUTH_HEADER, MalformedAuth, parse_request_a
 
 log = logging.getLogger("ownrec.coordinator")
 # What a log line may carry besides its message: everything else a caller passes is dropped, not logged.
-FIELDS = ("event", "round_id", "cohort_size", "stage", "seconds", "survivors", "state", "reason", "version",
+FIELDS = ("event", "round_id", "round_ids", "cohorts", "cohort_size", "stage", "seconds", "survivors", "state", "reason", "version",
           "summands", "code", "status", "method", "route", "path", "address", "device", "claimed_device")
 
 
@@ -92,16 +92,23 @@ def stage_ended(tx: Any, round_id: str, stage: str, survivors: int, now: float) 
                "survivors", event="stage_ended", round_id=round_id, stage=stage, seconds=seconds, survivors=survivors)
 
 
-def round_ended(round_id: str, state: str, reason: str | None = None, version: int | None = None,
-                summands: int | None = None) -> None:
-    """The round finished: `done` (release `version` from `summands` survivors), `withheld` or `aborted`."""
-    if state == "done":
-        _event(logging.INFO, f"round {round_id} released version {version} from {summands} survivors",
-               event="round_released", round_id=round_id, state=state, version=version, summands=summands)
+def round_ended(round_id: str, state: str, reason: str | None = None, summands: int | None = None) -> None:
+    """The round finished: `summed` (its sum of `summands` survivors waits for its period's release,
+    `release_published`), `withheld` or `aborted`."""
+    if state == "summed":
+        _event(logging.INFO, f"round {round_id} summed {summands} survivors' inputs; its sum waits for the period's "
+                             f"release", event="round_summed", round_id=round_id, state=state, summands=summands)
     else:  # a round withheld with summands had its noised sum computed (after unmasking): it counts as spent
         when = "" if state != "withheld" else " after unmasking" if summands is not None else " as its cohort formed"
         _event(logging.WARNING, f"round {round_id} {state}{when}: {reason}", event=f"round_{state}",
                round_id=round_id, state=state, reason=reason, summands=summands)
+
+
+def release_published(version: int, round_ids: list[str], summands: int) -> None:
+    """Release `version` combined the sums of these cohorts (`periods.publish_if_due`)."""
+    _event(logging.INFO, f"release {version} published from {len(round_ids)} cohort(s), {summands} summands",
+           event="release_published", version=version, round_ids=round_ids, cohorts=len(round_ids),
+           summands=summands)
 
 
 # -- refused requests (called by the app's error handler) ------------------------------------------

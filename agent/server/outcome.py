@@ -16,7 +16,8 @@ def device_outcome(signing_key: Ed25519PrivateKey, round_id: str, device: str, s
                    summands: int | None) -> dict[str, str]:
     """`summed` is true when the device's masked input went into a sum the coordinator computed (a release, or
     a round withheld after unmasking), false when it never will (the round aborted and deleted the inputs, or
-    ended without this device among the survivors), and null while the round is still running."""
+    ended without this device among the survivors), and null while the round is still running or its sum
+    waits for its period's release (`released_version` is then not known yet)."""
     # The survivors the coordinator sums are the participants that reached stage 3 (their masked input stored).
     summed = None if not finished else (state in ("done", "withheld") and summands is not None
                                         and completed_stages >= 3)

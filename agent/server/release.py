@@ -1,6 +1,7 @@
-"""What a finished round publishes: the next global adapter, built from the round's unmasked average, and
-its signed metadata (`signing.sign_release`). The metadata carries what anyone holding the round's sum
-needs to recompute the release (base + `shrinkage.release_step(average)`) and to check its noise figures.
+"""What a release period publishes (`periods`): the next global adapter, built from the combined unmasked
+average of the period's cohorts, and its signed metadata (`signing.sign_release`). The metadata carries what
+anyone holding the cohorts' sums needs to recompute the release (base + `shrinkage.release_step(average)`)
+and to check its noise figures.
 Also the smallest cohort whose round publishes at all under the settings (`withhold_noisy`)."""
 
 from __future__ import annotations
@@ -19,25 +20,32 @@ from agent.server.settings import CoordinatorSettings
 
 
 def build_release(signing_key: Ed25519PrivateKey, settings: CoordinatorSettings, latest: Release,
-                  config: Any, average: np.ndarray, summands: int, check: NoiseCheck, spent: Any,
+                  configs: list[Any], average: np.ndarray, summands: int, check: NoiseCheck, spent: Any,
                   now: float) -> bytes:
-    """The signed body of release `latest.version + 1` after the round `config` (its `coordinator.RoundConfig`:
-    not imported, the coordinator imports this module): `average` is the round's unmasked, dequantized
-    average over its `summands` survivors, `check` its noise against the signal, `spent` the privacy
-    accounting with this round included."""
+    """The signed body of release `latest.version + 1` after the cohorts `configs` of its period (their
+    `cohort.RoundConfig`s, in round id order): `average` is their combined unmasked, dequantized average over
+    their `summands` survivors in all, `check` its noise against the signal, `spent` the privacy accounting
+    with this period included (`periods`)."""
     vector = latest.vector + release_step(average, latest.layout, check.std, server_rate=settings.server_learning_rate,
                                           item_rate=settings.item_learning_rate, shrink=settings.shrink_noise)
+    first = configs[0]
     return sign_release(signing_key, latest.version + 1, {
-        "round_id": config.round_id, "base_version": latest.version, "created": now, "summands": summands,
-        "cohort_size": config.cohort_size, "clip_norm": config.clip_norm,
-        "noise_multiplier": config.noise_multiplier, "epsilon": spent.epsilon, "delta": spent.delta,
-        "rounds": spent.rounds, "target_delta": config.target_delta,
-        # the noise against the signal (`NoiseCheck`): a device can recompute it from these
-        "min_contributors": config.min_contributors, "noise_norm": check.noise_norm, "signal_bound": check.signal_bound,
+        # `round_id` is the period's first cohort (a release without one is the starting point); `round_ids`
+        # lists every cohort whose sum went into it.
+        "round_id": first.round_id, "round_ids": [c.round_id for c in configs], "base_version": latest.version,
+        "created": now, "summands": summands, "cohorts": len(configs),
+        "cohort_size": max(c.cohort_size for c in configs), "clip_norm": first.clip_norm,
+        "noise_multiplier": min(c.noise_multiplier for c in configs), "epsilon": spent.epsilon,
+        "delta": spent.delta, "rounds": spent.rounds, "target_delta": first.target_delta,
+        # the noise against the signal (`NoiseCheck`); min_contributors is the fewest any cohort's noise was
+        # split over (recomputing the noise from it overstates it when cohorts differ); noise_std is exact
+        "min_contributors": min(c.min_contributors for c in configs), "noise_norm": check.noise_norm,
+        "signal_bound": check.signal_bound,
         # noise_norm counts the noise devices add under this floor; the epsilon counts only the
         # distributed share (z), less noise than that: the release is at least as private as it says.
-        "max_round_epsilon": config.max_round_epsilon, "device_noise_std": config.device_noise().std_per_client,
-        # with these, anyone holding the round's sum can check the release: base + shrinkage.release_step(sum)
+        "max_round_epsilon": first.max_round_epsilon,
+        "device_noise_std": max(c.device_noise().std_per_client for c in configs),
+        # with these, anyone holding the cohorts' sums can check the release: base + shrinkage.release_step(average)
         "server_learning_rate": settings.server_learning_rate, "shrink_noise": settings.shrink_noise,
         "item_learning_rate": settings.item_learning_rate, "noise_std": check.std}, latest.layout, vector)
 

@@ -39,6 +39,13 @@ class CoordinatorSettings:
     # Admission (`admission`): per client address and per enrolment token, per hour (a burst of as many).
     registrations_per_hour: int = 20
     checkins_per_hour: int = 600  # per token, times the devices it may enrol
+    # Release periods (`periods`): the cohorts on one release run, up to this many at once, for
+    # `release_period` seconds after the first opened; then one release combines their sums. 0 s: each
+    # period is one cohort (its release as soon as it is summed); 1 cohort at a time: one after another.
+    max_concurrent_rounds: int = 4
+    release_period: float = 0.0
+    keep_releases: int = 10  # release bodies kept (the latest first); older ones are deleted
+
 
     def __post_init__(self) -> None:
         if not 3 <= self.min_cohort <= self.max_cohort:
@@ -51,5 +58,7 @@ class CoordinatorSettings:
             raise ValueError("max_round_epsilon must be positive")
         if self.registrations_per_hour < 1 or self.checkins_per_hour < 1:
             raise ValueError("the rate limits must allow at least one request an hour")
+        if self.max_concurrent_rounds < 1 or self.keep_releases < 1 or not self.release_period >= 0:
+            raise ValueError("max_concurrent_rounds and keep_releases must be at least 1, release_period >= 0")
         if self.noise_multiplier < 0 or not 0 < self.target_delta < 1:
             raise ValueError("noise_multiplier must be >= 0 and target_delta in (0, 1)")

@@ -71,6 +71,17 @@ SCHEMA = [
     """create table if not exists refusal_counts (
         code text not null, status bigint not null, refusals bigint not null, primary key (code, status))""",
 ]
+# Columns added after the first release of the schema: added to an existing database when it is opened.
+ADDED_COLUMNS = [
+    ("rounds", "noise_multiplier", "double precision"),  # the cohort's z, once its sum was computed
+    ("rounds", "clamp_probability", "double precision"),  # ...and its quantization clamp's failure probability
+    # The composition step its sum counts in (`periods`): the base version it trained on; for rounds summed
+    # before concurrent cohorts, their own round id (each was a step of its own).
+    ("rounds", "period", "text"),
+]
+# Rows of `coordinator_lock`: 1 was the coordinator-wide lock of old; MEMBERSHIP serialises who joins which
+# cohort and the publishing of releases.
+LOCK_IDS = {"membership": 2}
 
 
 class Transaction(Protocol):
@@ -78,12 +89,15 @@ class Transaction(Protocol):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None: ...
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+    for_update: str  # " for update" on PostgreSQL (lock the rows a select reads), "" on SQLite
+    def lock(self, name: str) -> None: ...  # one of LOCK_IDS, until the transaction ends
+    def lock_round(self, round_id: str) -> None: ...  # that round's row, until the transaction ends
 
 
 class Storage(Protocol):
     url: str
 
-    def write(self) -> Any: ...  # context manager yielding a Transaction under the coordinator lock
+    def write(self) -> Any: ...  # context manager yielding a Transaction (locks: Transaction.lock*)
     def read(self) -> Any: ...   # context manager yielding a Transaction (no lock)
     def close(self) -> None: ...
 
@@ -94,6 +108,16 @@ class _Cursor:
     def __init__(self, connection: Any, rewrite: bool) -> None:
         self._connection = connection
         self._rewrite = rewrite
+        # Only PostgreSQL has concurrent writers to lock against; a SQLite write holds the whole database.
+        self.for_update = " for update" if rewrite else ""
+
+    def lock(self, name: str) -> None:
+        if self._rewrite:
+            self.execute("select held_at from coordinator_lock where id = ? for update", [LOCK_IDS[name]])
+
+    def lock_round(self, round_id: str) -> None:
+        if self._rewrite:
+            self.execute("select state from rounds where round_id = ? for update", [round_id])
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._rewrite else sql
@@ -133,7 +157,11 @@ class SQLiteStorage:
         with self.write() as tx:
             for statement in SCHEMA:
                 tx.execute(statement.format(blob="blob"))
-            tx.execute("insert or ignore into coordinator_lock (id, held_at) values (1, 0)")
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in {row[1] for row in tx.all(f"pragma table_info({table})")}:
+                    tx.execute(f"alter table {table} add column {column} {kind}")
+            for lock_id in (1, *LOCK_IDS.values()):
+                tx.execute("insert or ignore into coordinator_lock (id, held_at) values (?, 0)", [lock_id])
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
@@ -157,44 +185,52 @@ class SQLiteStorage:
 
 
 class PostgresStorage:
-    """A psycopg 3 connection per thread; writes serialise on the `coordinator_lock` row."""
+    """A small pool of psycopg 3 connections (at most `max_connections` per process, each lent to one
+    transaction at a time: uvicorn's thread pool has 40 threads a worker, and a connection per thread would
+    take PostgreSQL's whole allowance with a few workers); a write locks only the rows it names (the module
+    docstring). Transactions never nest, so a thread holds at most one connection."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, max_connections: int = 10) -> None:
         import psycopg  # imported here: SQLite deployments need not have it
 
         self._psycopg = psycopg
         self.url = url
-        self._local = threading.local()
+        self._idle: list[Any] = []
         self._connections: list[Any] = []
+        self._available = threading.BoundedSemaphore(max_connections)
         self._guard = threading.Lock()
-        with self.write(lock=False) as tx:
+        with self.write() as tx:
             tx.execute("select pg_advisory_xact_lock(4242)")  # two workers starting together create the schema once
             for statement in SCHEMA:
                 tx.execute(statement.format(blob="bytea"))
-            tx.execute("insert into coordinator_lock (id, held_at) values (1, 0) on conflict do nothing")
-
-    def _connection(self) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None or connection.closed:
-            connection = self._psycopg.connect(self.url, autocommit=True)
-            self._local.connection = connection
-            with self._guard:
-                self._connections.append(connection)
-        return connection
+            for table, column, kind in ADDED_COLUMNS:
+                tx.execute(f"alter table {table} add column if not exists {column} {kind}")
+            for lock_id in (1, *LOCK_IDS.values()):
+                tx.execute("insert into coordinator_lock (id, held_at) values (?, 0) on conflict do nothing", [lock_id])
 
     @contextmanager
-    def write(self, lock: bool = True) -> Iterator[Transaction]:
-        connection = self._connection()
-        with connection.transaction():
-            cursor = _Cursor(connection, rewrite=True)
-            if lock:
-                cursor.execute("select held_at from coordinator_lock where id = 1 for update")
-            yield cursor
+    def _lent(self) -> Iterator[Any]:
+        with self._available:
+            with self._guard:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None or connection.closed:
+                connection = self._psycopg.connect(self.url, autocommit=True)
+                with self._guard:
+                    self._connections.append(connection)
+            try:
+                yield connection
+            finally:
+                with self._guard:
+                    self._idle.append(connection)
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        with self._lent() as connection, connection.transaction():
+            yield _Cursor(connection, rewrite=True)
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        connection = self._connection()
-        with connection.transaction():
+        with self._lent() as connection, connection.transaction():
             yield _Cursor(connection, rewrite=True)
 
     def close(self) -> None:
@@ -202,6 +238,7 @@ class PostgresStorage:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+            self._idle.clear()
 
 
 def open_storage(url: str) -> SQLiteStorage | PostgresStorage:

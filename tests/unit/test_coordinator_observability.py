@@ -132,9 +132,11 @@ def test_a_round_and_two_refusals_show_in_the_metrics_and_the_json_log(tmp_path)
     ended = [e for e in events if e["event"] == "stage_ended"]
     assert [(e["stage"], e["survivors"]) for e in ended] == [(s, 3) for s in STAGES[1:]]
     assert all(e["seconds"] >= 0 and e["round_id"] == round_id for e in ended)
-    (released,) = [e for e in events if e["event"] == "round_released"]
-    assert (released["round_id"], released["version"], released["summands"], released["level"]) == \
-        (round_id, 2, 3, "info")
+    (summed,) = [e for e in events if e["event"] == "round_summed"]
+    assert (summed["round_id"], summed["summands"], summed["level"]) == (round_id, 3, "info")
+    (released,) = [e for e in events if e["event"] == "release_published"]
+    assert (released["round_ids"], released["cohorts"], released["version"], released["summands"]) == \
+        ([round_id], 1, 2, 3)
     refused = {e["code"]: e for e in events if e["event"] == "request_refused"}
     assert refused["unauthenticated"]["status"] == 401
     assert refused["unauthenticated"]["route"] == "/v1/rounds/{round_id}/status"

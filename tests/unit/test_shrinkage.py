@@ -4,6 +4,8 @@ Post-processing only: the release can be recomputed from the round's sum and the
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -83,13 +85,17 @@ def test_a_wrong_length_is_refused():
 def test_the_release_is_the_base_plus_the_shrunk_average_of_the_rounds_sum(tmp_path):
     from test_sync_withhold import Federation
 
-    federation = Federation(tmp_path, 3, noise_multiplier=0.02)
+    # A release period of an hour: the cohort's sum waits for its release, which is then published early.
+    federation = Federation(tmp_path, 3, noise_multiplier=0.02, release_period=3600.0)
     try:
         base = federation.base()
         _, status = federation.run()
-        assert status["state"] == "done"
+        assert status["state"] == "summed" and status["release_at"] > time.time() + 3000
+        ((_, _, summands, sum_vector),) = federation.rounds("summed")
+        assert federation.coordinator.publish_if_due() is None  # the period is not over
+        assert federation.coordinator.publish_if_due(time.time() + 3600) == 2
         release = federation.base()
-        ((_, _, summands, sum_vector),) = federation.rounds("done")
+        assert federation.rounds("done") == [(status["round_id"], None, summands, None)]  # the sum is dropped
         from agent.server.coordinator import RoundConfig
 
         config = RoundConfig(**status["config"])

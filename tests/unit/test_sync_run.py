@@ -157,11 +157,12 @@ def test_a_refused_check_in_comes_back_at_the_coordinators_retry_time(person, tm
         agent = Agent.open()
         retry_at = agent.store.get_state(RETRY_AT_STATE)
         agent.close()
-        # The coordinator's time: the running stage's deadline, plus four stage timeouts at most.
+        # The coordinator's time: when the running cohort's release is expected, its first stage's deadline
+        # plus the three stages after it at most (each cohort is released on its own by default).
         waited = retry_at - time.time()
-        assert 4 * 20 < waited <= 5 * 20 + 1
-        assert result.output.startswith("round refused by the coordinator: round ")
-        assert "(round_in_progress); next check-in in " in result.output, result.output
+        assert 3 * 20 < waited <= 4 * 20 + 1
+        assert result.output.startswith("round refused by the coordinator: the release period on version 1 has closed")
+        assert "(release_pending); next check-in in " in result.output, result.output
         assert "s (the coordinator's retry time)" in result.output
         # Not a whole interval (60 min): until that time, and no longer.
         again = sync_run()
@@ -285,7 +286,7 @@ def test_forever_comes_back_at_the_retry_time_and_takes_part(person, tmp_path):
         try:
             refused = process.stdout.readline()
             refused_at = time.monotonic()
-            assert refused.startswith("round refused by the coordinator: round "), refused
+            assert refused.startswith("round refused by the coordinator: the release period on version 1 "), refused
             retry = float(refused.split("next check-in in ")[1].split(" s")[0])
             assert 0 < retry <= 6 + 4 * 6
             first.join(120)

@@ -108,6 +108,9 @@ class RoundCannotForm(SyncError):
 # Refusals that asking again cannot change: the scheduler stops starting rounds with this coordinator until
 # the person joins again (`ownrec sync join`), and says why.
 STOPPING_CODES = frozenset({"not_enrolled", "bad_enrolment_token", "enrolment_revoked", "budget_exhausted"})
+# Refusals that name when to come back (`retry_after`): the cohorts running are the most the coordinator runs
+# at once; the period's cohorts are complete and its release is pending; this device's update is already in it.
+COME_BACK_CODES = frozenset({"rate_limited", "round_in_progress", "release_pending", "already_in_period"})
 # What each kind of request carries, in the words `ownrec sync log` shows.
 SENT_WORDS = {
     "release": "fetch the latest release (public)", "info": "read the coordinator's announced settings (public)",
@@ -150,7 +153,7 @@ class LocalTrainingData:
 class RoundOutcome:
     round_id: str
     index: int
-    state: str                 # released | withheld | aborted | cancelled | unknown (see the module docstring)
+    state: str                 # released | summed (its release after this round's time) | withheld | aborted | cancelled | unknown
     bytes_sent: int            # request bodies and headers this client sent in the round
     upload_bytes: int          # the four stage messages alone
     pre_clip_norm: float
@@ -258,7 +261,22 @@ class RoundRunner:
         self._check_cancel()
         return self.link.request("GET", f"/v1/rounds/{round_id}/{what}").json()
 
-    def _wait_for(self, round_id: str, since: str, wanted: str, started: float) -> dict[str, Any]:
+    def _wait_for_release(self, round_id: str, started: float, status: dict[str, Any]) -> dict[str, Any] | None:
+        """The round's status once its period's release is out; None if that is expected after this round's
+        time is up (the release is then fetched by the next round, the ledger settled at the next contact)."""
+        expected, remaining = status.get("release_at"), self.policy.round_timeout - (time.monotonic() - started)
+        if expected is not None and expected - time.time() > remaining:
+            return None
+        try:
+            return self._wait_for(round_id, "summed", "done", started)
+        except RoundAborted:
+            if time.monotonic() - started > self.policy.round_timeout:
+                return None
+            raise
+
+    def _wait_for(self, round_id: str, since: str, wanted: str, started: float,
+                  also: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Long-poll until the round leaves `since`: its status if it moved to `wanted` (or one of `also`)."""
         status: dict[str, Any] = {}
         while True:
             self._check_cancel()
@@ -276,7 +294,7 @@ class RoundRunner:
                 raise RoundAborted(f"round {round_id} was aborted: {status['reason']}", unused="aborted")
             if status["state"] == "withheld":
                 raise RoundWithheld(round_id, status["reason"], summed=status.get("summands") is not None)
-            if status["state"] != wanted:
+            if status["state"] != wanted and status["state"] not in also:
                 raise RoundAborted(f"round {round_id} moved on to {status['state']} without this client "
                                    f"(it missed the {since} deadline and counts as dropped)")
             return status
@@ -379,7 +397,7 @@ class RoundRunner:
         try:
             joined = self.link.request("POST", "/v1/checkin", json.dumps(request).encode()).json()
         except CoordinatorRefused as refusal:
-            if refusal.code in STOPPING_CODES | {"rate_limited", "round_in_progress"}:
+            if refusal.code in STOPPING_CODES | COME_BACK_CODES:
                 raise RoundCannotForm(refusal.code, f"refused by the coordinator: {refusal.reason} ({refusal.code})",
                                       refusal.retry_after, refused_check_in=True) from None
             raise
@@ -449,10 +467,18 @@ class RoundRunner:
             if index not in set(listed["survivors"]):
                 raise RoundAborted("the coordinator does not list this client as a survivor", unused="dropped")
             outcome.upload_bytes += self._upload(round_id, "unmasking", stages.unmasking(listed))
-            final = self._wait_for(round_id, "unmask", "done", started)
+            final = self._wait_for(round_id, "unmask", "summed", started, also=("done",))
+            if final["state"] == "summed":
+                # The cohort's sum waits for its period's release, which combines the period's cohorts.
+                self.progress("summed")
+                final = self._wait_for_release(round_id, started, final)
+                if final is None:
+                    outcome.state = "summed"  # its ledger row stays pending, settled from the outcome later
+                    return outcome
 
             release = self.link.latest_release(newer_than=base.version)
-            if release.version != final["released_version"] or release.metadata.get("round_id") != round_id:
+            cohorts = release.metadata.get("round_ids") or [release.metadata.get("round_id")]
+            if release.version != final["released_version"] or round_id not in cohorts:
                 raise RoundAborted(f"the latest release ({release.version}) is not this round's "
                                    f"({final['released_version']})")
             self._store_release(release)

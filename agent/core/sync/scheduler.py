@@ -56,7 +56,7 @@ class RoundReport:
     """How the last round this scheduler started ended."""
 
     started_at: float
-    state: str  # released | withheld | not formed | aborted | refused | cancelled | failed
+    state: str  # released | summed | withheld | not formed | aborted | refused | cancelled | failed
     message: str
     released_version: int | None = None
     adoption: str | None = None  # what the device decided about a new release, in words
