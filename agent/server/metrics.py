@@ -15,12 +15,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from agent.server.coordinator import FINISHED, STATES, Coordinator
+from agent.server.cohort import ACTIVE, FINISHED, STATES
+from agent.server.coordinator import Coordinator
 
 log = logging.getLogger("ownrec.coordinator")
 # Stages last up to the stage timeout (60 s by default); gathering a cohort may take many check-in windows.
 STAGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-STAGE_ORDER = ("forming",) + tuple(s for s in STATES if s not in ("forming", "done"))
+STAGE_ORDER = ("forming", *ACTIVE)  # a summed cohort has no stage left: it waits for its period's release
 
 
 def _twice(read):
@@ -77,7 +78,8 @@ class DatabaseCollector:
         for state in FINISHED:
             finished.add_metric([state], int(by_state.get(state, 0)))
         active = GaugeMetricFamily("ownrec_rounds_active", "Rounds under way, by state (forming: gathering a "
-                                   "cohort; then the four stages).", labels=["state"])
+                                   "cohort; then the four stages; summed: waiting for its period's release).",
+                                   labels=["state"])
         for state in STATES:
             if state not in FINISHED:
                 active.add_metric([state], int(by_state.get(state, 0)))
