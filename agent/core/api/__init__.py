@@ -152,26 +152,63 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
             return self._encoder
 
     def ensure_embeddings(self, progress: Progress | None = None) -> int:
-        """Encode every item whose current text has no cached embedding; return how many."""
+        """Encode every item whose current text has no cached embedding; return how many texts.
+
+        A page of texts at a time, each page's vectors committed before the next page is read: memory holds
+        one page however many items are new, and a run cut short keeps what it encoded."""
         with self._lock:
             model_id = self.encoder.model_id
-            rows = self.store.texts_without_embedding(model_id)
-        if not rows:
+            total = self.store.count_without_embedding(model_id)
+        if not total:
             return 0
         batch = int(self.config.get("encoder.batch_size"))
-        chunk = max(batch * 8, 256)
-        done = 0
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            vectors = self.encoder.encode([text for _, text in part], batch_size=batch)
+        page = max(batch * 8, 256)
+        done = after = 0
+        while True:
             with self._lock:
-                self.store.put_embeddings(model_id, {digest: v for (digest, _), v in zip(part, vectors)})
-            done += len(part)
+                rows = self.store.texts_without_embedding(model_id, after, page)
+            if not rows:
+                break
+            after = rows[-1][0]
+            texts = {digest: text for _, digest, text in rows}  # items with the same text: encoded once
+            vectors = self.encoder.encode(list(texts.values()), batch_size=batch)
+            with self._lock:
+                self.store.put_embeddings(model_id, dict(zip(texts, vectors)))
+            done += len(texts)
             if progress:
-                progress(done, len(rows))
+                progress(done, max(total, done))
+        if progress and done < total:  # items removed meanwhile: the count ends where the work did
+            progress(done, done)
         with self._lock:
             self._catalog = self._scorer = None
         return done
+
+    def finish_interrupted_imports(self, progress: Progress | None = None,
+                                   say: Callable[[str], None] | None = None) -> bool:
+        """Finish the imports whose rows were written but whose items were not all encoded, or whose feedback
+        the model has not learned from (the process was killed, the machine stopped): encode what is missing
+        and retrain, saying so first through `say`. False when there was nothing to finish."""
+        with self._lock:
+            unfinished = self.store.unfinished_imports()
+        if not unfinished:
+            return False
+        if say:
+            say(self._finishing_sentence(unfinished))
+        self.ensure_embeddings(progress)
+        if any(entry["feedback"] for entry in unfinished):
+            self.retrain()
+        self.store.finished_imports(unfinished)
+        return True
+
+    def _finishing_sentence(self, unfinished: list[dict[str, Any]]) -> str:
+        names = ", ".join(Path(entry["path"]).name for entry in unfinished)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(min(entry["at"] for entry in unfinished)))
+        missing = self.store.count_without_embedding(self.encoder.model_id)
+        work = [f"encoding {missing:,} item{'' if missing == 1 else 's'}"] if missing else []
+        if any(entry["feedback"] for entry in unfinished):
+            work.append("retraining your model on its feedback")
+        return (f"finishing the import of {names}, interrupted after its rows were saved at {when}: "
+                f"{', '.join(work) or 'nothing left to do'}")
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Encode texts through the embedding cache (trait poles, taste sentences)."""
@@ -484,7 +521,9 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
                                   fixed=self.traits.hold_directions(adapter) if pinned else None)
             if pinned:
                 adapter = self.traits.enforce_pins(adapter)
-            version = self._save_personal(adapter, "retrain")
+            # What it learned from, for whoever checks that the model has every feedback row (`through`).
+            version = self._save_personal(adapter, "retrain", {"labels": len(labels),
+                                                               "through": self._feedback_history().last_id})
             self.traits.snapshot()
             return {"version": version, "labels": len(labels), "epochs": len(losses),
                     "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
@@ -501,14 +540,23 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
         return self.store.item_count()
 
     def import_file(self, path: Path, format: str | None = None, progress: Progress | None = None,
-                    scale: int | None = None):
+                    scale: int | None = None, say: Callable[[str], None] | None = None):
+        """Import one file, encode its new items and retrain on its feedback; an import interrupted earlier
+        is finished with it, and `say` is told so first."""
         from agent.core.importers import import_file
 
         with self._lock:
+            earlier = self.store.unfinished_imports()
+        if earlier and say:
+            say(self._finishing_sentence(earlier))
+        with self._lock:
             report = import_file(self.store, Path(path), format, scale)
             self._catalog = self._scorer = None
+            unfinished = self.store.unfinished_imports()  # the earlier ones, and this one if it wrote anything
         self.ensure_embeddings(progress)
-        self._learn_from_import(report)
+        if any(entry["feedback"] for entry in unfinished):
+            self.retrain()
+        self.store.finished_imports(unfinished)
         return report
 
     def import_demo(self, progress: Progress | None = None, prior_progress: Progress | None = None):
@@ -518,14 +566,14 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
         with self._lock:
             report = import_demo(self.store)
             self._catalog = self._scorer = None
+            unfinished = self.store.unfinished_imports()
         self.ensure_embeddings(progress)
         if self.prior() is None:
             self.build_prior(progress=prior_progress)
-        return report
-
-    def _learn_from_import(self, report) -> None:
-        if getattr(report, "feedback_added", 0):
+        if any(entry["feedback"] for entry in unfinished):
             self.retrain()
+        self.store.finished_imports(unfinished)
+        return report
 
     # -- your data ----------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem
 UNSPENT_LEDGER_STATES = ("aborted", "dropped")
 SEARCH_MAX_CHARACTERS = 500  # far more than any title; a paste of a whole page is refused, not searched
 REMOVALS_STATE = "feedback_removals"  # state key: how many feedback rows an undo has taken back
+UNFINISHED_IMPORTS_STATE = "unfinished_imports"  # state key: imports whose rows are in, encoding and retraining not
 
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -367,12 +368,22 @@ class Store:
         return found
 
     @_locked
-    def texts_without_embedding(self, model_id: str) -> list[tuple[str, str]]:
-        """(text hash, text) of every distinct item text that `model_id` has not encoded yet."""
+    def texts_without_embedding(self, model_id: str, after: int = 0, limit: int = 256) -> list[tuple[int, str, str]]:
+        """(item id, text hash, text) of up to `limit` items after the item `after` (by id) whose text `model_id`
+        has not encoded yet: a page at a time, so that encoding a large catalog never holds all its texts."""
         return self.db.execute(
-            "select distinct items.text_hash, items.text from items left join embeddings"
+            "select items.id, items.text_hash, items.text from items left join embeddings"
             " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
-            " where embeddings.text_hash is null", [model_id]).fetchall()
+            " where embeddings.text_hash is null and items.id > ? order by items.id limit ?",
+            [model_id, after, limit]).fetchall()
+
+    @_locked
+    def count_without_embedding(self, model_id: str) -> int:
+        """How many distinct item texts `model_id` has not encoded yet."""
+        return self.db.execute(
+            "select count(distinct items.text_hash) from items left join embeddings"
+            " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
+            " where embeddings.text_hash is null", [model_id]).fetchone()[0]
 
     @_locked
     def encoded_items(self, model_id: str) -> list[tuple[int, str, np.ndarray]]:
@@ -446,6 +457,31 @@ class Store:
     def set_state(self, key: str, value: Any) -> None:
         with self.db.atomic():
             self.db.execute("insert or replace into state (key, value) values (?, ?)", [key, json.dumps(value)])
+
+    @_locked
+    def note_unfinished_import(self, path: str, feedback: int) -> None:
+        """Note that the import of `path` (which added `feedback` rows) is still to be encoded and learned from:
+        written in the transaction that writes its rows, so that an import killed after them is finished later."""
+        noted = [entry for entry in self.unfinished_imports() if entry["path"] != path]
+        previous = sum(entry["feedback"] for entry in self.unfinished_imports() if entry["path"] == path)
+        self.set_state(UNFINISHED_IMPORTS_STATE, noted + [{"path": path, "at": time.time(),
+                                                           "feedback": previous + feedback}])
+
+    @_locked
+    def unfinished_imports(self) -> list[dict[str, Any]]:
+        """The imports noted by `note_unfinished_import` and not yet finished: path, at (when their rows were
+        written) and feedback (how many rows they added)."""
+        return list(self.get_state(UNFINISHED_IMPORTS_STATE, []))
+
+    @_locked
+    def finished_imports(self, finished: list[dict[str, Any]]) -> None:
+        """Strike `finished` (entries of `unfinished_imports`) off; an import noted since stays."""
+        with self.db.atomic():
+            left = [entry for entry in self.unfinished_imports() if entry not in finished]
+            if left:
+                self.set_state(UNFINISHED_IMPORTS_STATE, left)
+            else:
+                self.db.execute("delete from state where key = ?", [UNFINISHED_IMPORTS_STATE])
 
     @_locked
     def log_event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
