@@ -14,7 +14,7 @@ import pytest
 from agent.core.api import Agent
 from agent.core.config import Config
 from agent.core.importers import import_file
-from agent.core.store import NewItem, Store, text_hash
+from agent.core.store import NewItem, Store, UnfinishedImports, text_hash
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_an_import_stopped_after_its_rows_is_finished_by_the_next_import_which_s
     # What a kill after the rows' commit leaves: the rows, none encoded, the model not retrained.
     stopped = import_file(agent.store, path)
     assert stopped.items_added == 60 and stopped.feedback_added == 20
-    assert [entry["path"] for entry in agent.store.unfinished_imports()] == [str(path)]
+    assert [entry["path"] for entry in UnfinishedImports(agent.store).entries()] == [str(path)]
     assert agent.store.adapter_versions("personal") == []
     said = []
     again = agent.import_file(path, say=said.append)
@@ -71,7 +71,7 @@ def test_an_import_stopped_after_its_rows_is_finished_by_the_next_import_which_s
     assert len(agent.catalog()) == 60  # ... and its items are encoded, the model retrained on its feedback
     meta = json.loads(last_retrain(agent)["meta"])
     assert meta["through"] == agent.store.latest_interaction().id and meta["labels"] > 0
-    assert agent.store.unfinished_imports() == []
+    assert UnfinishedImports(agent.store).entries() == []
     said.clear()
     agent.import_file(path, say=said.append)
     assert said == []  # finished: nothing more to say

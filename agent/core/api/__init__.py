@@ -62,6 +62,7 @@ from agent.core.lora.job import TrainingSettings as LoraTrainingSettings
 from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits
 from agent.core.api.facts import FactsPart
 from agent.core.api.foundation import FoundationPart, PriorReport
+from agent.core.api.imports import ImportPart
 from agent.core.api.language import LanguageModelPart
 from agent.core.api.lora import LoraPart
 from agent.core.api.refit import RefitPart, one_blas_thread
@@ -97,7 +98,7 @@ class FeedbackResult:
     refitting: bool = False
 
 
-class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, UndoPart, FactsPart):
+class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, UndoPart, FactsPart, ImportPart):
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
                  models_dir: Path | None = None, seed: int | None = None, llm: "LLM | None" = None,
                  home: Home | None = None, background_refit: bool = False) -> None:
@@ -182,33 +183,6 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
         with self._lock:
             self._catalog = self._scorer = None
         return done
-
-    def finish_interrupted_imports(self, progress: Progress | None = None,
-                                   say: Callable[[str], None] | None = None) -> bool:
-        """Finish the imports whose rows were written but whose items were not all encoded, or whose feedback
-        the model has not learned from (the process was killed, the machine stopped): encode what is missing
-        and retrain, saying so first through `say`. False when there was nothing to finish."""
-        with self._lock:
-            unfinished = self.store.unfinished_imports()
-        if not unfinished:
-            return False
-        if say:
-            say(self._finishing_sentence(unfinished))
-        self.ensure_embeddings(progress)
-        if any(entry["feedback"] for entry in unfinished):
-            self.retrain()
-        self.store.finished_imports(unfinished)
-        return True
-
-    def _finishing_sentence(self, unfinished: list[dict[str, Any]]) -> str:
-        names = ", ".join(Path(entry["path"]).name for entry in unfinished)
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(min(entry["at"] for entry in unfinished)))
-        missing = self.store.count_without_embedding(self.encoder.model_id)
-        work = [f"encoding {missing:,} item{'' if missing == 1 else 's'}"] if missing else []
-        if any(entry["feedback"] for entry in unfinished):
-            work.append("retraining your model on its feedback")
-        return (f"finishing the import of {names}, interrupted after its rows were saved at {when}: "
-                f"{', '.join(work) or 'nothing left to do'}")
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Encode texts through the embedding cache (trait poles, taste sentences)."""
@@ -538,42 +512,6 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
     def item_count(self) -> int:
         """How many items the catalog holds."""
         return self.store.item_count()
-
-    def import_file(self, path: Path, format: str | None = None, progress: Progress | None = None,
-                    scale: int | None = None, say: Callable[[str], None] | None = None):
-        """Import one file, encode its new items and retrain on its feedback; an import interrupted earlier
-        is finished with it, and `say` is told so first."""
-        from agent.core.importers import import_file
-
-        with self._lock:
-            earlier = self.store.unfinished_imports()
-        if earlier and say:
-            say(self._finishing_sentence(earlier))
-        with self._lock:
-            report = import_file(self.store, Path(path), format, scale)
-            self._catalog = self._scorer = None
-            unfinished = self.store.unfinished_imports()  # the earlier ones, and this one if it wrote anything
-        self.ensure_embeddings(progress)
-        if any(entry["feedback"] for entry in unfinished):
-            self.retrain()
-        self.store.finished_imports(unfinished)
-        return report
-
-    def import_demo(self, progress: Progress | None = None, prior_progress: Progress | None = None):
-        """The demo catalog, encoded, and (the first time) release 0 learned from its public ratings."""
-        from agent.core.importers import import_demo
-
-        with self._lock:
-            report = import_demo(self.store)
-            self._catalog = self._scorer = None
-            unfinished = self.store.unfinished_imports()
-        self.ensure_embeddings(progress)
-        if self.prior() is None:
-            self.build_prior(progress=prior_progress)
-        if any(entry["feedback"] for entry in unfinished):
-            self.retrain()
-        self.store.finished_imports(unfinished)
-        return report
 
     # -- your data ----------------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ from agent.core.store.records import (FEEDBACK_KINDS, Interaction, Item, NewItem
 UNSPENT_LEDGER_STATES = ("aborted", "dropped")
 SEARCH_MAX_CHARACTERS = 500  # far more than any title; a paste of a whole page is refused, not searched
 REMOVALS_STATE = "feedback_removals"  # state key: how many feedback rows an undo has taken back
-UNFINISHED_IMPORTS_STATE = "unfinished_imports"  # state key: imports whose rows are in, encoding and retraining not
 
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -457,31 +456,6 @@ class Store:
     def set_state(self, key: str, value: Any) -> None:
         with self.db.atomic():
             self.db.execute("insert or replace into state (key, value) values (?, ?)", [key, json.dumps(value)])
-
-    @_locked
-    def note_unfinished_import(self, path: str, feedback: int) -> None:
-        """Note that the import of `path` (which added `feedback` rows) is still to be encoded and learned from:
-        written in the transaction that writes its rows, so that an import killed after them is finished later."""
-        noted = [entry for entry in self.unfinished_imports() if entry["path"] != path]
-        previous = sum(entry["feedback"] for entry in self.unfinished_imports() if entry["path"] == path)
-        self.set_state(UNFINISHED_IMPORTS_STATE, noted + [{"path": path, "at": time.time(),
-                                                           "feedback": previous + feedback}])
-
-    @_locked
-    def unfinished_imports(self) -> list[dict[str, Any]]:
-        """The imports noted by `note_unfinished_import` and not yet finished: path, at (when their rows were
-        written) and feedback (how many rows they added)."""
-        return list(self.get_state(UNFINISHED_IMPORTS_STATE, []))
-
-    @_locked
-    def finished_imports(self, finished: list[dict[str, Any]]) -> None:
-        """Strike `finished` (entries of `unfinished_imports`) off; an import noted since stays."""
-        with self.db.atomic():
-            left = [entry for entry in self.unfinished_imports() if entry not in finished]
-            if left:
-                self.set_state(UNFINISHED_IMPORTS_STATE, left)
-            else:
-                self.db.execute("delete from state where key = ?", [UNFINISHED_IMPORTS_STATE])
 
     @_locked
     def log_event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
