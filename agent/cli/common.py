@@ -98,6 +98,14 @@ def open_agent() -> Agent:
     return (opener or Agent.open)()
 
 
+def open_agent_finishing_imports() -> Agent:
+    """`open_agent()`, with an import that was interrupted after writing its rows finished first (its items
+    encoded, the model retrained), saying so on standard error: for the commands that rank or learn."""
+    agent = open_agent()
+    agent.finish_interrupted_imports(progress=report_progress("encoding"), say=echo_err)
+    return agent
+
+
 def report_progress(label: str) -> Callable[[int, int], None]:
     """A progress callback that counts on one line of standard error (only the last count when not a terminal)."""
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from agent.cli.common import TEXT, SectionedGroup, emit_json, fail_cleanly, open_agent, report_progress
+from agent.cli.common import (TEXT, SectionedGroup, echo_err, emit_json, fail_cleanly, open_agent,
+                              open_agent_finishing_imports, report_progress)
 from agent.core.importers import FORMATS, SCALES
 
 
@@ -51,7 +52,7 @@ def import_(path: Path | None, format_: str | None, scale: str | None, demo: boo
                                    prior_progress=report_progress("learning release 0 from the public ratings (epochs)"))
     else:
         report = agent.import_file(path, format_, progress=report_progress("encoding"),
-                                   scale=int(scale) if scale else None)
+                                   scale=int(scale) if scale else None, say=echo_err)
     for line in report.understanding():
         click.echo(line)
     for problem in report.problems:
@@ -66,7 +67,7 @@ def import_(path: Path | None, format_: str | None, scale: str | None, demo: boo
 @fail_cleanly
 def recommend(top: int | None, query: str | None, as_json: bool) -> None:
     """Show your personal ranking of the catalog (already rated items are left out)."""
-    recommendations = open_agent().recommend(top, query)
+    recommendations = open_agent_finishing_imports().recommend(top, query)
     if as_json:
         emit_json([
             {"id": r.item.id, "ref": r.item.ref, "title": r.item.display_title, "score": round(r.score, 4),
@@ -99,7 +100,7 @@ def feedback(item: str, action: str, stars: float | None) -> None:
     if action == "rate" and stars is None:
         raise click.UsageError("rate needs a number of stars, 0.5 to 5: `ownrec feedback ITEM rate 4`")
     kind = "rating" if action == "rate" else action
-    agent = open_agent()
+    agent = open_agent_finishing_imports()
     result = agent.feedback(item, kind, stars, origin="cli")
     item_obj = agent.store.item(result.interaction.item_id)
     recorded = f"recorded {action}{f' {stars:g}' if stars is not None else ''} for {item_obj.display_title}"
@@ -140,7 +141,7 @@ def taste(description: str) -> None:
 @fail_cleanly
 def retrain() -> None:
     """Retrain your personal model from all your feedback now."""
-    stats = open_agent().retrain()
+    stats = open_agent_finishing_imports().retrain()
     click.echo(f"retrained on {stats['labels']} rated items in {stats['seconds']:.2f} s "
                f"(adapter version {stats['version']})")
 

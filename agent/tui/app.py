@@ -42,8 +42,11 @@ class OwnrecApp(App):
             agent = self.agent or Agent.open(background_refit=True)  # the app stays open: refit off the feed's path
             agent.encoder  # load it now, so a missing encoder is reported here, with its fix
             if agent.item_count():
-                agent.ensure_embeddings(lambda done, total: self.call_from_thread(
-                    self._starting, f"encoding the catalog: {done}/{total}"))
+                encoding = lambda done, total: self.call_from_thread(  # noqa: E731
+                    self._starting, f"encoding the catalog: {done}/{total}")
+                # An import cut short after writing its rows: its items encoded and the model retrained now.
+                agent.finish_interrupted_imports(encoding, say=lambda text: self.call_from_thread(self._starting, text))
+                agent.ensure_embeddings(encoding)
             onboarding = agent.needs_onboarding()
         except Exception as error:  # whatever it is, say it on screen rather than crash
             self.call_from_thread(self._cannot_start, str(error) or type(error).__name__)

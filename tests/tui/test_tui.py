@@ -324,3 +324,23 @@ def test_snapshot_onboarding(agent, snap_compare):
         await pilot.press("space", "down", "down", "space")
 
     assert snap_compare(OwnrecApp(agent), terminal_size=SNAPSHOT_SIZE, run_before=pick)
+
+
+async def test_the_app_finishes_an_import_stopped_after_its_rows(onboarded, tmp_path):
+    from agent.core.importers import import_file
+    from agent.core.store import UnfinishedImports
+
+    path = tmp_path / "history.csv"
+    path.write_text("id,title,description,rating\n" + "".join(
+        f"h{i},Harbor Tale {i},Boats and a lighthouse in chapter {i}.,{4 if i % 2 else ''}\n" for i in range(30)))
+    import_file(onboarded.store, path)  # what a kill after the rows' commit leaves: nothing encoded, no retrain
+    shown = []
+    app = OwnrecApp(onboarded)
+    app._starting = shown.append
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, rounds=500)
+        assert isinstance(app.screen, FeedScreen)
+    assert any(text.startswith("finishing the import of history.csv") and "encoding 30 items, retraining" in text
+               for text in shown), shown
+    assert UnfinishedImports(onboarded.store).entries() == []
+    assert len(onboarded.catalog()) == len(catalog()) + 30

@@ -62,6 +62,7 @@ from agent.core.lora.job import TrainingSettings as LoraTrainingSettings
 from agent.core.traits import NUDGE, REACHABLE, Evidence, TraitEdit, TraitError, TraitReading, Traits
 from agent.core.api.facts import FactsPart
 from agent.core.api.foundation import FoundationPart, PriorReport
+from agent.core.api.imports import ImportPart
 from agent.core.api.language import LanguageModelPart
 from agent.core.api.lora import LoraPart
 from agent.core.api.refit import RefitPart, one_blas_thread
@@ -97,7 +98,7 @@ class FeedbackResult:
     refitting: bool = False
 
 
-class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, UndoPart, FactsPart):
+class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, UndoPart, FactsPart, ImportPart):
     def __init__(self, store: Store, config: Config, encoder: Encoder | None = None,
                  models_dir: Path | None = None, seed: int | None = None, llm: "LLM | None" = None,
                  home: Home | None = None, background_refit: bool = False) -> None:
@@ -152,23 +153,33 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
             return self._encoder
 
     def ensure_embeddings(self, progress: Progress | None = None) -> int:
-        """Encode every item whose current text has no cached embedding; return how many."""
+        """Encode every item whose current text has no cached embedding; return how many texts.
+
+        A page of texts at a time, each page's vectors committed before the next page is read: memory holds
+        one page however many items are new, and a run cut short keeps what it encoded."""
         with self._lock:
             model_id = self.encoder.model_id
-            rows = self.store.texts_without_embedding(model_id)
-        if not rows:
+            total = self.store.count_without_embedding(model_id)
+        if not total:
             return 0
         batch = int(self.config.get("encoder.batch_size"))
-        chunk = max(batch * 8, 256)
-        done = 0
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            vectors = self.encoder.encode([text for _, text in part], batch_size=batch)
+        page = max(batch * 8, 256)
+        done = after = 0
+        while True:
             with self._lock:
-                self.store.put_embeddings(model_id, {digest: v for (digest, _), v in zip(part, vectors)})
-            done += len(part)
+                rows = self.store.texts_without_embedding(model_id, after, page)
+            if not rows:
+                break
+            after = rows[-1][0]
+            texts = {digest: text for _, digest, text in rows}  # items with the same text: encoded once
+            vectors = self.encoder.encode(list(texts.values()), batch_size=batch)
+            with self._lock:
+                self.store.put_embeddings(model_id, dict(zip(texts, vectors)))
+            done += len(texts)
             if progress:
-                progress(done, len(rows))
+                progress(done, max(total, done))
+        if progress and done < total:  # items removed meanwhile: the count ends where the work did
+            progress(done, done)
         with self._lock:
             self._catalog = self._scorer = None
         return done
@@ -485,7 +496,9 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
                                   fixed=self.traits.hold_directions(adapter) if pinned else None)
             if pinned:
                 adapter = self.traits.enforce_pins(adapter)
-            version = self._save_personal(adapter, "retrain")
+            # What it learned from, for whoever checks that the model has every feedback row (`through`).
+            version = self._save_personal(adapter, "retrain", {"labels": len(labels),
+                                                               "through": self._feedback_history().last_id})
             self.traits.snapshot()
             return {"version": version, "labels": len(labels), "epochs": len(losses),
                     "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
@@ -500,33 +513,6 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
     def item_count(self) -> int:
         """How many items the catalog holds."""
         return self.store.item_count()
-
-    def import_file(self, path: Path, format: str | None = None, progress: Progress | None = None,
-                    scale: int | None = None):
-        from agent.core.importers import import_file
-
-        with self._lock:
-            report = import_file(self.store, Path(path), format, scale)
-            self._catalog = self._scorer = None
-        self.ensure_embeddings(progress)
-        self._learn_from_import(report)
-        return report
-
-    def import_demo(self, progress: Progress | None = None, prior_progress: Progress | None = None):
-        """The demo catalog, encoded, and (the first time) release 0 learned from its public ratings."""
-        from agent.core.importers import import_demo
-
-        with self._lock:
-            report = import_demo(self.store)
-            self._catalog = self._scorer = None
-        self.ensure_embeddings(progress)
-        if self.prior() is None:
-            self.build_prior(progress=prior_progress)
-        return report
-
-    def _learn_from_import(self, report) -> None:
-        if getattr(report, "feedback_added", 0):
-            self.retrain()
 
     # -- your data ----------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@ put on 0.5-5 stars, history matched to the catalog within its kind, and all good
 
 All or nothing per file for its good rows: a bad row is reported and skipped, whole; a file found unusable
 half way, or a failure while writing (a full disk), leaves none of the file's rows behind. Rows are written
-in batches as they are parsed, so a large file is never held in memory whole.
+in batches as they are parsed, so a large file is never held in memory whole. The same transaction notes
+the import as unfinished (`UnfinishedImports`) until its items are encoded and the model has
+learned from its feedback (`Agent.finish_interrupted_imports`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from agent.core.importers.base import (
     find_existing,
     item_kind,
 )
-from agent.core.store import NewItem, Store, UpsertResult
+from agent.core.store import NewItem, Store, UnfinishedImports, UpsertResult
 
 BATCH = 500  # rows per statement batch
 FLUSH = 2000  # rows parsed before they are written: what a large file holds in memory at once
@@ -82,6 +84,9 @@ def apply_rows(store: Store, path: Path | str, fmt: str, entries: Iterable[Parse
         if waiting:
             report.scale = detect_scale([_rating(row) for row in waiting])
             writer.write([row for row in (_on_scale(row, report.scale, report) for row in waiting) if row])
+        if report.items_added or report.items_updated or report.feedback_added:
+            # In the same transaction as the rows: an import killed after them is finished on the next run.
+            UnfinishedImports(store).note(report.path, report.feedback_added)
     report.problems.sort(key=lambda problem: (problem.path != report.path, problem.path, problem.line))
     return report
 

@@ -367,12 +367,22 @@ class Store:
         return found
 
     @_locked
-    def texts_without_embedding(self, model_id: str) -> list[tuple[str, str]]:
-        """(text hash, text) of every distinct item text that `model_id` has not encoded yet."""
+    def texts_without_embedding(self, model_id: str, after: int = 0, limit: int = 256) -> list[tuple[int, str, str]]:
+        """(item id, text hash, text) of up to `limit` items after the item `after` (by id) whose text `model_id`
+        has not encoded yet: a page at a time, so that encoding a large catalog never holds all its texts."""
         return self.db.execute(
-            "select distinct items.text_hash, items.text from items left join embeddings"
+            "select items.id, items.text_hash, items.text from items left join embeddings"
             " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
-            " where embeddings.text_hash is null", [model_id]).fetchall()
+            " where embeddings.text_hash is null and items.id > ? order by items.id limit ?",
+            [model_id, after, limit]).fetchall()
+
+    @_locked
+    def count_without_embedding(self, model_id: str) -> int:
+        """How many distinct item texts `model_id` has not encoded yet."""
+        return self.db.execute(
+            "select count(distinct items.text_hash) from items left join embeddings"
+            " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
+            " where embeddings.text_hash is null", [model_id]).fetchone()[0]
 
     @_locked
     def encoded_items(self, model_id: str) -> list[tuple[int, str, np.ndarray]]:

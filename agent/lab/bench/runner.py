@@ -1,7 +1,8 @@
 """`ownrec bench`: every benchmark of the project in one run, written as the whole of BENCHMARKS.md.
 
 The suite is the core's figures (`agent.lab.bench.product`: encoding, ranking, feedback, feedback and feed
-with a long history, chat, LLM rerank, personal LoRA, launch to first feed) and federated sync (`agent.lab.bench.coordinator`: one real round over
+with a long history, chat, LLM rerank, personal LoRA, launch to first feed, a 50 MB catalog CSV imported end
+to end) and federated sync (`agent.lab.bench.coordinator`: one real round over
 loopback HTTPS with 100 and 1,000 clients, `--quick` 100 only, and one client's secure-aggregation
 work up to 100,000). The report puts every figure beside its target (from the issues) with a met /
 missed verdict, and beside the peer measured in the same run where one exists (sentence-transformers,
