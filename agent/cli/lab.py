@@ -59,7 +59,7 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
               show_default=True, help="The Markdown report whose sync section is replaced (the rest is kept).")
 @click.option("--throughput", type=click.FloatRange(min=10), default=None, metavar="SECONDS",
               help="Instead: device-rounds per hour for this long each, one cohort at a time (SQLite, 1 worker) "
-                   "against concurrent cohorts (PostgreSQL, 3 workers); writes no report.")
+                   "against concurrent cohorts (PostgreSQL, 3 workers); writes its section of the report.")
 @click.option("--devices", type=click.IntRange(3), default=120, show_default=True, help="--throughput: devices.")
 @click.option("--cohort", type=click.IntRange(3), default=10, show_default=True, help="--throughput: cohort size.")
 @click.option("--concurrent", type=click.IntRange(2), default=8, show_default=True,
@@ -86,6 +86,7 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
     from agent.lab.bench.runner import write_sync_report
 
     if throughput is not None:
+        from agent.lab.bench.runner import write_throughput_report
         from agent.lab.bench.throughput import run_throughput_bench, throughput_markdown
 
         if not postgres_url:
@@ -96,6 +97,7 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
                                            stage_timeout=stage_timeout, dropout=dropout, log=echo_err)
         except SyncBenchFailed as error:
             raise click.ClickException(str(error)) from None
+        write_throughput_report(output, results)
         emit_json(results) if as_json else click.echo(throughput_markdown(results))
         return
     try:

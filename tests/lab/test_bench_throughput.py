@@ -14,10 +14,11 @@ POSTGRES_URL = os.environ.get("OWNREC_TEST_POSTGRES_URL")
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="OWNREC_TEST_POSTGRES_URL is not set (packaging/postgres.sh)")
-def test_throughput_mode_measures_both_configurations_in_one_run():
+def test_throughput_mode_measures_both_configurations_in_one_run(tmp_path):
+    report = tmp_path / "BENCHMARKS.md"
     done = subprocess.run([sys.executable, "-m", "agent.cli", "bench", "sync", "--throughput", "20", "--devices", "12",
                            "--cohort", "3", "--stage-timeout", "5", "--dropout", "0", "--json",
-                           "--postgres-url", POSTGRES_URL],
+                           "--postgres-url", POSTGRES_URL, "--output", str(report)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout)
@@ -40,6 +41,10 @@ def test_throughput_mode_measures_both_configurations_in_one_run():
     assert results["target_speedup"] == 5.0
     assert "device-rounds per hour" not in done.stdout  # --json: the figures only
     assert "throughput, one cohort at a time, SQLite, 1 worker: 12 devices for 20 s" in done.stderr
+    # Not a report the suite wrote: the section alone, with both figures and the ratio.
+    text = report.read_text()
+    assert text.startswith("# Benchmarks\n\n## Federated sync: cohorts at once\n")
+    assert f"**{many['device_rounds_per_hour']:,}**" in text and f"**{results['speedup']:.1f}x**" in text
 
 
 def test_throughput_mode_needs_postgresql():

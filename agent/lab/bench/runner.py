@@ -29,6 +29,7 @@ from agent.core.atomic import write_text_atomic
 from agent.lab.bench.product import run_benchmarks, summary_rows, summary_table
 from agent.lab.bench.coordinator import (COST_COHORTS, SyncBenchFailed, run_sync_bench, sync_markdown, sync_summary_rows,
                                 write_sync_section)
+from agent.lab.bench.throughput import throughput_markdown, throughput_summary_rows
 
 Log = Callable[[str], None]
 
@@ -56,7 +57,9 @@ def suite_markdown(results: dict[str, Any]) -> str:
     """The whole of BENCHMARKS.md for `results`."""
     machine = results["machine"]
     sync = results.get("sync")
-    rows = summary_rows(results) + (sync_summary_rows(sync) if sync is not None else [])
+    throughput = results.get("sync_throughput")
+    rows = summary_rows(results) + (sync_summary_rows(sync) if sync is not None else []) \
+        + (throughput_summary_rows(throughput) if throughput is not None else [])
     verdicts = [row.verdict for row in rows if row.verdict]
     lines = [
         "# Benchmarks",
@@ -78,6 +81,9 @@ def suite_markdown(results: dict[str, Any]) -> str:
                   ""]
     if sync is not None and "error" not in sync:
         lines += [sync_markdown(sync), ""]
+    if throughput is not None:
+        lines += ["The cohorts-at-once figures come from a separate `ownrec bench sync --throughput`.", "",
+                  throughput_markdown(throughput), ""]
     lines += ["Raw figures:", "", "```json", json.dumps(results, indent=2), "```", ""]
     return "\n".join(lines)
 
@@ -100,6 +106,17 @@ def suite_results_in(path: Path) -> dict[str, Any] | None:
         return None
     required = ("machine", "encoder", "ranking_demo", "ranking_100k", "feedback", "first_feed")
     return results if isinstance(results, dict) and all(key in results for key in required) else None
+
+
+def write_throughput_report(path: Path, throughput: dict[str, Any]) -> None:
+    """After `ownrec bench sync --throughput`: re-render a suite report with these figures beside the rest, or
+    write them alone where there is none."""
+    results = suite_results_in(path)
+    if results is None:
+        write_text_atomic(Path(path), "# Benchmarks\n\n" + throughput_markdown(throughput) + "\n")
+        return
+    results["sync_throughput"] = {**throughput, "measured": time.time()}
+    write_suite_report(path, results)
 
 
 def write_sync_report(path: Path, sync: dict[str, Any]) -> None:

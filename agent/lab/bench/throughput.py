@@ -30,6 +30,7 @@ from urllib.parse import urlparse, urlunparse
 
 from agent.lab.bench.coordinator import (SINGLE_THREADED_BLAS, Log, SyncBenchFailed, _enrol, _free_port, _split,
                                          _stop, _wait_for_coordinator)
+from agent.lab.bench.product import SummaryRow, verdict
 from agent.lab.reports import measured_where
 
 TARGET_SPEEDUP = 5.0
@@ -195,15 +196,33 @@ def run_throughput_bench(postgres_url: str, seconds: float = 120.0, devices: int
             "at": time.time()}
 
 
+def throughput_summary_rows(results: dict[str, Any]) -> list[SummaryRow]:
+    """The headline for the BENCHMARKS.md summary table: concurrent cohorts against one at a time."""
+    one, many = results["one_at_a_time"], results["concurrent"]
+    return [SummaryRow(f"federated sync: device-rounds per hour, {results['devices']} devices in cohorts of "
+                       f"{results['cohort']}, dropout {results['dropout']:g} (`bench sync --throughput`)",
+                       f"**{many['device_rounds_per_hour']:,}** ({many['label']})",
+                       f"{one['device_rounds_per_hour']:,} ({one['label']}) → **{results['speedup']:.1f}x**",
+                       f">= {results['target_speedup']:g}x one cohort at a time",
+                       verdict(results["speedup"] >= results["target_speedup"]))]
+
+
 def throughput_markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
     rows = [results["one_at_a_time"], results["concurrent"]]
-    lines = ["| configuration | device-rounds / hour | device-rounds | seconds | refusals |", "|---|---|---|---|---|"]
+    lines = ["## Federated sync: cohorts at once", "",
+             "Written by `ownrec bench sync --throughput`: two coordinators measured one after the other in one run, "
+             "with the same devices (the product client over HTTPS on loopback), cohort size and timeouts. Machine: "
+             f"{machine['cpus']} CPUs, load average {machine['load_average_1min_at_end']} at the end (the devices "
+             "and the coordinators share these CPUs).", "",
+             "| configuration | device-rounds / hour | device-rounds | seconds | refusals |", "|---|---|---|---|---|"]
     for r in rows:
         refusals = ", ".join(f"{code} {count}" for code, count in sorted(r["refusals"].items())) or "none"
         lines.append(f"| {r['label']} | **{r['device_rounds_per_hour']:,}** | {r['device_rounds']} | {r['seconds']} "
                      f"| {refusals} |")
     lines.append("")
     lines.append(f"{results['devices']} devices in cohorts of {results['cohort']}, each leaving a round midway with "
-                 f"probability {results['dropout']:g}: concurrent / one at a time = "
+                 f"probability {results['dropout']:g}, stage timeout "
+                 f"{results['one_at_a_time']['settings']['stage_timeout']:g} s: concurrent / one at a time = "
                  f"**{results['speedup']:.1f}x** (target >= {results['target_speedup']:g}x).")
     return "\n".join(lines)
