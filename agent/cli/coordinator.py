@@ -75,10 +75,12 @@ def coordinator() -> None:
 @click.option("--checkins-per-hour", type=click.IntRange(1), default=600, show_default=True,
               help="Check-ins allowed per client address, and per enrolment code for each device it may enrol.")
 @click.option("--max-concurrent-rounds", type=click.IntRange(1), default=4, show_default=True,
-              help="Cohorts running at once (1: one after another). More use more workers (--workers, PostgreSQL).")
+              help="Cohorts running at once within a --release-period (1: one after another). More use more "
+                   "workers (--workers, PostgreSQL).")
 @click.option("--release-period", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds after the first cohort on a release opens during which more cohorts open; then one "
-                   "release combines their sums. 0: every cohort is released on its own.")
+                   "release combines their sums. 0: every cohort is released on its own, so cohorts run one after "
+                   "another.")
 @click.option("--keep-releases", type=click.IntRange(1), default=10, show_default=True,
               help="Release bodies kept in the database (older ones are deleted; devices fetch only the latest).")
 @click.option("--log-level", default="info", show_default=True)
