@@ -37,8 +37,8 @@ def last_retrain(agent: Agent) -> dict:
 
 
 def test_encoding_goes_a_page_at_a_time_and_gives_the_vectors_of_one_call(agent, encoder):
-    # Texts of one length: the encoder's length sort keeps their order, so one call over the catalog batches
-    # them as the pages do (the int8 encoder's vectors depend on the batch a text is in, by float noise).
+    # Pages of distinct texts in text-hash order, each encoded in one call, as one pass over all texts did (the
+    # int8 encoder's vectors depend on the batch a text is in, by float noise).
     texts = [f"Film {i:04d} about {['ships', 'cooks', 'spies'][i % 3]} in the year {1000 + i:04d}." for i in range(700)]
     agent.store.upsert_items(NewItem("t", str(i), f"Film {i}", text, {}) for i, text in enumerate(texts))
     pages = []
@@ -49,7 +49,9 @@ def test_encoding_goes_a_page_at_a_time_and_gives_the_vectors_of_one_call(agent,
     assert pages == [256, 256, 188, 0]  # a page of texts in memory at a time (batch 32 x 8)
     assert progress == [(256, 700), (512, 700), (700, 700)]
     stored = agent.store.cached_embeddings(encoder.model_id, [text_hash(text) for text in texts])
-    assert np.array_equal(np.stack([stored[text_hash(text)] for text in texts]), encoder.encode(texts))
+    by_hash = sorted(texts, key=text_hash)
+    expected = np.concatenate([encoder.encode(by_hash[start:start + 256]) for start in range(0, 700, 256)])
+    assert np.array_equal(np.stack([stored[text_hash(text)] for text in by_hash]), expected)
     # Items repeating texts already encoded, in any page, cost nothing.
     agent.store.upsert_items(NewItem("again", str(i), "Again", texts[i], {}) for i in (3, 300, 650))
     assert agent.ensure_embeddings() == 0 and len(agent.catalog()) == 703

@@ -164,14 +164,16 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
             return 0
         batch = int(self.config.get("encoder.batch_size"))
         page = max(batch * 8, 256)
-        done = after = 0
+        done, after = 0, ""
         while True:
+            # Pages of distinct texts in text-hash order: the batches one pass over all texts made, so the int8
+            # encoder's vectors (which depend a little on the batch a text is in) come out the same.
             with self._lock:
                 rows = self.store.texts_without_embedding(model_id, after, page)
             if not rows:
                 break
             after = rows[-1][0]
-            texts = {digest: text for _, digest, text in rows}  # items with the same text: encoded once
+            texts = dict(rows)
             vectors = self.encoder.encode(list(texts.values()), batch_size=batch)
             with self._lock:
                 self.store.put_embeddings(model_id, dict(zip(texts, vectors)))

@@ -367,13 +367,14 @@ class Store:
         return found
 
     @_locked
-    def texts_without_embedding(self, model_id: str, after: int = 0, limit: int = 256) -> list[tuple[int, str, str]]:
-        """(item id, text hash, text) of up to `limit` items after the item `after` (by id) whose text `model_id`
-        has not encoded yet: a page at a time, so that encoding a large catalog never holds all its texts."""
+    def texts_without_embedding(self, model_id: str, after: str = "", limit: int = 256) -> list[tuple[str, str]]:
+        """(text hash, text) of up to `limit` distinct item texts, in text-hash order after the hash `after`,
+        that `model_id` has not encoded yet: a page at a time, so that encoding a large catalog never holds
+        all its texts (the order of the text-hash index, which one query over all texts always had)."""
         return self.db.execute(
-            "select items.id, items.text_hash, items.text from items left join embeddings"
+            "select distinct items.text_hash, items.text from items left join embeddings"
             " on embeddings.text_hash = items.text_hash and embeddings.model_id = ?"
-            " where embeddings.text_hash is null and items.id > ? order by items.id limit ?",
+            " where embeddings.text_hash is null and items.text_hash > ? order by items.text_hash limit ?",
             [model_id, after, limit]).fetchall()
 
     @_locked
