@@ -4,18 +4,22 @@ loopback port (the `ownrec coordinator serve` command, TLS and all) and syntheti
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import httpx
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.core.api import Agent
@@ -35,6 +39,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+POSTGRES_URL = os.environ.get("OWNREC_TEST_POSTGRES_URL")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a fresh database on OWNREC_TEST_POSTGRES_URL's server, dropped after (the test is skipped
+    when no server is named)."""
+    if not POSTGRES_URL:
+        pytest.skip("OWNREC_TEST_POSTGRES_URL is not set (bash packaging/postgres.sh starts a throwaway cluster)")
+    import psycopg
+
+    name = f"ownrec_test_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"create database {name}")
+    try:
+        yield urlunparse(urlparse(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"drop database if exists {name} with (force)")
 
 
 @dataclass

@@ -8,7 +8,7 @@ import json
 import os
 import secrets
 import ssl
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ from agent.server.observability import FIELDS
 from agent.server.settings import CoordinatorSettings
 from agent.server.state import SQLiteStorage
 from agent.server.app import default_layout, load_or_create_signing_key
-from sync_harness import make_catalog, make_clients, run_clients, start_server
+from sync_harness import make_catalog, make_clients, postgres_database, run_clients, start_server
 
 POSTGRES_URL = os.environ.get("OWNREC_TEST_POSTGRES_URL")
 STAGES = ("forming", "advertise", "share", "masked", "unmask")
@@ -183,15 +183,10 @@ def test_health_is_503_when_the_database_does_not_answer(tmp_path):
 def test_two_workers_on_postgresql_report_the_same_totals(tmp_path):
     """Refusals are answered by whichever worker takes the connection; every scrape, on either worker, must
     count all of them (per-process counters would not). Then the database refuses connections: 503."""
-    if not POSTGRES_URL:
-        pytest.skip("OWNREC_TEST_POSTGRES_URL is not set (bash packaging/postgres.sh starts a throwaway cluster)")
-    import psycopg
+    with postgres_database() as url:
+        import psycopg
 
-    name = f"ownrec_test_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f"create database {name}")
-    try:
-        url = urlunparse(urlparse(POSTGRES_URL)._replace(path=f"/{name}"))
+        name = urlparse(url).path.lstrip("/")
         server = start_server(tmp_path, url, workers=2, **ROUND)
         try:
             run_round(server)
@@ -219,9 +214,6 @@ def test_two_workers_on_postgresql_report_the_same_totals(tmp_path):
             server.stop()
         pids = {line["pid"] for line in log_lines(server) if line.get("event") == "request_refused"}
         print(f"refusals answered by {len(pids)} worker process(es)")
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(f"drop database if exists {name} with (force)")
 
 
 def test_auto_log_format_is_text_on_a_terminal_and_json_otherwise():

@@ -5,11 +5,9 @@ against PostgreSQL when OWNREC_TEST_POSTGRES_URL is set (packaging/postgres.sh s
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 import ssl
 from contextlib import contextmanager
-from urllib.parse import urlparse, urlunparse
 
 import httpx
 import numpy as np
@@ -22,7 +20,7 @@ from agent.federation.neighbourhood import plan_neighbourhood
 from agent.core.sync.parameters import train_global_delta
 from agent.federation.quantize import QuantizationPlan
 from agent.federation.signing import verify_release
-from sync_harness import TRAINING, make_catalog, make_clients, run_clients, start_server
+from sync_harness import TRAINING, make_catalog, make_clients, postgres_database, run_clients, start_server
 
 POSTGRES_URL = os.environ.get("OWNREC_TEST_POSTGRES_URL")
 
@@ -33,17 +31,8 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield None
         return
-    if not POSTGRES_URL:
-        pytest.skip("OWNREC_TEST_POSTGRES_URL is not set (bash packaging/postgres.sh starts a throwaway cluster)")
-    import psycopg
-
-    name = f"ownrec_test_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f"create database {name}")
-    parsed = urlparse(POSTGRES_URL)
-    yield urlunparse(parsed._replace(path=f"/{name}"))
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f"drop database if exists {name} with (force)")
+    with postgres_database() as url:
+        yield url
 
 
 @contextmanager
@@ -201,21 +190,10 @@ def test_below_the_threshold_the_round_aborts_and_nothing_changes(tmp_path, db_u
 
 
 def test_two_workers_share_one_postgresql(tmp_path):
-    if not POSTGRES_URL:
-        pytest.skip("OWNREC_TEST_POSTGRES_URL is not set (bash packaging/postgres.sh starts a throwaway cluster)")
-    import psycopg
-
-    name = f"ownrec_test_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f"create database {name}")
-    try:
-        url = urlunparse(urlparse(POSTGRES_URL)._replace(path=f"/{name}"))
+    with postgres_database() as url:
         clients = make_clients(20, make_catalog())
         with server_for(tmp_path, url, workers=2) as server:  # requests land on either worker
             run_clients(server, clients)
             assert [c.error for c in clients] == [None] * 20
             assert query(server, "select version from releases order by version") == [(1,), (2,)]
             assert query(server, "select summands from rounds") == [(20,)]
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(f"drop database if exists {name} with (force)")
