@@ -211,8 +211,9 @@ def _run_line(decision: Any, report: Any, total: PrivacyTotal | None) -> str:
     adoption = "" if report.adoption is None else f"; {report.adoption}"
     ended = report.message.removesuffix(adoption)
     if report.state in ("refused", "not formed"):
-        retry = "" if report.retry_after is None else \
-            f"; next check-in in {report.retry_after:.0f} s (the coordinator's retry time)"
+        retry = "" if report.wait_seconds is None else \
+            f"; next check-in in {report.wait_seconds:.0f} s (the coordinator asked for {report.retry_after:.0f} s " \
+            "or more; refused devices spread out)"
         return f"round {ended}{retry}{adoption}" if report.state == "refused" else \
             f"round not formed: {ended}{retry}{adoption}"
     prefix = {"released": "", "cancelled": "sync turned off: ", "failed": "round failed: "}.get(

@@ -160,14 +160,15 @@ def test_a_refused_check_in_comes_back_at_the_coordinators_retry_time(person, tm
         # The coordinator's time: when the running cohort's release is expected, its first stage's deadline
         # plus the three stages after it at most (each cohort is released on its own by default).
         waited = retry_at - time.time()
-        assert 3 * 20 < waited <= 4 * 20 + 1
+        # ...spread (`come_back_in`): up to a quarter more after a first refusal.
+        assert 3 * 20 < waited <= 1.25 * (4 * 20) + 1
         assert result.output.startswith("round refused by the coordinator: the release period on version 1 has closed")
         assert "(release_pending); next check-in in " in result.output, result.output
-        assert "s (the coordinator's retry time)" in result.output
+        assert "s (the coordinator asked for " in result.output and "refused devices spread out)" in result.output
         # Not a whole interval (60 min): until that time, and no longer.
         again = sync_run()
         assert again.exit_code == EXIT_NOT_NOW
-        assert again.output.startswith("not now: the coordinator asked to check in again in ")
+        assert again.output.startswith("not now: the coordinator turned this device away: next check-in in ")
         agent = Agent.open()
         agent.store.set_state(RETRY_AT_STATE, time.time() - 1)  # the retry time has come
         assert agent.store.get_state(LAST_START_STATE) > time.time() - 60  # a start less than a minute ago
@@ -213,7 +214,7 @@ def test_ctrl_c_cancels_the_round_and_exits_cleanly(person, tmp_path):
         assert result.output.startswith("round refused by the coordinator: this device is already in round ")
         assert "(already_in_cohort); next check-in in " in result.output
         agent = Agent.open()
-        assert 300 - 30 < agent.store.get_state(RETRY_AT_STATE) - time.time() <= 300 + 4 * 30
+        assert 300 - 30 < agent.store.get_state(RETRY_AT_STATE) - time.time() <= 1.25 * (300 + 4 * 30)
         agent.close()
     finally:
         server.stop()
@@ -303,3 +304,21 @@ def test_forever_comes_back_at_the_retry_time_and_takes_part(person, tmp_path):
         assert process.returncode == EXIT_INTERRUPTED and "Traceback" not in err, err
     finally:
         server.stop()
+
+
+def test_refused_devices_come_back_spread_out_and_less_often_with_each_refusal_in_a_row():
+    import random
+
+    from agent.core.sync.scheduler import come_back_in
+
+    rng = random.Random(3)
+    # Never before the coordinator's time; a first refusal adds up to a quarter of it.
+    first = [come_back_in(120.0, 1, 3600.0, rng) for _ in range(1000)]
+    assert 120.0 <= min(first) and max(first) <= 150.0
+    assert len({round(w) for w in first}) > 25  # 1,000 devices turned away together do not return in one second
+    # The random part doubles with each refusal in a row, up to one interval.
+    spans = [max(come_back_in(120.0, k, 3600.0, rng) for _ in range(2000)) - 120.0 for k in (1, 2, 3, 10)]
+    assert 25 < spans[0] <= 30 and 50 < spans[1] <= 60 and 100 < spans[2] <= 120 and 3400 < spans[3] <= 3600
+    # A time of 0 ("fetch the release and come back") still waits a moment.
+    assert 1.0 <= come_back_in(0.0, 1, 3600.0, rng) <= 1.25
+    assert 1.0 <= come_back_in(None, 1, 3600.0, rng) <= 1.25

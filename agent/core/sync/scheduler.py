@@ -28,6 +28,7 @@ ranker when a round starts) and `check_releases`. The facade (agent.core.api) ma
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +50,20 @@ RETRY_AT_STATE = "sync_retry_at"  # when the coordinator that refused the last c
 APP_ACTIVE_STATE = "sync_app_active_at"  # the app's last key press
 ACTIVITY_WRITE_SECONDS = 5.0  # the app writes its last key press at most this often
 MIN_RETRY_SECONDS = 1.0  # a retry time of zero ("fetch the new release and come back") still waits a moment
+REFUSALS_STATE = "sync_refusals_in_a_row"  # refused or not-formed check-ins since the last one that joined a round
+RETRY_SPREAD = 0.25  # the first refusal's spread, as a fraction of the coordinator's time (doubling after each)
+
+
+def come_back_in(retry_after: float | None, refusals_in_a_row: int, interval_seconds: float,
+                 rng: random.Random | None = None) -> float:
+    """Seconds to wait after a refused check-in that named `retry_after`: never less than that, plus a random
+    part whose range starts at a quarter of it and doubles with each refusal in a row, up to one interval.
+    The coordinator gives every device it turns away the same time (when the running cohort should end), so
+    without the random part they would all come back in the same second; without the doubling, a
+    coordinator that can take few of many would be asked again by all of them every few minutes."""
+    base = max(retry_after or 0.0, MIN_RETRY_SECONDS)
+    spread = min(interval_seconds, RETRY_SPREAD * base * 2.0 ** min(max(refusals_in_a_row, 1) - 1, 40))
+    return base + (rng or random).uniform(0.0, spread)
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class RoundReport:
     # or why no round could include this device (client.RoundCannotForm.code)
     refusal: str | None = None
     retry_after: float | None = None  # refused / not formed: the seconds the coordinator asked this device to wait
+    wait_seconds: float | None = None  # ...and how long it waits (`come_back_in`: that, spread)
 
 
 @dataclass(frozen=True)
@@ -202,7 +218,8 @@ class SyncScheduler:
         retry_at = store.get_state(RETRY_AT_STATE)
         if retry_at is not None:
             if now < float(retry_at):
-                return Decision("wait", f"the coordinator asked to check in again in {float(retry_at) - now:.0f} s",
+                return Decision("wait", f"the coordinator turned this device away: next check-in in "
+                                f"{float(retry_at) - now:.0f} s",
                                 float(retry_at) - now)
         else:
             interval = 60.0 * float(self.interval_minutes)
@@ -259,9 +276,16 @@ class SyncScheduler:
                                            name="ownrec-sync-round", daemon=True)
             self._round.start()
 
-    def _come_back_after(self, retry_after: float | None) -> None:
-        if retry_after is not None:  # the coordinator named a time: come back then, not after a whole interval
-            self.store.set_state(RETRY_AT_STATE, time.time() + max(retry_after, MIN_RETRY_SECONDS))
+    def _come_back_after(self, retry_after: float | None) -> float | None:
+        """After a refusal: when to check in again (`come_back_in`), kept in the store; the seconds, or None
+        when the coordinator named no time (then the interval applies)."""
+        refusals = int(self.store.get_state(REFUSALS_STATE) or 0) + 1
+        self.store.set_state(REFUSALS_STATE, refusals)
+        if retry_after is None:
+            return None
+        wait = come_back_in(retry_after, refusals, 60.0 * float(self.interval_minutes))
+        self.store.set_state(RETRY_AT_STATE, time.time() + wait)
+        return wait
 
     def _run_round(self, pin: Any, cancel: threading.Event, started: float) -> None:
         from agent.core.sync.client import CoordinatorRefused, RoundCancelled, RoundCannotForm, RoundWithheld, run_round
@@ -281,20 +305,22 @@ class SyncScheduler:
         except RoundWithheld as error:
             report = RoundReport(started, "withheld", str(error))
         except RoundCannotForm as error:
-            self._come_back_after(error.retry_after)
+            wait = self._come_back_after(error.retry_after)
             # A check-in the coordinator refused is said as any refusal; otherwise no round could include this device.
             report = RoundReport(started, "refused" if error.refused_check_in else "not formed", str(error),
-                                 refusal=error.code, retry_after=error.retry_after)
+                                 refusal=error.code, retry_after=error.retry_after, wait_seconds=wait)
         except CoordinatorRefused as error:
-            self._come_back_after(error.retry_after)
+            wait = self._come_back_after(error.retry_after)
             report = RoundReport(started, "refused", f"refused by the coordinator: {error.reason} ({error.code})",
-                                 refusal=error.code, retry_after=error.retry_after)
+                                 refusal=error.code, retry_after=error.retry_after, wait_seconds=wait)
         except PolicyViolation as error:
             report = RoundReport(started, "refused", f"refused by this device's policy: {error}", refusal="policy")
         except Exception as error:  # noqa: BLE001 - every failure is reported and logged, none ends the app
             state = "aborted" if isinstance(error, SyncError) else "failed"
             report = RoundReport(started, state, f"{type(error).__name__}: {error}")
         try:
+            if report.state not in ("refused", "not formed"):  # the check-in joined a round: no longer turned away
+                self.store.set_state(REFUSALS_STATE, None)
             self.store.log_event("sync_round", {"state": report.state, "message": report.message,
                                                 "released_version": report.released_version})
         except Exception:  # noqa: BLE001 - the store may be closing with the app; the report is kept below

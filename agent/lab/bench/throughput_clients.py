@@ -6,7 +6,8 @@ again for a while, as `ownrec sync run --forever` does.
 
 Each device (one thread, one HTTPS connection, its own key and in-memory ledger) runs the product client
 (`RoundRunner`) round after round, training each time on the latest release. A refused check-in is retried
-at the coordinator's `retry_after`, as the scheduler does. In each round a device leaves with probability
+at the coordinator's `retry_after`, without the scheduler's random spread (`scheduler.come_back_in`): the bench
+measures the coordinator under the full demand of its devices. In each round a device leaves with probability
 `dropout`, right after one of its first four steps (check-in and three uploads) chosen at random, as an app
 closed mid-round; it comes back a few seconds later. It prints `ready`, waits for a line on stdin, runs
 until `duration` seconds have passed (no round starts after that; rounds under way finish), and prints one
