@@ -58,7 +58,7 @@ class RoundConfig:
     layout_digest: str
     base_version: int
     target_delta: float
-    epsilon_after: float   # the coordinator's epsilon over all its releases, this round's period included
+    epsilon_after: float   # the most any member will have spent (per device: `periods`) if this cohort is summed
     delta_after: float
     stage_timeout: float
     max_round_epsilon: float | None = None  # the device floor the quantization and noise figures make room for

@@ -15,10 +15,12 @@ release) -> round rows (in round id order when several) -> admission rows; a sta
 advance locks its round alone, so stages of different cohorts never wait for each other.
 
 Round states (`cohort`): forming -> advertise -> share -> masked -> unmask -> summed -> done; `aborted` from any
-before summed; `withheld` when the noise in the cohort's average would exceed any signal it could carry
-(`NoiseCheck`, on by default): decided as the cohort forms (nothing uploaded yet) or after unmasking (too
-few summands left); a withheld cohort goes into no release and keeps no sum, and one withheld after
-unmasking counts in the privacy spent. Once summed, a cohort's masked inputs, envelopes and revealed shares
+before summed; `withheld` when the noise in the average would exceed any signal it could carry (`NoiseCheck`,
+on by default). What is released is a period's combined average: a cohort is withheld as it forms (nothing
+uploaded yet) only if even every registered device could not carry that average, and a period stays open
+until its summed cohorts can (`periods.waits_for_more`), so a cohort too small or left too small by
+dropouts waits for more instead of being thrown away. A withheld cohort goes into no release and keeps no
+sum. Once summed, a cohort's masked inputs, envelopes and revealed shares
 are deleted; its sum is kept until its period's release is published.
 Participants' `stage` column counts the stages they completed (0 checked in .. 4 answered unmasking): U1 =
 advertised keys, U2 = sent share envelopes, U3 = sent a masked input, U4 = answered unmasking.
@@ -34,6 +36,7 @@ import logging
 import secrets
 import time
 from dataclasses import asdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -77,15 +80,18 @@ class CoordinatorError(Exception):
 
 class Coordinator:
     def __init__(self, storage: Storage, signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
-                 default_layout: SharedLayout | None = None, initial_vector: np.ndarray | None = None) -> None:
+                 default_layout: SharedLayout | None = None, initial_vector: np.ndarray | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         """Opens (or on first use initialises, with `default_layout` and `initial_vector`, a public prior, or
-        zeros as release 1)."""
+        zeros as release 1). `clock` gives every deadline and timestamp (a simulation passes its own)."""
+        self.clock = clock
         self.storage = storage
         self.signing_key = signing_key
         self.settings = settings
         self.public_key = signing_key.public_key().public_bytes_raw()
         self._release_cache = None
         self._spent = periods.SpentCache()
+        self._needed: tuple[int, int | None] | None = None
         with storage.write() as tx:
             stored = tx.one("select value from coordinator_settings where key = 'signing_public_key'")
             if stored is None:
@@ -96,10 +102,10 @@ class Coordinator:
                 tx.execute("insert into coordinator_settings (key, value) values ('signing_public_key', ?)",
                            [self.public_key])
                 start = default_layout.zeros() if initial_vector is None else initial_vector
-                meta = {"round_id": None, "created": time.time(), "epsilon": 0.0, "delta": 0.0, "rounds": 0}
+                meta = {"round_id": None, "created": self.clock(), "epsilon": 0.0, "delta": 0.0, "rounds": 0}
                 body = sign_release(signing_key, 1, meta | {"prior": initial_vector is not None}, default_layout, start)
                 tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability,"
-                           " epsilon, delta, body) values (1, null, ?, null, null, 0, 0, ?)", [time.time(), body])
+                           " epsilon, delta, body) values (1, null, ?, null, null, 0, 0, ?)", [self.clock(), body])
             elif bytes(stored[0]) != self.public_key:
                 raise ValueError("this database was created with another signing key: its releases would not verify")
             # Sums computed before release periods existed: each was a composition step of its own.
@@ -133,12 +139,17 @@ class Coordinator:
     def info(self) -> dict[str, Any]:
         with self.storage.read() as tx:
             release = self._latest_release(tx)
-            spent = self._spent.spent(tx, self.settings.target_delta)
-            spent_next = self._spent.spent(tx, self.settings.target_delta, self._next_step(release.version))
+            step = (self.settings.noise_multiplier, 0.0)
+            most, at_budget = self._spent.most_spent(tx, self.settings.target_delta, self.settings.epsilon_budget,
+                                                     step)
         return {"signing_public_key": self.public_key.hex(), "latest_version": release.version,
                 "layout_digest": release.layout.digest(), "parameters": release.layout.size,
-                # `rounds`: the composition steps counted, one per release period (`periods`), not per cohort
-                "epsilon": spent.epsilon, "delta": spent.delta, "rounds": spent.rounds,
+                # the most any device has spent (`periods`: per device, one step per period its update was
+                # summed in); `rounds`: that device's steps
+                "epsilon": most.epsilon, "delta": most.delta, "rounds": most.rounds,
+                "devices_at_budget": at_budget,
+                # the fewest updates whose average is not withheld (`withhold_noisy`): what a release needs
+                "updates_per_release": self._updates_per_release(release.layout.size),
                 "max_concurrent_rounds": self.settings.max_concurrent_rounds,
                 "release_period": self.settings.release_period,
                 "epsilon_budget": self.settings.epsilon_budget, "target_delta": self.settings.target_delta,
@@ -149,15 +160,22 @@ class Coordinator:
                 "min_cohort": self.settings.min_cohort, "max_cohort": self.settings.max_cohort,
                 "checkin_window": self.settings.checkin_window, "noise_multiplier": self.settings.noise_multiplier,
                 "clip_norm": self.settings.clip_norm, "max_round_epsilon": self.settings.max_round_epsilon,
-                "budget_exhausted": spent_next.epsilon > self.settings.epsilon_budget,
+                # even a device that has spent nothing could not take part: one round costs more than the budget
+                "no_round_fits_budget": self._spent.of([step], self.settings.target_delta).epsilon >
+                self.settings.epsilon_budget,
                 "shrink_noise": self.settings.shrink_noise}
 
     def smallest_releasable_cohort(self, parameters: int, limit: int = 10**7) -> int | None:
         """The fewest clients (at least min_cohort) whose completed round is not withheld (`release`)."""
         return smallest_releasable_cohort(self.settings, parameters, limit)
 
+    def _updates_per_release(self, parameters: int) -> int | None:
+        if self._needed is None or self._needed[0] != parameters:  # the settings are fixed; the layout rarely changes
+            self._needed = (parameters, self.smallest_releasable_cohort(parameters))
+        return self._needed[1]
+
     def _next_step(self, version: int) -> tuple[str, float, float]:
-        """A cohort on `version` at the configured noise, as `SpentCache.spent` counts it in (clamp aside)."""
+        """A cohort on `version` at the configured noise, as `SpentCache.device_spent` counts it in (clamp aside)."""
         return str(version), self.settings.noise_multiplier, 0.0
 
     # -- authentication -------------------------------------------------------------------------
@@ -180,7 +198,7 @@ class Coordinator:
                 error.field, "malformed_auth")
             raise CoordinatorError(401, code, f"malformed {AUTH_HEADER} header: {error}") from None
         device, nonce = auth.device_id, auth.nonce
-        age = abs(time.time() - auth.seconds)
+        age = abs(self.clock() - auth.seconds)
         if not age <= REQUEST_WINDOW_SECONDS:
             raise CoordinatorError(401, "bad_timestamp", f"the request timestamp is {age:.0f} s off the coordinator's "
                                    f"clock (window {REQUEST_WINDOW_SECONDS:.0f} s): replayed or clock skew")
@@ -196,7 +214,7 @@ class Coordinator:
                 verify_request(public, method, target, body, auth)
             except SignatureError as error:
                 raise CoordinatorError(401, "bad_signature", str(error)) from None
-            now = time.time()
+            now = self.clock()
             tx.execute("delete from request_nonces where seen_at < ?", [now - 2 * REQUEST_WINDOW_SECONDS])
             if tx.execute("insert into request_nonces (device_id, nonce, seen_at) values (?, ?, ?) "
                           "on conflict do nothing", [device, nonce, now]) != 1:
@@ -216,7 +234,7 @@ class Coordinator:
 
     def check_in(self, device: str, base_version: int | None = None) -> dict[str, Any]:
         """Join the forming cohort, or open one (the module docstring says when); CoordinatorError if neither."""
-        now = time.time()
+        now = self.clock()
         self._advance_overdue(now)
         self.publish_if_due(now)
         with self.storage.write() as tx:
@@ -234,25 +252,32 @@ class Coordinator:
                 raise CoordinatorError(409, "stale_base", f"you trained on version {base_version}; the current "
                                        f"global adapter is version {latest.version}: fetch it and train again",
                                        retry_after=0.0)
-            if self._spent.spent(tx, self.settings.target_delta, self._next_step(latest.version)).epsilon > \
-                    self.settings.epsilon_budget:
-                raise CoordinatorError(403, "budget_exhausted", "another round would take epsilon above the "
-                                       f"configured budget of {self.settings.epsilon_budget}: no more rounds")
+            spent = self._spent.device_spent(tx, self.settings.target_delta, device)
+            after = self._spent.device_spent(tx, self.settings.target_delta, device, self._next_step(latest.version))
+            if after.epsilon > self.settings.epsilon_budget:
+                raise CoordinatorError(403, "budget_exhausted", f"this device's updates are in {spent.rounds} "
+                                       f"release period(s), epsilon {spent.epsilon:.2f}; another round would take it "
+                                       f"to {after.epsilon:.2f}, above this coordinator's budget of "
+                                       f"{self.settings.epsilon_budget:g} per device: no more rounds for this device")
             cohorts = periods.period_cohorts(tx, latest.version)
-            release_at = periods.release_at(self.settings, cohorts)
             if tx.one("select 1 from participants p join rounds r on r.round_id = p.round_id where p.device_id = ? "
                       "and r.base_version = ? and r.period is not null and p.stage >= 3", [device, latest.version]):
+                release_at = periods.release_at(tx, self.settings, cohorts, now)
+                # No time promised (no period open, or one that waits for more cohorts): a cohort's time, or
+                # the period's, whichever is longer.
+                unknown = max(self.settings.release_period, expected_end(
+                    "forming", now + self.settings.checkin_window, self.settings.stage_timeout) - now)
                 raise CoordinatorError(409, "already_in_period", f"this device's update is already summed for the "
                                        f"release after version {latest.version}: one cohort per release period",
-                                       retry_after=max(0.0, release_at - now) if release_at else
-                                       expected_end("forming", now + self.settings.checkin_window,
-                                                    self.settings.stage_timeout) - now)
+                                       retry_after=max(0.0, release_at - now) if release_at else unknown)
             forming = self._cohort_to_join(tx, latest.version, cohorts, now)
             count = tx.one("select count(*) from participants where round_id = ?", [forming])[0]
             tx.execute("insert into participants (round_id, idx, device_id, stage) values (?, ?, ?, 0)",
                        [forming, count + 1, device])
             self._advance(tx, forming, now)
-            return {"round_id": forming, "index": count + 1, "base_version": latest.version}
+            # What this device will have spent if the cohort sums its update (the coordinator's count).
+            return {"round_id": forming, "index": count + 1, "base_version": latest.version,
+                    "epsilon_after": after.epsilon, "delta_after": after.delta}
 
     def _cohort_to_join(self, tx: Transaction, version: int, cohorts: list[tuple], now: float) -> str:
         """The forming cohort on `version` (locked), or a new one if one may open (under the membership lock)."""
@@ -270,9 +295,8 @@ class Coordinator:
                 raise CoordinatorError(409, "round_in_progress", f"{len(running)} cohort(s) are running, the "
                                        f"most this coordinator runs at once; check in again when one ends (at "
                                        f"the latest in {max(0.0, ends - now):.0f} s)", retry_after=max(0.0, ends - now))
-            closes = periods.period_end(self.settings, cohorts)
-            if closes is not None and now >= closes:
-                wait = max(0.0, periods.release_at(self.settings, cohorts) - now)
+            if periods.closed(tx, self.settings, cohorts, now):
+                wait = max(0.0, periods.release_at(tx, self.settings, cohorts, now) - now)
                 raise CoordinatorError(409, "release_pending", f"the release period on version {version} has closed "
                                        f"(no more cohorts open on it): check in again for the next release, "
                                        f"expected in {wait:.0f} s",
@@ -297,7 +321,11 @@ class Coordinator:
         quantization = QuantizationPlan.for_cohort(noise, n)
         layout = self._latest_release(tx).layout
         clamp = quantization.clamp_failure_probability(layout.size, noise)
-        spent = self._spent.spent(tx, settings.target_delta, (str(base_version), settings.noise_multiplier, clamp))
+        # The most any member will have spent if the cohort sums its update.
+        members = [device for (device,) in tx.all("select device_id from participants where round_id = ?", [round_id])]
+        spent = max((self._spent.device_spent(tx, settings.target_delta, device,
+                                              (str(base_version), settings.noise_multiplier, clamp))
+                     for device in members), key=lambda each: each.epsilon)
         config = RoundConfig(
             round_id=round_id, cohort_size=n, degree=plan.degree, threshold=plan.threshold,
             max_dropouts=plan.max_dropouts, max_corrupt=plan.max_corrupt, graph_seed=secrets.token_bytes(32).hex(),
@@ -311,7 +339,16 @@ class Coordinator:
                    [now + settings.stage_timeout, json.dumps(asdict(config)), round_id])
         best_case = NoiseCheck.of(noise, layout.size, n)  # every member completes: the least noise it can have
         if settings.withhold_noisy and best_case.noise_dominates:
-            self._withhold(tx, round_id, best_case, summed=False)
+            # The period's release averages all its cohorts (`periods.waits_for_more`): withheld now (nothing
+            # uploaded yet) only if even every registered device, each once in the period, could not carry it.
+            registered = int(tx.one("select count(*) from devices")[0])
+            if registered <= n:
+                self._withhold(tx, round_id, best_case, summed=False)
+                return
+            everyone = NoiseCheck.of(noise, layout.size, registered)
+            if everyone.noise_dominates:
+                self._withhold(tx, round_id, everyone, summed=False, reason=f"even if all {registered:,} registered "
+                               f"devices took part in this release, {everyone.reason()}")
 
     # -- the state machine ------------------------------------------------------------------------
 
@@ -328,12 +365,11 @@ class Coordinator:
 
     def publish_if_due(self, now: float | None = None) -> int | None:
         """Publish the current period's release if it is due (`periods`); its version, or None."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self.storage.read() as tx:  # most calls find nothing due: decide that without a lock
             latest = self._latest_release(tx)
             cohorts = periods.period_cohorts(tx, latest.version)
-            due = periods.release_at(self.settings, cohorts)
-            if due is None or now < periods.period_end(self.settings, cohorts) or \
+            if not periods.closed(tx, self.settings, cohorts, now) or \
                     any(state in RUNNING for _, state, _, _ in cohorts):
                 return None
         with self.storage.write() as tx:
@@ -391,18 +427,18 @@ class Coordinator:
     def _period_waits(self, tx: Transaction, version: int, now: float) -> bool:
         """Whether summed cohorts on `version` wait for a release that only a forming cohort holds back."""
         cohorts = periods.period_cohorts(tx, version)
-        closes = periods.period_end(self.settings, cohorts)
-        return closes is not None and now >= closes and any(state == "summed" for _, state, _, _ in cohorts)
+        return periods.closed(tx, self.settings, cohorts, now) and any(state == "summed" for _, state, _, _ in cohorts)
 
     def _abort(self, tx: Transaction, round_id: str, reason: str) -> None:
         tx.execute("update rounds set state = 'aborted', reason = ? where round_id = ?", [reason, round_id])
         self._purge_secrets(tx, round_id)  # the masked inputs: never to be summed now
         observability.round_ended(round_id, "aborted", reason)
 
-    def _withhold(self, tx: Transaction, round_id: str, check: NoiseCheck, summed: bool) -> None:
+    def _withhold(self, tx: Transaction, round_id: str, check: NoiseCheck, summed: bool,
+                  reason: str | None = None) -> None:
         """End the round without a release. `summed`: its noised sum was computed (it counts as spent; the
         round keeps its summand count as the mark of that); otherwise nothing was uploaded yet."""
-        reason = check.reason()
+        reason = reason or check.reason()
         tx.execute("update rounds set state = 'withheld', reason = ?, summands = ? where round_id = ?",
                    [reason, check.summands if summed else None, round_id])
         if summed:
@@ -425,11 +461,9 @@ class Coordinator:
             self._abort(tx, round_id, f"the sum could not be unmasked: {error}")
             return
         check = NoiseCheck.of(config.device_noise(), config.parameters, len(survivors))
-        if check.noise_dominates:
-            if self.settings.withhold_noisy:  # dropouts left too few summands
-                self._withhold(tx, round_id, check, summed=True)
-                return
-            log.warning("round %s released though %s (--release-noisy)", round_id, check.reason())
+        if check.noise_dominates and not self.settings.withhold_noisy:
+            log.warning("round %s summed though %s (--release-noisy)", round_id, check.reason())
+        # With the rule on, a sum too noisy on its own waits in its period for more (`periods.waits_for_more`).
         tx.execute("update rounds set state = 'summed', sum_vector = ?, summands = ? where round_id = ?",
                    [total.astype("<u4").tobytes(), len(survivors), round_id])
         periods.record_sum(tx, round_id, config)
@@ -450,7 +484,7 @@ class Coordinator:
 
     def _advance_if_due(self, round_id: str, device: str) -> None:
         """Move the round on if a deadline has passed (reading first: most asks find nothing due)."""
-        now = time.time()
+        now = self.clock()
         with self.storage.read() as tx:
             _, _, state, _ = self._participant(tx, round_id, device)
             deadline = tx.one("select deadline from rounds where round_id = ?", [round_id])[0]
@@ -471,7 +505,7 @@ class Coordinator:
             release_at = None
             if state == "summed":  # when its period's release is expected
                 version = tx.one("select base_version from rounds where round_id = ?", [round_id])[0]
-                release_at = periods.release_at(self.settings, periods.period_cohorts(tx, version))
+                release_at = periods.release_at(tx, self.settings, periods.period_cohorts(tx, version), self.clock())
         return {"round_id": round_id, "state": state, "index": index, "completed_stages": stage,
                 "release_at": release_at,
                 "reason": row[0], "released_version": row[1], "deadline": row[2], "summands": row[3],
@@ -522,7 +556,7 @@ class Coordinator:
 
     def submit(self, round_id: str, device: str, stage: protocol.Stage, body: bytes) -> bool:
         """Validate and store one stage's message; True if the round moved on (so pollers should look)."""
-        now = time.time()
+        now = self.clock()
         with self.storage.write() as tx:
             tx.lock_round(round_id)
             self._advance(tx, round_id, now)

@@ -104,13 +104,14 @@ class DatabaseCollector:
         yield CounterMetricFamily("ownrec_releases", "Releases published by rounds (the first, initial release "
                                   "excluded).", value=int(releases))
         yield GaugeMetricFamily("ownrec_release_latest_version", "The latest release's version.", value=int(latest))
-        yield GaugeMetricFamily("ownrec_privacy_epsilon_spent", "Epsilon spent over all releases (and rounds "
-                                "withheld after unmasking).", value=float(info["epsilon"]))
-        yield GaugeMetricFamily("ownrec_privacy_epsilon_budget", "The configured epsilon budget: no round starts "
-                                "whose release would exceed it.", value=float(info["epsilon_budget"]))
+        yield GaugeMetricFamily("ownrec_privacy_epsilon_spent", "The most epsilon any device has spent (a step for "
+                                "each release period its update was summed in).", value=float(info["epsilon"]))
+        yield GaugeMetricFamily("ownrec_privacy_epsilon_budget", "The configured epsilon budget per device: a "
+                                "device's check-in is refused once another round would exceed it.",
+                                value=float(info["epsilon_budget"]))
         yield GaugeMetricFamily("ownrec_privacy_delta", "Delta of the privacy spent.", value=float(info["delta"]))
-        yield GaugeMetricFamily("ownrec_privacy_budget_exhausted", "1 when another round would exceed the budget.",
-                                value=1.0 if info["budget_exhausted"] else 0.0)
+        yield GaugeMetricFamily("ownrec_privacy_devices_at_budget", "Devices that another round would take above "
+                                "the budget (refused from now on).", value=int(info["devices_at_budget"]))
 
 
 def metrics_registry(coordinator: Coordinator) -> CollectorRegistry:

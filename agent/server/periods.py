@@ -4,25 +4,33 @@ costs in privacy.
 A period belongs to the latest release v. It opens with the first cohort on v and lasts `release_period`
 seconds; meanwhile cohorts on v form and run, up to `max_concurrent_rounds` at once. Each cohort's masked
 inputs are unmasked into its own sum (`summed`), which is what the coordinator sees of it: every cohort
-carries the full noise its own privacy claim needs, and is withheld on its own if that noise would drown
-its signal (`NoiseCheck`). Once the period is over and no cohort on v is still forming or running, release
-v+1 = v + release_step(sum of the cohorts' sums / their total summands) is signed, and the cohorts'
-sums are dropped. After the period closes, a check-in opens no new cohort on v (it may still fill one that
-is forming); it is refused with the expected time of the release, when devices come back to train on it.
+carries the full noise its own privacy claim needs. What is released is the period's combined average, whose
+noise falls as cohorts are added: so the noise check (`NoiseCheck`, `withhold_noisy`) is the period's
+(`period_check`): past its time, a period whose summed cohorts' average would still be withheld stays open
+for more cohorts (`waits_for_more`), at no further privacy cost. A period of 0 s thus releases as soon as
+its cohorts carry more signal than noise: one cohort, if it can alone. Once the period is over (`closed`)
+and no cohort on v is still forming or running, release v+1 = v + release_step(sum of the cohorts' sums / their total
+summands) is signed, and the cohorts' sums are dropped. After the period closes, a check-in opens no new
+cohort on v (it may still fill one that is forming); it is refused with the expected time of the release,
+when devices come back to train on it.
 
 Accounting: a device takes part in at most one summed cohort per period (`Coordinator.check_in` refuses a
 second), so the cohorts of a period hold disjoint people: for each person the period is one Gaussian
-mechanism (parallel composition), whichever cohort they were in. The coordinator's epsilon composes one
-step per period (the smallest noise multiplier and the largest clamp probability among its summed cohorts),
-not one per cohort; a period whose cohorts were all withheld after summing still counts (their sums were
-computed here). A device's own ledger has one row per round it uploaded in, hence one per period: the same
-count. Both use `accounting.privacy_spent`.
+mechanism (parallel composition), whichever cohort they were in. A person whose update is in no cohort of a
+period spends nothing on it: their data is on their device alone and is not in that period's sums. So the
+coordinator counts per device (`SpentCache.device_spent`): one step for each period in which a cohort summed
+its update, a period whose cohorts were all withheld after summing included (their sums were computed
+here). The budget is per device: a check-in that would take the device above it is refused, and the
+federation goes on with the others. A release states the most any device has spent (`most_spent`). A
+device's own ledger has one row per round it uploaded in, hence one per period: the same count. Both use
+`accounting.privacy_spent`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -42,29 +50,58 @@ _WAITING = (*RUNNING, "summed")  # a period's cohorts until its release
 
 
 class SpentCache:
-    """`spent` for a set of steps, remembered: the accountant takes milliseconds, and check-ins and /info ask
-    often with the same steps."""
+    """The privacy each device has spent (`device_spent`: one step per period its update was summed in) and
+    the most any device has (`most_spent`), remembered: the accountant takes milliseconds, and check-ins and
+    /info ask often with the same steps."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple, PrivacySpent] = {}
+        self._most: tuple[Any, tuple[PrivacySpent, int]] | None = None
 
-    def spent(self, tx: Transaction, target_delta: float,
-              pending: tuple[str, float, float] | None = None) -> PrivacySpent:
-        """The privacy spent over every period with a computed sum; `pending` (period, z, clamp probability):
-        one more cohort's sum counted in, as if computed (its period's step at most, if it already has one)."""
+    def of(self, steps: Any, target_delta: float) -> PrivacySpent:
+        """`accounting.privacy_spent` of these (noise multiplier, clamp probability) steps."""
+        key = (tuple(sorted(steps)), target_delta)
+        if key not in self._cache:
+            if len(self._cache) >= 64:
+                self._cache.clear()
+            self._cache[key] = privacy_spent([z for z, _ in key[0]], target_delta, [p for _, p in key[0]])
+        return self._cache[key]
+
+    def device_spent(self, tx: Transaction, target_delta: float, device: str,
+                     pending: tuple[str, float, float] | None = None) -> PrivacySpent:
+        """What `device` has spent: a step for each period in which a cohort summed its update (its masked
+        input was in); `pending` (period, z, clamp probability): one more cohort's sum counted in, as if
+        computed (its period's step at most, if it already has one)."""
         steps = {str(period): (float(z), float(p)) for period, z, p in tx.all(
-            "select period, min(noise_multiplier), max(clamp_probability) from rounds where period is not null "
-            "group by period")}
+            "select r.period, min(r.noise_multiplier), max(r.clamp_probability) from participants p join rounds r "
+            "on r.round_id = p.round_id where p.device_id = ? and p.stage >= 3 and r.period is not null "
+            "group by r.period", [device])}
         if pending is not None:
             period, z, p = pending
             z0, p0 = steps.get(period, (z, p))
             steps[period] = (min(z, z0), max(p, p0))
-        key = tuple(sorted(steps.values()))
-        if key not in self._cache:
-            if len(self._cache) >= 8:
-                self._cache.clear()
-            self._cache[key] = privacy_spent([z for z, _ in key], target_delta, [p for _, p in key])
-        return self._cache[key]
+        return self.of(steps.values(), target_delta)
+
+    def most_spent(self, tx: Transaction, target_delta: float, budget: float,
+                   next_step: tuple[float, float]) -> tuple[PrivacySpent, int]:
+        """The most any device has spent, and how many devices `next_step` would take above `budget`
+        (recomputed only when a cohort has been summed since the last call)."""
+        marker = (tx.one("select count(*) from rounds where period is not null")[0], target_delta, budget, next_step)
+        if self._most is None or self._most[0] != marker:
+            by_device: dict[str, dict[str, tuple[float, float]]] = {}
+            for device, period, z, p in tx.all(
+                    "select p.device_id, r.period, r.noise_multiplier, r.clamp_probability from participants p "
+                    "join rounds r on r.round_id = p.round_id where p.stage >= 3 and r.period is not null"):
+                steps = by_device.setdefault(device, {})
+                z0, p0 = steps.get(str(period), (float(z), float(p)))
+                steps[str(period)] = (min(float(z), z0), max(float(p), p0))
+            patterns = Counter(tuple(sorted(steps.values())) for steps in by_device.values())
+            most = max((self.of(pattern, target_delta) for pattern in patterns), key=lambda spent: spent.epsilon,
+                       default=privacy_spent([], target_delta))
+            at_budget = sum(count for pattern, count in patterns.items()
+                            if self.of((*pattern, next_step), target_delta).epsilon > budget)
+            self._most = (marker, (most, at_budget))
+        return self._most[1]
 
 
 def period_cohorts(tx: Transaction, version: int) -> list[tuple[Any, ...]]:
@@ -74,14 +111,69 @@ def period_cohorts(tx: Transaction, version: int) -> list[tuple[Any, ...]]:
 
 
 def period_end(settings: CoordinatorSettings, cohorts: list[tuple[Any, ...]]) -> float | None:
-    """When the period these cohorts are in closes to new cohorts (None: no period is open)."""
+    """When the period these cohorts are in is due to close to new cohorts (None: no period is open); with a
+    `release_period`, it closes then only if its release would not be withheld (`closed`)."""
     return min(created for _, _, created, _ in cohorts) + settings.release_period if cohorts else None
 
 
-def release_at(settings: CoordinatorSettings, cohorts: list[tuple[Any, ...]]) -> float | None:
-    """When the period's release is expected: once it closed and its last running cohort ended at the latest."""
+def period_check(tx: Transaction, cohorts: list[tuple[Any, ...]]) -> NoiseCheck | None:
+    """The noise against the signal in the combined average of the period's summed cohorts (None: none yet).
+    Each summand added its cohort's noise share: the shares add up in the combined sum."""
+    summed = [round_id for round_id, state, _, _ in cohorts if state == "summed"]
+    if not summed:
+        return None
+    marks = ", ".join("?" * len(summed))
+    counts = tx.all(f"select round_id, summands from rounds where round_id in ({marks})", summed)
+    noise = {round_id: _NOISE[round_id] for round_id, _ in counts if round_id in _NOISE}
+    unknown = [round_id for round_id, _ in counts if round_id not in noise]
+    if unknown:
+        for round_id, config_json in tx.all(f"select round_id, config from rounds where round_id in "
+                                            f"({', '.join('?' * len(unknown))})", unknown):
+            noise[round_id] = _remember_noise(round_id, config_json)
+    summands, variance = 0, 0.0
+    for round_id, count in counts:
+        std, clip_norm, parameters = noise[round_id]
+        summands += int(count)
+        variance += int(count) * std ** 2
+    std = math.sqrt(variance) / summands
+    return NoiseCheck(expected_gaussian_norm(std, parameters), clip_norm, summands, parameters, std)
+
+
+_NOISE: dict[str, tuple[float, float, int]] = {}
+
+
+def _remember_noise(round_id: str, config_json: str) -> tuple[float, float, int]:
+    """(the noise std each summand added, C, parameters) of a summed cohort: fixed once it formed, and asked for
+    at every check-in and status while its period waits, so remembered."""
+    if len(_NOISE) >= 4096:
+        _NOISE.clear()
+    config = RoundConfig(**json.loads(config_json))
+    _NOISE[round_id] = (config.device_noise().std_per_client, config.clip_norm, config.parameters)
+    return _NOISE[round_id]
+
+
+def waits_for_more(tx: Transaction, settings: CoordinatorSettings, cohorts: list[tuple[Any, ...]]) -> bool:
+    """Whether a period stays open past its end: its summed cohorts' combined average would be withheld
+    (`withhold_noisy`), so more cohorts may still join it. Privacy is spent per period, not per cohort: a
+    period that gathers more updates costs no device more, and its average carries less noise."""
+    if not settings.withhold_noisy:
+        return False
+    check = period_check(tx, cohorts)
+    return check is None or check.noise_dominates
+
+
+def closed(tx: Transaction, settings: CoordinatorSettings, cohorts: list[tuple[Any, ...]], now: float) -> bool:
+    """Whether the period opens no more cohorts: its time is over and it does not wait for more (`waits_for_more`)."""
     end = period_end(settings, cohorts)
-    if end is None:
+    return end is not None and now >= end and not waits_for_more(tx, settings, cohorts)
+
+
+def release_at(tx: Transaction, settings: CoordinatorSettings, cohorts: list[tuple[Any, ...]],
+               now: float) -> float | None:
+    """When the period's release is expected: once it closed and its last running cohort ended at the latest.
+    None: no period is open, or it is over but waits for more cohorts (no time can be promised)."""
+    end = period_end(settings, cohorts)
+    if end is None or (now >= end and waits_for_more(tx, settings, cohorts)):
         return None
     return max([end, *(expected_end(state, deadline, settings.stage_timeout) for _, state, _, deadline in cohorts
                        if state in RUNNING)])
@@ -99,13 +191,12 @@ def publish_if_due(tx: Transaction, signing_key: Ed25519PrivateKey, settings: Co
     or None. The cohorts' sums go into it and are then dropped; release bodies older than the last
     `keep_releases` are deleted."""
     cohorts = period_cohorts(tx, latest.version)
-    end = period_end(settings, cohorts)
-    if end is None or now < end or any(state in RUNNING for _, state, _, _ in cohorts):
+    if not closed(tx, settings, cohorts, now) or any(state in RUNNING for _, state, _, _ in cohorts):
         return None
     summed = [round_id for round_id, state, _, _ in cohorts if state == "summed"]
     if not summed:
         return None
-    total, summands, variance, configs = None, 0, 0.0, []
+    total, summands, configs = None, 0, []
     for round_id in summed:  # in round id order, as every lock on several rounds is taken
         tx.lock_round(round_id)
         config_json, vector, count = tx.one("select config, sum_vector, summands from rounds where round_id = ?",
@@ -116,14 +207,12 @@ def publish_if_due(tx: Transaction, signing_key: Ed25519PrivateKey, settings: Co
                               count)
         total = part if total is None else total + part
         summands += count
-        # Each summand added noise of std_per_client: the cohorts' noise adds up in the combined sum.
-        variance += count * config.device_noise().std_per_client ** 2
         configs.append(config)
-    std = math.sqrt(variance) / summands
-    parameters = configs[0].parameters
-    check = NoiseCheck(expected_gaussian_norm(std, parameters), settings.clip_norm, summands, parameters, std)
+    check = period_check(tx, cohorts)
     version = latest.version + 1
-    privacy = spent.spent(tx, settings.target_delta)  # every summed cohort of this period is already counted
+    # Every summed cohort of this period is already counted in.
+    privacy, _ = spent.most_spent(tx, settings.target_delta, settings.epsilon_budget,
+                                  (settings.noise_multiplier, 0.0))
     body = build_release(signing_key, settings, latest, configs, total / summands, summands, check, privacy, now)
     tx.execute("insert into releases (version, round_id, created_at, noise_multiplier, clamp_probability, epsilon,"
                " delta, body) values (?, ?, ?, ?, ?, ?, ?, ?)",

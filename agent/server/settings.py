@@ -14,7 +14,7 @@ class CoordinatorSettings:
     clip_norm: float = 1.0
     noise_multiplier: float = 1.0
     target_delta: float = 1e-5
-    epsilon_budget: float = 10.0   # no round is started whose release would take epsilon above this
+    epsilon_budget: float = 10.0   # per device: no device takes part in a round that would take its epsilon above this
     max_dropout_fraction: float = 0.3
     max_corrupt_fraction: float = 0.05
     server_learning_rate: float = 1.0  # global += rate * (cohort average of the deltas)
@@ -39,9 +39,10 @@ class CoordinatorSettings:
     # Admission (`admission`): per client address and per enrolment token, per hour (a burst of as many).
     registrations_per_hour: int = 20
     checkins_per_hour: int = 600  # per token, times the devices it may enrol
-    # Release periods (`periods`): the cohorts on one release run, up to this many at once, for
-    # `release_period` seconds after the first opened; then one release combines their sums. 0 s: each
-    # period is one cohort (its release as soon as it is summed); 1 cohort at a time: one after another.
+    # Release periods (`periods`): the cohorts on one release run, up to this many at once, for at least
+    # `release_period` seconds after the first opened, and on while their combined average would be withheld
+    # (`withhold_noisy`); then one release combines their sums. 0 s: a release as soon as the cohorts summed
+    # can carry it (one cohort, if it can alone).
     max_concurrent_rounds: int = 4
     release_period: float = 0.0
     keep_releases: int = 10  # release bodies kept (the latest first); older ones are deleted

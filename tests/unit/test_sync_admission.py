@@ -250,7 +250,7 @@ def test_five_devices_at_a_minimum_of_three_release_and_say_why_when_a_round_can
         assert "1 device(s) had checked in, and the coordinator forms a cohort from 3" in str(lonely[0].error)
 
 
-def test_a_spent_budget_is_announced_and_the_device_stops_asking(tmp_path, encoder):
+def test_a_budget_no_round_fits_is_announced_and_the_device_stops_asking(tmp_path, encoder):
     from helpers import catalog, onboarded_agent
 
     # One round at z = 1 costs epsilon 4.38: a budget of 3 allows none.
@@ -264,24 +264,26 @@ def test_a_spent_budget_is_announced_and_the_device_stops_asking(tmp_path, encod
         scheduler.last_activity -= 2.0
         scheduler.tick()
         report = scheduler.wait_for_round(60)
-        assert report.state == "not formed" and "privacy budget is spent" in report.message
+        assert report.state == "not formed"
+        assert report.message.startswith("one round at this coordinator's noise (multiplier 1) costs more than its "
+                                          "privacy budget of 3 per device: it includes no device in any round")
         assert agent.store.get_state(BLOCKED_STATE)["code"] == "budget_exhausted"
         # The next tick starts nothing, whatever the interval: asking again cannot help.
         agent.store.set_state("sync_last_round_started_at", 0.0)
-        assert scheduler.tick().startswith("no rounds: the coordinator's privacy budget is spent (epsilon 0.00 of 3)")
+        assert scheduler.tick().startswith("no rounds: one round at this coordinator's noise")
         assert not scheduler.round_running
         agent.close()
         runner = CliRunner()
         status = runner.invoke(cli, ["sync", "status"]).output
-        assert "no rounds until you join again: the coordinator's privacy budget is spent" in status
+        assert "no rounds until you join again: one round at this coordinator's noise" in status
         assert "enrolment: a code waits" in status  # it never checked in: its code was not used
         log = runner.invoke(cli, ["sync", "log"]).output
         assert "sent 2 requests" in log and "read the coordinator's announced settings (public) ×1" in log
-        assert "the coordinator's privacy budget is spent" in log
+        assert "costs more than its privacy budget of 3 per device" in log
         # Headless, the same: one attempt says so, and --forever stops instead of asking again.
         once = runner.invoke(cli, ["sync", "run"])
         assert once.exit_code == EXIT_REFUSED, once.output
-        assert once.stdout.startswith("no rounds: the coordinator's privacy budget is spent")
+        assert once.stdout.startswith("no rounds: one round at this coordinator's noise (multiplier 1) costs more")
         forever = runner.invoke(cli, ["sync", "run", "--forever"])
         assert forever.exit_code == EXIT_REFUSED and forever.stdout == once.stdout
         assert forever.stderr.startswith("stopping: no round can start with this coordinator until you join again")

@@ -292,7 +292,7 @@ def test_no_round_starts_beyond_the_privacy_budget(tmp_path):
     # One round at z = 1 costs epsilon 4.38 at delta 1e-5: a budget of 3 allows none.
     with server_for(tmp_path, None, min_cohort=3, max_cohort=3, epsilon_budget=3.0) as server:
         client = Manual(server)
-        refused(lambda: client.check_in(1), 403, "budget_exhausted", "budget of 3.0")
+        refused(lambda: client.check_in(1), 403, "budget_exhausted", "budget of 3 per device")
         assert query(server, "select count(*) from rounds") == [(0,)]
         assert query(server, "select version from releases") == [(1,)]
 

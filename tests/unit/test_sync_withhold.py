@@ -17,7 +17,7 @@ from sync_harness import POLICY as HARNESS_POLICY
 from sync_harness import make_catalog, make_clients, run_clients, start_server
 
 from agent.cli import cli
-from agent.core.sync.client import ClientPolicy, RoundCancelled, RoundWithheld, check_round_config
+from agent.core.sync.client import ClientPolicy, RoundCancelled, check_round_config
 from agent.federation import protocol
 from agent.federation.clipping import DistributedNoise, NoiseCheck, expected_gaussian_norm
 from agent.federation.layout import SharedLayout
@@ -168,30 +168,29 @@ def test_a_round_whose_signal_bound_dominates_is_released_with_its_figures(feder
 
 
 @pytest.mark.parametrize("federation", [(5, {"noise_multiplier": 0.047, "stage_timeout": 0.5})], indirect=True)
-def test_dropouts_that_leave_more_noise_than_signal_withhold_the_round_after_unmasking(federation):
+def test_dropouts_that_leave_more_noise_than_signal_make_the_release_wait_for_another_cohort(federation):
     full, short = noise_in(5, 5, 0.047), noise_in(5, 4, 0.047)
     assert full.noise_norm < 1.0 < short.noise_norm  # five would release; four would not
     round_id, status = federation.run(drop_after_share=1)
-    assert status["state"] == "withheld" and status["summands"] == 4 and status["reason"] == short.reason()
-    ((_, _, summands, sum_vector),) = federation.rounds("withheld")
-    assert summands == 4 and sum_vector is None  # the sum is not kept
+    # The four updates are summed (their masked inputs gone) and wait in the period: nothing is published yet.
+    assert status["state"] == "summed" and status["summands"] == 4
     with federation.storage.read() as tx:
         assert tx.all("select count(*) from masked_inputs") == [(0,)]
         assert tx.all("select count(*) from revealed_shares") == [(0,)]
     assert federation.base().version == 1
-    # The noised sum was computed, so the round counts as spent, and the next round's config says so.
+    # The noised sum was computed, so its devices have spent a step, and the coordinator says so.
     info = federation.coordinator.info()
     assert info["rounds"] == 1 and info["epsilon"] > 0
-    _, status = federation.run()
+    # Another cohort on the same version (other devices: one summed cohort per device and period) joins it,
+    # and the nine updates together carry more signal than noise: one release of both.
+    second, status = federation.run()
     assert status["state"] == "done" and status["released_version"] == 2
-    release = federation.base()
-    # The next cohort on the same version holds other devices (one summed cohort per device and period): for
-    # each person the period is one step, whichever cohort they were in.
-    assert release.metadata["rounds"] == 1 and release.metadata["epsilon"] == pytest.approx(info["epsilon"])
-    assert json.loads(json.dumps(status["config"]))["epsilon_after"] == pytest.approx(release.metadata["epsilon"])
-    # On the next version, a new period: a second step.
-    _, status = federation.run()
-    assert status["released_version"] == 3 and federation.base().metadata["rounds"] == 2
+    meta = federation.base().metadata
+    assert (meta["summands"], meta["cohorts"], sorted(meta["round_ids"])) == (9, 2, sorted([round_id, second]))
+    assert meta["noise_norm"] == pytest.approx(noise_in(5, 9, 0.047).noise_norm) and meta["noise_norm"] < 1.0
+    # Each device was in one period: the most any device has spent is one step, as the release says.
+    assert meta["rounds"] == 1 and meta["epsilon"] == pytest.approx(info["epsilon"])
+    assert json.loads(json.dumps(status["config"]))["epsilon_after"] == pytest.approx(meta["epsilon"])
 
 
 @pytest.mark.parametrize("federation", [(3, {"withhold_noisy": False})], indirect=True)
@@ -206,26 +205,27 @@ def test_with_the_rule_off_the_noisy_average_is_published(federation):
 # -- what the devices are told, and what they count as spent ------------------------------------------------
 
 
-def test_devices_withheld_after_unmasking_count_their_upload_as_spent(tmp_path):
+def test_devices_whose_sum_waits_for_more_count_their_upload_as_spent(tmp_path):
     # Five clients at noise multiplier 0.047 over the test vocabulary: five summands would release, four
-    # would not. One leaves after sharing its keys.
+    # would not. One leaves after sharing its keys: the four's sum waits in its period for another cohort.
     assert noise_in(5, 5, 0.047).noise_norm < 1.0 < noise_in(5, 4, 0.047).noise_norm
     clients = make_clients(5, make_catalog(), {4: "share-keys"})
     server = start_server(tmp_path, min_cohort=5, max_cohort=5, stage_timeout=4.0, noise_multiplier=0.047,
                           epsilon_budget=1e6, withhold_noisy=True, max_round_epsilon=0)
     try:
+        started = time.monotonic()
         run_clients(server, clients, replace(HARNESS_POLICY, min_noise_multiplier=0.04, max_round_epsilon=None))
+        waited = time.monotonic() - started
     finally:
         server.stop()
     assert isinstance(clients[4].error, RoundCancelled) and clients[4].ledger == []
+    # No time can be promised for the release: the round ends for each device at once, its upload pending.
+    assert waited < HARNESS_POLICY.round_timeout
     for client in clients[:4]:
-        assert isinstance(client.error, RoundWithheld) and client.error.summed, repr(client.error)
-        assert str(client.error) == (f"the coordinator did not release round {client.error.round_id[:8]}: "
-                                     f"{noise_in(5, 4, 0.047).reason()} (its noised sum was computed, so this "
-                                     "device's upload counts in the privacy spent)")
+        assert client.error is None and client.outcome.state == "summed", repr(client.error)
         (row,) = client.ledger
-        assert row["state"] == "withheld" and row["release_version"] is None
-    assert "withheld after unmasking" in server.log()
+        assert row["state"] == "pending" and row["release_version"] is None
+    assert "withheld" not in server.log()
 
 
 def test_every_upload_counts_as_spent_but_those_the_coordinator_never_summed():

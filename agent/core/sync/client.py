@@ -12,8 +12,9 @@ only `min_survivors` contributors, and that the quantization plan is the finest 
 cohort. A coordinator that asks for less privacy is refused before any update is computed.
 
 Before that, the client reads what the coordinator announces (`/v1/info`): a coordinator whose cohorts are all
-smaller than this device's minimum, or whose privacy budget is spent, is named as the reason no round can
-include it (`RoundCannotForm`), before any training or check-in. The first check-in carries the enrolment code
+smaller than this device's minimum, or whose per-device privacy budget no round fits in, is named as the
+reason no round can include it (`RoundCannotForm`), before any training or check-in; a device that has spent
+that budget is told so at its check-in (`budget_exhausted`). The first check-in carries the enrolment code
 the operator gave the person (the coordinator admits only enrolled devices). The device's privacy floor
 (`ClientPolicy.max_round_epsilon`, `floor_noise`): it adds at least the noise that keeps its epsilon for the
 round within that bound even if every other member were fake, and refuses a round whose quantization has no
@@ -263,9 +264,10 @@ class RoundRunner:
 
     def _wait_for_release(self, round_id: str, started: float, status: dict[str, Any]) -> dict[str, Any] | None:
         """The round's status once its period's release is out; None if that is expected after this round's
-        time is up (the release is then fetched by the next round, the ledger settled at the next contact)."""
+        time is up, or at no time the coordinator can name (its period waits for more cohorts): the release is
+        then fetched by the next round, the ledger settled at the next contact."""
         expected, remaining = status.get("release_at"), self.policy.round_timeout - (time.monotonic() - started)
-        if expected is not None and expected - time.time() > remaining:
+        if expected is None or expected - time.time() > remaining:
             return None
         try:
             return self._wait_for(round_id, "summed", "done", started)
@@ -364,10 +366,11 @@ class RoundRunner:
 
     def _check_info(self, info: dict[str, Any]) -> None:
         """What the coordinator announces, against this device's policy, before anything else is sent."""
-        if info.get("budget_exhausted"):
-            raise RoundCannotForm("budget_exhausted", f"the coordinator's privacy budget is spent (epsilon "
-                                  f"{info['epsilon']:.2f} of {info['epsilon_budget']:g}): it starts no more rounds, "
-                                  "so this device stops asking")
+        if info.get("no_round_fits_budget"):
+            raise RoundCannotForm("budget_exhausted", f"one round at this coordinator's noise (multiplier "
+                                  f"{info['noise_multiplier']:g}) costs more than its privacy budget of "
+                                  f"{info['epsilon_budget']:g} per device: it includes no device in any round, so "
+                                  "this device stops asking")
         largest = info.get("max_cohort")
         if largest is not None and int(largest) < self.policy.min_cohort:
             raise RoundCannotForm("cohort_too_small", f"the coordinator forms cohorts of {info['min_cohort']} to "
@@ -407,6 +410,8 @@ class RoundRunner:
         if (self.store.get_state(BLOCKED_STATE) or {}).get("coordinator_key") == self.coordinator_key:
             self.store.set_state(BLOCKED_STATE, None)
         round_id, index = joined["round_id"], int(joined["index"])
+        # The coordinator's count of what this device will have spent if the cohort sums its update.
+        counted = joined.get("epsilon_after"), joined.get("delta_after")
         self.progress("checked-in")
         outcome = RoundOutcome(round_id=round_id, index=index, state="running", bytes_sent=0, upload_bytes=0,
                                pre_clip_norm=float("nan"))
@@ -456,10 +461,11 @@ class RoundRunner:
                 nonlocal ledger_id
                 outcome.bytes_sent = bytes_sent  # the masked input included: it is sent right after
                 ledger_id = self._record_upload(round_id, config, noise, own, stages.pre_clip_norm, outcome,
-                                                epsilon_client)
+                                                epsilon_client, counted)
 
             outcome.upload_bytes += self._upload(round_id, "masked-input", masked, before_sending=record)
-            outcome.epsilon_server, outcome.epsilon_client = float(config["epsilon_after"]), epsilon_client
+            outcome.epsilon_server = float(config["epsilon_after"] if counted[0] is None else counted[0])
+            outcome.epsilon_client = epsilon_client
             self._wait_for(round_id, "masked", "unmask", started)
 
             # Stage 4: reveal one share per neighbour: the seed of a survivor, the key of a dropout.
@@ -483,7 +489,6 @@ class RoundRunner:
                                    f"({final['released_version']})")
             self._store_release(release)
             outcome.state, outcome.release, outcome.released_version = "released", release, release.version
-            outcome.epsilon_server = float(release.metadata["epsilon"])
             self.progress("released")
         except RoundCancelled as error:
             outcome.state = "cancelled"
@@ -517,16 +522,19 @@ class RoundRunner:
         return outcome
 
     def _record_upload(self, round_id: str, config: dict[str, Any], noise: DistributedNoise, own: DistributedNoise,
-                       pre_clip_norm: float, outcome: RoundOutcome, epsilon_client: float) -> int:
+                       pre_clip_norm: float, outcome: RoundOutcome, epsilon_client: float,
+                       counted: tuple[float | None, float | None]) -> int:
         """The ledger row: `noise` is the round's distributed noise (what the accounting counts), `own` what this
-        device added (its share, or more under its privacy floor)."""
+        device added (its share, or more under its privacy floor); `counted`: the coordinator's (epsilon, delta)
+        for this device with this round (from its check-in; the round's largest if it gave none)."""
+        epsilon, delta = counted if counted[0] is not None else (config["epsilon_after"], config["delta_after"])
         return self.store.record_upload({
             "at": time.time(), "coordinator_key": self.coordinator_key, "round_id": round_id, "state": "pending",
             "bytes_sent": outcome.bytes_sent, "parameters": int(config["parameters"]),
             "pre_clip_norm": pre_clip_norm, "clip_norm": noise.clip_norm, "noise_multiplier": noise.noise_multiplier,
             "noise_std": own.std_per_client, "cohort_size": int(config["cohort_size"]),
-            "target_delta": float(config["target_delta"]), "epsilon_server": float(config["epsilon_after"]),
-            "delta_server": float(config["delta_after"]), "epsilon_client": epsilon_client,
+            "target_delta": float(config["target_delta"]), "epsilon_server": float(epsilon),
+            "delta_server": float(delta), "epsilon_client": epsilon_client,
             "epsilon_round_honest": outcome.epsilon_round_honest, "epsilon_round_worst": outcome.epsilon_round_worst})
 
     def _log_sent(self, before: dict[str, list[int]]) -> None:
