@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,7 +52,8 @@ def coordinator() -> None:
 @click.option("--noise-multiplier", type=float, default=1.0, show_default=True)
 @click.option("--delta", "target_delta", type=float, default=1e-5, show_default=True)
 @click.option("--epsilon-budget", type=float, default=10.0, show_default=True,
-              help="No round starts whose release would take epsilon above this.")
+              help="Per device: a device takes part in no round that would take its epsilon (one step per release "
+                   "period its update was summed in) above this.")
 @click.option("--server-learning-rate", type=float, default=1.0, show_default=True,
               help="Each release moves the shared adapter by this times the cohort's average delta.")
 @click.option("--item-learning-rate", type=float, default=1.0, show_default=True,
@@ -79,8 +81,9 @@ def coordinator() -> None:
                    "workers (--workers, PostgreSQL).")
 @click.option("--release-period", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds after the first cohort on a release opens during which more cohorts open; then one "
-                   "release combines their sums. 0: every cohort is released on its own, so cohorts run one after "
-                   "another.")
+                   "release combines their sums. Past it, a period whose average would be withheld (--withhold-noisy) "
+                   "takes more cohorts until it would not. 0: a release as soon as the cohorts summed carry more "
+                   "signal than noise (with --release-noisy: each cohort on its own, one after another).")
 @click.option("--keep-releases", type=click.IntRange(1), default=10, show_default=True,
               help="Release bodies kept in the database (older ones are deleted; devices fetch only the latest).")
 @click.option("--log-level", default="info", show_default=True)
@@ -107,19 +110,35 @@ def coordinator_serve(host: str, port: int, public_url: str | None, db_url: str 
         "prior": str(prior_file.resolve()) if prior_file else None,
         "public_url": public_url,
         "metrics_token_file": str(metrics_token_file.resolve()) if metrics_token_file else None,
-        "settings": {"min_cohort": min_cohort, "max_cohort": max_cohort, "checkin_window": checkin_window,
-                     "stage_timeout": stage_timeout, "clip_norm": clip_norm, "noise_multiplier": noise_multiplier,
-                     "target_delta": target_delta, "epsilon_budget": epsilon_budget,
-                     "server_learning_rate": server_learning_rate, "item_learning_rate": item_learning_rate,
-                     "withhold_noisy": withhold_noisy, "max_round_epsilon": max_round_epsilon or None,
-                     "registrations_per_hour": registrations_per_hour, "checkins_per_hour": checkins_per_hour,
-                     "shrink_noise": shrink_noise, "max_concurrent_rounds": max_concurrent_rounds,
-                     "release_period": release_period, "keep_releases": keep_releases},
+        "settings": settings_from(click.get_current_context().params),
     }
     try:
         serve(config, host, port, workers=workers, log_level=log_level, log_format=log_format)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+
+
+SETTING_OPTIONS = ("min_cohort", "max_cohort", "checkin_window", "stage_timeout", "clip_norm", "noise_multiplier",
+                   "target_delta", "epsilon_budget", "server_learning_rate", "item_learning_rate", "withhold_noisy",
+                   "max_round_epsilon", "registrations_per_hour", "checkins_per_hour", "shrink_noise",
+                   "max_concurrent_rounds", "release_period", "keep_releases")
+
+
+def settings_from(options: dict[str, Any]) -> dict[str, Any]:
+    """The `CoordinatorSettings` fields from `serve`'s option values (by parameter name)."""
+    settings = {name: options[name] for name in SETTING_OPTIONS}
+    settings["max_round_epsilon"] = settings["max_round_epsilon"] or None  # 0: no room for a device floor
+    return settings
+
+
+def serve_default_settings(**changes: Any) -> dict[str, Any]:
+    """The settings `coordinator serve` runs with when given no options, with `changes` (parameter names)."""
+    defaults = {param.name: param.default for param in coordinator_serve.params}
+    unknown = set(changes) - set(SETTING_OPTIONS)
+    if unknown:
+        raise click.BadParameter(f"no coordinator setting {', '.join(sorted(unknown))} (known: "
+                                 f"{', '.join(SETTING_OPTIONS)})")
+    return settings_from({**defaults, **changes})
 
 
 def _storage_options(fn):

@@ -6,6 +6,7 @@ the lab. The root adds `traits_validate` to the person's `traits` group, under i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,9 +40,13 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
     runs federated sync alone."""
     if ctx.invoked_subcommand is not None:
         return
-    from agent.lab.bench.runner import run_suite, suite_markdown, write_suite_report
+    from agent.lab.bench.runner import run_suite, suite_markdown, suite_results_in, write_suite_report
 
+    earlier = suite_results_in(output)
     results = run_suite(quick=quick, log=echo_err, sync_clients=sync_clients)
+    for separate in ("sync_throughput", "sync_day"):  # their own, longer runs: kept, and said to be separate
+        if earlier is not None and separate in earlier:
+            results[separate] = earlier[separate]
     write_suite_report(output, results)
     if as_json:
         emit_json(results)
@@ -60,7 +65,17 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
 @click.option("--throughput", type=click.FloatRange(min=10), default=None, metavar="SECONDS",
               help="Instead: device-rounds per hour for this long each, one cohort at a time (SQLite, 1 worker) "
                    "against concurrent cohorts (PostgreSQL, 3 workers); writes its section of the report.")
-@click.option("--devices", type=click.IntRange(3), default=120, show_default=True, help="--throughput: devices.")
+@click.option("--day", is_flag=True,
+              help="Instead: a simulated day of many devices against the real coordinator (time scaled, in one "
+                   "process; HTTP and training simulated) at `coordinator serve`'s defaults, or with --setting; "
+                   "writes its section of the report.")
+@click.option("--hours", type=click.FloatRange(min=0.1, max=24), default=24.0, show_default=True,
+              help="--day: how much of the day to simulate.")
+@click.option("--setting", "settings", multiple=True, metavar="NAME=VALUE",
+              help="--day: a coordinator setting other than serve's default, by option name (release-period=3600); "
+                   "repeat for more.")
+@click.option("--devices", type=click.IntRange(3), default=None,
+              help="--throughput: devices [default: 120]; --day: devices [default: 100,000].")
 @click.option("--cohort", type=click.IntRange(3), default=10, show_default=True, help="--throughput: cohort size.")
 @click.option("--concurrent", type=click.IntRange(2), default=8, show_default=True,
               help="--throughput: the most cohorts the PostgreSQL coordinator runs at once.")
@@ -72,7 +87,7 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
               help="--throughput: a PostgreSQL server to create a throwaway database on [env OWNREC_TEST_POSTGRES_URL].")
 @fail_cleanly
 def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, output: Path, throughput: float | None,
-               devices: int, cohort: int, concurrent: int, stage_timeout: float, dropout: float,
+               day: bool, hours: float, settings: tuple[str, ...], devices: int | None, cohort: int, concurrent: int, stage_timeout: float, dropout: float,
                postgres_url: str | None) -> None:
     """One federated round on loopback: wall time, coordinator CPU and memory, bytes per client.
 
@@ -85,6 +100,23 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
     from agent.lab.bench.coordinator import SyncBenchFailed, run_sync_bench, sync_markdown
     from agent.lab.bench.runner import write_sync_report
 
+    if day:
+        from agent.cli.coordinator import serve_default_settings
+        from agent.lab.bench.runner import write_day_report
+        from agent.lab.bench.sync_day import day_markdown, simulate_day
+        from agent.server.settings import CoordinatorSettings
+
+        changes = _setting_changes(settings)
+        try:
+            chosen = CoordinatorSettings(**serve_default_settings(**changes))
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--setting") from None
+        results = simulate_day(chosen, devices=devices or 100_000, hours=hours, dropout=dropout, changed=changes,
+                               log=echo_err)
+        runs = write_day_report(output, results)
+        emit_json(results) if as_json else click.echo(day_markdown(runs))
+        return
+    devices = devices or 120
     if throughput is not None:
         from agent.lab.bench.runner import write_throughput_report
         from agent.lab.bench.throughput import run_throughput_bench, throughput_markdown
@@ -110,6 +142,29 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
         emit_json(results)
     else:
         click.echo(section)
+
+
+def _setting_changes(given: tuple[str, ...]) -> dict[str, Any]:
+    """`--setting NAME=VALUE` pairs as `coordinator serve` parameters, each value of that option's type."""
+    from agent.cli.coordinator import coordinator_serve
+
+    params = {param.name: param for param in coordinator_serve.params}
+    changes: dict[str, Any] = {}
+    for pair in given:
+        name, equals, value = pair.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not equals or name not in params:
+            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE with NAME an option of `ownrec coordinator "
+                                     "serve` (release-period=3600)", param_hint="--setting")
+        param = params[name]
+        if param.is_flag:
+            changes[name] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            try:
+                changes[name] = param.type.convert(value.strip(), param, None)
+            except click.BadParameter as error:
+                raise click.BadParameter(f"{pair!r}: {error.message}", param_hint="--setting") from None
+    return changes
 
 
 @click.group("eval", cls=SectionedGroup, invoke_without_command=True)

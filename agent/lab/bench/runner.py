@@ -29,6 +29,7 @@ from agent.core.atomic import write_text_atomic
 from agent.lab.bench.product import run_benchmarks, summary_rows, summary_table
 from agent.lab.bench.coordinator import (COST_COHORTS, SyncBenchFailed, run_sync_bench, sync_markdown, sync_summary_rows,
                                 write_sync_section)
+from agent.lab.bench.sync_day import day_markdown, day_summary_rows
 from agent.lab.bench.throughput import throughput_markdown, throughput_summary_rows
 
 Log = Callable[[str], None]
@@ -58,8 +59,10 @@ def suite_markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     sync = results.get("sync")
     throughput = results.get("sync_throughput")
+    day = results.get("sync_day")
     rows = summary_rows(results) + (sync_summary_rows(sync) if sync is not None else []) \
-        + (throughput_summary_rows(throughput) if throughput is not None else [])
+        + (throughput_summary_rows(throughput) if throughput is not None else []) \
+        + (day_summary_rows(day) if day else [])
     verdicts = [row.verdict for row in rows if row.verdict]
     lines = [
         "# Benchmarks",
@@ -84,6 +87,9 @@ def suite_markdown(results: dict[str, Any]) -> str:
     if throughput is not None:
         lines += ["The cohorts-at-once figures come from a separate `ownrec bench sync --throughput`.", "",
                   throughput_markdown(throughput), ""]
+    if day:
+        lines += ["The simulated-day figures come from separate runs of `ownrec bench sync --day`.", "",
+                  day_markdown(day), ""]
     lines += ["Raw figures:", "", "```json", json.dumps(results, indent=2), "```", ""]
     return "\n".join(lines)
 
@@ -117,6 +123,22 @@ def write_throughput_report(path: Path, throughput: dict[str, Any]) -> None:
         return
     results["sync_throughput"] = {**throughput, "measured": time.time()}
     write_suite_report(path, results)
+
+
+def write_day_report(path: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """After `ownrec bench sync --day`: this run beside the earlier ones of other scenarios (one of the same
+    scenario, devices and hours is replaced) in a suite report, or alone in any other file; the runs shown."""
+    results = suite_results_in(path)
+    key = (json.dumps(run["changed_settings"], sort_keys=True), run["devices"], run["hours"])
+    earlier = [] if results is None else [r for r in results.get("sync_day", []) if (
+        json.dumps(r["changed_settings"], sort_keys=True), r["devices"], r["hours"]) != key]
+    runs = earlier + [{**run, "measured": time.time()}]
+    if results is None:
+        write_text_atomic(Path(path), "# Benchmarks\n\n" + day_markdown(runs) + "\n")
+    else:
+        results["sync_day"] = runs
+        write_suite_report(path, results)
+    return runs
 
 
 def write_sync_report(path: Path, sync: dict[str, Any]) -> None:
