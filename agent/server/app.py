@@ -397,11 +397,14 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int = 1, log_le
         settings = coordinator.settings
         floor = ("" if settings.max_round_epsilon is None else
                  f" and room for devices' privacy floor of epsilon {settings.max_round_epsilon:g} a round")
-        log.warning("every round will be withheld: with %s shared numbers, clip norm %g and noise multiplier %g%s, "
-                    "even a full cohort of %d would carry more noise than signal; a release needs %s "
-                    "(--min-cohort/--max-cohort, --max-round-epsilon, or --release-noisy to publish noisy rounds "
-                    "anyway)", f"{parameters:,}", settings.clip_norm, settings.noise_multiplier, floor,
-                    settings.max_cohort, "more than 10,000,000" if needed is None else f"a cohort of at least {needed:,}")
+        log.warning("no cohort can be released alone: with %s shared numbers, clip norm %g and noise multiplier "
+                    "%g%s, a release needs the updates of %s, and a cohort holds at most %d; so each release "
+                    "combines the cohorts that run until together they have that many, and while fewer devices "
+                    "than that are registered every cohort is withheld as it forms (--noise-multiplier, "
+                    "--max-round-epsilon, or --release-noisy to publish noisy releases anyway)", f"{parameters:,}",
+                    settings.clip_norm, settings.noise_multiplier, floor,
+                    "more than 10,000,000 devices" if needed is None else f"{needed:,} devices",
+                    settings.max_cohort)
     write_pin(state_dir, url, coordinator, cert_path)
     os.environ[ENVIRONMENT] = json.dumps(config)
     uvicorn.run("agent.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
