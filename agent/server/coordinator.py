@@ -556,10 +556,13 @@ class Coordinator:
 
     def submit(self, round_id: str, device: str, stage: protocol.Stage, body: bytes) -> bool:
         """Validate and store one stage's message; True if the round moved on (so pollers should look)."""
+        # A stage whose deadline has passed ends in a transaction of its own, committed: the late message is then
+        # refused, and a refusal rolls back its transaction, which must not undo the round's move (the round
+        # would stay in the stage for every later request).
+        self._advance_if_due(round_id, device)
         now = self.clock()
         with self.storage.write() as tx:
             tx.lock_round(round_id)
-            self._advance(tx, round_id, now)
             index, done, state, config = self._participant(tx, round_id, device)
             wanted = {protocol.Stage.ADVERTISE_KEYS: "advertise", protocol.Stage.SHARE_KEYS: "share",
                       protocol.Stage.MASKED_INPUT: "masked", protocol.Stage.UNMASKING: "unmask"}[stage]

@@ -25,7 +25,7 @@ from agent.federation.neighbourhood import plan_neighbourhood
 from agent.federation.signing import verify_release
 from agent.federation.stages import ClientRound
 from agent.server.app import default_layout
-from agent.server.coordinator import Coordinator, CoordinatorSettings
+from agent.server.coordinator import Coordinator, CoordinatorError, CoordinatorSettings
 from agent.server.state import SQLiteStorage
 
 LAYOUT = SharedLayout.create(384, 16, [f"test:{i}" for i in range(60)], np.random.default_rng(0), residual_rank=32)
@@ -246,3 +246,37 @@ def test_every_upload_counts_as_spent_but_those_the_coordinator_never_summed():
     assert total.rounds_phrase() == ("4 rounds that may have used your updates (1 released, 1 withheld after summing, "
                                      "2 awaiting the coordinator's record, counted as spent)")
     store.close()
+
+
+def test_a_late_upload_is_refused_and_the_stage_it_missed_stays_ended(tmp_path):
+    # A refused request rolls back its transaction: the round's move past its deadline must be committed first,
+    # or the round would stay in the stage for every later request.
+    now = [1_000.0]
+    storage = SQLiteStorage(tmp_path / "late.sqlite3")
+    coordinator = Coordinator(storage, Ed25519PrivateKey.generate(), CoordinatorSettings(
+        min_cohort=3, max_cohort=3, stage_timeout=30.0, withhold_noisy=False, max_round_epsilon=None), LAYOUT,
+        clock=lambda: now[0])
+    devices = ["late-a", "late-b", "late-c"]
+    joined = [coordinator.check_in(device) for device in devices]
+    round_id = joined[0]["round_id"]
+    assert coordinator.status(round_id, devices[0])["state"] == "advertise"
+    now[0] += 31.0  # nobody advertised within the stage's 30 s
+    client = ClientRound(round_id, 1, bytes.fromhex(_config(storage, round_id)["graph_seed"]), *_plan(storage, round_id))
+    with pytest.raises(CoordinatorError) as refused:
+        coordinator.submit(round_id, devices[0], protocol.Stage.ADVERTISE_KEYS, protocol.encode(client.advertise()))
+    assert refused.value.code == "stale_round"
+    with storage.read() as tx:
+        assert tx.one("select state from rounds where round_id = ?", [round_id])[0] == "aborted"
+    storage.close()
+
+
+def _config(storage, round_id):
+    with storage.read() as tx:
+        return json.loads(tx.one("select config from rounds where round_id = ?", [round_id])[0])
+
+
+def _plan(storage, round_id):
+    from agent.server.cohort import RoundConfig
+
+    config = RoundConfig(**_config(storage, round_id))
+    return config.plan(), config.noise(), config.quantization()
