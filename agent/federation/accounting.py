@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,10 +84,20 @@ def privacy_spent(noise_multipliers: Sequence[float], target_delta: float,
     return PrivacySpent(epsilon=epsilon, delta=target_delta + extra, rounds=len(noise_multipliers))
 
 
-@functools.lru_cache(maxsize=256)
+_CALIBRATING = threading.Lock()
+
+
 def noise_multiplier_for_epsilon(epsilon: float, target_delta: float) -> float:
     """The smallest noise multiplier z (to a relative 1e-9, rounded up) at which one Gaussian mechanism is
-    (epsilon, delta)-DP: the inverse of `gaussian_epsilon`."""
+    (epsilon, delta)-DP: the inverse of `gaussian_epsilon`. Remembered; one calibration at a time, so that
+    threads asking at once (a coordinator's workers, a bench's simulated devices) wait for the first answer
+    instead of each spending the half second it takes."""
+    with _CALIBRATING:
+        return _noise_multiplier_for_epsilon(epsilon, target_delta)
+
+
+@functools.lru_cache(maxsize=256)
+def _noise_multiplier_for_epsilon(epsilon: float, target_delta: float) -> float:
     if not (math.isfinite(epsilon) and epsilon > 0):
         raise ConfigurationError(f"epsilon must be a positive number, not {epsilon!r}")
     low, high = 0.0, 1.0
