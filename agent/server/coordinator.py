@@ -9,7 +9,8 @@ all have submitted.
 Cohorts run concurrently (`periods` describes how they become releases): a check-in joins the forming
 cohort, or opens one if none is forming, fewer than `max_concurrent_rounds` are running and the period on
 the latest release is still open; otherwise it is refused with the time to come back (`retry_after`:
-when a running cohort should end, or when the period's release is expected). A device takes part in at most
+when a running cohort should end, or when the period's release is expected, or later when many devices
+wait: `pacing`). A device takes part in at most
 one summed cohort per period. Locks, in this order only: membership (check-in, forming, publishing a
 release) -> round rows (in round id order when several) -> admission rows; a stage submission or status
 advance locks its round alone, so stages of different cohorts never wait for each other.
@@ -55,6 +56,7 @@ from agent.server import admission, observability, periods
 from agent.server.cohort import ACTIVE, FINISHED, RUNNING, STAGE_OF_STATE, STATES, RoundConfig, expected_end
 from agent.server.cohort import unmask_cohort
 from agent.server.outcome import device_outcome
+from agent.server.pacing import RefusalPace
 from agent.server.release import smallest_releasable_cohort
 from agent.server.settings import CoordinatorSettings
 from agent.server.state import Storage, Transaction
@@ -91,6 +93,7 @@ class Coordinator:
         self.public_key = signing_key.public_key().public_bytes_raw()
         self._release_cache = None
         self._spent = periods.SpentCache()
+        self._pace = RefusalPace(settings)
         self._needed: tuple[int, int | None] | None = None
         with storage.write() as tx:
             stored = tx.one("select value from coordinator_settings where key = 'signing_public_key'")
@@ -270,7 +273,7 @@ class Coordinator:
                 raise CoordinatorError(409, "already_in_period", f"this device's update is already summed for the "
                                        f"release after version {latest.version}: one cohort per release period",
                                        retry_after=max(0.0, release_at - now) if release_at else unknown)
-            forming = self._cohort_to_join(tx, latest.version, cohorts, now)
+            forming = self._cohort_to_join(tx, latest.version, cohorts, now, device)
             count = tx.one("select count(*) from participants where round_id = ?", [forming])[0]
             tx.execute("insert into participants (round_id, idx, device_id, stage) values (?, ?, ?, 0)",
                        [forming, count + 1, device])
@@ -279,7 +282,7 @@ class Coordinator:
             return {"round_id": forming, "index": count + 1, "base_version": latest.version,
                     "epsilon_after": after.epsilon, "delta_after": after.delta}
 
-    def _cohort_to_join(self, tx: Transaction, version: int, cohorts: list[tuple], now: float) -> str:
+    def _cohort_to_join(self, tx: Transaction, version: int, cohorts: list[tuple], now: float, device: str) -> str:
         """The forming cohort on `version` (locked), or a new one if one may open (under the membership lock)."""
         for _ in range(2):  # a status poll may have formed the cohort before its lock was ours: look again
             forming = next((round_id for round_id, state, _, _ in cohorts if state == "forming"), None)
@@ -292,15 +295,18 @@ class Coordinator:
             running = [(state, deadline) for _, state, _, deadline in cohorts if state in ACTIVE]
             if len(running) >= self.settings.max_concurrent_rounds:
                 ends = min(expected_end(state, deadline, self.settings.stage_timeout) for state, deadline in running)
+                wait = self._pace.come_back_in(device, now, max(0.0, ends - now))
                 raise CoordinatorError(409, "round_in_progress", f"{len(running)} cohort(s) are running, the "
-                                       f"most this coordinator runs at once; check in again when one ends (at "
-                                       f"the latest in {max(0.0, ends - now):.0f} s)", retry_after=max(0.0, ends - now))
+                                       f"most this coordinator runs at once (the first ends in at most "
+                                       f"{max(0.0, ends - now):.0f} s); check in again in {wait:.0f} s",
+                                       retry_after=wait)
             if periods.closed(tx, self.settings, cohorts, now):
-                wait = max(0.0, periods.release_at(tx, self.settings, cohorts, now) - now)
+                due = max(0.0, periods.release_at(tx, self.settings, cohorts, now) - now)
+                wait = self._pace.come_back_in(device, now, due)
                 raise CoordinatorError(409, "release_pending", f"the release period on version {version} has closed "
                                        f"(no more cohorts open on it): check in again for the next release, "
-                                       f"expected in {wait:.0f} s",
-                                       retry_after=wait)
+                                       f"expected in {due:.0f} s" + (f"; come back in {wait:.0f} s" if wait > due
+                                                                     else ""), retry_after=wait)
             forming = secrets.token_bytes(16).hex()
             tx.execute("insert into rounds (round_id, state, created_at, deadline, base_version) "
                        "values (?, 'forming', ?, ?, ?)", [forming, now, now + self.settings.checkin_window, version])

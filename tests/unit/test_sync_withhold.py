@@ -280,3 +280,36 @@ def _plan(storage, round_id):
 
     config = RoundConfig(**_config(storage, round_id))
     return config.plan(), config.noise(), config.quantization()
+
+
+def test_turned_away_devices_are_told_to_come_back_when_there_will_be_room(tmp_path):
+    # One cohort of 3 at a time, each at most a 60 s window and four 30 s stages: 3 devices in 180 s.
+    now = [5_000.0]
+    storage = SQLiteStorage(tmp_path / "pace.sqlite3")
+    coordinator = Coordinator(storage, Ed25519PrivateKey.generate(), CoordinatorSettings(
+        min_cohort=3, max_cohort=3, checkin_window=60.0, stage_timeout=30.0, max_concurrent_rounds=1,
+        withhold_noisy=False, max_round_epsilon=None), LAYOUT, clock=lambda: now[0])
+    for device in ("in-a", "in-b", "in-c"):
+        coordinator.check_in(device)  # the cohort forms: the next ones are turned away
+    told = []
+    for number in range(300):
+        with pytest.raises(CoordinatorError) as refused:
+            coordinator.check_in(f"waiting-{number}")
+        assert refused.value.code == "round_in_progress"
+        told.append(refused.value.retry_after)
+    # The first few are told when the cohort ends at the latest (its first stage, then three more); the
+    # 300th, how long 300 devices take at 3 per 180 s.
+    assert told[0] == pytest.approx(4 * 30.0)
+    assert told[-1] == pytest.approx(300 / (3 / 180.0))
+    assert all(later >= earlier for earlier, later in zip(told, told[1:]))
+    # The same device asking again is counted once; devices turned away over an hour ago no longer count.
+    with pytest.raises(CoordinatorError) as again:
+        coordinator.check_in("waiting-0")
+    assert again.value.retry_after == pytest.approx(told[-1])
+    now[0] += 3601.0  # the cohort has long ended (aborted: nobody advertised); a new one forms
+    for device in ("next-a", "next-b", "next-c"):
+        coordinator.check_in(device)
+    with pytest.raises(CoordinatorError) as later:
+        coordinator.check_in("next-d")
+    assert later.value.code == "round_in_progress" and later.value.retry_after == pytest.approx(4 * 30.0)
+    storage.close()
