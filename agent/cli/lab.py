@@ -71,6 +71,8 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
                    "writes its section of the report.")
 @click.option("--hours", type=click.FloatRange(min=0.1, max=24), default=24.0, show_default=True,
               help="--day: how much of the day to simulate.")
+@click.option("--from-hour", type=click.FloatRange(0, 23.9), default=0.0, show_default=True,
+              help="--day: the hour of the day the simulation (and the coordinator) starts at.")
 @click.option("--setting", "settings", multiple=True, metavar="NAME=VALUE",
               help="--day: a coordinator setting other than serve's default, by option name (release-period=3600); "
                    "repeat for more.")
@@ -87,7 +89,7 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
               help="--throughput: a PostgreSQL server to create a throwaway database on [env OWNREC_TEST_POSTGRES_URL].")
 @fail_cleanly
 def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, output: Path, throughput: float | None,
-               day: bool, hours: float, settings: tuple[str, ...], devices: int | None, cohort: int, concurrent: int, stage_timeout: float, dropout: float,
+               day: bool, hours: float, from_hour: float, settings: tuple[str, ...], devices: int | None, cohort: int, concurrent: int, stage_timeout: float, dropout: float,
                postgres_url: str | None) -> None:
     """One federated round on loopback: wall time, coordinator CPU and memory, bytes per client.
 
@@ -111,8 +113,11 @@ def bench_sync(clients: tuple[int, ...], workers: int | None, as_json: bool, out
             chosen = CoordinatorSettings(**serve_default_settings(**changes))
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--setting") from None
+        if from_hour + hours > 24:
+            raise click.BadParameter(f"--from-hour {from_hour:g} with --hours {hours:g} goes past the day's end",
+                                     param_hint="--hours")
         results = simulate_day(chosen, devices=devices or 100_000, hours=hours, dropout=dropout, changed=changes,
-                               log=echo_err)
+                               log=echo_err, from_hour=from_hour)
         runs = write_day_report(output, results)
         emit_json(results) if as_json else click.echo(day_markdown(runs))
         return

@@ -17,10 +17,10 @@ from agent.server.settings import CoordinatorSettings
 LAYOUT = SharedLayout.create(16, 4, [f"test:{i}" for i in range(40)], residual_rank=8)
 
 
-def day(devices: int = 1500, **changes):
+def day(devices: int = 1500, hours: float = 3.0, **changes):
     settings = CoordinatorSettings(**{"min_cohort": 10, "max_cohort": 10, "checkin_window": 60.0,
                                       "stage_timeout": 60.0, **changes})
-    return settings, simulate_day(settings, devices=devices, hours=3.0, layout=LAYOUT, log=lambda line: None,
+    return settings, simulate_day(settings, devices=devices, hours=hours, layout=LAYOUT, log=lambda line: None,
                                   changed=changes)
 
 
@@ -69,7 +69,7 @@ def test_a_period_gathers_cohorts_until_their_combined_average_can_be_released()
 
 def test_the_budget_is_per_device_and_the_federation_goes_on_without_those_at_it():
     # At z = 1 one step costs 4.38 and two 6.57: a budget of 7 lets each device into two periods.
-    settings, run = day(release_period=900.0, epsilon_budget=7.0)
+    settings, run = day(hours=6.0, release_period=900.0, epsilon_budget=7.0)
     assert run["refusals"].get("budget_exhausted", 0) > 0 and run["devices_at_budget"] > 0
     first = run["first_at_budget"]
     assert first is not None
@@ -91,9 +91,19 @@ def test_bench_sync_day_writes_its_section_and_names_a_bad_setting(tmp_path):
     assert "## Federated sync: a simulated day" in text and "| | defaults but release-period=600.0 |" in text
     # 300 registered devices cannot carry the default layout's noise: nothing uploaded, and the table says why.
     assert "| **releases** (first, last) | **0** |" in text and "even if all N registered devices" in text
-    assert "| devices; hours simulated; dropout | 300; 0.5; 0.2 |" in text
+    assert "| devices; hours simulated; dropout | 300; 00:00-00:30; 0.2 |" in text
     for bad, said in (("release_period", "expected NAME=VALUE"), ("no-such=1", "expected NAME=VALUE"),
                       ("release-period=soon", "'release-period=soon': 'soon' is not a valid float"),
                       ("min-cohort=2", "2 is not in the range x>=3"), ("min-cohort=200", "min_cohort (200) <= max_cohort (100)")):
         refused = CliRunner().invoke(cli, ["bench", "sync", "--day", "--setting", bad, "--output", str(report)])
         assert refused.exit_code == 2 and said in refused.output and "Traceback" not in refused.output, refused.output
+
+
+def test_part_of_the_day_starts_the_coordinator_at_its_hour():
+    settings = CoordinatorSettings(min_cohort=10, max_cohort=10, checkin_window=60.0, stage_timeout=60.0)
+    run = simulate_day(settings, devices=1500, hours=2.0, layout=LAYOUT, log=lambda line: None, from_hour=19.0)
+    assert run["from_hour"] == 19.0 and run["sim_seconds"] == 2 * 3600.0
+    assert run["releases"] and all(19 * 3600.0 <= release["at"] < 21 * 3600.0 for release in run["releases"])
+    assert "| devices; hours simulated; dropout | 1,500; 19:00-21:00; 0.2 |" in day_markdown([run])
+    with pytest.raises(ValueError, match="not within one day"):
+        simulate_day(settings, devices=10, hours=6.0, layout=LAYOUT, from_hour=20.0)

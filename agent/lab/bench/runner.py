@@ -127,11 +127,12 @@ def write_throughput_report(path: Path, throughput: dict[str, Any]) -> None:
 
 def write_day_report(path: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
     """After `ownrec bench sync --day`: this run beside the earlier ones of other scenarios (one of the same
-    scenario, devices and hours is replaced) in a suite report, or alone in any other file; the runs shown."""
+    scenario, devices and hours of the day is replaced) in a suite report, or alone in any other file; the runs shown."""
     results = suite_results_in(path)
-    key = (json.dumps(run["changed_settings"], sort_keys=True), run["devices"], run["hours"])
-    earlier = [] if results is None else [r for r in results.get("sync_day", []) if (
-        json.dumps(r["changed_settings"], sort_keys=True), r["devices"], r["hours"]) != key]
+    def key(r: dict[str, Any]) -> tuple:
+        return json.dumps(r["changed_settings"], sort_keys=True), r["devices"], r["hours"], r.get("from_hour", 0)
+
+    earlier = [] if results is None else [r for r in results.get("sync_day", []) if key(r) != key(run)]
     runs = earlier + [{**run, "measured": time.time()}]
     if results is None:
         write_text_atomic(Path(path), "# Benchmarks\n\n" + day_markdown(runs) + "\n")

@@ -126,12 +126,16 @@ def online_windows(rng: random.Random, day: float = DAY_SECONDS) -> list[tuple[f
 
 def simulate_day(settings: CoordinatorSettings, devices: int = 100_000, hours: float = 24.0, dropout: float = 0.2,
                  interval_minutes: float = 60.0, seed: int = 0, layout=None, max_wall_seconds: float | None = None,
-                 changed: dict[str, Any] | None = None, log: Log = print) -> dict[str, Any]:
-    """Run the day; its figures (see `day_markdown`). `layout`: the shared layout (default: the coordinator's,
-    MovieLens-100K, 61,650 parameters); `changed`: the settings that differ from `coordinator serve`'s
-    defaults, by option name, for the report."""
+                 changed: dict[str, Any] | None = None, log: Log = print, from_hour: float = 0.0) -> dict[str, Any]:
+    """Run `hours` of the day from `from_hour` (the coordinator starting then); its figures (see
+    `day_markdown`). `layout`: the shared layout (default: the coordinator's, MovieLens-100K, 61,650
+    parameters); `changed`: the settings that differ from `coordinator serve`'s defaults, by option name,
+    for the report."""
+    if not (0 <= from_hour and hours > 0 and from_hour + hours <= 24):
+        raise ValueError(f"hours {from_hour:g} to {from_hour + hours:g} are not within one day")
     with tempfile.TemporaryDirectory(prefix="ownrec-day-") as folder:
-        day = DaySimulation(settings, Path(folder), devices, hours, dropout, interval_minutes, seed, layout, log)
+        day = DaySimulation(settings, Path(folder), devices, hours, dropout, interval_minutes, seed, layout, log,
+                            from_hour)
         coordinator_log = logging.getLogger("ownrec.coordinator")
         saved = coordinator_log.level, coordinator_log.propagate
         # The events go to the simulation, not to the terminal: thousands of lines, counted instead.
@@ -150,7 +154,7 @@ def simulate_day(settings: CoordinatorSettings, devices: int = 100_000, hours: f
 
 class DaySimulation:
     def __init__(self, settings: CoordinatorSettings, folder: Path, devices: int, hours: float, dropout: float,
-                 interval_minutes: float, seed: int, layout, log: Log) -> None:
+                 interval_minutes: float, seed: int, layout, log: Log, from_hour: float = 0.0) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         from agent.server.app import default_layout
@@ -160,7 +164,8 @@ class DaySimulation:
         self.interval_minutes, self.seed = interval_minutes, seed
         self.rng, self.np_rng = random.Random(seed), np.random.default_rng(seed)
         self.clock = SimClock()
-        self.end, self.interval = hours * 3600.0, 60.0 * interval_minutes
+        self.start = self.clock.now = from_hour * 3600.0
+        self.end, self.interval = self.start + hours * 3600.0, 60.0 * interval_minutes
         self.policy = ClientPolicy()
         self.storage = open_storage(f"sqlite:///{folder / 'coordinator.sqlite'}")
         self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), settings,
@@ -185,10 +190,11 @@ class DaySimulation:
         self.queue: list[tuple[float, int, str, Any]] = []
         self.sequence = 0
         for device in self.fleet:
-            for start, _ in device.windows:
-                self.at(start, "wake", device)
+            for start, end in device.windows:
+                if end > self.start:
+                    self.at(max(start, self.start), "wake", device)
         for hour in range(1, int(math.ceil(hours)) + 1):
-            self.at(min(hour * 3600.0, self.end - 1e-6), "hour", hour)
+            self.at(min(self.start + hour * 3600.0, self.end - 1e-6), "hour", hour)
 
     # -- the event loop ----------------------------------------------------------------------------
 
@@ -375,10 +381,11 @@ class DaySimulation:
 
     def figures(self, changed: dict[str, Any]) -> dict[str, Any]:
         settings = self.settings
-        sim_seconds = self.stopped_early_at if self.stopped_early_at is not None else self.end
+        sim_seconds = (self.stopped_early_at if self.stopped_early_at is not None else self.end) - self.start
         released, contributed = self.released()
         return {
             "changed_settings": changed, "devices": len(self.fleet), "hours": self.hours, "dropout": self.dropout,
+            "from_hour": self.start / 3600.0,
             "interval_minutes": self.interval_minutes, "seed": self.seed, "parameters": self.parameters,
             "poll_seconds": POLL_SECONDS,
             "settings": {k: getattr(settings, k) for k in (
@@ -418,8 +425,8 @@ def day_summary_rows(runs: list[dict[str, Any]]) -> list:
     for run in runs:
         released = run["device_rounds_released"]
         rows.append(SummaryRow(
-            f"federated sync: a simulated day of {run['devices']:,} devices, {scenario_label(run)} "
-            f"(`bench sync --day`)",
+            f"federated sync: {run['devices']:,} devices simulated from {_clock(run.get('from_hour', 0) * 3600)} to "
+            f"{_clock((run.get('from_hour', 0) + run['hours']) * 3600)}, {scenario_label(run)} (`bench sync --day`)",
             f"**{len(run['releases'])} releases**, {released:,} updates released, "
             f"{run['devices_contributed']:,} devices contributed; coordinator CPU "
             f"{100 * run['coordinator_seconds'] / run['sim_seconds']:.2f}% of one core"))
@@ -441,7 +448,9 @@ def day_markdown(runs: list[dict[str, Any]]) -> str:
     def row(label: str, cell) -> None:
         lines.append(f"| {label} | " + " | ".join(str(cell(run)) for run in runs) + " |")
 
-    row("devices; hours simulated; dropout", lambda r: f"{r['devices']:,}; {r['hours']:g}; {r['dropout']:g}")
+    row("devices; hours simulated; dropout", lambda r: (
+        f"{r['devices']:,}; {_clock(r.get('from_hour', 0) * 3600)}-{_clock((r.get('from_hour', 0) + r['hours']) * 3600)}"
+        f"; {r['dropout']:g}"))
     row("cohort (min-max); check-in window; stage timeout", lambda r: (
         f"{r['settings']['min_cohort']}-{r['settings']['max_cohort']}; {r['settings']['checkin_window']:g} s; "
         f"{r['settings']['stage_timeout']:g} s"))
