@@ -79,6 +79,13 @@ ADDED_COLUMNS = [
     # before concurrent cohorts, their own round id (each was a step of its own).
     ("rounds", "period", "text"),
 ]
+# Indexes, created after the added columns exist. A device's rounds are read at every check-in (already in a
+# cohort, already in the period, its privacy spent): without the first, each check-in scans every
+# participant of every round ever; the second serves the count of summed cohorts (`periods.SpentCache`).
+INDEXES = [
+    "create index if not exists participants_by_device on participants (device_id)",
+    "create index if not exists rounds_by_period on rounds (period)",
+]
 # Rows of `coordinator_lock`: 1 was the coordinator-wide lock of old; MEMBERSHIP serialises who joins which
 # cohort and the publishing of releases.
 LOCK_IDS = {"membership": 2}
@@ -160,6 +167,8 @@ class SQLiteStorage:
             for table, column, kind in ADDED_COLUMNS:
                 if column not in {row[1] for row in tx.all(f"pragma table_info({table})")}:
                     tx.execute(f"alter table {table} add column {column} {kind}")
+            for statement in INDEXES:
+                tx.execute(statement)
             for lock_id in (1, *LOCK_IDS.values()):
                 tx.execute("insert or ignore into coordinator_lock (id, held_at) values (?, 0)", [lock_id])
 
@@ -205,6 +214,8 @@ class PostgresStorage:
                 tx.execute(statement.format(blob="bytea"))
             for table, column, kind in ADDED_COLUMNS:
                 tx.execute(f"alter table {table} add column if not exists {column} {kind}")
+            for statement in INDEXES:
+                tx.execute(statement)
             for lock_id in (1, *LOCK_IDS.values()):
                 tx.execute("insert into coordinator_lock (id, held_at) values (?, 0) on conflict do nothing", [lock_id])
 
