@@ -303,8 +303,11 @@ def default_layout(items_file: Path | None = None, dim: int = 384, rank: int = 1
 def write_pin(state_dir: Path, url: str, coordinator: Coordinator, cert_path: Path) -> Path:
     """What a client must pin to join: the URL, the release-signing key and the TLS certificate."""
     path = Path(state_dir) / "coordinator-pin.json"
-    path.write_text(json.dumps({"url": url, "signing_public_key": coordinator.public_key.hex(),
-                                "tls_certificate": cert_path.read_text()}, indent=2))
+    # Written whole or not at all: an operator copying it (or a test waiting for it) never reads half a file.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"url": url, "signing_public_key": coordinator.public_key.hex(),
+                                   "tls_certificate": cert_path.read_text()}, indent=2))
+    os.replace(partial, path)
     return path
 
 
