@@ -55,8 +55,8 @@ from agent.federation.signing import sign_release, verify_release, verify_reques
 from agent.server import admission, observability, periods
 from agent.server.cohort import ACTIVE, FINISHED, RUNNING, STAGE_OF_STATE, STATES, RoundConfig, expected_end
 from agent.server.cohort import unmask_cohort
-from agent.server.outcome import device_outcome
 from agent.server.pacing import RefusalPace
+from agent.server.views import RoundViews, _marks
 from agent.server.release import smallest_releasable_cohort
 from agent.server.settings import CoordinatorSettings
 from agent.server.state import Storage, Transaction
@@ -64,11 +64,6 @@ from agent.server.state import Storage, Transaction
 __all__ = ["ACTIVE", "FINISHED", "STAGE_OF_STATE", "STATES", "Coordinator", "CoordinatorError", "RoundConfig"]
 REQUEST_WINDOW_SECONDS = 300.0
 log = logging.getLogger("ownrec.coordinator")
-
-
-def _marks(values) -> str:
-    """Placeholders for an `in (...)` list of len(values) parameters (never empty: `in ()` is invalid SQL)."""
-    return ", ".join("?" * len(values)) if len(values) else "null"
 
 
 class CoordinatorError(Exception):
@@ -80,7 +75,7 @@ class CoordinatorError(Exception):
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
-class Coordinator:
+class Coordinator(RoundViews):
     def __init__(self, storage: Storage, signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
                  default_layout: SharedLayout | None = None, initial_vector: np.ndarray | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -524,40 +519,6 @@ class Coordinator:
         if state not in wanted:
             raise CoordinatorError(409, "wrong_stage", f"round {round_id} is in the {state} stage, not {'/'.join(wanted)}")
 
-    def neighbour_keys(self, round_id: str, device: str) -> dict[str, Any]:
-        with self.storage.read() as tx:
-            index, _, state, config = self._participant(tx, round_id, device)
-            self._require_state(state, ("share", "masked", "unmask"), round_id)
-            neighbours = config.graph().neighbours(index)
-            # Only the neighbours' rows: reading the whole cohort for each of its n members costs n^2.
-            rows = tx.all("select idx, channel_public, mask_public from participants where round_id = ? "
-                          f"and stage >= 1 and idx in ({_marks(neighbours)})", [round_id, *neighbours])
-        keys = {int(i): (bytes(c).hex(), bytes(m).hex()) for i, c, m in rows}
-        return {"neighbours": {str(i): {"channel": c, "mask": m} for i, (c, m) in sorted(keys.items())}}
-
-    def envelopes_for(self, round_id: str, device: str) -> dict[str, Any]:
-        with self.storage.read() as tx:
-            index, _, state, config = self._participant(tx, round_id, device)
-            self._require_state(state, ("masked", "unmask"), round_id)
-            neighbours = config.graph().neighbours(index)
-            completed = sorted(int(i) for (i,) in tx.all(
-                f"select idx from participants where round_id = ? and stage >= 2 and idx in ({_marks(neighbours)})",
-                [round_id, *neighbours]))
-            rows = tx.all("select sender, nonce, ciphertext from envelopes where round_id = ? and receiver = ?",
-                          [round_id, index])
-        return {"completed": completed, "envelopes": [
-            {"sender": int(s), "nonce": bytes(n).hex(), "ciphertext": bytes(c).hex()}
-            for s, n, c in rows if int(s) in completed]}
-
-    def survivors_for(self, round_id: str, device: str) -> dict[str, Any]:
-        with self.storage.read() as tx:
-            index, _, state, config = self._participant(tx, round_id, device)
-            self._require_state(state, ("unmask",), round_id)
-            rows = tx.all("select idx, stage from participants where round_id = ?", [round_id])
-        survivors = sorted(int(i) for i, s in rows if s >= 3)
-        shared = sorted(int(i) for i, s in rows if s >= 2)
-        return {"survivors": survivors, "dropped": sorted(set(shared) - set(survivors))}
-
     # -- the four uploads ----------------------------------------------------------------------
 
     def submit(self, round_id: str, device: str, stage: protocol.Stage, body: bytes) -> bool:
@@ -633,11 +594,3 @@ class Coordinator:
         if row is None:
             raise CoordinatorError(404, "unknown_round", f"there is no round {round_id}")
         return {"state": row[0], "reason": row[1], "released_version": row[2], "summands": row[3]}
-
-    def round_outcome(self, round_id: str, device: str) -> dict[str, str]:
-        """This device's outcome in the round, signed (`outcome.device_outcome`); it moves the round on first."""
-        self._advance_if_due(round_id, device)
-        with self.storage.read() as tx:
-            _, stage, state, _ = self._participant(tx, round_id, device)
-            row = tx.one("select reason, released_version, summands from rounds where round_id = ?", [round_id])
-        return device_outcome(self.signing_key, round_id, device, state, state in FINISHED, stage, *row)

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.sync.client import STOPPING_CODES, ClientPolicy, check_round_config, floor_noise
+from agent.core.sync.client import STOPPING_CODES
+from agent.core.sync.policy import ClientPolicy, check_round_config, floor_noise
 from agent.core.sync.scheduler import come_back_in
 from agent.federation import protocol
 from agent.federation.errors import PolicyViolation
