@@ -67,7 +67,7 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
                    "against concurrent cohorts (PostgreSQL, 3 workers); writes its section of the report.")
 @click.option("--day", is_flag=True,
               help="Instead: a simulated day of many devices against the real coordinator (time scaled, in one "
-                   "process; HTTP and training simulated) at `coordinator serve`'s defaults, or with --setting; "
+                   "process; HTTP and local training left out) at `coordinator serve`'s defaults, or with --setting; "
                    "writes its section of the report.")
 @click.option("--hours", type=click.FloatRange(min=0.1, max=24), default=24.0, show_default=True,
               help="--day: how much of the day to simulate.")
