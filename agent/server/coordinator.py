@@ -250,8 +250,8 @@ class Coordinator(RoundViews):
                 raise CoordinatorError(409, "stale_base", f"you trained on version {base_version}; the current "
                                        f"global adapter is version {latest.version}: fetch it and train again",
                                        retry_after=0.0)
-            spent = self._spent.device_spent(tx, self.settings.target_delta, device)
-            after = self._spent.device_spent(tx, self.settings.target_delta, device, self._next_step(latest.version))
+            spent, after = self._spent.device_spent(tx, self.settings.target_delta, device,
+                                                    self._next_step(latest.version))
             if after.epsilon > self.settings.epsilon_budget:
                 raise CoordinatorError(403, "budget_exhausted", f"this device's updates are in {spent.rounds} "
                                        f"release period(s), epsilon {spent.epsilon:.2f}; another round would take it "
@@ -325,7 +325,7 @@ class Coordinator(RoundViews):
         # The most any member will have spent if the cohort sums its update.
         members = [device for (device,) in tx.all("select device_id from participants where round_id = ?", [round_id])]
         spent = max((self._spent.device_spent(tx, settings.target_delta, device,
-                                              (str(base_version), settings.noise_multiplier, clamp))
+                                              (str(base_version), settings.noise_multiplier, clamp))[1]
                      for device in members), key=lambda each: each.epsilon)
         config = RoundConfig(
             round_id=round_id, cohort_size=n, degree=plan.degree, threshold=plan.threshold,

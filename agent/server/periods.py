@@ -68,19 +68,20 @@ class SpentCache:
         return self._cache[key]
 
     def device_spent(self, tx: Transaction, target_delta: float, device: str,
-                     pending: tuple[str, float, float] | None = None) -> PrivacySpent:
-        """What `device` has spent: a step for each period in which a cohort summed its update (its masked
-        input was in); `pending` (period, z, clamp probability): one more cohort's sum counted in, as if
-        computed (its period's step at most, if it already has one)."""
+                     pending: tuple[str, float, float] | None = None) -> tuple[PrivacySpent, PrivacySpent]:
+        """What `device` has spent (a step for each period in which a cohort summed its update: its masked
+        input was in), and that with `pending` (period, z, clamp probability) counted in: one more cohort's
+        sum, as if computed (its period's step at most, if it already has one). One read for both."""
         steps = {str(period): (float(z), float(p)) for period, z, p in tx.all(
             "select r.period, min(r.noise_multiplier), max(r.clamp_probability) from participants p join rounds r "
             "on r.round_id = p.round_id where p.device_id = ? and p.stage >= 3 and r.period is not null "
             "group by r.period", [device])}
-        if pending is not None:
-            period, z, p = pending
-            z0, p0 = steps.get(period, (z, p))
-            steps[period] = (min(z, z0), max(p, p0))
-        return self.of(steps.values(), target_delta)
+        spent = self.of(steps.values(), target_delta)
+        if pending is None:
+            return spent, spent
+        period, z, p = pending
+        z0, p0 = steps.get(period, (z, p))
+        return spent, self.of({**steps, period: (min(z, z0), max(p, p0))}.values(), target_delta)
 
     def most_spent(self, tx: Transaction, target_delta: float, budget: float,
                    next_step: tuple[float, float]) -> tuple[PrivacySpent, int]:
