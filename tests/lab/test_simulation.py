@@ -4,6 +4,7 @@ average of the clipped, noised, quantized deltas, and only that."""
 import numpy as np
 import pytest
 
+from agent.federation.accounting import privacy_spent
 from agent.federation.clipping import DistributedNoise, clip_to_norm
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.federation.layout import SharedLayout
@@ -79,4 +80,19 @@ def test_a_cohort_of_the_wrong_size_is_refused(tmp_path):
     sim = federation(tmp_path, 5, 0.0)
     with pytest.raises(ValueError, match="cohorts of 5"):
         sim.run_round([np.zeros(sim.latest().layout.size)] * 4, sim.latest())
+    sim.close()
+
+
+def test_each_person_is_one_device_whose_privacy_steps_add_up_over_rounds(tmp_path):
+    """The coordinator counts privacy per device: a person in both rounds has spent two steps, and a
+    round of other people leaves everyone at one (the evaluation's epsilon rows rest on this)."""
+    sim = federation(tmp_path, 10, 2.0)
+    zeros = [np.zeros(sim.latest().layout.size) for _ in range(10)]
+    first = sim.run_round(zeros, sim.latest())
+    others = sim.run_round(zeros, first.release, people=range(10, 20))
+    assert others.epsilon == pytest.approx(first.epsilon) == pytest.approx(privacy_spent([2.0], 1e-4).epsilon, abs=0.01)
+    again = sim.run_round(zeros, others.release)  # people 0-9 again
+    assert again.epsilon == pytest.approx(privacy_spent([2.0, 2.0], 1e-4).epsilon, abs=0.01)
+    with pytest.raises(ValueError, match="each person once"):
+        sim.run_round(zeros, again.release, people=[0] * 10)
     sim.close()

@@ -215,7 +215,7 @@ def cohort_sums(setting: Setting, uploads: list[np.ndarray], halves: list[np.nda
             for start in range(0, len(half) - cohort_size + 1, cohort_size):
                 members = half[start:start + cohort_size]
                 base = federation.latest()
-                result = federation.run_round([uploads[k] for k in members], base)
+                result = federation.run_round([uploads[k] for k in members], base, people=members.tolist())
                 total = (result.release.vector - base.vector) * cohort_size  # server learning rate 1
                 placed.extend(members.tolist())
                 sums.extend([total] * len(members))

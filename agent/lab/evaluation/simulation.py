@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,7 +66,7 @@ class SimulatedRound:
     release: Release          # the new global adapter, verified as a client verifies it
     summands: int
     pre_clip_norms: np.ndarray  # per client, in the order the deltas were given
-    epsilon: float            # the coordinator's epsilon over all its releases so far
+    epsilon: float            # the most any person has spent over the releases so far (the coordinator's count)
 
 
 class InProcessFederation:
@@ -91,6 +91,7 @@ class InProcessFederation:
         self.storage = SQLiteStorage(folder / "coordinator.sqlite3")
         self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), self.settings, layout)
         self.rng = np.random.default_rng(seed)
+        self.federation_id = f"{self.rng.integers(1 << 62):016x}"
         self.cohort_size = cohort_size
 
     def close(self) -> None:
@@ -101,13 +102,22 @@ class InProcessFederation:
         return verify_release(self.coordinator.latest_release_bytes(), self.coordinator.public_key,
                               newer_than=newer_than)
 
-    def run_round(self, deltas: list[np.ndarray], base: Release) -> SimulatedRound:
-        """One round in which client k uploads deltas[k] (trained from `base`): check-in, the four stages
-        through `ClientRound`, and the coordinator's unmasking and release."""
+    def device(self, person: int) -> str:
+        """The device id of `person`: the same in every round, as a real device's, so the coordinator
+        counts each person's privacy steps over all the rounds they took part in."""
+        return f"simulated-{person:05d}-{self.federation_id}"
+
+    def run_round(self, deltas: list[np.ndarray], base: Release, people: Sequence[int] | None = None
+                  ) -> SimulatedRound:
+        """One round in which person people[k] (default: k) uploads deltas[k] (trained from `base`):
+        check-in, the four stages through `ClientRound`, and the coordinator's unmasking and release."""
         if len(deltas) != self.cohort_size:
             raise ValueError(f"this federation runs cohorts of {self.cohort_size}, not {len(deltas)}")
+        people = range(len(deltas)) if people is None else people
+        if len(people) != len(deltas) or len(set(people)) != len(people):
+            raise ValueError("one delta per person, each person once")
         coordinator = self.coordinator
-        devices = [f"simulated-{k:05d}-{self.rng.integers(1 << 62):016x}" for k in range(len(deltas))]
+        devices = [self.device(int(person)) for person in people]
         joined = [coordinator.check_in(device, base.version) for device in devices]
         round_id = joined[0]["round_id"]
         if any(j["round_id"] != round_id for j in joined):
