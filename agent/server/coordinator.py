@@ -113,6 +113,7 @@ class Coordinator(RoundViews):
                 tx.execute("update rounds set period = ?, noise_multiplier = ?, clamp_probability = ? "
                            "where round_id = ?", [round_id, config.noise_multiplier, config.clamp_probability(),
                                                   round_id])
+            periods.count_earlier_steps(tx)
             # ...and what they kept: masked inputs of ended rounds, the sums of released ones.
             tx.execute(f"delete from masked_inputs where round_id in (select round_id from rounds where state in "
                        f"({_marks(FINISHED)}))", list(FINISHED))
@@ -258,8 +259,7 @@ class Coordinator(RoundViews):
                                        f"to {after.epsilon:.2f}, above this coordinator's budget of "
                                        f"{self.settings.epsilon_budget:g} per device: no more rounds for this device")
             cohorts = periods.period_cohorts(tx, latest.version)
-            if tx.one("select 1 from participants p join rounds r on r.round_id = p.round_id where p.device_id = ? "
-                      "and r.base_version = ? and r.period is not null and p.stage >= 3", [device, latest.version]):
+            if tx.one("select 1 from device_steps where device_id = ? and period = ?", [device, str(latest.version)]):
                 release_at = periods.release_at(tx, self.settings, cohorts, now)
                 # No time promised (no period open, or one that waits for more cohorts): a cohort's time, or
                 # the period's, whichever is longer.

@@ -18,8 +18,8 @@ Accounting: a device takes part in at most one summed cohort per period (`Coordi
 second), so the cohorts of a period hold disjoint people: for each person the period is one Gaussian
 mechanism (parallel composition), whichever cohort they were in. A person whose update is in no cohort of a
 period spends nothing on it: their data is on their device alone and is not in that period's sums. So the
-coordinator counts per device (`SpentCache.device_spent`): one step for each period in which a cohort summed
-its update, a period whose cohorts were all withheld after summing included (their sums were computed
+coordinator counts per device (`SpentCache.device_spent`, from the `device_steps` that `record_sum` writes):
+one step for each period in which a cohort summed its update, a period whose cohorts were all withheld after summing included (their sums were computed
 here). The budget is per device: a check-in that would take the device above it is refused, and the
 federation goes on with the others. A release states the most any device has spent (`most_spent`). A
 device's own ledger has one row per round it uploaded in, hence one per period: the same count. Both use
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -73,9 +72,7 @@ class SpentCache:
         input was in), and that with `pending` (period, z, clamp probability) counted in: one more cohort's
         sum, as if computed (its period's step at most, if it already has one). One read for both."""
         steps = {str(period): (float(z), float(p)) for period, z, p in tx.all(
-            "select r.period, min(r.noise_multiplier), max(r.clamp_probability) from participants p join rounds r "
-            "on r.round_id = p.round_id where p.device_id = ? and p.stage >= 3 and r.period is not null "
-            "group by r.period", [device])}
+            "select period, noise_multiplier, clamp_probability from device_steps where device_id = ?", [device])}
         spent = self.of(steps.values(), target_delta)
         if pending is None:
             return spent, spent
@@ -89,20 +86,45 @@ class SpentCache:
         (recomputed only when a cohort has been summed since the last call)."""
         marker = (tx.one("select count(*) from rounds where period is not null")[0], target_delta, budget, next_step)
         if self._most is None or self._most[0] != marker:
-            by_device: dict[str, dict[str, tuple[float, float]]] = {}
-            for device, period, z, p in tx.all(
-                    "select p.device_id, r.period, r.noise_multiplier, r.clamp_probability from participants p "
-                    "join rounds r on r.round_id = p.round_id where p.stage >= 3 and r.period is not null"):
-                steps = by_device.setdefault(device, {})
-                z0, p0 = steps.get(str(period), (float(z), float(p)))
-                steps[str(period)] = (min(float(z), z0), max(float(p), p0))
-            patterns = Counter(tuple(sorted(steps.values())) for steps in by_device.values())
+            patterns = {tuple(tuple(step) for step in json.loads(steps)): int(count) for steps, count in tx.all(
+                "select steps, count(*) from device_privacy group by steps")}
             most = max((self.of(pattern, target_delta) for pattern in patterns), key=lambda spent: spent.epsilon,
                        default=privacy_spent([], target_delta))
             at_budget = sum(count for pattern, count in patterns.items()
                             if self.of((*pattern, next_step), target_delta).epsilon > budget)
             self._most = (marker, (most, at_budget))
         return self._most[1]
+
+
+def count_steps(tx: Transaction, steps: list[tuple[str, str, float, float]]) -> None:
+    """Add (device, period, z, clamp probability) privacy steps: a period a device already has keeps its
+    smaller z and larger clamp probability (the costlier step); each device's row of all its steps is
+    rewritten."""
+    tx.executemany(
+        "insert into device_steps (device_id, period, noise_multiplier, clamp_probability) values (?, ?, ?, ?) "
+        "on conflict (device_id, period) do update set noise_multiplier = case when excluded.noise_multiplier < "
+        "device_steps.noise_multiplier then excluded.noise_multiplier else device_steps.noise_multiplier end, "
+        "clamp_probability = case when excluded.clamp_probability > device_steps.clamp_probability then "
+        "excluded.clamp_probability else device_steps.clamp_probability end", steps)
+    devices = sorted({device for device, *_ in steps})
+    for start in range(0, len(devices), 500):
+        chunk = devices[start:start + 500]
+        by_device: dict[str, list[tuple[float, float]]] = {device: [] for device in chunk}
+        for device, z, p in tx.all("select device_id, noise_multiplier, clamp_probability from device_steps "
+                                   f"where device_id in ({', '.join('?' * len(chunk))})", chunk):
+            by_device[device].append((float(z), float(p)))
+        tx.executemany("insert into device_privacy (device_id, steps) values (?, ?) on conflict (device_id) "
+                       "do update set steps = excluded.steps",
+                       [(device, json.dumps(sorted(each))) for device, each in by_device.items()])
+
+
+def count_earlier_steps(tx: Transaction) -> None:
+    """A coordinator whose cohorts were summed before privacy was kept per device: count them in once."""
+    if tx.one("select 1 from device_steps limit 1") is None:
+        count_steps(tx, [(str(device), str(period), float(z), float(p)) for device, period, z, p in tx.all(
+            "select p.device_id, r.period, min(r.noise_multiplier), max(r.clamp_probability) from participants p "
+            "join rounds r on r.round_id = p.round_id where p.stage >= 3 and r.period is not null "
+            "group by p.device_id, r.period")])
 
 
 def period_cohorts(tx: Transaction, version: int) -> list[tuple[Any, ...]]:
@@ -182,8 +204,11 @@ def release_at(tx: Transaction, settings: CoordinatorSettings, cohorts: list[tup
 
 def record_sum(tx: Transaction, round_id: str, config: RoundConfig) -> None:
     """The cohort's sum was computed: it counts in its period's privacy step."""
+    period, z, p = str(config.base_version), config.noise_multiplier, config.clamp_probability()
     tx.execute("update rounds set period = ?, noise_multiplier = ?, clamp_probability = ? where round_id = ?",
-               [str(config.base_version), config.noise_multiplier, config.clamp_probability(), round_id])
+               [period, z, p, round_id])
+    count_steps(tx, [(device, period, z, p) for (device,) in tx.all(
+        "select device_id from participants where round_id = ? and stage >= 3", [round_id])])
 
 
 def publish_if_due(tx: Transaction, signing_key: Ed25519PrivateKey, settings: CoordinatorSettings, latest: Release,

@@ -70,6 +70,14 @@ SCHEMA = [
         seconds double precision not null, survivors bigint not null, primary key (round_id, stage))""",
     """create table if not exists refusal_counts (
         code text not null, status bigint not null, refusals bigint not null, primary key (code, status))""",
+    # Privacy per device (`periods`), written when a cohort's sum is computed: each period its update was
+    # summed in, and all its steps in one canonical text, so the most any device spent is one grouped read
+    # of a row per device, however many rounds the coordinator has run.
+    """create table if not exists device_steps (
+        device_id text not null, period text not null, noise_multiplier double precision not null,
+        clamp_probability double precision not null, primary key (device_id, period))""",
+    """create table if not exists device_privacy (device_id text primary key, steps text not null)""",
+    """create index if not exists device_privacy_by_steps on device_privacy (steps)""",
 ]
 # Columns added after the first release of the schema: added to an existing database when it is opened.
 ADDED_COLUMNS = [

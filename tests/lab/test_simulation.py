@@ -96,3 +96,18 @@ def test_each_person_is_one_device_whose_privacy_steps_add_up_over_rounds(tmp_pa
     with pytest.raises(ValueError, match="each person once"):
         sim.run_round(zeros, again.release, people=[0] * 10)
     sim.close()
+
+
+def test_a_coordinator_from_before_per_device_privacy_counts_its_earlier_sums_in(tmp_path):
+    from agent.server.coordinator import Coordinator
+
+    sim = federation(tmp_path, 10, 2.0)
+    zeros = [np.zeros(sim.latest().layout.size) for _ in range(10)]
+    first = sim.run_round(zeros, sim.latest())
+    with sim.storage.write() as tx:  # as a database written before the per-device tables existed
+        tx.execute("delete from device_steps")
+        tx.execute("delete from device_privacy")
+    sim.coordinator = Coordinator(sim.storage, sim.signing_key, sim.settings, None)
+    again = sim.run_round(zeros, first.release)
+    assert again.epsilon == pytest.approx(privacy_spent([2.0, 2.0], 1e-4).epsilon, abs=0.01)
+    sim.close()

@@ -126,7 +126,12 @@ def test_full_round_of_20_clients_releases_their_average(tmp_path, db_url):
                 server, "select tablename from pg_tables where schemaname = 'public'")}
         assert tables == {"coordinator_lock", "coordinator_settings", "devices", "request_nonces", "rounds",
                           "participants", "envelopes", "masked_inputs", "revealed_shares", "releases",
-                          "enrolment_tokens", "device_enrolments", "rate_limits", "round_stage_ends", "refusal_counts"}
+                          "enrolment_tokens", "device_enrolments", "rate_limits", "round_stage_ends", "refusal_counts",
+                          "device_steps", "device_privacy"}
+        # Each device's privacy, counted once its update was summed: one step (this round's period) each.
+        steps = query(server, "select device_id, period, noise_multiplier from device_steps")
+        assert len(steps) == 20 and {(period, z) for _, period, z in steps} == {("1", 1.0)}
+        assert query(server, "select count(*), count(distinct steps) from device_privacy") == [(20, 1)]
         # Enrolment codes are kept only as hashes: nothing in the database is the code itself.
         ((stored_hash, devices),) = query(server, "select token_hash, devices from enrolment_tokens")
         assert devices == 20 and server.token.replace("-", "") not in stored_hash.upper()

@@ -89,7 +89,8 @@ class InProcessFederation:
         self.policy = ClientPolicy(min_noise_multiplier=0.0, min_cohort=3, max_clip_norm=max(10.0, clip_norm))
         folder.mkdir(parents=True, exist_ok=True)
         self.storage = SQLiteStorage(folder / "coordinator.sqlite3")
-        self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), self.settings, layout)
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.coordinator = Coordinator(self.storage, self.signing_key, self.settings, layout)
         self.rng = np.random.default_rng(seed)
         self.federation_id = f"{self.rng.integers(1 << 62):016x}"
         self.cohort_size = cohort_size
