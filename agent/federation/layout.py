@@ -138,8 +138,11 @@ class SharedLayout:
         return cls(projection=projection, refs=refs, residual_basis=basis, version=version)
 
     def digest(self) -> str:
-        """sha256 of the layout: clients and coordinator check they mean the same vector."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
+        """sha256 of the layout: clients and coordinator check they mean the same vector. Computed once: the
+        coordinator states it in every /v1/info and round, and a layout does not change."""
+        if "_digest" not in self.__dict__:
+            object.__setattr__(self, "_digest", hashlib.sha256(self.to_bytes()).hexdigest())
+        return self.__dict__["_digest"]
 
     @property
     def item_offset(self) -> int:

@@ -370,8 +370,8 @@ class Coordinator(RoundViews):
         with self.storage.read() as tx:  # most calls find nothing due: decide that without a lock
             latest = self._latest_release(tx)
             cohorts = periods.period_cohorts(tx, latest.version)
-            if not periods.closed(tx, self.settings, cohorts, now) or \
-                    any(state in RUNNING for _, state, _, _ in cohorts):
+            if any(state in RUNNING for _, state, _, _ in cohorts) or \
+                    not periods.closed(tx, self.settings, cohorts, now):  # the second reads the period's sums
                 return None
         with self.storage.write() as tx:
             tx.lock("membership")
