@@ -262,9 +262,11 @@ class Coordinator(RoundViews):
             if tx.one("select 1 from device_steps where device_id = ? and period = ?", [device, str(latest.version)]):
                 release_at = periods.release_at(tx, self.settings, cohorts, now)
                 # No time promised (no period open, or one that waits for more cohorts): a cohort's time, or
-                # the period's, whichever is longer.
+                # the period's, or for a period that waits for more, how long it needs at its pace so far: the
+                # device has nothing to add before the release, and asking again sooner only adds load.
                 unknown = max(self.settings.release_period, expected_end(
-                    "forming", now + self.settings.checkin_window, self.settings.stage_timeout) - now)
+                    "forming", now + self.settings.checkin_window, self.settings.stage_timeout) - now,
+                    periods.summing_pace_wait(tx, cohorts, self._updates_per_release(latest.layout.size), now) or 0.0)
                 raise CoordinatorError(409, "already_in_period", f"this device's update is already summed for the "
                                        f"release after version {latest.version}: one cohort per release period",
                                        retry_after=max(0.0, release_at - now) if release_at else unknown)

@@ -191,6 +191,17 @@ def closed(tx: Transaction, settings: CoordinatorSettings, cohorts: list[tuple[A
     return end is not None and now >= end and not waits_for_more(tx, settings, cohorts)
 
 
+def summing_pace_wait(tx: Transaction, cohorts: list[tuple[Any, ...]], needed: int | None, now: float) -> float | None:
+    """For a period that waits for more cohorts (`waits_for_more`): the seconds until it has `needed` summed
+    updates, at the pace its updates have been summed since it opened. None: nothing summed yet, or no
+    number of updates is enough."""
+    check = period_check(tx, cohorts)
+    if check is None or needed is None or check.summands >= needed:
+        return None
+    opened = min(created for _, _, created, _ in cohorts)
+    return (needed - check.summands) * max(now - opened, 1.0) / check.summands
+
+
 def release_at(tx: Transaction, settings: CoordinatorSettings, cohorts: list[tuple[Any, ...]],
                now: float) -> float | None:
     """When the period's release is expected: once it closed and its last running cohort ended at the latest.

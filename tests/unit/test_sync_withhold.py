@@ -72,11 +72,11 @@ def test_the_rule_is_a_setting_of_the_command_and_on_by_default():
 class Federation:
     """A coordinator in one process and cohorts of `size` clients running the real client stages."""
 
-    def __init__(self, tmp_path, size: int, **settings) -> None:
+    def __init__(self, tmp_path, size: int, clock=time.time, **settings) -> None:
         self.storage = SQLiteStorage(tmp_path / "coordinator.sqlite3")
         self.settings = CoordinatorSettings(min_cohort=size, max_cohort=size, epsilon_budget=1e6,
                                             **{"max_round_epsilon": None, **settings})
-        self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), self.settings, LAYOUT)
+        self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), self.settings, LAYOUT, clock=clock)
         self.size = size
         self.rng = np.random.default_rng(7)
 
@@ -313,3 +313,31 @@ def test_turned_away_devices_are_told_to_come_back_when_there_will_be_room(tmp_p
         coordinator.check_in("next-d")
     assert later.value.code == "round_in_progress" and later.value.retry_after == pytest.approx(4 * 30.0)
     storage.close()
+
+
+def test_a_device_already_summed_in_a_waiting_period_is_told_how_long_the_period_needs_at_its_pace(
+        tmp_path, monkeypatch):
+    # Five at noise multiplier 0.047 would release; a cohort left with four waits in its period for more.
+    now = [10_000.0]
+    federation = Federation(tmp_path, 5, clock=lambda: now[0], noise_multiplier=0.047, stage_timeout=0.5)
+    monkeypatch.setattr(time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))  # the dropout's wait
+    assert federation.coordinator.smallest_releasable_cohort(LAYOUT.size) == 5
+    round_id, status = federation.run(drop_after_share=1)
+    assert status["state"] == "summed" and status["summands"] == 4
+    with federation.storage.read() as tx:
+        ((member,),) = tx.all("select device_id from participants where round_id = ? and stage >= 3 limit 1",
+                              [round_id])
+        ((opened,),) = tx.all("select created_at from rounds where round_id = ?", [round_id])
+
+    def told() -> float:
+        with pytest.raises(CoordinatorError) as refused:
+            federation.coordinator.check_in(member)
+        assert refused.value.code == "already_in_period"
+        return refused.value.retry_after
+
+    # Soon after: a cohort's time (a check-in window and four stages), as before any pace is known.
+    assert told() == pytest.approx(federation.settings.checkin_window + 4 * 0.5)
+    # Four updates summed in 4,000 s: the fifth is expected in another 1,000 s, and the device is told so
+    # rather than to ask again every minute.
+    now[0] = opened + 4000.0
+    assert told() == pytest.approx(1000.0)
