@@ -145,34 +145,33 @@ def period_check(tx: Transaction, cohorts: list[tuple[Any, ...]]) -> NoiseCheck 
     summed = [round_id for round_id, state, _, _ in cohorts if state == "summed"]
     if not summed:
         return None
-    marks = ", ".join("?" * len(summed))
-    counts = tx.all(f"select round_id, summands from rounds where round_id in ({marks})", summed)
-    noise = {round_id: _NOISE[round_id] for round_id, _ in counts if round_id in _NOISE}
-    unknown = [round_id for round_id, _ in counts if round_id not in noise]
-    if unknown:
-        for round_id, config_json in tx.all(f"select round_id, config from rounds where round_id in "
-                                            f"({', '.join('?' * len(unknown))})", unknown):
-            noise[round_id] = _remember_noise(round_id, config_json)
+    known = {round_id: _SUMMED[round_id] for round_id in summed if round_id in _SUMMED}
+    unknown = [round_id for round_id in summed if round_id not in known]
+    for start in range(0, len(unknown), 500):
+        chunk = unknown[start:start + 500]
+        for round_id, count, config_json in tx.all(f"select round_id, summands, config from rounds where round_id "
+                                                   f"in ({', '.join('?' * len(chunk))})", chunk):
+            known[round_id] = _remember_sum(round_id, int(count), config_json)
     summands, variance = 0, 0.0
-    for round_id, count in counts:
-        std, clip_norm, parameters = noise[round_id]
-        summands += int(count)
-        variance += int(count) * std ** 2
+    for round_id in summed:
+        count, std, clip_norm, parameters = known[round_id]
+        summands += count
+        variance += count * std ** 2
     std = math.sqrt(variance) / summands
     return NoiseCheck(expected_gaussian_norm(std, parameters), clip_norm, summands, parameters, std)
 
 
-_NOISE: dict[str, tuple[float, float, int]] = {}
+# round id -> (summands, the noise std each added, C, parameters) of a summed cohort: fixed once it is summed,
+# and asked for at every check-in and status while its period waits (hundreds of cohorts in a large one).
+_SUMMED: dict[str, tuple[int, float, float, int]] = {}
 
 
-def _remember_noise(round_id: str, config_json: str) -> tuple[float, float, int]:
-    """(the noise std each summand added, C, parameters) of a summed cohort: fixed once it formed, and asked for
-    at every check-in and status while its period waits, so remembered."""
-    if len(_NOISE) >= 4096:
-        _NOISE.clear()
+def _remember_sum(round_id: str, summands: int, config_json: str) -> tuple[int, float, float, int]:
+    if len(_SUMMED) >= 65_536:
+        _SUMMED.clear()
     config = RoundConfig(**json.loads(config_json))
-    _NOISE[round_id] = (config.device_noise().std_per_client, config.clip_norm, config.parameters)
-    return _NOISE[round_id]
+    _SUMMED[round_id] = (summands, config.device_noise().std_per_client, config.clip_norm, config.parameters)
+    return _SUMMED[round_id]
 
 
 def waits_for_more(tx: Transaction, settings: CoordinatorSettings, cohorts: list[tuple[Any, ...]]) -> bool:

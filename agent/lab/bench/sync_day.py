@@ -46,6 +46,7 @@ from agent.federation import protocol
 from agent.federation.errors import PolicyViolation
 from agent.federation.signing import verify_release
 from agent.federation.stages import ClientRound
+from agent.lab.people import single_blas_thread
 from agent.server.coordinator import Coordinator, CoordinatorError
 from agent.server.release import smallest_releasable_cohort
 from agent.server.settings import CoordinatorSettings
@@ -147,7 +148,9 @@ def simulate_day(settings: CoordinatorSettings, devices: int = 100_000, hours: f
         coordinator_log.propagate = False
         coordinator_log.addHandler(day.events)
         try:
-            day.run(max_wall_seconds)
+            # Every device's vector work runs in turn here: OpenBLAS's threads cost more than they save on it.
+            with single_blas_thread():
+                day.run(max_wall_seconds)
         finally:
             coordinator_log.removeHandler(day.events)
             coordinator_log.setLevel(saved[0])
