@@ -371,6 +371,9 @@ class Coordinator(RoundViews):
         now = self.clock() if now is None else now
         with self.storage.read() as tx:  # most calls find nothing due: decide that without a lock
             latest = self._latest_release(tx)
+            if tx.one(f"select 1 from rounds where base_version = ? and state in ({_marks(RUNNING)}) limit 1",
+                      [latest.version, *RUNNING]):
+                return None  # a cohort still running (nearly always, in a busy period): the period waits for it
             cohorts = periods.period_cohorts(tx, latest.version)
             if any(state in RUNNING for _, state, _, _ in cohorts) or \
                     not periods.closed(tx, self.settings, cohorts, now):  # the second reads the period's sums

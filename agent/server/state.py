@@ -89,10 +89,12 @@ ADDED_COLUMNS = [
 ]
 # Indexes, created after the added columns exist. A device's rounds are read at every check-in (already in a
 # cohort, already in the period, its privacy spent): without the first, each check-in scans every
-# participant of every round ever; the second serves the count of summed cohorts (`periods.SpentCache`).
+# participant of every round ever; the second serves the count of summed cohorts (`periods.SpentCache`); the
+# third, the cohorts of the current period, read at every check-in, status and upload.
 INDEXES = [
     "create index if not exists participants_by_device on participants (device_id)",
     "create index if not exists rounds_by_period on rounds (period)",
+    "create index if not exists rounds_by_version on rounds (base_version, state)",
 ]
 # Rows of `coordinator_lock`: 1 was the coordinator-wide lock of old; MEMBERSHIP serialises who joins which
 # cohort and the publishing of releases.
@@ -147,10 +149,12 @@ class _Cursor:
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         row = self._connection.execute(self._sql(sql), tuple(params)).fetchone()
-        return None if row is None else tuple(_plain(v) for v in row)
+        return None if row is None else tuple(_plain(v) for v in row) if self._rewrite else row
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return [tuple(_plain(v) for v in row) for row in self._connection.execute(self._sql(sql), tuple(params)).fetchall()]
+        rows = self._connection.execute(self._sql(sql), tuple(params)).fetchall()
+        # sqlite3 already gives tuples of plain values (blobs as bytes): only a driver's rows need converting.
+        return [tuple(_plain(v) for v in row) for row in rows] if self._rewrite else rows
 
 
 def _plain(value: Any) -> Any:
