@@ -374,9 +374,7 @@ class Coordinator(RoundViews):
             if tx.one(f"select 1 from rounds where base_version = ? and state in ({_marks(RUNNING)}) limit 1",
                       [latest.version, *RUNNING]):
                 return None  # a cohort still running (nearly always, in a busy period): the period waits for it
-            cohorts = periods.period_cohorts(tx, latest.version)
-            if any(state in RUNNING for _, state, _, _ in cohorts) or \
-                    not periods.closed(tx, self.settings, cohorts, now):  # the second reads the period's sums
+            if not periods.closed(tx, self.settings, periods.period_cohorts(tx, latest.version), now):
                 return None
         with self.storage.write() as tx:
             tx.lock("membership")
