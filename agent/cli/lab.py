@@ -68,7 +68,7 @@ def bench(ctx: click.Context, as_json: bool, quick: bool, sync_clients: tuple[in
 @click.option("--day", is_flag=True,
               help="Instead: a simulated day of many devices against the real coordinator (time scaled, in one "
                    "process; HTTP and local training left out) at `coordinator serve`'s defaults, or with --setting; "
-                   "writes its section of the report.")
+                   "writes its section of the report. Ctrl-C stops it and reports the hours simulated so far.")
 @click.option("--hours", type=click.FloatRange(min=0.1, max=24), default=24.0, show_default=True,
               help="--day: how much of the day to simulate.")
 @click.option("--from-hour", type=click.FloatRange(0, 23.9), default=0.0, show_default=True,

@@ -107,3 +107,19 @@ def test_part_of_the_day_starts_the_coordinator_at_its_hour():
     assert "| devices; hours simulated; dropout | 1,500; 19:00-21:00; 0.2 |" in day_markdown([run])
     with pytest.raises(ValueError, match="not within one day"):
         simulate_day(settings, devices=10, hours=6.0, layout=LAYOUT, from_hour=20.0)
+
+
+def test_ctrl_c_stops_the_day_and_reports_the_hours_simulated(monkeypatch):
+    from agent.lab.bench import sync_day
+
+    hour = sync_day.DaySimulation.hour
+
+    def interrupted(self, number):
+        hour(self, number)
+        if number == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync_day.DaySimulation, "hour", interrupted)
+    _, run = day(hours=3.0)
+    assert run["stopped_early_at"] == pytest.approx(3600.0, abs=1.0) and run["requests"]["checkin"] > 0
+    assert "| 1,500; 00:00-01:00 (stopped; asked for 00:00-03:00); 0.2 |" in day_markdown([run])

@@ -213,16 +213,20 @@ class DaySimulation:
     def run(self, max_wall_seconds: float | None) -> None:
         started = time.perf_counter()
         self._wall_start = started
-        while self.queue:
-            when, _, kind, what = heapq.heappop(self.queue)
-            self.clock.now = when
-            if kind == "act":
-                self.act(*what)
-            else:
-                getattr(self, kind)(what)
-            if max_wall_seconds is not None and time.perf_counter() - started > max_wall_seconds:
-                self.stopped_early_at = self.clock.now
-                break
+        try:
+            while self.queue:
+                when, _, kind, what = heapq.heappop(self.queue)
+                self.clock.now = when
+                if kind == "act":
+                    self.act(*what)
+                else:
+                    getattr(self, kind)(what)
+                if max_wall_seconds is not None and time.perf_counter() - started > max_wall_seconds:
+                    self.stopped_early_at = self.clock.now
+                    break
+        except KeyboardInterrupt:  # Ctrl-C: a whole day takes hours; report the part simulated (the coordinator
+            self.stopped_early_at = self.clock.now  # rolled back the request it was in)
+            self.log(f"  stopped at {_clock(self.clock.now)}: reporting the hours simulated so far")
         self.wall_seconds = time.perf_counter() - started
         info = self.coordinator.info()
         self.epsilon, self.devices_at_budget = info["epsilon"], info["devices_at_budget"]
@@ -462,9 +466,13 @@ def day_markdown(runs: list[dict[str, Any]]) -> str:
     def row(label: str, cell) -> None:
         lines.append(f"| {label} | " + " | ".join(str(cell(run)) for run in runs) + " |")
 
-    row("devices; hours simulated; dropout", lambda r: (
-        f"{r['devices']:,}; {_clock(r.get('from_hour', 0) * 3600)}-{_clock((r.get('from_hour', 0) + r['hours']) * 3600)}"
-        f"; {r['dropout']:g}"))
+    def simulated(r: dict[str, Any]) -> str:
+        start, end = r.get("from_hour", 0) * 3600, (r.get("from_hour", 0) + r["hours"]) * 3600
+        if r["stopped_early_at"] is None:
+            return f"{_clock(start)}-{_clock(end)}"
+        return f"{_clock(start)}-{_clock(r['stopped_early_at'])} (stopped; asked for {_clock(start)}-{_clock(end)})"
+
+    row("devices; hours simulated; dropout", lambda r: f"{r['devices']:,}; {simulated(r)}; {r['dropout']:g}")
     row("cohort (min-max); check-in window; stage timeout", lambda r: (
         f"{r['settings']['min_cohort']}-{r['settings']['max_cohort']}; {r['settings']['checkin_window']:g} s; "
         f"{r['settings']['stage_timeout']:g} s"))
