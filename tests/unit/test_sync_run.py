@@ -188,9 +188,11 @@ def test_ctrl_c_cancels_the_round_and_exits_cleanly(person, tmp_path):
     try:
         runner = CliRunner()
         join_and_turn_on(runner, server, min_cohort=3)  # cohorts of three
+        # As from a terminal: Ctrl-C's signal handled by default (an ignored SIGINT would be inherited).
         process = subprocess.Popen([sys.executable, "-m", "agent.cli", "sync", "run", "--forever"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONPATH": os.getcwd()})
+                                   env={**os.environ, "PYTHONPATH": os.getcwd()},
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         with sqlite3.connect(server.db_url[len("sqlite:///"):]) as db:  # checked in, alone: it waits for two more
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not db.execute("select 1 from participants").fetchone():
@@ -281,9 +283,11 @@ def test_forever_comes_back_at_the_retry_time_and_takes_part(person, tmp_path):
             while time.monotonic() < deadline and not db.execute(
                     "select 1 from rounds where state = 'advertise'").fetchone():
                 time.sleep(0.05)
+        # As from a terminal: Ctrl-C's signal handled by default (an ignored SIGINT would be inherited).
         process = subprocess.Popen([sys.executable, "-m", "agent.cli", "sync", "run", "--forever"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONPATH": os.getcwd()})
+                                   env={**os.environ, "PYTHONPATH": os.getcwd()},
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             refused = process.stdout.readline()
             refused_at = time.monotonic()
