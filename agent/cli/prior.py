@@ -36,7 +36,10 @@ def prior_build(ratings: Path | None) -> None:
     RATINGS is CSV (a header on line 1) or JSONL (.jsonl), one row per interaction:
       user      required: the person's id in that dataset (never stored)
       item      required: the catalog item as source:external_id (or columns source and id)
-    Every row counts as one interaction; other columns (rating, at) are ignored.
+      at        optional: when it was made (ISO 8601 or unix seconds)
+    Every row counts as one interaction; a rating column is ignored. Each person's
+    order (by `at` when every row has one, else the file's) gives what people went
+    on to like after each item, which steers the feed after your latest likes.
     Rows with items outside your catalog are counted and left out.
     """
     from agent.core.sync.prior import PriorUnavailable

@@ -252,7 +252,8 @@ def test_forked_workers_never_finalize_what_they_inherit(tmp_path):
 
 
 def test_the_foundation_that_scores_a_person_never_saw_their_data():
-    """Cross-fitting: fold f's public signals and release 0 come from the other folds' training interactions, so
+    """Cross-fitting: fold f's public signals, release 0 and what people went on to like come from the other folds'
+    training interactions, so
     changing everything the people of fold f did (here: dropping all their training interactions) changes
     nothing that scores them, while it does change what scores everyone else."""
     from dataclasses import replace
@@ -271,6 +272,10 @@ def test_the_foundation_that_scores_a_person_never_saw_their_data():
     assert np.array_equal(before.fold, after.fold)
     assert np.array_equal(before.catalogs[0].signals, after.catalogs[0].signals)
     assert np.array_equal(before.priors[0], after.priors[0])
+    unchanged = before.catalogs[0].co_liked, after.catalogs[0].co_liked
+    for part in ("indptr", "followers", "weights", "people"):
+        assert np.array_equal(getattr(unchanged[0], part), getattr(unchanged[1], part)), part
     for f in range(1, 5):  # the other folds' foundations did count fold 0's interactions
         assert not np.array_equal(before.catalogs[f].signals, after.catalogs[f].signals)
         assert not np.allclose(before.priors[f], after.priors[f])
+        assert not np.array_equal(before.catalogs[f].co_liked.weights, after.catalogs[f].co_liked.weights)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.cli import cli
 from agent.core.importers.base import ImportFailed
+from agent.core.importers.demo import movielens_ratings
 from agent.core.importers.public_ratings import demo_public_ratings, read_public_ratings
 from agent.core.ranker import Catalog, GlobalAdapter, PersonalAdapter, Scorer, TrainingSettings, fit
 from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS
@@ -233,12 +234,25 @@ def test_a_public_ratings_csv_gives_interactions_and_reports_bad_rows(tmp_path):
     path = write(tmp_path / "ratings.csv", "User,Item,rating,at\nu1,films:1,4,2020-01-01\nu1,films:2,,\n"
                  ",films:3,5,\nu2,,3,\nu2,films:1,junk,whenever\n")
     interactions, problems = read_public_ratings(path)
-    assert interactions == [("u1", "films:1"), ("u1", "films:2"), ("u2", "films:1")]  # rating and at ignored
-    assert [(p.line, p.message) for p in problems] == [(4, "missing user"), (5, problems[1].message)]
+    assert interactions == [("u1", "films:1"), ("u1", "films:2")]  # the rating ignored; file order (u1 has no `at`)
+    assert [(p.line, p.message) for p in problems] == [(4, "missing user"), (5, problems[1].message),
+                                                       (6, problems[2].message)]
     assert problems[1].message.startswith("missing item") and str(problems[0]) == f"{path}:4: missing user"
+    assert problems[2].message.startswith("bad date 'whenever'")
     by_parts = write(tmp_path / "parts.csv", "user,source,id,item\nu1,films,1,\nu2,films,,\nu3,films,2,rss:x\n")
     interactions, problems = read_public_ratings(by_parts)
     assert interactions == [("u1", "films:1"), ("u3", "rss:x")] and [p.line for p in problems] == [3]
+
+
+def test_public_ratings_come_in_the_order_people_made_them_when_every_row_says_when(tmp_path):
+    timed = write(tmp_path / "timed.csv", "user,item,at\nu1,films:3,2021-05-01\nu1,films:1,2020-01-01T10:00:00Z\n"
+                  "u2,films:2,1600000000\nu1,films:2,2020-06-01\n")
+    interactions, problems = read_public_ratings(timed)
+    assert not problems
+    assert interactions == [("u1", "films:1"), ("u1", "films:2"), ("u2", "films:2"), ("u1", "films:3")]
+    # One row without a time: nothing is reordered (the file's order is each person's order).
+    untimed = write(tmp_path / "untimed.csv", "user,item,at\nu1,films:3,2021-05-01\nu1,films:1,\n")
+    assert read_public_ratings(untimed)[0] == [("u1", "films:3"), ("u1", "films:1")]
 
 
 def test_a_public_ratings_jsonl_gives_interactions_and_reports_bad_lines(tmp_path):
@@ -265,7 +279,8 @@ def test_a_missing_public_ratings_file_fails(tmp_path):
 
 def test_the_demos_public_ratings_are_the_movielens_ratings():
     interactions = demo_public_ratings()
-    assert len(interactions) == 100_000 and interactions[0] == ("196", "movielens-100k:242")
+    first = min(movielens_ratings(), key=lambda rating: rating[3])  # in the order they were made
+    assert len(interactions) == 100_000 and interactions[0] == (str(first[0]), f"movielens-100k:{first[1]}")
     assert len({user for user, _ in interactions}) == 943 and len({item for _, item in interactions}) == 1682
 
 

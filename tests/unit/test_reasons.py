@@ -6,6 +6,7 @@ import re
 import numpy as np
 
 from agent.core.ranker import Catalog, GlobalAdapter, PersonalAdapter, Scorer
+from agent.core.ranker.co_liked import build_co_liked
 from agent.core.ranker.explain import Explanation, explain, reason_text
 from agent.core.store import Item
 from agent.core.store.signals import PublicSignals
@@ -13,6 +14,8 @@ from helpers import agent_from_template
 
 BECAUSE = re.compile(r"^because you liked (.+)$")
 CLOSE_TO = re.compile(r"; close to (.+), which you liked$")
+CO_LIKED = re.compile(r"^([\d,]+) (?:people|person) in the public ratings rated this soon after rating (.+?), which you "
+                      r"liked")
 
 
 def _liked_titles(agent) -> set[str]:
@@ -23,9 +26,16 @@ def _liked_titles(agent) -> set[str]:
 
 def _check_reasons(agent, slate) -> None:
     liked = _liked_titles(agent)
+    catalog = agent.catalog()
     for r in slate:
         named = BECAUSE.match(r.reason) or CLOSE_TO.search(r.reason)
-        if named:
+        co_liked = CO_LIKED.match(r.reason)
+        if co_liked:  # the count is the public data's own, for that pair; no "close to" after it
+            assert not CLOSE_TO.search(r.reason), r.reason
+            assert co_liked.group(2) in liked and r.because is not None and r.because.display_title == co_liked.group(2)
+            _, people = catalog.co_liked.pair(catalog.row(r.because.id), catalog.row(r.item.id))
+            assert int(co_liked.group(1).replace(",", "")) == people > 0, r.reason
+        elif named:
             assert named.group(1) in liked, (r.item.display_title, r.reason, liked)
             assert named.group(1) != r.item.display_title, r.reason
             assert r.because is not None and r.because.display_title == named.group(1)
@@ -46,7 +56,9 @@ def test_the_parts_of_a_score_add_up_to_it():
     X = rng.standard_normal((n, d)).astype(np.float32)
     signals = rng.standard_normal((n, 3)).astype(np.float32)
     refs = [f"t:{i}" for i in range(n)]
-    catalog = Catalog(np.arange(n), refs, X, signals)
+    # Public sequences (40 people, 12 items each) for what people went on to like.
+    co_liked = build_co_liked(np.repeat(np.arange(40), 12), np.concatenate([rng.permutation(n)[:12] for _ in range(40)]), n)
+    catalog = Catalog(np.arange(n), refs, X, signals, co_liked)
     personal = PersonalAdapter.fresh(d, 2, seed=1)
     personal.p = rng.standard_normal(d).astype(np.float32)
     personal.B = rng.standard_normal(personal.B.shape).astype(np.float32) * 0.1
@@ -55,10 +67,13 @@ def test_the_parts_of_a_score_add_up_to_it():
                             item_residual={ref: rng.standard_normal(4).astype(np.float32) for ref in refs},
                             W_v=rng.standard_normal((d, 4)).astype(np.float32))
     scorer = Scorer(catalog, adapter)
+    personal = scorer.steer(personal, np.array([3, 7, 11]))
+    assert personal.co_liked is not None and personal.co_liked.values.std() > 0
     query = rng.standard_normal(d).astype(np.float32)
     rows = np.arange(n)
     parts = scorer.parts(personal, rows, query, 3.0)
-    assert set(parts) == {"taste", "query", "liked_widely", "people_like_you", "popularity", "rating", "recency"}
+    assert set(parts) == {"taste", "query", "liked_widely", "people_like_you", "popularity", "rating", "recency",
+                          "co_liked"}
     np.testing.assert_allclose(sum(parts.values()), scorer.scores(personal, query=query, query_weight=3.0), rtol=1e-4,
                                atol=1e-4)
     average = scorer.average_parts(personal, query, 3.0)

@@ -25,6 +25,7 @@ from agent.core.paths import Home
 from agent.core.encoder import Encoder
 from agent.core.ranker import (
     EXPLAINING_LIKES,
+    CO_LIKED_ITEMS,
     RECENT_ITEMS,
     SIGNALS,
     AdapterError,
@@ -221,7 +222,8 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
                 if rows:
                     X = np.stack([vector for _, _, vector in rows]).reshape(len(rows), dim)
                     ids = np.array([r[0] for r in rows], np.int64)
-                    self._catalog = Catalog(ids, [r[1] for r in rows], X, self._public_signals(ids))
+                    refs = [r[1] for r in rows]
+                    self._catalog = Catalog(ids, refs, X, self._public_signals(ids), self._co_liked(refs))
                 else:
                     self._catalog = Catalog.empty(dim)
             return self._catalog
@@ -406,10 +408,11 @@ class Agent(LanguageModelPart, LoraPart, SyncPart, FoundationPart, RefitPart, Un
 
     def _feed_adapter(self, scorer: Scorer) -> PersonalAdapter:
         """The adapter the feed ranks with: steered by the latest likes in the catalog (`recent_likes`, oldest
-        first; `Scorer.steer` takes the last RECENT_ITEMS), then with the hidden traits made neutral, so that a
+        first; `Scorer.steer` takes the last RECENT_ITEMS, and CO_LIKED_ITEMS for what people went on to like), then with the hidden traits made neutral, so that a
         hidden trait cannot come back through what was liked last."""
         history = self._feedback_history()
-        likes = history.latest_likes(RECENT_ITEMS, keep=lambda item: scorer.catalog.row(item) is not None)
+        likes = history.latest_likes(max(RECENT_ITEMS, CO_LIKED_ITEMS),
+                                     keep=lambda item: scorer.catalog.row(item) is not None)
         personal = scorer.steer(self.personal_adapter(), scorer.catalog.rows(likes))
         return self.traits.for_ranking(personal) if self.traits.has_hidden() else personal
 

@@ -17,6 +17,7 @@ from agent.core.atomic import write_bytes_atomic
 
 if TYPE_CHECKING:
     from agent.core.ranker import GlobalAdapter
+    from agent.core.ranker.co_liked import CoLiked
     from agent.federation.prior import Prior
 
 Progress = Callable[[int, int], None]
@@ -36,19 +37,22 @@ class PriorReport:
     seconds: float
     built_at: float
     problems: tuple[str, ...] = ()
+    followed_items: int = 0  # catalog items with something people went on to like after them (agent.core.ranker.co_liked)
 
     def summary(self) -> str:
         return (f"release 0 from {self.source}: {self.interactions:,} public interactions of {self.people:,} people "
                 f"with {self.items:,} of the catalog's {self.catalog_items:,} items"
                 + (f" ({self.outside_catalog:,} more were with items outside the catalog)" if self.outside_catalog else "")
-                + f"; built in {self.seconds:.0f} s")
+                + f"; built in {self.seconds:.0f} s"
+                + (f"; what people went on to like after {self.followed_items:,} of the items, from the same ratings"
+                   if self.followed_items else ""))
 
 
-def _report(header: dict[str, Any], problems: tuple[str, ...] = ()) -> PriorReport:
+def _report(header: dict[str, Any], problems: tuple[str, ...] = (), followed_items: int = 0) -> PriorReport:
     return PriorReport(str(header.get("source", "?")), int(header.get("people", 0)),
                        int(header.get("interactions", 0)), int(header.get("items", 0)),
                        int(header.get("catalog_items", 0)), int(header.get("outside_catalog", 0)),
-                       float(header.get("seconds", 0.0)), float(header.get("built_at", 0.0)), problems)
+                       float(header.get("seconds", 0.0)), float(header.get("built_at", 0.0)), problems, followed_items)
 
 
 class FoundationPart:
@@ -57,7 +61,7 @@ class FoundationPart:
         `ratings`), or a public ratings file (agent.core.importers.public_ratings). It is then what the feed
         ranks with until a federation's release is adopted."""
         from agent.core.importers.public_ratings import demo_public_ratings, read_public_ratings
-        from agent.core.sync.prior import build_release_zero
+        from agent.core.sync.prior import build_release_zero, public_co_liked
 
         problems: tuple[str, ...] = ()
         if ratings is None:
@@ -68,14 +72,35 @@ class FoundationPart:
             problems = tuple(str(problem) for problem in skipped)
         catalog = self.catalog()
         prior = build_release_zero(catalog, interactions, source, progress=progress)
+        co_liked = public_co_liked(catalog, interactions)
         with self._lock:
-            self._install_prior(prior)
-        return _report(prior.header, problems)
+            self._install_prior(prior, co_liked.to_bytes(catalog.refs))
+        return _report(prior.header, problems, co_liked.followed_items)
 
-    def _install_prior(self, prior: "Prior") -> None:
+    def _install_prior(self, prior: "Prior", co_liked: bytes) -> None:
         data = prior.to_bytes()
-        self.store.add_prior(data, hashlib.sha256(data).hexdigest(), str(prior.header.get("source", "")), PRIORS_KEPT)
+        self.store.add_prior(data, hashlib.sha256(data).hexdigest(), str(prior.header.get("source", "")), PRIORS_KEPT,
+                             co_liked=co_liked, co_liked_sha256=hashlib.sha256(co_liked).hexdigest())
+        self._catalog = self._rows = None  # the catalog carries what people went on to like
         self.refresh_global_adapter()
+
+    def _co_liked(self, refs: list[str]) -> "CoLiked | None":
+        """What people went on to like, from the newest stored prior that has it whole; a damaged table is
+        logged and left out (the feed ranks without it)."""
+        from agent.core.ranker.co_liked import CoLiked
+
+        for stored in self.store.priors():
+            data = stored.get("co_liked")
+            if data is None:
+                continue
+            try:
+                if hashlib.sha256(bytes(data)).hexdigest() != stored.get("co_liked_sha256"):
+                    raise ValueError("it does not match its recorded checksum")
+                return CoLiked.from_bytes(bytes(data), refs)
+            except ValueError as error:
+                self.store.log_event("co_liked_rejected", {"version": stored["version"], "error": str(error)})
+            return None
+        return None
 
     def prior(self) -> "Prior | None":
         """The newest stored prior that is whole (its sha256 as recorded) and fits this encoder; one that
@@ -99,7 +124,10 @@ class FoundationPart:
 
     def prior_status(self) -> PriorReport | None:
         prior = self.prior()
-        return None if prior is None else _report(prior.header)
+        if prior is None:
+            return None
+        co_liked = self.catalog().co_liked
+        return _report(prior.header, followed_items=0 if co_liked is None else co_liked.followed_items)
 
     def export_prior(self, path: Path) -> Path:
         """Write the prior in use to `path` (for `ownrec coordinator serve --prior`)."""

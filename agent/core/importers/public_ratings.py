@@ -10,8 +10,11 @@ CSV (UTF-8, a header on line 1) or JSONL (one object per line; by the file's ext
 - `user`: required; any id of the person in that dataset (never shown, never stored).
 - `item`: the catalog item as `source:external_id` (what `ownrec recommend --json` calls `ref`); or
   `id` with `source` (the same two parts); one of them is required.
-- `rating`, `feedback`, `at`: optional and ignored: every row counts as one interaction (implicit
-  feedback), as the demo's MovieLens ratings do.
+- `at`: optional, when the person made it (ISO 8601 or unix seconds). It gives each person's order, from
+  which ownrec learns what people went on to like (agent.core.ranker.co_liked); when a row has none, the
+  file's order is each person's order.
+- `rating`, `feedback`: optional and ignored: every row counts as one interaction (implicit feedback), as
+  the demo's MovieLens ratings do.
 
 A row without a user or an item is reported with its line and skipped.
 """
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.core.importers.base import ImportFailed, ImportProblem, RowError, Understood
+from agent.core.importers.base import ImportFailed, ImportProblem, RowError, Understood, parse_date
 from agent.core.importers.reading import parse_csv as drive_csv
 from agent.core.importers.reading import parse_jsonl as drive_jsonl
 from agent.core.importers.demo import SOURCE as DEMO_SOURCE
@@ -38,7 +41,7 @@ def _field(record: dict[str, Any], name: str) -> str:
     return ""
 
 
-def _interaction(record: dict[str, Any]) -> Interaction:
+def _interaction(record: dict[str, Any]) -> tuple[Interaction, float | None]:
     user = _field(record, "user")
     if not user:
         raise RowError("missing user")
@@ -48,15 +51,16 @@ def _interaction(record: dict[str, Any]) -> Interaction:
         if not (source and external):
             raise RowError("missing item: give `item` as source:external_id, or `source` and `id`")
         item = f"{source}:{external}"
-    return user, item
+    return (user, item), parse_date(_field(record, "at") or None)
 
 
 def read_public_ratings(path: Path) -> tuple[list[Interaction], list[ImportProblem]]:
-    """The file's interactions and the problems of the rows that were skipped."""
+    """The file's interactions, in the order they were made where every row says when (`at`), else in the
+    file's order, and the problems of the rows that were skipped."""
     path = Path(path)
     if not path.is_file():
         raise ImportFailed(f"{path}: no such file")
-    interactions: list[Interaction] = []
+    rows: list[tuple[Interaction, float | None]] = []
     problems: list[ImportProblem] = []
     entries: Iterator[Any]
     if path.suffix.lower() in (".jsonl", ".ndjson"):
@@ -71,10 +75,14 @@ def read_public_ratings(path: Path) -> tuple[list[Interaction], list[ImportProbl
     for entry in entries:
         if isinstance(entry, Understood):
             continue
-        (problems if isinstance(entry, ImportProblem) else interactions).append(entry)
-    return interactions, problems
+        (problems if isinstance(entry, ImportProblem) else rows).append(entry)
+    if rows and all(at is not None for _, at in rows):
+        rows.sort(key=lambda row: row[1])  # stable: ties keep the file's order
+    return [interaction for interaction, _ in rows], problems
 
 
 def demo_public_ratings() -> list[Interaction]:
-    """The public MovieLens-100K ratings as interactions with the demo catalog's films."""
-    return [(str(user), f"{DEMO_SOURCE}:{item}") for user, item, _, _ in movielens_ratings()]
+    """The public MovieLens-100K ratings as interactions with the demo catalog's films, in the order they
+    were made."""
+    ratings = sorted(movielens_ratings(), key=lambda rating: rating[3])
+    return [(str(user), f"{DEMO_SOURCE}:{item}") for user, item, _, _ in ratings]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from agent.core.atomic import write_bytes_atomic
+from agent.core.ranker.co_liked import CoLikedTerm
 
 
 class AdapterError(RuntimeError):
@@ -65,6 +66,9 @@ class PersonalAdapter:
     trained_on: int = 0  # feedback events seen
     # w: the person's own weight on each public item signal (ranker.model.SIGNALS)
     signal_weights: np.ndarray = field(default_factory=default_signal_weights)
+    # What the latest likes add through what people went on to like (`Scorer.steer`): set on the adapter a feed
+    # ranks with, for that moment only; never trained, saved or shared.
+    co_liked: CoLikedTerm | None = None
 
     @classmethod
     def fresh(cls, dim: int, rank: int, model_id: str = "", seed: int = 0) -> "PersonalAdapter":
@@ -90,7 +94,7 @@ class PersonalAdapter:
 
     def copy(self) -> "PersonalAdapter":
         return PersonalAdapter(self.p.copy(), self.A.copy(), self.B.copy(), self.prior.copy(),
-                               self.model_id, self.trained_on, self.signal_weights.copy())
+                               self.model_id, self.trained_on, self.signal_weights.copy(), self.co_liked)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:

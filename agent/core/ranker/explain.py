@@ -12,6 +12,9 @@ average; the reason is the part with the largest lead (`explain`). Only then is 
   itself or an item with its title; when several likes are about as close, the slate spreads its reasons
   over them instead of naming one film on every line. Without likes: their taste sentence, or their taste
   as ownrec reads it (trait edits and dislikes move it too);
+- what people went on to like: "N people in the public ratings rated this soon after rating X, which you liked", X
+  the latest like whose public followers put the item highest, N the people who made that pair (a count in
+  the public data);
 - the item bias, the item residual and the public signals: "widely liked", "liked by people with tastes
   like yours", and the public figures themselves (how many people, the average rating, the year);
 - exploring slots say they are exploring, and whether anything has been liked yet.
@@ -53,6 +56,7 @@ class Explanation:
     # weight on a signal is negative (they like obscure or older films) is served items below it.
     above: bool = True
     taste_too: bool = False  # another part is the reason, and the taste part leads by TASTE_TOO of it as well
+    people: int = 0  # "co_liked": how many people in the public data rated the item soon after `because_row`
 
 
 def _unit(H: np.ndarray) -> np.ndarray:
@@ -85,13 +89,33 @@ def explain(scorer: Scorer, personal: PersonalAdapter, rows: np.ndarray, explori
         if kind in SIGNALS:
             above = bool(scorer.catalog.signals[row, SIGNALS.index(kind)] >= 0.0)  # z-scored: 0 is the average
         taste = lead[k, names.index("taste")]
-        taste_too = kind not in ("taste", "query", "overall") and taste >= TASTE_TOO * lead[k, best] and taste > MIN_LEAD
-        if (kind in ("taste", "query") or taste_too) and similarity is not None:
+        # Not after "co_liked": its like is the one the public data names, not the one closest in taste.
+        taste_too = (kind not in ("taste", "query", "overall", "co_liked") and taste >= TASTE_TOO * lead[k, best]
+                     and taste > MIN_LEAD)
+        people = 0
+        if kind == "co_liked":
+            because, people = _leading_like(scorer, personal, int(row))
+            if because is None:
+                kind = "overall"
+        elif (kind in ("taste", "query") or taste_too) and similarity is not None:
             because = _closest_like(scorer, int(row), liked_rows, similarity[k], named)
             if because is not None:
                 named[because] += 1
-        out.append(Explanation(kind, because, above, taste_too and because is not None))
+        out.append(Explanation(kind, because, above, taste_too and because is not None, people))
     return out
+
+
+def _leading_like(scorer: Scorer, personal: PersonalAdapter, row: int) -> tuple[int | None, int]:
+    """The latest like whose public followers add the most to `row`'s score, and how many people made the pair."""
+    term, co_liked = personal.co_liked, scorer.catalog.co_liked
+    if term is None or co_liked is None:
+        return None, 0
+    best, best_share, best_people = None, 0.0, 0
+    for like, share in zip(term.latest.tolist(), term.mix.tolist()):
+        weight, people = co_liked.pair(like, row)
+        if weight * share > best_share and like != row:
+            best, best_share, best_people = int(like), weight * share, people
+    return best, best_people
 
 
 def _closest_like(scorer: Scorer, row: int, liked_rows: np.ndarray, similarity: np.ndarray,
@@ -141,6 +165,9 @@ def _main_reason(explanation: Explanation, item: Item, because: Item | None, *, 
         return f"{'well rated' if above else 'rated below average'}: {signals.avg_rating:.1f} of 5{count}"
     if kind == "recency" and signals.published is not None:
         return f"{'recent' if above else 'older'}: from {item.year or _date(signals.published)}"
+    if kind == "co_liked" and because is not None:
+        who = "1 person" if explanation.people == 1 else f"{_count(explanation.people)} people"
+        return f"{who} in the public ratings rated this soon after rating {because.display_title}, which you liked"
     if kind == "liked_widely":
         return "widely liked by others"
     if kind == "people_like_you":

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.core.ranker.adapters import GlobalAdapter, PersonalAdapter
+from agent.core.ranker.co_liked import CO_LIKED_WEIGHT, CoLiked
 
 # How the latest likes steer the feed (`Scorer.steer`): chosen on MovieLens-100K's validation items only,
 # never the test items (EVALUATION.md, "The latest likes", has the sweep and its figures).
@@ -34,6 +35,9 @@ RECENT_DECAY = 0.6
 
 # The public item signals, in the order of `Catalog.signals` and `PersonalAdapter.signal_weights`.
 SIGNALS = ("popularity", "rating", "recency")
+# The most rows whose scores' spread scales what people went on to like (`Scorer.steer`): a fixed sample keeps
+# a feed's cost flat in the catalog's size.
+SPREAD_SAMPLE = 4096
 # A public average rating counts as this many ratings of the catalog's mean before its own (a film rated
 # 5 stars by two people is not better known than one rated 4.2 by two hundred).
 RATING_SHRINKAGE = 10.0
@@ -67,13 +71,15 @@ def signal_features(popularity: np.ndarray, avg_rating: np.ndarray, published: n
 
 @dataclass
 class Catalog:
-    """The encoded catalog: item ids, their refs, their (normalised) text embeddings and their public
-    signals (`signal_features`; zeros where the catalog has none)."""
+    """The encoded catalog: item ids, their refs, their (normalised) text embeddings, their public
+    signals (`signal_features`; zeros where the catalog has none) and, where public interactions were read,
+    what people went on to like after each item (`co_liked`)."""
 
     ids: np.ndarray  # (n,) int64 local item ids
     refs: list[str]  # (n,) `source:external_id`, the key the federation knows items by
     X: np.ndarray  # (n, d) float32
     signals: np.ndarray = field(default=None)  # (n, len(SIGNALS)) float32
+    co_liked: CoLiked | None = None
 
     def __post_init__(self) -> None:
         if self.signals is None:
@@ -112,6 +118,10 @@ class Catalog:
             centred = self.X - self.X.mean(axis=0)
             self._covariance = (centred.T @ centred / max(len(self) - 1, 1)).astype(np.float32)
         return self._covariance
+
+    def spread_rows(self) -> np.ndarray:
+        """At most SPREAD_SAMPLE rows spread evenly over the catalog (all of a smaller one)."""
+        return np.unique(np.linspace(0, len(self) - 1, min(len(self), SPREAD_SAMPLE)).astype(np.int64))
 
     @property
     def has_signals(self) -> bool:
@@ -152,15 +162,24 @@ class Scorer:
     def steer(self, personal: PersonalAdapter, recent_rows: np.ndarray | None) -> PersonalAdapter:
         """The adapter the feed ranks with: p replaced by u = p + RECENT_WEIGHT * sum_j w_j h_j over the
         last RECENT_ITEMS of `recent_rows` (catalog rows of the person's liked items, oldest first), w_j
-        proportional to RECENT_DECAY ** (how many likes came after j) and summing to 1; the adapter
-        itself without them."""
+        proportional to RECENT_DECAY ** (how many likes came after j) and summing to 1; and, where the
+        catalog knows what people went on to like (`co_liked`), that term for the last CO_LIKED_ITEMS of
+        them, scaled to CO_LIKED_WEIGHT of the spread of the steered scores. The adapter itself without them."""
         if recent_rows is None or len(recent_rows) == 0:
             return personal
-        latest = np.asarray(recent_rows, np.int64)[-RECENT_ITEMS:]
+        recent = np.asarray(recent_rows, np.int64)
+        latest = recent[-RECENT_ITEMS:]
         weights = RECENT_DECAY ** np.arange(len(latest) - 1, -1, -1, dtype=np.float64)
         context = (weights / weights.sum()) @ self.item_vectors(personal, latest)
         steered = personal.copy()
         steered.p = (personal.p + RECENT_WEIGHT * context).astype(np.float32)
+        steered.co_liked = None
+        if self.catalog.co_liked is not None:
+            term = self.catalog.co_liked.term(recent)
+            spread = float(term.values.std())
+            own = float(self.scores(steered, self.catalog.spread_rows()).std()) if spread > 0 else 0.0
+            if own > 0:
+                steered.co_liked = term.scaled(CO_LIKED_WEIGHT * own / spread)
         return steered
 
     def scores(self, personal: PersonalAdapter, rows: np.ndarray | None = None,
@@ -177,6 +196,8 @@ class Scorer:
         if self.residual is not None:
             R = self.residual if rows is None else self.residual[rows]
             s += R @ (self.global_adapter.W_v.T @ personal.p)
+        if personal.co_liked is not None:
+            s += personal.co_liked.values if rows is None else personal.co_liked.values[rows]
         return s
 
     def parts(self, personal: PersonalAdapter, rows: np.ndarray, query: np.ndarray | None = None,
@@ -193,6 +214,8 @@ class Scorer:
                                   if self.residual is not None else np.zeros(len(rows), np.float32))
         for j, name in enumerate(SIGNALS):
             out[name] = self.catalog.signals[rows, j] * personal.signal_weights[j]
+        out["co_liked"] = (personal.co_liked.values[rows] if personal.co_liked is not None
+                           else np.zeros(len(rows), np.float32))
         return out
 
     def average_parts(self, personal: PersonalAdapter, query: np.ndarray | None = None,
@@ -214,6 +237,7 @@ class Scorer:
         out["people_like_you"] = 0.0 if residual is None else float(residual @ (self.global_adapter.W_v.T @ personal.p))
         for j, name in enumerate(SIGNALS):
             out[name] = float(signals[j] * personal.signal_weights[j])
+        out["co_liked"] = 0.0 if personal.co_liked is None or len(self.catalog) == 0 else float(personal.co_liked.values.mean())
         return out
 
     def item_vectors(self, personal: PersonalAdapter, rows: np.ndarray) -> np.ndarray:

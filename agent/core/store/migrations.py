@@ -220,6 +220,14 @@ def m008_sync_ledger_settlement(db: sqlite_utils.Database) -> None:
     db.execute("update sync_ledger set settled_at = at where state != 'pending'")
 
 
+@migration
+def m009_prior_co_liked(db: sqlite_utils.Database) -> None:
+    # What people went on to like after each item (agent.core.ranker.co_liked), built with release 0 from the
+    # same public interactions and kept beside it, with its own sha256. NULL in a prior built before it.
+    db["priors"].add_column("co_liked", bytes)
+    db["priors"].add_column("co_liked_sha256", str)
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied. Each runs in its own
     transaction together with its record, so a crash leaves the schema at a known version."""

@@ -402,19 +402,23 @@ class Store:
         return {row[0]: PublicSignals(*row[1:]) for row in rows}
 
     @_locked
-    def add_prior(self, body: bytes, sha256: str, source: str, keep: int) -> int:
-        """Store a new public prior; keep the `keep` newest. Returns its version."""
+    def add_prior(self, body: bytes, sha256: str, source: str, keep: int, co_liked: bytes | None = None,
+                  co_liked_sha256: str | None = None) -> int:
+        """Store a new public prior (and what people went on to like, built from the same data); keep the
+        `keep` newest. Returns its version."""
         with self.db.atomic():
             row = self.db.execute("select max(version) from priors").fetchone()
             version = (row[0] or 0) + 1
             self.db["priors"].insert({"version": version, "created_at": time.time(), "source": source,
-                                      "sha256": sha256, "body": body})
+                                      "sha256": sha256, "body": body, "co_liked": co_liked,
+                                      "co_liked_sha256": co_liked_sha256})
             self.db.execute("delete from priors where version <= ?", [version - keep])
         return version
 
     @_locked
     def priors(self) -> list[dict[str, Any]]:
-        """The stored public priors, newest first: version, created_at, source, sha256, body."""
+        """The stored public priors, newest first: version, created_at, source, sha256, body, co_liked,
+        co_liked_sha256 (None in a prior built before it existed)."""
         return list(self.db["priors"].rows_where(order_by="version desc"))
 
     @_locked

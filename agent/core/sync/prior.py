@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS
+from agent.core.ranker.co_liked import CoLiked, build_co_liked
 from agent.core.ranker.model import Catalog
 from agent.core.ranker.prior import PriorSettings, PublicInteractions, build_prior
 from agent.core.sync.parameters import flatten
@@ -62,3 +63,20 @@ def build_release_zero(catalog: Catalog, interactions: Iterable[tuple[object, st
               "epochs": settings.epochs, "seconds": round(time.perf_counter() - started, 1),
               "built_at": time.time(), "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS)}
     return Prior(layout, flatten(layout, adapter), header)
+
+
+def public_co_liked(catalog: Catalog, interactions: Iterable[tuple[object, str]]) -> CoLiked:
+    """What people went on to like after each catalog item (agent.core.ranker.co_liked), from the same
+    (person, item ref) interactions as release 0, in the order they were made; items outside the catalog
+    are left out."""
+    people: dict[object, int] = {}
+    person, row = [], []
+    seen = set()
+    for key, ref in interactions:
+        r = catalog.row_of_ref(ref)
+        if r is None or (key, r) in seen:
+            continue
+        seen.add((key, r))
+        person.append(people.setdefault(key, len(people)))
+        row.append(r)
+    return build_co_liked(np.array(person, np.int64), np.array(row, np.int64), len(catalog))

@@ -422,12 +422,14 @@ class Traits:
     # -- what ranking and training see ---------------------------------------------------------
 
     def for_ranking(self, personal: PersonalAdapter) -> PersonalAdapter:
-        """The adapter ranking uses: hidden traits' components removed from p_u."""
+        """The adapter ranking uses: hidden traits' components removed from p_u, and without what people went on
+        to like after the latest likes (those likes' followers would bring a hidden trait back)."""
         hidden = self._indices("hidden")
         if not hidden:
             return personal
         ranked = personal.copy()
         ranked.p = self.space(personal).without(personal.p, hidden)
+        ranked.co_liked = None
         return ranked
 
     def hold_directions(self, personal: PersonalAdapter) -> np.ndarray | None:

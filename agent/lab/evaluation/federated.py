@@ -51,6 +51,7 @@ import numpy as np
 from agent.lab.protocol.baselines import QUICK_BPR, BPRConfig, popularity_scores, train_bpr
 from agent.lab.protocol.metrics import Evaluation, Metrics, evaluate, evaluate_split
 from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS, PersonalAdapter
+from agent.core.ranker import co_liked
 from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.core.ranker.prior import PriorSettings
 from agent.core.sync.adoption import Candidate, InUse, compose, noise_check, starting_point
@@ -481,6 +482,8 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                          "adoption": list(settings.adoption), "only": list(settings.only),
                          "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT,
                          "recent_decay": RECENT_DECAY, "folds": FOLDS,
+                         "co_liked": {"items": co_liked.CO_LIKED_ITEMS, "weight": co_liked.CO_LIKED_WEIGHT,
+                                      "window": co_liked.WINDOW, "neighbours": co_liked.NEIGHBOURS},
                          "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS),
                          "prior": asdict(PriorSettings(epochs=settings.prior_epochs)),
                          "accounting": accounting_comparison(settings.epsilons, settings.rounds)},

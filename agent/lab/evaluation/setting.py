@@ -29,6 +29,7 @@ from agent.lab.protocol.metrics import Evaluation, evaluate_split, held_out_rank
 from agent.lab.protocol.movielens import SPLITS, MovieLens, Protocol, leave_one_out, load_movielens
 from agent.lab.people import worker_pool
 from agent.core.ranker.adapters import DEFAULT_SIGNAL_WEIGHTS, PersonalAdapter
+from agent.core.ranker.co_liked import build_co_liked
 from agent.core.ranker.model import Catalog, Scorer, signal_features
 from agent.core.ranker.prior import PriorSettings, PublicInteractions, build_prior
 from agent.core.ranker.training import TrainingSettings, fit
@@ -204,7 +205,7 @@ def cross_fit(setting: Setting, folds: int, prior: bool, log: Log,
               prior_settings: PriorSettings = PriorSettings()) -> Foundation:
     """The public foundation, cross-fitted over people: every user row of the protocol (all of them, not
     only those taking part) falls in one of `folds` folds; the public signals (number of ratings, mean
-    rating) and, with `prior`, release 0 that score a person in fold f come from the training interactions
+    rating) and, with `prior`, release 0 and what people went on to like that score a person in fold f come from the training interactions
     of the people in the other folds only. No one's held-out items, and nothing of their own, enter what
     they are scored with. Release years come from the item file, which is public catalog data."""
     protocol, n = setting.protocol, len(setting.catalog)
@@ -217,8 +218,11 @@ def cross_fit(setting: Setting, folds: int, prior: bool, log: Log,
         items, stars = protocol.train_item[public], protocol.train_rating[public]
         count = np.bincount(items, minlength=n).astype(np.float64)
         mean = np.where(count > 0, np.bincount(items, stars, minlength=n) / np.maximum(count, 1), np.nan)
+        # What people went on to like, from the same people's training interactions in time order (the
+        # protocol keeps them by user, then time), as the device builds it with release 0.
+        co_liked = build_co_liked(protocol.train_user[public], items, n) if prior else None
         catalog = Catalog(setting.catalog.ids, setting.catalog.refs, setting.catalog.X,
-                          signal_features(count, mean, years))
+                          signal_features(count, mean, years), co_liked)
         catalogs.append(catalog)
         if prior:
             started = time.perf_counter()
