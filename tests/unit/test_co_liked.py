@@ -108,14 +108,14 @@ def test_the_feed_follows_what_people_went_on_to_like_and_says_so_truly(encoder,
     assert feed[0].item.external_id == "mys-5"
     said = 0
     for entry in feed:  # each such reason names a like and the public data's own count for the pair
-        match = re.match(r"^(\d+) people in the public ratings rated this soon after rating (.+), which you liked$",
+        match = re.match(r"^people who rated (.+) \(you liked it\) rated this soon after: (\d+) in the public ratings$",
                          entry.reason)
         if match:
             said += 1
             assert entry.because is not None and entry.because.external_id == "sci-0"
-            assert match.group(2) == entry.because.display_title
+            assert match.group(1) == entry.because.display_title
             pair = table.pair(first, agent.catalog().row(entry.item.id))
-            assert int(match.group(1)) == pair[1] > 0
+            assert int(match.group(2)) == pair[1] > 0
     assert said >= 1
 
     # A damaged table is refused and logged; the feed ranks without it and says nothing of it.
@@ -125,5 +125,5 @@ def test_the_feed_follows_what_people_went_on_to_like_and_says_so_truly(encoder,
     agent.config.set("feed.exploration", 0.0)
     assert agent.catalog().co_liked is None
     assert any(e["kind"] == "co_liked_rejected" for e in agent.store.events())
-    assert all("public ratings rated this" not in r.reason for r in agent.recommend(20))
+    assert all("in the public ratings" not in r.reason for r in agent.recommend(20))
     agent.close()

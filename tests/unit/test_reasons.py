@@ -14,8 +14,7 @@ from helpers import agent_from_template
 
 BECAUSE = re.compile(r"^because you liked (.+)$")
 CLOSE_TO = re.compile(r"; close to (.+), which you liked$")
-CO_LIKED = re.compile(r"^([\d,]+) (?:people|person) in the public ratings rated this soon after rating (.+?), which you "
-                      r"liked")
+CO_LIKED = re.compile(r"^people who rated (.+) \(you liked it\) rated this soon after: ([\d,]+) in the public ratings$")
 
 
 def _liked_titles(agent) -> set[str]:
@@ -32,9 +31,9 @@ def _check_reasons(agent, slate) -> None:
         co_liked = CO_LIKED.match(r.reason)
         if co_liked:  # the count is the public data's own, for that pair; no "close to" after it
             assert not CLOSE_TO.search(r.reason), r.reason
-            assert co_liked.group(2) in liked and r.because is not None and r.because.display_title == co_liked.group(2)
+            assert co_liked.group(1) in liked and r.because is not None and r.because.display_title == co_liked.group(1)
             _, people = catalog.co_liked.pair(catalog.row(r.because.id), catalog.row(r.item.id))
-            assert int(co_liked.group(1).replace(",", "")) == people > 0, r.reason
+            assert int(co_liked.group(2).replace(",", "")) == people > 0, r.reason
         elif named:
             assert named.group(1) in liked, (r.item.display_title, r.reason, liked)
             assert named.group(1) != r.item.display_title, r.reason

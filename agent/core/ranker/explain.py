@@ -12,7 +12,8 @@ average; the reason is the part with the largest lead (`explain`). Only then is 
   itself or an item with its title; when several likes are about as close, the slate spreads its reasons
   over them instead of naming one film on every line. Without likes: their taste sentence, or their taste
   as ownrec reads it (trait edits and dislikes move it too);
-- what people went on to like: "N people in the public ratings rated this soon after rating X, which you liked", X
+- what people went on to like: "people who rated X (you liked it) rated this soon after: N in the public
+  ratings", X
   the latest like whose public followers put the item highest, N the people who made that pair (a count in
   the public data);
 - the item bias, the item residual and the public signals: "widely liked", "liked by people with tastes
@@ -166,8 +167,8 @@ def _main_reason(explanation: Explanation, item: Item, because: Item | None, *, 
     if kind == "recency" and signals.published is not None:
         return f"{'recent' if above else 'older'}: from {item.year or _date(signals.published)}"
     if kind == "co_liked" and because is not None:
-        who = "1 person" if explanation.people == 1 else f"{_count(explanation.people)} people"
-        return f"{who} in the public ratings rated this soon after rating {because.display_title}, which you liked"
+        return (f"people who rated {because.display_title} (you liked it) rated this soon after: "
+                f"{_count(explanation.people)} in the public ratings")
     if kind == "liked_widely":
         return "widely liked by others"
     if kind == "people_like_you":
