@@ -118,6 +118,14 @@ def test_the_feed_follows_what_people_went_on_to_like_and_says_so_truly(encoder,
             assert int(match.group(2)) == pair[1] > 0
     assert said >= 1
 
+    # A hidden trait: the feed ranks without what people went on to like (it would bring the trait back).
+    agent.traits.hide("Dark")
+    hidden = agent._feed_adapter(agent.scorer())
+    assert hidden.co_liked is None
+    assert all("in the public ratings" not in r.reason for r in agent.recommend(20))
+    agent.traits.show("Dark")
+    assert agent._feed_adapter(agent.scorer()).co_liked is not None
+
     # A damaged table is refused and logged; the feed ranks without it and says nothing of it.
     agent.store.db.execute("update priors set co_liked = ?", [b"damaged"])
     agent.close()
