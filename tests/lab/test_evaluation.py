@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.lab.people import worker_pool
+from agent.core.ranker.co_liked import CO_LIKED_ITEMS, CO_LIKED_WEIGHT, NEIGHBOURS, WINDOW
 from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.federation.accounting import privacy_spent
 from agent.lab.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
@@ -155,10 +156,13 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
                 fed["test_by_context"]["none"]["ndcg10_sampled"]}) == 3
     assert (report["settings"]["recent_items"], report["settings"]["recent_weight"],
             report["settings"]["recent_decay"]) == (RECENT_ITEMS, RECENT_WEIGHT, RECENT_DECAY)
+    assert report["settings"]["co_liked"] == {"items": CO_LIKED_ITEMS, "weight": CO_LIKED_WEIGHT, "window": WINDOW,
+                                              "neighbours": NEIGHBOURS}
     text = output.read_text()
     assert "<!-- eval:begin -->" in text and "measured outside ownrec" in text
     assert "| model | latest likes (as above) | training items only | none |" in text
     assert "- Sync off (the default): text only" in text and "cross-fitted" in text
+    assert "what people went on to like after each item" in text
     assert "- DP at epsilon 4 for each of 1,200 people (8x the 150 here" in text
     assert "| epsilon | exact (GDP) | RDP | noise saved |" in text
     plot = tmp_path / "docs" / "evaluation" / "privacy-utility.png"
