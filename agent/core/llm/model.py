@@ -376,6 +376,10 @@ class LLM:
             stats = GenerationStats()
             self.last_stats = stats
             started = time.perf_counter()
+            # From an empty context: a prompt evaluated whole gives the same logits every time, while one that
+            # matches the cached context re-evaluates only its last token, whose logits differ in the last
+            # bits and can tip a sampled token (the same question would then get another reply).
+            self.llama.reset()
             chunks = self.llama.create_chat_completion(
                 messages=messages, stream=True, max_tokens=max_tokens, temperature=temperature,
                 repeat_penalty=repeat_penalty, seed=self.seed if seed is None else seed)
