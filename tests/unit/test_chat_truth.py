@@ -112,7 +112,11 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
     claims = Claims(genres_of={i.id: i.metadata["genres"] for i in shortlist}, catalog_genres=VOCABULARY.genres,
                     asked_genres=[], person=person, index=index,
                     instructions="You are ownrec, a recommender on the person's own computer.",
-                    years_of={i.id: i.year for i in shortlist}, request="something from 1977")
+                    years_of={i.id: i.year for i in shortlist}, request="something from 1977",
+                    # Each item's public count and average, and its reason's figures (the feed's, in the prompt).
+                    figures_of={1: ["popular with 120 people", "3.9"], 2: ["239", "4.1"],
+                                3: ["people who rated Heat (you liked it) rated this soon after: 43 in the public ratings",
+                                    "583", "4.4"]})
     return Grounder(shortlist, index, claims=claims, context=[5])  # the prompt showed Casablanca as a like
 
 
@@ -139,6 +143,12 @@ def _grounder(shortlist_ids=(1, 2, 3)) -> Grounder:
     ("Heat came out in 1995.", True),
     ("Heat came out in 1987.", False),  # that is Withnail and I's year
     ("Star Wars is from 1977, as you asked.", True),
+    ("Heat (1995) is popular with 239 people.", True),
+    ("Withnail and I (1987) is popular with 239 people.", False),  # Heat's count, not its own
+    ("Star Wars (1977): 43 in the public ratings rated it soon after Heat.", True),
+    ("Star Wars (1977) is well rated: 4.4 of 5.", True),
+    ("Heat (1995) is well rated: 4.4 of 5.", False),  # Star Wars' average
+    ("Heat (1995) is rated by 1,200 people.", False),
 ])
 def test_claims_are_checked_sentence_by_sentence(sentence, kept):
     grounding = _grounder().ground(sentence)

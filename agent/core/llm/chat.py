@@ -366,7 +366,8 @@ class ReplyStream:
                         catalog_genres=vocabulary.genres, asked_genres=[*self.filters.genres, *self.filters.exclude_genres],
                         person=context.person(), index=index, instructions=SYSTEM_PROMPT,
                         years_of={r.item.id: r.item.year for r in self.items}, request=self.request,
-                        asked_years=(self.filters.year_min, self.filters.year_max))
+                        asked_years=(self.filters.year_min, self.filters.year_max),
+                        figures_of={r.item.id: _public_figures(r) for r in self.items})
         self.grounder = Grounder(self.items, index, vocabulary=words, context=because, claims=claims)
         self.stats["prompt_seconds"] = round(time.perf_counter() - mark, 3)
         self.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
@@ -491,3 +492,15 @@ def ask(text: str, context: ChatContext, conversation_id: int | None = None, siz
         reply.close()  # stopped by an error in on_chunk (or ctrl+c): what was shown stays, interrupted
     assert reply.answer is not None
     return reply.answer
+
+
+def _public_figures(recommendation) -> list[str]:
+    """What a reply may say in numbers about an item: its public count and average rating (as shown, one
+    decimal), and the figures of its reason."""
+    signals = recommendation.item.signals
+    figures = [recommendation.reason]
+    if signals.popularity is not None:
+        figures.append(str(int(round(signals.popularity))))
+    if signals.avg_rating is not None:
+        figures.append(f"{signals.avg_rating:.1f}")
+    return figures

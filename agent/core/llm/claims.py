@@ -11,6 +11,9 @@ that claims something the person's data contradicts, or that cannot be checked, 
   the person leans to, and a hidden trait is never mentioned;
 - years: a year said outside a title's parentheses must be a named item's (or, naming none, a shortlist
   item's) or one the request asked for;
+- public figures: "N people", "N in the public ratings" or "X of 5" must be a figure of an item the sentence
+  names (or, naming none, of a shortlist item): its number of public ratings, its average, or a figure of its
+  reason ("Psycho ... popular with 239 people" said of The Frighteners goes);
 - an echo of the instructions ("You are ownrec, a recommender ...") is not a reply.
 """
 
@@ -30,8 +33,15 @@ _LIKED_WORDS = {"liked", "loved", "enjoyed", "favourite", "favorite", "favourite
 _DISLIKED_WORDS = {"disliked", "hated"}
 _NUMBER = re.compile(r"(?<![\d.])(?:0?\.\d+|[01]\.\d+)(?![\d.])")
 _BARE_YEAR = re.compile(r"(?<![\d'’])((?:1[89]|20)\d\d)(?!s|\d)")
+_FIGURE_CLAIM = re.compile(r"(\d[\d,]*)\s+(?:people|persons|viewers|readers|raters|ratings|in the public ratings)\b"
+                           r"|(\d\.\d+)\s*(?:of|out of|/)\s*5\b", re.IGNORECASE)
+_FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?")
 ECHO_WORDS = 5  # a run of this many words from the instructions is an echo
 OBJECT_REACH = 3  # words between a history verb and the title it claims ("you liked the film X")
+
+
+def _figure(text: str) -> float:
+    return round(float(text.replace(",", "")), 1)
 
 
 def _words(text: str) -> list[str]:
@@ -62,7 +72,7 @@ class Claims:
     def __init__(self, *, genres_of: dict[int, Sequence[str]], catalog_genres: Iterable[str],
                  asked_genres: Iterable[str], person: PersonFacts, index: TitleIndex, instructions: str = "",
                  years_of: dict[int, int | None] | None = None, asked_years: tuple[int | None, int | None] = (None, None),
-                 request: str = "") -> None:
+                 request: str = "", figures_of: dict[int, Iterable[str]] | None = None) -> None:
         history, liked_genres = person.history, person.liked_genres
         traits, hidden_traits = person.traits, person.hidden_traits
         self.genres_of = {item: {g.lower() for g in genres} for item, genres in genres_of.items()}
@@ -85,6 +95,10 @@ class Claims:
         self.years_of = years_of  # None: years are not checked
         self.asked_years = asked_years
         self.request_years = {int(y) for y in _BARE_YEAR.findall(request)}
+        # Per shortlist item, the figures it may be given: its public count and average, its reason's numbers.
+        self.figures_of = None if figures_of is None else {
+            item: {_figure(f) for text in texts for f in _FIGURE.findall(text)} for item, texts in figures_of.items()}
+        self.request_figures = {_figure(f) for f in _FIGURE.findall(request)}  # "a film for 2 people"
         words = _words(instructions)
         self.echoes = {" ".join(words[k : k + ECHO_WORDS]) for k in range(len(words) - ECHO_WORDS + 1)}
 
@@ -95,7 +109,17 @@ class Claims:
         if any(" ".join(words[k : k + ECHO_WORDS]) in self.echoes for k in range(len(words) - ECHO_WORDS + 1)):
             return "echoes the instructions"
         return (self._traits(folded, sentence.lower()) or self._history(sentence) or self._genres(folded, mentioned)
-                or self._years(sentence, mentioned))
+                or self._years(sentence, mentioned) or self._figures(sentence, mentioned))
+
+    def _figures(self, sentence: str, mentioned: Sequence[int]) -> str | None:
+        if self.figures_of is None:
+            return None
+        items = mentioned or list(self.figures_of)
+        allowed = set().union(*(self.figures_of.get(item, set()) for item in items)) | self.request_figures
+        for claim in _FIGURE_CLAIM.finditer(sentence):
+            if _figure(claim.group(1) or claim.group(2)) not in allowed:
+                return "gives a public figure that is not the item's"
+        return None
 
     def _years(self, sentence: str, mentioned: Sequence[int]) -> str | None:
         """A year said outside a title's parentheses ("the film was released in 1957") must be the year of an item
