@@ -99,7 +99,6 @@ class FoundationPart:
                 return CoLiked.from_bytes(bytes(data), refs)
             except ValueError as error:
                 self.store.log_event("co_liked_rejected", {"version": stored["version"], "error": str(error)})
-            return None
         return None
 
     def prior(self) -> "Prior | None":

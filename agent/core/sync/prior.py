@@ -39,15 +39,7 @@ def build_release_zero(catalog: Catalog, interactions: Iterable[tuple[object, st
                        settings: PriorSettings = PriorSettings(), progress: Progress | None = None) -> Prior:
     """A prior for `catalog` from (person, item ref) interactions: every interaction is a positive,
     as in implicit-feedback training. Interactions with items outside the catalog are left out."""
-    pairs = []
-    outside = 0
-    for person, ref in interactions:
-        row = catalog.row_of_ref(ref)
-        if row is None:
-            outside += 1
-        else:
-            pairs.append((person, row))
-    public = PublicInteractions.from_pairs(pairs)
+    public, outside = catalog_interactions(catalog, interactions)
     if public.people < MIN_PEOPLE:
         raise PriorUnavailable(f"{source}: {public.people} people interacted with items of this catalog; a prior "
                                f"needs at least {MIN_PEOPLE}")
@@ -65,18 +57,23 @@ def build_release_zero(catalog: Catalog, interactions: Iterable[tuple[object, st
     return Prior(layout, flatten(layout, adapter), header)
 
 
+
+def catalog_interactions(catalog: Catalog, interactions: Iterable[tuple[object, str]]) -> tuple[PublicInteractions, int]:
+    """(person, item ref) interactions as `PublicInteractions` over the catalog's rows, in their order, and how
+    many were with items outside the catalog (left out)."""
+    pairs = []
+    outside = 0
+    for person, ref in interactions:
+        row = catalog.row_of_ref(ref)
+        if row is None:
+            outside += 1
+        else:
+            pairs.append((person, row))
+    return PublicInteractions.from_pairs(pairs), outside
+
+
 def public_co_liked(catalog: Catalog, interactions: Iterable[tuple[object, str]]) -> CoLiked:
     """What people went on to like after each catalog item (agent.core.ranker.co_liked), from the same
-    (person, item ref) interactions as release 0, in the order they were made; items outside the catalog
-    are left out."""
-    people: dict[object, int] = {}
-    person, row = [], []
-    seen = set()
-    for key, ref in interactions:
-        r = catalog.row_of_ref(ref)
-        if r is None or (key, r) in seen:
-            continue
-        seen.add((key, r))
-        person.append(people.setdefault(key, len(people)))
-        row.append(r)
-    return build_co_liked(np.array(person, np.int64), np.array(row, np.int64), len(catalog))
+    (person, item ref) interactions as release 0, in the order they were made."""
+    public, _ = catalog_interactions(catalog, interactions)
+    return build_co_liked(public.person, public.row, len(catalog))
