@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.core import model_prep, paths
-from agent.core.encoder import Encoder, EncoderUnavailable, verify_prepared
+from agent.core.encoder import Encoder
 
 
 LAB = Path(__file__).resolve().parent / "lab"
@@ -29,11 +29,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def prepared_models_dir(tmp_path_factory) -> Path:
     for candidate in (os.environ.get("OWNREC_MODELS"), str(paths.models_dir())):
         if candidate:
-            try:
-                verify_prepared(Path(candidate) / "encoder")
-                return Path(candidate)
-            except EncoderUnavailable:
-                pass  # tests never write into a user's models directory
+            if model_prep.is_current(Path(candidate) / "encoder"):
+                return Path(candidate)  # else built below: tests never write into a user's models directory
     models_dir = tmp_path_factory.mktemp("models")
     model_prep.prepare_encoder(models_dir, log=lambda msg: None)
     return models_dir

@@ -39,13 +39,16 @@ def check_versions() -> Check:
 
 
 def check_encoder() -> Check:
-    from agent.core.encoder import EncoderUnavailable, verify_prepared
+    from agent.core.encoder import QUANTIZATION, EncoderUnavailable, verify_prepared
 
     folder = paths.models_dir() / "encoder"
     try:
         manifest = verify_prepared(folder)
     except EncoderUnavailable as error:
         return Check("encoder", False, str(error), "ownrec models prepare")
+    if manifest.get("quantization") != QUANTIZATION:
+        return Check("encoder", False, f"{manifest['name']} in {folder} is quantized as an older ownrec did "
+                     f"({manifest.get('quantization')}; now {QUANTIZATION})", "ownrec models prepare")
     return Check("encoder", True, f"{manifest['name']} ({manifest['quantization']}) in {folder}")
 
 

@@ -22,6 +22,10 @@ ENCODER_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 MAX_SEQ_LENGTH = 256
 MODEL_FORMAT = "int8-onnx"
+# 7-bit weights (`reduce_range` in model_prep): a pair of u8 x s8 products then cannot overflow the 16-bit
+# intermediate that x86 CPUs without VNNI sum into, so they compute the same integers as CPUs with it, and the
+# same vectors (with 8-bit weights an AVX2-only laptop and an AVX-512 VNNI one disagree: a feed differs by machine).
+QUANTIZATION = "dynamic int8, per-channel, 7-bit weights"
 
 # Layout of the prepared encoder inside the models dir (shared with model_prep).
 ENCODER_SUBDIR = "encoder"

