@@ -4,6 +4,7 @@ starts from it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -366,6 +367,26 @@ def test_the_agent_builds_uses_exports_and_guards_its_prior(encoder, tmp_path):
     with pytest.raises(FileNotFoundError):
         agent.export_prior(tmp_path / "none.bin")
     assert len(agent.recommend(5)) == 5
+    agent.close()
+
+
+def test_prior_status_says_when_the_prior_was_learned_on_another_encoders_vectors(encoder, tmp_path):
+    agent = onboarded_agent(encoder, catalog())
+    agent.build_prior(_public_ratings_file(tmp_path / "ratings.csv"))
+    prior = agent.prior()
+    assert prior.header["encoder"] == encoder.model_id
+    status = agent.prior_status()
+    assert not status.other_encoder and "text encoder" not in status.summary()
+
+    for header in ({**prior.header, "encoder": "all-MiniLM-L6-v2-int8-onnx-0123456789ab"},
+                   {k: v for k, v in prior.header.items() if k != "encoder"}):  # built before it was recorded
+        older = Prior(prior.layout, prior.vector, header).to_bytes()
+        agent.store.add_prior(older, hashlib.sha256(older).hexdigest(), "ratings.csv", 2)
+        agent.refresh_global_adapter()
+        status = agent.prior_status()
+        assert status.other_encoder and agent.prior().header == header
+        assert "learned on another version of the text encoder's vectors: `ownrec prior build`" in status.summary()
+        assert len(agent.recommend(5)) == 5  # still ranked with, until it is learned again
     agent.close()
 
 

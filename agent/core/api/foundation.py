@@ -38,6 +38,7 @@ class PriorReport:
     built_at: float
     problems: tuple[str, ...] = ()
     followed_items: int = 0  # catalog items with something people went on to like after them (agent.core.ranker.co_liked)
+    other_encoder: bool = False  # learned on vectors of another text encoder than the one in use
 
     def summary(self) -> str:
         return (f"release 0 from {self.source}: {self.interactions:,} public interactions of {self.people:,} people "
@@ -45,14 +46,19 @@ class PriorReport:
                 + (f" ({self.outside_catalog:,} more were with items outside the catalog)" if self.outside_catalog else "")
                 + f"; built in {self.seconds:.0f} s"
                 + (f"; what people went on to like after {self.followed_items:,} of the items, from the same ratings"
-                   if self.followed_items else ""))
+                   if self.followed_items else "")
+                + ("; it was learned on another version of the text encoder's vectors: `ownrec prior build` (with "
+                   "the same public ratings file, if it came from one) learns it again on the current ones"
+                   if self.other_encoder else ""))
 
 
-def _report(header: dict[str, Any], problems: tuple[str, ...] = (), followed_items: int = 0) -> PriorReport:
+def _report(header: dict[str, Any], encoder: str, problems: tuple[str, ...] = (), followed_items: int = 0) -> PriorReport:
+    # A prior without the key was built before the encoder was recorded: on an earlier encoder's vectors.
     return PriorReport(str(header.get("source", "?")), int(header.get("people", 0)),
                        int(header.get("interactions", 0)), int(header.get("items", 0)),
                        int(header.get("catalog_items", 0)), int(header.get("outside_catalog", 0)),
-                       float(header.get("seconds", 0.0)), float(header.get("built_at", 0.0)), problems, followed_items)
+                       float(header.get("seconds", 0.0)), float(header.get("built_at", 0.0)), problems, followed_items,
+                       other_encoder=header.get("encoder") != encoder)
 
 
 class FoundationPart:
@@ -71,11 +77,11 @@ class FoundationPart:
             source = Path(ratings).name
             problems = tuple(str(problem) for problem in skipped)
         catalog = self.catalog()
-        prior = build_release_zero(catalog, interactions, source, progress=progress)
+        prior = build_release_zero(catalog, interactions, source, progress=progress, encoder=self.encoder.model_id)
         co_liked = public_co_liked(catalog, interactions)
         with self._lock:
             self._install_prior(prior, co_liked.to_bytes(catalog.refs))
-        return _report(prior.header, problems, co_liked.followed_items)
+        return _report(prior.header, self.encoder.model_id, problems, co_liked.followed_items)
 
     def _install_prior(self, prior: "Prior", co_liked: bytes) -> None:
         data = prior.to_bytes()
@@ -126,7 +132,8 @@ class FoundationPart:
         if prior is None:
             return None
         co_liked = self.catalog().co_liked
-        return _report(prior.header, followed_items=0 if co_liked is None else co_liked.followed_items)
+        return _report(prior.header, self.encoder.model_id,
+                       followed_items=0 if co_liked is None else co_liked.followed_items)
 
     def export_prior(self, path: Path) -> Path:
         """Write the prior in use to `path` (for `ownrec coordinator serve --prior`)."""

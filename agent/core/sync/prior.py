@@ -36,9 +36,11 @@ class PriorUnavailable(ValueError):
 
 
 def build_release_zero(catalog: Catalog, interactions: Iterable[tuple[object, str]], source: str,
-                       settings: PriorSettings = PriorSettings(), progress: Progress | None = None) -> Prior:
+                       settings: PriorSettings = PriorSettings(), progress: Progress | None = None,
+                       encoder: str = "") -> Prior:
     """A prior for `catalog` from (person, item ref) interactions: every interaction is a positive,
-    as in implicit-feedback training. Interactions with items outside the catalog are left out."""
+    as in implicit-feedback training. Interactions with items outside the catalog are left out. `encoder`, the
+    id of the text encoder that made the catalog's vectors, is recorded in the header."""
     public, outside = catalog_interactions(catalog, interactions)
     if public.people < MIN_PEOPLE:
         raise PriorUnavailable(f"{source}: {public.people} people interacted with items of this catalog; a prior "
@@ -53,7 +55,7 @@ def build_release_zero(catalog: Catalog, interactions: Iterable[tuple[object, st
     header = {"source": source, "people": public.people, "interactions": int(len(public.person)),
               "items": int(len(covered)), "catalog_items": len(catalog), "outside_catalog": outside,
               "epochs": settings.epochs, "seconds": round(time.perf_counter() - started, 1),
-              "built_at": time.time(), "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS)}
+              "built_at": time.time(), "signal_weights": list(DEFAULT_SIGNAL_WEIGHTS), "encoder": encoder}
     return Prior(layout, flatten(layout, adapter), header)
 
 
