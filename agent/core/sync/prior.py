@@ -59,7 +59,6 @@ def build_release_zero(catalog: Catalog, interactions: Iterable[tuple[object, st
     return Prior(layout, flatten(layout, adapter), header)
 
 
-
 def catalog_interactions(catalog: Catalog, interactions: Iterable[tuple[object, str]]) -> tuple[PublicInteractions, int]:
     """(person, item ref) interactions as `PublicInteractions` over the catalog's rows, in their order, and how
     many were with items outside the catalog (left out)."""
