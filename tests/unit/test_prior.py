@@ -390,6 +390,38 @@ def test_prior_status_says_when_the_prior_was_learned_on_another_encoders_vector
     agent.close()
 
 
+def test_the_demo_prior_is_learned_again_after_the_encoder_changed_and_a_persons_own_is_left_alone(
+        encoder, tmp_path, monkeypatch):
+    from agent.core.importers import public_ratings
+
+    ratings = _public_ratings_file(tmp_path / "ratings.csv")
+    public, _ = read_public_ratings(ratings)
+    monkeypatch.setattr(public_ratings, "demo_public_ratings", lambda: public)  # the test catalog's "demo"
+    agent = onboarded_agent(encoder, catalog())
+    assert agent.ensure_demo_prior() and agent.prior().header["source"] == "the public MovieLens-100K ratings"
+    assert not agent.ensure_demo_prior() and len(agent.store.priors()) == 1  # current: nothing to learn
+
+    prior = agent.prior()
+    for header in ({**prior.header, "encoder": "all-MiniLM-L6-v2-int8-onnx-0123456789ab"},
+                   {k: v for k, v in prior.header.items() if k != "encoder"}):
+        older = Prior(prior.layout, prior.vector, header).to_bytes()
+        agent.store.add_prior(older, hashlib.sha256(older).hexdigest(), header["source"], 2)
+        agent.refresh_global_adapter()
+        assert agent.prior_status().other_encoder
+        assert agent.ensure_demo_prior()
+        assert agent.prior().header["encoder"] == encoder.model_id and not agent.prior_status().other_encoder
+
+    # One the person learned from their own file is theirs to learn again: it stays, and status says so.
+    agent.build_prior(ratings)
+    own = agent.prior()
+    stale = Prior(own.layout, own.vector, {**own.header, "encoder": "an-older-encoder"}).to_bytes()
+    agent.store.add_prior(stale, hashlib.sha256(stale).hexdigest(), "ratings.csv", 2)
+    agent.refresh_global_adapter()
+    assert not agent.ensure_demo_prior()
+    assert agent.prior().header["source"] == "ratings.csv" and agent.prior_status().other_encoder
+    agent.close()
+
+
 def _pinned_coordinator(folder, agent, initial=None, layout=None):
     """A coordinator in `folder` the agent has pinned and agreed to sync with (no connection is made)."""
     folder.mkdir()

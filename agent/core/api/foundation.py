@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 PRIORS_KEPT = 2
+DEMO_PRIOR_SOURCE = "the public MovieLens-100K ratings"
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class FoundationPart:
 
         problems: tuple[str, ...] = ()
         if ratings is None:
-            interactions, source = demo_public_ratings(), "the public MovieLens-100K ratings"
+            interactions, source = demo_public_ratings(), DEMO_PRIOR_SOURCE
         else:
             interactions, skipped = read_public_ratings(Path(ratings))
             source = Path(ratings).name
@@ -82,6 +83,18 @@ class FoundationPart:
         with self._lock:
             self._install_prior(prior, co_liked.to_bytes(catalog.refs))
         return _report(prior.header, self.encoder.model_id, problems, co_liked.followed_items)
+
+    def ensure_demo_prior(self, progress: Progress | None = None) -> bool:
+        """Learn release 0 from the demo's public ratings when there is no prior, or when the one in use is the
+        demo's learned on another encoder's vectors (the encoder was rebuilt): its item rows would be read
+        against vectors they were not learned on. A prior from the person's own public ratings file is left
+        alone: only they can point at that file again (`prior status` says so). True when it learned one."""
+        prior = self.prior()
+        if prior is not None and (prior.header.get("source") != DEMO_PRIOR_SOURCE
+                                  or prior.header.get("encoder") == self.encoder.model_id):
+            return False
+        self.build_prior(progress=progress)
+        return True
 
     def _install_prior(self, prior: "Prior", co_liked: bytes) -> None:
         data = prior.to_bytes()

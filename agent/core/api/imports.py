@@ -35,7 +35,8 @@ class ImportPart:
         return report
 
     def import_demo(self, progress: Progress | None = None, prior_progress: Progress | None = None):
-        """The demo catalog, encoded, and (the first time) release 0 learned from its public ratings."""
+        """The demo catalog, encoded, and release 0 learned from its public ratings (the first time, and again
+        after the encoder changed: `ensure_demo_prior`)."""
         from agent.core.importers import import_demo
 
         with self._lock:
@@ -43,8 +44,7 @@ class ImportPart:
             self._catalog = self._scorer = None
             unfinished = UnfinishedImports(self.store).entries()
         self.ensure_embeddings(progress)
-        if self.prior() is None:
-            self.build_prior(progress=prior_progress)
+        self.ensure_demo_prior(prior_progress)
         self._finish(unfinished, progress)
         return report
 
