@@ -65,8 +65,9 @@ def coordinator() -> None:
                    "carry (norm C): such a release would move every member's shared adapter by noise alone. The "
                    "reason is logged and sent to the round's clients.")
 @click.option("--shrink-noise/--no-shrink-noise", "shrink_noise", default=True, show_default=True,
-              help="Shrink a noised average towards zero, B_g, the item part and each item's row apart, as far as "
-                   "its known noise says it carries no signal (post-processing: no privacy cost).")
+              help="Shrink a noised average towards zero as far as its known noise says it carries no signal: "
+                   "B_g, and when serving from a public prior (--prior) also the item part and each item's row "
+                   "apart (post-processing: no privacy cost).")
 @click.option("--max-round-epsilon", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="The device floor to make room for: devices may add enough noise of their own that a round costs "
                    "them at most this epsilon even if every other member were fake; the noise figures (what is "

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.federation.accounting import device_noise
 from agent.federation.clipping import DistributedNoise, NoiseCheck
 from agent.federation.neighbourhood import plan_neighbourhood
-from agent.federation.shrinkage import release_step
+from agent.federation.shrinkage import release_step, shrinks_item_blocks
 from agent.federation.signing import Release, sign_release
 from agent.server.settings import CoordinatorSettings
 
@@ -26,8 +26,13 @@ def build_release(signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
     `cohort.RoundConfig`s, in round id order): `average` is their combined unmasked, dequantized average over
     their `summands` survivors in all, `check` its noise against the signal, `spent` the privacy accounting
     with this period included (`periods`)."""
+    # Release 1 says whether the federation started from a public prior; later ones carry it on. One built
+    # before they did keeps the shrinkage it had then (every block).
+    from_prior = bool(latest.metadata.get("prior", True))
+    item_blocks = shrinks_item_blocks(settings.shrink_noise, from_prior)
     vector = latest.vector + release_step(average, latest.layout, check.std, server_rate=settings.server_learning_rate,
-                                          item_rate=settings.item_learning_rate, shrink=settings.shrink_noise)
+                                          item_rate=settings.item_learning_rate, shrink=settings.shrink_noise,
+                                          item_blocks=item_blocks)
     first = configs[0]
     return sign_release(signing_key, latest.version + 1, {
         # `round_id` is the period's first cohort (a release without one is the starting point); `round_ids`
@@ -47,6 +52,7 @@ def build_release(signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
         "device_noise_std": max(c.device_noise().std_per_client for c in configs),
         # with these, anyone holding the cohorts' sums can check the release: base + shrinkage.release_step(average)
         "server_learning_rate": settings.server_learning_rate, "shrink_noise": settings.shrink_noise,
+        "shrink_items": item_blocks, "prior": from_prior,
         "item_learning_rate": settings.item_learning_rate, "noise_std": check.std}, latest.layout, vector)
 
 

@@ -27,9 +27,9 @@ class CoordinatorSettings:
     # Publish no average whose Gaussian noise is expected to be larger than C, the most an average of
     # clipped updates can carry: such a release moves every device's global adapter by noise alone.
     withhold_noisy: bool = True
-    # Shrink each part of a noised average (B_g, all item rows together, each item's row) against the round's
-    # known noise before applying it (`shrinkage.shrink_blocks`): rows that carry mostly noise are not
-    # published as signal.
+    # Shrink each part of a noised average (B_g; when the federation refines a public prior, all item rows
+    # together and each item's row too) against the round's known noise before applying it
+    # (`shrinkage.shrink_blocks`): what carries mostly noise is not published as signal.
     shrink_noise: bool = True
     # The device-side privacy floor this coordinator makes room for (`accounting.device_noise`): a device may
     # add enough noise of its own that its epsilon for a round stays within this even if every other member

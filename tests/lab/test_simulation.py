@@ -13,11 +13,12 @@ from agent.lab.evaluation.simulation import InProcessFederation
 
 
 def federation(tmp_path, cohort: int, noise_multiplier: float, clip_norm: float = 1.0,
-               item_learning_rate: float = 1.0, shrink_noise: bool = True) -> InProcessFederation:
+               item_learning_rate: float = 1.0, shrink_noise: bool = True, from_prior: bool = False
+               ) -> InProcessFederation:
     layout = SharedLayout.create(64, 8, [f"test:{i}" for i in range(200)], np.random.default_rng(0))
     return InProcessFederation(tmp_path / "coordinator", layout, cohort, clip_norm=clip_norm,
                                noise_multiplier=noise_multiplier, item_learning_rate=item_learning_rate,
-                               shrink_noise=shrink_noise, seed=1)
+                               shrink_noise=shrink_noise, from_prior=from_prior, seed=1)
 
 
 def test_without_noise_the_release_is_the_average_of_the_clipped_deltas(tmp_path):
@@ -66,13 +67,20 @@ def test_with_noise_the_release_carries_the_distributed_noise(tmp_path):
     sim.close()
 
 
-def test_as_deployed_a_release_of_pure_noise_is_shrunk_to_about_nothing(tmp_path):
-    sim = federation(tmp_path, 10, 2.0)
+@pytest.mark.parametrize("from_prior", [False, True])
+def test_as_deployed_a_release_of_pure_noise_is_shrunk_to_about_nothing_where_it_refines_release_0(tmp_path,
+                                                                                                    from_prior):
+    sim = federation(tmp_path, 10, 2.0, from_prior=from_prior)
     base = sim.latest()
-    result = sim.run_round([np.zeros(base.layout.size) for _ in range(10)], base)
+    assert base.metadata["prior"] is from_prior
+    moved = sim.run_round([np.zeros(base.layout.size) for _ in range(10)], base).release.vector - base.vector
     expected = 2.0 / np.sqrt(plan_neighbourhood(10).min_survivors) * np.sqrt(10) / 10
-    assert float(np.std(result.release.vector - base.vector)) < 0.1 * expected
-    assert result.release.metadata["shrink_noise"] is True
+    items = base.layout.item_offset
+    assert float(np.std(moved[:items])) < 0.1 * expected  # B_g: always
+    # The item rows: from release 0, too; from zero they are left for the rounds to add up (`shrinkage`).
+    assert bool(np.std(moved[items:]) < 0.1 * expected) is from_prior
+    if not from_prior:
+        assert float(np.std(moved[items:])) == pytest.approx(expected, rel=0.35)
     sim.close()
 
 

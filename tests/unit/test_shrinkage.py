@@ -82,11 +82,24 @@ def test_a_wrong_length_is_refused():
         shrink_blocks(np.zeros(LAYOUT.size - 1), LAYOUT, 0.1)
 
 
-def test_the_release_is_the_base_plus_the_shrunk_average_of_the_rounds_sum(tmp_path):
-    from test_sync_withhold import Federation
+def test_without_item_blocks_only_b_g_is_shrunk():
+    rng = np.random.default_rng(4)
+    noisy = rng.normal(0, 0.1, LAYOUT.size)
+    shrunk = shrink_blocks(noisy, LAYOUT, 0.1, item_blocks=False)
+    assert np.array_equal(shrunk.vector[LAYOUT.item_offset:], noisy[LAYOUT.item_offset:])
+    assert shrunk.adapter_factor < 0.1  # B_g: noise alone
+    assert np.allclose(shrunk.vector[:LAYOUT.item_offset], shrunk.adapter_factor * noisy[:LAYOUT.item_offset])
+    assert (shrunk.items_factor, shrunk.mean_item_factor, shrunk.items_kept) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("from_prior", [False, True])
+def test_the_release_is_the_base_plus_the_shrunk_average_of_the_rounds_sum(tmp_path, from_prior):
+    from test_sync_withhold import LAYOUT as SERVED, Federation
 
     # A release period of an hour: the cohort's sum waits for its release, which is then published early.
-    federation = Federation(tmp_path, 3, noise_multiplier=0.02, release_period=3600.0)
+    # From a public prior the item rows are shrunk too; from zero only B_g (`shrinkage`'s docstring).
+    initial = np.random.default_rng(5).normal(0, 0.1, SERVED.size) if from_prior else None
+    federation = Federation(tmp_path, 3, initial=initial, noise_multiplier=0.02, release_period=3600.0)
     try:
         base = federation.base()
         _, status = federation.run()
@@ -103,8 +116,11 @@ def test_the_release_is_the_base_plus_the_shrunk_average_of_the_rounds_sum(tmp_p
         average = dequantize_sum(total, config.quantization(), summands) / summands
         meta = release.metadata
         assert meta["shrink_noise"] is True and meta["noise_std"] > 0
-        expected = shrink_blocks(average, release.layout, meta["noise_std"]).vector
+        assert meta["prior"] is from_prior and meta["shrink_items"] is from_prior
+        expected = shrink_blocks(average, release.layout, meta["noise_std"], item_blocks=from_prior).vector
         assert np.allclose(release.vector - base.vector, expected, atol=1e-5)
-        assert not np.allclose(expected, average, atol=1e-5)  # the shrinkage did something
+        items = release.layout.item_offset
+        assert not np.allclose(expected[:items], average[:items], atol=1e-5)  # B_g was shrunk
+        assert np.allclose(expected[items:], average[items:], atol=1e-5) is not from_prior
     finally:
         federation.storage.close()

@@ -72,11 +72,12 @@ def test_the_rule_is_a_setting_of_the_command_and_on_by_default():
 class Federation:
     """A coordinator in one process and cohorts of `size` clients running the real client stages."""
 
-    def __init__(self, tmp_path, size: int, clock=time.time, **settings) -> None:
+    def __init__(self, tmp_path, size: int, clock=time.time, initial=None, **settings) -> None:
         self.storage = SQLiteStorage(tmp_path / "coordinator.sqlite3")
         self.settings = CoordinatorSettings(min_cohort=size, max_cohort=size, epsilon_budget=1e6,
                                             **{"max_round_epsilon": None, **settings})
-        self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), self.settings, LAYOUT, clock=clock)
+        self.coordinator = Coordinator(self.storage, Ed25519PrivateKey.generate(), self.settings, LAYOUT, initial,
+                                       clock=clock)
         self.size = size
         self.rng = np.random.default_rng(7)
 

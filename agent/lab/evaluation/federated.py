@@ -306,7 +306,7 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
     federation = InProcessFederation(folder, layout, setting.size, clip_norm=CLIP_NORM,
                                      noise_multiplier=plan.noise_multiplier / plan.scale, target_delta=TARGET_DELTA,
                                      item_learning_rate=plan.item_rate, shrink_noise=plan.shrink,
-                                     seed=setting.seed)
+                                     from_prior=plan.foundation == "prior", seed=setting.seed)
     try:
         release = federation.latest()
         personal = setting.personal

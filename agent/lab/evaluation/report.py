@@ -132,8 +132,9 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         + "). DP rows add the distributed "
         "Gaussian noise whose multiplier gives each user the stated epsilon over the rounds (exact Gaussian accountant, "
         f"delta {s['target_delta']:g}; every user joins every round, no sampling amplification claimed). "
-        + ("The coordinator shrinks each noised average against its known noise before applying it (B_g, all item "
-           "rows together, each item's row: positive-part James-Stein; post-processing). "
+        + ("The coordinator shrinks each noised average against its known noise before applying it (B_g; from "
+           "release 0 also all item rows together and each item's row: positive-part James-Stein; "
+           "post-processing). "
            if s.get("shrink_noise") else "")
         + ("After each round each person refits their personal adapter under the new global part exactly as sync "
            "off fits it (on-device, no noise). " if not s['finetune_epochs'] else

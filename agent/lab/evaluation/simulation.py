@@ -74,7 +74,12 @@ class InProcessFederation:
 
     def __init__(self, folder: Path, layout: SharedLayout, cohort_size: int, *, clip_norm: float,
                  noise_multiplier: float, target_delta: float = 1e-4, server_learning_rate: float = 1.0,
-                 item_learning_rate: float = 1.0, shrink_noise: bool = True, seed: int = 0) -> None:
+                 item_learning_rate: float = 1.0, shrink_noise: bool = True, from_prior: bool = False,
+                 seed: int = 0) -> None:
+        """`from_prior`: the federation refines release 0. The experiments keep the federation's vector as
+        the change from each person's foundation (release 0 is cross-fitted, so it differs between people),
+        so release 1 is zeros either way; it says whether that is release 0, as a deployed coordinator's
+        does (`coordinator serve --prior`), which decides how the coordinator shrinks (`shrinkage`)."""
         self.settings = CoordinatorSettings(
             min_cohort=cohort_size, max_cohort=cohort_size, checkin_window=3600.0, stage_timeout=3600.0,
             clip_norm=clip_norm, noise_multiplier=noise_multiplier, target_delta=target_delta,
@@ -90,7 +95,8 @@ class InProcessFederation:
         folder.mkdir(parents=True, exist_ok=True)
         self.storage = SQLiteStorage(folder / "coordinator.sqlite3")
         self.signing_key = Ed25519PrivateKey.generate()
-        self.coordinator = Coordinator(self.storage, self.signing_key, self.settings, layout)
+        self.coordinator = Coordinator(self.storage, self.signing_key, self.settings, layout,
+                                       layout.zeros() if from_prior else None)
         self.rng = np.random.default_rng(seed)
         self.federation_id = f"{self.rng.integers(1 << 62):016x}"
         self.cohort_size = cohort_size
