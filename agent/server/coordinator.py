@@ -57,7 +57,7 @@ from agent.server.cohort import ACTIVE, FINISHED, RUNNING, STAGE_OF_STATE, STATE
 from agent.server.cohort import unmask_cohort
 from agent.server.pacing import RefusalPace
 from agent.server.views import RoundViews, _marks
-from agent.server.release import smallest_releasable_cohort
+from agent.server.release import shrinks_items, smallest_releasable_cohort
 from agent.server.settings import CoordinatorSettings
 from agent.server.state import Storage, Transaction
 
@@ -162,7 +162,8 @@ class Coordinator(RoundViews):
                 # even a device that has spent nothing could not take part: one round costs more than the budget
                 "no_round_fits_budget": self._spent.of([step], self.settings.target_delta).epsilon >
                 self.settings.epsilon_budget,
-                "shrink_noise": self.settings.shrink_noise}
+                # the item rows too, only when the federation refines a public prior (`shrinkage`)
+                "shrink_noise": self.settings.shrink_noise, "shrink_items": shrinks_items(self.settings, release)}
 
     def smallest_releasable_cohort(self, parameters: int, limit: int = 10**7) -> int | None:
         """The fewest clients (at least min_cohort) whose completed round is not withheld (`release`)."""

@@ -19,6 +19,18 @@ from agent.federation.signing import Release, sign_release
 from agent.server.settings import CoordinatorSettings
 
 
+def refines_prior(latest: Release) -> bool:
+    """Whether the federation `latest` belongs to started from a public prior: release 1 says so, and every
+    release after it carries that on. A release built before they did counts as refining one, so that its
+    federation keeps the shrinkage it had then (every block)."""
+    return bool(latest.metadata.get("prior", True))
+
+
+def shrinks_items(settings: CoordinatorSettings, latest: Release) -> bool:
+    """Whether the release after `latest` shrinks the item rows too (`shrinkage.shrinks_item_blocks`)."""
+    return shrinks_item_blocks(settings.shrink_noise, refines_prior(latest))
+
+
 def build_release(signing_key: Ed25519PrivateKey, settings: CoordinatorSettings, latest: Release,
                   configs: list[Any], average: np.ndarray, summands: int, check: NoiseCheck, spent: Any,
                   now: float) -> bytes:
@@ -26,10 +38,7 @@ def build_release(signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
     `cohort.RoundConfig`s, in round id order): `average` is their combined unmasked, dequantized average over
     their `summands` survivors in all, `check` its noise against the signal, `spent` the privacy accounting
     with this period included (`periods`)."""
-    # Release 1 says whether the federation started from a public prior; later ones carry it on. One built
-    # before they did keeps the shrinkage it had then (every block).
-    from_prior = bool(latest.metadata.get("prior", True))
-    item_blocks = shrinks_item_blocks(settings.shrink_noise, from_prior)
+    item_blocks = shrinks_items(settings, latest)
     vector = latest.vector + release_step(average, latest.layout, check.std, server_rate=settings.server_learning_rate,
                                           item_rate=settings.item_learning_rate, shrink=settings.shrink_noise,
                                           item_blocks=item_blocks)
@@ -52,7 +61,7 @@ def build_release(signing_key: Ed25519PrivateKey, settings: CoordinatorSettings,
         "device_noise_std": max(c.device_noise().std_per_client for c in configs),
         # with these, anyone holding the cohorts' sums can check the release: base + shrinkage.release_step(average)
         "server_learning_rate": settings.server_learning_rate, "shrink_noise": settings.shrink_noise,
-        "shrink_items": item_blocks, "prior": from_prior,
+        "shrink_items": item_blocks, "prior": refines_prior(latest),
         "item_learning_rate": settings.item_learning_rate, "noise_std": check.std}, latest.layout, vector)
 
 

@@ -72,7 +72,7 @@ def test_as_deployed_a_release_of_pure_noise_is_shrunk_to_about_nothing_where_it
                                                                                                     from_prior):
     sim = federation(tmp_path, 10, 2.0, from_prior=from_prior)
     base = sim.latest()
-    assert base.metadata["prior"] is from_prior
+    assert base.metadata["prior"] is from_prior and sim.coordinator.info()["shrink_items"] is from_prior
     moved = sim.run_round([np.zeros(base.layout.size) for _ in range(10)], base).release.vector - base.vector
     expected = 2.0 / np.sqrt(plan_neighbourhood(10).min_survivors) * np.sqrt(10) / 10
     items = base.layout.item_offset
