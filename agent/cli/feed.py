@@ -49,7 +49,8 @@ def import_(path: Path | None, format_: str | None, scale: str | None, demo: boo
     agent = open_agent()
     if demo:
         report = agent.import_demo(progress=report_progress("encoding"),
-                                   prior_progress=report_progress("learning release 0 from the public ratings (epochs)"))
+                                   prior_progress=report_progress("learning release 0 from the public ratings (epochs)"),
+                                   say=echo_err)
     else:
         report = agent.import_file(path, format_, progress=report_progress("encoding"),
                                    scale=int(scale) if scale else None, say=echo_err)

@@ -385,7 +385,8 @@ def test_prior_status_says_when_the_prior_was_learned_on_another_encoders_vector
         agent.refresh_global_adapter()
         status = agent.prior_status()
         assert status.other_encoder and agent.prior().header == header
-        assert "learned on another version of the text encoder's vectors: `ownrec prior build`" in status.summary()
+        assert ("learned on another version of the text encoder's vectors: `ownrec prior build` with the same "
+                "public ratings file (ratings.csv) learns it again") in status.summary()
         assert len(agent.recommend(5)) == 5  # still ranked with, until it is learned again
     agent.close()
 
@@ -398,7 +399,9 @@ def test_the_demo_prior_is_learned_again_after_the_encoder_changed_and_a_persons
     public, _ = read_public_ratings(ratings)
     monkeypatch.setattr(public_ratings, "demo_public_ratings", lambda: public)  # the test catalog's "demo"
     agent = onboarded_agent(encoder, catalog())
-    assert agent.ensure_demo_prior() and agent.prior().header["source"] == "the public MovieLens-100K ratings"
+    said = []
+    assert agent.ensure_demo_prior(say=said.append) and not said  # the first: nothing to explain
+    assert agent.prior().header["source"] == "the public MovieLens-100K ratings"
     assert not agent.ensure_demo_prior() and len(agent.store.priors()) == 1  # current: nothing to learn
 
     prior = agent.prior()
@@ -408,7 +411,12 @@ def test_the_demo_prior_is_learned_again_after_the_encoder_changed_and_a_persons
         agent.store.add_prior(older, hashlib.sha256(older).hexdigest(), header["source"], 2)
         agent.refresh_global_adapter()
         assert agent.prior_status().other_encoder
-        assert agent.ensure_demo_prior()
+        assert ("vectors: `ownrec import --demo` (which the quick start runs) or `ownrec prior build` learns it "
+                "again") in agent.prior_status().summary()
+        said = []
+        assert agent.ensure_demo_prior(say=said.append)
+        assert said == ["release 0 was learned on another version of the text encoder's vectors: learning it "
+                        "again from the public MovieLens-100K ratings"]
         assert agent.prior().header["encoder"] == encoder.model_id and not agent.prior_status().other_encoder
 
     # One the person learned from their own file is theirs to learn again: it stays, and status says so.

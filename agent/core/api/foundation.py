@@ -48,9 +48,13 @@ class PriorReport:
                 + f"; built in {self.seconds:.0f} s"
                 + (f"; what people went on to like after {self.followed_items:,} of the items, from the same ratings"
                    if self.followed_items else "")
-                + ("; it was learned on another version of the text encoder's vectors: `ownrec prior build` (with "
-                   "the same public ratings file, if it came from one) learns it again on the current ones"
-                   if self.other_encoder else ""))
+                + (f"; it was learned on another version of the text encoder's vectors: {self._learn_again()} "
+                   "learns it again on the current ones" if self.other_encoder else ""))
+
+    def _learn_again(self) -> str:
+        if self.source == DEMO_PRIOR_SOURCE:
+            return "`ownrec import --demo` (which the quick start runs) or `ownrec prior build`"
+        return f"`ownrec prior build` with the same public ratings file ({self.source})"
 
 
 def _report(header: dict[str, Any], encoder: str, problems: tuple[str, ...] = (), followed_items: int = 0) -> PriorReport:
@@ -84,15 +88,19 @@ class FoundationPart:
             self._install_prior(prior, co_liked.to_bytes(catalog.refs))
         return _report(prior.header, self.encoder.model_id, problems, co_liked.followed_items)
 
-    def ensure_demo_prior(self, progress: Progress | None = None) -> bool:
+    def ensure_demo_prior(self, progress: Progress | None = None, say: Callable[[str], None] | None = None) -> bool:
         """Learn release 0 from the demo's public ratings when there is no prior, or when the one in use is the
-        demo's learned on another encoder's vectors (the encoder was rebuilt): its item rows would be read
-        against vectors they were not learned on. A prior from the person's own public ratings file is left
-        alone: only they can point at that file again (`prior status` says so). True when it learned one."""
+        demo's learned on another encoder's vectors (the encoder was rebuilt; saying so through `say`): its
+        item rows would be read against vectors they were not learned on. A prior from the person's own public
+        ratings file is left alone: only they can point at that file again (`prior status` says so). True
+        when it learned one."""
         prior = self.prior()
         if prior is not None and (prior.header.get("source") != DEMO_PRIOR_SOURCE
                                   or prior.header.get("encoder") == self.encoder.model_id):
             return False
+        if prior is not None and say:
+            say("release 0 was learned on another version of the text encoder's vectors: learning it again from "
+                "the public MovieLens-100K ratings")
         self.build_prior(progress=progress)
         return True
 

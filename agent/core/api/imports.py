@@ -34,7 +34,8 @@ class ImportPart:
         self._finish(unfinished, progress)
         return report
 
-    def import_demo(self, progress: Progress | None = None, prior_progress: Progress | None = None):
+    def import_demo(self, progress: Progress | None = None, prior_progress: Progress | None = None,
+                    say: Say | None = None):
         """The demo catalog, encoded, and release 0 learned from its public ratings (the first time, and again
         after the encoder changed: `ensure_demo_prior`)."""
         from agent.core.importers import import_demo
@@ -44,7 +45,7 @@ class ImportPart:
             self._catalog = self._scorer = None
             unfinished = UnfinishedImports(self.store).entries()
         self.ensure_embeddings(progress)
-        self.ensure_demo_prior(prior_progress)
+        self.ensure_demo_prior(prior_progress, say)
         self._finish(unfinished, progress)
         return report
 
