@@ -63,15 +63,14 @@ from agent.lab.evaluation.setting import (CONTEXTS, Foundation, Log, Setting, Sh
                                           fit_personal, local_deltas, prepare, upload_labels_of)
 
 TARGET_DELTA = 1e-4
-# Fixed on a 300-user pilot (layout 2, k = 32, plain averages): deltas of the client's default training have
-# a median norm of 10 to 11.5, and C = 10 keeps most of each step. Clipping every delta to C = 5 is a
-# server step of about half (test HR@10 after 4 rounds 0.550, against 0.587 with C = 20); the noise scales
-# with C, so a larger C buys nothing once deltas are unclipped. The client's default policy allows C <= 10.
+# Fixed on a 300-user pilot (layout 2, k = 32, plain averages; EVALUATION.md): C = 10 keeps most of a
+# delta of the client's default training, a smaller C is a smaller server step, and the noise scales with C,
+# so a larger C buys nothing once deltas are unclipped. The client's default policy allows C <= 10.
 CLIP_NORM = 10.0
 # The coordinator's item rate (`CoordinatorSettings.item_learning_rate`: item biases and residuals move this
-# many times the cohort average). Without noise 32 did best, with epsilon 4's noise 1 (the pilot table in
-# EVALUATION.md, "The item rate"). So each row runs the coordinator it would deploy, and one more no-DP row
-# runs the DP rows' rate: their like-for-like comparison.
+# many times the cohort average). Without noise 32 did best on validation (chosen again from release 0), with
+# epsilon 4's noise 1 (EVALUATION.md, "The item rate"). So each row runs the coordinator it would deploy, and
+# one more no-DP row runs the DP rows' rate: their like-for-like comparison.
 ITEM_RATE_WITHOUT_NOISE = 32.0
 ITEM_RATE_WITH_NOISE = 1.0
 
@@ -106,9 +105,9 @@ DENSE_AND_LONGER_LOCAL_EPSILON = 4.0
 LARGER_FEDERATION = 8
 LARGER_FEDERATION_EPSILON = 4.0
 LARGER_FEDERATION_ITEM_RATE = 32.0
-# One more no-DP row that runs this many rounds: the bar it compares with, PFedRec's federation embeddings
-# (0.638 / 0.364), took 100 rounds. Pilot (outside this command, rate 32): best validation at round 6 of 6,
-# 0.632 / 0.368; 8 rounds 0.630 / 0.367. Without noise a round costs only time (about a minute here).
+# One more no-DP row that runs this many rounds: the bar it compares with, PFedRec's federation embeddings,
+# took 100 rounds; a pilot (EVALUATION.md) had its best validation at round 6, no better at 8. Without noise
+# a round costs only time.
 LONGER_ROUNDS = 6
 
 
@@ -120,9 +119,8 @@ def larger_federation_name(scale: int, users: int) -> str:
 @dataclass(frozen=True)
 class EvalSettings:
     users: int | None = None   # None: all 943
-    # Every round costs privacy and time: 3 is where the no-DP row stops improving (943 users, layout 2:
-    # test NDCG@10 after rounds 1-5 was 0.243, 0.289, 0.321, 0.319, 0.322). Over 3 rounds instead of 5 the
-    # same epsilon needs sqrt(3/5) of the noise per round.
+    # Every round costs privacy and time: 3 is where the no-DP row stopped improving (943 users, layout 2;
+    # EVALUATION.md). Over 3 rounds instead of 5 the same epsilon needs sqrt(3/5) of the noise per round.
     rounds: int = 3
     epsilons: tuple[float, ...] = (1.0, 4.0, 8.0)
     # After each round the personal part is refit under the new global part: 0 fits it afresh exactly as sync
