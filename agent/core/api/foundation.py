@@ -99,8 +99,8 @@ class FoundationPart:
                                   or prior.header.get("encoder") == self.encoder.model_id):
             return False
         if prior is not None and say:
-            say("release 0 was learned on another version of the text encoder's vectors: learning it again from "
-                "the public MovieLens-100K ratings")
+            say(f"release 0 was learned on another version of the text encoder's vectors: learning it again from "
+                f"{DEMO_PRIOR_SOURCE}")
         self.build_prior(progress=progress)
         return True
 
