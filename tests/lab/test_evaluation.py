@@ -16,7 +16,8 @@ from agent.core.ranker.model import RECENT_DECAY, RECENT_ITEMS, RECENT_WEIGHT
 from agent.federation.accounting import privacy_spent
 from agent.lab.evaluation.audit import Split, attack, auc, chance_of_highest, fit_attacker
 from agent.lab.evaluation.federated import (ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE, LARGER_FEDERATION_ITEM_RATE,
-                                            NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name, larger_federation_name,
+                                            LOCAL_EPOCHS_WITH_NOISE, LOCAL_EPOCHS_WITHOUT_NOISE,
+                                            NO_DP, NO_DP_AS_DP_ROWS, SYNC_OFF, federated_name, larger_federation_name,
                                             noise_for_epsilon)
 
 DP4 = federated_name("prior", 4.0)
@@ -132,10 +133,14 @@ def test_eval_quick_runs_every_row_and_the_numbers_hang_together(tmp_path):
     assert rows[DP4]["epsilon"] == pytest.approx(4.0, abs=0.01)
     assert rows[NO_DP]["epsilon"] is None  # infinite: no noise
     assert rows[NO_DP]["foundation"] == "prior" and rows[federated_name("text")]["foundation"] == "text"
-    # Each row runs the coordinator it would deploy; the no-DP row at the DP rows' item rate is the like-for-like.
+    # Each row runs the coordinator it would deploy and the local work that suits its noise; the no-DP row run
+    # as the DP rows are (item rate, local epochs) is the like-for-like.
     assert rows[NO_DP]["item_learning_rate"] == ITEM_RATE_WITHOUT_NOISE
-    assert rows[NO_DP_SAME_RATE]["item_learning_rate"] == rows[DP4]["item_learning_rate"] == ITEM_RATE_WITH_NOISE
-    assert rows[NO_DP_SAME_RATE]["ndcg10_sampled"] != rows[NO_DP]["ndcg10_sampled"]
+    assert rows[NO_DP]["local_epochs"] == rows[federated_name("text")]["local_epochs"] == LOCAL_EPOCHS_WITHOUT_NOISE
+    assert rows[NO_DP_AS_DP_ROWS]["item_learning_rate"] == rows[DP4]["item_learning_rate"] == ITEM_RATE_WITH_NOISE
+    assert rows[NO_DP_AS_DP_ROWS]["local_epochs"] == rows[DP4]["local_epochs"] == LOCAL_EPOCHS_WITH_NOISE
+    assert rows[larger_federation_name(8, 150)]["local_epochs"] == LOCAL_EPOCHS_WITH_NOISE
+    assert rows[NO_DP_AS_DP_ROWS]["ndcg10_sampled"] != rows[NO_DP]["ndcg10_sampled"]
     # Epsilon 4 in a federation 8x larger: the same multiplier for each of 1,200 people, so the 150 users'
     # average takes 1/8 of the epsilon-4 row's noise.
     larger = rows[larger_federation_name(8, 150)]

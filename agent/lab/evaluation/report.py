@@ -13,7 +13,7 @@ from typing import Any
 from agent.core.atomic import write_bytes_atomic
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.lab.reports import measured_where, write_section
-from agent.lab.evaluation.federated import (ADOPTION, NO_DP, NO_DP_SAME_RATE, SYNC_OFF, federated_name,
+from agent.lab.evaluation.federated import (ADOPTION, NO_DP, NO_DP_AS_DP_ROWS, SYNC_OFF, federated_name,
                                         longer_rounds_name)
 
 EVAL_BEGIN, EVAL_END = "<!-- eval:begin -->", "<!-- eval:end -->"
@@ -92,7 +92,7 @@ def plot_privacy_utility(results: dict[str, Any], path: Path) -> None:
         if _scale(row):
             axis.plot([_eps(row)], [row["ndcg10_sampled"]], "*", markersize=12, color="tab:purple",
                       label=f"the same in a federation {_scale(row)}x larger (item rate {_rate(row)})")
-    styles = {NO_DP: ("tab:green", "--"), NO_DP_SAME_RATE: ("tab:olive", ":"),
+    styles = {NO_DP: ("tab:green", "--"), NO_DP_AS_DP_ROWS: ("tab:olive", ":"),
               SYNC_OFF["text"]: ("tab:gray", ":"), SYNC_OFF["prior"]: ("tab:blue", ":"),
               "popularity": ("tab:red", "-.")}
     for row in rows:
@@ -129,7 +129,12 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         + ("32 without noise: an item's row learns who likes it only from the people who rated it, and the average "
            "divides that by everyone; 1 with noise, which the rate would multiply as well"
            if s.get("item_rate") is None else f"{s['item_rate']:g} in every row: `--item-rate`")
-        + "). DP rows add the distributed "
+        + "). Each device trains its delta for "
+        + ("2 local epochs per round without noise (less drift from the average it joins) and the client's 5 with "
+           "noise (more signal against the round's fixed noise; a deployed device refuses rounds without noise)"
+           if s.get("local_epochs") is None else f"{s['local_epochs']} local epochs per round in every row: "
+           "`--local-epochs`")
+        + ". DP rows add the distributed "
         "Gaussian noise whose multiplier gives each user the stated epsilon over the rounds (exact Gaussian accountant, "
         f"delta {s['target_delta']:g}; every user joins every round, no sampling amplification claimed). "
         + ("The coordinator shrinks each noised average against its known noise before applying it (B_g; from "
@@ -162,18 +167,19 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         "and nothing of their own, enter what they are scored with. The federated rows from release 0 federate a "
         "refinement on top of it (each device trains its delta from its own fold's release 0 plus the federation's "
         "vector; in the product every device has the same release 0 and the coordinator starts from it).", "",
-        "| model | HR@10 | NDCG@10 | full HR@10 | full NDCG@10 | epsilon | item rate | checkpoint | time |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "| model | HR@10 | NDCG@10 | full HR@10 | full NDCG@10 | epsilon | item rate | local epochs | checkpoint "
+        "| time |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
         eps = row.get("epsilon", "")
         eps = "∞ (no noise)" if "epsilon" in row and eps is None else ("" if eps == "" else f"{eps:g}")
         lines.append(f"| {row['name']} | {_f(row['hr10_sampled'])} | {_f(row['ndcg10_sampled'])} | "
                      f"{_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | {eps} | {_rate(row)} | "
-                     f"{row.get('chosen', '')} | {row['seconds']:.0f} s |")
+                     f"{row.get('local_epochs') or ''} | {row.get('chosen', '')} | {row['seconds']:.0f} s |")
     for row in results["reference_rows"]:
         lines.append(f"| *{row['name']}: measured outside ownrec ({row.get('source', 'reference runs')})* | "
                      f"{_f(row['hr10_sampled'])} | "
-                     f"{_f(row['ndcg10_sampled'])} | {_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | | | | |")
+                     f"{_f(row['ndcg10_sampled'])} | {_f(row['hr10_full'])} | {_f(row['ndcg10_full'])} | | | | | |")
     lines += context_table(results)
     lines += people_table(results)
     lines += ["", *findings(results)]
@@ -290,18 +296,20 @@ def findings(results: dict[str, Any]) -> list[str]:
             verdict = ("; target: " + ("within 5% of no DP: " + ("met" if within else "**missed**") + ", "
                                        if abs(_eps(row) - 4.0) < 1e-9 else "")
                        + "not below sync off (" + f"{floor['ndcg10_sampled']:.3f}): " + ("met" if above else "**missed**"))
-        same_rate = _row(results, NO_DP_SAME_RATE + check) if row.get("foundation", "prior") == "prior" else None
-        if same_rate and same_rate["ndcg10_sampled"] > 0 and row.get("item_learning_rate") == same_rate["item_learning_rate"]:
+        same_rate = _row(results, NO_DP_AS_DP_ROWS + check) if row.get("foundation", "prior") == "prior" else None
+        if (same_rate and same_rate["ndcg10_sampled"] > 0 and all(row.get(k) == same_rate.get(k) for k in (
+                "item_learning_rate", "local_epochs"))):
             like = (row["ndcg10_sampled"] - same_rate["ndcg10_sampled"]) / same_rate["ndcg10_sampled"]
-            verdict += f"; {100 * like:+.1f}% relative to no noise at the same item rate"
+            verdict += f"; {100 * like:+.1f}% relative to no noise at the same item rate and local epochs"
         out.append(f"- {row['name']} (noise multiplier {row['noise_multiplier']:.2f}; the released average of the "
                    f"{users} updates carries noise of sd {std:.4f} per parameter): {_pair(row)}, NDCG@10 "
                    f"{100 * change:+.1f}% relative to the same start without noise{verdict}.")
     dp_rows = [r for r in rows if _eps(r) is not None and not _scale(r) and r.get("foundation", "prior") == "prior"]
-    if dp_rows and _row(results, NO_DP_SAME_RATE):
-        out += ["", "What the DP rows say: at the item rate they run (1), the noise itself costs almost nothing once "
-                "release 0 is in place (the last figure of each line above); the gap to the no-DP row is its item rate "
-                "of 32, which multiplies the noise as well as the signal. Sharing fewer numbers (B_g and the biases "
+    if dp_rows and _row(results, NO_DP_AS_DP_ROWS):
+        out += ["", "What the DP rows say: run as they are (item rate 1, 5 local epochs), the noise itself costs almost "
+                "nothing once release 0 is in place (the last figure of each line above); the gap to the no-DP row is "
+                "what that row runs without noise: the item rate 32, which would multiply the noise as well as the "
+                "signal, and 2 local epochs, which would put less signal against it. Sharing fewer numbers (B_g and the biases "
                 "only) and one round of more local work instead of three each land within the same range. Adaptive "
                 "clipping is not measured: with one to three rounds per person there are too few rounds for a private "
                 "estimate of the clipping quantile to adapt."]
