@@ -454,7 +454,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
               for eps in settings.epsilons if eps == LARGER_FEDERATION_EPSILON]
     plans.append(make(federated_name("prior"), 0.0, without_noise, rounds))
     if fixed is None and settings.local_epochs is None:
-        plans.append(make(NO_DP_AS_DP_ROWS, 0.0, with_noise, rounds))
+        plans.append(Plan(NO_DP_AS_DP_ROWS, 0.0, with_noise, rounds, local_epochs=LOCAL_EPOCHS_WITH_NOISE))
     plans += [make(federated_name("prior", eps), noise_for_epsilon(eps, rounds), with_noise, rounds)
               for eps in settings.epsilons]
     if settings.dp_variants and DENSE_AND_LONGER_LOCAL_EPSILON in settings.epsilons:
