@@ -451,7 +451,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     make = partial(Plan, local_epochs=settings.local_epochs)  # None: by the noise (LOCAL_EPOCHS_WITHOUT_NOISE)
     plans = [make(federated_name("text"), 0.0, without_noise, rounds, foundation="text")]
     plans += [make(federated_name("text", eps), noise_for_epsilon(eps, rounds), with_noise, rounds, foundation="text")
-              for eps in settings.epsilons if eps == LARGER_FEDERATION_EPSILON]
+              for eps in settings.epsilons]
     plans.append(make(federated_name("prior"), 0.0, without_noise, rounds))
     if fixed is None and settings.local_epochs is None:
         plans.append(Plan(NO_DP_AS_DP_ROWS, 0.0, with_noise, rounds, local_epochs=LOCAL_EPOCHS_WITH_NOISE))

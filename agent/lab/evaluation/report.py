@@ -296,6 +296,9 @@ def findings(results: dict[str, Any]) -> list[str]:
             verdict = ("; target: " + ("within 5% of no DP: " + ("met" if within else "**missed**") + ", "
                                        if abs(_eps(row) - 4.0) < 1e-9 else "")
                        + "not below sync off (" + f"{floor['ndcg10_sampled']:.3f}): " + ("met" if above else "**missed**"))
+        elif floor:  # from zero: the sync off of a catalog without public ratings, which no target names
+            verdict = (f"; against sync off on the text alone ({floor['ndcg10_sampled']:.3f}): "
+                       + ("not below" if row["ndcg10_sampled"] >= floor["ndcg10_sampled"] else "**below**"))
         same_rate = _row(results, NO_DP_AS_DP_ROWS + check) if row.get("foundation", "prior") == "prior" else None
         if (same_rate and same_rate["ndcg10_sampled"] > 0 and all(row.get(k) == same_rate.get(k) for k in (
                 "item_learning_rate", "local_epochs"))):
