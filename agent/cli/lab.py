@@ -204,8 +204,8 @@ def _setting_changes(given: tuple[str, ...]) -> dict[str, Any]:
 @click.pass_context
 @fail_cleanly
 def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int | None, seed: int,
-               item_rate: float | None, local_epochs: int | None, larger_federation: int, longer_rounds: int | None, adoption: str,
-               only: tuple[str, ...], as_json: bool, output: Path) -> None:
+               item_rate: float | None, local_epochs: int | None, larger_federation: int, longer_rounds: int | None,
+               adoption: str, only: tuple[str, ...], as_json: bool, output: Path) -> None:
     """Accuracy on MovieLens-100K: ownrec local, federated, with DP, and two baselines.
 
     The PFedRec protocol: HR@10 and NDCG@10, 1 + 99 sampled and full ranking. Rows: popularity,

@@ -13,8 +13,8 @@ from typing import Any
 from agent.core.atomic import write_bytes_atomic
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.lab.reports import measured_where, write_section
-from agent.lab.evaluation.federated import (ADOPTION, NO_DP, NO_DP_AS_DP_ROWS, SYNC_OFF, federated_name,
-                                        longer_rounds_name)
+from agent.lab.evaluation.federated import (ADOPTION, LOCAL_EPOCHS_WITH_NOISE, LOCAL_EPOCHS_WITHOUT_NOISE, NO_DP,
+                                            NO_DP_AS_DP_ROWS, SYNC_OFF, federated_name, longer_rounds_name)
 
 EVAL_BEGIN, EVAL_END = "<!-- eval:begin -->", "<!-- eval:end -->"
 AUDIT_BEGIN, AUDIT_END = "<!-- audit:begin -->", "<!-- audit:end -->"
@@ -130,8 +130,9 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
            "divides that by everyone; 1 with noise, which the rate would multiply as well"
            if s.get("item_rate") is None else f"{s['item_rate']:g} in every row: `--item-rate`")
         + "). Each device trains its delta for "
-        + ("2 local epochs per round without noise (less drift from the average it joins) and the client's 5 with "
-           "noise (more signal against the round's fixed noise; a deployed device refuses rounds without noise)"
+        + (f"{LOCAL_EPOCHS_WITHOUT_NOISE} local epochs per round without noise (less drift from the average it joins) "
+           f"and the client's {LOCAL_EPOCHS_WITH_NOISE} with noise (more signal against the round's fixed noise; a "
+           "deployed device refuses rounds without noise)"
            if s.get("local_epochs") is None else f"{s['local_epochs']} local epochs per round in every row: "
            "`--local-epochs`")
         + ". DP rows add the distributed "
