@@ -185,6 +185,9 @@ def _setting_changes(given: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--local-epochs", type=click.IntRange(1, 100), default=None,
               help="Each device's local epochs per round for every federated row but the one-round variant "
                    "[default: 2 without noise, 5 (the client's) with noise].")
+@click.option("--min-raters", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Every federated row shares an item's bias and residual only for items with at least this "
+                   "many raters among everyone's training interactions (0: every item).")
 @click.option("--larger-federation", type=click.IntRange(min=0), default=8, show_default=True,
               help="Also run epsilon 4 as one of a federation this many times larger: the users' average takes "
                    "the noise that so many people's average would carry (0 or 1: no such row).")
@@ -204,8 +207,8 @@ def _setting_changes(given: tuple[str, ...]) -> dict[str, Any]:
 @click.pass_context
 @fail_cleanly
 def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int | None, seed: int,
-               item_rate: float | None, local_epochs: int | None, larger_federation: int, longer_rounds: int | None,
-               adoption: str, only: tuple[str, ...], as_json: bool, output: Path) -> None:
+               item_rate: float | None, local_epochs: int | None, min_raters: int, larger_federation: int,
+               longer_rounds: int | None, adoption: str, only: tuple[str, ...], as_json: bool, output: Path) -> None:
     """Accuracy on MovieLens-100K: ownrec local, federated, with DP, and two baselines.
 
     The PFedRec protocol: HR@10 and NDCG@10, 1 + 99 sampled and full ranking. Rows: popularity,
@@ -238,6 +241,7 @@ def eval_group(ctx: click.Context, quick: bool, users: int | None, rounds: int |
         settings = replace(settings, item_rate=item_rate)
     if local_epochs is not None:
         settings = replace(settings, local_epochs=local_epochs)
+    settings = replace(settings, min_raters=min_raters)
     settings = replace(settings, larger_federation=larger_federation)
     if longer_rounds is not None:
         settings = replace(settings, longer_rounds=longer_rounds)

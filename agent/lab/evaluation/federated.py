@@ -141,6 +141,7 @@ class EvalSettings:
     seed: int = 0
     item_rate: float | None = None  # None: ITEM_RATE_WITHOUT_NOISE / ITEM_RATE_WITH_NOISE; else every row's
     local_epochs: int | None = None  # None: LOCAL_EPOCHS_WITHOUT_NOISE / LOCAL_EPOCHS_WITH_NOISE; else every row's
+    min_raters: int = 0  # > 0: every federated row shares items' rows only for items with this many raters
     larger_federation: int = LARGER_FEDERATION  # 0: no such row
     longer_rounds: int = LONGER_ROUNDS          # 0: no such row
     dp_variants: bool = True  # the DP rows that try fewer, denser numbers and fewer rounds with more local work
@@ -258,6 +259,7 @@ class Plan:
     foundation: str = "prior"
     local_epochs: int | None = None  # None: LOCAL_EPOCHS_WITHOUT_NOISE / LOCAL_EPOCHS_WITH_NOISE by the noise
     dense: bool = False  # federate only B_g and the item biases (layout 1): fewer, denser shared numbers
+    min_raters: int = 0  # > 0: items' rows shared only for items with this many raters (`shared_layout`)
     adoption: bool = False  # each device checks every release before using it (module docstring)
     shrink: bool = True  # the coordinator shrinks a noised average's blocks against its noise (as deployed)
 
@@ -268,12 +270,30 @@ class Plan:
     @property
     def reuses_first_deltas(self) -> bool:
         """Whether round 1's deltas are those every row with its foundation and local epochs shares (from
-        zero, on all the training items)."""
+        zero, on all the training items; each row takes the numbers it shares)."""
         return not self.dense and not self.adoption
 
 
 def local_epochs_for(noise_multiplier: float) -> int:
     return LOCAL_EPOCHS_WITHOUT_NOISE if noise_multiplier == 0 else LOCAL_EPOCHS_WITH_NOISE
+
+
+def shared_layout(setting: Setting, plan: Plan) -> tuple[SharedLayout, np.ndarray]:
+    """What a row's federation shares, and where each of its numbers sits in the setting's full layout:
+    everything; without the residual rows (`dense`); or an item's bias and residual only for items with at
+    least `min_raters` raters among everyone's training interactions (never a held-out item)."""
+    full = setting.layout
+    refs = full.refs
+    if plan.min_raters:
+        raters = np.bincount(setting.protocol.train_item, minlength=len(full.refs))
+        refs = tuple(ref for i, ref in enumerate(full.refs) if raters[i] >= plan.min_raters)
+    layout = (SharedLayout(full.projection, refs, None, version=1) if plan.dense
+              else SharedLayout(full.projection, refs, full.residual_basis))
+    kept = np.array([full.index_of(ref) for ref in refs], np.int64)
+    head, items, k = full.dim * full.rank, len(full.refs), full.residual_rank
+    residuals = (head + items + kept[:, None] * k + np.arange(layout.residual_rank)).ravel()
+    index = np.concatenate([np.arange(head), head + kept, residuals]).astype(np.int64)
+    return layout, index
 
 
 def against(row: tuple[np.ndarray, np.ndarray], sync_off: tuple[np.ndarray, np.ndarray]) -> dict[str, dict[str, int]]:
@@ -297,13 +317,13 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
 
     started = time.perf_counter()
     name, rounds = plan.name, plan.rounds
-    layout = setting.layout
-    if plan.dense:  # the same projection and vocabulary without the residual rows: what the federation shares
-        layout = SharedLayout(setting.layout.projection, setting.layout.refs, None, version=1)
+    layout, index = shared_layout(setting, plan)
 
     def shared(vector: np.ndarray) -> np.ndarray:
-        """The federation's vector in the setting's full layout (residual rows at zero when dense)."""
-        return np.concatenate([vector, np.zeros(setting.layout.size - layout.size)])
+        """The federation's vector in the setting's full layout (the rows it does not share at zero)."""
+        full = np.zeros(setting.layout.size)
+        full[index] = vector
+        return full
 
     def refit(global_part: Shared, start: list[PersonalAdapter], people: list[int] | None = None
               ) -> list[PersonalAdapter]:
@@ -317,7 +337,7 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
     upload = upload_labels_of(setting) if plan.adoption else None
 
     def deltas_for(vector: np.ndarray, personal: list[PersonalAdapter], round_number: int) -> list[np.ndarray]:
-        return [d[:layout.size] for d in local_deltas(setting, shared(vector), personal, round_number,
+        return [d[index] for d in local_deltas(setting, shared(vector), personal, round_number,
                                                       plan.local_epochs, upload)]
 
     federation = InProcessFederation(folder, layout, setting.size, clip_norm=CLIP_NORM,
@@ -363,7 +383,8 @@ def federated_row(setting: Setting, plan: Plan, finetune_epochs: int, folder: Pa
             decided = None
             if round_number <= rounds:
                 reuse = round_number == 1 and plan.reuses_first_deltas and first_deltas is not None
-                deltas = first_deltas if reuse else deltas_for(release.vector, personal, round_number)
+                deltas = ([d[index] for d in first_deltas] if reuse
+                          else deltas_for(release.vector, personal, round_number))
                 result = federation.run_round(deltas, release)
                 release, epsilon = result.release, result.epsilon
                 label = f"round {round_number}"
@@ -448,20 +469,21 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
     fixed = settings.item_rate
     without_noise, with_noise = (ITEM_RATE_WITHOUT_NOISE, ITEM_RATE_WITH_NOISE) if fixed is None else (fixed, fixed)
     rounds = settings.rounds
-    make = partial(Plan, local_epochs=settings.local_epochs)  # None: by the noise (LOCAL_EPOCHS_WITHOUT_NOISE)
+    make = partial(Plan, local_epochs=settings.local_epochs,  # None: by the noise (LOCAL_EPOCHS_WITHOUT_NOISE)
+                   min_raters=settings.min_raters)
     plans = [make(federated_name("text"), 0.0, without_noise, rounds, foundation="text")]
     plans += [make(federated_name("text", eps), noise_for_epsilon(eps, rounds), with_noise, rounds, foundation="text")
               for eps in settings.epsilons]
     plans.append(make(federated_name("prior"), 0.0, without_noise, rounds))
     if fixed is None and settings.local_epochs is None:
-        plans.append(Plan(NO_DP_AS_DP_ROWS, 0.0, with_noise, rounds, local_epochs=LOCAL_EPOCHS_WITH_NOISE))
+        plans.append(make(NO_DP_AS_DP_ROWS, 0.0, with_noise, rounds, local_epochs=LOCAL_EPOCHS_WITH_NOISE))
     plans += [make(federated_name("prior", eps), noise_for_epsilon(eps, rounds), with_noise, rounds)
               for eps in settings.epsilons]
     if settings.dp_variants and DENSE_AND_LONGER_LOCAL_EPSILON in settings.epsilons:
         eps = DENSE_AND_LONGER_LOCAL_EPSILON
         plans.append(make(f"{federated_name('prior', eps)}, only B_g and the item biases shared",
                           noise_for_epsilon(eps, rounds), with_noise, rounds, dense=True))
-        plans.append(Plan(f"{federated_name('prior', eps)}, 1 round of {4 * LOCAL_EPOCHS_WITH_NOISE} local epochs",
+        plans.append(make(f"{federated_name('prior', eps)}, 1 round of {4 * LOCAL_EPOCHS_WITH_NOISE} local epochs",
                           noise_for_epsilon(eps, 1), with_noise, 1, local_epochs=4 * LOCAL_EPOCHS_WITH_NOISE))
     if settings.larger_federation > 1:
         scale = settings.larger_federation
@@ -499,7 +521,7 @@ def run_evaluation(settings: EvalSettings = EvalSettings(), log: Log = print) ->
                          "clip_norm": CLIP_NORM, "target_delta": TARGET_DELTA, "finetune_epochs": settings.finetune_epochs,
                          "shrink_noise": True,
                          "seed": settings.seed, "bpr": asdict(settings.bpr), "item_rate": settings.item_rate,
-                         "local_epochs": settings.local_epochs,
+                         "local_epochs": settings.local_epochs, "min_raters": settings.min_raters,
                          "larger_federation": settings.larger_federation, "longer_rounds": settings.longer_rounds,
                          "adoption": list(settings.adoption), "only": list(settings.only),
                          "recent_items": RECENT_ITEMS, "recent_weight": RECENT_WEIGHT,

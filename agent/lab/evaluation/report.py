@@ -108,9 +108,14 @@ def plot_privacy_utility(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def _shared_part(settings: dict[str, Any]) -> str:
+def _shared_part(settings: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     k = settings.get("residual_rank", 0)
     what = f"B_g, the item biases and {k}-d item residuals" if k else "B_g and the item biases"
+    if settings.get("min_raters"):
+        shared = max((row["parameters"] for row in rows if row.get("parameters")), default=0)
+        return (f"{what} of the items with at least {settings['min_raters']} raters among everyone's training "
+                f"interactions, `--min-raters`: {shared:,} numbers of the full layout's "
+                f"{settings.get('parameters', 7826):,}")
     return f"{what}: {settings.get('parameters', 7826):,} numbers"
 
 
@@ -122,7 +127,7 @@ def eval_markdown(results: dict[str, Any], plot: str | None) -> str:
         "the test item and the one before the validation item; the test item is ranked among 99 sampled items the "
         "user never interacted with (fixed seed) and, in full ranking, among every item not in their training "
         "set. Federated rows: every user takes part in each of "
-        f"{s['rounds']} rounds, uploading Delta phi_g ({_shared_part(s)}) through the real "
+        f"{s['rounds']} rounds, uploading Delta phi_g ({_shared_part(s, results['rows'])}) through the real "
         "client stages and the real coordinator (in one process, no HTTP): clipped to "
         f"C = {s['clip_norm']:g}, noised, quantized, masked, summed, unmasked, averaged; the coordinator moves B_g by "
         "the average and the item biases and residuals by `item rate` times it ("
