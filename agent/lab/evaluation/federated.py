@@ -271,7 +271,7 @@ class Plan:
     def reuses_first_deltas(self) -> bool:
         """Whether round 1's deltas are those every row with its foundation and local epochs shares (from
         zero, on all the training items; each row takes the numbers it shares)."""
-        return not self.dense and not self.adoption
+        return not self.adoption
 
 
 def local_epochs_for(noise_multiplier: float) -> int:

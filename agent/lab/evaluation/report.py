@@ -13,8 +13,8 @@ from typing import Any
 from agent.core.atomic import write_bytes_atomic
 from agent.federation.neighbourhood import plan_neighbourhood
 from agent.lab.reports import measured_where, write_section
-from agent.lab.evaluation.federated import (ADOPTION, LOCAL_EPOCHS_WITH_NOISE, LOCAL_EPOCHS_WITHOUT_NOISE, NO_DP,
-                                            NO_DP_AS_DP_ROWS, SYNC_OFF, federated_name, longer_rounds_name)
+from agent.lab.evaluation.federated import (ADOPTION, ITEM_RATE_WITH_NOISE, ITEM_RATE_WITHOUT_NOISE,
+                                            LOCAL_EPOCHS_WITH_NOISE, LOCAL_EPOCHS_WITHOUT_NOISE, NO_DP, NO_DP_AS_DP_ROWS, SYNC_OFF, federated_name, longer_rounds_name)
 
 EVAL_BEGIN, EVAL_END = "<!-- eval:begin -->", "<!-- eval:end -->"
 AUDIT_BEGIN, AUDIT_END = "<!-- audit:begin -->", "<!-- audit:end -->"
@@ -315,10 +315,12 @@ def findings(results: dict[str, Any]) -> list[str]:
                    f"{100 * change:+.1f}% relative to the same start without noise{verdict}.")
     dp_rows = [r for r in rows if _eps(r) is not None and not _scale(r) and r.get("foundation", "prior") == "prior"]
     if dp_rows and _row(results, NO_DP_AS_DP_ROWS):
-        out += ["", "What the DP rows say: run as they are (item rate 1, 5 local epochs), the noise itself costs almost "
-                "nothing once release 0 is in place (the last figure of each line above); the gap to the no-DP row is "
-                "what that row runs without noise: the item rate 32, which would multiply the noise as well as the "
-                "signal, and 2 local epochs, which would put less signal against it. Sharing fewer numbers (B_g and the biases "
+        out += ["", f"What the DP rows say: run as they are (item rate {ITEM_RATE_WITH_NOISE:g}, {LOCAL_EPOCHS_WITH_NOISE} "
+                "local epochs), the noise itself costs almost nothing once release 0 is in place (the last figure of "
+                "each line above); the gap to the no-DP row is what that row runs without noise: the item rate "
+                f"{ITEM_RATE_WITHOUT_NOISE:g}, which would multiply the noise as well as the signal, and "
+                f"{LOCAL_EPOCHS_WITHOUT_NOISE} local epochs, which would put less signal against it. Sharing fewer "
+                "numbers (B_g and the biases "
                 "only) and one round of more local work instead of three each land within the same range. Adaptive "
                 "clipping at its best (C fixed at the quantile of the update norms it would move to, its private "
                 "estimate free) does no better than C = 10 (measured outside this table: \"Adaptive clipping at its "
